@@ -1,0 +1,7 @@
+"""Allow ``python -m orchestrator``."""
+
+import sys
+
+from orchestrator.cli import main
+
+sys.exit(main())

@@ -1,0 +1,63 @@
+"""Exit statuses, hook exit codes, phase and directory names, defaults: one place for each."""
+
+import re
+
+# Exit statuses of hookrun itself (design.md section 2).
+EXIT_OK = 0
+EXIT_USAGE = 2
+EXIT_HOOK_STOPPED = 69
+EXIT_CANT_CREATE = 73
+EXIT_LOCKED = 75
+EXIT_UNSAFE = 77
+EXIT_CONFIG = 78
+EXIT_COMMAND_TIMEOUT = 124
+EXIT_NOT_EXECUTABLE = 126
+EXIT_NOT_FOUND = 127
+SIGNAL_EXIT_BASE = 128
+
+# Exit codes with a meaning when a hook returns them (design.md section 1).
+HOOK_ABORT_CONTINUE = 62
+HOOK_ABORT_STOP = 63
+HOOK_SOFT_SKIP = 75
+
+# Phases as they appear in records, environment and JSON.
+PHASE_PRE = "pre"
+PHASE_COMMAND = "command"
+PHASE_POST = "post"
+PHASE_ON_ERROR = "on-error"
+PHASE_ON_SUCCESS = "on-success"
+PHASE_CLEANUP = "cleanup"
+PHASE_FINALLY = "finally"
+PHASE_RECOVER = "recover"
+
+DEFAULT_EVENT = "backup"
+EVENT_RE = re.compile(r"[a-z0-9][a-z0-9_-]*\Z")
+ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+CONFIG_NAME = "hookrun.conf"
+IGNORE_NAME = ".hookignore"
+LOG_NAME = "hookrun.log"
+HISTORY_NAME = "history.sqlite3"
+ROOT_HOOKS_DIR = "/etc/hookrun"
+ROOT_STATE_DIR = "/var/lib/hookrun"
+
+# Defaults (design.md sections 1, 3, 4, 7).
+DEFAULT_TIMEOUT = 300.0
+DEFAULT_RETRY_DELAY = 5.0
+MAX_RETRY_DELAY = 300.0
+MAX_RETRIES = 100
+DEFAULT_KILL_GRACE = 10.0
+HEADER_LINES = 30
+STRAY_DRAIN_SECONDS = 2.0
+ERROR_LOG_LINES = 200
+SUMMARY_OUTPUT_LINES = 20
+LOG_MAX_BYTES = 10 * 1024 * 1024
+LOG_BACKUPS = 5
+NOTIFY_TIMEOUT = 10.0
+NOTIFY_MAX_BODY = 100_000
+
+# File names run-parts and package managers leave behind: skipped without a word.
+SKIP_SUFFIXES = (
+    ".dpkg-old", ".dpkg-new", ".dpkg-dist", ".dpkg-tmp", ".ucf-old", ".ucf-new", ".ucf-dist",
+    ".rpmnew", ".rpmsave", ".rpmorig", ".swp", ".bak", ".orig", ".disabled",
+)

@@ -1,0 +1,133 @@
+"""Phase directories of an event -> their entries in byte-wise order, each run or skipped.
+
+The rules are run-parts' (design.md section 1): no recursion, ``LC_ALL=C`` order, silent skips
+for editor and package-manager leftovers and ``.hookignore`` matches, warnings for files that
+look like hooks but cannot run.
+"""
+
+import os
+import stat
+from dataclasses import dataclass
+
+from orchestrator import constants as c
+
+EXEC_BITS = stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH
+
+
+@dataclass(frozen=True)
+class PhaseDir:
+    """One phase: its kind (``pre``, ``post``, ...) and directory name (``pre-backup.d``)."""
+
+    kind: str
+    dirname: str
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One name in a phase directory. ``warn`` marks a skip that is warned about on every run."""
+
+    phase: PhaseDir
+    name: str
+    path: str
+    runs: bool
+    reason: object = None
+    warn: bool = False
+
+    @property
+    def key(self):
+        """The name the config file uses for it: ``pre-backup.d/10-x``."""
+        return f"{self.phase.dirname}/{self.name}"
+
+
+def phase_dirs(event):
+    """The phases of ``event`` in the order a run visits them (cleanups are not a directory)."""
+    return [PhaseDir(c.PHASE_PRE, f"pre-{event}.d"), PhaseDir(c.PHASE_POST, f"post-{event}.d"),
+            PhaseDir(c.PHASE_ON_ERROR, "on-error.d"), PhaseDir(c.PHASE_ON_SUCCESS, "on-success.d"),
+            PhaseDir(c.PHASE_FINALLY, "finally.d")]
+
+
+def phase_dir_named(dirname):
+    """The PhaseDir for a directory name given by a user (``pre-backup`` or ``pre-backup.d``)
+    and the event it implies (None for the shared phases); None if it is no phase directory."""
+    base = dirname[:-2] if dirname.endswith(".d") else dirname
+    for kind in (c.PHASE_ON_ERROR, c.PHASE_ON_SUCCESS, c.PHASE_FINALLY):
+        if base == kind:
+            return PhaseDir(kind, f"{base}.d"), None
+    for kind in (c.PHASE_PRE, c.PHASE_POST):
+        prefix = f"{kind}-"
+        if base.startswith(prefix) and c.EVENT_RE.match(base[len(prefix):]):
+            return PhaseDir(kind, f"{base}.d"), base[len(prefix):]
+    return None
+
+
+class IgnoreRules:
+    """``.hookignore`` patterns (gitignore syntax) relative to the hooks directory."""
+
+    def __init__(self, hooks_dir):
+        self.path = os.path.join(hooks_dir, c.IGNORE_NAME)
+        self.spec = None
+        try:
+            with open(self.path, encoding="utf-8", errors="surrogateescape") as handle:
+                lines = handle.read().splitlines()
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        import pathspec  # only trees that have a .hookignore pay for it
+
+        self.spec = pathspec.GitIgnoreSpec.from_lines(lines)
+
+    def matches(self, relative):
+        return self.spec is not None and self.spec.match_file(relative)
+
+
+def silent_skip_reason(name):
+    """Why run-parts would pass over ``name`` without a word, or None."""
+    if name.startswith("."):
+        return "hidden file"
+    if name.endswith("~"):
+        return "editor backup"
+    if len(name) > 1 and name.startswith("#") and name.endswith("#"):
+        return "editor autosave"
+    for suffix in c.SKIP_SUFFIXES:
+        if name.endswith(suffix):
+            return f"{suffix} file"
+    return None
+
+
+def file_skip_reason(path):
+    """Why the file at ``path`` cannot run (a warning), or None when it can."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return "broken symlink" if os.path.islink(path) else "vanished"
+    except OSError as error:
+        return f"cannot stat: {error.strerror}"
+    if stat.S_ISDIR(info.st_mode):
+        return "directory (no recursion)"
+    if not stat.S_ISREG(info.st_mode):
+        return "not a regular file (fifo, socket or device)"
+    if not info.st_mode & EXEC_BITS:
+        return "not executable (chmod +x to run it)"
+    return None
+
+
+def discover(hooks_dir, phase, ignore):
+    """The entries of ``phase`` under ``hooks_dir`` in byte-wise order; [] if it is missing."""
+    directory = os.path.join(hooks_dir, phase.dirname)
+    try:
+        names = os.listdir(directory)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    names.sort(key=os.fsencode)
+    entries = []
+    for name in names:
+        path = os.path.join(directory, name)
+        reason = silent_skip_reason(name)
+        if reason is None and ignore.matches(f"{phase.dirname}/{name}"):
+            reason = f"matched by {c.IGNORE_NAME}"
+        if reason is not None:
+            entries.append(Entry(phase, name, path, runs=False, reason=reason))
+            continue
+        reason = file_skip_reason(path)
+        entries.append(Entry(phase, name, path, runs=reason is None, reason=reason,
+                             warn=reason is not None))
+    return entries

@@ -1,0 +1,214 @@
+"""Runs the tasks of a run: a hook with its retries, the command, the deferred cleanups.
+
+Each task becomes a TaskRecord; the lifecycle in run.py decides what runs and what follows.
+"""
+
+import os
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+from orchestrator import constants as c
+from orchestrator.cleanup import Journal
+from orchestrator.environment import base_environment, read_handoff
+from orchestrator.outcome import TaskRecord, TaskStatus, Verdict, judge, signal_name
+from orchestrator.process import Spec
+from orchestrator.report import display_name, now_iso
+from orchestrator.settings import format_duration, retry_delays
+
+ENV_FILE = "env"
+
+
+@dataclass(frozen=True)
+class TaskRun:
+    """A finished task: its record, what it means for the run, and its output sink (for the
+    last lines of a failed step)."""
+
+    record: TaskRecord
+    verdict: Verdict
+    output: object
+
+
+class Engine:
+    """Executes tasks for one run directory. ``later_env`` holds the variables the lifecycle
+    adds from post- on (HOOKRUN_STATUS, HOOKRUN_ERROR, ...)."""
+
+    def __init__(self, ctx, reporter, supervisor, run_id, run_dir, command=()):
+        self.ctx = ctx
+        self.reporter = reporter
+        self.supervisor = supervisor
+        self.signals = supervisor.signals
+        self.run_id = run_id
+        self.run_dir = run_dir
+        self.journal = Journal(run_dir.path)
+        self.env_file = run_dir.file(ENV_FILE)
+        self.base = base_environment(ctx.config.env, ctx.path)
+        self.handoff = {}
+        self.later_env = {}
+        self.fixed = {
+            "HOOKRUN_EVENT": ctx.event, "HOOKRUN_RUN_ID": run_id,
+            "HOOKRUN_HOOKS_DIR": os.path.abspath(ctx.hooks_dir),
+            "HOOKRUN_STATE_DIR": os.path.abspath(ctx.state_dir),
+            "HOOKRUN_CLEANUP": self.journal.path, "HOOKRUN_ENV": self.env_file,
+            "HOOKRUN_COMMAND": shlex.join(command) if command else "",
+            "HOOKRUN_PREVIOUS_RUN_ID": "", "HOOKRUN_PREVIOUS_STATUS": "",
+        }
+
+    def hook_env(self, phase, name, path, index, count, attempt):
+        env = dict(self.base)
+        env.update(self.handoff)
+        env.update(self.fixed)
+        env.update(self.later_env)
+        env.update({"HOOKRUN_PHASE": phase, "HOOKRUN_HOOK": name, "HOOKRUN_HOOK_PATH": path,
+                    "HOOKRUN_INDEX": str(index), "HOOKRUN_COUNT": str(count),
+                    "HOOKRUN_ATTEMPT": str(attempt)})
+        return env
+
+    def command_env(self):
+        env = dict(self.base)
+        env.update(self.handoff)
+        env["HOOKRUN_RUN_ID"] = self.run_id
+        env["HOOKRUN_EVENT"] = self.ctx.event
+        return env
+
+    def fresh_env_file(self):
+        os.close(os.open(self.env_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
+                         0o600))
+
+    def take_handoff(self, where):
+        values, warnings = read_handoff(self.env_file)
+        for warning in warnings:
+            self.reporter.warn(f"{where}: HOOKRUN_ENV {warning}")
+        for name in values:
+            self.reporter.note(f"{where} hands on {name}")
+        self.handoff.update(values)
+
+    def run_hook(self, hook, index, count):
+        """Run a PlannedHook with its retries; returns a TaskRun."""
+        entry, settings = hook.entry, hook.settings
+        kind = entry.phase.kind
+        where = f"{kind}/{display_name(entry.name)}"
+        delays = retry_delays(settings.retry_delay, settings.retries)
+        output = self.reporter.sink(where)
+        started, clock = now_iso(), time.monotonic()
+        cpu, rss, attempt = 0.0, 0, 0
+        self.reporter.note(f"{where}: critical={'yes' if settings.critical else 'no'} "
+                           f"timeout={format_duration(settings.timeout)} "
+                           f"retries={settings.retries}"
+                           + (f" when={settings.when}" if settings.when else ""))
+        while True:
+            attempt += 1
+            self.fresh_env_file()
+            env = self.hook_env(kind, entry.name, entry.path, index, count, attempt)
+            self.reporter.started(where, f" attempt={attempt}" if attempt > 1 else "")
+            outcome = self.supervisor.run(
+                Spec(argv=(entry.path,), env=env, timeout=settings.timeout or None,
+                     kill_grace=self.ctx.kill_grace, umask=self.ctx.umask), output)
+            output.finish()
+            cpu += outcome.cpu_seconds
+            rss = max(rss, outcome.max_rss_bytes)
+            judgement = judge(kind, outcome, settings.critical)
+            self.report_strays(where, outcome)
+            if judgement.status == TaskStatus.OK:
+                self.take_handoff(where)
+            if not judgement.retry or attempt > settings.retries or self.signals.first:
+                break
+            delay = delays[attempt - 1]
+            self.reporter.warn(f"{where}: {judgement.reason}; retry {attempt} of "
+                               f"{settings.retries} in {format_duration(delay)}")
+            self.signals.sleep(delay)
+            if self.signals.first:
+                break
+        record = TaskRecord(kind, entry.name, judgement.status, outcome.exit_code, attempt,
+                            started, round(time.monotonic() - clock, 6), round(cpu, 6), rss,
+                            judgement.reason, output.tail_text())
+        self.reporter.finished(where, record)
+        return TaskRun(record, judgement.verdict, output)
+
+    def report_strays(self, where, outcome):
+        if outcome.stragglers:
+            self.reporter.warn(f"{where} left processes running that hold its output open "
+                               f"(not killed): {', '.join(outcome.stragglers)}")
+
+    def run_command(self, argv):
+        """Run the command (stdin inherited; output captured unless stdout is a terminal)."""
+        name = argv[0]
+        where = f"command/{display_name(name)}"
+        output = self.reporter.sink(where)
+        started, clock = now_iso(), time.monotonic()
+        self.reporter.started(where, f" argv={shlex.join(argv)}")
+        outcome = self.supervisor.run(
+            Spec(argv=tuple(argv), env=self.command_env(), timeout=self.ctx.command_timeout,
+                 kill_grace=self.ctx.kill_grace, capture=not sys.stdout.isatty(), stdin=None,
+                 umask=self.ctx.umask), output)
+        output.finish()
+        self.report_strays(where, outcome)
+        status, reason, code = TaskStatus.OK, None, outcome.exit_code
+        if outcome.timed_out:
+            status, reason, code = TaskStatus.TIMEOUT, "command timed out", c.EXIT_COMMAND_TIMEOUT
+        elif not outcome.ok:
+            status, reason = TaskStatus.FAILED, command_failure(outcome)
+        record = TaskRecord(c.PHASE_COMMAND, name, status, code, 1, started,
+                            round(time.monotonic() - clock, 6), outcome.cpu_seconds,
+                            outcome.max_rss_bytes, reason, output.tail_text())
+        self.reporter.finished(where, record)
+        return TaskRun(record, Verdict.OK if status == TaskStatus.OK else Verdict.STOP, output)
+
+    def run_cleanups(self, journal=None, phase=c.PHASE_CLEANUP):
+        """Run the pending cleanups of ``journal`` (this run's by default), last registered
+        first, each marked done once it has run to its end; cleanups registered meanwhile
+        run too. A second signal stops here and leaves the rest pending. Returns TaskRuns."""
+        journal = journal or self.journal
+        runs = []
+        while not self.signals.hard_stop:
+            pending = journal.pending()
+            if not pending:
+                break
+            for number, (index, line) in enumerate(pending, 1):
+                if self.signals.hard_stop:
+                    break
+                run = self.run_cleanup(line, phase, number, len(pending))
+                if not self.signals.hard_stop:
+                    journal.mark_done(index)
+                runs.append(run)
+        return runs
+
+    def run_cleanup(self, line, phase, index, count):
+        where = f"{phase}/{display_name(line)}"
+        output = self.reporter.sink(where)
+        started, clock = now_iso(), time.monotonic()
+        self.reporter.started(where)
+        self.fresh_env_file()
+        env = self.hook_env(phase, line, "", index, count, 1)
+        timeout = self.ctx.timeout or self.ctx.config.get("timeout", c.DEFAULT_TIMEOUT)
+        outcome = self.supervisor.run(
+            Spec(argv=("/bin/sh", "-c", line), env=env, timeout=timeout or None,
+                 kill_grace=self.ctx.kill_grace, umask=self.ctx.umask, stdin=subprocess.DEVNULL),
+            output)
+        output.finish()
+        self.report_strays(where, outcome)
+        judgement = judge(phase, outcome, False)
+        record = TaskRecord(phase, line, judgement.status, outcome.exit_code, 1, started,
+                            round(time.monotonic() - clock, 6), outcome.cpu_seconds,
+                            outcome.max_rss_bytes, judgement.reason, output.tail_text())
+        self.reporter.finished(where, record)
+        return TaskRun(record, judgement.verdict, output)
+
+    def skipped(self, kind, name, reason):
+        """The record of a task that did not run."""
+        record = TaskRecord(kind, name, TaskStatus.SKIPPED, reason=reason)
+        self.reporter.finished(f"{kind}/{display_name(name)}", record)
+        return record
+
+
+def command_failure(outcome):
+    """Why the command failed, in a few words."""
+    if outcome.interrupted_by:
+        return f"interrupted ({signal_name(outcome.interrupted_by)})"
+    if outcome.spawn_error:
+        return outcome.spawn_error
+    if outcome.killed_by:
+        return f"killed by {signal_name(outcome.killed_by)}"
+    return f"exit {outcome.exit_code}"

@@ -1,0 +1,34 @@
+"""Errors that end a command with a documented exit status and one line on stderr."""
+
+from orchestrator import constants as c
+
+
+class HookrunError(Exception):
+    """A known failure: ``str(error)`` is the line for stderr, ``exit_status`` the status."""
+
+    exit_status = 1
+
+    def __init__(self, message, exit_status=None):
+        super().__init__(message)
+        if exit_status is not None:
+            self.exit_status = exit_status
+
+
+class UsageError(HookrunError):
+    exit_status = c.EXIT_USAGE
+
+
+class ConfigError(HookrunError):
+    exit_status = c.EXIT_CONFIG
+
+
+class UnsafeError(HookrunError):
+    exit_status = c.EXIT_UNSAFE
+
+
+class StateError(HookrunError):
+    exit_status = c.EXIT_CANT_CREATE
+
+
+class LockBusy(HookrunError):
+    exit_status = c.EXIT_LOCKED

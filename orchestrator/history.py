@@ -1,0 +1,131 @@
+"""The run history: SQLite at STATE_DIR/history.sqlite3, one row per run and per task.
+
+A run's row is written when it starts (``running``) and completed, with all its tasks, in one
+transaction when it ends, so a run never leaves a half-written record and no hook pays for a
+commit.
+"""
+
+import os
+import sqlite3
+
+from orchestrator.errors import HookrunError, StateError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY, event TEXT NOT NULL, status TEXT NOT NULL, exit_code INTEGER,
+    command TEXT, started TEXT NOT NULL, finished TEXT, duration REAL,
+    no_hooks INTEGER NOT NULL DEFAULT 0, error TEXT, pid INTEGER);
+CREATE TABLE IF NOT EXISTS tasks (
+    run_id TEXT NOT NULL REFERENCES runs(id), seq INTEGER NOT NULL, phase TEXT NOT NULL,
+    name TEXT NOT NULL, status TEXT NOT NULL, exit_code INTEGER, attempts INTEGER,
+    started TEXT, duration REAL, cpu_seconds REAL, max_rss_bytes INTEGER, reason TEXT,
+    output TEXT, PRIMARY KEY (run_id, seq));
+CREATE INDEX IF NOT EXISTS runs_event ON runs(event);
+"""
+RUN_FIELDS = ("id", "event", "status", "exit_code", "command", "started", "finished",
+              "duration", "no_hooks", "error")
+TASK_FIELDS = ("phase", "name", "status", "exit_code", "attempts", "started", "duration",
+               "cpu_seconds", "max_rss_bytes", "reason")
+BUSY_TIMEOUT = 30.0
+
+
+def text(value):
+    """Text safe for SQLite and JSON: surrogate escapes (undecodable bytes) replaced."""
+    if value is None or not isinstance(value, str):
+        return value
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+class History:
+    """Open (creating if needed, mode 0600) the history database in ``state_dir``."""
+
+    def __init__(self, path):
+        self.path = path
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
+            self.db = sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None)
+            self.db.executescript(SCHEMA)
+        except (OSError, sqlite3.Error) as error:
+            raise StateError(f"cannot open history {path}: {error}") from None
+        self.db.row_factory = sqlite3.Row
+
+    def close(self):
+        self.db.close()
+
+    def write(self, statements):
+        """Run ``[(sql, params), ...]`` in one transaction; SQLite errors become StateError."""
+        try:
+            with self.db:
+                self.db.execute("BEGIN IMMEDIATE")
+                for sql, params in statements:
+                    self.db.execute(sql, params)
+        except sqlite3.Error as error:
+            raise StateError(f"cannot write history {self.path}: {error}") from None
+
+    def start_run(self, run_id, event, command, started, no_hooks):
+        self.write([("INSERT INTO runs (id, event, status, command, started, no_hooks, pid) "
+                     "VALUES (?, ?, 'running', ?, ?, ?, ?)",
+                     (run_id, event, text(command), started, int(no_hooks), os.getpid()))])
+
+    def finish_run(self, run_id, status, exit_code, finished, duration, error, tasks):
+        statements = [("UPDATE runs SET status = ?, exit_code = ?, finished = ?, duration = ?, "
+                       "error = ? WHERE id = ?",
+                       (status, exit_code, finished, duration, text(error), run_id))]
+        statements += self.task_inserts(run_id, tasks)
+        self.write(statements)
+
+    def task_inserts(self, run_id, tasks):
+        first = self.next_seq(run_id)
+        return [("INSERT INTO tasks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 (run_id, first + n, t.phase, text(t.name), t.status.value, t.exit_code,
+                  t.attempts, t.started, t.duration, t.cpu_seconds, t.max_rss_bytes,
+                  text(t.reason), text(t.output)))
+                for n, t in enumerate(tasks)]
+
+    def next_seq(self, run_id):
+        row = self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM tasks WHERE run_id = ?",
+                              (run_id,)).fetchone()
+        return row[0] + 1
+
+    def add_recovered(self, run_id, tasks):
+        """Mark a dead run ``interrupted`` (if it was still ``running``) and add its replayed
+        cleanups as ``recover`` tasks."""
+        statements = [("UPDATE runs SET status = 'interrupted' WHERE id = ? AND status = 'running'",
+                       (run_id,))]
+        self.write(statements + self.task_inserts(run_id, tasks))
+
+    def previous(self, event, before_id):
+        """(id, status) of the last run of ``event`` before ``before_id``, or (None, None)."""
+        row = self.db.execute("SELECT id, status FROM runs WHERE event = ? AND id != ? "
+                              "ORDER BY rowid DESC LIMIT 1", (event, before_id)).fetchone()
+        return (row["id"], row["status"]) if row else (None, None)
+
+    def runs(self, event=None, limit=20):
+        """The last ``limit`` runs (newest first) as JSON-ready dicts, with their tasks."""
+        where, params = ("WHERE event = ?", [event]) if event else ("", [])
+        rows = self.db.execute(f"SELECT * FROM runs {where} ORDER BY rowid DESC LIMIT ?",
+                               params + [limit]).fetchall()
+        return [self.as_dict(row) for row in rows]
+
+    def get(self, run_id, event=None):
+        """The run ``run_id`` (or the newest for ``last``) as a dict; HookrunError if none."""
+        if run_id == "last":
+            found = self.runs(event, 1)
+            if not found:
+                raise HookrunError("no runs recorded yet", 1)
+            return found[0]
+        row = self.db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise HookrunError(f"no run with id {run_id!r}", 1)
+        return self.as_dict(row)
+
+    def as_dict(self, row):
+        """The JSON shape of design.md section 4; the tasks' last output lines are kept apart
+        in ``run["outputs"]`` (same order), which callers drop from JSON."""
+        run = {key: row[key] for key in RUN_FIELDS}
+        run["no_hooks"] = bool(run["no_hooks"])
+        tasks = self.db.execute("SELECT * FROM tasks WHERE run_id = ? ORDER BY seq",
+                                (row["id"],)).fetchall()
+        run["tasks"] = [{key: task[key] for key in TASK_FIELDS} for task in tasks]
+        run["outputs"] = [task["output"] for task in tasks]
+        return run

@@ -1,0 +1,114 @@
+"""Outcomes as data: task and run statuses, task records and what a hook's exit status means."""
+
+import enum
+from dataclasses import dataclass
+
+from orchestrator import constants as c
+
+
+class TaskStatus(str, enum.Enum):
+    OK = "ok"
+    FAILED = "failed"
+    TIMEOUT = "timeout"
+    ABORTED = "aborted"
+    SKIPPED = "skipped"
+
+
+class RunStatus(str, enum.Enum):
+    RUNNING = "running"
+    SUCCESS = "success"
+    WARNING = "warning"
+    FAILURE = "failure"
+    SKIPPED = "skipped"
+    INTERRUPTED = "interrupted"
+
+
+class Verdict(enum.Enum):
+    """What the run does after a hook's last attempt."""
+
+    OK = "ok"                # success
+    CONTINUE = "continue"    # a failure that is only a warning (62, 63 outside pre-, non-critical)
+    STOP = "stop"            # stop the phase (critical failure) and, in pre-, the run
+    SOFT_SKIP = "soft-skip"  # 75 in pre-: skip the rest of the run, not an error
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    """One row of a run's tasks, as history and ``--json`` show it."""
+
+    phase: str
+    name: str
+    status: TaskStatus
+    exit_code: object = None
+    attempts: int = 0
+    started: object = None
+    duration: float = 0.0
+    cpu_seconds: float = 0.0
+    max_rss_bytes: int = 0
+    reason: object = None
+    output: str = ""
+
+    @property
+    def failed(self):
+        return self.status in (TaskStatus.FAILED, TaskStatus.TIMEOUT, TaskStatus.ABORTED)
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """The meaning of one attempt: the task status, the reason shown, whether a retry is
+    allowed, and the verdict if no retry follows."""
+
+    status: TaskStatus
+    reason: object
+    retry: bool
+    verdict: Verdict
+
+
+def judge(kind, outcome, critical):
+    """Judge one attempt of a hook of phase ``kind`` that ended with ``outcome``."""
+    code = outcome.exit_code
+    failure = Verdict.STOP if critical else Verdict.CONTINUE
+    if outcome.timed_out:
+        return Judgement(TaskStatus.TIMEOUT, "timed out", True, failure)
+    if outcome.interrupted_by:
+        return Judgement(TaskStatus.FAILED, f"interrupted ({signal_name(outcome.interrupted_by)})",
+                         False, failure)
+    if outcome.spawn_error:
+        return Judgement(TaskStatus.FAILED, outcome.spawn_error, True, failure)
+    if outcome.killed_by:
+        return Judgement(TaskStatus.FAILED, f"killed by {signal_name(outcome.killed_by)}", True,
+                         failure)
+    if code == 0:
+        return Judgement(TaskStatus.OK, None, False, Verdict.OK)
+    if code == c.HOOK_ABORT_CONTINUE:
+        return Judgement(TaskStatus.ABORTED, "ABORT_CONTINUE", False, Verdict.CONTINUE)
+    if code == c.HOOK_ABORT_STOP:
+        if kind == c.PHASE_PRE:
+            return Judgement(TaskStatus.FAILED, "ABORT_STOP", False, Verdict.STOP)
+        return Judgement(TaskStatus.FAILED, "ABORT_STOP (only stops the run in pre-)", False,
+                         Verdict.CONTINUE)
+    if code == c.HOOK_SOFT_SKIP and kind == c.PHASE_PRE:
+        return Judgement(TaskStatus.ABORTED, "soft skip (exit 75)", False, Verdict.SOFT_SKIP)
+    return Judgement(TaskStatus.FAILED, f"exit {code}", True, failure)
+
+
+def signal_name(signum):
+    import signal
+
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+def exit_status(run_status, interrupted_by, command_code, hook_stopped):
+    """hookrun's exit status (design.md section 2) from what happened in the run."""
+    if interrupted_by:
+        return c.SIGNAL_EXIT_BASE + interrupted_by
+    if run_status == RunStatus.SKIPPED:
+        return c.EXIT_OK
+    if command_code:
+        return command_code
+    if hook_stopped:
+        return c.EXIT_HOOK_STOPPED
+    return c.EXIT_OK

@@ -1,0 +1,58 @@
+"""One phase directory run by the rules of design.md section 1: order, skips, critical stops,
+the exit-code protocol. Shared by ``hookrun run`` and ``hookrun phase``."""
+
+from dataclasses import dataclass, field
+
+from orchestrator.outcome import Verdict
+from orchestrator.report import display_name
+
+
+@dataclass
+class PhaseResult:
+    """The task runs of a phase, and the run that stopped it or asked to skip, if any."""
+
+    runs: list = field(default_factory=list)
+    records: list = field(default_factory=list)
+    stopped: object = None
+    soft_skip: object = None
+
+
+def runnable(hooks):
+    return [hook for hook in hooks if hook.entry.runs]
+
+
+def announce_skips(reporter, hooks):
+    """Warn about files that look like hooks but cannot run; note the silent skips (-v)."""
+    for hook in hooks:
+        entry = hook.entry
+        if entry.warn:
+            reporter.warn(f"{entry.key}: skipped: {entry.reason}")
+        elif not entry.runs:
+            reporter.note(f"{display_name(entry.key)}: skipped: {entry.reason}")
+
+
+def run_phase(engine, hooks, skip_reason=lambda hook: None):
+    """Run the runnable ``hooks`` in order. ``skip_reason(hook)`` returns why a hook must not
+    run (or None); it is asked before each hook, so it can see signals that came meanwhile."""
+    result = PhaseResult()
+    announce_skips(engine.reporter, hooks)
+    todo = runnable(hooks)
+    for index, hook in enumerate(todo, 1):
+        reason = skip_reason(hook)
+        if reason is None and engine.signals.hard_stop:
+            reason = "interrupted twice"
+        if reason is None and result.stopped:
+            reason = f"phase stopped by {display_name(result.stopped.record.name)}"
+        if reason is None and result.soft_skip:
+            reason = f"run skipped by {display_name(result.soft_skip.record.name)} (exit 75)"
+        if reason is not None:
+            result.records.append(engine.skipped(hook.entry.phase.kind, hook.entry.name, reason))
+            continue
+        run = engine.run_hook(hook, index, len(todo))
+        result.runs.append(run)
+        result.records.append(run.record)
+        if run.verdict == Verdict.STOP:
+            result.stopped = run
+        elif run.verdict == Verdict.SOFT_SKIP:
+            result.soft_skip = run
+    return result

@@ -1,0 +1,434 @@
+"""The only module that starts, watches and kills processes (design.md section 3).
+
+Every hook and the command run in a session of their own. One loop per process waits, with a
+deadline on every wait, for output, for the process's exit (a pidfd), for hookrun's own signals
+(a wakeup pipe) and for its timeout; it never sleeps to poll. A timeout or a signal sends SIGTERM
+(or the received signal) to the process group, then after ``kill_grace`` SIGKILL to every process
+left in the tree, including those that left the group. hookrun is a child subreaper on Linux, so
+orphans of a hook are adopted by hookrun and can still be found, killed and reaped.
+"""
+
+import errno
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+from orchestrator import constants as c
+
+FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+READ_SIZE = 65536
+PR_SET_CHILD_SUBREAPER = 36
+NO_PIDFD_TICK = 0.05
+AFTER_KILL_WAIT = 5.0
+POLL_IN = select.POLLIN | select.POLLHUP | select.POLLERR
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What to run. ``timeout`` 0 or None means none; ``capture`` False lets the process write
+    to hookrun's own stdout and stderr; ``stdin`` None inherits hookrun's stdin."""
+
+    argv: tuple
+    env: dict
+    timeout: object = None
+    kill_grace: float = c.DEFAULT_KILL_GRACE
+    capture: bool = True
+    stdin: object = subprocess.DEVNULL
+    umask: int = -1
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a process ended. ``exit_code`` is shell-style (128+N for signal N), None when it
+    could not start (``spawn_error`` then says why and ``exit_code`` is 126 or 127)."""
+
+    exit_code: int
+    killed_by: object = None
+    timed_out: bool = False
+    interrupted_by: object = None
+    spawn_error: object = None
+    cpu_seconds: float = 0.0
+    max_rss_bytes: int = 0
+    duration: float = 0.0
+    stragglers: tuple = ()
+
+    @property
+    def ok(self):
+        return self.exit_code == 0 and not self.timed_out and self.spawn_error is None
+
+
+class Signals:
+    """SIGINT, SIGTERM and SIGHUP, recorded for the main loop to act on.
+
+    The handler only appends the number; the wakeup pipe wakes any poll() that is waiting.
+    """
+
+    def __init__(self):
+        self.received = []
+        self.read_fd, self.write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.previous = {}
+        self.previous_wakeup = None
+
+    def install(self):
+        for signum in FORWARDED_SIGNALS:
+            self.previous[signum] = signal.signal(signum, self._handle)
+        self.previous_wakeup = signal.set_wakeup_fd(self.write_fd, warn_on_full_buffer=False)
+
+    def restore(self):
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+        if self.previous_wakeup is not None:
+            signal.set_wakeup_fd(self.previous_wakeup)
+        os.close(self.read_fd)
+        os.close(self.write_fd)
+
+    def _handle(self, signum, _frame):
+        self.received.append(signum)
+
+    @property
+    def first(self):
+        """The signal that interrupted the run, or None."""
+        return self.received[0] if self.received else None
+
+    @property
+    def hard_stop(self):
+        """True once a second signal has come: the wind-down ends at once."""
+        return len(self.received) >= 2
+
+    def drain(self):
+        try:
+            while os.read(self.read_fd, 512):
+                pass
+        except BlockingIOError:
+            pass
+
+    def sleep(self, seconds):
+        """Wait ``seconds`` or until a signal arrives, whichever is first."""
+        seen = len(self.received)
+        deadline = time.monotonic() + seconds
+        while len(self.received) == seen:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            select.select([self.read_fd], [], [], left)
+            self.drain()
+
+
+def become_subreaper():
+    """Adopt orphaned descendants (Linux only); returns whether it worked."""
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def spawn_error_outcome(error):
+    """The Outcome of a process that could not be started: 127 not found, 126 otherwise."""
+    if error.errno == errno.ENOENT:
+        return Outcome(exit_code=c.EXIT_NOT_FOUND,
+                       spawn_error="not found (or its interpreter is missing)")
+    return Outcome(exit_code=c.EXIT_NOT_EXECUTABLE,
+                   spawn_error=f"cannot execute: {error.strerror or error}")
+
+
+def start(spec):
+    """Popen for ``spec`` in a new session; a file with no shebang runs under /bin/sh, as a
+    shell would run it. Raises OSError when it cannot start."""
+    out = subprocess.PIPE if spec.capture else None
+    argv = list(spec.argv)
+    try:
+        return subprocess.Popen(argv, stdin=spec.stdin, stdout=out, stderr=out, env=spec.env,
+                                start_new_session=True, umask=spec.umask)
+    except OSError as error:
+        if error.errno != errno.ENOEXEC:
+            raise
+    return subprocess.Popen(["/bin/sh"] + argv, stdin=spec.stdin, stdout=out, stderr=out,
+                            env=spec.env, start_new_session=True, umask=spec.umask)
+
+
+class Supervisor:
+    """Runs processes one at a time under hookrun's rules; holds what outlives one process:
+    the signals received and the stray processes already reported."""
+
+    def __init__(self, signals):
+        self.signals = signals
+        self.known_strays = set()
+        self.subreaper = become_subreaper()
+
+    def run(self, spec, sink):
+        """Run ``spec`` to its end, handing output chunks to ``sink(stream, data)``.
+
+        Returns an Outcome. Signals that arrive while it runs are forwarded (see module doc).
+        """
+        started = time.monotonic()
+        try:
+            proc = start(spec)
+        except OSError as error:
+            return spawn_error_outcome(error)
+        watch = Watch(self, proc, spec, sink, started)
+        try:
+            return watch.loop()
+        finally:
+            watch.close()
+            self.reap_orphans()
+
+    def reap_orphans(self):
+        """Collect the exit status of adopted orphans that have ended (never a live hook's:
+        this is only called once the process being watched has been reaped)."""
+        while True:
+            try:
+                pid, _status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+
+    def descendants(self, pid):
+        """psutil Processes of ``pid``'s tree plus orphans hookrun adopted, minus strays."""
+        import psutil
+
+        found = set()
+        roots = []
+        try:
+            roots.append(psutil.Process(pid))
+        except psutil.Error:
+            pass
+        try:
+            roots.extend(psutil.Process().children())
+        except psutil.Error:
+            pass
+        for root in roots:
+            if root in self.known_strays:
+                continue
+            found.add(root)
+            try:
+                found.update(root.children(recursive=True))
+            except psutil.Error:
+                pass
+        return {p for p in found if p not in self.known_strays and p.pid != os.getpid()}
+
+
+class Watch:
+    """The wait loop of one process; see Supervisor.run."""
+
+    def __init__(self, supervisor, proc, spec, sink, started):
+        self.supervisor = supervisor
+        self.signals = supervisor.signals
+        self.proc = proc
+        self.spec = spec
+        self.sink = sink
+        self.started = started
+        self.seen_signals = len(self.signals.received)
+        self.poller = select.poll()
+        self.streams = {}
+        for name, pipe in (("stdout", proc.stdout), ("stderr", proc.stderr)):
+            if pipe is not None:
+                self.streams[pipe.fileno()] = name
+                self.poller.register(pipe.fileno(), POLL_IN)
+        self.pidfd = self.open_pidfd()
+        self.poller.register(self.signals.read_fd, POLL_IN)
+        self.deadline = started + spec.timeout if spec.timeout else None
+        self.kill_at = None
+        self.give_up_at = None
+        self.drain_until = None
+        self.tree = set()
+        self.timed_out = False
+        self.interrupted_by = None
+        self.status = None
+        self.rusage = None
+        self.stragglers = ()
+
+    def open_pidfd(self):
+        try:
+            fd = os.pidfd_open(self.proc.pid)
+        except (AttributeError, OSError):
+            return None
+        self.poller.register(fd, POLL_IN)
+        return fd
+
+    def loop(self):
+        while not self.finished():
+            now = time.monotonic()
+            for fd, _event in self.poller.poll(self.wait_ms(now)):
+                self.handle(fd)
+            if self.pidfd is None and self.status is None:
+                self.reap(os.WNOHANG)
+            self.check_signals()
+            self.check_deadlines(time.monotonic())
+        return self.outcome()
+
+    def finished(self):
+        if self.status is None:
+            return False
+        if self.kill_at is not None:
+            return not self.streams and not self.tree_alive()
+        return not self.streams
+
+    def wait_ms(self, now):
+        moments = [m for m in (self.deadline if self.status is None else None, self.kill_at,
+                               self.give_up_at, self.drain_until) if m is not None]
+        wait = max(0.0, min(moments) - now) if moments else None
+        if self.pidfd is None or (self.kill_at is not None and self.status is not None):
+            wait = NO_PIDFD_TICK if wait is None else min(wait, NO_PIDFD_TICK)
+        return None if wait is None else int(wait * 1000) + 1
+
+    def handle(self, fd):
+        if fd in self.streams:
+            data = os.read(fd, READ_SIZE)
+            if data:
+                self.sink(self.streams[fd], data)
+            else:
+                self.poller.unregister(fd)
+                del self.streams[fd]
+        elif fd == self.pidfd:
+            self.reap(0)
+        elif fd == self.signals.read_fd:
+            self.signals.drain()
+
+    def reap(self, flags):
+        if self.status is not None:
+            return
+        pid, status, rusage = os.wait4(self.proc.pid, flags)
+        if pid == 0:
+            return
+        self.status = status
+        self.rusage = rusage
+        self.proc.returncode = os.waitstatus_to_exitcode(status)
+        if self.pidfd is not None:
+            self.poller.unregister(self.pidfd)
+        if self.streams:
+            # A background process may hold the pipes open for ever: read on for a while only.
+            self.drain_until = time.monotonic() + c.STRAY_DRAIN_SECONDS
+
+    def check_signals(self):
+        received = self.signals.received
+        if len(received) == self.seen_signals:
+            return
+        self.seen_signals = len(received)
+        if self.status is not None and self.kill_at is None:
+            self.stop_draining()
+            return
+        if self.interrupted_by is None:
+            self.interrupted_by = received[-1]
+        if self.signals.hard_stop:
+            self.kill_tree()
+        elif self.kill_at is None:
+            self.terminate(received[-1])
+
+    def check_deadlines(self, now):
+        if self.status is None and self.deadline is not None and now >= self.deadline \
+                and self.kill_at is None:
+            self.timed_out = True
+            self.terminate(signal.SIGTERM)
+        if self.kill_at is not None and now >= self.kill_at and self.give_up_at is None:
+            self.kill_tree()
+        if self.give_up_at is not None and now >= self.give_up_at:
+            self.stop_draining()
+        if self.drain_until is not None and now >= self.drain_until and self.kill_at is None:
+            self.stop_draining(report=True)
+
+    def terminate(self, signum):
+        """First step of a stop: ``signum`` to the group, SIGKILL to the tree after the grace."""
+        self.tree = self.supervisor.descendants(self.proc.pid)
+        signal_group(self.proc.pid, signum)
+        self.kill_at = time.monotonic() + self.spec.kill_grace
+
+    def kill_tree(self):
+        """SIGKILL to every process left: the group, the tree seen at SIGTERM, their children
+        and any orphan hookrun adopted since."""
+        import psutil
+
+        signal_group(self.proc.pid, signal.SIGKILL)
+        tree = self.tree | self.supervisor.descendants(self.proc.pid)
+        for process in list(tree):
+            try:
+                tree.update(process.children(recursive=True))
+            except psutil.Error:
+                pass
+        for process in tree:
+            try:
+                process.kill()
+            except psutil.Error:
+                pass
+        self.tree = tree
+        now = time.monotonic()
+        self.kill_at = self.kill_at or now
+        self.give_up_at = now + AFTER_KILL_WAIT
+
+    def tree_alive(self):
+        import psutil
+
+        alive = set()
+        for process in self.tree:
+            try:
+                if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
+                    alive.add(process)
+            except psutil.Error:
+                pass
+        self.tree = alive
+        return bool(alive)
+
+    def stop_draining(self, report=False):
+        """Stop reading pipes a stray background process holds open; name it if asked."""
+        if report:
+            strays = self.supervisor.descendants(self.proc.pid)
+            self.supervisor.known_strays.update(strays)
+            self.stragglers = tuple(sorted(describe(p) for p in strays))
+        for fd in list(self.streams):
+            self.poller.unregister(fd)
+            del self.streams[fd]
+        self.tree = set()
+        self.drain_until = None
+        if self.status is None:
+            self.reap(os.WNOHANG)
+        if self.status is None:
+            # Not even SIGKILL ended it (a process stuck in the kernel): give it up as killed.
+            self.status = -1
+            self.proc.returncode = -signal.SIGKILL
+
+    def outcome(self):
+        code = self.proc.returncode
+        killed_by = -code if code is not None and code < 0 else None
+        exit_code = c.SIGNAL_EXIT_BASE + killed_by if killed_by else code
+        cpu, rss = 0.0, 0
+        if self.rusage is not None:
+            cpu = self.rusage.ru_utime + self.rusage.ru_stime
+            rss = self.rusage.ru_maxrss * 1024
+        return Outcome(exit_code=exit_code, killed_by=killed_by, timed_out=self.timed_out,
+                       interrupted_by=self.interrupted_by, cpu_seconds=round(cpu, 6),
+                       max_rss_bytes=rss, duration=time.monotonic() - self.started,
+                       stragglers=self.stragglers)
+
+    def close(self):
+        if self.status is None:
+            self.kill_tree()
+            self.reap(0)
+        for pipe in (self.proc.stdout, self.proc.stderr):
+            if pipe is not None:
+                pipe.close()
+        if self.pidfd is not None:
+            os.close(self.pidfd)
+
+
+def signal_group(pgid, signum):
+    try:
+        os.killpg(pgid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def describe(process):
+    """``pid NAME`` of a psutil Process, for reports."""
+    try:
+        return f"{process.pid} {process.name()}"
+    except Exception:  # noqa: BLE001 - it may vanish while we look; the pid is enough
+        return str(process.pid)

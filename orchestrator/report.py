@@ -1,0 +1,267 @@
+"""Everything a person reads: the terminal, the log file and the summary (design.md section 4).
+
+Output arrives as bytes chunks. Lines are split and prefixed a chunk at a time with bytes
+operations, never in a Python loop per line; a line longer than MAX_LINE is cut into pieces so
+memory stays flat whatever a hook prints.
+"""
+
+import collections
+import datetime
+import os
+import sys
+
+from orchestrator import constants as c
+
+MAX_LINE = 65536
+CONTROL = {code: f"\\x{code:02x}" for code in list(range(32)) + [127] if code not in (9, 10)}
+STATUS_COLOURS = {"ok": "GREEN", "success": "GREEN", "failed": "RED", "failure": "RED",
+                  "timeout": "RED", "interrupted": "RED", "aborted": "YELLOW",
+                  "warning": "YELLOW", "skipped": "CYAN"}
+
+
+def display(data):
+    """Bytes as terminal text: UTF-8 with invalid bytes replaced, control characters other
+    than tab and newline escaped."""
+    return data.decode("utf-8", "replace").translate(CONTROL)
+
+
+def display_name(name):
+    """A file name (str with surrogate escapes, or bytes) shown as display() shows output."""
+    if isinstance(name, str):
+        name = name.encode("utf-8", "surrogateescape")
+    return display(name).replace("\n", "\\x0a")
+
+
+def now_iso():
+    return datetime.datetime.now().astimezone().isoformat(timespec="milliseconds")
+
+
+class LineSplitter:
+    """Turns chunks into complete lines, keeping the unterminated rest for the next chunk."""
+
+    def __init__(self):
+        self.rest = b""
+
+    def feed(self, data):
+        lines = (self.rest + data).split(b"\n")
+        self.rest = lines.pop()
+        if len(self.rest) > MAX_LINE:
+            lines.append(self.rest)
+            self.rest = b""
+        return lines
+
+    def flush(self):
+        rest, self.rest = self.rest, b""
+        return [rest] if rest else []
+
+
+class LogFile:
+    """The log file: bytes as they came, one prefixed line each, rotated at LOG_MAX_BYTES with
+    LOG_BACKUPS kept (``hookrun.log.1`` is the newest old one, as logging.handlers names them).
+    Written with one write() per chunk and no buffering, so a killed run leaves a useful log."""
+
+    def __init__(self, path, run_id):
+        self.path = path
+        self.run_id = run_id.encode()
+        self.fd = None
+        self.size = 0
+        self.error = None
+        self.open()
+
+    def open(self):
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        self.size = os.fstat(self.fd).st_size
+
+    def rotate(self):
+        os.close(self.fd)
+        for n in range(c.LOG_BACKUPS - 1, 0, -1):
+            older = f"{self.path}.{n}"
+            if os.path.exists(older):
+                os.replace(older, f"{self.path}.{n + 1}")
+        os.replace(self.path, f"{self.path}.1")
+        self.open()
+
+    def write(self, data):
+        if self.fd is None:
+            return
+        try:
+            if self.size and self.size + len(data) > c.LOG_MAX_BYTES:
+                self.rotate()
+            os.write(self.fd, data)
+            self.size += len(data)
+        except OSError as error:
+            # A full disk must not stop the backup: say so once, then go on without a log.
+            self.error = f"log file {self.path}: {error.strerror}; logging stopped"
+            self.close()
+
+    def lines(self, where, stream, lines):
+        """``lines`` (bytes, no newline) of ``where`` (e.g. ``pre/10-x``) on ``stream``."""
+        prefix = b"%s %s %s %s: " % (now_iso().encode(), self.run_id, where, stream.encode())
+        self.write(prefix + (b"\n" + prefix).join(lines) + b"\n")
+
+    def event(self, text):
+        self.write(b"%s %s %s\n" % (now_iso().encode(), self.run_id,
+                                    text.encode("utf-8", "surrogateescape")))
+
+    def close(self):
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+class Console:
+    """The terminal: status lines, hook output and the summary; colour only when asked for or
+    when writing to a terminal with NO_COLOR unset."""
+
+    def __init__(self, color="auto", quiet=False, verbose=False, out=None, err=None):
+        self.out = out or sys.stdout
+        self.err = err or sys.stderr
+        self.quiet = quiet
+        self.verbose = verbose
+        self.colours = self.pick_colours(color)
+
+    def pick_colours(self, color):
+        if color == "never":
+            return None
+        if color == "auto" and (os.environ.get("NO_COLOR") or not self.out.isatty()):
+            return None
+        from colorama import Fore, Style
+
+        palette = {name: getattr(Fore, name) for name in set(STATUS_COLOURS.values())}
+        palette["RESET"] = Style.RESET_ALL
+        palette["DIM"] = Style.DIM
+        return palette
+
+    def paint(self, text, colour):
+        if not self.colours:
+            return text
+        return f"{self.colours[colour]}{text}{self.colours['RESET']}"
+
+    def status_word(self, status):
+        return self.paint(status, STATUS_COLOURS.get(status, "RESET"))
+
+    def output(self, where, stream, lines):
+        if self.quiet:
+            return
+        prefix = f"{where}: "
+        text = display(b"\n".join(lines))
+        target = self.out if stream == "stdout" else self.err
+        target.write(prefix + ("\n" + prefix).join(text.split("\n")) + "\n")
+        target.flush()
+
+    def task(self, where, status, detail):
+        if self.quiet and status in ("ok", "skipped"):
+            return
+        self.out.write(f"==> {where} {self.status_word(status)}{detail}\n")
+        self.out.flush()
+
+    def note(self, text):
+        if self.verbose:
+            self.out.write(self.paint(f"    {text}", "DIM") + "\n")
+            self.out.flush()
+
+    def warn(self, text):
+        self.err.write(f"hookrun: warning: {text}\n")
+        self.err.flush()
+
+    def summary(self, run_status, records, exit_code):
+        rows = [("PHASE", "HOOK", "STATUS", "EXIT", "TRIES", "DURATION")]
+        for r in records:
+            rows.append((r.phase, display_name(r.name), r.status.value,
+                         "" if r.exit_code is None else str(r.exit_code), str(r.attempts),
+                         f"{r.duration:.2f}s"))
+        widths = [min(max(len(row[i]) for row in rows), 40) for i in range(6)]
+        lines = []
+        for n, row in enumerate(rows):
+            cells = [row[i].ljust(widths[i]) for i in range(6)]
+            if n:
+                cells[2] = self.status_word(row[2]) + " " * (widths[2] - len(row[2]))
+            lines.append("  ".join(cells).rstrip())
+        lines.append(f"run {self.status_word(run_status)}, exit {exit_code}")
+        self.out.write("\n".join(lines) + "\n")
+        self.out.flush()
+
+
+class TaskOutput:
+    """The sink of one task's output: the terminal, the log, and the last lines kept for the
+    error log and the history."""
+
+    def __init__(self, reporter, where):
+        self.reporter = reporter
+        self.where = where
+        self.where_bytes = where.encode("utf-8", "surrogateescape")
+        self.splitters = {"stdout": LineSplitter(), "stderr": LineSplitter()}
+        self.tail = collections.deque(maxlen=c.ERROR_LOG_LINES)
+
+    def __call__(self, stream, data):
+        self.emit(stream, self.splitters[stream].feed(data))
+
+    def emit(self, stream, lines):
+        if not lines:
+            return
+        self.tail.extend(lines)
+        self.reporter.console.output(self.where, stream, lines)
+        if self.reporter.log:
+            self.reporter.log.lines(self.where_bytes, stream, lines)
+
+    def finish(self):
+        for stream, splitter in self.splitters.items():
+            self.emit(stream, splitter.flush())
+
+    def tail_bytes(self):
+        return b"".join(line + b"\n" for line in self.tail)
+
+    def tail_text(self, lines=c.SUMMARY_OUTPUT_LINES):
+        kept = list(self.tail)[-lines:]
+        return "\n".join(line.decode("utf-8", "replace") for line in kept)
+
+
+class Reporter:
+    """The terminal and the log file together, as the lifecycle sees them."""
+
+    def __init__(self, console, log=None):
+        self.console = console
+        self.log = log
+
+    def sink(self, where):
+        return TaskOutput(self, where)
+
+    def started(self, where, text=""):
+        if self.log:
+            self.log.event(f"{where} start{text}")
+
+    def finished(self, where, record):
+        detail = []
+        if record.exit_code is not None:
+            detail.append(f"exit {record.exit_code}")
+        if record.attempts > 1:
+            detail.append(f"{record.attempts} attempts")
+        if record.reason and record.status.value != "ok":
+            detail.append(display_name(record.reason))
+        if record.status.value != "skipped":
+            detail.append(f"{record.duration:.2f}s")
+        text = f" ({', '.join(detail)})" if detail else ""
+        self.console.task(where, record.status.value, text)
+        if self.log:
+            self.log.event(f"{where} end status={record.status.value} exit={record.exit_code} "
+                           f"attempts={record.attempts} duration={record.duration:.3f}"
+                           + (f" reason={record.reason}" if record.reason else ""))
+        self.check_log()
+
+    def warn(self, text):
+        self.console.warn(text)
+        if self.log:
+            self.log.event(f"warning: {text}")
+        self.check_log()
+
+    def note(self, text):
+        self.console.note(text)
+
+    def event(self, text):
+        if self.log:
+            self.log.event(text)
+
+    def check_log(self):
+        if self.log and self.log.error:
+            error, self.log.error = self.log.error, None
+            self.console.warn(error)

@@ -1,0 +1,401 @@
+"""The lifecycle of ``hookrun run`` (design.md section 2), and of ``phase`` and ``recover``.
+
+Run.execute reads top to bottom like the design: checks, lock, recovery, pre-, command, post-,
+on-error/on-success, cleanups and finally.d (in a ``finally``, so nothing skips them), record.
+"""
+
+import os
+import shlex
+import time
+
+from orchestrator import constants as c
+from orchestrator import context, discovery, views
+from orchestrator.cleanup import Journal
+from orchestrator.engine import Engine
+from orchestrator.errors import StateError
+from orchestrator.lock import EventLock
+from orchestrator.outcome import RunStatus, TaskStatus, Verdict, exit_status, signal_name
+from orchestrator.phases import PhaseResult, run_phase
+from orchestrator.process import Signals, Supervisor
+from orchestrator.report import Console, LogFile, Reporter, display_name, now_iso
+from orchestrator.statedir import RunDir, count_dead_runs, dead_runs, ensure_state_dir
+
+ERROR_LOG = "error.log"
+
+
+def new_run_id():
+    return time.strftime("%Y%m%dT%H%M%S") + "-" + os.urandom(3).hex()
+
+
+def open_log(path, run_id):
+    """The LogFile at ``path`` (parents created 0700), None if logging is off; StateError."""
+    if not path:
+        return None
+    try:
+        parent = os.path.dirname(os.path.abspath(path))
+        os.makedirs(parent, mode=0o700, exist_ok=True)
+        return LogFile(path, run_id)
+    except OSError as error:
+        raise StateError(f"cannot open log file {path}: {error.strerror or error}") from None
+
+
+class Session:
+    """What every command that runs things holds: the state directory, the log, the terminal,
+    the signal watch and the process supervisor. Use as a context manager."""
+
+    def __init__(self, ctx, run_id):
+        self.ctx = ctx
+        self.run_id = run_id
+        ensure_state_dir(ctx.state_dir)
+        console = Console(ctx.color, ctx.quiet, ctx.verbose)
+        self.reporter = Reporter(console, open_log(ctx.log_file, run_id))
+        self.signals = Signals()
+        self.supervisor = None
+        self.lock = None
+
+    def __enter__(self):
+        self.signals.install()
+        self.supervisor = Supervisor(self.signals)
+        return self
+
+    def __exit__(self, *exc):
+        if self.lock:
+            self.lock.release()
+        self.signals.restore()
+        if self.reporter.log:
+            self.reporter.log.close()
+
+    def take_lock(self, wait):
+        """The event lock (LockBusy, 75); False if a signal came while waiting for it."""
+        self.lock = EventLock(self.ctx.state_dir, self.ctx.event)
+        return self.lock.acquire(wait, self.signals)
+
+    def engine(self, run_dir, command=()):
+        return Engine(self.ctx, self.reporter, self.supervisor, self.run_id, run_dir, command)
+
+
+def recover(engine, history, state_dir):
+    """Replay the pending cleanups of every dead run, last registered first, recording them
+    in the dead run's history (phase ``recover``); returns the records."""
+    records = []
+    for dead in dead_runs(state_dir):
+        if engine.signals.hard_stop:
+            dead.release()
+            continue
+        dead_id = dead.meta.get("run_id") or os.path.basename(dead.path)
+        engine.reporter.warn(f"recovering run {dead_id}: it ended without running its cleanups")
+        runs = engine.run_cleanups(Journal(dead.path), phase=c.PHASE_RECOVER)
+        found = [run.record for run in runs]
+        if history is not None:
+            try:
+                history.add_recovered(dead_id, found)
+            except StateError as error:
+                engine.reporter.warn(str(error))
+        records.extend(found)
+        if engine.signals.hard_stop:
+            dead.release()
+        else:
+            dead.remove()
+    return records
+
+
+class Run:
+    """One ``hookrun run``."""
+
+    def __init__(self, ctx, command, no_hooks=False, dry_run=False, wait=None):
+        self.ctx = ctx
+        self.command = list(command)
+        self.no_hooks = no_hooks
+        self.dry_run = dry_run
+        self.wait = wait
+        self.run_id = new_run_id()
+        self.tasks = []
+        self.error = None
+        self.failed = False
+        self.hook_stopped = False
+        self.soft_skip = None
+        self.command_run = None
+        self.started = None
+
+    def execute(self):
+        """Run the whole lifecycle; returns hookrun's exit status."""
+        ctx = self.ctx
+        phases = [] if self.no_hooks else discovery.phase_dirs(ctx.event)
+        discovered = context.discover(ctx, phases)
+        problems = context.check_safety(ctx, discovered, with_hooks=not self.no_hooks)
+        planned = dict(context.plan(ctx, discovered))
+        if self.dry_run:
+            views.print_plan(list(planned.items()), command=self.command, no_hooks=self.no_hooks)
+            return c.EXIT_OK
+        from orchestrator.history import History
+
+        with Session(ctx, self.run_id) as session:
+            for problem in problems:
+                session.reporter.warn(f"unsafe permissions (--insecure): {problem}")
+            if not session.take_lock(self.wait):
+                return c.SIGNAL_EXIT_BASE + session.signals.first
+            self.session = session
+            self.signals = session.signals
+            self.reporter = session.reporter
+            self.history = History(os.path.join(ctx.state_dir, c.HISTORY_NAME))
+            try:
+                return self.lifecycle({phase.kind: hooks for phase, hooks in planned.items()})
+            finally:
+                self.history.close()
+
+    def lifecycle(self, hooks):
+        previous = self.history.previous(self.ctx.event, self.run_id)
+        self.run_dir = RunDir.create(self.ctx.state_dir, self.run_id,
+                                     {"run_id": self.run_id, "event": self.ctx.event})
+        self.engine = self.session.engine(self.run_dir, self.command)
+        self.engine.journal.create()
+        self.engine.fixed["HOOKRUN_PREVIOUS_RUN_ID"] = previous[0] or ""
+        self.engine.fixed["HOOKRUN_PREVIOUS_STATUS"] = previous[1] or ""
+        self.started = time.monotonic()
+        self.started_iso = now_iso()
+        self.history.start_run(self.run_id, self.ctx.event, self.command_text(),
+                               self.started_iso, self.no_hooks)
+        self.reporter.event(f"run {self.run_id} event={self.ctx.event} start "
+                            f"command={self.command_text() or '-'} no_hooks={self.no_hooks}")
+        try:
+            if self.no_hooks:
+                self.report_pending()
+                self.run_command()
+            else:
+                self.tasks += recover(self.engine, self.history, self.ctx.state_dir)
+                self.pre(hooks[c.PHASE_PRE])
+                self.run_command()
+                self.post(hooks[c.PHASE_POST])
+                self.handlers(hooks)
+        finally:
+            if not self.no_hooks:
+                self.wind_down(hooks[c.PHASE_FINALLY])
+        return self.finish()
+
+    def command_text(self):
+        return shlex.join(self.command) if self.command else ""
+
+    def report_pending(self):
+        pending = count_dead_runs(self.ctx.state_dir)
+        if pending:
+            self.reporter.warn(f"{pending} crashed run(s) left cleanups pending; --no-hooks does "
+                               "not run them: run 'hookrun recover'")
+
+    # Step 4: pre-EVENT.d
+    def pre(self, hooks):
+        def skip_reason(_hook):
+            return "interrupted" if self.signals.first else None
+
+        result = run_phase(self.engine, hooks, skip_reason)
+        self.absorb(result)
+        if result.stopped:
+            self.failed = self.hook_stopped = True
+        self.soft_skip = result.soft_skip
+
+    # Step 5: the command
+    def run_command(self):
+        if self.signals.first or self.failed or self.soft_skip:
+            if self.command:
+                reason = ("interrupted" if self.signals.first else "run skipped (exit 75)"
+                          if self.soft_skip else "pre- hook stopped the run")
+                self.tasks.append(self.engine.skipped(c.PHASE_COMMAND, self.command[0], reason))
+            return
+        if not self.command:
+            return
+        run = self.engine.run_command(self.command)
+        self.command_run = run
+        self.tasks.append(run.record)
+        if run.record.status != TaskStatus.OK:
+            self.failed = True
+            self.note_error(run, decisive=True)
+
+    def command_state(self):
+        """``success``, ``failure`` or ``not-run``, as post- hooks see it."""
+        if self.command_run is None:
+            return "not-run" if (self.command or self.failed or self.soft_skip
+                                 or self.signals.first) else "success"
+        return "success" if self.command_run.record.status == TaskStatus.OK else "failure"
+
+    # Step 6: post-EVENT.d
+    def post(self, hooks):
+        state = self.command_state()
+        self.set_later_env(state)
+        interrupted_before = bool(self.signals.first)
+
+        def skip_reason(hook):
+            when = hook.settings.when
+            if self.soft_skip:
+                return "run skipped (exit 75)"
+            if self.signals.first and not interrupted_before:
+                return "interrupted"
+            if when == "always":
+                return None
+            if interrupted_before:
+                return f"when={when}: run interrupted"
+            if state == "not-run":
+                return f"when={when}: the command did not run"
+            if when == "ran" or when == state:
+                return None
+            return f"when={when}: the command's status is {state}"
+
+        result = run_phase(self.engine, hooks, skip_reason)
+        self.absorb(result)
+        if result.stopped and not self.failed:
+            self.failed = self.hook_stopped = True
+
+    # Step 7: on-error.d or on-success.d
+    def handlers(self, hooks):
+        status = self.status()
+        self.set_later_env(status.value)
+        if status == RunStatus.SKIPPED:
+            return
+        kind = c.PHASE_ON_ERROR if status in (RunStatus.FAILURE, RunStatus.INTERRUPTED) \
+            else c.PHASE_ON_SUCCESS
+        self.absorb(run_phase(self.engine, hooks[kind]), decisive=False)
+
+    # Step 8: cleanups (last registered first), then finally.d
+    def wind_down(self, finally_hooks):
+        self.set_later_env(self.status().value)
+        self.tasks += [run.record for run in self.engine.run_cleanups()]
+        self.set_later_env(self.status().value)
+        self.absorb(run_phase(self.engine, finally_hooks), decisive=False)
+        self.tasks += [run.record for run in self.engine.run_cleanups()]
+
+    def absorb(self, result: PhaseResult, decisive=True):
+        self.tasks += result.records
+        for run in result.runs:
+            if run.record.failed:
+                self.note_error(run, decisive and run.verdict == Verdict.STOP)
+
+    def note_error(self, run, decisive):
+        """Remember the first failure (a decisive one wins over earlier warnings) for
+        HOOKRUN_ERROR and its error log."""
+        if self.error is not None and not (decisive and not self.error["decisive"]):
+            return
+        record = run.record
+        what = "command" if record.phase == c.PHASE_COMMAND else f"{record.phase} hook"
+        line = f"{what} {display_name(record.name)} {record.status.value} ({record.reason})"
+        path = self.run_dir.file(ERROR_LOG)
+        try:
+            with open(path, "wb") as handle:
+                handle.write(run.output.tail_bytes())
+        except OSError as error:
+            self.reporter.warn(f"cannot write {path}: {error.strerror}")
+        self.error = {"line": line, "phase": record.phase, "hook": record.name, "log": path,
+                      "decisive": decisive}
+
+    def error_line(self):
+        if self.signals.first:
+            interrupted = f"interrupted by {signal_name(self.signals.first)}"
+            return f"{interrupted}; {self.error['line']}" if self.error else interrupted
+        return self.error["line"] if self.error else ""
+
+    def set_later_env(self, status):
+        error = self.error or {}
+        line = self.error_line()
+        exit_code = self.command_run.record.exit_code if self.command_run else None
+        self.engine.later_env = {
+            "HOOKRUN_STATUS": status, "BACKUP_STATUS": status,
+            "HOOKRUN_EXIT_CODE": "" if exit_code is None else str(exit_code),
+            "HOOKRUN_ERROR": line, "BACKUP_ERROR": line, "ERROR": line,
+            "HOOKRUN_ERROR_PHASE": error.get("phase", ""),
+            "HOOKRUN_ERROR_HOOK": error.get("hook", ""),
+            "HOOKRUN_ERROR_LOG": error.get("log", ""),
+        }
+
+    def status(self):
+        if self.signals.first:
+            return RunStatus.INTERRUPTED
+        if self.soft_skip:
+            return RunStatus.SKIPPED
+        if self.failed:
+            return RunStatus.FAILURE
+        if any(record.failed for record in self.tasks):
+            return RunStatus.WARNING
+        return RunStatus.SUCCESS
+
+    # Step 9: record, metrics, release, exit
+    def finish(self):
+        status = self.status()
+        command_code = None
+        if self.command_run and self.command_run.record.status != TaskStatus.OK:
+            command_code = self.command_run.record.exit_code
+        code = exit_status(status, self.signals.first, command_code, self.hook_stopped)
+        duration = round(time.monotonic() - self.started, 6)
+        try:
+            self.history.finish_run(self.run_id, status.value, code, now_iso(), duration,
+                                    self.error_line() or None, self.tasks)
+        except StateError as error:
+            self.reporter.warn(f"{error}; this run is not recorded")
+        if self.signals.hard_stop and self.engine.journal.pending():
+            self.reporter.warn("interrupted twice: cleanups left pending for 'hookrun recover'")
+            self.run_dir.release()
+        else:
+            self.run_dir.remove()
+        self.reporter.event(f"run {self.run_id} end status={status.value} exit={code}")
+        self.reporter.console.summary(status.value, self.tasks, code)
+        return code
+
+
+def phase_command(ctx, dirname, status="success", wait=None):
+    """``hookrun phase``: one directory by the rules of a run, with the lock and the deferred
+    cleanups, recording nothing. Returns the exit status (0, 69, 128+N)."""
+    found = discovery.phase_dir_named(dirname)
+    phase = found[0]
+    discovered = context.discover(ctx, [phase])
+    problems = context.check_safety(ctx, discovered)
+    hooks = context.plan(ctx, discovered)[0][1]
+    run_id = new_run_id()
+    with Session(ctx, run_id) as session:
+        for problem in problems:
+            session.reporter.warn(f"unsafe permissions (--insecure): {problem}")
+        if not session.take_lock(wait):
+            return c.SIGNAL_EXIT_BASE + session.signals.first
+        run_dir = RunDir.create(ctx.state_dir, run_id, {"run_id": run_id, "event": ctx.event})
+        engine = session.engine(run_dir)
+        engine.journal.create()
+        if phase.kind != c.PHASE_PRE:
+            engine.later_env = {"HOOKRUN_STATUS": status, "BACKUP_STATUS": status}
+        stop = False
+        try:
+            def skip_reason(hook):
+                if session.signals.first and phase.kind in (c.PHASE_PRE, c.PHASE_POST):
+                    return "interrupted"
+                when = hook.settings.when
+                if when in (None, "always", "ran") and status != "not-run":
+                    return None
+                if when in (None, "always", status):
+                    return None
+                return f"when={when}: status is {status}"
+
+            result = run_phase(engine, hooks, skip_reason)
+            stop = bool(result.stopped)
+        finally:
+            engine.run_cleanups()
+            if session.signals.hard_stop and engine.journal.pending():
+                run_dir.release()
+            else:
+                run_dir.remove()
+        if session.signals.first:
+            return c.SIGNAL_EXIT_BASE + session.signals.first
+        return c.EXIT_HOOK_STOPPED if stop else c.EXIT_OK
+
+
+def recover_command(ctx):
+    """``hookrun recover``: run the pending cleanups of crashed runs; returns 0."""
+    from orchestrator.history import History
+
+    run_id = new_run_id()
+    with Session(ctx, run_id) as session:
+        history = History(os.path.join(ctx.state_dir, c.HISTORY_NAME))
+        run_dir = RunDir.create(ctx.state_dir, run_id, {"run_id": run_id, "event": ctx.event})
+        try:
+            records = recover(session.engine(run_dir), history, ctx.state_dir)
+        finally:
+            run_dir.remove()
+            history.close()
+        if not records:
+            session.reporter.console.out.write("nothing to recover\n")
+        elif session.signals.first:
+            return c.SIGNAL_EXIT_BASE + session.signals.first
+    return c.EXIT_OK

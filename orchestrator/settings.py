@@ -1,0 +1,264 @@
+"""Config file, header directives and durations, merged into the effective settings of a hook.
+
+Precedence, highest first: command line, config ``[hook PHASE/NAME]``, header directive,
+config ``[hookrun]`` defaults, built-in defaults (design.md section 1).
+"""
+
+import re
+import shlex
+from dataclasses import dataclass, field
+
+from orchestrator import constants as c
+from orchestrator.errors import ConfigError
+
+DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)\s*(s|m|h)?\Z")
+UNIT_SECONDS = {None: 1, "s": 1, "m": 60, "h": 3600}
+HEADER_RE = re.compile(rb"^\s*#+\s*hookrun:(.*)$")
+WHEN_VALUES = ("ran", "success", "failure", "always")
+BOOLEANS = {"yes": True, "true": True, "on": True, "1": True,
+            "no": False, "false": False, "off": False, "0": False}
+HOOK_KEYS = ("critical", "timeout", "retries", "retry_delay", "when")
+DEFAULTABLE_HOOK_KEYS = ("timeout", "retries", "retry_delay")
+HOOKRUN_KEYS = ("state_dir", "log_file", "timeout", "command_timeout", "kill_grace",
+                "strict_permissions", "metrics_file", "notify_url", "notify_command", "path",
+                "umask", "retries", "retry_delay")
+
+
+def parse_duration(text):
+    """Seconds (float) for ``90``, ``90s``, ``2.5m``, ``1h``; ValueError for anything else."""
+    match = DURATION_RE.match(text.strip())
+    if not match:
+        raise ValueError(f"bad duration {text!r} (use e.g. 90, 90s, 5m, 1h)")
+    return float(match.group(1)) * UNIT_SECONDS[match.group(2)]
+
+
+def format_duration(seconds):
+    """The shortest spelling of a duration that parse_duration reads back."""
+    if seconds == int(seconds):
+        seconds = int(seconds)
+        for unit, size in (("h", 3600), ("m", 60)):
+            if seconds and seconds % size == 0:
+                return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def parse_bool(text):
+    try:
+        return BOOLEANS[text.strip().lower()]
+    except KeyError:
+        raise ValueError(f"bad yes/no value {text!r}") from None
+
+
+def parse_retries(text):
+    if not text.strip().isdigit() or not 0 <= int(text) <= c.MAX_RETRIES:
+        raise ValueError(f"bad retries {text!r} (a whole number from 0 to {c.MAX_RETRIES})")
+    return int(text)
+
+
+def parse_when(text):
+    if text.strip() not in WHEN_VALUES:
+        raise ValueError(f"bad when {text!r} (one of {', '.join(WHEN_VALUES)})")
+    return text.strip()
+
+
+def parse_umask(text):
+    if not re.fullmatch(r"[0-7]{1,4}", text.strip()):
+        raise ValueError(f"bad umask {text!r} (octal, e.g. 077)")
+    return int(text, 8)
+
+
+def parse_argv(text):
+    try:
+        argv = shlex.split(text)
+    except ValueError as error:
+        raise ValueError(f"bad command line {text!r}: {error}") from None
+    if not argv:
+        raise ValueError("empty command")
+    return argv
+
+
+def parse_text(text):
+    return text.strip()
+
+
+HOOK_PARSERS = {"critical": parse_bool, "timeout": parse_duration, "retries": parse_retries,
+                "retry_delay": parse_duration, "when": parse_when}
+HOOKRUN_PARSERS = {
+    "state_dir": parse_text, "log_file": parse_text, "timeout": parse_duration,
+    "command_timeout": parse_duration, "kill_grace": parse_duration,
+    "strict_permissions": parse_bool, "metrics_file": parse_text, "notify_url": parse_text,
+    "notify_command": parse_argv, "path": parse_text, "umask": parse_umask,
+    "retries": parse_retries, "retry_delay": parse_duration,
+}
+
+
+@dataclass(frozen=True)
+class HookSettings:
+    """What one hook runs with; ``when`` is None outside post-EVENT.d."""
+
+    critical: bool
+    timeout: float
+    retries: int
+    retry_delay: float
+    when: object = None
+
+
+@dataclass
+class Config:
+    """The config file, parsed and checked; empty when there is none."""
+
+    path: object = None
+    values: dict = field(default_factory=dict)
+    env: dict = field(default_factory=dict)
+    hooks: dict = field(default_factory=dict)
+
+    def get(self, key, default=None):
+        return self.values.get(key, default)
+
+
+def normalise_key(key):
+    return key.strip().lower().replace("-", "_")
+
+
+def load_config(path, required):
+    """Parse the INI file at ``path``; a missing optional file is an empty Config.
+
+    Every error is a ConfigError naming file and line.
+    """
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read()
+    except FileNotFoundError:
+        if required:
+            raise ConfigError(f"{path}: config file not found") from None
+        return Config()
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read config file: {error.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = raw[:error.start].count(b"\n") + 1
+        raise ConfigError(f"{path}:{line}: not valid UTF-8") from None
+    return parse_config(text, path)
+
+
+def parse_config(text, path):
+    """A Config from INI text; ``path`` only names the file in errors."""
+    config = Config(path=path)
+    section, target, parsers, seen = None, None, None, set()
+    for number, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        if not stripped or stripped[0] in "#;":
+            continue
+        where = f"{path}:{number}"
+        if stripped.startswith("["):
+            section, target, parsers = open_section(config, stripped, where)
+            seen = set()
+            continue
+        if section is None:
+            raise ConfigError(f"{where}: a setting before any [section]")
+        key, sep, value = stripped.partition("=")
+        if not sep:
+            raise ConfigError(f"{where}: expected 'key = value', got {stripped!r}")
+        key = key.strip() if section == "env" else normalise_key(key)
+        if key in seen:
+            raise ConfigError(f"{where}: duplicate key '{key}' in [{section}]")
+        seen.add(key)
+        target[key] = parse_value(key, value.strip(), parsers, section, where)
+    return config
+
+
+def open_section(config, header, where):
+    """Start a section; returns (name, the dict it fills, its parsers or None for [env])."""
+    if not header.endswith("]"):
+        raise ConfigError(f"{where}: unterminated section header {header!r}")
+    name = header[1:-1].strip()
+    if name == "hookrun":
+        return name, config.values, HOOKRUN_PARSERS
+    if name == "env":
+        return name, config.env, None
+    kind, _, hook = name.partition(" ")
+    hook = hook.strip()
+    if kind == "hook" and re.fullmatch(r"[^/]+\.d/[^/]+", hook):
+        if hook in config.hooks:
+            raise ConfigError(f"{where}: duplicate section [{name}]")
+        config.hooks[hook] = {}
+        return name, config.hooks[hook], HOOK_PARSERS
+    raise ConfigError(f"{where}: unknown section [{name}] (use [hookrun], [env] or "
+                      "[hook PHASE-DIR.d/NAME])")
+
+
+def parse_value(key, value, parsers, section, where):
+    if parsers is None:
+        if not c.ENV_NAME_RE.match(key):
+            raise ConfigError(f"{where}: bad environment variable name {key!r}")
+        return value
+    if key not in parsers:
+        raise ConfigError(f"{where}: unknown key '{key}' in [{section}]")
+    try:
+        return parsers[key](value)
+    except ValueError as error:
+        raise ConfigError(f"{where}: {key}: {error}") from None
+
+
+def read_header(path):
+    """The header directives of the script at ``path``: ``{key: (value, line_number)}``.
+
+    Binary executables (ELF, or a NUL in the first bytes) have no header.
+    Raises ConfigError naming file and line for an unknown key or a bad value.
+    """
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(8192)
+    except OSError:
+        return {}
+    if head.startswith(b"\x7fELF") or b"\0" in head:
+        return {}
+    return parse_header(head.split(b"\n")[:c.HEADER_LINES], path)
+
+
+def parse_header(lines, path):
+    """Directives in ``lines`` (bytes) of the file ``path``; see read_header."""
+    found = {}
+    for number, line in enumerate(lines, 1):
+        match = HEADER_RE.match(line)
+        if not match:
+            continue
+        where = f"{path}:{number}"
+        body = match.group(1).decode("utf-8", "replace")
+        for token in body.split():
+            key, sep, value = token.partition("=")
+            key = normalise_key(key)
+            if not sep or not value:
+                raise ConfigError(f"{where}: expected key=value in header, got {token!r}")
+            if key not in HOOK_PARSERS:
+                raise ConfigError(f"{where}: unknown header key '{key}' "
+                                  f"(known: critical, timeout, retries, retry-delay, when)")
+            try:
+                found[key] = (HOOK_PARSERS[key](value), number)
+            except ValueError as error:
+                raise ConfigError(f"{where}: {error}") from None
+    return found
+
+
+def effective_settings(kind, header, section, config, overrides):
+    """Merge the layers into HookSettings for a hook of phase ``kind`` (``pre``, ``post``, ...).
+
+    ``header`` maps key -> (value, line); ``section`` is the config's [hook ...] dict (or {});
+    ``overrides`` holds command-line values, e.g. {"timeout": 60.0}.
+    """
+    builtin = {"critical": kind == c.PHASE_PRE, "timeout": c.DEFAULT_TIMEOUT, "retries": 0,
+               "retry_delay": c.DEFAULT_RETRY_DELAY, "when": "ran"}
+    merged = dict(builtin)
+    merged.update({k: config.get(k) for k in DEFAULTABLE_HOOK_KEYS if config.get(k) is not None})
+    merged.update({k: value for k, (value, _line) in header.items()})
+    merged.update(section)
+    merged.update({k: v for k, v in overrides.items() if v is not None})
+    return HookSettings(critical=merged["critical"], timeout=merged["timeout"],
+                        retries=merged["retries"], retry_delay=merged["retry_delay"],
+                        when=merged["when"] if kind == c.PHASE_POST else None)
+
+
+def retry_delays(first, retries):
+    """The wait before each retry: ``first``, doubling, at most MAX_RETRY_DELAY."""
+    return [min(first * 2 ** n, c.MAX_RETRY_DELAY) for n in range(retries)]
