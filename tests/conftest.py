@@ -1,0 +1,112 @@
+"""Shared fixtures: a hooks tree in tmp_path with scripts written by the test."""
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+
+class Tree:
+    """A hooks directory, a state directory and a scratch directory for marker files."""
+
+    def __init__(self, base):
+        self.base = base
+        self.hooks = base / "hooks"
+        self.state = base / "state"
+        self.marks = base / "marks"
+        for path in (self.hooks, self.marks):
+            path.mkdir(mode=0o755)
+            path.chmod(0o755)
+
+    def hook(self, relative, body="", header=None, mode=0o755, shebang="#!/bin/sh"):
+        """Write an executable script at HOOKS/relative; ``body`` is dedented shell."""
+        path = self.hooks / relative
+        path.parent.mkdir(mode=0o755, exist_ok=True)
+        path.parent.chmod(0o755)
+        lines = [shebang] if shebang else []
+        if header:
+            lines.append(f"# hookrun: {header}")
+        lines.append(textwrap.dedent(body).strip("\n"))
+        path.write_text("\n".join(lines) + "\n")
+        path.chmod(mode)
+        return path
+
+    def config(self, text):
+        path = self.hooks / "hookrun.conf"
+        path.write_text(textwrap.dedent(text))
+        path.chmod(0o644)
+        return path
+
+    def mark(self, name):
+        return self.marks / name
+
+    def read(self, name):
+        path = self.marks / name
+        return path.read_text() if path.exists() else None
+
+    def args(self, *extra):
+        return ["-d", str(self.hooks), "--state-dir", str(self.state), *extra]
+
+
+@pytest.fixture
+def tree(tmp_path):
+    return Tree(tmp_path)
+
+
+def marker_hook(tree, relative, name=None, code=0, header=None, extra=""):
+    """A hook that appends its phase/name to marks/order and exits ``code``."""
+    name = name or relative.replace("/", "_")
+    return tree.hook(relative, f"""
+        echo "$HOOKRUN_PHASE/$HOOKRUN_HOOK" >> "{tree.marks}/order"
+        {extra}
+        exit {code}
+        """, header=header)
+
+
+def order(tree):
+    text = tree.read("order")
+    return text.split() if text else []
+
+
+@pytest.fixture
+def hookrun_main(capsys):
+    """Run hookrun in-process through orchestrator.cli.main; returns (status, out, err)."""
+    from orchestrator.cli import main
+
+    def run(*argv):
+        status = main(list(argv))
+        captured = capsys.readouterr()
+        return status, captured.out, captured.err
+
+    return run
+
+
+def hookrun_cmd():
+    """The installed command if there is one, else the module (same code)."""
+    import shutil
+
+    found = shutil.which("hookrun")
+    return [found] if found else [sys.executable, "-m", "orchestrator"]
+
+
+def run_hookrun(*argv, env=None, timeout=120, **kwargs):
+    """Run the ``hookrun`` command as a subprocess; returns CompletedProcess (text)."""
+    full_env = dict(os.environ)
+    full_env.pop("HOOKRUN_CLEANUP", None)
+    full_env.update(env or {})
+    return subprocess.run(hookrun_cmd() + list(argv), capture_output=True, text=True,
+                          env=full_env, timeout=timeout, **kwargs)
+
+
+def show_last(tree, *extra):
+    result = run_hookrun("show", "last", "--json", *tree.args(*extra))
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def make_unwritable_for_others(path):
+    path.chmod(path.stat().st_mode & ~(stat.S_IWGRP | stat.S_IWOTH))

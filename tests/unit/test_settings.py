@@ -1,0 +1,160 @@
+"""Durations, header directives, the config file and the precedence of settings."""
+
+import pytest
+
+from orchestrator import constants as c
+from orchestrator.errors import ConfigError
+from orchestrator.settings import (
+    Config,
+    effective_settings,
+    format_duration,
+    parse_config,
+    parse_duration,
+    parse_header,
+    read_header,
+    retry_delays,
+)
+
+
+@pytest.mark.parametrize("text, seconds", [("90", 90), ("90s", 90), ("5m", 300), ("1h", 3600),
+                                           ("0", 0), ("2.5s", 2.5), (" 10m ", 600)])
+def test_durations_in_every_documented_spelling_parse_to_seconds(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "m", "5 minutes", "-1", "1d", "1h30m", "abc", "5mm"])
+def test_bad_durations_are_rejected(text):
+    with pytest.raises(ValueError):
+        parse_duration(text)
+
+
+@pytest.mark.parametrize("seconds", [0, 1, 59, 60, 90, 300, 3600, 5400, 2.5])
+def test_format_duration_round_trips(seconds):
+    assert parse_duration(format_duration(seconds)) == seconds
+
+
+def test_header_directives_are_read_and_several_lines_add_up():
+    lines = [b"#!/bin/sh", b"# hookrun: critical=no timeout=10m",
+             b"# hookrun: retries=3 retry-delay=5s when=always"]
+    found = parse_header(lines, "x")
+    assert {k: v for k, (v, _line) in found.items()} == {
+        "critical": False, "timeout": 600, "retries": 3, "retry_delay": 5, "when": "always"}
+    assert found["retries"][1] == 3
+
+
+@pytest.mark.parametrize("line, where", [
+    (b"# hookrun: colour=red", "unknown header key"),
+    (b"# hookrun: timeout=forever", "bad duration"),
+    (b"# hookrun: retries=101", "bad retries"),
+    (b"# hookrun: critical=maybe", "bad yes/no"),
+    (b"# hookrun: when=sometimes", "bad when"),
+    (b"# hookrun: critical", "expected key=value"),
+])
+def test_bad_header_directive_is_a_config_error_naming_file_and_line(line, where):
+    with pytest.raises(ConfigError) as raised:
+        parse_header([b"#!/bin/sh", b"echo", line], "/h/pre-backup.d/10-x")
+    assert str(raised.value).startswith("/h/pre-backup.d/10-x:3: ")
+    assert where in str(raised.value)
+    assert raised.value.exit_status == c.EXIT_CONFIG
+
+
+def test_header_is_only_read_in_the_first_30_lines(tmp_path):
+    script = tmp_path / "hook"
+    script.write_bytes(b"#!/bin/sh\n" + b"echo\n" * 30 + b"# hookrun: colour=red\n")
+    assert read_header(str(script)) == {}
+
+
+def test_binary_executables_have_no_header(tmp_path):
+    binary = tmp_path / "bin"
+    binary.write_bytes(b"\x7fELF\x02\x01\x01\0# hookrun: colour=red\n")
+    assert read_header(str(binary)) == {}
+
+
+CONFIG = """
+# a comment
+[hookrun]
+timeout = 30s
+kill_grace = 2s
+strict_permissions = no
+notify_command = /usr/bin/mail -s 'backup report' root
+umask = 077
+retry-delay = 1s
+
+[env]
+PGHOST = localhost
+Mixed_Case = keeps case
+
+[hook pre-backup.d/10-dump]
+timeout = 30m
+critical = no
+"""
+
+
+def test_config_sections_and_values_are_parsed():
+    config = parse_config(CONFIG, "hookrun.conf")
+    assert config.get("timeout") == 30
+    assert config.get("kill_grace") == 2
+    assert config.get("strict_permissions") is False
+    assert config.get("notify_command") == ["/usr/bin/mail", "-s", "backup report", "root"]
+    assert config.get("umask") == 0o77
+    assert config.get("retry_delay") == 1
+    assert config.env == {"PGHOST": "localhost", "Mixed_Case": "keeps case"}
+    assert config.hooks == {"pre-backup.d/10-dump": {"timeout": 1800, "critical": False}}
+
+
+@pytest.mark.parametrize("text, line, words", [
+    ("[hookrun]\ncolour = red\n", 2, "unknown key 'colour'"),
+    ("[hookrun]\ntimeout = soon\n", 2, "bad duration"),
+    ("[hookrun]\n\nstrict_permissions = perhaps\n", 3, "bad yes/no"),
+    ("[hookrun]\numask = 999\n", 2, "bad umask"),
+    ("[hookrun]\nnotify_command = 'unclosed\n", 2, "bad command line"),
+    ("[other]\n", 1, "unknown section"),
+    ("[hook backup]\n", 1, "unknown section"),
+    ("timeout = 1s\n", 1, "before any [section]"),
+    ("[hookrun]\njust words\n", 2, "expected 'key = value'"),
+    ("[hookrun]\ntimeout = 1s\ntimeout = 2s\n", 3, "duplicate key"),
+    ("[env]\n1BAD = x\n", 2, "bad environment variable name"),
+    ("[hook pre-backup.d/x]\nwhen = never\n", 2, "bad when"),
+    ("[hookrun\n", 1, "unterminated section"),
+])
+def test_config_errors_name_file_and_line(text, line, words):
+    with pytest.raises(ConfigError) as raised:
+        parse_config(text, "/etc/hookrun/hookrun.conf")
+    assert str(raised.value).startswith(f"/etc/hookrun/hookrun.conf:{line}: ")
+    assert words in str(raised.value)
+
+
+def header(**values):
+    return {key: (value, 2) for key, value in values.items()}
+
+
+def test_built_in_defaults_depend_on_the_phase():
+    pre = effective_settings("pre", {}, {}, Config(), {})
+    post = effective_settings("post", {}, {}, Config(), {})
+    assert (pre.critical, pre.timeout, pre.retries, pre.retry_delay, pre.when) == \
+        (True, 300, 0, 5, None)
+    assert (post.critical, post.when) == (False, "ran")
+    assert effective_settings("finally", {}, {}, Config(), {}).critical is False
+
+
+def test_precedence_is_command_line_then_hook_section_then_header_then_defaults():
+    config = parse_config("[hookrun]\ntimeout = 1m\nretries = 1\n", "c")
+    assert effective_settings("pre", {}, {}, config, {}).timeout == 60
+    assert effective_settings("pre", header(timeout=120), {}, config, {}).timeout == 120
+    assert effective_settings("pre", header(timeout=120), {"timeout": 180}, config,
+                              {}).timeout == 180
+    assert effective_settings("pre", header(timeout=120), {"timeout": 180}, config,
+                              {"timeout": 240}).timeout == 240
+    assert effective_settings("pre", header(retries=5), {}, config, {}).retries == 5
+    assert effective_settings("pre", {}, {}, config, {"timeout": None}).timeout == 60
+
+
+def test_when_is_ignored_outside_post():
+    assert effective_settings("pre", header(when="always"), {}, Config(), {}).when is None
+    assert effective_settings("post", header(when="always"), {}, Config(), {}).when == "always"
+
+
+def test_retry_delay_doubles_and_is_capped_at_five_minutes():
+    assert retry_delays(5, 4) == [5, 10, 20, 40]
+    assert retry_delays(100, 4) == [100, 200, 300, 300]
+    assert retry_delays(5, 0) == []
