@@ -457,6 +457,8 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     hookrun = shlex.split(args.hookrun) if args.hookrun else default_hookrun()
+    if args.workdir:
+        os.makedirs(args.workdir, mode=0o755, exist_ok=True)
     subreaper = become_subreaper()
     print(f"hookrun soak: {shlex.join(hookrun)}, seed {args.seed}, jobs {args.jobs}, "
           f"subreaper {'yes' if subreaper else 'no'}")

@@ -1,0 +1,289 @@
+"""Timeouts, stray processes, signals, the event lock and crash recovery, with real
+processes (design.md section 3). Time bounds are generous upper bounds."""
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import psutil
+import pytest
+
+from tests.conftest import hookrun_cmd, order, run_hookrun, show_last
+
+
+def wait_for(path, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and path.stat().st_size > 0:
+            return path.read_text()
+        time.sleep(0.02)
+    raise AssertionError(f"{path} never appeared")
+
+
+def alive(pid):
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def start(tree, *argv, **kwargs):
+    env = dict(os.environ)
+    env.pop("HOOKRUN_CLEANUP", None)
+    return subprocess.Popen(hookrun_cmd() + ["run", *tree.args(*argv)] + list(kwargs.pop(
+        "command", [])), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        **kwargs)
+
+
+@pytest.fixture
+def reaper():
+    """Kill, at the end of the test, any pid the test registers."""
+    pids = []
+    yield pids
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def test_a_hung_hook_times_out_and_the_run_goes_on(tree):
+    tree.hook("pre-backup.d/10-hang", "sleep 60", header="timeout=1s critical=no")
+    tree.hook("pre-backup.d/20-next", f"touch '{tree.marks}/next'")
+    began = time.monotonic()
+    result = run_hookrun("run", *tree.args("--kill-grace", "1s"), "--", "true")
+    assert time.monotonic() - began < 20
+    assert result.returncode == 0, result.stderr
+    assert tree.read("next") == ""
+    task = show_last(tree)["tasks"][0]
+    assert (task["status"], task["reason"]) == ("timeout", "timed out")
+
+
+def test_a_setsid_escapee_that_ignores_sigterm_is_killed_after_the_grace(tree, reaper):
+    tree.hook("pre-backup.d/10-escape", f"""
+        setsid sh -c 'trap "" TERM; echo $$ > "{tree.marks}/escapee"; \
+            while :; do sleep 1; done' </dev/null >/dev/null 2>&1 &
+        trap "" TERM
+        echo $$ > "{tree.marks}/hook"
+        while :; do sleep 1; done
+        """, header="timeout=1s")
+    began = time.monotonic()
+    result = run_hookrun("run", *tree.args("--kill-grace", "1s"), "--", "true")
+    elapsed = time.monotonic() - began
+    escapee, hook = int(tree.read("escapee")), int(tree.read("hook"))
+    reaper.extend([escapee, hook])
+    assert result.returncode == 69
+    assert elapsed < 20
+    assert not alive(escapee) and not alive(hook)
+
+
+def test_a_background_process_holding_stdout_does_not_hang_the_run(tree, reaper):
+    tree.hook("pre-backup.d/10-daemon", f"""
+        sh -c 'echo $$ > "{tree.marks}/daemon"; exec sleep 120' &
+        echo started
+        """)
+    began = time.monotonic()
+    result = run_hookrun("run", *tree.args(), "--", "true")
+    elapsed = time.monotonic() - began
+    daemon = int(tree.read("daemon"))
+    reaper.append(daemon)
+    assert result.returncode == 0, result.stderr
+    assert elapsed < 15
+    assert str(daemon) in result.stderr
+    assert alive(daemon), "stray processes are reported, not killed"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+def test_a_signal_is_forwarded_and_the_wind_down_runs(tree, signum):
+    tree.hook("pre-backup.d/10-wait", f"""
+        hookrun defer touch "{tree.marks}/cleanup"
+        trap 'echo "$1" > "{tree.marks}/hook-got"; exit 1' {signal.Signals(signum).name[3:]}
+        echo up > "{tree.marks}/up"
+        while :; do sleep 0.1; done
+        """)
+    tree.hook("pre-backup.d/20-never", f"touch '{tree.marks}/never'")
+    tree.hook("post-backup.d/10-ran", f"touch '{tree.marks}/post-ran'")
+    tree.hook("post-backup.d/20-always", f"touch '{tree.marks}/post-always'",
+              header="when=always")
+    tree.hook("on-error.d/10-error", f'echo "$HOOKRUN_STATUS" > "{tree.marks}/on-error"')
+    tree.hook("finally.d/10-finally", f"touch '{tree.marks}/finally'")
+    proc = start(tree, "--kill-grace", "5s", command=["--", "touch", str(tree.marks / "cmd")])
+    wait_for(tree.marks / "up")
+    proc.send_signal(signum)
+    proc.communicate(timeout=30)
+    assert proc.returncode == 128 + signum
+    assert tree.read("hook-got") is not None
+    assert tree.read("on-error").strip() == "interrupted"
+    assert tree.read("cleanup") == "" and tree.read("finally") == ""
+    assert tree.read("post-always") == ""
+    for never in ("never", "cmd", "post-ran"):
+        assert tree.read(never) is None
+    record = show_last(tree)
+    assert record["status"] == "interrupted" and record["exit_code"] == 128 + signum
+    statuses = {t["name"]: t["status"] for t in record["tasks"]}
+    assert statuses["20-never"] == "skipped" and statuses["touch"] == "skipped"
+
+
+def test_sigint_reaches_the_command(tree):
+    script = tree.marks / "cmd.sh"
+    script.write_text(f"""#!/bin/sh
+trap 'echo got-int > "{tree.marks}/cmd-got"; exit 130' INT
+echo up > "{tree.marks}/up"
+while :; do sleep 0.1; done
+""")
+    script.chmod(0o755)
+    proc = start(tree, command=["--", str(script)])
+    wait_for(tree.marks / "up")
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    assert tree.read("cmd-got").strip() == "got-int"
+
+
+def test_a_second_signal_cuts_the_wind_down_and_leaves_cleanups_for_recover(tree):
+    tree.hook("pre-backup.d/10-stubborn", f"""
+        hookrun defer sh -c 'echo ran >> "{tree.marks}/cleanup"'
+        trap '' TERM
+        echo up > "{tree.marks}/up"
+        while :; do sleep 0.1; done
+        """)
+    proc = start(tree, "--kill-grace", "60s", command=["--", "true"])
+    wait_for(tree.marks / "up")
+    proc.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    began = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=30)
+    assert time.monotonic() - began < 10, "a second signal must not wait for the grace"
+    assert proc.returncode == 143
+    assert tree.read("cleanup") is None
+    result = run_hookrun("recover", *tree.args())
+    assert result.returncode == 0, result.stderr
+    assert tree.read("cleanup") == "ran\n"
+    record = show_last(tree)
+    assert [t["phase"] for t in record["tasks"]][-1] == "recover"
+
+
+def test_sigkill_of_hookrun_then_recover_runs_each_cleanup_once(tree, reaper):
+    tree.hook("pre-backup.d/10-register", f"""
+        hookrun defer sh -c 'echo first >> "{tree.marks}/cleanup"'
+        hookrun defer sh -c 'echo second >> "{tree.marks}/cleanup"'
+        echo $$ > "{tree.marks}/up"
+        sleep 60
+        """)
+    proc = start(tree, command=["--", "true"])
+    reaper.append(int(wait_for(tree.marks / "up")))
+    proc.kill()
+    proc.communicate(timeout=30)
+    assert tree.read("cleanup") is None
+    record = show_last(tree)
+    assert record["status"] == "running"
+    result = run_hookrun("recover", *tree.args())
+    assert result.returncode == 0, result.stderr
+    assert tree.read("cleanup") == "second\nfirst\n"
+    record = show_last(tree)
+    assert record["status"] == "interrupted"
+    assert [(t["phase"], t["status"]) for t in record["tasks"]] == [("recover", "ok")] * 2
+    assert run_hookrun("recover", *tree.args()).returncode == 0
+    assert tree.read("cleanup") == "second\nfirst\n", "each cleanup completes once"
+
+
+def test_the_next_run_recovers_before_its_pre_hooks(tree, reaper):
+    tree.hook("pre-backup.d/10-register", f"""
+        if [ ! -e "{tree.marks}/crashed-once" ]; then
+            touch "{tree.marks}/crashed-once"
+            hookrun defer sh -c 'echo recovered >> "{tree.marks}/order"'
+            echo $$ > "{tree.marks}/up"
+            sleep 60
+        fi
+        echo "pre" >> "{tree.marks}/order"
+        """)
+    proc = start(tree, command=["--", "true"])
+    reaper.append(int(wait_for(tree.marks / "up")))
+    proc.kill()
+    proc.communicate(timeout=30)
+    result = run_hookrun("run", *tree.args(), "--", "true")
+    assert result.returncode == 0, result.stderr
+    assert order(tree) == ["recovered", "pre"]
+    phases = [t["phase"] for t in show_last(tree)["tasks"]]
+    assert phases[0] == "recover"
+
+
+def test_no_hooks_only_reports_pending_cleanups(tree, reaper):
+    tree.hook("pre-backup.d/10-register", f"""
+        hookrun defer touch "{tree.marks}/cleanup"
+        echo $$ > "{tree.marks}/up"
+        sleep 60
+        """)
+    proc = start(tree, command=["--", "true"])
+    reaper.append(int(wait_for(tree.marks / "up")))
+    proc.kill()
+    proc.communicate(timeout=30)
+    result = run_hookrun("run", *tree.args("--no-hooks"), "--", "true")
+    assert result.returncode == 0
+    assert "recover" in result.stderr
+    assert tree.read("cleanup") is None
+
+
+def test_a_second_run_of_the_same_event_is_refused_with_75(tree):
+    tree.hook("pre-backup.d/10-hold", f"""
+        echo up > "{tree.marks}/up"
+        sleep 3
+        """)
+    first = start(tree, command=["--", "true"])
+    wait_for(tree.marks / "up")
+    second = run_hookrun("run", *tree.args(), "--", "touch", str(tree.marks / "second"))
+    assert second.returncode == 75
+    assert str(first.pid) in second.stderr
+    assert tree.read("second") is None
+    other_event = run_hookrun("run", *tree.args("-e", "prune"), "--", "true")
+    assert other_event.returncode == 0, "different events do not block each other"
+    waited = run_hookrun("run", *tree.args("--wait=30s"), "--", "touch",
+                         str(tree.marks / "waited"))
+    assert waited.returncode == 0
+    assert tree.read("waited") == ""
+    first.communicate(timeout=30)
+    assert first.returncode == 0
+
+
+def test_wait_with_a_duration_gives_up_with_75(tree):
+    tree.hook("pre-backup.d/10-hold", f"""
+        echo up > "{tree.marks}/up"
+        sleep 5
+        """)
+    first = start(tree, command=["--", "true"])
+    wait_for(tree.marks / "up")
+    began = time.monotonic()
+    second = run_hookrun("run", *tree.args("--wait=0.5s"), "--", "true")
+    assert second.returncode == 75
+    assert time.monotonic() - began < 4
+    first.communicate(timeout=30)
+
+
+def test_a_lock_left_by_a_dead_run_is_taken_over(tree, reaper):
+    tree.hook("pre-backup.d/10-hold", f"""
+        if [ ! -e "{tree.marks}/once" ]; then
+            touch "{tree.marks}/once"; echo $$ > "{tree.marks}/up"; sleep 60
+        fi
+        """)
+    proc = start(tree, command=["--", "true"])
+    reaper.append(int(wait_for(tree.marks / "up")))
+    proc.kill()
+    proc.communicate(timeout=30)
+    result = run_hookrun("run", *tree.args(), "--", "true")
+    assert result.returncode == 0, result.stderr
+
+
+def test_binary_and_endless_lines_are_handled(tree):
+    tree.hook("pre-backup.d/10-binary", """
+        head -c 300000 /dev/urandom
+        printf 'no newline at the end \\377\\033[31m'
+        """)
+    result = run_hookrun("run", *tree.args(), "--", "true")
+    assert result.returncode == 0
+    log = (tree.state / "hookrun.log").read_bytes()
+    assert b"no newline at the end \xff\x1b[31m" in log
+    assert "\x1b[31m" not in result.stdout and "\\x1b[31m" in result.stdout
+    json.dumps(show_last(tree))
