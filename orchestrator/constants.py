@@ -55,6 +55,8 @@ LOG_MAX_BYTES = 10 * 1024 * 1024
 LOG_BACKUPS = 5
 NOTIFY_TIMEOUT = 10.0
 NOTIFY_MAX_BODY = 100_000
+NOTIFY_COMMAND_TIMEOUT = 60.0
+LIVE_AFTER = 1.0
 
 # File names run-parts and package managers leave behind: skipped without a word.
 SKIP_SUFFIXES = (

@@ -137,11 +137,14 @@ class Engine:
         name = argv[0]
         where = f"command/{display_name(name)}"
         output = self.reporter.sink(where)
+        capture = not sys.stdout.isatty()
+        # On a terminal the command writes there itself: a live line would garble it.
+        output.live = output.live and capture
         started, clock = now_iso(), time.monotonic()
         self.reporter.started(where, f" argv={shlex.join(argv)}")
         outcome = self.supervisor.run(
             Spec(argv=tuple(argv), env=self.command_env(), timeout=self.ctx.command_timeout,
-                 kill_grace=self.ctx.kill_grace, capture=not sys.stdout.isatty(), stdin=None,
+                 kill_grace=self.ctx.kill_grace, capture=capture, stdin=None,
                  umask=self.ctx.umask), output)
         output.finish()
         self.report_strays(where, outcome)
@@ -195,6 +198,26 @@ class Engine:
                             outcome.max_rss_bytes, judgement.reason, output.tail_text())
         self.reporter.finished(where, record)
         return TaskRun(record, judgement.verdict, output)
+
+    def run_notify_command(self, argv, record):
+        """Run ``notify_command`` with the run's JSON record on stdin; returns a one-line
+        problem or None."""
+        import json
+
+        path = self.run_dir.file("record.json")
+        with open(path, "w", encoding="utf-8") as handle:
+            json.dump(record, handle, ensure_ascii=False)
+        where = f"notify/{display_name(argv[0])}"
+        output = self.reporter.sink(where)
+        with open(path, "rb") as stdin:
+            outcome = self.supervisor.run(
+                Spec(argv=tuple(argv), env=self.command_env(), timeout=c.NOTIFY_COMMAND_TIMEOUT,
+                     kill_grace=self.ctx.kill_grace, stdin=stdin, umask=self.ctx.umask),
+                output)
+        output.finish()
+        if not outcome.ok:
+            return f"notify_command {argv[0]} failed: {command_failure(outcome)}"
+        return None
 
     def skipped(self, kind, name, reason):
         """The record of a task that did not run."""

@@ -100,6 +100,17 @@ class History:
                               "ORDER BY rowid DESC LIMIT 1", (event, before_id)).fetchone()
         return (row["id"], row["status"]) if row else (None, None)
 
+    def last_success(self, event):
+        """Unix time at which the last ``success`` or ``warning`` run of ``event`` ended."""
+        import datetime
+
+        row = self.db.execute("SELECT finished FROM runs WHERE event = ? AND status IN "
+                              "('success', 'warning') AND finished IS NOT NULL "
+                              "ORDER BY rowid DESC LIMIT 1", (event,)).fetchone()
+        if row is None:
+            return None
+        return round(datetime.datetime.fromisoformat(row[0]).timestamp(), 3)
+
     def runs(self, event=None, limit=20):
         """The last ``limit`` runs (newest first) as JSON-ready dicts, with their tasks."""
         where, params = ("WHERE event = ?", [event]) if event else ("", [])

@@ -241,6 +241,9 @@ class Watch:
         self.give_up_at = None
         self.drain_until = None
         self.tree = set()
+        # A sink with ``live`` set is ticked about once a second (the terminal's live line).
+        self.tick = sink.tick if getattr(sink, "live", False) else None
+        self.next_tick = started + c.LIVE_AFTER
         self.timed_out = False
         self.interrupted_by = None
         self.status = None
@@ -260,6 +263,9 @@ class Watch:
             now = time.monotonic()
             for fd, _event in self.poller.poll(self.wait_ms(now)):
                 self.handle(fd)
+            if self.tick and time.monotonic() >= self.next_tick:
+                self.tick(time.monotonic() - self.started)
+                self.next_tick += c.LIVE_AFTER
             if self.pidfd is None and self.status is None:
                 self.reap(os.WNOHANG)
             self.check_signals()
@@ -275,7 +281,8 @@ class Watch:
 
     def wait_ms(self, now):
         moments = [m for m in (self.deadline if self.status is None else None, self.kill_at,
-                               self.give_up_at, self.drain_until) if m is not None]
+                               self.give_up_at, self.drain_until,
+                               self.next_tick if self.tick else None) if m is not None]
         wait = max(0.0, min(moments) - now) if moments else None
         if self.pidfd is None or (self.kill_at is not None and self.status is not None):
             wait = NO_PIDFD_TICK if wait is None else min(wait, NO_PIDFD_TICK)

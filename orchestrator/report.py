@@ -119,6 +119,8 @@ class Console:
         self.quiet = quiet
         self.verbose = verbose
         self.colours = self.pick_colours(color)
+        self.live_enabled = not quiet and self.out.isatty()
+        self.live_shown = False
 
     def pick_colours(self, color):
         if color == "never":
@@ -140,9 +142,21 @@ class Console:
     def status_word(self, status):
         return self.paint(status, STATUS_COLOURS.get(status, "RESET"))
 
+    def live(self, where, elapsed):
+        """Show, on one line updated in place, that ``where`` has run ``elapsed`` seconds."""
+        self.out.write(f"\r\x1b[K... {where} running {elapsed:.0f}s")
+        self.out.flush()
+        self.live_shown = True
+
+    def clear_live(self):
+        if self.live_shown:
+            self.out.write("\r\x1b[K")
+            self.live_shown = False
+
     def output(self, where, stream, lines):
         if self.quiet:
             return
+        self.clear_live()
         prefix = f"{where}: "
         text = display(b"\n".join(lines))
         target = self.out if stream == "stdout" else self.err
@@ -150,6 +164,7 @@ class Console:
         target.flush()
 
     def task(self, where, status, detail):
+        self.clear_live()
         if self.quiet and status in ("ok", "skipped"):
             return
         self.out.write(f"==> {where} {self.status_word(status)}{detail}\n")
@@ -192,6 +207,10 @@ class TaskOutput:
         self.where_bytes = where.encode("utf-8", "surrogateescape")
         self.splitters = {"stdout": LineSplitter(), "stderr": LineSplitter()}
         self.tail = collections.deque(maxlen=c.ERROR_LOG_LINES)
+        self.live = reporter.console.live_enabled
+
+    def tick(self, elapsed):
+        self.reporter.console.live(self.where, elapsed)
 
     def __call__(self, stream, data):
         self.emit(stream, self.splitters[stream].feed(data))

@@ -9,7 +9,7 @@ import shlex
 import time
 
 from orchestrator import constants as c
-from orchestrator import context, discovery, views
+from orchestrator import context, discovery, notify, views
 from orchestrator.cleanup import Journal
 from orchestrator.engine import Engine
 from orchestrator.errors import StateError
@@ -155,6 +155,8 @@ class Run:
         self.started_iso = now_iso()
         self.history.start_run(self.run_id, self.ctx.event, self.command_text(),
                                self.started_iso, self.no_hooks)
+        if self.ctx.notify_url:
+            self.warn_if(notify.ping(self.ctx.notify_url, "/start"))
         self.reporter.event(f"run {self.run_id} event={self.ctx.event} start "
                             f"command={self.command_text() or '-'} no_hooks={self.no_hooks}")
         try:
@@ -322,19 +324,57 @@ class Run:
             command_code = self.command_run.record.exit_code
         code = exit_status(status, self.signals.first, command_code, self.hook_stopped)
         duration = round(time.monotonic() - self.started, 6)
+        recorded = True
         try:
             self.history.finish_run(self.run_id, status.value, code, now_iso(), duration,
                                     self.error_line() or None, self.tasks)
         except StateError as error:
+            recorded = False
             self.reporter.warn(f"{error}; this run is not recorded")
+        self.reporter.event(f"run {self.run_id} end status={status.value} exit={code}")
+        self.reporter.console.summary(status.value, self.tasks, code)
+        if self.ctx.metrics_file:
+            self.write_metrics(status, code, duration)
+        if recorded and (self.ctx.notify_url or self.ctx.notify_command):
+            self.notify_end()
         if self.signals.hard_stop and self.engine.journal.pending():
             self.reporter.warn("interrupted twice: cleanups left pending for 'hookrun recover'")
             self.run_dir.release()
         else:
             self.run_dir.remove()
-        self.reporter.event(f"run {self.run_id} end status={status.value} exit={code}")
-        self.reporter.console.summary(status.value, self.tasks, code)
         return code
+
+    def warn_if(self, problem):
+        if problem:
+            self.reporter.warn(problem)
+
+    def write_metrics(self, status, code, duration):
+        from orchestrator.metrics import write_metrics
+
+        try:
+            write_metrics(self.ctx.metrics_file, self.ctx.event, status=status.value,
+                          exit_code=code, finished=round(time.time(), 3), duration=duration,
+                          last_success=self.history.last_success(self.ctx.event),
+                          tasks=self.tasks)
+        except OSError as error:
+            self.reporter.warn(f"cannot write metrics file {self.ctx.metrics_file}: "
+                               f"{error.strerror or error}")
+
+    def notify_end(self):
+        """The end ping and the notify_command, fed the run's record; failures only warn."""
+        record = views.public(self.history.get(self.run_id))
+        if self.ctx.notify_url:
+            failed_output = ""
+            if self.error:
+                try:
+                    with open(self.error["log"], "rb") as handle:
+                        failed_output = handle.read().decode("utf-8", "replace")
+                except OSError:
+                    pass
+            self.warn_if(notify.ping(self.ctx.notify_url, notify.END_SUFFIX[record["status"]],
+                                     notify.summary(record, failed_output)))
+        if self.ctx.notify_command:
+            self.warn_if(self.engine.run_notify_command(self.ctx.notify_command, record))
 
 
 def phase_command(ctx, dirname, status="success", wait=None):

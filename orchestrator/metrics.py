@@ -1,0 +1,99 @@
+"""The Prometheus textfile-collector file (design.md section 4).
+
+Several events share one file: the series of other events are read back and kept, this
+event's are replaced. The file is written to a temporary name and renamed, so the collector
+never reads half a file.
+"""
+
+import os
+import re
+import tempfile
+
+RUN_STATUSES = ("success", "warning", "failure", "skipped", "interrupted")
+TASK_STATUSES = ("ok", "failed", "timeout", "aborted", "skipped")
+HELP = {
+    "hookrun_last_run_timestamp_seconds": "End time of the last run (unix seconds).",
+    "hookrun_last_run_duration_seconds": "Duration of the last run in seconds.",
+    "hookrun_last_run_exit_code": "Exit status of hookrun for the last run.",
+    "hookrun_last_run_status": "1 for the status of the last run, 0 for the others.",
+    "hookrun_last_success_timestamp_seconds":
+        "End time of the last successful run (success or warning); 0 if none.",
+    "hookrun_hook_duration_seconds": "Duration of each task of the last run in seconds.",
+    "hookrun_hook_status": "1 for the status of each task of the last run, 0 for the others.",
+}
+SAMPLE_RE = re.compile(r'^(hookrun_[a-z_]+)(\{.*\})? (\S+)$')
+
+
+def escape(value):
+    """A label value escaped as the exposition format wants it."""
+    text = value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return text.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def labels(**pairs):
+    return "{" + ",".join(f'{key}="{escape(str(value))}"' for key, value in pairs.items()) + "}"
+
+
+def run_samples(event, status, exit_code, finished, duration, last_success, tasks):
+    """Sample lines (name, labels, value) for one run of ``event``."""
+    samples = [
+        ("hookrun_last_run_timestamp_seconds", labels(event=event), finished),
+        ("hookrun_last_run_duration_seconds", labels(event=event), duration),
+        ("hookrun_last_run_exit_code", labels(event=event), exit_code),
+        ("hookrun_last_success_timestamp_seconds", labels(event=event), last_success or 0),
+    ]
+    samples += [("hookrun_last_run_status", labels(event=event, status=s), int(s == status))
+                for s in RUN_STATUSES]
+    seen = set()
+    for task in tasks:
+        key = (task.phase, task.name)
+        if key in seen:
+            continue
+        seen.add(key)
+        where = {"event": event, "phase": task.phase, "hook": task.name}
+        samples.append(("hookrun_hook_duration_seconds", labels(**where), task.duration))
+        samples += [("hookrun_hook_status", labels(**where, status=s),
+                     int(s == task.status.value)) for s in TASK_STATUSES]
+    return samples
+
+
+def other_events_samples(path, event):
+    """Samples already in the file that belong to other events."""
+    mine = f'event="{escape(event)}"'
+    kept = []
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                match = SAMPLE_RE.match(line.rstrip("\n"))
+                if match and mine not in (match.group(2) or ""):
+                    kept.append((match.group(1), match.group(2) or "", match.group(3)))
+    except FileNotFoundError:
+        pass
+    return kept
+
+
+def render(samples):
+    by_name = {}
+    for name, label_text, value in samples:
+        by_name.setdefault(name, []).append(f"{name}{label_text} {value}")
+    lines = []
+    for name in sorted(by_name):
+        lines.append(f"# HELP {name} {HELP.get(name, name)}")
+        lines.append(f"# TYPE {name} gauge")
+        lines.extend(by_name[name])
+    return "\n".join(lines) + "\n"
+
+
+def write_metrics(path, event, **run):
+    """Replace ``event``'s series in the textfile at ``path``; OSError if it cannot."""
+    samples = other_events_samples(path, event) + run_samples(event, **run)
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, temporary = tempfile.mkstemp(prefix=".hookrun-", suffix=".prom.tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(render(samples))
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise

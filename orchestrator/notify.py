@@ -1,0 +1,47 @@
+"""Notifications, which are not hooks and so still work with --no-hooks (design.md section 4):
+healthchecks.io-style pings and a command fed the run's JSON record."""
+
+from orchestrator import constants as c
+
+END_SUFFIX = {"success": "", "warning": "", "failure": "/fail", "interrupted": "/fail",
+              "skipped": "/log"}
+
+
+def ping(url, suffix, body=b""):
+    """POST ``body`` to ``url + suffix``; returns None, or a one-line error (never raises)."""
+    import urllib.error
+    import urllib.request
+
+    target = url.rstrip("/") + suffix
+    request = urllib.request.Request(target, data=body[:c.NOTIFY_MAX_BODY], method="POST",
+                                     headers={"Content-Type": "text/plain; charset=utf-8",
+                                              "User-Agent": "hookrun"})
+    try:
+        with urllib.request.urlopen(request, timeout=c.NOTIFY_TIMEOUT) as response:
+            response.read(1024)
+        return None
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        reason = getattr(error, "reason", None) or error
+        return f"notification to {target} failed: {reason}"
+
+
+def summary(run, failed_output):
+    """The body of the end ping: status, error, task counts, last lines of the failed step."""
+    tasks = run["tasks"]
+    counts = {
+        "completed": sum(t["status"] in ("ok", "aborted") for t in tasks),
+        "failed": sum(t["status"] in ("failed", "timeout") for t in tasks),
+        "skipped": sum(t["status"] == "skipped" for t in tasks),
+    }
+    lines = [f"hookrun run {run['id']} event={run['event']} status={run['status']} "
+             f"exit={run['exit_code']} duration={run['duration']}s",
+             f"error: {run['error'] or '-'}",
+             f"tasks: {counts['completed']} completed, {counts['failed']} failed, "
+             f"{counts['skipped']} skipped, {len(tasks)} total"]
+    for task in tasks:
+        lines.append(f"  {task['phase']}/{task['name']}: {task['status']}"
+                     + (f" (exit {task['exit_code']})" if task["exit_code"] is not None else ""))
+    if failed_output:
+        lines.append("last output of the failed step:")
+        lines.append(failed_output)
+    return "\n".join(lines).encode("utf-8", "replace")[:c.NOTIFY_MAX_BODY]
