@@ -36,6 +36,45 @@ def text(value):
     return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
+def task_dict(task):
+    """A TaskRecord in the JSON shape of design.md section 4."""
+    return {"phase": task.phase, "name": text(task.name), "status": task.status.value,
+            "exit_code": task.exit_code, "attempts": task.attempts, "started": task.started,
+            "duration": task.duration, "cpu_seconds": task.cpu_seconds,
+            "max_rss_bytes": task.max_rss_bytes, "reason": text(task.reason)}
+
+
+class NoHistory:
+    """Stands in for a history that cannot be opened: the run goes on, unrecorded."""
+
+    def start_run(self, *args):
+        pass
+
+    def finish_run(self, *args):
+        raise StateError("the history could not be opened")
+
+    def add_recovered(self, *args):
+        pass
+
+    def previous(self, *args):
+        return None, None
+
+    def last_success(self, *args):
+        return None
+
+    def close(self):
+        pass
+
+
+def open_history(path, warn):
+    """History at ``path``; if it cannot be opened, ``warn`` says so and NoHistory stands in."""
+    try:
+        return History(path)
+    except StateError as error:
+        warn(f"{error}; this run will not be recorded")
+        return NoHistory()
+
+
 class History:
     """Open (creating if needed, mode 0600) the history database in ``state_dir``."""
 

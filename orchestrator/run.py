@@ -13,6 +13,7 @@ from orchestrator import context, discovery, notify, views
 from orchestrator.cleanup import Journal
 from orchestrator.engine import Engine
 from orchestrator.errors import StateError
+from orchestrator.history import task_dict
 from orchestrator.lock import EventLock
 from orchestrator.outcome import RunStatus, TaskStatus, Verdict, exit_status, signal_name
 from orchestrator.phases import PhaseResult, run_phase
@@ -127,7 +128,7 @@ class Run:
         if self.dry_run:
             views.print_plan(list(planned.items()), command=self.command, no_hooks=self.no_hooks)
             return c.EXIT_OK
-        from orchestrator.history import History
+        from orchestrator.history import open_history
 
         with Session(ctx, self.run_id) as session:
             for problem in problems:
@@ -137,7 +138,8 @@ class Run:
             self.session = session
             self.signals = session.signals
             self.reporter = session.reporter
-            self.history = History(os.path.join(ctx.state_dir, c.HISTORY_NAME))
+            self.history = open_history(os.path.join(ctx.state_dir, c.HISTORY_NAME),
+                                        session.reporter.warn)
             try:
                 return self.lifecycle({phase.kind: hooks for phase, hooks in planned.items()})
             finally:
@@ -153,8 +155,11 @@ class Run:
         self.engine.fixed["HOOKRUN_PREVIOUS_STATUS"] = previous[1] or ""
         self.started = time.monotonic()
         self.started_iso = now_iso()
-        self.history.start_run(self.run_id, self.ctx.event, self.command_text(),
-                               self.started_iso, self.no_hooks)
+        try:
+            self.history.start_run(self.run_id, self.ctx.event, self.command_text(),
+                                   self.started_iso, self.no_hooks)
+        except StateError as error:
+            self.reporter.warn(f"{error}; the run goes on")
         if self.ctx.notify_url:
             self.warn_if(notify.ping(self.ctx.notify_url, "/start"))
         self.reporter.event(f"run {self.run_id} event={self.ctx.event} start "
@@ -324,19 +329,22 @@ class Run:
             command_code = self.command_run.record.exit_code
         code = exit_status(status, self.signals.first, command_code, self.hook_stopped)
         duration = round(time.monotonic() - self.started, 6)
-        recorded = True
+        record = {"id": self.run_id, "event": self.ctx.event, "status": status.value,
+                  "exit_code": code, "command": self.command_text() or None,
+                  "started": self.started_iso, "finished": now_iso(), "duration": duration,
+                  "no_hooks": self.no_hooks, "error": self.error_line() or None,
+                  "tasks": [task_dict(task) for task in self.tasks]}
         try:
-            self.history.finish_run(self.run_id, status.value, code, now_iso(), duration,
-                                    self.error_line() or None, self.tasks)
+            self.history.finish_run(self.run_id, status.value, code, record["finished"],
+                                    duration, record["error"], self.tasks)
         except StateError as error:
-            recorded = False
             self.reporter.warn(f"{error}; this run is not recorded")
         self.reporter.event(f"run {self.run_id} end status={status.value} exit={code}")
         self.reporter.console.summary(status.value, self.tasks, code)
         if self.ctx.metrics_file:
             self.write_metrics(status, code, duration)
-        if recorded and (self.ctx.notify_url or self.ctx.notify_command):
-            self.notify_end()
+        if self.ctx.notify_url or self.ctx.notify_command:
+            self.notify_end(record)
         if self.signals.hard_stop and self.engine.journal.pending():
             self.reporter.warn("interrupted twice: cleanups left pending for 'hookrun recover'")
             self.run_dir.release()
@@ -360,9 +368,9 @@ class Run:
             self.reporter.warn(f"cannot write metrics file {self.ctx.metrics_file}: "
                                f"{error.strerror or error}")
 
-    def notify_end(self):
-        """The end ping and the notify_command, fed the run's record; failures only warn."""
-        record = views.public(self.history.get(self.run_id))
+    def notify_end(self, record):
+        """The end ping and the notify_command, fed the run's record (as ``hookrun show
+        --json`` prints it); failures only warn."""
         if self.ctx.notify_url:
             failed_output = ""
             if self.error:

@@ -68,7 +68,8 @@ class RunDir:
         hidden = os.path.join(runs, f".new-{run_id}")
         final = os.path.join(runs, run_id)
         try:
-            os.makedirs(hidden, mode=0o700)
+            os.makedirs(runs, mode=0o700, exist_ok=True)
+            os.mkdir(hidden, mode=0o700)
             lock_fd = os.open(os.path.join(hidden, OWNER_LOCK),
                               os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             fcntl.flock(lock_fd, fcntl.LOCK_EX)
