@@ -155,6 +155,9 @@ def do_check(args):
         planned.append((phase, hooks))
     warnings = [f"{e.key}: {e.reason}" for _p, entries in discovered for e in entries if e.warn]
     warnings += views.uneven_prefixes(planned) + views.missing_shebangs(planned)
+    warnings += [f"{ctx.config.path}: [hook {key}] names no file in {ctx.hooks_dir}"
+                 for key in ctx.config.hooks
+                 if not os.path.lexists(os.path.join(ctx.hooks_dir, key))]
     for line in errors:
         print(f"hookrun: error: {line}", file=sys.stderr)
     for line in problems:

@@ -70,6 +70,18 @@ def parse_option_duration(text, name):
         raise UsageError(f"--{name}: {error}") from None
 
 
+def url_option(args):
+    value = option(args, "notify_url")
+    if value is None:
+        return None
+    try:
+        return settings.parse_url(value)
+    except ValueError as error:
+        from orchestrator.errors import UsageError
+
+        raise UsageError(f"--notify-url: {error}") from None
+
+
 def check_event(event):
     if not c.EVENT_RE.match(event):
         raise ConfigError(f"bad event name {event!r} (use lower-case letters, digits, '_' and "
@@ -102,7 +114,7 @@ def build_context(args, event=None):
         command_timeout=first(durations["command_timeout"], config.get("command_timeout"), 0.0),
         strict=not option(args, "insecure") and config.get("strict_permissions", True),
         metrics_file=option(args, "metrics_file") or config.get("metrics_file"),
-        notify_url=option(args, "notify_url") or config.get("notify_url"),
+        notify_url=url_option(args) or config.get("notify_url"),
         notify_command=config.get("notify_command"), path=config.get("path"),
         umask=first(config.get("umask"), -1), color=option(args, "color") or "auto",
         quiet=bool(option(args, "quiet")), verbose=bool(option(args, "verbose")))

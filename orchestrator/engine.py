@@ -111,6 +111,9 @@ class Engine:
             rss = max(rss, outcome.max_rss_bytes)
             judgement = judge(kind, outcome, settings.critical)
             self.report_strays(where, outcome)
+            if outcome.exit_code in (c.HOOK_ABORT_CONTINUE, c.HOOK_ABORT_STOP) \
+                    and judgement.verdict == Verdict.CONTINUE:
+                self.reporter.warn(f"{where} gave up: {judgement.reason}")
             if judgement.status == TaskStatus.OK:
                 self.take_handoff(where)
             if not judgement.retry or attempt > settings.retries or self.signals.first:

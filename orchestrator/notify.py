@@ -13,10 +13,10 @@ def ping(url, suffix, body=b""):
     import urllib.request
 
     target = url.rstrip("/") + suffix
-    request = urllib.request.Request(target, data=body[:c.NOTIFY_MAX_BODY], method="POST",
-                                     headers={"Content-Type": "text/plain; charset=utf-8",
-                                              "User-Agent": "hookrun"})
     try:
+        request = urllib.request.Request(target, data=body[:c.NOTIFY_MAX_BODY], method="POST",
+                                         headers={"Content-Type": "text/plain; charset=utf-8",
+                                                  "User-Agent": "hookrun"})
         with urllib.request.urlopen(request, timeout=c.NOTIFY_TIMEOUT) as response:
             response.read(1024)
         return None

@@ -81,12 +81,20 @@ def parse_text(text):
     return text.strip()
 
 
+def parse_url(text):
+    """An http(s) URL, or empty for none."""
+    url = text.strip()
+    if url and not re.match(r"https?://[^/\s]+", url):
+        raise ValueError(f"bad URL {url!r} (use http:// or https://)")
+    return url
+
+
 HOOK_PARSERS = {"critical": parse_bool, "timeout": parse_duration, "retries": parse_retries,
                 "retry_delay": parse_duration, "when": parse_when}
 HOOKRUN_PARSERS = {
     "state_dir": parse_text, "log_file": parse_text, "timeout": parse_duration,
     "command_timeout": parse_duration, "kill_grace": parse_duration,
-    "strict_permissions": parse_bool, "metrics_file": parse_text, "notify_url": parse_text,
+    "strict_permissions": parse_bool, "metrics_file": parse_text, "notify_url": parse_url,
     "notify_command": parse_argv, "path": parse_text, "umask": parse_umask,
     "retries": parse_retries, "retry_delay": parse_duration,
 }
