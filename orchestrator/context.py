@@ -91,7 +91,8 @@ def check_event(event):
 
 def build_context(args, event=None):
     """A Context from parsed arguments; reads and checks the config file (ConfigError, 78)."""
-    hooks_dir = option(args, "hooks_dir") or default_hooks_dir()
+    # Absolute, so that every path handed to hooks still works after they change directory.
+    hooks_dir = os.path.abspath(option(args, "hooks_dir") or default_hooks_dir())
     if not os.path.isdir(hooks_dir):
         raise ConfigError(f"hooks directory {hooks_dir} does not exist (use -d DIR or "
                           "$HOOKRUN_DIR)")
@@ -99,7 +100,8 @@ def build_context(args, event=None):
     config = settings.load_config(config_path or os.path.join(hooks_dir, c.CONFIG_NAME),
                                   required=bool(config_path))
     event = check_event(event or option(args, "event") or c.DEFAULT_EVENT)
-    state_dir = option(args, "state_dir") or config.get("state_dir") or default_state_dir()
+    state_dir = os.path.abspath(option(args, "state_dir") or config.get("state_dir")
+                                or default_state_dir())
     log_file = option(args, "log_file")
     if log_file is None:
         log_file = config.get("log_file", os.path.join(state_dir, c.LOG_NAME))
@@ -109,7 +111,7 @@ def build_context(args, event=None):
         durations[name] = None if value is None else parse_option_duration(value, name)
     return Context(
         hooks_dir=hooks_dir, config=config, event=event, state_dir=state_dir,
-        log_file=log_file or None, timeout=durations["timeout"],
+        log_file=os.path.abspath(log_file) if log_file else None, timeout=durations["timeout"],
         kill_grace=first(durations["kill_grace"], config.get("kill_grace"), c.DEFAULT_KILL_GRACE),
         command_timeout=first(durations["command_timeout"], config.get("command_timeout"), 0.0),
         strict=not option(args, "insecure") and config.get("strict_permissions", True),

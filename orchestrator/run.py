@@ -6,6 +6,7 @@ on-error/on-success, cleanups and finally.d (in a ``finally``, so nothing skips 
 
 import os
 import shlex
+import sys
 import time
 
 from orchestrator import constants as c
@@ -87,7 +88,7 @@ def recover(engine, history, state_dir):
         engine.reporter.warn(f"recovering run {dead_id}: it ended without running its cleanups")
         runs = engine.run_cleanups(Journal(dead.path), phase=c.PHASE_RECOVER)
         found = [run.record for run in runs]
-        if history is not None:
+        if dead.meta.get("recorded", True):
             try:
                 history.add_recovered(dead_id, found)
             except StateError as error:
@@ -126,6 +127,9 @@ class Run:
         problems = context.check_safety(ctx, discovered, with_hooks=not self.no_hooks)
         planned = dict(context.plan(ctx, discovered))
         if self.dry_run:
+            for problem in problems:
+                print(f"hookrun: warning: unsafe permissions (--insecure): {problem}",
+                      file=sys.stderr)
             views.print_plan(list(planned.items()), command=self.command, no_hooks=self.no_hooks)
             return c.EXIT_OK
         from orchestrator.history import open_history
@@ -399,9 +403,13 @@ def phase_command(ctx, dirname, status="success", wait=None):
             session.reporter.warn(f"unsafe permissions (--insecure): {problem}")
         if not session.take_lock(wait):
             return c.SIGNAL_EXIT_BASE + session.signals.first
-        run_dir = RunDir.create(ctx.state_dir, run_id, {"run_id": run_id, "event": ctx.event})
+        run_dir = RunDir.create(ctx.state_dir, run_id,
+                                {"run_id": run_id, "event": ctx.event, "recorded": False})
         engine = session.engine(run_dir)
         engine.journal.create()
+        previous = previous_run(ctx)
+        engine.fixed["HOOKRUN_PREVIOUS_RUN_ID"] = previous[0] or ""
+        engine.fixed["HOOKRUN_PREVIOUS_STATUS"] = previous[1] or ""
         if phase.kind != c.PHASE_PRE:
             engine.later_env = {"HOOKRUN_STATUS": status, "BACKUP_STATUS": status}
         stop = False
@@ -429,6 +437,23 @@ def phase_command(ctx, dirname, status="success", wait=None):
         return c.EXIT_HOOK_STOPPED if stop else c.EXIT_OK
 
 
+def previous_run(ctx):
+    """(id, status) of the last recorded run of the event, without creating a history."""
+    from orchestrator.history import History
+
+    path = os.path.join(ctx.state_dir, c.HISTORY_NAME)
+    if not os.path.exists(path):
+        return None, None
+    try:
+        history = History(path)
+    except StateError:
+        return None, None
+    try:
+        return history.previous(ctx.event, "")
+    finally:
+        history.close()
+
+
 def recover_command(ctx):
     """``hookrun recover``: run the pending cleanups of crashed runs; returns 0."""
     from orchestrator.history import History
@@ -436,14 +461,19 @@ def recover_command(ctx):
     run_id = new_run_id()
     with Session(ctx, run_id) as session:
         history = History(os.path.join(ctx.state_dir, c.HISTORY_NAME))
-        run_dir = RunDir.create(ctx.state_dir, run_id, {"run_id": run_id, "event": ctx.event})
+        run_dir = RunDir.create(ctx.state_dir, run_id,
+                                {"run_id": run_id, "event": ctx.event, "recorded": False})
+        engine = session.engine(run_dir)
+        engine.journal.create()
         try:
-            records = recover(session.engine(run_dir), history, ctx.state_dir)
+            records = recover(engine, history, ctx.state_dir)
+            # Cleanups that the replayed cleanups registered themselves.
+            engine.run_cleanups()
         finally:
             run_dir.remove()
             history.close()
         if not records:
             session.reporter.console.out.write("nothing to recover\n")
-        elif session.signals.first:
+        if session.signals.first:
             return c.SIGNAL_EXIT_BASE + session.signals.first
     return c.EXIT_OK

@@ -17,7 +17,7 @@ def path_problem(path, euid=None):
     if info.st_uid not in (0, euid):
         return (f"{shown} is owned by uid {info.st_uid}, not root or the user running hookrun "
                 f"(fix: chown {euid} {shown})")
-    if stat.S_ISREG(info.st_mode) and info.st_mode & (stat.S_ISUID | stat.S_ISGID):
+    if info.st_mode & (stat.S_ISUID | stat.S_ISGID):
         return f"{shown} is set-user-ID or set-group-ID (fix: chmod ug-s {shown})"
     return None
 

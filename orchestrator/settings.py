@@ -154,13 +154,18 @@ def parse_config(text, path):
     """A Config from INI text; ``path`` only names the file in errors."""
     config = Config(path=path)
     section, target, parsers, seen = None, None, None, set()
-    for number, line in enumerate(text.splitlines(), 1):
+    sections = set()
+    # Only "\n" ends a line: str.splitlines() would also split at \x1c, \x85 and others.
+    for number, line in enumerate(text.split("\n"), 1):
         stripped = line.strip()
         if not stripped or stripped[0] in "#;":
             continue
         where = f"{path}:{number}"
         if stripped.startswith("["):
             section, target, parsers = open_section(config, stripped, where)
+            if section in sections:
+                raise ConfigError(f"{where}: duplicate section [{section}]")
+            sections.add(section)
             seen = set()
             continue
         if section is None:
@@ -188,9 +193,7 @@ def open_section(config, header, where):
     kind, _, hook = name.partition(" ")
     hook = hook.strip()
     if kind == "hook" and re.fullmatch(r"[^/]+\.d/[^/]+", hook):
-        if hook in config.hooks:
-            raise ConfigError(f"{where}: duplicate section [{name}]")
-        config.hooks[hook] = {}
+        config.hooks.setdefault(hook, {})
         return name, config.hooks[hook], HOOK_PARSERS
     raise ConfigError(f"{where}: unknown section [{name}] (use [hookrun], [env] or "
                       "[hook PHASE-DIR.d/NAME])")

@@ -165,3 +165,10 @@ def test_the_log_file_records_output_and_task_ends(tree, hookrun_main):
     assert "pre/10-talk stdout: to-stdout" in log
     assert "pre/10-talk stderr: to-stderr" in log
     assert "pre/10-talk end status=ok exit=0" in log
+
+
+def test_phase_hooks_get_the_previous_run_of_the_event(tree, hookrun_main):
+    hookrun_main("run", *tree.args(), "--", "false")
+    tree.hook("pre-backup.d/10-a", f'echo "$HOOKRUN_PREVIOUS_STATUS" > "{tree.marks}/prev"')
+    assert hookrun_main("phase", "pre-backup", *tree.args())[0] == 0
+    assert tree.read("prev").strip() == "failure"

@@ -47,6 +47,21 @@ def test_a_setuid_hook_is_refused(tree):
     assert result.returncode == 77 and "set-user-ID" in result.stderr
 
 
+def test_a_setgid_hooks_directory_is_refused(tree):
+    marker_hook(tree, "pre-backup.d/10-a")
+    tree.hooks.chmod(0o2755)
+    result = run_hookrun("check", *tree.args())
+    assert result.returncode == 77 and "set-group-ID" in result.stderr
+
+
+def test_relative_directories_still_work_after_a_hook_changes_directory(tree):
+    tree.hook("pre-backup.d/10-a", f'cd / && hookrun defer touch "{tree.marks}/cleaned"')
+    result = run_hookrun("run", "-d", "hooks", "--state-dir", "state", "--", "true",
+                         cwd=tree.base)
+    assert result.returncode == 0, result.stderr
+    assert tree.read("cleaned") == ""
+
+
 def test_a_symlinks_target_is_checked(tree):
     target = tree.base / "elsewhere"
     target.write_text("#!/bin/sh\ntrue\n")

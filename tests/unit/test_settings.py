@@ -116,6 +116,9 @@ def test_config_sections_and_values_are_parsed():
     ("[env]\n1BAD = x\n", 2, "bad environment variable name"),
     ("[hook pre-backup.d/x]\nwhen = never\n", 2, "bad when"),
     ("[hookrun\n", 1, "unterminated section"),
+    ("[hookrun]\n[env]\n[hookrun]\n", 3, "duplicate section"),
+    ("[env]\nA = 1\n[env]\n", 3, "duplicate section"),
+    ("[hook pre-backup.d/x]\n[hook pre-backup.d/x]\n", 2, "duplicate section"),
 ])
 def test_config_errors_name_file_and_line(text, line, words):
     with pytest.raises(ConfigError) as raised:
@@ -158,3 +161,7 @@ def test_retry_delay_doubles_and_is_capped_at_five_minutes():
     assert retry_delays(5, 4) == [5, 10, 20, 40]
     assert retry_delays(100, 4) == [100, 200, 300, 300]
     assert retry_delays(5, 0) == []
+
+
+def test_only_newline_ends_a_config_line():
+    assert parse_config("[env]\nA = 0\x1e0\n", "c").env == {"A": "0\x1e0"}
