@@ -5,7 +5,6 @@ Each task becomes a TaskRecord; the lifecycle in run.py decides what runs and wh
 
 import os
 import shlex
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -191,7 +190,7 @@ class Engine:
         timeout = self.ctx.timeout or self.ctx.config.get("timeout", c.DEFAULT_TIMEOUT)
         outcome = self.supervisor.run(
             Spec(argv=("/bin/sh", "-c", line), env=env, timeout=timeout or None,
-                 kill_grace=self.ctx.kill_grace, umask=self.ctx.umask, stdin=subprocess.DEVNULL),
+                 kill_grace=self.ctx.kill_grace, umask=self.ctx.umask),
             output)
         output.finish()
         self.report_strays(where, outcome)

@@ -12,7 +12,6 @@ import errno
 import os
 import select
 import signal
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -25,6 +24,8 @@ PR_SET_CHILD_SUBREAPER = 36
 NO_PIDFD_TICK = 0.05
 AFTER_KILL_WAIT = 5.0
 POLL_IN = select.POLLIN | select.POLLHUP | select.POLLERR
+DEVNULL = "/dev/null"  # Spec.stdin: read nothing (None inherits hookrun's stdin)
+RESET_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ class Spec:
     timeout: object = None
     kill_grace: float = c.DEFAULT_KILL_GRACE
     capture: bool = True
-    stdin: object = subprocess.DEVNULL
+    stdin: object = DEVNULL
     umask: int = -1
 
 
@@ -140,19 +141,91 @@ def spawn_error_outcome(error):
                    spawn_error=f"cannot execute: {error.strerror or error}")
 
 
+class Child:
+    """A started process: its pid, the read ends of its output pipes (None when not
+    captured) and, once reaped, its return code (negative: killed by that signal)."""
+
+    def __init__(self, pid, stdout=None, stderr=None):
+        self.pid = pid
+        self.stdout = stdout
+        self.stderr = stderr
+        self.returncode = None
+
+
+def resolve(argv0, env):
+    """The path to execute for ``argv0``, looked up in the PATH the child will get (not
+    hookrun's own); raises FileNotFoundError when there is none."""
+    if "/" in argv0:
+        return argv0
+    import shutil
+
+    found = shutil.which(argv0, path=env.get("PATH", os.defpath))
+    if found is None:
+        raise FileNotFoundError(errno.ENOENT, "not found", argv0)
+    return found
+
+
+def stdin_action(stdin):
+    if stdin is DEVNULL:
+        return [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)]
+    if stdin is None:
+        return []
+    return [(os.POSIX_SPAWN_DUP2, stdin.fileno(), 0)]
+
+
+def spawn(path, argv, env, actions, umask):
+    """posix_spawn in a new session with default signal handling; the child gets ``umask``."""
+    old = os.umask(umask) if umask >= 0 else None
+    try:
+        return os.posix_spawn(path, argv, env, file_actions=actions, setsid=True,
+                              setsigdef=RESET_SIGNALS, setsigmask=())
+    finally:
+        if old is not None:
+            os.umask(old)
+
+
 def start(spec):
-    """Popen for ``spec`` in a new session; a file with no shebang runs under /bin/sh, as a
-    shell would run it. Raises OSError when it cannot start."""
-    out = subprocess.PIPE if spec.capture else None
+    """Start ``spec`` in a new session (posix_spawn: no Python between fork and exec); a file
+    with no shebang runs under /bin/sh, as a shell would run it. Returns a Child; raises
+    OSError when it cannot start."""
+    actions = stdin_action(spec.stdin)
+    pipes = []
+    if spec.capture:
+        # Python makes pipes close-on-exec; only the dup2 copies reach the child.
+        pipes = [os.pipe(), os.pipe()]
+        actions += [(os.POSIX_SPAWN_DUP2, pipes[0][1], 1), (os.POSIX_SPAWN_DUP2, pipes[1][1], 2)]
     argv = list(spec.argv)
     try:
-        return subprocess.Popen(argv, stdin=spec.stdin, stdout=out, stderr=out, env=spec.env,
-                                start_new_session=True, umask=spec.umask)
-    except OSError as error:
-        if error.errno != errno.ENOEXEC:
-            raise
-    return subprocess.Popen(["/bin/sh"] + argv, stdin=spec.stdin, stdout=out, stderr=out,
-                            env=spec.env, start_new_session=True, umask=spec.umask)
+        path = resolve(argv[0], spec.env)
+        try:
+            pid = spawn(path, argv, spec.env, actions, spec.umask)
+        except OSError as error:
+            if error.errno != errno.ENOEXEC:
+                raise
+            pid = spawn("/bin/sh", ["/bin/sh", path] + argv[1:], spec.env, actions, spec.umask)
+    except BaseException:
+        for read_end, write_end in pipes:
+            os.close(read_end)
+            os.close(write_end)
+        raise
+    for _read_end, write_end in pipes:
+        os.close(write_end)
+    return Child(pid, *(read_end for read_end, _write_end in pipes))
+
+
+def protect_inherited_fds():
+    """Mark every descriptor above stderr close-on-exec, so hooks get no file hookrun's own
+    parent left open (posix_spawn does not close them as Popen's close_fds does)."""
+    try:
+        fds = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:
+        return
+    for fd in fds:
+        if fd > 2:
+            try:
+                os.set_inheritable(fd, False)
+            except OSError:
+                pass
 
 
 class Supervisor:
@@ -163,6 +236,7 @@ class Supervisor:
         self.signals = signals
         self.known_strays = set()
         self.subreaper = become_subreaper()
+        protect_inherited_fds()
 
     def run(self, spec, sink):
         """Run ``spec`` to its end, handing output chunks to ``sink(stream, data)``.
@@ -230,10 +304,10 @@ class Watch:
         self.seen_signals = len(self.signals.received)
         self.poller = select.poll()
         self.streams = {}
-        for name, pipe in (("stdout", proc.stdout), ("stderr", proc.stderr)):
-            if pipe is not None:
-                self.streams[pipe.fileno()] = name
-                self.poller.register(pipe.fileno(), POLL_IN)
+        for name, fd in (("stdout", proc.stdout), ("stderr", proc.stderr)):
+            if fd is not None:
+                self.streams[fd] = name
+                self.poller.register(fd, POLL_IN)
         self.pidfd = self.open_pidfd()
         self.poller.register(self.signals.read_fd, POLL_IN)
         self.deadline = started + spec.timeout if spec.timeout else None
@@ -419,9 +493,9 @@ class Watch:
         if self.status is None:
             self.kill_tree()
             self.reap(0)
-        for pipe in (self.proc.stdout, self.proc.stderr):
-            if pipe is not None:
-                pipe.close()
+        for fd in (self.proc.stdout, self.proc.stderr):
+            if fd is not None:
+                os.close(fd)
         if self.pidfd is not None:
             os.close(self.pidfd)
 
