@@ -257,13 +257,11 @@ class Result:
 
 
 def start_run(tree, hookrun, extra=(), command=("sleep", str(COMMAND_SECONDS))):
-    stderr = open(os.path.join(tree.root, "run.stderr"), "wb")
-    try:
+    """``hookrun run`` of ``tree`` in a session of its own, stderr kept in run.stderr."""
+    with open(os.path.join(tree.root, "run.stderr"), "wb") as stderr:
         return REAPER.popen(hookrun + ["run"] + tree.options() + list(extra) + ["--"]
                             + list(command), env=tree.env, stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
-    finally:
-        stderr.close()
 
 
 def kill_iteration(index, args, hookrun, seed):
@@ -281,7 +279,7 @@ def kill_iteration(index, args, hookrun, seed):
     REAPER.done(proc)
     orphans = settle_orphans(root, args.orphan_grace)
     registered = os.path.exists(tree.registered) or journal_has_cleanup(tree)
-    recover = subprocess.run(hookrun + ["recover"] + tree.options(), env=tree.env,
+    recover = subprocess.run(hookrun + ["recover"] + tree.options(), check=False, env=tree.env,
                              stdin=subprocess.DEVNULL, capture_output=True, timeout=WAIT_LIMIT)
     REAPER.reap()
     lines = count_lines(tree.marker)
@@ -362,11 +360,10 @@ def concurrent_runs(args, hookrun):
     command = ["sh", "-c", f"echo ran >> {shlex.quote(tree.marker)}; sleep {args.hold}"]
     procs = []
     for n in range(args.concurrent):
-        stderr = open(os.path.join(root, f"run{n}.stderr"), "wb")
-        procs.append(REAPER.popen(hookrun + ["run"] + tree.options() + ["--"] + command,
-                                  env=tree.env, stdin=subprocess.DEVNULL,
-                                  stdout=subprocess.DEVNULL, stderr=stderr))
-        stderr.close()
+        with open(os.path.join(root, f"run{n}.stderr"), "wb") as stderr:
+            procs.append(REAPER.popen(hookrun + ["run"] + tree.options() + ["--"] + command,
+                                      env=tree.env, stdin=subprocess.DEVNULL,
+                                      stdout=subprocess.DEVNULL, stderr=stderr))
     codes = collections.Counter()
     for proc in procs:
         codes[wait_bounded(proc, WAIT_LIMIT + args.hold)] += 1
@@ -468,9 +465,9 @@ def main(argv=None):
         results, took = run_many("SIGKILL", args.kills, kill_iteration, args, hookrun)
         good, line = summarise_cleanups("SIGKILL", results)
         orphans = sum(r.orphans for r in results)
-        lines += [line, f"  SIGKILL: {sum(r.finished_first for r in results)} runs had ended "
-                        f"before the signal; {orphans} orphan(s) still running after "
-                        f"{args.orphan_grace:g}s were killed; {took:.0f}s"]
+        lines += [line, (f"  SIGKILL: {sum(r.finished_first for r in results)} runs had ended "
+                         f"before the signal; {orphans} orphan(s) still running after "
+                         f"{args.orphan_grace:g}s were killed; {took:.0f}s")]
         ok &= good
     if args.terms:
         results, took = run_many("SIGTERM", args.terms, term_iteration, args, hookrun)
