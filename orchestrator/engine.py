@@ -32,7 +32,7 @@ class TaskRun:
 
 class Engine:
     """Executes tasks for one run directory. ``later_env`` holds the variables the lifecycle
-    adds from post- on (HOOKRUN_STATUS, HOOKRUN_ERROR, ...)."""
+    adds from post- on (HOOKRUN_STATUS, HOOKRUN_ERROR, ...), set with set_later_env()."""
 
     def __init__(self, ctx, reporter, supervisor, run_id, run_dir, command=()):
         self.ctx = ctx
@@ -54,12 +54,31 @@ class Engine:
             "HOOKRUN_COMMAND": shlex.join(command) if command else "",
             "HOOKRUN_PREVIOUS_RUN_ID": "", "HOOKRUN_PREVIOUS_STATUS": "",
         }
+        self.shared = None
+        self.empty_env_file()
+
+    def set_previous(self, run_id, status):
+        self.fixed["HOOKRUN_PREVIOUS_RUN_ID"] = run_id or ""
+        self.fixed["HOOKRUN_PREVIOUS_STATUS"] = status or ""
+        self.shared = None
+
+    def set_later_env(self, values):
+        self.later_env = values
+        self.shared = None
+
+    def shared_env(self):
+        """What every hook's environment holds until the next hand-off or phase change; built
+        once, not once per hook."""
+        if self.shared is None:
+            env = dict(self.base)
+            env.update(self.handoff)
+            env.update(self.fixed)
+            env.update(self.later_env)
+            self.shared = env
+        return self.shared
 
     def hook_env(self, phase, name, path, index, count, attempt):
-        env = dict(self.base)
-        env.update(self.handoff)
-        env.update(self.fixed)
-        env.update(self.later_env)
+        env = dict(self.shared_env())
         env.update({"HOOKRUN_PHASE": phase, "HOOKRUN_HOOK": name, "HOOKRUN_HOOK_PATH": path,
                     "HOOKRUN_INDEX": str(index), "HOOKRUN_COUNT": str(count),
                     "HOOKRUN_ATTEMPT": str(attempt)})
@@ -72,17 +91,28 @@ class Engine:
         env["HOOKRUN_EVENT"] = self.ctx.event
         return env
 
-    def fresh_env_file(self):
+    def empty_env_file(self):
         os.close(os.open(self.env_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
                          0o600))
 
-    def take_handoff(self, where):
-        values, warnings = read_handoff(self.env_file)
-        for warning in warnings:
-            self.reporter.warn(f"{where}: HOOKRUN_ENV {warning}")
-        for name in values:
-            self.reporter.note(f"{where} hands on {name}")
-        self.handoff.update(values)
+    def collect_handoff(self, where, succeeded):
+        """After a task: hand on what a successful hook wrote to ``$HOOKRUN_ENV``, and leave
+        the file empty for the next one (a stat, not a rewrite, when nothing was written)."""
+        try:
+            if not os.stat(self.env_file).st_size:
+                return
+        except FileNotFoundError:
+            self.empty_env_file()
+            return
+        if succeeded:
+            values, warnings = read_handoff(self.env_file)
+            for warning in warnings:
+                self.reporter.warn(f"{where}: HOOKRUN_ENV {warning}")
+            for name in values:
+                self.reporter.note(f"{where} hands on {name}")
+            self.handoff.update(values)
+            self.shared = None
+        self.empty_env_file()
 
     def run_hook(self, hook, index, count):
         """Run a PlannedHook with its retries; returns a TaskRun."""
@@ -99,7 +129,6 @@ class Engine:
                            + (f" when={settings.when}" if settings.when else ""))
         while True:
             attempt += 1
-            self.fresh_env_file()
             env = self.hook_env(kind, entry.name, entry.path, index, count, attempt)
             self.reporter.started(where, f" attempt={attempt}" if attempt > 1 else "")
             outcome = self.supervisor.run(
@@ -113,8 +142,7 @@ class Engine:
             if outcome.exit_code in (c.HOOK_ABORT_CONTINUE, c.HOOK_ABORT_STOP) \
                     and judgement.verdict == Verdict.CONTINUE:
                 self.reporter.warn(f"{where} gave up: {judgement.reason}")
-            if judgement.status == TaskStatus.OK:
-                self.take_handoff(where)
+            self.collect_handoff(where, judgement.status == TaskStatus.OK)
             if not judgement.retry or attempt > settings.retries or self.signals.first:
                 break
             delay = delays[attempt - 1]
@@ -185,7 +213,6 @@ class Engine:
         output = self.reporter.sink(where)
         started, clock = now_iso(), time.monotonic()
         self.reporter.started(where)
-        self.fresh_env_file()
         env = self.hook_env(phase, line, "", index, count, 1)
         timeout = self.ctx.timeout or self.ctx.config.get("timeout", c.DEFAULT_TIMEOUT)
         outcome = self.supervisor.run(
@@ -193,6 +220,7 @@ class Engine:
                  kill_grace=self.ctx.kill_grace, umask=self.ctx.umask),
             output)
         output.finish()
+        self.collect_handoff(where, False)
         self.report_strays(where, outcome)
         judgement = judge(phase, outcome, False)
         record = TaskRecord(phase, line, judgement.status, outcome.exit_code, 1, started,

@@ -83,6 +83,10 @@ class History:
         try:
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
             self.db = sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None)
+            # WAL: readers never block a run, and a commit needs no fsync of its own; a power
+            # loss may lose the last transaction, never leave half of one.
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.executescript(SCHEMA)
         except (OSError, sqlite3.Error) as error:
             raise StateError(f"cannot open history {path}: {error}") from None

@@ -155,8 +155,7 @@ class Run:
                                      {"run_id": self.run_id, "event": self.ctx.event})
         self.engine = self.session.engine(self.run_dir, self.command)
         self.engine.journal.create()
-        self.engine.fixed["HOOKRUN_PREVIOUS_RUN_ID"] = previous[0] or ""
-        self.engine.fixed["HOOKRUN_PREVIOUS_STATUS"] = previous[1] or ""
+        self.engine.set_previous(*previous)
         self.started = time.monotonic()
         self.started_iso = now_iso()
         try:
@@ -305,14 +304,14 @@ class Run:
         error = self.error or {}
         line = self.error_line()
         exit_code = self.command_run.record.exit_code if self.command_run else None
-        self.engine.later_env = {
+        self.engine.set_later_env({
             "HOOKRUN_STATUS": status, "BACKUP_STATUS": status,
             "HOOKRUN_EXIT_CODE": "" if exit_code is None else str(exit_code),
             "HOOKRUN_ERROR": line, "BACKUP_ERROR": line, "ERROR": line,
             "HOOKRUN_ERROR_PHASE": error.get("phase", ""),
             "HOOKRUN_ERROR_HOOK": error.get("hook", ""),
             "HOOKRUN_ERROR_LOG": error.get("log", ""),
-        }
+        })
 
     def status(self):
         if self.signals.first:
@@ -408,10 +407,9 @@ def phase_command(ctx, dirname, status="success", wait=None):
         engine = session.engine(run_dir)
         engine.journal.create()
         previous = previous_run(ctx)
-        engine.fixed["HOOKRUN_PREVIOUS_RUN_ID"] = previous[0] or ""
-        engine.fixed["HOOKRUN_PREVIOUS_STATUS"] = previous[1] or ""
+        engine.set_previous(*previous)
         if phase.kind != c.PHASE_PRE:
-            engine.later_env = {"HOOKRUN_STATUS": status, "BACKUP_STATUS": status}
+            engine.set_later_env({"HOOKRUN_STATUS": status, "BACKUP_STATUS": status})
         stop = False
         try:
             def skip_reason(hook):

@@ -41,6 +41,16 @@ def test_pre_hooks_get_the_run_variables(tree, hookrun_main):
         assert later not in env
 
 
+def test_the_command_gets_config_env_and_the_run_id_but_no_hook_variables(tree, hookrun_main):
+    tree.config("[env]\nFROM_CONFIG = configured\n")
+    hookrun_main("run", *tree.args(), "--", "sh", "-c", f'env -0 > "{tree.marks}/cmd-env"')
+    raw = (tree.marks / "cmd-env").read_bytes().decode()
+    env = dict(item.split("=", 1) for item in raw.split("\0") if "=" in item)
+    assert env["FROM_CONFIG"] == "configured"
+    assert env["HOOKRUN_EVENT"] == "backup" and env["HOOKRUN_RUN_ID"]
+    assert "HOOKRUN_PHASE" not in env and "HOOKRUN_CLEANUP" not in env
+
+
 def test_previous_run_of_the_same_event_is_given(tree, hookrun_main):
     dumping_tree(tree)
     hookrun_main("run", *tree.args(), "--", "false")
