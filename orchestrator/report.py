@@ -13,6 +13,7 @@ import sys
 from orchestrator import constants as c
 
 MAX_LINE = 65536
+TAIL_LINE = 4096  # bytes of a line kept for the error log and history; the log keeps all
 CONTROL = {code: f"\\x{code:02x}" for code in list(range(32)) + [127] if code not in (9, 10)}
 STATUS_COLOURS = {"ok": "GREEN", "success": "GREEN", "failed": "RED", "failure": "RED",
                   "timeout": "RED", "interrupted": "RED", "aborted": "YELLOW",
@@ -218,7 +219,11 @@ class TaskOutput:
     def emit(self, stream, lines):
         if not lines:
             return
-        self.tail.extend(lines)
+        recent = lines[-c.ERROR_LOG_LINES:]
+        if max(map(len, recent)) > TAIL_LINE:
+            recent = [line[:TAIL_LINE] + b" [...]" if len(line) > TAIL_LINE else line
+                      for line in recent]
+        self.tail.extend(recent)
         self.reporter.console.output(self.where, stream, lines)
         if self.reporter.log:
             self.reporter.log.lines(self.where_bytes, stream, lines)

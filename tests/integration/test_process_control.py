@@ -287,3 +287,29 @@ def test_binary_and_endless_lines_are_handled(tree):
     assert b"no newline at the end \xff\x1b[31m" in log
     assert "\x1b[31m" not in result.stdout and "\\x1b[31m" in result.stdout
     json.dumps(show_last(tree))
+
+
+def peak_rss_of(argv, timeout=120):
+    """Run argv; returns (exit status, peak RSS in bytes) from the kernel's rusage."""
+    env = dict(os.environ)
+    env.pop("HOOKRUN_CLEANUP", None)
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            return proc.returncode, usage.ru_maxrss * 1024
+        time.sleep(0.05)
+    proc.kill()
+    raise AssertionError("hookrun did not finish")
+
+
+def test_an_endless_unterminated_line_keeps_memory_flat_and_times_out(tree):
+    tree.hook("pre-backup.d/10-endless", "tr '\\0' x < /dev/zero",
+              header="timeout=3s critical=no")
+    status, rss = peak_rss_of(hookrun_cmd() + ["run", "-q", *tree.args("--kill-grace", "1s")])
+    assert status == 0
+    assert rss < 80 * 1024 * 1024
+    task = show_last(tree)["tasks"][0]
+    assert task["status"] == "timeout"
