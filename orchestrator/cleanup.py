@@ -47,7 +47,8 @@ class Journal:
         self.done_path = os.path.join(run_dir_path, DONE)
 
     def create(self):
-        os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
+        for path in (self.path, self.done_path):
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
 
     def entries(self):
         """Every registered cleanup line, in registration order (blank and # lines dropped)."""

@@ -18,6 +18,10 @@ from orchestrator.report import display_name, now_iso
 from orchestrator.settings import format_duration, retry_delays
 
 ENV_FILE = "env"
+# $1 the cleanup line, $2 its index, $3 the done file; fd 3 holds the run's owner lock and
+# is closed for the cleanup itself, so a daemon it starts cannot keep the lock.
+CLEANUP_WRAPPER = '/bin/sh -c "$1" 3>&-; status=$?; echo "$2" >> "$3"; exit $status'
+WIND_DOWN = (c.PHASE_ON_ERROR, c.PHASE_ON_SUCCESS, c.PHASE_FINALLY)
 
 
 @dataclass(frozen=True)
@@ -133,7 +137,8 @@ class Engine:
             self.reporter.started(where, f" attempt={attempt}" if attempt > 1 else "")
             outcome = self.supervisor.run(
                 Spec(argv=(entry.path,), env=env, timeout=settings.timeout or None,
-                     kill_grace=self.ctx.kill_grace, umask=self.ctx.umask), output)
+                     kill_grace=self.ctx.kill_grace, umask=self.ctx.umask,
+                     shielded=kind in WIND_DOWN), output)
             output.finish()
             cpu += outcome.cpu_seconds
             rss = max(rss, outcome.max_rss_bytes)
@@ -189,11 +194,13 @@ class Engine:
         self.reporter.finished(where, record)
         return TaskRun(record, Verdict.OK if status == TaskStatus.OK else Verdict.STOP, output)
 
-    def run_cleanups(self, journal=None, phase=c.PHASE_CLEANUP):
-        """Run the pending cleanups of ``journal`` (this run's by default), last registered
-        first, each marked done once it has run to its end; cleanups registered meanwhile
-        run too. A second signal stops here and leaves the rest pending. Returns TaskRuns."""
-        journal = journal or self.journal
+    def run_cleanups(self, journal=None, phase=c.PHASE_CLEANUP, lock_fd=None):
+        """Run the pending cleanups of ``journal`` (this run's by default; ``lock_fd`` is the
+        owner lock of its run directory), last registered first, each marked done once it
+        has run to its end; cleanups registered meanwhile run too. A second signal stops here
+        and leaves the rest pending. Returns TaskRuns."""
+        if journal is None:
+            journal, lock_fd = self.journal, self.run_dir.lock_fd
         runs = []
         while not self.signals.hard_stop:
             pending = journal.pending()
@@ -202,22 +209,30 @@ class Engine:
             for number, (index, line) in enumerate(pending, 1):
                 if self.signals.hard_stop:
                     break
-                run = self.run_cleanup(line, phase, number, len(pending))
+                run = self.run_cleanup(line, phase, number, len(pending),
+                                       (index, journal, lock_fd))
                 if not self.signals.hard_stop:
                     journal.mark_done(index)
                 runs.append(run)
         return runs
 
-    def run_cleanup(self, line, phase, index, count):
+    def run_cleanup(self, line, phase, index, count, entry):
+        """One cleanup line, in a wrapper shell that marks it done itself when it ends and
+        holds its run directory's owner lock meanwhile: if hookrun dies while it runs, the
+        cleanup (in a session of its own) finishes, is marked, and no recovery starts it a
+        second time while it still runs."""
+        journal_index, journal, lock_fd = entry
         where = f"{phase}/{display_name(line)}"
         output = self.reporter.sink(where)
         started, clock = now_iso(), time.monotonic()
         self.reporter.started(where)
         env = self.hook_env(phase, line, "", index, count, 1)
         timeout = self.ctx.timeout or self.ctx.config.get("timeout", c.DEFAULT_TIMEOUT)
+        argv = ("/bin/sh", "-c", CLEANUP_WRAPPER, "hookrun-cleanup", line, str(journal_index),
+                journal.done_path)
         outcome = self.supervisor.run(
-            Spec(argv=("/bin/sh", "-c", line), env=env, timeout=timeout or None,
-                 kill_grace=self.ctx.kill_grace, umask=self.ctx.umask),
+            Spec(argv=argv, env=env, timeout=timeout or None, kill_grace=self.ctx.kill_grace,
+                 umask=self.ctx.umask, shielded=True, hold_fd=lock_fd),
             output)
         output.finish()
         self.collect_handoff(where, False)

@@ -22,6 +22,8 @@ FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 READ_SIZE = 65536
 PR_SET_CHILD_SUBREAPER = 36
 NO_PIDFD_TICK = 0.05
+KILLED_TICK = 0.005
+HELD_FD = 3  # where Spec.hold_fd appears in the child
 AFTER_KILL_WAIT = 5.0
 POLL_IN = select.POLLIN | select.POLLHUP | select.POLLERR
 DEVNULL = "/dev/null"  # Spec.stdin: read nothing (None inherits hookrun's stdin)
@@ -31,7 +33,9 @@ RESET_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM, 
 @dataclass(frozen=True)
 class Spec:
     """What to run. ``timeout`` 0 or None means none; ``capture`` False lets the process write
-    to hookrun's own stdout and stderr; ``stdin`` None inherits hookrun's stdin."""
+    to hookrun's own stdout and stderr; ``stdin`` None inherits hookrun's stdin. A
+    ``shielded`` process (the wind-down: handlers, cleanups, finally.d) is not sent hookrun's
+    first signal, only killed by a second one. ``hold_fd`` is handed to the child as fd 3."""
 
     argv: tuple
     env: dict
@@ -40,6 +44,8 @@ class Spec:
     capture: bool = True
     stdin: object = DEVNULL
     umask: int = -1
+    shielded: bool = False
+    hold_fd: object = None
 
 
 @dataclass(frozen=True)
@@ -189,6 +195,8 @@ def start(spec):
     with no shebang runs under /bin/sh, as a shell would run it. Returns a Child; raises
     OSError when it cannot start."""
     actions = stdin_action(spec.stdin)
+    if spec.hold_fd is not None:
+        actions.append((os.POSIX_SPAWN_DUP2, spec.hold_fd, HELD_FD))
     pipes = []
     if spec.capture:
         # Python makes pipes close-on-exec; only the dup2 copies reach the child.
@@ -266,29 +274,29 @@ class Supervisor:
             if pid == 0:
                 return
 
-    def descendants(self, pid):
-        """psutil Processes of ``pid``'s tree plus orphans hookrun adopted, minus strays."""
+    def descendants(self, pid, also=()):
+        """psutil Processes of ``pid``'s tree, of the trees of ``also``, and the orphans
+        hookrun adopted, minus known strays: found by parentage in one pass over /proc."""
         import psutil
 
+        me = os.getpid()
+        children = {}
+        for process in psutil.process_iter(["ppid"]):
+            children.setdefault(process.info["ppid"], []).append(process)
         found = set()
-        roots = []
         try:
-            roots.append(psutil.Process(pid))
+            found.add(psutil.Process(pid))
         except psutil.Error:
             pass
-        try:
-            roots.extend(psutil.Process().children())
-        except psutil.Error:
-            pass
-        for root in roots:
-            if root in self.known_strays:
-                continue
-            found.add(root)
-            try:
-                found.update(root.children(recursive=True))
-            except psutil.Error:
-                pass
-        return {p for p in found if p not in self.known_strays and p.pid != os.getpid()}
+        adopted = [p for p in children.get(me, []) if p not in self.known_strays]
+        found.update(adopted)
+        todo = [pid] + [p.pid for p in adopted] + [p.pid for p in also]
+        while todo:
+            for child in children.get(todo.pop(), []):
+                if child not in found and child not in self.known_strays:
+                    found.add(child)
+                    todo.append(child.pid)
+        return {p for p in found if p not in self.known_strays and p.pid != me}
 
 
 class Watch:
@@ -354,12 +362,15 @@ class Watch:
         return not self.streams
 
     def wait_ms(self, now):
-        moments = [m for m in (self.deadline if self.status is None else None, self.kill_at,
+        deadline = self.deadline if self.status is None and self.kill_at is None else None
+        moments = [m for m in (deadline, self.kill_at,
                                self.give_up_at, self.drain_until,
                                self.next_tick if self.tick else None) if m is not None]
         wait = max(0.0, min(moments) - now) if moments else None
         if self.pidfd is None or (self.kill_at is not None and self.status is not None):
-            wait = NO_PIDFD_TICK if wait is None else min(wait, NO_PIDFD_TICK)
+            # Nothing signals the end of a killed tree's other processes: look often.
+            tick = KILLED_TICK if self.give_up_at is not None else NO_PIDFD_TICK
+            wait = tick if wait is None else min(wait, tick)
         return None if wait is None else int(wait * 1000) + 1
 
     def handle(self, fd):
@@ -395,6 +406,8 @@ class Watch:
         if len(received) == self.seen_signals:
             return
         self.seen_signals = len(received)
+        if self.spec.shielded and not self.signals.hard_stop:
+            return
         if self.status is not None and self.kill_at is None:
             self.stop_draining()
             return
@@ -419,9 +432,9 @@ class Watch:
 
     def terminate(self, signum):
         """First step of a stop: ``signum`` to the group, SIGKILL to the tree after the grace."""
-        self.tree = self.supervisor.descendants(self.proc.pid)
         signal_group(self.proc.pid, signum)
         self.kill_at = time.monotonic() + self.spec.kill_grace
+        self.tree = self.supervisor.descendants(self.proc.pid)
 
     def kill_tree(self):
         """SIGKILL to every process left: the group, the tree seen at SIGTERM, their children
@@ -429,13 +442,13 @@ class Watch:
         import psutil
 
         signal_group(self.proc.pid, signal.SIGKILL)
-        tree = self.tree | self.supervisor.descendants(self.proc.pid)
-        for process in list(tree):
+        for process in self.tree:
             try:
-                tree.update(process.children(recursive=True))
+                process.kill()
             except psutil.Error:
                 pass
-        for process in tree:
+        tree = self.tree | self.supervisor.descendants(self.proc.pid, also=self.tree)
+        for process in tree - self.tree:
             try:
                 process.kill()
             except psutil.Error:

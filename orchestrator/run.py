@@ -86,7 +86,7 @@ def recover(engine, history, state_dir):
             continue
         dead_id = dead.meta.get("run_id") or os.path.basename(dead.path)
         engine.reporter.warn(f"recovering run {dead_id}: it ended without running its cleanups")
-        runs = engine.run_cleanups(Journal(dead.path), phase=c.PHASE_RECOVER)
+        runs = engine.run_cleanups(Journal(dead.path), c.PHASE_RECOVER, dead.lock_fd)
         found = [run.record for run in runs]
         if dead.meta.get("recorded", True):
             try:

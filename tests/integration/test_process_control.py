@@ -37,6 +37,15 @@ def start(tree, *argv, **kwargs):
         **kwargs)
 
 
+def crash_when_up(tree, reaper):
+    """Start a run, SIGKILL hookrun once its hook wrote its pid to marks/up; the hook (in a
+    session of its own) lives on and is left to ``reaper``."""
+    proc = start(tree, command=["--", "true"])
+    reaper.append(int(wait_for(tree.marks / "up")))
+    proc.kill()
+    proc.communicate(timeout=30)
+
+
 @pytest.fixture
 def reaper():
     """Kill, at the end of the test, any pid the test registers."""
@@ -173,10 +182,7 @@ def test_sigkill_of_hookrun_then_recover_runs_each_cleanup_once(tree, reaper):
         echo $$ > "{tree.marks}/up"
         sleep 60
         """)
-    proc = start(tree, command=["--", "true"])
-    reaper.append(int(wait_for(tree.marks / "up")))
-    proc.kill()
-    proc.communicate(timeout=30)
+    crash_when_up(tree, reaper)
     assert tree.read("cleanup") is None
     record = show_last(tree)
     assert record["status"] == "running"
@@ -200,10 +206,7 @@ def test_the_next_run_recovers_before_its_pre_hooks(tree, reaper):
         fi
         echo "pre" >> "{tree.marks}/order"
         """)
-    proc = start(tree, command=["--", "true"])
-    reaper.append(int(wait_for(tree.marks / "up")))
-    proc.kill()
-    proc.communicate(timeout=30)
+    crash_when_up(tree, reaper)
     result = run_hookrun("run", *tree.args(), "--", "true")
     assert result.returncode == 0, result.stderr
     assert order(tree) == ["recovered", "pre"]
@@ -217,10 +220,7 @@ def test_no_hooks_only_reports_pending_cleanups(tree, reaper):
         echo $$ > "{tree.marks}/up"
         sleep 60
         """)
-    proc = start(tree, command=["--", "true"])
-    reaper.append(int(wait_for(tree.marks / "up")))
-    proc.kill()
-    proc.communicate(timeout=30)
+    crash_when_up(tree, reaper)
     result = run_hookrun("run", *tree.args("--no-hooks"), "--", "true")
     assert result.returncode == 0
     assert "recover" in result.stderr
@@ -268,10 +268,7 @@ def test_a_lock_left_by_a_dead_run_is_taken_over(tree, reaper):
             touch "{tree.marks}/once"; echo $$ > "{tree.marks}/up"; sleep 60
         fi
         """)
-    proc = start(tree, command=["--", "true"])
-    reaper.append(int(wait_for(tree.marks / "up")))
-    proc.kill()
-    proc.communicate(timeout=30)
+    crash_when_up(tree, reaper)
     result = run_hookrun("run", *tree.args(), "--", "true")
     assert result.returncode == 0, result.stderr
 
@@ -313,3 +310,38 @@ def test_an_endless_unterminated_line_keeps_memory_flat_and_times_out(tree):
     assert rss < 80 * 1024 * 1024
     task = show_last(tree)["tasks"][0]
     assert task["status"] == "timeout"
+
+
+def slow_cleanup_tree(tree):
+    tree.hook("pre-backup.d/10-register", f"""
+        hookrun defer sh -c 'echo started >> "{tree.marks}/began"; sleep 1.5; \
+            echo ran >> "{tree.marks}/cleanup"'
+        """)
+
+
+def test_a_first_signal_does_not_cut_a_running_cleanup(tree):
+    slow_cleanup_tree(tree)
+    proc = start(tree, "--kill-grace", "1s", command=["--", "true"])
+    wait_for(tree.marks / "began")
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=30)
+    assert proc.returncode == 143
+    assert tree.read("cleanup") == "ran\n"
+    run_hookrun("recover", *tree.args())
+    assert tree.read("cleanup") == "ran\n"
+
+
+def test_a_cleanup_running_when_hookrun_is_killed_completes_once(tree):
+    slow_cleanup_tree(tree)
+    proc = start(tree, command=["--", "true"])
+    wait_for(tree.marks / "began")
+    proc.kill()
+    proc.communicate(timeout=30)
+    early = run_hookrun("recover", *tree.args())
+    assert early.returncode == 0
+    wait_for(tree.marks / "cleanup")
+    time.sleep(0.2)
+    assert run_hookrun("recover", *tree.args()).returncode == 0
+    assert tree.read("cleanup") == "ran\n"
+    assert tree.read("began") == "started\n"
+    assert show_last(tree)["status"] == "interrupted"
