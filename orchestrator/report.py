@@ -1,8 +1,9 @@
 """Everything a person reads: the terminal, the log file and the summary (design.md section 4).
 
-Output arrives as bytes chunks. Lines are split and prefixed a chunk at a time with bytes
-operations, never in a Python loop per line; a line longer than MAX_LINE is cut into pieces so
-memory stays flat whatever a hook prints.
+Output arrives as bytes chunks and is handled as blocks: all the complete lines of a chunk,
+joined by newlines. A block is prefixed with one bytes replace() and written with one
+writev(), never in a Python loop per line; a line longer than MAX_LINE is cut into pieces and
+the tail kept for error logs is bounded, so memory stays flat whatever a hook prints.
 """
 
 import collections
@@ -14,6 +15,9 @@ from orchestrator import constants as c
 
 MAX_LINE = 65536
 TAIL_LINE = 4096  # bytes of a line kept for the error log and history; the log keeps all
+TAIL_BYTES = 1 << 20  # at most this much output is kept (in blocks) for the tail
+# Bytes the terminal must not get raw: controls other than tab and newline, and DEL.
+UNSAFE = bytes(range(9)) + bytes(range(11, 32)) + b"\x7f"
 CONTROL = {code: f"\\x{code:02x}" for code in list(range(32)) + [127] if code not in (9, 10)}
 STATUS_COLOURS = {"ok": "GREEN", "success": "GREEN", "failed": "RED", "failure": "RED",
                   "timeout": "RED", "interrupted": "RED", "aborted": "YELLOW",
@@ -38,22 +42,32 @@ def now_iso():
 
 
 class LineSplitter:
-    """Turns chunks into complete lines, keeping the unterminated rest for the next chunk."""
+    """Turns chunks into blocks of complete lines (joined by newlines, no final one), keeping
+    the unterminated rest for the next chunk."""
 
     def __init__(self):
         self.rest = b""
 
     def feed(self, data):
-        lines = (self.rest + data).split(b"\n")
-        self.rest = lines.pop()
+        """The block of complete lines in what came so far, or None."""
+        if self.rest:
+            data = self.rest + data
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            if len(data) > MAX_LINE:
+                self.rest = b""
+                return data
+            self.rest = data
+            return None
+        self.rest = data[cut + 1:]
         if len(self.rest) > MAX_LINE:
-            lines.append(self.rest)
             self.rest = b""
-        return lines
+            return data
+        return data[:cut]
 
     def flush(self):
         rest, self.rest = self.rest, b""
-        return [rest] if rest else []
+        return rest or None
 
 
 class LogFile:
@@ -82,23 +96,24 @@ class LogFile:
         os.replace(self.path, f"{self.path}.1")
         self.open()
 
-    def write(self, data):
+    def write(self, *parts):
         if self.fd is None:
             return
+        size = sum(map(len, parts))
         try:
-            if self.size and self.size + len(data) > c.LOG_MAX_BYTES:
+            if self.size and self.size + size > c.LOG_MAX_BYTES:
                 self.rotate()
-            os.write(self.fd, data)
-            self.size += len(data)
+            os.writev(self.fd, parts)
+            self.size += size
         except OSError as error:
             # A full disk must not stop the backup: say so once, then go on without a log.
             self.error = f"log file {self.path}: {error.strerror}; logging stopped"
             self.close()
 
-    def lines(self, where, stream, lines):
-        """``lines`` (bytes, no newline) of ``where`` (e.g. ``pre/10-x``) on ``stream``."""
+    def lines(self, where, stream, block):
+        """A block of lines of ``where`` (e.g. ``pre/10-x``) on ``stream``, each prefixed."""
         prefix = b"%s %s %s %s: " % (now_iso().encode(), self.run_id, where, stream.encode())
-        self.write(prefix + (b"\n" + prefix).join(lines) + b"\n")
+        self.write(prefix, block.replace(b"\n", b"\n" + prefix), b"\n")
 
     def event(self, text):
         self.write(b"%s %s %s\n" % (now_iso().encode(), self.run_id,
@@ -108,6 +123,15 @@ class LogFile:
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
+
+
+def raw_fd(stream):
+    """The descriptor under a text stream, flushed through, or None (e.g. a test's capture)."""
+    try:
+        stream.buffer.flush()
+        return stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        return None
 
 
 class Console:
@@ -122,6 +146,7 @@ class Console:
         self.colours = self.pick_colours(color)
         self.live_enabled = not quiet and self.out.isatty()
         self.live_shown = False
+        self.fds = {"stdout": raw_fd(self.out), "stderr": raw_fd(self.err)}
 
     def pick_colours(self, color):
         if color == "never":
@@ -154,13 +179,21 @@ class Console:
             self.out.write("\r\x1b[K")
             self.live_shown = False
 
-    def output(self, where, stream, lines):
+    def output(self, where, stream, block):
+        """A block of a task's output lines, each prefixed with ``where``."""
         if self.quiet:
             return
         self.clear_live()
-        prefix = f"{where}: "
-        text = display(b"\n".join(lines))
         target = self.out if stream == "stdout" else self.err
+        fd = self.fds[stream]
+        if fd is not None and block.isascii() and len(block.translate(None, UNSAFE)) == len(block):
+            # Plain ASCII needs no decoding or escaping: straight to the descriptor.
+            prefix = f"{where}: ".encode("utf-8", "surrogateescape")
+            target.flush()
+            os.writev(fd, [prefix, block.replace(b"\n", b"\n" + prefix), b"\n"])
+            return
+        prefix = f"{where}: "
+        text = display(block)
         target.write(prefix + ("\n" + prefix).join(text.split("\n")) + "\n")
         target.flush()
 
@@ -200,14 +233,16 @@ class Console:
 
 class TaskOutput:
     """The sink of one task's output: the terminal, the log, and the last lines kept for the
-    error log and the history."""
+    error log and the history (the last TAIL_BYTES of blocks; lines are counted only when
+    the tail is read)."""
 
     def __init__(self, reporter, where):
         self.reporter = reporter
         self.where = where
         self.where_bytes = where.encode("utf-8", "surrogateescape")
         self.splitters = {"stdout": LineSplitter(), "stderr": LineSplitter()}
-        self.tail = collections.deque(maxlen=c.ERROR_LOG_LINES)
+        self.tail = collections.deque()
+        self.tail_size = 0
         self.live = reporter.console.live_enabled
 
     def tick(self, elapsed):
@@ -216,28 +251,37 @@ class TaskOutput:
     def __call__(self, stream, data):
         self.emit(stream, self.splitters[stream].feed(data))
 
-    def emit(self, stream, lines):
-        if not lines:
+    def emit(self, stream, block):
+        if not block:
             return
-        recent = lines[-c.ERROR_LOG_LINES:]
-        if max(map(len, recent)) > TAIL_LINE:
-            recent = [line[:TAIL_LINE] + b" [...]" if len(line) > TAIL_LINE else line
-                      for line in recent]
-        self.tail.extend(recent)
-        self.reporter.console.output(self.where, stream, lines)
+        self.keep(block)
+        self.reporter.console.output(self.where, stream, block)
         if self.reporter.log:
-            self.reporter.log.lines(self.where_bytes, stream, lines)
+            self.reporter.log.lines(self.where_bytes, stream, block)
+
+    def keep(self, block):
+        self.tail.append(block)
+        self.tail_size += len(block)
+        while len(self.tail) > 1 and self.tail_size - len(self.tail[0]) >= TAIL_BYTES:
+            self.tail_size -= len(self.tail.popleft())
 
     def finish(self):
         for stream, splitter in self.splitters.items():
             self.emit(stream, splitter.flush())
 
+    def tail_list(self, lines=c.ERROR_LOG_LINES):
+        """The last ``lines`` lines, each cut to TAIL_LINE bytes."""
+        found = []
+        for block in self.tail:
+            found.extend(block.split(b"\n"))
+        return [line[:TAIL_LINE] + b" [...]" if len(line) > TAIL_LINE else line
+                for line in found[-lines:]]
+
     def tail_bytes(self):
-        return b"".join(line + b"\n" for line in self.tail)
+        return b"".join(line + b"\n" for line in self.tail_list())
 
     def tail_text(self, lines=c.SUMMARY_OUTPUT_LINES):
-        kept = list(self.tail)[-lines:]
-        return "\n".join(line.decode("utf-8", "replace") for line in kept)
+        return "\n".join(line.decode("utf-8", "replace") for line in self.tail_list(lines))
 
 
 class Reporter:

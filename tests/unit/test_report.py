@@ -1,0 +1,78 @@
+"""Output handling: blocks of lines, display escaping, the bounded tail, the log format."""
+
+import io
+
+from orchestrator.report import (
+    MAX_LINE,
+    TAIL_LINE,
+    Console,
+    LineSplitter,
+    LogFile,
+    Reporter,
+    TaskOutput,
+    display,
+    display_name,
+)
+
+
+def test_splitter_returns_complete_lines_and_keeps_the_rest():
+    splitter = LineSplitter()
+    assert splitter.feed(b"one\ntw") == b"one"
+    assert splitter.feed(b"o\nthree\nfo") == b"two\nthree"
+    assert splitter.feed(b"ur") is None
+    assert splitter.flush() == b"four"
+    assert splitter.flush() is None
+
+
+def test_an_endless_line_is_cut_so_memory_stays_flat():
+    splitter = LineSplitter()
+    pieces = [splitter.feed(b"x" * 40000) for _ in range(10)]
+    emitted = [p for p in pieces if p]
+    assert emitted and all(len(p) <= 2 * MAX_LINE for p in emitted)
+    assert len(splitter.rest) <= MAX_LINE
+
+
+def test_display_escapes_controls_and_replaces_invalid_utf8():
+    assert display(b"tab\tok \x1b[31m red \xff\x7f") == "tab\tok \\x1b[31m red \ufffd\\x7f"
+    assert display_name("a\nb") == "a\\x0ab"
+
+
+def sink(quiet=True):
+    out, err = io.StringIO(), io.StringIO()
+    return TaskOutput(Reporter(Console("never", quiet=quiet, out=out, err=err)), "pre/x"), out
+
+
+def test_the_tail_keeps_the_last_lines_each_cut_to_a_bounded_length():
+    output, _ = sink()
+    for n in range(1000):
+        output("stdout", b"line %d\n" % n)
+    output("stderr", b"y" * (TAIL_LINE * 3) + b"\n")
+    output.finish()
+    tail = output.tail_list()
+    assert len(tail) == 200
+    assert tail[-2] == b"line 999"
+    assert len(tail[-1]) < TAIL_LINE + 10
+    assert output.tail_text(2).splitlines()[0] == "line 999"
+
+
+def test_the_tail_is_bounded_in_bytes():
+    output, _ = sink()
+    for _ in range(200):
+        output("stdout", b"z" * 60000 + b"\n")
+    assert output.tail_size <= 2 * 1024 * 1024
+
+
+def test_terminal_lines_are_prefixed_with_their_task():
+    output, out = sink(quiet=False)
+    output("stdout", b"hello\nw\xffrld\n")
+    assert out.getvalue() == "pre/x: hello\npre/x: w\ufffdrld\n"
+
+
+def test_log_lines_carry_time_run_id_task_and_stream(tmp_path):
+    log = LogFile(str(tmp_path / "log"), "RUN1")
+    log.lines(b"pre/x", "stderr", b"a\nb\xff")
+    log.close()
+    lines = (tmp_path / "log").read_bytes().splitlines()
+    assert len(lines) == 2
+    assert all(b" RUN1 pre/x stderr: " in line for line in lines)
+    assert lines[1].endswith(b"b\xff")
