@@ -10,7 +10,7 @@ import sys
 import time
 
 from orchestrator import constants as c
-from orchestrator import context, discovery, notify, views
+from orchestrator import context, discovery, notify
 from orchestrator.cleanup import Journal
 from orchestrator.engine import Engine
 from orchestrator.errors import StateError
@@ -130,6 +130,8 @@ class Run:
             for problem in problems:
                 print(f"hookrun: warning: unsafe permissions (--insecure): {problem}",
                       file=sys.stderr)
+            from orchestrator import views
+
             views.print_plan(list(planned.items()), command=self.command, no_hooks=self.no_hooks)
             return c.EXIT_OK
         from orchestrator.history import open_history
