@@ -70,6 +70,13 @@ class LineSplitter:
         return rest or None
 
 
+def remove_quietly(path):
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
 class LogFile:
     """The log file: bytes as they came, one prefixed line each, rotated at LOG_MAX_BYTES with
     LOG_BACKUPS kept (``hookrun.log.1`` is the newest old one, as logging.handlers names them).
@@ -81,6 +88,7 @@ class LogFile:
         self.fd = None
         self.size = 0
         self.error = None
+        self.removers = []
         self.open()
 
     def open(self):
@@ -89,12 +97,27 @@ class LogFile:
 
     def rotate(self):
         os.close(self.fd)
+        self.discard(f"{self.path}.{c.LOG_BACKUPS}")
         for n in range(c.LOG_BACKUPS - 1, 0, -1):
             older = f"{self.path}.{n}"
             if os.path.exists(older):
                 os.replace(older, f"{self.path}.{n + 1}")
         os.replace(self.path, f"{self.path}.1")
         self.open()
+
+    def discard(self, path):
+        """Remove the oldest log out of the way at once, and free its blocks in a thread:
+        unlinking 10 MiB costs a hook streaming output as much as writing it."""
+        import threading
+
+        doomed = f"{path}.removing"
+        try:
+            os.replace(path, doomed)
+        except FileNotFoundError:
+            return
+        remover = threading.Thread(target=remove_quietly, args=(doomed,), daemon=True)
+        remover.start()
+        self.removers.append(remover)
 
     def write(self, *parts):
         if self.fd is None:
@@ -123,6 +146,9 @@ class LogFile:
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
+        for remover in self.removers:
+            remover.join(timeout=5)
+        self.removers = []
 
 
 def raw_fd(stream):

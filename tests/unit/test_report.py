@@ -76,3 +76,15 @@ def test_log_lines_carry_time_run_id_task_and_stream(tmp_path):
     assert len(lines) == 2
     assert all(b" RUN1 pre/x stderr: " in line for line in lines)
     assert lines[1].endswith(b"b\xff")
+
+
+def test_the_log_rotates_at_10_mib_and_keeps_5(tmp_path):
+    log = LogFile(str(tmp_path / "hookrun.log"), "RUN1")
+    block = b"\n".join([b"x" * 99] * 10000)
+    for _ in range(80):
+        log.lines(b"pre/x", "stdout", block)
+    log.close()
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["hookrun.log"] + [f"hookrun.log.{n}" for n in range(1, 6)]
+    assert all((tmp_path / name).stat().st_size <= 10 * 1024 * 1024 for name in names)
+    assert all((tmp_path / name).stat().st_mode & 0o777 == 0o600 for name in names)
