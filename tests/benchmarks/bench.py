@@ -121,6 +121,11 @@ def wait_exact(proc, limit):
     return True
 
 
+def spread(values):
+    """``median s (min-max)`` of durations, to show how steady a figure is."""
+    return f"{median(values):.2f} s, {min(values):.2f}-{max(values):.2f}"
+
+
 def median(values):
     return statistics.median(values) if values else float("nan")
 
@@ -286,6 +291,9 @@ class Bench:
         rss = []
         for rep in range(self.args.repeat):
             for name, argv in (list(tools.items())[::-1] if rep % 2 else tools.items()):
+                # Start each sample with no dirty pages left by the previous one, whose
+                # writeback would otherwise throttle whichever tool comes next.
+                os.sync()
                 elapsed, code, maxrss = timed(argv, self.env)
                 self.check(code, f"{name} output")
                 samples[name].append(elapsed)
@@ -301,9 +309,9 @@ class Bench:
         peak = max(rss) / 1024
         print(f"\n## Output: {megabytes:g} MB of {LINE}-byte lines from one hook")
         print(f"hookrun phase (log on, stdout /dev/null) {hookrun_rate:8.1f} MB/s  "
-              f"({median(samples['hookrun phase']):.2f} s)  peak RSS {peak:.1f} MiB")
+              f"({spread(samples['hookrun phase'])})  peak RSS {peak:.1f} MiB")
         print(f"hook | tee -a LOG >/dev/null            {tee_rate:8.1f} MB/s  "
-              f"({median(samples['tee -a']):.2f} s)   ratio {ratio:.2f}x slower")
+              f"({spread(samples['tee -a'])})  ratio {ratio:.2f}x slower")
         state, good = verdict(ratio, OUTPUT_MAX_RATIO, OUTPUT_AIM_RATIO)
         self.target(f"output vs tee -a (<= {OUTPUT_MAX_RATIO}x slower, aim "
                     f"{OUTPUT_AIM_RATIO}x)", f"{ratio:.2f}x ({hookrun_rate:.0f} vs "
@@ -465,11 +473,23 @@ def parse_args(argv=None):
     return args
 
 
+def source_version():
+    """``git describe --always --dirty`` of the checkout this script belongs to, if any."""
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    try:
+        found = subprocess.run(["git", "-C", repo, "describe", "--always", "--dirty"],
+                               capture_output=True, text=True, check=False, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return found.stdout.strip() or "unknown"
+
+
 def main(argv=None):
     args = parse_args(argv)
     bench = Bench(args)
-    print(f"hookrun bench: {shlex.join(bench.hookrun)}; {args.repeat} repetitions; "
-          f"{os.cpu_count()} CPUs; Python {sys.version.split()[0]}")
+    print(f"hookrun bench: {shlex.join(bench.hookrun)} (checkout {source_version()}); "
+          f"{args.repeat} repetitions; {os.cpu_count()} CPUs; Python {sys.version.split()[0]}; "
+          f"bytecode cache {'as the environment says' if args.no_pycache else 'private'}")
     try:
         if "hooks" in args.only:
             bench.report_hooks(bench.hooks())

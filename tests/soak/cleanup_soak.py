@@ -142,9 +142,10 @@ class Tree:
         return ["-d", self.hooks, "--state-dir", self.state, "--log-file", self.log]
 
 
-def build_cleanup_tree(root, hookrun, rng):
-    """pre-backup.d/10-register defers ``echo ran >> MARKER`` and notes it right after; the
-    other hooks sleep random short times."""
+def build_cleanup_tree(root, hookrun, rng, cleanup_seconds=0.0):
+    """pre-backup.d/10-register defers ``echo ran >> MARKER`` (after ``cleanup_seconds`` of
+    sleep, to widen the window in which a signal lands during the cleanup) and notes it right
+    after; the other hooks sleep random short times."""
     tree = Tree(root)
     make_dir(root)
     make_dir(tree.hooks)
@@ -153,6 +154,8 @@ def build_cleanup_tree(root, hookrun, rng):
     make_dir(pre)
     make_dir(post)
     cleanup = f"echo ran >> {shlex.quote(tree.marker)}"
+    if cleanup_seconds:
+        cleanup = f"sleep {cleanup_seconds:g}; {cleanup}"
     write_file(os.path.join(pre, "10-register"),
                "#!/bin/sh\n"
                f"{shlex.join(hookrun)} defer sh -c {shlex.quote(cleanup)} || exit 1\n"
@@ -268,7 +271,7 @@ def kill_iteration(index, args, hookrun, seed):
     """SIGKILL hookrun at a random moment, let its orphans end, recover, count."""
     rng = random.Random(f"{seed}-kill-{index}")
     root = tempfile.mkdtemp(prefix=f"kill{index:03d}-", dir=args.workdir)
-    tree = build_cleanup_tree(root, hookrun, rng)
+    tree = build_cleanup_tree(root, hookrun, rng, args.cleanup_seconds)
     delay = rng.uniform(0.0, args.max_delay)
     proc = start_run(tree, hookrun)
     time.sleep(delay)
@@ -306,7 +309,7 @@ def term_iteration(index, args, hookrun, seed):
     (0 if it had finished) and leave no process behind."""
     rng = random.Random(f"{seed}-term-{index}")
     root = tempfile.mkdtemp(prefix=f"term{index:03d}-", dir=args.workdir)
-    tree = build_cleanup_tree(root, hookrun, rng)
+    tree = build_cleanup_tree(root, hookrun, rng, args.cleanup_seconds)
     delay = rng.uniform(0.0, args.max_delay)
     proc = start_run(tree, hookrun, extra=["--kill-grace", args.kill_grace])
     time.sleep(delay)
@@ -438,6 +441,9 @@ def parse_args(argv=None):
     parser.add_argument("--kill-grace", default="1s", help="--kill-grace for SIGTERM runs")
     parser.add_argument("--hold", type=float, default=2.0,
                         help="seconds the concurrent runs' command holds the lock (2)")
+    parser.add_argument("--cleanup-seconds", type=float, default=0.0,
+                        help="make the deferred cleanup sleep this long first (0), so more "
+                             "signals land while it runs")
     parser.add_argument("--orphan-grace", type=float, default=ORPHAN_GRACE,
                         help="seconds a killed run's hooks may go on before they are killed")
     parser.add_argument("--hookrun", default=None,
