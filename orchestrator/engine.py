@@ -126,7 +126,7 @@ class Engine:
         delays = retry_delays(settings.retry_delay, settings.retries)
         output = self.reporter.sink(where)
         started, clock = now_iso(), time.monotonic()
-        cpu, rss, attempt = 0.0, 0, 0
+        cpu, rss, attempt = 0.0, None, 0
         self.reporter.note(f"{where}: critical={'yes' if settings.critical else 'no'} "
                            f"timeout={format_duration(settings.timeout)} "
                            f"retries={settings.retries}"
@@ -141,7 +141,8 @@ class Engine:
                      shielded=kind in WIND_DOWN), output)
             output.finish()
             cpu += outcome.cpu_seconds
-            rss = max(rss, outcome.max_rss_bytes)
+            if outcome.max_rss_bytes is not None:
+                rss = max(rss or 0, outcome.max_rss_bytes)
             judgement = judge(kind, outcome, settings.critical)
             self.report_strays(where, outcome)
             if outcome.exit_code in (c.HOOK_ABORT_CONTINUE, c.HOOK_ABORT_STOP) \

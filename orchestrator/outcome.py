@@ -44,7 +44,7 @@ class TaskRecord:
     started: object = None
     duration: float = 0.0
     cpu_seconds: float = 0.0
-    max_rss_bytes: int = 0
+    max_rss_bytes: object = None
     reason: object = None
     output: str = ""
 

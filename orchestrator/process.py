@@ -10,6 +10,7 @@ orphans of a hook are adopted by hookrun and can still be found, killed and reap
 
 import errno
 import os
+import resource
 import select
 import signal
 import sys
@@ -50,8 +51,10 @@ class Spec:
 
 @dataclass(frozen=True)
 class Outcome:
-    """How a process ended. ``exit_code`` is shell-style (128+N for signal N), None when it
-    could not start (``spawn_error`` then says why and ``exit_code`` is 126 or 127)."""
+    """How a process ended. ``exit_code`` is shell-style (128+N for signal N); when it could
+    not start, ``spawn_error`` says why and ``exit_code`` is 126 or 127. ``max_rss_bytes``
+    is None when the process stayed below hookrun's own peak: Linux counts the memory of the
+    parent a child was spawned from in the child's ru_maxrss, so smaller peaks are unknown."""
 
     exit_code: int
     killed_by: object = None
@@ -59,7 +62,7 @@ class Outcome:
     interrupted_by: object = None
     spawn_error: object = None
     cpu_seconds: float = 0.0
-    max_rss_bytes: int = 0
+    max_rss_bytes: object = None
     duration: float = 0.0
     stragglers: tuple = ()
 
@@ -309,6 +312,7 @@ class Watch:
         self.spec = spec
         self.sink = sink
         self.started = started
+        self.own_maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         self.seen_signals = len(self.signals.received)
         self.poller = select.poll()
         self.streams = {}
@@ -493,10 +497,11 @@ class Watch:
         code = self.proc.returncode
         killed_by = -code if code is not None and code < 0 else None
         exit_code = c.SIGNAL_EXIT_BASE + killed_by if killed_by else code
-        cpu, rss = 0.0, 0
+        cpu, rss = 0.0, None
         if self.rusage is not None:
             cpu = self.rusage.ru_utime + self.rusage.ru_stime
-            rss = self.rusage.ru_maxrss * 1024
+            if self.rusage.ru_maxrss > self.own_maxrss:
+                rss = self.rusage.ru_maxrss * 1024
         return Outcome(exit_code=exit_code, killed_by=killed_by, timed_out=self.timed_out,
                        interrupted_by=self.interrupted_by, cpu_seconds=round(cpu, 6),
                        max_rss_bytes=rss, duration=time.monotonic() - self.started,

@@ -335,7 +335,7 @@ class Run:
         code = exit_status(status, self.signals.first, command_code, self.hook_stopped)
         duration = round(time.monotonic() - self.started, 6)
         record = {"id": self.run_id, "event": self.ctx.event, "status": status.value,
-                  "exit_code": code, "command": self.command_text() or None,
+                  "exit_code": code, "command": self.command_text(),
                   "started": self.started_iso, "finished": now_iso(), "duration": duration,
                   "no_hooks": self.no_hooks, "error": self.error_line() or None,
                   "tasks": [task_dict(task) for task in self.tasks]}

@@ -120,6 +120,10 @@ def print_run(run, out=None):
         out.write(f"  {task['phase']}/{task['name']}: {task['status']}{exit_code}{reason}, "
                   f"{task['attempts']} attempt(s), {task['duration'] or 0:.2f}s, "
                   f"cpu {task['cpu_seconds'] or 0:.2f}s, "
-                  f"max rss {(task['max_rss_bytes'] or 0) // 1024} KiB\n")
+                  f"max rss {rss_text(task['max_rss_bytes'])}\n")
         for line in (output or "").splitlines()[-5:]:
             out.write(f"      | {line}\n")
+
+
+def rss_text(value):
+    return "below hookrun's own" if value is None else f"{value // 1024} KiB"

@@ -175,6 +175,13 @@ def test_accounting_of_cpu_and_peak_memory(tree):
     assert task["max_rss_bytes"] >= 80_000_000
 
 
+def test_a_small_hooks_peak_memory_is_not_confused_with_hookruns_own(tree):
+    tree.hook("pre-backup.d/10-small", "true")
+    assert run_hookrun("run", *tree.args()).returncode == 0
+    task = show_last(tree)["tasks"][0]
+    assert task["max_rss_bytes"] is None or task["max_rss_bytes"] < 8_000_000
+
+
 def test_show_text_includes_the_last_output_lines(tree):
     tree.hook("pre-backup.d/10-talk", "echo remembered-line")
     run_hookrun("run", *tree.args())
