@@ -75,17 +75,37 @@ def hooks_tree(root, hooks):
 
 
 def timed(argv, env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL):
-    """Run ``argv``; returns (wall seconds, exit status, peak RSS in KiB from wait4).
+    """Run ``argv``; returns (wall seconds, exit status, peak RSS in KiB).
 
-    wait4 reports the larger of the process's own peak and that of the children it reaped,
-    which for hookrun is its own (the hooks are small shells)."""
+    The peak is the process's own VmHWM, read every 10 ms while it runs (it only grows), not
+    wait4's ru_maxrss: after exec Linux still counts the memory of the process that spawned
+    it (this script) in ru_maxrss."""
     started = time.perf_counter()
     proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=stdout,
                             stderr=stderr)
-    _pid, status, usage = os.wait4(proc.pid, 0)
+    pidfd = os.pidfd_open(proc.pid)
+    peak = 0
+    try:
+        while not select.select([pidfd], [], [], 0.01)[0]:
+            peak = max(peak, vm_hwm(proc.pid))
+    finally:
+        os.close(pidfd)
+    _pid, status, _usage = os.wait4(proc.pid, 0)
     elapsed = time.perf_counter() - started
     proc.returncode = os.waitstatus_to_exitcode(status)
-    return elapsed, proc.returncode, usage.ru_maxrss
+    return elapsed, proc.returncode, peak
+
+
+def vm_hwm(pid):
+    """The peak resident set size of ``pid`` in KiB so far (0 if it cannot be read)."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
 
 
 def bytecode_env(env, cache, keep_as_is):
