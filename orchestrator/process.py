@@ -10,7 +10,6 @@ orphans of a hook are adopted by hookrun and can still be found, killed and reap
 
 import errno
 import os
-import resource
 import select
 import signal
 import sys
@@ -246,6 +245,7 @@ class Supervisor:
     def __init__(self, signals):
         self.signals = signals
         self.known_strays = set()
+        self.own_peak = 0
         self.subreaper = become_subreaper()
         protect_inherited_fds()
 
@@ -265,6 +265,15 @@ class Supervisor:
         finally:
             watch.close()
             self.reap_orphans()
+
+    def above_own_peak(self, kib):
+        """Whether a child's ru_maxrss (KiB) exceeds hookrun's own peak (VmHWM), which Linux
+        folds into every child's figure at exec. VmHWM only grows, so /proc is read only
+        when a child's figure is above the last value read."""
+        if kib <= self.own_peak:
+            return False
+        self.own_peak = own_vm_hwm()
+        return kib > self.own_peak
 
     def reap_orphans(self):
         """Collect the exit status of adopted orphans that have ended (never a live hook's:
@@ -312,7 +321,6 @@ class Watch:
         self.spec = spec
         self.sink = sink
         self.started = started
-        self.own_maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         self.seen_signals = len(self.signals.received)
         self.poller = select.poll()
         self.streams = {}
@@ -500,7 +508,7 @@ class Watch:
         cpu, rss = 0.0, None
         if self.rusage is not None:
             cpu = self.rusage.ru_utime + self.rusage.ru_stime
-            if self.rusage.ru_maxrss > self.own_maxrss:
+            if self.supervisor.above_own_peak(self.rusage.ru_maxrss):
                 rss = self.rusage.ru_maxrss * 1024
         return Outcome(exit_code=exit_code, killed_by=killed_by, timed_out=self.timed_out,
                        interrupted_by=self.interrupted_by, cpu_seconds=round(cpu, 6),
@@ -516,6 +524,18 @@ class Watch:
                 os.close(fd)
         if self.pidfd is not None:
             os.close(self.pidfd)
+
+
+def own_vm_hwm():
+    """hookrun's own peak resident set size in KiB (VmHWM of /proc/self/status)."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
 
 
 def signal_group(pgid, signum):
