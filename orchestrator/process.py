@@ -272,7 +272,7 @@ class Supervisor:
         when a child's figure is above the last value read."""
         if kib <= self.own_peak:
             return False
-        self.own_peak = own_vm_hwm()
+        self.own_peak = vm_hwm()
         return kib > self.own_peak
 
     def reap_orphans(self):
@@ -526,10 +526,11 @@ class Watch:
             os.close(self.pidfd)
 
 
-def own_vm_hwm():
-    """hookrun's own peak resident set size in KiB (VmHWM of /proc/self/status)."""
+def vm_hwm(pid="self"):
+    """The peak resident set size of ``pid`` (hookrun's own by default) in KiB so far, from
+    VmHWM in /proc; 0 if it cannot be read."""
     try:
-        with open("/proc/self/status", encoding="ascii", errors="replace") as handle:
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as handle:
             for line in handle:
                 if line.startswith("VmHWM:"):
                     return int(line.split()[1])

@@ -28,6 +28,8 @@ import sys
 import tempfile
 import time
 
+from orchestrator.process import vm_hwm
+
 SIZES = (10, 200, 2000)
 LINE = 100
 NOOP_HOOK = "#!/bin/sh\nexit 0\n"
@@ -94,18 +96,6 @@ def timed(argv, env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL):
     elapsed = time.perf_counter() - started
     proc.returncode = os.waitstatus_to_exitcode(status)
     return elapsed, proc.returncode, peak
-
-
-def vm_hwm(pid):
-    """The peak resident set size of ``pid`` in KiB so far (0 if it cannot be read)."""
-    try:
-        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as handle:
-            for line in handle:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except (OSError, ValueError):
-        pass
-    return 0
 
 
 def bytecode_env(env, cache, keep_as_is):
