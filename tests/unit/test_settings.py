@@ -165,3 +165,22 @@ def test_retry_delay_doubles_and_is_capped_at_five_minutes():
 
 def test_only_newline_ends_a_config_line():
     assert parse_config("[env]\nA = 0\x1e0\n", "c").env == {"A": "0\x1e0"}
+
+
+def test_default_directories_for_root_and_for_other_users(monkeypatch, tmp_path):
+    from orchestrator import context
+
+    monkeypatch.delenv("HOOKRUN_DIR", raising=False)
+    monkeypatch.setattr(context.os, "geteuid", lambda: 0)
+    assert context.default_hooks_dir() == "/etc/hookrun"
+    assert context.default_state_dir() == "/var/lib/hookrun"
+    monkeypatch.setattr(context.os, "geteuid", lambda: 1000)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    assert context.default_hooks_dir() == str(tmp_path / "config" / "hookrun")
+    assert context.default_state_dir() == str(tmp_path / "state" / "hookrun")
+    monkeypatch.delenv("XDG_STATE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert context.default_state_dir() == str(tmp_path / ".local" / "state" / "hookrun")
+    monkeypatch.setenv("HOOKRUN_DIR", "/srv/hooks")
+    assert context.default_hooks_dir() == "/srv/hooks"
