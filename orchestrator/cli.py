@@ -16,7 +16,9 @@ class Parser(argparse.ArgumentParser):
     """argparse whose errors are one line and exit status 2."""
 
     def error(self, message):
-        raise UsageError(f"{self.prog}: {message} (see --help)")
+        # main() prefixes "hookrun: "; a subcommand's parser adds its own name.
+        _, _, sub = self.prog.partition(" ")
+        raise UsageError(f"{sub + ': ' if sub else ''}{message} (see --help)")
 
 
 def common_options():

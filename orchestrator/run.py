@@ -33,10 +33,12 @@ def open_log(path, run_id):
     """The LogFile at ``path`` (parents created 0700), None if logging is off; StateError."""
     if not path:
         return None
+    parent = os.path.dirname(os.path.abspath(path))
     try:
-        parent = os.path.dirname(os.path.abspath(path))
         os.makedirs(parent, mode=0o700, exist_ok=True)
         return LogFile(path, run_id)
+    except FileExistsError:
+        raise StateError(f"cannot open log file {path}: {parent} is not a directory") from None
     except OSError as error:
         raise StateError(f"cannot open log file {path}: {error.strerror or error}") from None
 
