@@ -194,50 +194,72 @@ class Console:
     def status_word(self, status):
         return self.paint(status, STATUS_COLOURS.get(status, "RESET"))
 
+    def write(self, stream, text):
+        """Write to the terminal (or pipe). One that is gone (a closed pipe, a hung-up
+        terminal) must not stop the run, its cleanups or finally.d: see lost()."""
+        target = self.out if stream == "stdout" else self.err
+        try:
+            target.write(text)
+            target.flush()
+        except (OSError, ValueError):
+            self.lost(stream)
+
+    def lost(self, stream):
+        """Send what follows on ``stream`` to /dev/null; the log file still has everything."""
+        fd = self.fds[stream]
+        self.fds[stream] = None
+        self.live_enabled = self.live_enabled and stream != "stdout"
+        if fd is not None:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, fd)
+            os.close(devnull)
+        target = self.out if stream == "stdout" else self.err
+        try:
+            target.flush()
+        except (OSError, ValueError):
+            pass
+
     def live(self, where, elapsed):
         """Show, on one line updated in place, that ``where`` has run ``elapsed`` seconds."""
-        self.out.write(f"\r\x1b[K... {where} running {elapsed:.0f}s")
-        self.out.flush()
-        self.live_shown = True
+        if self.live_enabled:
+            self.write("stdout", f"\r\x1b[K... {where} running {elapsed:.0f}s")
+            self.live_shown = True
 
     def clear_live(self):
         if self.live_shown:
-            self.out.write("\r\x1b[K")
             self.live_shown = False
+            self.write("stdout", "\r\x1b[K")
 
     def output(self, where, stream, block):
         """A block of a task's output lines, each prefixed with ``where``."""
         if self.quiet:
             return
         self.clear_live()
-        target = self.out if stream == "stdout" else self.err
         fd = self.fds[stream]
         if fd is not None and block.isascii() and len(block.translate(None, UNSAFE)) == len(block):
             # Plain ASCII needs no decoding or escaping: straight to the descriptor.
             prefix = f"{where}: ".encode("utf-8", "surrogateescape")
-            target.flush()
-            os.writev(fd, [prefix, block.replace(b"\n", b"\n" + prefix), b"\n"])
+            try:
+                os.writev(fd, [prefix, block.replace(b"\n", b"\n" + prefix), b"\n"])
+            except OSError:
+                self.lost(stream)
             return
         prefix = f"{where}: "
         text = display(block)
-        target.write(prefix + ("\n" + prefix).join(text.split("\n")) + "\n")
-        target.flush()
+        self.write(stream, prefix + ("\n" + prefix).join(text.split("\n")) + "\n")
 
     def task(self, where, status, detail):
         self.clear_live()
         if self.quiet and status in ("ok", "skipped"):
             return
-        self.out.write(f"==> {where} {self.status_word(status)}{detail}\n")
-        self.out.flush()
+        self.write("stdout", f"==> {where} {self.status_word(status)}{detail}\n")
 
     def note(self, text):
         if self.verbose:
-            self.out.write(self.paint(f"    {text}", "DIM") + "\n")
-            self.out.flush()
+            self.write("stdout", self.paint(f"    {text}", "DIM") + "\n")
 
     def warn(self, text):
-        self.err.write(f"hookrun: warning: {text}\n")
-        self.err.flush()
+        self.write("stderr", f"hookrun: warning: {text}\n")
 
     def summary(self, run_status, records, exit_code):
         rows = [("PHASE", "HOOK", "STATUS", "EXIT", "TRIES", "DURATION")]
@@ -253,8 +275,7 @@ class Console:
                 cells[2] = self.status_word(row[2]) + " " * (widths[2] - len(row[2]))
             lines.append("  ".join(cells).rstrip())
         lines.append(f"run {self.status_word(run_status)}, exit {exit_code}")
-        self.out.write("\n".join(lines) + "\n")
-        self.out.flush()
+        self.write("stdout", "\n".join(lines) + "\n")
 
 
 class TaskOutput:

@@ -475,7 +475,7 @@ def recover_command(ctx):
             run_dir.remove()
             history.close()
         if not records:
-            session.reporter.console.out.write("nothing to recover\n")
+            session.reporter.console.write("stdout", "nothing to recover\n")
         if session.signals.first:
             return c.SIGNAL_EXIT_BASE + session.signals.first
     return c.EXIT_OK

@@ -348,3 +348,23 @@ def test_a_cleanup_running_when_hookrun_is_killed_completes_once(tree):
     assert tree.read("cleanup") == "ran\n"
     assert tree.read("began") == "started\n"
     assert show_last(tree)["status"] == "interrupted"
+
+
+def test_a_closed_stdout_does_not_stop_the_cleanups_or_finally(tree):
+    tree.hook("pre-backup.d/10-chatty", f"""
+        hookrun defer touch "{tree.marks}/cleaned"
+        seq 1 50000
+        """)
+    tree.hook("finally.d/10-last", f'touch "{tree.marks}/finally"')
+    reader, writer = os.pipe()
+    os.close(reader)
+    env = dict(os.environ)
+    env.pop("HOOKRUN_CLEANUP", None)
+    try:
+        result = subprocess.run(hookrun_cmd() + ["run", *tree.args(), "--", "true"],
+                                stdout=writer, stderr=subprocess.PIPE, env=env, timeout=60)
+    finally:
+        os.close(writer)
+    assert result.returncode == 0, result.stderr
+    assert tree.read("cleaned") == "" and tree.read("finally") == ""
+    assert show_last(tree)["status"] == "success"
