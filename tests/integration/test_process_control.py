@@ -368,3 +368,27 @@ def test_a_closed_stdout_does_not_stop_the_cleanups_or_finally(tree):
     assert result.returncode == 0, result.stderr
     assert tree.read("cleaned") == "" and tree.read("finally") == ""
     assert show_last(tree)["status"] == "success"
+
+
+def test_a_hung_up_terminal_still_gets_a_full_wind_down(tree):
+    import pty
+
+    tree.hook("pre-backup.d/10-talk", f"""
+        hookrun defer touch "{tree.marks}/cleaned"
+        echo up > "{tree.marks}/up"
+        while :; do echo tick; sleep 0.1; done
+        """)
+    tree.hook("finally.d/10-last", f'echo final words; touch "{tree.marks}/finally"')
+    master, slave = pty.openpty()
+    env = dict(os.environ)
+    env.pop("HOOKRUN_CLEANUP", None)
+    proc = subprocess.Popen(hookrun_cmd() + ["run", *tree.args("--kill-grace", "2s"), "--",
+                                             "true"], stdin=slave, stdout=slave, stderr=slave,
+                            start_new_session=True, env=env)
+    os.close(slave)
+    wait_for(tree.marks / "up")
+    time.sleep(0.3)
+    os.close(master)
+    proc.send_signal(signal.SIGHUP)
+    assert proc.wait(timeout=30) == 129
+    assert tree.read("cleaned") == "" and tree.read("finally") == ""
