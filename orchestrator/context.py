@@ -38,6 +38,7 @@ class Context:
     color: str = "auto"
     quiet: bool = False
     verbose: bool = False
+    json: bool = False
     warnings: list = field(default_factory=list)
 
 
@@ -119,7 +120,8 @@ def build_context(args, event=None):
         notify_url=url_option(args) or config.get("notify_url"),
         notify_command=config.get("notify_command"), path=config.get("path"),
         umask=first(config.get("umask"), -1), color=option(args, "color") or "auto",
-        quiet=bool(option(args, "quiet")), verbose=bool(option(args, "verbose")))
+        quiet=bool(option(args, "quiet")), verbose=bool(option(args, "verbose")),
+        json=bool(option(args, "json")))
 
 
 def first(*values):

@@ -347,7 +347,12 @@ class Run:
         except StateError as error:
             self.reporter.warn(f"{error}; this run is not recorded")
         self.reporter.event(f"run {self.run_id} end status={status.value} exit={code}")
-        self.reporter.console.summary(status.value, self.tasks, code)
+        if self.ctx.json:
+            import json
+
+            self.reporter.console.write("stdout", json.dumps(record, ensure_ascii=False) + "\n")
+        else:
+            self.reporter.console.summary(status.value, self.tasks, code)
         if self.ctx.metrics_file:
             self.write_metrics(status, code, duration)
         if self.ctx.notify_url or self.ctx.notify_command:

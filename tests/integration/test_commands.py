@@ -172,3 +172,13 @@ def test_phase_hooks_get_the_previous_run_of_the_event(tree, hookrun_main):
     tree.hook("pre-backup.d/10-a", f'echo "$HOOKRUN_PREVIOUS_STATUS" > "{tree.marks}/prev"')
     assert hookrun_main("phase", "pre-backup", *tree.args())[0] == 0
     assert tree.read("prev").strip() == "failure"
+
+
+def test_run_json_ends_with_the_runs_record(tree, hookrun_main):
+    tree.hook("pre-backup.d/10-a", "true")
+    status, out, _err = hookrun_main("run", "--json", *tree.args(), "--", "true")
+    assert status == 0
+    record = json.loads(out.strip().splitlines()[-1])
+    assert set(record) == RUN_FIELDS and record["status"] == "success"
+    _status, shown, _err = hookrun_main("show", "last", "--json", *tree.args())
+    assert json.loads(shown) == record
