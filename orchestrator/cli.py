@@ -108,13 +108,12 @@ def strip_separator(command):
 
 
 def wait_seconds(value):
-    if value is None:
-        return None
     if value == "inf":
         return float("inf")
-    from orchestrator.context import parse_option_duration
+    from orchestrator.context import parse_option
+    from orchestrator.settings import parse_duration
 
-    return parse_option_duration(value, "wait")
+    return parse_option(value, parse_duration, "wait")
 
 
 def do_run(args):
@@ -140,38 +139,15 @@ def do_list(args):
 
 
 def do_check(args):
-    from orchestrator import context, discovery, safety, views
-    from orchestrator.errors import ConfigError
+    from orchestrator import context, views
 
     ctx = context.build_context(args)
-    discovered = context.discover(ctx, discovery.phase_dirs(ctx.event))
-    problems = safety.problems(context.safety_paths(ctx, discovered))
-    errors, planned = [], []
-    for phase, entries in discovered:
-        hooks = []
-        for entry in entries:
-            try:
-                hooks += context.plan(ctx, [(phase, [entry])])[0][1]
-            except ConfigError as error:
-                errors.append(str(error))
-        planned.append((phase, hooks))
-    warnings = [f"{e.key}: {e.reason}" for _p, entries in discovered for e in entries if e.warn]
-    warnings += views.uneven_prefixes(planned) + views.missing_shebangs(planned)
-    warnings += [f"{ctx.config.path}: [hook {key}] names no file in {ctx.hooks_dir}"
-                 for key in ctx.config.hooks
-                 if not os.path.lexists(os.path.join(ctx.hooks_dir, key))]
-    for line in errors:
-        print(f"hookrun: error: {line}", file=sys.stderr)
-    for line in problems:
-        print(f"hookrun: {'error' if ctx.strict else 'warning'}: unsafe permissions: {line}",
-              file=sys.stderr)
-    for line in warnings:
-        print(f"hookrun: warning: {line}", file=sys.stderr)
+    errors, problems, warnings = context.check_tree(ctx)
+    views.print_check(ctx, errors, problems, warnings)
     if errors:
         return c.EXIT_CONFIG
     if problems and ctx.strict:
         return c.EXIT_UNSAFE
-    print(f"{ctx.hooks_dir}: OK" + (f" ({len(warnings)} warning(s))" if warnings else ""))
     return c.EXIT_OK
 
 
@@ -189,7 +165,7 @@ def do_phase(args):
         raise UsageError(f"phase: {args.phase_dir} belongs to event {implied!r}, not "
                          f"{args.event!r}")
     ctx = build_context(args, event=implied)
-    return phase_command(ctx, args.phase_dir, args.status, wait_seconds(args.wait))
+    return phase_command(ctx, found[0], args.status, wait_seconds(args.wait))
 
 
 def do_defer(args):
@@ -211,10 +187,10 @@ def open_history(args):
     from orchestrator.history import History
 
     ctx = build_context(args)
-    path = os.path.join(ctx.state_dir, c.HISTORY_NAME)
-    if not os.path.exists(path):
+    history = History.existing(os.path.join(ctx.state_dir, c.HISTORY_NAME))
+    if history is None:
         raise HookrunError(f"no history yet in {ctx.state_dir}", 1)
-    return ctx, History(path)
+    return ctx, history
 
 
 def do_history(args):

@@ -2,11 +2,11 @@
 state directory, effective options, and the plan of hooks (every check of step 1 of a run)."""
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from orchestrator import constants as c
 from orchestrator import discovery, safety, settings
-from orchestrator.errors import ConfigError, UnsafeError
+from orchestrator.errors import ConfigError, UnsafeError, UsageError
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,6 @@ class Context:
     quiet: bool = False
     verbose: bool = False
     json: bool = False
-    warnings: list = field(default_factory=list)
 
 
 def default_hooks_dir():
@@ -62,25 +61,15 @@ def option(args, name):
     return getattr(args, name, None)
 
 
-def parse_option_duration(text, name):
-    try:
-        return settings.parse_duration(text)
-    except ValueError as error:
-        from orchestrator.errors import UsageError
-
-        raise UsageError(f"--{name}: {error}") from None
-
-
-def url_option(args):
-    value = option(args, "notify_url")
-    if value is None:
+def parse_option(text, parse, name):
+    """``parse(text)`` for the command-line option ``--name``; None stays None; a bad value
+    is a usage error (exit 2)."""
+    if text is None:
         return None
     try:
-        return settings.parse_url(value)
+        return parse(text)
     except ValueError as error:
-        from orchestrator.errors import UsageError
-
-        raise UsageError(f"--notify-url: {error}") from None
+        raise UsageError(f"--{name.replace('_', '-')}: {error}") from None
 
 
 def check_event(event):
@@ -106,10 +95,8 @@ def build_context(args, event=None):
     log_file = option(args, "log_file")
     if log_file is None:
         log_file = config.get("log_file", os.path.join(state_dir, c.LOG_NAME))
-    durations = {}
-    for name in ("timeout", "kill_grace", "command_timeout"):
-        value = option(args, name)
-        durations[name] = None if value is None else parse_option_duration(value, name)
+    durations = {name: parse_option(option(args, name), settings.parse_duration, name)
+                 for name in ("timeout", "kill_grace", "command_timeout")}
     return Context(
         hooks_dir=hooks_dir, config=config, event=event, state_dir=state_dir,
         log_file=os.path.abspath(log_file) if log_file else None, timeout=durations["timeout"],
@@ -117,7 +104,8 @@ def build_context(args, event=None):
         command_timeout=first(durations["command_timeout"], config.get("command_timeout"), 0.0),
         strict=not option(args, "insecure") and config.get("strict_permissions", True),
         metrics_file=option(args, "metrics_file") or config.get("metrics_file"),
-        notify_url=url_option(args) or config.get("notify_url"),
+        notify_url=(parse_option(option(args, "notify_url"), settings.parse_url, "notify_url")
+                    or config.get("notify_url")),
         notify_command=config.get("notify_command"), path=config.get("path"),
         umask=first(config.get("umask"), -1), color=option(args, "color") or "auto",
         quiet=bool(option(args, "quiet")), verbose=bool(option(args, "verbose")),
@@ -153,26 +141,49 @@ def plan(ctx, discovered):
     return result
 
 
-def safety_paths(ctx, discovered, with_hooks=True):
+def safety_paths(ctx, discovered):
     """The paths whose permissions guard what runs: HOOKS_DIR, the config, .hookignore, and
-    (``with_hooks``) each phase directory and each hook that would run."""
+    each discovered phase directory and hook that would run (none for --no-hooks)."""
     paths = [ctx.hooks_dir]
     for path in (ctx.config.path, os.path.join(ctx.hooks_dir, c.IGNORE_NAME)):
         if path and os.path.exists(path):
             paths.append(path)
-    if with_hooks:
-        for phase, entries in discovered:
-            directory = os.path.join(ctx.hooks_dir, phase.dirname)
-            if os.path.isdir(directory):
-                paths.append(directory)
-            paths.extend(entry.path for entry in entries if entry.runs)
+    for phase, entries in discovered:
+        directory = os.path.join(ctx.hooks_dir, phase.dirname)
+        if os.path.isdir(directory):
+            paths.append(directory)
+        paths.extend(entry.path for entry in entries if entry.runs)
     return paths
 
 
-def check_safety(ctx, discovered, with_hooks=True):
+def check_safety(ctx, discovered):
     """Refuse (UnsafeError, 77) an unsafe tree when strict; else return the problems as
     warnings."""
-    found = safety.problems(safety_paths(ctx, discovered, with_hooks))
+    found = safety.problems(safety_paths(ctx, discovered))
     if found and ctx.strict:
         raise UnsafeError(f"unsafe permissions: {found[0]} (or use --insecure)")
     return found
+
+
+def check_tree(ctx):
+    """What ``hookrun check`` finds: (errors, permission problems, warnings), each a list of
+    lines. Every header is parsed, not only up to the first bad one."""
+    from orchestrator import views
+
+    discovered = discover(ctx, discovery.phase_dirs(ctx.event))
+    problems = safety.problems(safety_paths(ctx, discovered))
+    errors, planned = [], []
+    for phase, entries in discovered:
+        hooks = []
+        for entry in entries:
+            try:
+                hooks += plan(ctx, [(phase, [entry])])[0][1]
+            except ConfigError as error:
+                errors.append(str(error))
+        planned.append((phase, hooks))
+    warnings = [f"{e.key}: {e.reason}" for _p, entries in discovered for e in entries if e.warn]
+    warnings += views.uneven_prefixes(planned) + views.missing_shebangs(planned)
+    warnings += [f"{ctx.config.path}: [hook {key}] names no file in {ctx.hooks_dir}"
+                 for key in ctx.config.hooks
+                 if not os.path.lexists(os.path.join(ctx.hooks_dir, key))]
+    return errors, problems, warnings

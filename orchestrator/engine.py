@@ -7,7 +7,7 @@ import os
 import shlex
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from orchestrator import constants as c
 from orchestrator.cleanup import Journal
@@ -16,6 +16,7 @@ from orchestrator.outcome import TaskRecord, TaskStatus, Verdict, judge, signal_
 from orchestrator.process import Spec
 from orchestrator.report import display_name, now_iso
 from orchestrator.settings import format_duration, retry_delays
+from orchestrator.statedir import write_private
 
 ENV_FILE = "env"
 # $1 the cleanup line, $2 its index, $3 the done file; fd 3 holds the run's owner lock and
@@ -59,6 +60,7 @@ class Engine:
             "HOOKRUN_PREVIOUS_RUN_ID": "", "HOOKRUN_PREVIOUS_STATUS": "",
         }
         self.shared = None
+        self.journal.create()
         self.empty_env_file()
 
     def set_previous(self, run_id, status):
@@ -145,9 +147,11 @@ class Engine:
                 rss = max(rss or 0, outcome.max_rss_bytes)
             judgement = judge(kind, outcome, settings.critical)
             self.report_strays(where, outcome)
-            if outcome.exit_code in (c.HOOK_ABORT_CONTINUE, c.HOOK_ABORT_STOP) \
-                    and judgement.verdict == Verdict.CONTINUE:
-                self.reporter.warn(f"{where} gave up: {judgement.reason}")
+            if outcome.exit_code == c.HOOK_ABORT_CONTINUE:
+                self.reporter.warn(f"{where} gave up (exit 62, ABORT_CONTINUE)")
+            elif outcome.exit_code == c.HOOK_ABORT_STOP and judgement.verdict == Verdict.CONTINUE:
+                self.reporter.warn(f"{where} exited 63 (ABORT_STOP), which only stops the run "
+                                   "in pre-: the chain goes on")
             self.collect_handoff(where, judgement.status == TaskStatus.OK)
             if not judgement.retry or attempt > settings.retries or self.signals.first:
                 break
@@ -157,11 +161,16 @@ class Engine:
             self.signals.sleep(delay)
             if self.signals.first:
                 break
-        record = TaskRecord(kind, entry.name, judgement.status, outcome.exit_code, attempt,
-                            started, round(time.monotonic() - clock, 6), round(cpu, 6), rss,
-                            judgement.reason, output.tail_text())
+        return self.task_run(where, output, TaskRecord(
+            kind, entry.name, judgement.status, outcome.exit_code, attempt, started,
+            round(time.monotonic() - clock, 6), round(cpu, 6), rss, judgement.reason),
+            judgement.verdict)
+
+    def task_run(self, where, output, record, verdict):
+        """Complete ``record`` with the task's last output lines, report it, and wrap it."""
+        record = replace(record, output=output.tail_text())
         self.reporter.finished(where, record)
-        return TaskRun(record, judgement.verdict, output)
+        return TaskRun(record, verdict, output)
 
     def report_strays(self, where, outcome):
         if outcome.stragglers:
@@ -189,11 +198,10 @@ class Engine:
             status, reason, code = TaskStatus.TIMEOUT, "command timed out", c.EXIT_COMMAND_TIMEOUT
         elif not outcome.ok:
             status, reason = TaskStatus.FAILED, command_failure(outcome)
-        record = TaskRecord(c.PHASE_COMMAND, name, status, code, 1, started,
-                            round(time.monotonic() - clock, 6), outcome.cpu_seconds,
-                            outcome.max_rss_bytes, reason, output.tail_text())
-        self.reporter.finished(where, record)
-        return TaskRun(record, Verdict.OK if status == TaskStatus.OK else Verdict.STOP, output)
+        return self.task_run(where, output, TaskRecord(
+            c.PHASE_COMMAND, name, status, code, 1, started, round(time.monotonic() - clock, 6),
+            outcome.cpu_seconds, outcome.max_rss_bytes, reason),
+            Verdict.OK if status == TaskStatus.OK else Verdict.STOP)
 
     def run_cleanups(self, journal=None, phase=c.PHASE_CLEANUP, lock_fd=None):
         """Run the pending cleanups of ``journal`` (this run's by default; ``lock_fd`` is the
@@ -227,8 +235,11 @@ class Engine:
         output = self.reporter.sink(where)
         started, clock = now_iso(), time.monotonic()
         self.reporter.started(where)
-        env = self.hook_env(phase, line, "", index, count, 1)
-        timeout = self.ctx.timeout or self.ctx.config.get("timeout", c.DEFAULT_TIMEOUT)
+        # A replayed cleanup is a "recover" task, but to itself it is still a cleanup.
+        env = self.hook_env(c.PHASE_CLEANUP, line, "", index, count, 1)
+        timeout = self.ctx.timeout
+        if timeout is None:
+            timeout = self.ctx.config.get("timeout", c.DEFAULT_TIMEOUT)
         argv = ("/bin/sh", "-c", CLEANUP_WRAPPER, "hookrun-cleanup", line, str(journal_index),
                 journal.done_path)
         outcome = self.supervisor.run(
@@ -239,11 +250,10 @@ class Engine:
         self.collect_handoff(where, False)
         self.report_strays(where, outcome)
         judgement = judge(phase, outcome, False)
-        record = TaskRecord(phase, line, judgement.status, outcome.exit_code, 1, started,
-                            round(time.monotonic() - clock, 6), outcome.cpu_seconds,
-                            outcome.max_rss_bytes, judgement.reason, output.tail_text())
-        self.reporter.finished(where, record)
-        return TaskRun(record, judgement.verdict, output)
+        return self.task_run(where, output, TaskRecord(
+            phase, line, judgement.status, outcome.exit_code, 1, started,
+            round(time.monotonic() - clock, 6), outcome.cpu_seconds, outcome.max_rss_bytes,
+            judgement.reason), judgement.verdict)
 
     def run_notify_command(self, argv, record):
         """Run ``notify_command`` with the run's JSON record on stdin; returns a one-line
@@ -251,8 +261,7 @@ class Engine:
         import json
 
         path = self.run_dir.file("record.json")
-        with open(path, "w", encoding="utf-8") as handle:
-            json.dump(record, handle, ensure_ascii=False)
+        write_private(path, json.dumps(record, ensure_ascii=False).encode())
         where = f"notify/{display_name(argv[0])}"
         output = self.reporter.sink(where)
         with open(path, "rb") as stdin:

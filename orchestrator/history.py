@@ -9,6 +9,7 @@ import os
 import sqlite3
 
 from orchestrator.errors import HookrunError, StateError
+from orchestrator.outcome import RunStatus
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -37,11 +38,20 @@ def text(value):
 
 
 def task_dict(task):
-    """A TaskRecord in the JSON shape of design.md section 4."""
+    """A TaskRecord in the JSON shape of design.md section 4 (keys in TASK_FIELDS order, which
+    is also the order of the tasks table's columns)."""
     return {"phase": task.phase, "name": text(task.name), "status": task.status.value,
             "exit_code": task.exit_code, "attempts": task.attempts, "started": task.started,
             "duration": task.duration, "cpu_seconds": task.cpu_seconds,
             "max_rss_bytes": task.max_rss_bytes, "reason": text(task.reason)}
+
+
+def run_record(tasks, **run):
+    """A finished run in the JSON shape of design.md section 4: ``run`` holds RUN_FIELDS,
+    ``tasks`` the TaskRecords. The same shape ``hookrun show --json`` reads back."""
+    record = {key: text(run[key]) for key in RUN_FIELDS}
+    record["tasks"] = [task_dict(task) for task in tasks]
+    return record
 
 
 class NoHistory:
@@ -51,7 +61,7 @@ class NoHistory:
         pass
 
     def finish_run(self, *args):
-        raise StateError("the history could not be opened")
+        pass
 
     def add_recovered(self, *args):
         pass
@@ -76,7 +86,12 @@ def open_history(path, warn):
 
 
 class History:
-    """Open (creating if needed, mode 0600) the history database in ``state_dir``."""
+    """Open (creating if needed, mode 0600) the history database at ``path``."""
+
+    @classmethod
+    def existing(cls, path):
+        """The history at ``path`` if there is one, else None (nothing is created)."""
+        return cls(path) if os.path.exists(path) else None
 
     def __init__(self, path):
         self.path = path
@@ -107,23 +122,24 @@ class History:
 
     def start_run(self, run_id, event, command, started, no_hooks):
         self.write([("INSERT INTO runs (id, event, status, command, started, no_hooks, pid) "
-                     "VALUES (?, ?, 'running', ?, ?, ?, ?)",
-                     (run_id, event, text(command), started, int(no_hooks), os.getpid()))])
+                     "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                     (run_id, event, RunStatus.RUNNING.value, text(command), started,
+                      int(no_hooks), os.getpid()))])
 
-    def finish_run(self, run_id, status, exit_code, finished, duration, error, tasks):
+    def finish_run(self, record, tasks):
+        """Complete the row of ``record`` (see run_record) and add ``tasks``, in one
+        transaction."""
         statements = [("UPDATE runs SET status = ?, exit_code = ?, finished = ?, duration = ?, "
                        "error = ? WHERE id = ?",
-                       (status, exit_code, finished, duration, text(error), run_id))]
-        statements += self.task_inserts(run_id, tasks)
-        self.write(statements)
+                       (record["status"], record["exit_code"], record["finished"],
+                        record["duration"], record["error"], record["id"]))]
+        self.write(statements + self.task_inserts(record["id"], tasks))
 
     def task_inserts(self, run_id, tasks):
         first = self.next_seq(run_id)
         return [("INSERT INTO tasks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                 (run_id, first + n, t.phase, text(t.name), t.status.value, t.exit_code,
-                  t.attempts, t.started, t.duration, t.cpu_seconds, t.max_rss_bytes,
-                  text(t.reason), text(t.output)))
-                for n, t in enumerate(tasks)]
+                 (run_id, first + n, *task_dict(task).values(), text(task.output)))
+                for n, task in enumerate(tasks)]
 
     def next_seq(self, run_id):
         row = self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM tasks WHERE run_id = ?",
@@ -133,8 +149,8 @@ class History:
     def add_recovered(self, run_id, tasks):
         """Mark a dead run ``interrupted`` (if it was still ``running``) and add its replayed
         cleanups as ``recover`` tasks."""
-        statements = [("UPDATE runs SET status = 'interrupted' WHERE id = ? AND status = 'running'",
-                       (run_id,))]
+        statements = [("UPDATE runs SET status = ? WHERE id = ? AND status = ?",
+                       (RunStatus.INTERRUPTED.value, run_id, RunStatus.RUNNING.value))]
         self.write(statements + self.task_inserts(run_id, tasks))
 
     def previous(self, event, before_id):

@@ -85,10 +85,8 @@ def judge(kind, outcome, critical):
     if code == c.HOOK_ABORT_CONTINUE:
         return Judgement(TaskStatus.ABORTED, "ABORT_CONTINUE", False, Verdict.CONTINUE)
     if code == c.HOOK_ABORT_STOP:
-        if kind == c.PHASE_PRE:
-            return Judgement(TaskStatus.FAILED, "ABORT_STOP", False, Verdict.STOP)
-        return Judgement(TaskStatus.FAILED, "ABORT_STOP (only stops the run in pre-)", False,
-                         Verdict.CONTINUE)
+        stop = Verdict.STOP if kind == c.PHASE_PRE else Verdict.CONTINUE
+        return Judgement(TaskStatus.FAILED, "ABORT_STOP", False, stop)
     if code == c.HOOK_SOFT_SKIP and kind == c.PHASE_PRE:
         return Judgement(TaskStatus.ABORTED, "soft skip (exit 75)", False, Verdict.SOFT_SKIP)
     return Judgement(TaskStatus.FAILED, f"exit {code}", True, failure)

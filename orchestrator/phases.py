@@ -56,3 +56,15 @@ def run_phase(engine, hooks, skip_reason=lambda hook: None):
         elif run.verdict == Verdict.SOFT_SKIP:
             result.soft_skip = run
     return result
+
+
+def when_skip_reason(when, state):
+    """Why a hook with ``when`` (None outside post-) must not run once the command's state
+    is ``state`` (``success``, ``failure`` or ``not-run``); None if it runs."""
+    if when in (None, "always"):
+        return None
+    if state == "not-run":
+        return f"when={when}: the command did not run"
+    if when in ("ran", state):
+        return None
+    return f"when={when}: the command's status is {state}"

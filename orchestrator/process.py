@@ -2,7 +2,8 @@
 
 Every hook and the command run in a session of their own. One loop per process waits, with a
 deadline on every wait, for output, for the process's exit (a pidfd), for hookrun's own signals
-(a wakeup pipe) and for its timeout; it never sleeps to poll. A timeout or a signal sends SIGTERM
+(a wakeup pipe) and for its timeout; it looks again on a timer only while a killed tree dies,
+which nothing signals. A timeout or a signal sends SIGTERM
 (or the received signal) to the process group, then after ``kill_grace`` SIGKILL to every process
 left in the tree, including those that left the group. hookrun is a child subreaper on Linux, so
 orphans of a hook are adopted by hookrun and can still be found, killed and reaped.
@@ -62,7 +63,6 @@ class Outcome:
     spawn_error: object = None
     cpu_seconds: float = 0.0
     max_rss_bytes: object = None
-    duration: float = 0.0
     stragglers: tuple = ()
 
     @property
@@ -246,7 +246,7 @@ class Supervisor:
         self.signals = signals
         self.known_strays = set()
         self.own_peak = 0
-        self.subreaper = become_subreaper()
+        become_subreaper()
         protect_inherited_fds()
 
     def run(self, spec, sink):
@@ -451,20 +451,11 @@ class Watch:
     def kill_tree(self):
         """SIGKILL to every process left: the group, the tree seen at SIGTERM, their children
         and any orphan hookrun adopted since."""
-        import psutil
-
         signal_group(self.proc.pid, signal.SIGKILL)
-        for process in self.tree:
-            try:
-                process.kill()
-            except psutil.Error:
-                pass
+        # The tree already known first, then whatever a fresh look at /proc finds.
+        kill_all(self.tree)
         tree = self.tree | self.supervisor.descendants(self.proc.pid, also=self.tree)
-        for process in tree - self.tree:
-            try:
-                process.kill()
-            except psutil.Error:
-                pass
+        kill_all(tree - self.tree)
         self.tree = tree
         now = time.monotonic()
         self.kill_at = self.kill_at or now
@@ -512,13 +503,14 @@ class Watch:
                 rss = self.rusage.ru_maxrss * 1024
         return Outcome(exit_code=exit_code, killed_by=killed_by, timed_out=self.timed_out,
                        interrupted_by=self.interrupted_by, cpu_seconds=round(cpu, 6),
-                       max_rss_bytes=rss, duration=time.monotonic() - self.started,
-                       stragglers=self.stragglers)
+                       max_rss_bytes=rss, stragglers=self.stragglers)
 
     def close(self):
         if self.status is None:
+            # Only after an error in the loop: kill, but never wait without a deadline; a
+            # later reap_orphans() collects it.
             self.kill_tree()
-            self.reap(0)
+            self.reap(os.WNOHANG)
         for fd in (self.proc.stdout, self.proc.stderr):
             if fd is not None:
                 os.close(fd)
@@ -537,6 +529,16 @@ def vm_hwm(pid="self"):
     except (OSError, ValueError):
         pass
     return 0
+
+
+def kill_all(processes):
+    import psutil
+
+    for process in processes:
+        try:
+            process.kill()
+        except psutil.Error:
+            pass
 
 
 def signal_group(pgid, signum):

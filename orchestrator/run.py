@@ -14,13 +14,19 @@ from orchestrator import context, discovery, notify
 from orchestrator.cleanup import Journal
 from orchestrator.engine import Engine
 from orchestrator.errors import StateError
-from orchestrator.history import task_dict
+from orchestrator.history import run_record
 from orchestrator.lock import EventLock
 from orchestrator.outcome import RunStatus, TaskStatus, Verdict, exit_status, signal_name
-from orchestrator.phases import PhaseResult, run_phase
+from orchestrator.phases import PhaseResult, run_phase, when_skip_reason
 from orchestrator.process import Signals, Supervisor
 from orchestrator.report import Console, LogFile, Reporter, display_name, now_iso
-from orchestrator.statedir import RunDir, count_dead_runs, dead_runs, ensure_state_dir
+from orchestrator.statedir import (
+    RunDir,
+    count_dead_runs,
+    dead_runs,
+    ensure_state_dir,
+    write_private,
+)
 
 ERROR_LOG = "error.log"
 
@@ -47,12 +53,14 @@ class Session:
     """What every command that runs things holds: the state directory, the log, the terminal,
     the signal watch and the process supervisor. Use as a context manager."""
 
-    def __init__(self, ctx, run_id):
+    def __init__(self, ctx, run_id, problems=()):
         self.ctx = ctx
         self.run_id = run_id
         ensure_state_dir(ctx.state_dir)
         console = Console(ctx.color, ctx.quiet, ctx.verbose)
         self.reporter = Reporter(console, open_log(ctx.log_file, run_id))
+        for problem in problems:
+            self.reporter.warn(f"unsafe permissions (--insecure): {problem}")
         self.signals = Signals()
         self.supervisor = None
         self.lock = None
@@ -74,8 +82,21 @@ class Session:
         self.lock = EventLock(self.ctx.state_dir, self.ctx.event)
         return self.lock.acquire(wait, self.signals)
 
-    def engine(self, run_dir, command=()):
+    def open_run(self, command=(), recorded=True):
+        """Create the run's directory (locked for its life) and the Engine that runs its
+        tasks. ``recorded`` False: no history row belongs to it (phase, recover)."""
+        run_dir = RunDir.create(self.ctx.state_dir, self.run_id, {
+            "run_id": self.run_id, "event": self.ctx.event, "recorded": recorded})
         return Engine(self.ctx, self.reporter, self.supervisor, self.run_id, run_dir, command)
+
+    def close_run(self, engine):
+        """Remove the run's directory, unless a second signal left cleanups pending in it
+        for ``hookrun recover``."""
+        if self.signals.hard_stop and engine.journal.pending():
+            self.reporter.warn("interrupted twice: cleanups left pending for 'hookrun recover'")
+            engine.run_dir.release()
+        else:
+            engine.run_dir.remove()
 
 
 def recover(engine, history, state_dir):
@@ -126,7 +147,7 @@ class Run:
         ctx = self.ctx
         phases = [] if self.no_hooks else discovery.phase_dirs(ctx.event)
         discovered = context.discover(ctx, phases)
-        problems = context.check_safety(ctx, discovered, with_hooks=not self.no_hooks)
+        problems = context.check_safety(ctx, discovered)
         planned = dict(context.plan(ctx, discovered))
         if self.dry_run:
             for problem in problems:
@@ -138,9 +159,7 @@ class Run:
             return c.EXIT_OK
         from orchestrator.history import open_history
 
-        with Session(ctx, self.run_id) as session:
-            for problem in problems:
-                session.reporter.warn(f"unsafe permissions (--insecure): {problem}")
+        with Session(ctx, self.run_id, problems) as session:
             if not session.take_lock(self.wait):
                 return c.SIGNAL_EXIT_BASE + session.signals.first
             self.session = session
@@ -154,12 +173,8 @@ class Run:
                 self.history.close()
 
     def lifecycle(self, hooks):
-        previous = self.history.previous(self.ctx.event, self.run_id)
-        self.run_dir = RunDir.create(self.ctx.state_dir, self.run_id,
-                                     {"run_id": self.run_id, "event": self.ctx.event})
-        self.engine = self.session.engine(self.run_dir, self.command)
-        self.engine.journal.create()
-        self.engine.set_previous(*previous)
+        self.engine = self.session.open_run(self.command)
+        self.run_dir = self.engine.run_dir
         self.started = time.monotonic()
         self.started_iso = now_iso()
         try:
@@ -177,6 +192,8 @@ class Run:
                 self.run_command()
             else:
                 self.tasks += recover(self.engine, self.history, self.ctx.state_dir)
+                # After recovery, so that a crashed predecessor reads "interrupted".
+                self.engine.set_previous(*self.history.previous(self.ctx.event, self.run_id))
                 self.pre(hooks[c.PHASE_PRE])
                 self.run_command()
                 self.post(hooks[c.PHASE_POST])
@@ -242,15 +259,9 @@ class Run:
                 return "run skipped (exit 75)"
             if self.signals.first and not interrupted_before:
                 return "interrupted"
-            if when == "always":
-                return None
-            if interrupted_before:
+            if interrupted_before and when != "always":
                 return f"when={when}: run interrupted"
-            if state == "not-run":
-                return f"when={when}: the command did not run"
-            if when == "ran" or when == state:
-                return None
-            return f"when={when}: the command's status is {state}"
+            return when_skip_reason(when, state)
 
         result = run_phase(self.engine, hooks, skip_reason)
         self.absorb(result)
@@ -291,8 +302,7 @@ class Run:
         line = f"{what} {display_name(record.name)} {record.status.value} ({record.reason})"
         path = self.run_dir.file(ERROR_LOG)
         try:
-            with open(path, "wb") as handle:
-                handle.write(run.output.tail_bytes())
+            write_private(path, run.output.tail_bytes())
         except OSError as error:
             self.reporter.warn(f"cannot write {path}: {error.strerror}")
         self.error = {"line": line, "phase": record.phase, "hook": record.name, "log": path,
@@ -336,14 +346,12 @@ class Run:
             command_code = self.command_run.record.exit_code
         code = exit_status(status, self.signals.first, command_code, self.hook_stopped)
         duration = round(time.monotonic() - self.started, 6)
-        record = {"id": self.run_id, "event": self.ctx.event, "status": status.value,
-                  "exit_code": code, "command": self.command_text(),
-                  "started": self.started_iso, "finished": now_iso(), "duration": duration,
-                  "no_hooks": self.no_hooks, "error": self.error_line() or None,
-                  "tasks": [task_dict(task) for task in self.tasks]}
+        record = run_record(self.tasks, id=self.run_id, event=self.ctx.event,
+                            status=status.value, exit_code=code, command=self.command_text(),
+                            started=self.started_iso, finished=now_iso(), duration=duration,
+                            no_hooks=self.no_hooks, error=self.error_line() or None)
         try:
-            self.history.finish_run(self.run_id, status.value, code, record["finished"],
-                                    duration, record["error"], self.tasks)
+            self.history.finish_run(record, self.tasks)
         except StateError as error:
             self.reporter.warn(f"{error}; this run is not recorded")
         self.reporter.event(f"run {self.run_id} end status={status.value} exit={code}")
@@ -357,11 +365,7 @@ class Run:
             self.write_metrics(status, code, duration)
         if self.ctx.notify_url or self.ctx.notify_command:
             self.notify_end(record)
-        if self.signals.hard_stop and self.engine.journal.pending():
-            self.reporter.warn("interrupted twice: cleanups left pending for 'hookrun recover'")
-            self.run_dir.release()
-        else:
-            self.run_dir.remove()
+        self.session.close_run(self.engine)
         return code
 
     def warn_if(self, problem):
@@ -397,63 +401,44 @@ class Run:
             self.warn_if(self.engine.run_notify_command(self.ctx.notify_command, record))
 
 
-def phase_command(ctx, dirname, status="success", wait=None):
-    """``hookrun phase``: one directory by the rules of a run, with the lock and the deferred
-    cleanups, recording nothing. Returns the exit status (0, 69, 128+N)."""
-    found = discovery.phase_dir_named(dirname)
-    phase = found[0]
+def phase_command(ctx, phase, status="success", wait=None):
+    """``hookrun phase``: one directory (a PhaseDir) by the rules of a run, with the lock and
+    the deferred cleanups, recording nothing. Returns the exit status (0, 69, 128+N)."""
     discovered = context.discover(ctx, [phase])
     problems = context.check_safety(ctx, discovered)
     hooks = context.plan(ctx, discovered)[0][1]
-    run_id = new_run_id()
-    with Session(ctx, run_id) as session:
-        for problem in problems:
-            session.reporter.warn(f"unsafe permissions (--insecure): {problem}")
+    with Session(ctx, new_run_id(), problems) as session:
         if not session.take_lock(wait):
             return c.SIGNAL_EXIT_BASE + session.signals.first
-        run_dir = RunDir.create(ctx.state_dir, run_id,
-                                {"run_id": run_id, "event": ctx.event, "recorded": False})
-        engine = session.engine(run_dir)
-        engine.journal.create()
-        previous = previous_run(ctx)
-        engine.set_previous(*previous)
+        engine = session.open_run(recorded=False)
+        engine.set_previous(*previous_run(ctx))
         if phase.kind != c.PHASE_PRE:
             engine.set_later_env({"HOOKRUN_STATUS": status, "BACKUP_STATUS": status})
-        stop = False
-        try:
-            def skip_reason(hook):
-                if session.signals.first and phase.kind in (c.PHASE_PRE, c.PHASE_POST):
-                    return "interrupted"
-                when = hook.settings.when
-                if when in (None, "always", "ran") and status != "not-run":
-                    return None
-                if when in (None, "always", status):
-                    return None
-                return f"when={when}: status is {status}"
 
-            result = run_phase(engine, hooks, skip_reason)
-            stop = bool(result.stopped)
+        def skip_reason(hook):
+            if session.signals.first and phase.kind in (c.PHASE_PRE, c.PHASE_POST):
+                return "interrupted"
+            return when_skip_reason(hook.settings.when, status)
+
+        try:
+            stopped = run_phase(engine, hooks, skip_reason).stopped
         finally:
             engine.run_cleanups()
-            if session.signals.hard_stop and engine.journal.pending():
-                run_dir.release()
-            else:
-                run_dir.remove()
+            session.close_run(engine)
         if session.signals.first:
             return c.SIGNAL_EXIT_BASE + session.signals.first
-        return c.EXIT_HOOK_STOPPED if stop else c.EXIT_OK
+        return c.EXIT_HOOK_STOPPED if stopped else c.EXIT_OK
 
 
 def previous_run(ctx):
     """(id, status) of the last recorded run of the event, without creating a history."""
     from orchestrator.history import History
 
-    path = os.path.join(ctx.state_dir, c.HISTORY_NAME)
-    if not os.path.exists(path):
-        return None, None
     try:
-        history = History(path)
+        history = History.existing(os.path.join(ctx.state_dir, c.HISTORY_NAME))
     except StateError:
+        history = None
+    if history is None:
         return None, None
     try:
         return history.previous(ctx.event, "")
@@ -465,19 +450,15 @@ def recover_command(ctx):
     """``hookrun recover``: run the pending cleanups of crashed runs; returns 0."""
     from orchestrator.history import History
 
-    run_id = new_run_id()
-    with Session(ctx, run_id) as session:
+    with Session(ctx, new_run_id()) as session:
         history = History(os.path.join(ctx.state_dir, c.HISTORY_NAME))
-        run_dir = RunDir.create(ctx.state_dir, run_id,
-                                {"run_id": run_id, "event": ctx.event, "recorded": False})
-        engine = session.engine(run_dir)
-        engine.journal.create()
+        engine = session.open_run(recorded=False)
         try:
             records = recover(engine, history, ctx.state_dir)
             # Cleanups that the replayed cleanups registered themselves.
             engine.run_cleanups()
         finally:
-            run_dir.remove()
+            session.close_run(engine)
             history.close()
         if not records:
             session.reporter.console.write("stdout", "nothing to recover\n")

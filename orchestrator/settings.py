@@ -17,11 +17,7 @@ HEADER_RE = re.compile(rb"^\s*#+\s*hookrun:(.*)$")
 WHEN_VALUES = ("ran", "success", "failure", "always")
 BOOLEANS = {"yes": True, "true": True, "on": True, "1": True,
             "no": False, "false": False, "off": False, "0": False}
-HOOK_KEYS = ("critical", "timeout", "retries", "retry_delay", "when")
 DEFAULTABLE_HOOK_KEYS = ("timeout", "retries", "retry_delay")
-HOOKRUN_KEYS = ("state_dir", "log_file", "timeout", "command_timeout", "kill_grace",
-                "strict_permissions", "metrics_file", "notify_url", "notify_command", "path",
-                "umask", "retries", "retry_delay")
 
 
 def parse_duration(text):

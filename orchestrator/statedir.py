@@ -30,8 +30,9 @@ def ensure_state_dir(path):
 
 
 def write_private(path, data):
-    """Write ``data`` (bytes) to ``path``, mode 0600 (not synced: a run directory whose
-    meta.json was lost is still recovered, under its directory's name)."""
+    """Write ``data`` (bytes) to ``path``, mode 0600. Not synced: what is written this way
+    (meta.json, error.log, record.json) only serves the live run, and a run directory whose
+    meta.json was lost is still recovered, under its directory's name."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
         os.write(fd, data)

@@ -87,6 +87,18 @@ def missing_shebangs(planned):
     return warnings
 
 
+def print_check(ctx, errors, problems, warnings):
+    """What ``hookrun check`` found: problems on stderr, a last line when nothing refuses."""
+    lines = [f"hookrun: error: {line}" for line in errors]
+    severity = "error" if ctx.strict else "warning"
+    lines += [f"hookrun: {severity}: unsafe permissions: {line}" for line in problems]
+    lines += [f"hookrun: warning: {line}" for line in warnings]
+    if lines:
+        sys.stderr.write("\n".join(lines) + "\n")
+    if not errors and not (problems and ctx.strict):
+        print(f"{ctx.hooks_dir}: OK" + (f" ({len(warnings)} warning(s))" if warnings else ""))
+
+
 def dump_json(value, out=None):
     out = out or sys.stdout
     out.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")

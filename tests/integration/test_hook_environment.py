@@ -162,3 +162,16 @@ def test_failed_retries_show_attempt_numbers(tree, hookrun_main):
                 extra=f'echo "$HOOKRUN_ATTEMPT" >> "{tree.marks}/attempts"')
     hookrun_main("run", *tree.args())
     assert tree.read("attempts").split() == ["1", "2", "3"]
+
+
+def test_the_error_log_is_private(tree, hookrun_main):
+    tree.hook("on-error.d/10-mode", f'stat -c %a "$HOOKRUN_ERROR_LOG" > "{tree.marks}/mode"')
+    hookrun_main("run", *tree.args(), "--", "false")
+    assert tree.read("mode").strip() == "600"
+
+
+def test_timeout_0_on_the_command_line_also_frees_cleanups(tree, hookrun_main):
+    tree.config("[hookrun]\ntimeout = 1s\nkill_grace = 1s\n")
+    tree.hook("pre-backup.d/10-a", f'hookrun defer sh -c \'sleep 2; touch "{tree.marks}/done"\'')
+    assert hookrun_main("run", *tree.args("--timeout", "0"))[0] == 0
+    assert tree.read("done") == ""

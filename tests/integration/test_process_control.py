@@ -200,10 +200,12 @@ def test_the_next_run_recovers_before_its_pre_hooks(tree, reaper):
     tree.hook("pre-backup.d/10-register", f"""
         if [ ! -e "{tree.marks}/crashed-once" ]; then
             touch "{tree.marks}/crashed-once"
-            hookrun defer sh -c 'echo recovered >> "{tree.marks}/order"'
+            hookrun defer sh -c 'echo recovered >> "{tree.marks}/order"; \
+                echo "$HOOKRUN_PHASE" > "{tree.marks}/phase"'
             echo $$ > "{tree.marks}/up"
             sleep 60
         fi
+        echo "$HOOKRUN_PREVIOUS_STATUS" > "{tree.marks}/previous"
         echo "pre" >> "{tree.marks}/order"
         """)
     crash_when_up(tree, reaper)
@@ -212,6 +214,8 @@ def test_the_next_run_recovers_before_its_pre_hooks(tree, reaper):
     assert order(tree) == ["recovered", "pre"]
     phases = [t["phase"] for t in show_last(tree)["tasks"]]
     assert phases[0] == "recover"
+    assert tree.read("phase").strip() == "cleanup"
+    assert tree.read("previous").strip() == "interrupted"
 
 
 def test_no_hooks_only_reports_pending_cleanups(tree, reaper):

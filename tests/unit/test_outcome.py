@@ -67,3 +67,8 @@ def test_an_interrupted_hook_is_not_retried():
 ])
 def test_exit_status_table(status, interrupted, command, stopped, expected):
     assert exit_status(status, interrupted, command, stopped) == expected
+
+
+def test_63_has_the_same_reason_in_every_phase():
+    assert {judge(kind, exited(63), True).reason for kind in ("pre", "post", "finally")} == \
+        {"ABORT_STOP"}
