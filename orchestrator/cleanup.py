@@ -1,23 +1,49 @@
 """Deferred cleanups: the journal a run's hooks append to, and its replay, last first.
 
 The journal (``$HOOKRUN_CLEANUP``) holds one /bin/sh command line per line; ``hookrun defer``
-appends ``shlex.join(argv)``, so the quoting of its arguments is kept. A second file records,
-durably, the index of each cleanup once it has run to its end: a cleanup cut off by a crash is
-not marked and runs again at recovery.
+appends ``shlex.join(argv)``, so the quoting of its arguments is kept. Only complete lines
+(ended by a newline, with no NUL byte) are ever executed: a torn last line or a zeroed tail
+after a power loss is reported and kept for inspection.
+
+A second file, the marks, holds one byte per journal line, set once that cleanup has run to
+its end; a cleanup cut off by a crash is not marked and runs again at recovery. Its space is
+reserved (fallocate) before a cleanup is registered, so marking one done never needs a block
+that a full disk could refuse: a cleanup never runs twice because its mark could not be
+written.
 """
 
 import fcntl
 import os
 import shlex
 
-from orchestrator.errors import UsageError
+from orchestrator.errors import StateError, UsageError
+from orchestrator.files import open_own
 
 JOURNAL = "cleanup"
-DONE = "cleanup.done"
+MARKS = "cleanup.marks"
+DONE = b"\x01"
+RESERVED = 65536  # bytes of marks reserved when a run starts: journals up to 64 KiB
+MAX_JOURNAL = 4 << 20  # what is read of a journal; lines past it are reported, not run
+
+
+def marks_path(journal_path):
+    return os.path.join(os.path.dirname(journal_path), MARKS)
+
+
+def reserve(journal_path, size):
+    """Reserve ``size`` bytes of marks (one per possible line of a journal that long);
+    OSError (ENOSPC) if the disk cannot hold them."""
+    fd = open_own(marks_path(journal_path), os.O_WRONLY | os.O_CREAT)
+    try:
+        if os.fstat(fd).st_size < size:
+            os.posix_fallocate(fd, 0, size)
+    finally:
+        os.close(fd)
 
 
 def defer(argv, journal_path):
-    """Append ``argv`` to the journal of the running hook's run (``hookrun defer``)."""
+    """Append ``argv`` to the journal of the running hook's run (``hookrun defer``), once the
+    space its done-mark needs is reserved; StateError (73) if the disk cannot hold either."""
     if not journal_path:
         raise UsageError("defer: not inside a hookrun run ($HOOKRUN_CLEANUP is not set)")
     if not argv:
@@ -25,17 +51,24 @@ def defer(argv, journal_path):
     line = shlex.join(argv)
     if "\n" in line or "\0" in line:
         raise UsageError("defer: a cleanup command cannot contain a newline or NUL")
+    data = (line + "\n").encode("utf-8", "surrogateescape")
     try:
-        fd = os.open(journal_path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+        fd = open_own(journal_path, os.O_WRONLY | os.O_APPEND)
     except OSError as error:
         raise UsageError(f"defer: not inside a live hookrun run ({journal_path}: "
                          f"{error.strerror})") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        os.write(fd, (line + "\n").encode("utf-8", "surrogateescape"))
+        reserve(journal_path, os.fstat(fd).st_size + len(data))
+        written = os.write(fd, data)
         os.fsync(fd)
+    except OSError as error:
+        raise StateError(f"defer: cannot register the cleanup {line!r}: "
+                         f"{error.strerror or error}") from None
     finally:
         os.close(fd)
+    if written != len(data):
+        raise StateError(f"defer: cannot register the cleanup {line!r}: the disk is full")
     return line
 
 
@@ -44,40 +77,71 @@ class Journal:
 
     def __init__(self, run_dir_path):
         self.path = os.path.join(run_dir_path, JOURNAL)
-        self.done_path = os.path.join(run_dir_path, DONE)
+        self.marks_path = os.path.join(run_dir_path, MARKS)
+        self.damaged = []  # (line number or None, why) of what the last read() did not run
 
     def create(self):
-        for path in (self.path, self.done_path):
-            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
+        """Create the empty journal and the marks, with their first reservation."""
+        os.close(open_own(self.path, os.O_WRONLY | os.O_CREAT))
+        reserve(self.path, RESERVED)
 
-    def entries(self):
-        """Every registered cleanup line, in registration order (blank and # lines dropped)."""
+    def reserve_all(self):
+        """Reserve marks for every line the journal can hold now (lines a hook appended by
+        hand, past the first reservation); OSError if the disk cannot hold them."""
+        reserve(self.path, os.lstat(self.path).st_size)
+
+    def read(self):
+        """The complete lines as (index, line) in registration order (blank and # lines
+        dropped). What is never run is left in ``self.damaged``: (line number, why)."""
+        self.damaged = []
         try:
-            with open(self.path, "rb") as handle:
-                raw = handle.read()
+            fd = open_own(self.path, os.O_RDONLY)
         except FileNotFoundError:
             return []
-        lines = raw.decode("utf-8", "surrogateescape").split("\n")
-        return [(n, line) for n, line in enumerate(lines)
-                if line.strip() and not line.lstrip().startswith("#")]
+        except OSError as error:
+            self.damaged.append((None, error.strerror))
+            return []
+        try:
+            raw = os.read(fd, MAX_JOURNAL + 1)
+        finally:
+            os.close(fd)
+        lines = raw.split(b"\n")
+        rest = lines.pop()
+        entries = []
+        for index, line in enumerate(lines):
+            if b"\0" in line:
+                self.damaged.append((index + 1, "holds a NUL byte"))
+            elif line.strip() and not line.lstrip().startswith(b"#"):
+                entries.append((index, line.decode("utf-8", "surrogateescape")))
+        if len(raw) > MAX_JOURNAL:
+            self.damaged.append((len(lines) + 1, f"and the rest are past {MAX_JOURNAL >> 20} MiB"))
+        elif rest:
+            self.damaged.append((len(lines) + 1, "is not complete (no newline at its end)"))
+        return entries
 
     def done(self):
         try:
-            with open(self.done_path, encoding="ascii") as handle:
-                return {int(n) for n in handle.read().split() if n.isdigit()}
-        except (FileNotFoundError, ValueError):
+            fd = open_own(self.marks_path, os.O_RDONLY)
+        except OSError:
             return set()
+        try:
+            marks = os.read(fd, MAX_JOURNAL + 1)
+        finally:
+            os.close(fd)
+        # Only the marked part is looked at, not the whole reservation.
+        return {index for index, mark in enumerate(marks.rstrip(b"\0")) if mark}
 
     def pending(self):
         """(index, line) of the cleanups not yet run to their end, last registered first."""
+        entries = self.read()
         done = self.done()
-        return [entry for entry in reversed(self.entries()) if entry[0] not in done]
+        return [entry for entry in reversed(entries) if entry[0] not in done]
 
     def mark_done(self, index):
-        fd = os.open(self.done_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
-                     0o600)
+        """Set the mark of line ``index``, in space reserved for it."""
+        fd = open_own(self.marks_path, os.O_WRONLY)
         try:
-            os.write(fd, f"{index}\n".encode())
+            os.pwrite(fd, DONE, index)
             os.fsync(fd)
         finally:
             os.close(fd)

@@ -130,7 +130,7 @@ def do_list(args):
     from orchestrator import context, discovery, views
 
     ctx = context.build_context(args)
-    planned = context.plan(ctx, context.discover(ctx, discovery.phase_dirs(ctx.event)))
+    planned, _problems = context.load_plan(ctx, discovery.phase_dirs(ctx.event), check=False)
     if args.json:
         views.dump_json(views.plan_items(planned, show_all=args.all))
     else:

@@ -31,6 +31,7 @@ PHASE_FINALLY = "finally"
 PHASE_RECOVER = "recover"
 
 DEFAULT_EVENT = "backup"
+MAX_EVENT_LENGTH = 64
 EVENT_RE = re.compile(r"[a-z0-9][a-z0-9_-]*\Z")
 ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
@@ -48,6 +49,8 @@ MAX_RETRY_DELAY = 300.0
 MAX_RETRIES = 100
 DEFAULT_KILL_GRACE = 10.0
 HEADER_LINES = 30
+HEAD_BYTES = 8192  # what is read of a hook for its shebang and header directives
+MAX_DURATION = 100 * 86400.0  # longer is surely a typo (and past what poll() can wait)
 STRAY_DRAIN_SECONDS = 2.0
 ERROR_LOG_LINES = 200
 SUMMARY_OUTPUT_LINES = 20

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from orchestrator import constants as c
 from orchestrator import discovery, safety, settings
 from orchestrator.errors import ConfigError, UnsafeError, UsageError
+from orchestrator.report import display_name
 
 
 @dataclass(frozen=True)
@@ -73,19 +74,29 @@ def parse_option(text, parse, name):
 
 
 def check_event(event):
-    if not c.EVENT_RE.match(event):
-        raise ConfigError(f"bad event name {event!r} (use lower-case letters, digits, '_' and "
-                          "'-', starting with a letter or digit)")
+    if len(event) > c.MAX_EVENT_LENGTH or not c.EVENT_RE.match(event):
+        raise ConfigError(f"bad event name {display_name(event)!r} (use up to "
+                          f"{c.MAX_EVENT_LENGTH} lower-case letters, digits, '_' and '-', "
+                          "starting with a letter or digit)")
     return event
 
 
-def build_context(args, event=None):
-    """A Context from parsed arguments; reads and checks the config file (ConfigError, 78)."""
+def find_hooks_dir(args, required):
+    """The absolute hooks directory; ConfigError (78) if it is ``required`` and missing."""
     # Absolute, so that every path handed to hooks still works after they change directory.
     hooks_dir = os.path.abspath(option(args, "hooks_dir") or default_hooks_dir())
-    if not os.path.isdir(hooks_dir):
-        raise ConfigError(f"hooks directory {hooks_dir} does not exist (use -d DIR or "
+    if required and not os.path.isdir(hooks_dir):
+        what = "is not a directory" if os.path.lexists(hooks_dir) else "does not exist"
+        raise ConfigError(f"hooks directory {display_name(hooks_dir)} {what} (use -d DIR or "
                           "$HOOKRUN_DIR)")
+    return hooks_dir
+
+
+def build_context(args, event=None, need_hooks=True):
+    """A Context from parsed arguments; reads and checks the config file (ConfigError, 78).
+    Without ``need_hooks`` (--no-hooks, history, show, recover) a missing hooks directory is
+    no error: the config file is then the one named by -c, if any, and defaults apply."""
+    hooks_dir = find_hooks_dir(args, need_hooks)
     config_path = option(args, "config")
     config = settings.load_config(config_path or os.path.join(hooks_dir, c.CONFIG_NAME),
                                   required=bool(config_path))
@@ -95,6 +106,9 @@ def build_context(args, event=None):
     log_file = option(args, "log_file")
     if log_file is None:
         log_file = config.get("log_file", os.path.join(state_dir, c.LOG_NAME))
+    metrics_file = option(args, "metrics_file")
+    if metrics_file is None:
+        metrics_file = config.get("metrics_file")
     durations = {name: parse_option(option(args, name), settings.parse_duration, name)
                  for name in ("timeout", "kill_grace", "command_timeout")}
     return Context(
@@ -103,7 +117,7 @@ def build_context(args, event=None):
         kill_grace=first(durations["kill_grace"], config.get("kill_grace"), c.DEFAULT_KILL_GRACE),
         command_timeout=first(durations["command_timeout"], config.get("command_timeout"), 0.0),
         strict=not option(args, "insecure") and config.get("strict_permissions", True),
-        metrics_file=option(args, "metrics_file") or config.get("metrics_file"),
+        metrics_file=os.path.abspath(metrics_file) if metrics_file else None,
         notify_url=(parse_option(option(args, "notify_url"), settings.parse_url, "notify_url")
                     or config.get("notify_url")),
         notify_command=config.get("notify_command"), path=config.get("path"),
@@ -118,11 +132,18 @@ def first(*values):
 
 def discover(ctx, phases):
     """[(PhaseDir, [Entry])] for ``phases`` of the hooks tree."""
-    ignore = discovery.IgnoreRules(ctx.hooks_dir)
+    ignore = discovery.IgnoreRules(ctx.hooks_dir) if phases else None
     return [(phase, discovery.discover(ctx.hooks_dir, phase, ignore)) for phase in phases]
 
 
-def plan(ctx, discovered):
+def read_heads(discovered):
+    """{path: first bytes} of every hook that would run: read once, for its shebang (the
+    interpreter is checked) and its header directives."""
+    return {entry.path: settings.read_head(entry.path)
+            for _phase, entries in discovered for entry in entries if entry.runs}
+
+
+def plan(ctx, discovered, heads):
     """[(PhaseDir, [PlannedHook])]: every header parsed and every setting merged; raises
     ConfigError (78) naming file and line at the first bad directive."""
     overrides = {"timeout": ctx.timeout}
@@ -132,7 +153,7 @@ def plan(ctx, discovered):
         for entry in entries:
             hook_settings = None
             if entry.runs:
-                header = settings.read_header(entry.path)
+                header = settings.parse_header(heads[entry.path], entry.path)
                 section = ctx.config.hooks.get(entry.key, {})
                 hook_settings = settings.effective_settings(phase.kind, header, section,
                                                             ctx.config, overrides)
@@ -141,28 +162,54 @@ def plan(ctx, discovered):
     return result
 
 
-def safety_paths(ctx, discovered):
-    """The paths whose permissions guard what runs: HOOKS_DIR, the config, .hookignore, and
-    each discovered phase directory and hook that would run (none for --no-hooks)."""
-    paths = [ctx.hooks_dir]
-    for path in (ctx.config.path, os.path.join(ctx.hooks_dir, c.IGNORE_NAME)):
-        if path and os.path.exists(path):
-            paths.append(path)
+def hooks_path(ctx):
+    """The PATH hooks get: where ``#!/usr/bin/env NAME`` finds NAME."""
+    return ctx.path or ctx.config.env.get("PATH") or os.environ.get("PATH")
+
+
+def check_paths(ctx, discovered, heads):
+    """A safety.Checker that has checked everything whose permissions guard what runs:
+    HOOKS_DIR, the config, .hookignore, each phase directory and each hook that would run
+    (none for --no-hooks), every directory and link above them, and each hook's interpreter.
+    Its ``warnings`` list interpreters that are missing or cannot be executed."""
+    checker = safety.Checker()
+    checker.warnings = []
+    if os.path.isdir(ctx.hooks_dir):
+        checker.check(ctx.hooks_dir)
+    if ctx.config.path:
+        checker.check(ctx.config.path)
+    if discovered:
+        checker.check(os.path.join(ctx.hooks_dir, c.IGNORE_NAME))
+    env_path = hooks_path(ctx)
     for phase, entries in discovered:
-        directory = os.path.join(ctx.hooks_dir, phase.dirname)
-        if os.path.isdir(directory):
-            paths.append(directory)
-        paths.extend(entry.path for entry in entries if entry.runs)
-    return paths
+        checker.check(os.path.join(ctx.hooks_dir, phase.dirname))
+        for entry in entries:
+            if entry.runs:
+                checker.check(entry.path)
+                warning = checker.check_interpreter(heads[entry.path], env_path)
+                if warning:
+                    checker.warnings.append(f"{display_name(entry.key)}: {warning}")
+    return checker
 
 
-def check_safety(ctx, discovered):
-    """Refuse (UnsafeError, 77) an unsafe tree when strict; else return the problems as
-    warnings."""
-    found = safety.problems(safety_paths(ctx, discovered))
+def check_safety(ctx, discovered, heads):
+    """Refuse (UnsafeError, 77) an unsafe tree when strict, naming every unsafe path; else
+    return the problems, to be warned about."""
+    found = check_paths(ctx, discovered, heads).problems
     if found and ctx.strict:
-        raise UnsafeError(f"unsafe permissions: {found[0]} (or use --insecure)")
+        raise UnsafeError("\n".join(f"unsafe permissions: {problem}" for problem in found)
+                          + " (or use --insecure)")
     return found
+
+
+def load_plan(ctx, phases, check=True):
+    """Discover ``phases``, check that what would run is safe (step 1 of a run; not for
+    ``list``, without ``check``), and parse every header: ([(PhaseDir, [PlannedHook])],
+    permission problems let through by --insecure)."""
+    discovered = discover(ctx, phases)
+    heads = read_heads(discovered)
+    problems = check_safety(ctx, discovered, heads) if check else []
+    return plan(ctx, discovered, heads), problems
 
 
 def check_tree(ctx):
@@ -171,19 +218,22 @@ def check_tree(ctx):
     from orchestrator import views
 
     discovered = discover(ctx, discovery.phase_dirs(ctx.event))
-    problems = safety.problems(safety_paths(ctx, discovered))
+    heads = read_heads(discovered)
+    checker = check_paths(ctx, discovered, heads)
     errors, planned = [], []
     for phase, entries in discovered:
         hooks = []
         for entry in entries:
             try:
-                hooks += plan(ctx, [(phase, [entry])])[0][1]
+                hooks += plan(ctx, [(phase, [entry])], heads)[0][1]
             except ConfigError as error:
                 errors.append(str(error))
         planned.append((phase, hooks))
-    warnings = [f"{e.key}: {e.reason}" for _p, entries in discovered for e in entries if e.warn]
+    warnings = [f"{display_name(e.key)}: {e.reason}"
+                for _p, entries in discovered for e in entries if e.warn]
+    warnings += checker.warnings
     warnings += views.uneven_prefixes(planned) + views.missing_shebangs(planned)
     warnings += [f"{ctx.config.path}: [hook {key}] names no file in {ctx.hooks_dir}"
                  for key in ctx.config.hooks
                  if not os.path.lexists(os.path.join(ctx.hooks_dir, key))]
-    return errors, problems, warnings
+    return errors, checker.problems, warnings

@@ -10,6 +10,7 @@ import stat
 from dataclasses import dataclass
 
 from orchestrator import constants as c
+from orchestrator.errors import ConfigError
 
 EXEC_BITS = stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH
 
@@ -61,19 +62,34 @@ def phase_dir_named(dirname):
 
 
 class IgnoreRules:
-    """``.hookignore`` patterns (gitignore syntax) relative to the hooks directory."""
+    """``.hookignore`` patterns (gitignore syntax) relative to the hooks directory. A line
+    pathspec cannot read is a ConfigError (78) naming file and line."""
 
     def __init__(self, hooks_dir):
         self.path = os.path.join(hooks_dir, c.IGNORE_NAME)
         self.spec = None
         try:
             with open(self.path, encoding="utf-8", errors="surrogateescape") as handle:
-                lines = handle.read().splitlines()
+                lines = handle.read().split("\n")
         except (FileNotFoundError, NotADirectoryError):
             return
+        except OSError as error:
+            raise ConfigError(f"{self.path}: cannot read: {error.strerror}") from None
         import pathspec  # only trees that have a .hookignore pay for it
 
-        self.spec = pathspec.GitIgnoreSpec.from_lines(lines)
+        try:
+            self.spec = pathspec.GitIgnoreSpec.from_lines(lines)
+        except ValueError:
+            raise ConfigError(self.bad_line(pathspec, lines)) from None
+
+    def bad_line(self, pathspec, lines):
+        """The error line for the first line of ``lines`` that pathspec refuses."""
+        for number, line in enumerate(lines, 1):
+            try:
+                pathspec.GitIgnoreSpec.from_lines([line])
+            except ValueError:
+                return f"{self.path}:{number}: bad pattern {line!r} (gitignore syntax)"
+        return f"{self.path}: bad patterns (gitignore syntax)"
 
     def matches(self, relative):
         return self.spec is not None and self.spec.match_file(relative)
@@ -94,7 +110,8 @@ def silent_skip_reason(name):
 
 
 def file_skip_reason(path):
-    """Why the file at ``path`` cannot run (a warning), or None when it can."""
+    """Why the file at ``path`` cannot run (a warning), or None when it can. Whether the
+    running user may execute it is the kernel's answer (access(2)), as run-parts asks it."""
     try:
         info = os.stat(path)
     except FileNotFoundError:
@@ -106,7 +123,10 @@ def file_skip_reason(path):
     if not stat.S_ISREG(info.st_mode):
         return "not a regular file (fifo, socket or device)"
     if not info.st_mode & EXEC_BITS:
-        return "not executable (chmod +x to run it)"
+        return "not executable: chmod +x to run it"
+    if os.geteuid() != 0 and not os.access(path, os.X_OK):
+        return f"not executable by uid {os.geteuid()} (owner uid {info.st_uid}, mode " \
+               f"{stat.S_IMODE(info.st_mode):04o})"
     return None
 
 

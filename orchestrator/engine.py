@@ -12,16 +12,19 @@ from dataclasses import dataclass, replace
 from orchestrator import constants as c
 from orchestrator.cleanup import Journal
 from orchestrator.environment import base_environment, read_handoff
+from orchestrator.files import write_private
 from orchestrator.outcome import TaskRecord, TaskStatus, Verdict, judge, signal_name
-from orchestrator.process import Spec
+from orchestrator.process import COOKIE, Spec
 from orchestrator.report import display_name, now_iso
 from orchestrator.settings import format_duration, retry_delays
-from orchestrator.statedir import write_private
 
 ENV_FILE = "env"
-# $1 the cleanup line, $2 its index, $3 the done file; fd 3 holds the run's owner lock and
-# is closed for the cleanup itself, so a daemon it starts cannot keep the lock.
-CLEANUP_WRAPPER = '/bin/sh -c "$1" 3>&-; status=$?; echo "$2" >> "$3"; exit $status'
+# $1 the cleanup line, $2 its index, $3 the marks file; fd 3 holds the run's owner lock and
+# is closed for the cleanup itself, so a daemon it starts cannot keep the lock. The mark is one
+# byte written in place, into space reserved when the cleanup was registered.
+CLEANUP_WRAPPER = ('/bin/sh -c "$1" 3>&-; status=$?; '
+                   'printf "\\001" | dd of="$3" bs=1 seek="$2" count=1 conv=notrunc 2>/dev/null; '
+                   'exit $status')
 WIND_DOWN = (c.PHASE_ON_ERROR, c.PHASE_ON_SUCCESS, c.PHASE_FINALLY)
 
 
@@ -60,8 +63,14 @@ class Engine:
             "HOOKRUN_PREVIOUS_RUN_ID": "", "HOOKRUN_PREVIOUS_STATUS": "",
         }
         self.shared = None
+        self.tasks_started = 0
         self.journal.create()
         self.empty_env_file()
+
+    def cookie(self):
+        """The HOOKRUN_TASK value of the next task: every process it starts inherits it."""
+        self.tasks_started += 1
+        return f"{self.run_id}/{self.tasks_started}"
 
     def set_previous(self, run_id, status):
         self.fixed["HOOKRUN_PREVIOUS_RUN_ID"] = run_id or ""
@@ -83,23 +92,27 @@ class Engine:
             self.shared = env
         return self.shared
 
-    def hook_env(self, phase, name, path, index, count, attempt):
+    def hook_env(self, phase, name, path, index, count, attempt, cookie):
         env = dict(self.shared_env())
         env.update({"HOOKRUN_PHASE": phase, "HOOKRUN_HOOK": name, "HOOKRUN_HOOK_PATH": path,
                     "HOOKRUN_INDEX": str(index), "HOOKRUN_COUNT": str(count),
-                    "HOOKRUN_ATTEMPT": str(attempt)})
+                    "HOOKRUN_ATTEMPT": str(attempt), COOKIE: cookie})
         return env
 
-    def command_env(self):
+    def command_env(self, cookie):
         env = dict(self.base)
         env.update(self.handoff)
         env["HOOKRUN_RUN_ID"] = self.run_id
         env["HOOKRUN_EVENT"] = self.ctx.event
+        env[COOKIE] = cookie
         return env
 
     def empty_env_file(self):
-        os.close(os.open(self.env_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
-                         0o600))
+        try:
+            os.close(os.open(self.env_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
+                             | os.O_CLOEXEC, 0o600))
+        except OSError as error:
+            self.reporter.warn(f"cannot empty {self.env_file}: {error.strerror}")
 
     def collect_handoff(self, where, succeeded):
         """After a task: hand on what a successful hook wrote to ``$HOOKRUN_ENV``, and leave
@@ -111,7 +124,7 @@ class Engine:
             self.empty_env_file()
             return
         if succeeded:
-            values, warnings = read_handoff(self.env_file)
+            values, warnings = read_handoff(self.env_file, path_fixed=bool(self.ctx.path))
             for warning in warnings:
                 self.reporter.warn(f"{where}: HOOKRUN_ENV {warning}")
             for name in values:
@@ -128,14 +141,14 @@ class Engine:
         delays = retry_delays(settings.retry_delay, settings.retries)
         output = self.reporter.sink(where)
         started, clock = now_iso(), time.monotonic()
-        cpu, rss, attempt = 0.0, None, 0
+        cpu, rss, attempt, cookie = 0.0, None, 0, self.cookie()
         self.reporter.note(f"{where}: critical={'yes' if settings.critical else 'no'} "
                            f"timeout={format_duration(settings.timeout)} "
                            f"retries={settings.retries}"
                            + (f" when={settings.when}" if settings.when else ""))
         while True:
             attempt += 1
-            env = self.hook_env(kind, entry.name, entry.path, index, count, attempt)
+            env = self.hook_env(kind, entry.name, entry.path, index, count, attempt, cookie)
             self.reporter.started(where, f" attempt={attempt}" if attempt > 1 else "")
             outcome = self.supervisor.run(
                 Spec(argv=(entry.path,), env=env, timeout=settings.timeout or None,
@@ -188,7 +201,8 @@ class Engine:
         started, clock = now_iso(), time.monotonic()
         self.reporter.started(where, f" argv={shlex.join(argv)}")
         outcome = self.supervisor.run(
-            Spec(argv=tuple(argv), env=self.command_env(), timeout=self.ctx.command_timeout,
+            Spec(argv=tuple(argv), env=self.command_env(self.cookie()),
+                 timeout=self.ctx.command_timeout,
                  kill_grace=self.ctx.kill_grace, capture=capture, stdin=None,
                  umask=self.ctx.umask), output)
         output.finish()
@@ -207,12 +221,20 @@ class Engine:
         """Run the pending cleanups of ``journal`` (this run's by default; ``lock_fd`` is the
         owner lock of its run directory), last registered first, each marked done once it
         has run to its end; cleanups registered meanwhile run too. A second signal stops here
-        and leaves the rest pending. Returns TaskRuns."""
+        and leaves the rest pending. Lines that are never run are reported, and left in
+        ``journal.damaged``. Returns TaskRuns."""
         if journal is None:
             journal, lock_fd = self.journal, self.run_dir.lock_fd
-        runs = []
+        try:
+            journal.reserve_all()
+        except OSError as error:
+            self.reporter.warn(f"cannot reserve space to mark cleanups done in "
+                               f"{journal.marks_path}: {error.strerror or error}; a cleanup "
+                               "cut off by a crash now may run again at recovery")
+        runs, reported = [], set()
         while not self.signals.hard_stop:
             pending = journal.pending()
+            self.report_damage(journal, reported)
             if not pending:
                 break
             for number, (index, line) in enumerate(pending, 1):
@@ -221,9 +243,25 @@ class Engine:
                 run = self.run_cleanup(line, phase, number, len(pending),
                                        (index, journal, lock_fd))
                 if not self.signals.hard_stop:
-                    journal.mark_done(index)
+                    self.mark_done(journal, index)
                 runs.append(run)
         return runs
+
+    def report_damage(self, journal, reported):
+        for number, why in journal.damaged:
+            if (number, why) not in reported:
+                reported.add((number, why))
+                where = f"line {number}" if number else "it"
+                self.reporter.warn(f"cleanup journal {display_name(journal.path)}: {where} "
+                                   f"{why}: not run, kept for inspection")
+
+    def mark_done(self, journal, index):
+        try:
+            journal.mark_done(index)
+        except OSError as error:
+            # The wrapper shell marked it already, unless it was killed.
+            self.reporter.warn(f"cannot mark cleanup {index + 1} done in {journal.marks_path}: "
+                               f"{error.strerror or error}")
 
     def run_cleanup(self, line, phase, index, count, entry):
         """One cleanup line, in a wrapper shell that marks it done itself when it ends and
@@ -236,12 +274,12 @@ class Engine:
         started, clock = now_iso(), time.monotonic()
         self.reporter.started(where)
         # A replayed cleanup is a "recover" task, but to itself it is still a cleanup.
-        env = self.hook_env(c.PHASE_CLEANUP, line, "", index, count, 1)
+        env = self.hook_env(c.PHASE_CLEANUP, line, "", index, count, 1, self.cookie())
         timeout = self.ctx.timeout
         if timeout is None:
             timeout = self.ctx.config.get("timeout", c.DEFAULT_TIMEOUT)
         argv = ("/bin/sh", "-c", CLEANUP_WRAPPER, "hookrun-cleanup", line, str(journal_index),
-                journal.done_path)
+                journal.marks_path)
         outcome = self.supervisor.run(
             Spec(argv=argv, env=env, timeout=timeout or None, kill_grace=self.ctx.kill_grace,
                  umask=self.ctx.umask, shielded=True, hold_fd=lock_fd),
@@ -266,7 +304,8 @@ class Engine:
         output = self.reporter.sink(where)
         with open(path, "rb") as stdin:
             outcome = self.supervisor.run(
-                Spec(argv=tuple(argv), env=self.command_env(), timeout=c.NOTIFY_COMMAND_TIMEOUT,
+                Spec(argv=tuple(argv), env=self.command_env(self.cookie()),
+                     timeout=c.NOTIFY_COMMAND_TIMEOUT,
                      kill_grace=self.ctx.kill_grace, stdin=stdin, umask=self.ctx.umask),
                 output)
         output.finish()

@@ -5,6 +5,11 @@ import os
 
 from orchestrator import constants as c
 
+MAX_HANDOFF_FILE = 1 << 20  # a larger HOOKRUN_ENV file is ignored, with a warning
+# Linux refuses to execute a program one of whose environment strings is longer than this
+# (MAX_ARG_STRLEN): such a value would make every later hook fail, blamed on the hook.
+MAX_VALUE = 128 * 1024 - 1
+
 
 def base_environment(config_env, path):
     """hookrun's own environment plus config ``[env]`` and the ``path`` setting."""
@@ -15,11 +20,13 @@ def base_environment(config_env, path):
     return env
 
 
-def parse_handoff(data):
+def parse_handoff(data, path_fixed=False):
     """``NAME=value`` lines written to ``$HOOKRUN_ENV`` -> (values, warnings).
 
-    Names must match [A-Za-z_][A-Za-z0-9_]*; HOOKRUN_* names and malformed lines are warned
-    about and ignored. Blank lines are ignored; a value may contain '='.
+    Names must match [A-Za-z_][A-Za-z0-9_]*; HOOKRUN_* names, malformed lines and values too
+    long for an environment are warned about and ignored, as is PATH when ``path_fixed`` (the
+    config's ``path`` setting decides it). A warning names the line by its number, never its
+    text, which may hold a secret. Blank lines are ignored; a value may contain '='.
     """
     values, warnings = {}, []
     text = data.decode("utf-8", "surrogateescape")
@@ -28,20 +35,35 @@ def parse_handoff(data):
             continue
         name, sep, value = line.partition("=")
         if not sep or not c.ENV_NAME_RE.match(name):
-            warnings.append(f"line {number}: not NAME=value: {line[:80]!r}")
+            warnings.append(f"line {number}: not NAME=value, ignored")
         elif name.startswith("HOOKRUN_"):
             warnings.append(f"line {number}: {name}: HOOKRUN_* names cannot be handed on")
         elif "\0" in value:
-            warnings.append(f"line {number}: {name}: value holds a NUL byte")
+            warnings.append(f"line {number}: {name}: value holds a NUL byte, ignored")
+        elif len(line.encode("utf-8", "surrogateescape")) > MAX_VALUE:
+            warnings.append(f"line {number}: {name}: value longer than {MAX_VALUE} bytes, "
+                            "ignored")
+        elif name == "PATH" and path_fixed:
+            warnings.append(f"line {number}: PATH: not handed on, since the config's 'path' "
+                            "setting fixes it")
         else:
             values[name] = value
     return values, warnings
 
 
-def read_handoff(path):
-    """parse_handoff of the file at ``path`` (missing or unreadable: nothing)."""
+def read_handoff(path, path_fixed=False):
+    """parse_handoff of the file at ``path`` (missing or unreadable: nothing; larger than
+    MAX_HANDOFF_FILE: nothing, and a warning)."""
     try:
-        with open(path, "rb") as handle:
-            return parse_handoff(handle.read())
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
         return {}, []
+    try:
+        size = os.fstat(fd).st_size
+        if size > MAX_HANDOFF_FILE:
+            return {}, [f"is {size} bytes, over {MAX_HANDOFF_FILE >> 20} MiB: ignored"]
+        return parse_handoff(os.read(fd, MAX_HANDOFF_FILE), path_fixed)
+    except OSError:
+        return {}, []
+    finally:
+        os.close(fd)

@@ -6,7 +6,10 @@ deadline on every wait, for output, for the process's exit (a pidfd), for hookru
 which nothing signals. A timeout or a signal sends SIGTERM
 (or the received signal) to the process group, then after ``kill_grace`` SIGKILL to every process
 left in the tree, including those that left the group. hookrun is a child subreaper on Linux, so
-orphans of a hook are adopted by hookrun and can still be found, killed and reaped.
+orphans of a hook are adopted by hookrun and can still be found, killed and reaped. Which task
+an adopted orphan belongs to is told by the cookie every task's processes inherit
+(``HOOKRUN_TASK``), read from /proc only when something must be killed: a daemon an earlier
+hook left running on purpose is not the business of a later hook's timeout.
 """
 
 import errno
@@ -24,9 +27,12 @@ READ_SIZE = 65536
 PR_SET_CHILD_SUBREAPER = 36
 NO_PIDFD_TICK = 0.05
 KILLED_TICK = 0.005
+KILLED_POLL = 0.05
 HELD_FD = 3  # where Spec.hold_fd appears in the child
 AFTER_KILL_WAIT = 5.0
 POLL_IN = select.POLLIN | select.POLLHUP | select.POLLERR
+MAX_WAIT_MS = 60_000  # poll() takes a C int: a long timeout is waited for in steps
+COOKIE = "HOOKRUN_TASK"
 DEVNULL = "/dev/null"  # Spec.stdin: read nothing (None inherits hookrun's stdin)
 RESET_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -36,7 +42,8 @@ class Spec:
     """What to run. ``timeout`` 0 or None means none; ``capture`` False lets the process write
     to hookrun's own stdout and stderr; ``stdin`` None inherits hookrun's stdin. A
     ``shielded`` process (the wind-down: handlers, cleanups, finally.d) is not sent hookrun's
-    first signal, only killed by a second one. ``hold_fd`` is handed to the child as fd 3."""
+    first signal, only killed by a second one. ``hold_fd`` is handed to the child as fd 3.
+    ``env`` carries the task's cookie (HOOKRUN_TASK)."""
 
     argv: tuple
     env: dict
@@ -47,6 +54,10 @@ class Spec:
     umask: int = -1
     shielded: bool = False
     hold_fd: object = None
+
+    @property
+    def cookie(self):
+        return self.env.get(COOKIE)
 
 
 @dataclass(frozen=True)
@@ -240,11 +251,10 @@ def protect_inherited_fds():
 
 class Supervisor:
     """Runs processes one at a time under hookrun's rules; holds what outlives one process:
-    the signals received and the stray processes already reported."""
+    the signals received and hookrun's own peak memory."""
 
     def __init__(self, signals):
         self.signals = signals
-        self.known_strays = set()
         self.own_peak = 0
         become_subreaper()
         protect_inherited_fds()
@@ -286,9 +296,9 @@ class Supervisor:
             if pid == 0:
                 return
 
-    def descendants(self, pid, also=()):
-        """psutil Processes of ``pid``'s tree, of the trees of ``also``, and the orphans
-        hookrun adopted, minus known strays: found by parentage in one pass over /proc."""
+    def descendants(self, pid, cookie, also=()):
+        """psutil Processes of ``pid``'s tree, of the trees of ``also``, and of the orphans
+        hookrun adopted that carry ``cookie``: found by parentage in one pass over /proc."""
         import psutil
 
         me = os.getpid()
@@ -300,15 +310,42 @@ class Supervisor:
             found.add(psutil.Process(pid))
         except psutil.Error:
             pass
-        adopted = [p for p in children.get(me, []) if p not in self.known_strays]
+        adopted = [p for p in children.get(me, []) if p.pid != pid and carries(p, cookie)]
         found.update(adopted)
         todo = [pid] + [p.pid for p in adopted] + [p.pid for p in also]
         while todo:
             for child in children.get(todo.pop(), []):
-                if child not in found and child not in self.known_strays:
+                if child not in found:
                     found.add(child)
                     todo.append(child.pid)
-        return {p for p in found if p not in self.known_strays and p.pid != me}
+        return {p for p in found if p.pid != me}
+
+    def end_leftovers(self, run_id, kill_grace):
+        """End the processes a dead run left behind (found by their cookie): SIGTERM, then
+        SIGKILL to those still there after ``kill_grace``; returns their descriptions. A
+        second signal to hookrun cuts the grace short."""
+        import psutil
+
+        prefix = f"{run_id}/"
+        leftovers = []
+        for process in psutil.process_iter():
+            value = cookie_of(process)
+            if value and value.startswith(prefix) and process.pid != os.getpid():
+                leftovers.append(process)
+        if not leftovers:
+            return []
+        names = [describe(p) for p in leftovers]
+        signal_all(leftovers, signal.SIGTERM)
+        deadline = time.monotonic() + kill_grace
+        while alive(leftovers) and time.monotonic() < deadline and not self.signals.hard_stop:
+            self.signals.sleep(min(KILLED_POLL, max(0.0, deadline - time.monotonic())))
+            self.reap_orphans()
+        kill_all(alive(leftovers))
+        deadline = time.monotonic() + AFTER_KILL_WAIT
+        while alive(leftovers) and time.monotonic() < deadline:
+            time.sleep(KILLED_TICK)
+            self.reap_orphans()
+        return names
 
 
 class Watch:
@@ -383,7 +420,7 @@ class Watch:
             # Nothing signals the end of a killed tree's other processes: look often.
             tick = KILLED_TICK if self.give_up_at is not None else NO_PIDFD_TICK
             wait = tick if wait is None else min(wait, tick)
-        return None if wait is None else int(wait * 1000) + 1
+        return MAX_WAIT_MS if wait is None else min(int(wait * 1000) + 1, MAX_WAIT_MS)
 
     def handle(self, fd):
         if fd in self.streams:
@@ -446,7 +483,7 @@ class Watch:
         """First step of a stop: ``signum`` to the group, SIGKILL to the tree after the grace."""
         signal_group(self.proc.pid, signum)
         self.kill_at = time.monotonic() + self.spec.kill_grace
-        self.tree = self.supervisor.descendants(self.proc.pid)
+        self.tree = self.supervisor.descendants(self.proc.pid, self.spec.cookie)
 
     def kill_tree(self):
         """SIGKILL to every process left: the group, the tree seen at SIGTERM, their children
@@ -454,7 +491,8 @@ class Watch:
         signal_group(self.proc.pid, signal.SIGKILL)
         # The tree already known first, then whatever a fresh look at /proc finds.
         kill_all(self.tree)
-        tree = self.tree | self.supervisor.descendants(self.proc.pid, also=self.tree)
+        tree = self.tree | self.supervisor.descendants(self.proc.pid, self.spec.cookie,
+                                                       also=self.tree)
         kill_all(tree - self.tree)
         self.tree = tree
         now = time.monotonic()
@@ -462,23 +500,13 @@ class Watch:
         self.give_up_at = now + AFTER_KILL_WAIT
 
     def tree_alive(self):
-        import psutil
-
-        alive = set()
-        for process in self.tree:
-            try:
-                if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
-                    alive.add(process)
-            except psutil.Error:
-                pass
-        self.tree = alive
-        return bool(alive)
+        self.tree = set(alive(self.tree))
+        return bool(self.tree)
 
     def stop_draining(self, report=False):
         """Stop reading pipes a stray background process holds open; name it if asked."""
         if report:
-            strays = self.supervisor.descendants(self.proc.pid)
-            self.supervisor.known_strays.update(strays)
+            strays = self.supervisor.descendants(self.proc.pid, self.spec.cookie)
             self.stragglers = tuple(sorted(describe(p) for p in strays))
         for fd in list(self.streams):
             self.poller.unregister(fd)
@@ -532,13 +560,46 @@ def vm_hwm(pid="self"):
 
 
 def kill_all(processes):
+    signal_all(processes, signal.SIGKILL)
+
+
+def signal_all(processes, signum):
     import psutil
 
     for process in processes:
         try:
-            process.kill()
+            process.send_signal(signum)
         except psutil.Error:
             pass
+
+
+def alive(processes):
+    """Those of ``processes`` that still run (neither gone nor zombies)."""
+    import psutil
+
+    found = []
+    for process in processes:
+        try:
+            if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
+                found.append(process)
+        except psutil.Error:
+            pass
+    return found
+
+
+def cookie_of(process):
+    """The HOOKRUN_TASK value in a psutil Process's environment, or None (also when it
+    cannot be read: another user's, or gone)."""
+    import psutil
+
+    try:
+        return process.environ().get(COOKIE)
+    except psutil.Error:
+        return None
+
+
+def carries(process, cookie):
+    return cookie is not None and cookie_of(process) == cookie
 
 
 def signal_group(pgid, signum):

@@ -92,7 +92,9 @@ class LogFile:
         self.open()
 
     def open(self):
-        self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        from orchestrator.files import open_own
+
+        self.fd = open_own(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
         self.size = os.fstat(self.fd).st_size
 
     def rotate(self):

@@ -13,26 +13,33 @@ from orchestrator import constants as c
 from orchestrator import context, discovery, notify
 from orchestrator.cleanup import Journal
 from orchestrator.engine import Engine
-from orchestrator.errors import StateError
+from orchestrator.errors import StateError, UnsafeError
+from orchestrator.files import NotOwnFile, output_file_problems, write_private
 from orchestrator.history import run_record
 from orchestrator.lock import EventLock
 from orchestrator.outcome import RunStatus, TaskStatus, Verdict, exit_status, signal_name
 from orchestrator.phases import PhaseResult, run_phase, when_skip_reason
 from orchestrator.process import Signals, Supervisor
 from orchestrator.report import Console, LogFile, Reporter, display_name, now_iso
-from orchestrator.statedir import (
-    RunDir,
-    count_dead_runs,
-    dead_runs,
-    ensure_state_dir,
-    write_private,
-)
+from orchestrator.statedir import RunDir, count_dead_runs, dead_runs, ensure_state_dir, live_rivals
 
 ERROR_LOG = "error.log"
 
 
 def new_run_id():
     return time.strftime("%Y%m%dT%H%M%S") + "-" + os.urandom(3).hex()
+
+
+def check_output_files(paths):
+    """Refuse (UnsafeError, 77) to write a log or metrics file through another user's
+    symbolic link, or to append to a log file another user owns or can write to.
+    ``paths`` maps each path (None: not written) to whether it is appended to."""
+    problems = []
+    for path, appended in paths.items():
+        if path:
+            problems += output_file_problems(path, appended)
+    if problems:
+        raise UnsafeError("\n".join(f"unsafe output file: {line}" for line in problems))
 
 
 def open_log(path, run_id):
@@ -45,6 +52,8 @@ def open_log(path, run_id):
         return LogFile(path, run_id)
     except FileExistsError:
         raise StateError(f"cannot open log file {path}: {parent} is not a directory") from None
+    except NotOwnFile as error:
+        raise UnsafeError(f"unsafe output file: {error.strerror}") from None
     except OSError as error:
         raise StateError(f"cannot open log file {path}: {error.strerror or error}") from None
 
@@ -53,10 +62,11 @@ class Session:
     """What every command that runs things holds: the state directory, the log, the terminal,
     the signal watch and the process supervisor. Use as a context manager."""
 
-    def __init__(self, ctx, run_id, problems=()):
+    def __init__(self, ctx, run_id, problems=(), metrics_file=None):
         self.ctx = ctx
         self.run_id = run_id
         ensure_state_dir(ctx.state_dir)
+        check_output_files({ctx.log_file: True, metrics_file: False})
         console = Console(ctx.color, ctx.quiet, ctx.verbose)
         self.reporter = Reporter(console, open_log(ctx.log_file, run_id))
         for problem in problems:
@@ -84,32 +94,61 @@ class Session:
 
     def open_run(self, command=(), recorded=True):
         """Create the run's directory (locked for its life) and the Engine that runs its
-        tasks. ``recorded`` False: no history row belongs to it (phase, recover)."""
+        tasks. ``recorded`` False: no history row belongs to it (phase, recover). A run that
+        holds the event lock gives way (LockBusy, 75) to an older live run of its event:
+        that one holds the lock too, if its lock file was deleted under it."""
+        exclusive = self.lock is not None
         run_dir = RunDir.create(self.ctx.state_dir, self.run_id, {
-            "run_id": self.run_id, "event": self.ctx.event, "recorded": recorded})
+            "run_id": self.run_id, "event": self.ctx.event, "recorded": recorded,
+            "exclusive": exclusive, "pid": os.getpid()})
+        if exclusive:
+            older = [meta for meta in live_rivals(self.ctx.state_dir, run_dir)
+                     if str(meta.get("run_id", "")) < self.run_id]
+            if older:
+                run_dir.remove()
+                raise self.lock.busy(holder=older[0].get("pid"))
         return Engine(self.ctx, self.reporter, self.supervisor, self.run_id, run_dir, command)
 
     def close_run(self, engine):
         """Remove the run's directory, unless a second signal left cleanups pending in it
-        for ``hookrun recover``."""
-        if self.signals.hard_stop and engine.journal.pending():
-            self.reporter.warn("interrupted twice: cleanups left pending for 'hookrun recover'")
-            engine.run_dir.release()
-        else:
-            engine.run_dir.remove()
+        for ``hookrun recover``, or its journal had lines that were not run."""
+        close_run_dir(self.reporter, engine.run_dir, engine.journal,
+                      self.signals.hard_stop and engine.journal.pending())
+
+
+def close_run_dir(reporter, run_dir, journal, pending):
+    """Remove a run directory whose cleanups have run; keep it when some are ``pending``
+    (for ``hookrun recover``) or its journal was damaged (for a person to look at)."""
+    if pending:
+        reporter.warn("interrupted twice: cleanups left pending for 'hookrun recover'")
+        run_dir.release()
+    elif journal.damaged:
+        reporter.warn(f"cleanup journal kept for inspection in {run_dir.keep()}")
+    else:
+        run_dir.remove()
 
 
 def recover(engine, history, state_dir):
     """Replay the pending cleanups of every dead run, last registered first, recording them
-    in the dead run's history (phase ``recover``); returns the records."""
+    in the dead run's history (phase ``recover``); returns the records. The processes a dead
+    run left running are ended first, so that no undo races the hook it undoes."""
     records = []
-    for dead in dead_runs(state_dir):
+    found_dead, refused = dead_runs(state_dir)
+    for line in refused:
+        engine.reporter.warn(line)
+    for dead in found_dead:
         if engine.signals.hard_stop:
             dead.release()
             continue
-        dead_id = dead.meta.get("run_id") or os.path.basename(dead.path)
-        engine.reporter.warn(f"recovering run {dead_id}: it ended without running its cleanups")
-        runs = engine.run_cleanups(Journal(dead.path), c.PHASE_RECOVER, dead.lock_fd)
+        dead_id = dead.run_id
+        engine.reporter.warn(f"recovering run {display_name(dead_id)}: it ended without "
+                             "running its cleanups")
+        ended = engine.supervisor.end_leftovers(dead_id, engine.ctx.kill_grace)
+        if ended:
+            engine.reporter.warn(f"ended what run {display_name(dead_id)} left running: "
+                                 f"{', '.join(ended)}")
+        journal = Journal(dead.path)
+        runs = engine.run_cleanups(journal, c.PHASE_RECOVER, dead.lock_fd)
         found = [run.record for run in runs]
         if dead.meta.get("recorded", True):
             try:
@@ -117,10 +156,8 @@ def recover(engine, history, state_dir):
             except StateError as error:
                 engine.reporter.warn(str(error))
         records.extend(found)
-        if engine.signals.hard_stop:
-            dead.release()
-        else:
-            dead.remove()
+        close_run_dir(engine.reporter, dead, journal,
+                      engine.signals.hard_stop and journal.pending())
     return records
 
 
@@ -146,9 +183,8 @@ class Run:
         """Run the whole lifecycle; returns hookrun's exit status."""
         ctx = self.ctx
         phases = [] if self.no_hooks else discovery.phase_dirs(ctx.event)
-        discovered = context.discover(ctx, phases)
-        problems = context.check_safety(ctx, discovered)
-        planned = dict(context.plan(ctx, discovered))
+        planned, problems = context.load_plan(ctx, phases)
+        planned = dict(planned)
         if self.dry_run:
             for problem in problems:
                 print(f"hookrun: warning: unsafe permissions (--insecure): {problem}",
@@ -159,7 +195,7 @@ class Run:
             return c.EXIT_OK
         from orchestrator.history import open_history
 
-        with Session(ctx, self.run_id, problems) as session:
+        with Session(ctx, self.run_id, problems, ctx.metrics_file) as session:
             if not session.take_lock(self.wait):
                 return c.SIGNAL_EXIT_BASE + session.signals.first
             self.session = session
@@ -404,9 +440,8 @@ class Run:
 def phase_command(ctx, phase, status="success", wait=None):
     """``hookrun phase``: one directory (a PhaseDir) by the rules of a run, with the lock and
     the deferred cleanups, recording nothing. Returns the exit status (0, 69, 128+N)."""
-    discovered = context.discover(ctx, [phase])
-    problems = context.check_safety(ctx, discovered)
-    hooks = context.plan(ctx, discovered)[0][1]
+    planned, problems = context.load_plan(ctx, [phase])
+    hooks = planned[0][1]
     with Session(ctx, new_run_id(), problems) as session:
         if not session.take_lock(wait):
             return c.SIGNAL_EXIT_BASE + session.signals.first

@@ -1,33 +1,196 @@
-"""Permission checks: a hooks tree others can write to is a way into the machine (design.md 5)."""
+"""Which paths hookrun may trust (design.md sections 5 and 8).
 
+A path is only as safe as every entry the kernel passes through to reach it: each directory
+above it and each symbolic link on the way. hookrun trusts an entry when it is owned by root or
+by the user running hookrun and no one else can change it: not writable by group or others,
+unless it is a directory with the sticky bit (like /tmp), where others may create names but not
+replace ours. The entry itself, the thing hookrun executes, reads or keeps its state in, is held
+to a stricter rule of its own (``HOOK_RULE``, ``STATE_RULE``), as OpenSSH's StrictModes does.
+"""
+
+import errno
 import os
 import stat
 
+WRITABLE_BY_OTHERS = stat.S_IWGRP | stat.S_IWOTH
+MAX_LINKS = 40  # symbolic links followed in one path, as Linux's own limit
 
-def path_problem(path, euid=None):
-    """One line saying why ``path`` is unsafe, with the fix; or None."""
-    euid = os.geteuid() if euid is None else euid
-    try:
-        info = os.stat(path)
-    except OSError:
+
+def chain(path):
+    """What the kernel looks at to resolve the absolute ``path``: a list of (entry, lstat) for
+    every directory passed through and every symbolic link followed, in order, ending with
+    the path itself; and whether the path exists. OSError (ELOOP) on a symbolic link loop."""
+    todo = [part for part in reversed(path.split("/")) if part]
+    current = "/"
+    found = [("/", os.lstat("/"))]
+    links = 0
+    while todo:
+        name = todo.pop()
+        if name == ".":
+            continue
+        if name == "..":
+            current = os.path.dirname(current)
+            continue
+        candidate = os.path.join(current, name)
+        try:
+            info = os.lstat(candidate)
+        except (FileNotFoundError, NotADirectoryError):
+            return found, False
+        found.append((candidate, info))
+        if stat.S_ISLNK(info.st_mode):
+            links += 1
+            if links > MAX_LINKS:
+                raise OSError(errno.ELOOP, "too many levels of symbolic links", path)
+            target = os.readlink(candidate)
+            if target.startswith("/"):
+                current = "/"
+            todo.extend(part for part in reversed(target.split("/")) if part)
+        else:
+            current = candidate
+    return found, True
+
+
+def shown(path):
+    """A path as a message shows it: undecodable bytes and control characters escaped."""
+    from orchestrator.report import display_name
+
+    return display_name(path)
+
+
+def owner_problem(entry, info, owners, what=""):
+    if info.st_uid in owners:
         return None
-    shown = os.fsdecode(path)
-    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        return f"{shown} is writable by group or others (fix: chmod go-w {shown})"
-    if info.st_uid not in (0, euid):
-        return (f"{shown} is owned by uid {info.st_uid}, not root or the user running hookrun "
-                f"(fix: chown {euid} {shown})")
-    if info.st_mode & (stat.S_ISUID | stat.S_ISGID):
-        return f"{shown} is set-user-ID or set-group-ID (fix: chmod ug-s {shown})"
+    name = shown(entry)
+    wanted = "root or the user running hookrun" if 0 in owners else "the user running hookrun"
+    return (f"{what}{name} is owned by uid {info.st_uid}, not {wanted} "
+            f"(fix: chown {max(owners)} {name}, or use a path that is yours)")
+
+
+def writable_problem(entry, info, what=""):
+    name = shown(entry)
+    return f"{what}{name} is writable by group or others (fix: chmod go-w {name})"
+
+
+def passage_problem(entry, info, owners):
+    """Why ``entry``, passed through on the way to another path, is unsafe; or None. A sticky
+    directory may be writable by others; a symbolic link's own mode means nothing."""
+    problem = owner_problem(entry, info, owners)
+    if problem or stat.S_ISLNK(info.st_mode):
+        return problem
+    sticky = stat.S_ISDIR(info.st_mode) and info.st_mode & stat.S_ISVTX
+    if info.st_mode & WRITABLE_BY_OTHERS and not sticky:
+        return writable_problem(entry, info)
     return None
 
 
-def problems(paths, euid=None):
-    """The problem lines of every path in ``paths``. A symlink is judged, and named, by the
-    file it points to, since that is what runs."""
-    found = []
-    for path in paths:
-        problem = path_problem(os.path.realpath(path) if os.path.islink(path) else path, euid)
-        if problem and problem not in found:
-            found.append(problem)
+def hook_rule(entry, info, owners):
+    """Section 5's rule for what hookrun executes or reads its settings from: the hooks tree,
+    a hook, an interpreter, the config file, ``.hookignore``."""
+    if info.st_mode & WRITABLE_BY_OTHERS:
+        return writable_problem(entry, info)
+    problem = owner_problem(entry, info, owners)
+    if problem:
+        return problem
+    if info.st_mode & (stat.S_ISUID | stat.S_ISGID):
+        name = shown(entry)
+        return f"{name} is set-user-ID or set-group-ID (fix: chmod ug-s {name})"
+    return None
+
+
+def state_rule(entry, info, owners):
+    """The rule for the state directory and its ``runs/`` and ``locks/``: a real directory of
+    the user running hookrun that no one else can write to."""
+    name = shown(entry)
+    if not stat.S_ISDIR(info.st_mode):
+        return f"{name} is not a directory (fix: move it away)"
+    if info.st_uid != max(owners):
+        return owner_problem(entry, info, (max(owners),), "state directory ")
+    if info.st_mode & WRITABLE_BY_OTHERS:
+        return writable_problem(entry, info, "state directory ")
+    return None
+
+
+class Checker:
+    """Checks paths for one user (``euid``); each problem line is reported once."""
+
+    def __init__(self, euid=None):
+        self.euid = os.geteuid() if euid is None else euid
+        self.owners = (0, self.euid)
+        self.problems = []
+
+    def add(self, problem):
+        if problem and problem not in self.problems:
+            self.problems.append(problem)
+
+    def check(self, path, rule=hook_rule):
+        """Check everything the kernel passes through to reach ``path`` and, if it exists,
+        the path itself by ``rule``; returns whether it exists."""
+        try:
+            found, exists = chain(os.path.abspath(path))
+        except OSError as error:
+            self.add(f"{shown(path)}: {error.strerror}")
+            return False
+        last = len(found) - 1 if exists else len(found)
+        for entry, info in found[:last]:
+            self.add(passage_problem(entry, info, self.owners))
+        if exists:
+            entry, info = found[-1]
+            self.add(rule(entry, info, self.owners))
+        return exists
+
+    def check_interpreter(self, head, env_path):
+        """Check the interpreter named by a script's first line (``head``, bytes), and for
+        ``#!/usr/bin/env NAME`` also NAME as found in ``env_path``; returns a problem line
+        when an interpreter is missing or not executable, else None."""
+        for program in interpreters(head, env_path):
+            if program is None:
+                continue
+            if not self.check(program):
+                return f"interpreter {shown(program)} does not exist"
+            if not os.access(program, os.X_OK):
+                return f"interpreter {shown(program)} is not executable"
+        return None
+
+
+def shebang(head):
+    """The words of a script's ``#!`` line (str, surrogate-escaped), or [] if it has none."""
+    if not head.startswith(b"#!"):
+        return []
+    line = head[2:].split(b"\n", 1)[0].rstrip(b"\r")
+    return os.fsdecode(line).split()
+
+
+def interpreters(head, env_path):
+    """The programs a script's shebang makes the kernel run: the interpreter, and for
+    ``/usr/bin/env [OPTIONS] [NAME=VALUE...] NAME`` the program NAME resolves to in
+    ``env_path`` (None when it resolves to nothing)."""
+    words = shebang(head)
+    if not words or not words[0].startswith("/"):
+        return []
+    found = [words[0]]
+    if os.path.basename(words[0]) == "env" and len(words) > 1:
+        program = env_program(words[1:])
+        if program:
+            found.append(program if "/" in program else which(program, env_path))
     return found
+
+
+def env_program(words):
+    """The program ``env`` runs, from its arguments (options, assignments, ``-S STRING``)."""
+    for position, word in enumerate(words):
+        if word == "-S" or word == "--split-string":
+            return env_program(words[position + 1:])
+        if word.startswith("-S") and len(word) > 2:
+            return env_program([word[2:]] + words[position + 1:])
+        if word.startswith("-") or "=" in word:
+            continue
+        return word
+    return None
+
+
+def which(name, env_path):
+    for directory in (env_path or os.defpath).split(os.pathsep):
+        candidate = os.path.join(directory or ".", name)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    return None

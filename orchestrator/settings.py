@@ -21,11 +21,15 @@ DEFAULTABLE_HOOK_KEYS = ("timeout", "retries", "retry_delay")
 
 
 def parse_duration(text):
-    """Seconds (float) for ``90``, ``90s``, ``2.5m``, ``1h``; ValueError for anything else."""
+    """Seconds (float) for ``90``, ``90s``, ``2.5m``, ``1h``, at most 100 days; ValueError for
+    anything else."""
     match = DURATION_RE.match(text.strip())
     if not match:
         raise ValueError(f"bad duration {text!r} (use e.g. 90, 90s, 5m, 1h)")
-    return float(match.group(1)) * UNIT_SECONDS[match.group(2)]
+    seconds = float(match.group(1)) * UNIT_SECONDS[match.group(2)]
+    if seconds > c.MAX_DURATION:
+        raise ValueError(f"duration {text!r} is longer than 100 days")
+    return seconds
 
 
 def format_duration(seconds):
@@ -199,6 +203,8 @@ def parse_value(key, value, parsers, section, where):
     if parsers is None:
         if not c.ENV_NAME_RE.match(key):
             raise ConfigError(f"{where}: bad environment variable name {key!r}")
+        if "\0" in value:
+            raise ConfigError(f"{where}: {key}: a value cannot hold a NUL byte")
         return value
     if key not in parsers:
         raise ConfigError(f"{where}: unknown key '{key}' in [{section}]")
@@ -208,26 +214,24 @@ def parse_value(key, value, parsers, section, where):
         raise ConfigError(f"{where}: {key}: {error}") from None
 
 
-def read_header(path):
-    """The header directives of the script at ``path``: ``{key: (value, line_number)}``.
-
-    Binary executables (ELF, or a NUL in the first bytes) have no header.
-    Raises ConfigError naming file and line for an unknown key or a bad value.
-    """
+def read_head(path):
+    """The first bytes of the file at ``path`` (b"" if it cannot be read)."""
     try:
         with open(path, "rb") as handle:
-            head = handle.read(8192)
+            return handle.read(c.HEAD_BYTES)
     except OSError:
-        return {}
+        return b""
+
+
+def parse_header(head, path):
+    """The header directives in ``head``, the first bytes of the script ``path``:
+    ``{key: (value, line_number)}``. Binary executables (ELF, or a NUL in the first bytes)
+    have no header. Raises ConfigError naming file and line for an unknown key or a bad
+    value."""
     if head.startswith(b"\x7fELF") or b"\0" in head:
         return {}
-    return parse_header(head.split(b"\n")[:c.HEADER_LINES], path)
-
-
-def parse_header(lines, path):
-    """Directives in ``lines`` (bytes) of the file ``path``; see read_header."""
     found = {}
-    for number, line in enumerate(lines, 1):
+    for number, line in enumerate(head.split(b"\n")[:c.HEADER_LINES], 1):
         match = HEADER_RE.match(line)
         if not match:
             continue

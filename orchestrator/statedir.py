@@ -1,49 +1,91 @@
 """The state directory (mode 0700) and the directory each live run keeps in it.
 
 STATE_DIR/runs/RUN_ID/ holds the run's cleanup journal, its HOOKRUN_ENV files and error log,
-and ``owner.lock``, flocked by the run for its whole life. The kernel drops the flock when the
-run dies, so a run directory whose lock can be taken belongs to a dead run whose pending
-cleanups must be recovered.
+``meta.json`` (run id, event, pid) and ``owner.lock``, flocked by the run for its whole life.
+The kernel drops the flock when the run dies, so a run directory whose lock can be taken
+belongs to a dead run whose pending cleanups must be recovered.
+
+The state directory, ``runs/`` and ``locks/`` must be the running user's and writable by no
+one else, and so must every directory above them (design.md section 8): otherwise another user
+could plant a journal for root to replay, or a link for root to write through.
 """
 
 import fcntl
 import json
 import os
 import shutil
+import stat
+import time
 
-from orchestrator.errors import StateError
+from orchestrator import safety
+from orchestrator.errors import StateError, UnsafeError
+from orchestrator.files import NEW, PRIVATE, open_own
 
 RUNS = "runs"
+LOCKS = "locks"
 OWNER_LOCK = "owner.lock"
 META = "meta.json"
+JOURNAL = "cleanup"
+NEW_PREFIX = ".new-"
+KEPT_PREFIX = ".damaged-"
+# A run directory still under its hidden name this long after it was made belongs to a run
+# that died while making it (making one takes milliseconds).
+STALE_NEW_SECONDS = 3600
+
+
+def unsafe(problems):
+    return UnsafeError("\n".join(f"unsafe state directory: {line}" for line in problems))
 
 
 def ensure_state_dir(path):
-    """Create ``path`` (mode 0700) if needed; StateError (73) when it cannot be."""
+    """Create the state directory with ``runs/`` and ``locks/`` (mode 0700, and so every
+    directory it has to create above them) and check that they can be trusted: UnsafeError
+    (77) naming each untrusted path and its fix, StateError (73) when they cannot be made."""
+    path = os.path.abspath(path)
+    checker = safety.Checker()
+    # Nothing is created below a directory another user controls.
+    checker.check(os.path.dirname(path), safety.passage_problem)
+    if checker.problems:
+        raise unsafe(checker.problems)
     try:
-        os.makedirs(path, mode=0o700, exist_ok=True)
-        if not os.access(path, os.W_OK | os.X_OK):
-            raise PermissionError(13, "Permission denied")
+        make_dirs(path)
+        for sub in (RUNS, LOCKS):
+            make_dir(os.path.join(path, sub))
     except OSError as error:
+        if os.path.isdir(path):
+            checker.check(path, safety.state_rule)
+            if checker.problems:
+                raise unsafe(checker.problems) from None
         raise StateError(f"cannot create state directory {path}: "
                          f"{error.strerror or error}") from None
+    for target in (path, os.path.join(path, RUNS), os.path.join(path, LOCKS)):
+        checker.check(target, safety.state_rule)
+    if checker.problems:
+        raise unsafe(checker.problems)
 
 
-def write_private(path, data):
-    """Write ``data`` (bytes) to ``path``, mode 0600. Not synced: what is written this way
-    (meta.json, error.log, record.json) only serves the live run, and a run directory whose
-    meta.json was lost is still recovered, under its directory's name."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+def make_dir(path):
     try:
-        os.write(fd, data)
-    finally:
-        os.close(fd)
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+
+
+def make_dirs(path):
+    """Like os.makedirs, but every directory it creates gets mode 0700."""
+    missing = []
+    while not os.path.lexists(path):
+        missing.append(path)
+        path = os.path.dirname(path)
+    for directory in reversed(missing):
+        make_dir(directory)
 
 
 def try_lock(path):
-    """An fd holding an exclusive flock on ``path``, or None if someone holds it."""
+    """An fd holding an exclusive flock on ``path``, or None if someone holds it (or it is
+    not a file of our own)."""
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        fd = open_own(path, os.O_RDWR)
     except OSError:
         return None
     try:
@@ -52,6 +94,21 @@ def try_lock(path):
         os.close(fd)
         return None
     return fd
+
+
+def read_meta(path):
+    """The meta.json of the run directory ``path``; {} if it is missing or damaged."""
+    try:
+        fd = open_own(os.path.join(path, META), os.O_RDONLY)
+    except OSError:
+        return {}
+    try:
+        meta = json.loads(os.read(fd, 65536).decode("utf-8", "replace"))
+    except ValueError:
+        return {}
+    finally:
+        os.close(fd)
+    return meta if isinstance(meta, dict) else {}
 
 
 class RunDir:
@@ -66,20 +123,22 @@ class RunDir:
     @classmethod
     def create(cls, state_dir, run_id, meta):
         runs = os.path.join(state_dir, RUNS)
-        hidden = os.path.join(runs, f".new-{run_id}")
+        hidden = os.path.join(runs, NEW_PREFIX + run_id)
         final = os.path.join(runs, run_id)
         try:
-            os.makedirs(runs, mode=0o700, exist_ok=True)
-            os.mkdir(hidden, mode=0o700)
-            lock_fd = os.open(os.path.join(hidden, OWNER_LOCK),
-                              os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            os.mkdir(hidden, 0o700)
+            lock_fd = os.open(os.path.join(hidden, OWNER_LOCK), os.O_RDWR | NEW, PRIVATE)
             fcntl.flock(lock_fd, fcntl.LOCK_EX)
-            write_private(os.path.join(hidden, META), json.dumps(meta).encode())
+            write_new(os.path.join(hidden, META), json.dumps(meta).encode())
             os.rename(hidden, final)
         except OSError as error:
             raise StateError(f"cannot create run directory in {runs}: "
                              f"{error.strerror or error}") from None
         return cls(final, lock_fd, meta)
+
+    @property
+    def run_id(self):
+        return self.meta.get("run_id") or os.path.basename(self.path)
 
     def file(self, name):
         return os.path.join(self.path, name)
@@ -88,42 +147,124 @@ class RunDir:
         shutil.rmtree(self.path, ignore_errors=True)
         self.release()
 
+    def keep(self):
+        """Move the directory aside, out of recovery's way, for a person to inspect (its
+        journal had lines that were not run); returns where it is now."""
+        kept = os.path.join(os.path.dirname(self.path), KEPT_PREFIX + os.path.basename(self.path))
+        try:
+            os.rename(self.path, kept)
+        except OSError:
+            kept = self.path
+        self.release()
+        return kept
+
     def release(self):
         if self.lock_fd is not None:
             os.close(self.lock_fd)
             self.lock_fd = None
 
 
-def dead_runs(state_dir):
-    """RunDirs of runs that died with their directory still there, each now locked by us."""
+def write_new(path, data):
+    fd = os.open(path, os.O_WRONLY | NEW, PRIVATE)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
+def run_dir_problem(path, euid):
+    """Why the run directory ``path`` must not be replayed, or None: it and its journal must
+    be hookrun's own and writable by no one else."""
+    for entry, want_dir in ((path, True), (os.path.join(path, JOURNAL), False)):
+        try:
+            info = os.lstat(entry)
+        except FileNotFoundError:
+            continue
+        except OSError as error:
+            return f"{safety.shown(entry)}: {error.strerror}"
+        kind_ok = stat.S_ISDIR(info.st_mode) if want_dir else stat.S_ISREG(info.st_mode)
+        if not kind_ok:
+            return f"{safety.shown(entry)} is not a {'directory' if want_dir else 'file'}"
+        if info.st_uid != euid:
+            return f"{safety.shown(entry)} is owned by uid {info.st_uid}"
+        if info.st_mode & safety.WRITABLE_BY_OTHERS:
+            return f"{safety.shown(entry)} is writable by group or others"
+    return None
+
+
+def scan(state_dir):
+    """The run directories in ``runs/``, except those still being made: [(name, path)]. A
+    hidden one long past making is a run that died making it: removed, if its lock is free."""
     runs = os.path.join(state_dir, RUNS)
     try:
         names = sorted(os.listdir(runs))
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return []
     found = []
     for name in names:
         path = os.path.join(runs, name)
+        if name.startswith(NEW_PREFIX):
+            remove_if_stale(path)
+        elif not name.startswith("."):
+            found.append((name, path))
+    return found
+
+
+def remove_if_stale(path):
+    try:
+        if time.time() - os.lstat(path).st_mtime < STALE_NEW_SECONDS:
+            return
+    except OSError:
+        return
+    fd = try_lock(os.path.join(path, OWNER_LOCK))
+    if fd is not None:
+        shutil.rmtree(path, ignore_errors=True)
+        os.close(fd)
+
+
+def dead_runs(state_dir):
+    """RunDirs of runs that died with their directory still there, each now locked by us,
+    and a line for each dead run that is not replayed because it is not hookrun's own."""
+    euid = os.geteuid()
+    found, refused = [], []
+    for name, path in scan(state_dir):
+        problem = run_dir_problem(path, euid)
+        if problem:
+            refused.append(f"run directory {safety.shown(path)} is not replayed: {problem} "
+                           "(fix: inspect it, then remove it)")
+            continue
         fd = try_lock(os.path.join(path, OWNER_LOCK))
         if fd is None:
             continue
-        if name.startswith("."):
-            # Died before it was renamed: it cannot have registered anything.
-            shutil.rmtree(path, ignore_errors=True)
-            os.close(fd)
-            continue
-        try:
-            with open(os.path.join(path, META), encoding="utf-8") as handle:
-                meta = json.load(handle)
-        except (OSError, ValueError):
-            meta = {"run_id": name, "event": None}
+        meta = read_meta(path)
+        meta.setdefault("run_id", name)
         found.append(RunDir(path, fd, meta))
-    return found
+    return found, refused
 
 
 def count_dead_runs(state_dir):
     """How many dead runs wait for recovery, without taking their locks for long."""
-    dead = dead_runs(state_dir)
+    dead, _refused = dead_runs(state_dir)
     for run_dir in dead:
         run_dir.release()
     return len(dead)
+
+
+def live_rivals(state_dir, own):
+    """The meta of every other live run directory that holds the event lock of the same
+    event as the RunDir ``own``: a second guard behind the event lock, which a deleted lock
+    file would otherwise defeat."""
+    rivals = []
+    for _name, path in scan(state_dir):
+        if path == own.path:
+            continue
+        meta = read_meta(path)
+        if not meta.get("exclusive") or meta.get("event") != own.meta.get("event"):
+            continue
+        fd = try_lock(os.path.join(path, OWNER_LOCK))
+        if fd is not None:
+            os.close(fd)  # dead: recovery's business, not a rival
+            continue
+        rivals.append(meta)
+    return rivals
+

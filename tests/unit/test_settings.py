@@ -11,7 +11,7 @@ from orchestrator.settings import (
     parse_config,
     parse_duration,
     parse_header,
-    read_header,
+    read_head,
     retry_delays,
 )
 
@@ -36,7 +36,7 @@ def test_format_duration_round_trips(seconds):
 def test_header_directives_are_read_and_several_lines_add_up():
     lines = [b"#!/bin/sh", b"# hookrun: critical=no timeout=10m",
              b"# hookrun: retries=3 retry-delay=5s when=always"]
-    found = parse_header(lines, "x")
+    found = parse_header(b"\n".join(lines), "x")
     assert {k: v for k, (v, _line) in found.items()} == {
         "critical": False, "timeout": 600, "retries": 3, "retry_delay": 5, "when": "always"}
     assert found["retries"][1] == 3
@@ -52,7 +52,7 @@ def test_header_directives_are_read_and_several_lines_add_up():
 ])
 def test_bad_header_directive_is_a_config_error_naming_file_and_line(line, where):
     with pytest.raises(ConfigError) as raised:
-        parse_header([b"#!/bin/sh", b"echo", line], "/h/pre-backup.d/10-x")
+        parse_header(b"\n".join([b"#!/bin/sh", b"echo", line]), "/h/pre-backup.d/10-x")
     assert str(raised.value).startswith("/h/pre-backup.d/10-x:3: ")
     assert where in str(raised.value)
     assert raised.value.exit_status == c.EXIT_CONFIG
@@ -61,13 +61,13 @@ def test_bad_header_directive_is_a_config_error_naming_file_and_line(line, where
 def test_header_is_only_read_in_the_first_30_lines(tmp_path):
     script = tmp_path / "hook"
     script.write_bytes(b"#!/bin/sh\n" + b"echo\n" * 30 + b"# hookrun: colour=red\n")
-    assert read_header(str(script)) == {}
+    assert parse_header(read_head(str(script)), str(script)) == {}
 
 
 def test_binary_executables_have_no_header(tmp_path):
     binary = tmp_path / "bin"
     binary.write_bytes(b"\x7fELF\x02\x01\x01\0# hookrun: colour=red\n")
-    assert read_header(str(binary)) == {}
+    assert parse_header(read_head(str(binary)), str(binary)) == {}
 
 
 CONFIG = """

@@ -1,0 +1,91 @@
+"""Opening the files hookrun writes, so that no other user can redirect or read them
+(design.md section 8): never through a symbolic link (O_NOFOLLOW), new files created
+exclusively (O_EXCL) with mode 0600, and an existing file only when it is a regular file of
+the user running hookrun that no one else can write to."""
+
+import errno
+import os
+import stat
+
+from orchestrator.safety import WRITABLE_BY_OTHERS, chain, shown
+
+PRIVATE = 0o600
+NEW = os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class NotOwnFile(OSError):
+    """An existing file that hookrun must not write to: its message says why, with the fix."""
+
+    def __init__(self, message):
+        super().__init__(errno.EPERM, message)
+
+
+def own_file_problem(path, info, euid=None):
+    """Why the existing file ``path`` (``info`` from stat) is not one hookrun may write to,
+    or None."""
+    euid = os.geteuid() if euid is None else euid
+    name = shown(path)
+    if not stat.S_ISREG(info.st_mode):
+        return f"{name} is not a regular file (fix: move it away)"
+    if info.st_uid != euid:
+        return (f"{name} is owned by uid {info.st_uid}, not the user running hookrun "
+                f"(fix: remove it, or chown {euid} {name})")
+    if info.st_mode & WRITABLE_BY_OTHERS:
+        return f"{name} is writable by group or others (fix: chmod go-w {name})"
+    return None
+
+
+def open_own(path, flags, mode=PRIVATE):
+    """``os.open`` of a file of hookrun's own: never through a symbolic link, created with
+    ``mode`` if ``flags`` has O_CREAT, refused (NotOwnFile) if it is not a regular file of the
+    running user that only it can write."""
+    fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    try:
+        problem = own_file_problem(path, os.fstat(fd))
+    except OSError:
+        os.close(fd)
+        raise
+    if problem:
+        os.close(fd)
+        raise NotOwnFile(problem)
+    return fd
+
+
+def write_private(path, data):
+    """Write ``data`` (bytes) to ``path``, mode 0600, replacing what a file of hookrun's own
+    held there. Not synced: what is written this way only serves the live run."""
+    fd = open_own(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
+def foreign_links(path, euid=None):
+    """Problem lines for every symbolic link on the way to ``path`` that another user owns:
+    whoever owns a link can point it elsewhere between our check and our open."""
+    euid = os.geteuid() if euid is None else euid
+    try:
+        found, _exists = chain(os.path.abspath(path))
+    except OSError as error:
+        return [f"{shown(path)}: {error.strerror}"]
+    return [f"{shown(entry)} is a symbolic link owned by uid {info.st_uid}, not root or the "
+            f"user running hookrun (fix: replace it, or point hookrun at the real path)"
+            for entry, info in found
+            if stat.S_ISLNK(info.st_mode) and info.st_uid not in (0, euid)]
+
+
+def output_file_problems(path, appended):
+    """Why hookrun must not write the log or metrics file at ``path``: a symbolic link of
+    another user on the way, or (for a file ``appended`` to, the log) an existing file that
+    another user owns or can write. [] when it is fine."""
+    problems = foreign_links(path)
+    if appended and not problems:
+        try:
+            info = os.stat(path)
+        except OSError:
+            return []  # nothing there to trust or not; opening it will say what is wrong
+        problem = own_file_problem(path, info)
+        if problem:
+            problems.append(problem)
+    return problems
