@@ -16,6 +16,7 @@ import fcntl
 import os
 import shlex
 
+from orchestrator import constants as c
 from orchestrator.errors import StateError, UsageError
 from orchestrator.files import open_own
 
@@ -24,6 +25,26 @@ MARKS = "cleanup.marks"
 DONE = b"\x01"
 RESERVED = 65536  # bytes of marks reserved when a run starts: journals up to 64 KiB
 MAX_JOURNAL = 4 << 20  # what is read of a journal; lines past it are reported, not run
+
+
+def command_word(line):
+    """What a cleanup is called where its whole line must not go (the metrics file, which
+    others may read, and notifications): its first word that is not a NAME=value assignment,
+    since the rest of a line may hold a password."""
+    try:
+        words = shlex.split(line)
+    except ValueError:
+        words = line.split()
+    for word in words:
+        name, sep, _value = word.partition("=")
+        if not (sep and c.ENV_NAME_RE.match(name)):
+            return word
+    return "cleanup"
+
+
+def published_name(phase, name):
+    """A task's name as metrics and notifications show it: a cleanup by its command word."""
+    return command_word(name) if phase in (c.PHASE_CLEANUP, c.PHASE_RECOVER) else name
 
 
 def marks_path(journal_path):

@@ -252,7 +252,9 @@ def main(argv=None):
     except HookrunError as error:
         if debug:
             raise
-        print(f"hookrun: {error}", file=sys.stderr)
+        # One line per problem: an unsafe tree names every unsafe path.
+        print("\n".join(f"hookrun: {line}" for line in str(error).split("\n")),
+              file=sys.stderr)
         return error.exit_status
     except KeyboardInterrupt:
         return c.SIGNAL_EXIT_BASE + 2

@@ -44,13 +44,15 @@ def run_samples(event, status, exit_code, finished, duration, last_success, task
     ]
     samples += [("hookrun_last_run_status", labels(event=event, status=s), int(s == status))
                 for s in RUN_STATUSES]
+    from orchestrator.cleanup import published_name
+
     seen = set()
     for task in tasks:
-        key = (task.phase, task.name)
+        key = (task.phase, published_name(task.phase, task.name))
         if key in seen:
             continue
         seen.add(key)
-        where = {"event": event, "phase": task.phase, "hook": task.name}
+        where = {"event": event, "phase": key[0], "hook": key[1]}
         samples.append(("hookrun_hook_duration_seconds", labels(**where), task.duration))
         samples += [("hookrun_hook_status", labels(**where, status=s),
                      int(s == task.status.value)) for s in TASK_STATUSES]

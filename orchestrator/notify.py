@@ -25,8 +25,21 @@ def ping(url, suffix, body=b""):
         return f"notification to {target} failed: {reason}"
 
 
+def published(run):
+    """The run's record as notifications carry it: a cleanup named by its command word, not
+    by its whole line (which may hold a password)."""
+    from orchestrator.cleanup import published_name
+
+    tasks = [dict(task, name=published_name(task["phase"], task["name"]))
+             for task in run["tasks"]]
+    return dict(run, tasks=tasks)
+
+
 def summary(run, failed_output):
-    """The body of the end ping: status, error, task counts, last lines of the failed step."""
+    """The body of the end ping: status, error, task counts, last lines of the failed step.
+    ``run`` is a published() record; every line is escaped, so none can be forged."""
+    from orchestrator.report import display, display_name
+
     tasks = run["tasks"]
     counts = {
         "completed": sum(t["status"] in ("ok", "aborted") for t in tasks),
@@ -35,13 +48,13 @@ def summary(run, failed_output):
     }
     lines = [f"hookrun run {run['id']} event={run['event']} status={run['status']} "
              f"exit={run['exit_code']} duration={run['duration']}s",
-             f"error: {run['error'] or '-'}",
+             f"error: {display_name(run['error'] or '-')}",
              f"tasks: {counts['completed']} completed, {counts['failed']} failed, "
              f"{counts['skipped']} skipped, {len(tasks)} total"]
     for task in tasks:
-        lines.append(f"  {task['phase']}/{task['name']}: {task['status']}"
+        lines.append(f"  {task['phase']}/{display_name(task['name'])}: {task['status']}"
                      + (f" (exit {task['exit_code']})" if task["exit_code"] is not None else ""))
     if failed_output:
         lines.append("last output of the failed step:")
-        lines.append(failed_output)
+        lines.append(display(failed_output).rstrip("\n"))
     return "\n".join(lines).encode("utf-8", "replace")[:c.NOTIFY_MAX_BODY]

@@ -21,23 +21,32 @@ def runnable(hooks):
     return [hook for hook in hooks if hook.entry.runs]
 
 
-def announce_skips(reporter, hooks):
-    """Warn about files that look like hooks but cannot run; note the silent skips (-v)."""
+def note_silent_skips(reporter, hooks):
+    """Note the files passed over without a word (shown with -v)."""
     for hook in hooks:
         entry = hook.entry
-        if entry.warn:
-            reporter.warn(f"{entry.key}: skipped: {entry.reason}")
-        elif not entry.runs:
+        if not entry.runs and not entry.warn:
             reporter.note(f"{display_name(entry.key)}: skipped: {entry.reason}")
 
 
 def run_phase(engine, hooks, skip_reason=lambda hook: None):
-    """Run the runnable ``hooks`` in order. ``skip_reason(hook)`` returns why a hook must not
-    run (or None); it is asked before each hook, so it can see signals that came meanwhile."""
+    """Run the runnable ``hooks`` in order; a file that looks like a hook but cannot run is
+    a warning and a task ``skipped`` with its reason. ``skip_reason(hook)`` returns why a
+    hook must not run (or None); it is asked before each hook, so it can see signals that
+    came meanwhile."""
     result = PhaseResult()
-    announce_skips(engine.reporter, hooks)
+    note_silent_skips(engine.reporter, hooks)
     todo = runnable(hooks)
-    for index, hook in enumerate(todo, 1):
+    index = 0
+    for hook in hooks:
+        entry = hook.entry
+        if entry.warn:
+            engine.reporter.warn(f"{display_name(entry.key)}: skipped: {entry.reason}")
+            result.records.append(engine.skipped(entry.phase.kind, entry.name, entry.reason))
+            continue
+        if not entry.runs:
+            continue
+        index += 1
         reason = skip_reason(hook)
         if reason is None and engine.signals.hard_stop:
             reason = "interrupted twice"
@@ -46,7 +55,7 @@ def run_phase(engine, hooks, skip_reason=lambda hook: None):
         if reason is None and result.soft_skip:
             reason = f"run skipped by {display_name(result.soft_skip.record.name)} (exit 75)"
         if reason is not None:
-            result.records.append(engine.skipped(hook.entry.phase.kind, hook.entry.name, reason))
+            result.records.append(engine.skipped(entry.phase.kind, entry.name, reason))
             continue
         run = engine.run_hook(hook, index, len(todo))
         result.runs.append(run)

@@ -19,22 +19,27 @@ TAIL_BYTES = 1 << 20  # at most this much output is kept (in blocks) for the tai
 # Bytes the terminal must not get raw: controls other than tab and newline, and DEL.
 UNSAFE = bytes(range(9)) + bytes(range(11, 32)) + b"\x7f"
 CONTROL = {code: f"\\x{code:02x}" for code in list(range(32)) + [127] if code not in (9, 10)}
+# C1 controls: a UTF-8 terminal may take U+009B for the escape that starts a command.
+CONTROL.update({code: f"\\u{code:04x}" for code in range(0x80, 0xA0)})
+LINE_CONTROL = {**CONTROL, 10: "\\x0a"}
 STATUS_COLOURS = {"ok": "GREEN", "success": "GREEN", "failed": "RED", "failure": "RED",
                   "timeout": "RED", "interrupted": "RED", "aborted": "YELLOW",
                   "warning": "YELLOW", "skipped": "CYAN"}
 
 
 def display(data):
-    """Bytes as terminal text: UTF-8 with invalid bytes replaced, control characters other
-    than tab and newline escaped."""
+    """Bytes as terminal text: UTF-8 with invalid bytes replaced, control characters (C0 other
+    than tab and newline, DEL, C1) escaped."""
     return data.decode("utf-8", "replace").translate(CONTROL)
 
 
 def display_name(name):
-    """A file name (str with surrogate escapes, or bytes) shown as display() shows output."""
+    """A file name (str with surrogate escapes, or bytes) as one line of text: undecodable
+    bytes replaced, control characters, newline included, escaped. Every line hookrun shows
+    or logs passes through it, so no name, argument or reason can forge a line."""
     if isinstance(name, str):
         name = name.encode("utf-8", "surrogateescape")
-    return display(name).replace("\n", "\\x0a")
+    return name.decode("utf-8", "replace").translate(LINE_CONTROL)
 
 
 def now_iso():
@@ -142,7 +147,7 @@ class LogFile:
 
     def event(self, text):
         self.write(b"%s %s %s\n" % (now_iso().encode(), self.run_id,
-                                    text.encode("utf-8", "surrogateescape")))
+                                    display_name(text).encode()))
 
     def close(self):
         if self.fd is not None:
@@ -254,14 +259,15 @@ class Console:
         self.clear_live()
         if self.quiet and status in ("ok", "skipped"):
             return
-        self.write("stdout", f"==> {where} {self.status_word(status)}{detail}\n")
+        self.write("stdout", f"==> {display_name(where)} {self.status_word(status)}"
+                             f"{display_name(detail)}\n")
 
     def note(self, text):
         if self.verbose:
-            self.write("stdout", self.paint(f"    {text}", "DIM") + "\n")
+            self.write("stdout", self.paint(f"    {display_name(text)}", "DIM") + "\n")
 
     def warn(self, text):
-        self.write("stderr", f"hookrun: warning: {text}\n")
+        self.write("stderr", f"hookrun: warning: {display_name(text)}\n")
 
     def summary(self, run_status, records, exit_code):
         rows = [("PHASE", "HOOK", "STATUS", "EXIT", "TRIES", "DURATION")]

@@ -422,13 +422,14 @@ class Run:
 
     def notify_end(self, record):
         """The end ping and the notify_command, fed the run's record (as ``hookrun show
-        --json`` prints it); failures only warn."""
+        --json`` prints it, but for the cleanups' lines); failures only warn."""
+        record = notify.published(record)
         if self.ctx.notify_url:
-            failed_output = ""
+            failed_output = b""
             if self.error:
                 try:
                     with open(self.error["log"], "rb") as handle:
-                        failed_output = handle.read().decode("utf-8", "replace")
+                        failed_output = handle.read()
                 except OSError:
                     pass
             self.warn_if(notify.ping(self.ctx.notify_url, notify.END_SUFFIX[record["status"]],

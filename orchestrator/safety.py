@@ -57,18 +57,34 @@ def shown(path):
     return display_name(path)
 
 
-def owner_problem(entry, info, owners, what=""):
+def user(uid):
+    """``uid 999 (mallory)``, or ``root``."""
+    if uid == 0:
+        return "root"
+    import pwd
+
+    try:
+        return f"uid {uid} ({pwd.getpwuid(uid).pw_name})"
+    except KeyError:
+        return f"uid {uid}"
+
+
+def owner_problem(entry, info, owners):
+    """Why ``entry`` has the wrong owner (``owners`` are those allowed; the last of them runs
+    hookrun), or None."""
     if info.st_uid in owners:
         return None
     name = shown(entry)
-    wanted = "root or the user running hookrun" if 0 in owners else "the user running hookrun"
-    return (f"{what}{name} is owned by uid {info.st_uid}, not {wanted} "
-            f"(fix: chown {max(owners)} {name}, or use a path that is yours)")
+    runner = user(owners[-1])
+    allowed = runner if set(owners) == {owners[-1]} else f"root or {runner}"
+    login = runner if owners[-1] == 0 else str(owners[-1])
+    return (f"{name} is owned by {user(info.st_uid)}, not {allowed}, who runs hookrun "
+            f"(fix: chown {login} {name}, or use a path of your own)")
 
 
-def writable_problem(entry, info, what=""):
+def writable_problem(entry, info):
     name = shown(entry)
-    return f"{what}{name} is writable by group or others (fix: chmod go-w {name})"
+    return f"{name} is writable by group or others (fix: chmod go-w {name})"
 
 
 def passage_problem(entry, info, owners):
@@ -103,23 +119,27 @@ def state_rule(entry, info, owners):
     name = shown(entry)
     if not stat.S_ISDIR(info.st_mode):
         return f"{name} is not a directory (fix: move it away)"
-    if info.st_uid != max(owners):
-        return owner_problem(entry, info, (max(owners),), "state directory ")
+    if info.st_uid != owners[-1]:
+        return (f"{name} is owned by {user(info.st_uid)}, not {user(owners[-1])}, who runs "
+                "hookrun (fix: another --state-dir, or remove it once you have seen what is "
+                "in it)")
     if info.st_mode & WRITABLE_BY_OTHERS:
-        return writable_problem(entry, info, "state directory ")
+        return writable_problem(entry, info)
     return None
 
 
 class Checker:
-    """Checks paths for one user (``euid``); each problem line is reported once."""
+    """Checks paths for one user (``euid``); each unsafe path is reported once."""
 
     def __init__(self, euid=None):
         self.euid = os.geteuid() if euid is None else euid
         self.owners = (0, self.euid)
         self.problems = []
+        self.flagged = set()
 
-    def add(self, problem):
-        if problem and problem not in self.problems:
+    def add(self, entry, problem):
+        if problem and entry not in self.flagged:
+            self.flagged.add(entry)
             self.problems.append(problem)
 
     def check(self, path, rule=hook_rule):
@@ -128,15 +148,28 @@ class Checker:
         try:
             found, exists = chain(os.path.abspath(path))
         except OSError as error:
-            self.add(f"{shown(path)}: {error.strerror}")
+            self.add(path, f"{shown(path)}: {error.strerror}")
             return False
         last = len(found) - 1 if exists else len(found)
         for entry, info in found[:last]:
-            self.add(passage_problem(entry, info, self.owners))
+            self.add(entry, passage_problem(entry, info, self.owners))
         if exists:
             entry, info = found[-1]
-            self.add(rule(entry, info, self.owners))
+            self.add(entry, rule(entry, info, self.owners))
         return exists
+
+    def check_here(self, path, rule):
+        """Check ``path`` itself by ``rule``, as lstat(2) sees it: a symbolic link there is
+        judged as a link, never followed. Returns whether it exists."""
+        try:
+            info = os.lstat(path)
+        except FileNotFoundError:
+            return False
+        except OSError as error:
+            self.add(path, f"{shown(path)}: {error.strerror}")
+            return False
+        self.add(path, rule(path, info, self.owners))
+        return True
 
     def check_interpreter(self, head, env_path):
         """Check the interpreter named by a script's first line (``head``, bytes), and for

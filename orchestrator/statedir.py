@@ -33,35 +33,38 @@ KEPT_PREFIX = ".damaged-"
 STALE_NEW_SECONDS = 3600
 
 
-def unsafe(problems):
-    return UnsafeError("\n".join(f"unsafe state directory: {line}" for line in problems))
-
-
 def ensure_state_dir(path):
     """Create the state directory with ``runs/`` and ``locks/`` (mode 0700, and so every
     directory it has to create above them) and check that they can be trusted: UnsafeError
     (77) naming each untrusted path and its fix, StateError (73) when they cannot be made."""
     path = os.path.abspath(path)
     checker = safety.Checker()
-    # Nothing is created below a directory another user controls.
+    # Nothing is created in a directory another user controls.
     checker.check(os.path.dirname(path), safety.passage_problem)
-    if checker.problems:
-        raise unsafe(checker.problems)
+    refuse_if(checker.problems)
+    create(make_dirs, path)
+    if not os.path.isdir(path):
+        raise StateError(f"cannot create state directory {path}: something else is there")
+    checker.check(path, safety.state_rule)
+    refuse_if(checker.problems)
+    for sub in (RUNS, LOCKS):
+        create(make_dir, os.path.join(path, sub))
+        # Inside the state directory nothing is followed: runs/ and locks/ must be real.
+        checker.check_here(os.path.join(path, sub), safety.state_rule)
+    refuse_if(checker.problems)
+
+
+def refuse_if(problems):
+    if problems:
+        raise UnsafeError("\n".join(f"unsafe state directory: {line}" for line in problems))
+
+
+def create(make, path):
     try:
-        make_dirs(path)
-        for sub in (RUNS, LOCKS):
-            make_dir(os.path.join(path, sub))
+        make(path)
     except OSError as error:
-        if os.path.isdir(path):
-            checker.check(path, safety.state_rule)
-            if checker.problems:
-                raise unsafe(checker.problems) from None
         raise StateError(f"cannot create state directory {path}: "
                          f"{error.strerror or error}") from None
-    for target in (path, os.path.join(path, RUNS), os.path.join(path, LOCKS)):
-        checker.check(target, safety.state_rule)
-    if checker.problems:
-        raise unsafe(checker.problems)
 
 
 def make_dir(path):

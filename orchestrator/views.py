@@ -116,25 +116,27 @@ def print_history(runs, out=None):
         exit_code = "" if run["exit_code"] is None else run["exit_code"]
         duration = "" if run["duration"] is None else f"{run['duration']:.1f}s"
         command = ("[no-hooks] " if run["no_hooks"] else "") + (run["command"] or "")
-        out.write(f"{run['id']:24} {run['event']:10} {run['status']:11} {exit_code:>4} "
-                  f"{duration:>9}  {command}\n")
+        out.write(f"{display_name(run['id']):24} {run['event']:10} {run['status']:11} "
+                  f"{exit_code:>4} {duration:>9}  {display_name(command)}\n")
 
 
 def print_run(run, out=None):
     out = out or sys.stdout
     for key in ("id", "event", "status", "exit_code", "command", "started", "finished",
                 "duration", "no_hooks", "error"):
-        out.write(f"{key + ':':11} {'' if run[key] is None else run[key]}\n")
+        out.write(f"{key + ':':11} {'' if run[key] is None else display_name(str(run[key]))}\n")
     out.write("tasks:\n")
     for task, output in zip(run["tasks"], run["outputs"]):
         exit_code = "" if task["exit_code"] is None else f" exit {task['exit_code']}"
-        reason = f" ({task['reason']})" if task["reason"] else ""
-        out.write(f"  {task['phase']}/{task['name']}: {task['status']}{exit_code}{reason}, "
+        reason = f" ({display_name(task['reason'])})" if task["reason"] else ""
+        out.write(f"  {task['phase']}/{display_name(task['name'])}: {task['status']}"
+                  f"{exit_code}{reason}, "
                   f"{task['attempts']} attempt(s), {task['duration'] or 0:.2f}s, "
                   f"cpu {task['cpu_seconds'] or 0:.2f}s, "
                   f"max rss {rss_text(task['max_rss_bytes'])}\n")
-        for line in (output or "").splitlines()[-5:]:
-            out.write(f"      | {line}\n")
+        for line in (output or "").split("\n")[-5:]:
+            if line:
+                out.write(f"      | {display_name(line)}\n")
 
 
 def rss_text(value):

@@ -108,5 +108,15 @@ def show_last(tree, *extra):
     return json.loads(result.stdout)
 
 
+def require(found, what):
+    """``found`` if it is truthy; else skip the test, or fail it under HOOKRUN_REQUIRE_TOOLS=1."""
+    if found:
+        return found
+    message = f"{what} is not installed"
+    if os.environ.get("HOOKRUN_REQUIRE_TOOLS") == "1":
+        pytest.fail(f"{message} (HOOKRUN_REQUIRE_TOOLS=1)")
+    pytest.skip(message)
+
+
 def make_unwritable_for_others(path):
     path.chmod(path.stat().st_mode & ~(stat.S_IWGRP | stat.S_IWOTH))

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import require
+
 EXAMPLE = Path(__file__).resolve().parents[2] / "hooks.d.example"
 PHASE_DIRS = ("pre-backup.d", "post-backup.d", "on-error.d", "on-success.d", "finally.d")
 # Generous upper bound for one subprocess: a slow CI must not flake, a hang must not hang.
@@ -36,16 +38,6 @@ FOREIGN_ENV = re.compile(r"(PG|MYSQL|RESTIC_|HOOKRUN_|BACKUP_|HEALTHCHECK|MIN_FR
 
 
 # Tools
-
-def require(found, what):
-    """``found`` if it is truthy; else skip the test, or fail it under HOOKRUN_REQUIRE_TOOLS=1."""
-    if found:
-        return found
-    message = f"{what} is not installed"
-    if os.environ.get("HOOKRUN_REQUIRE_TOOLS") == "1":
-        pytest.fail(f"{message} (HOOKRUN_REQUIRE_TOOLS=1)")
-    pytest.skip(message)
-
 
 def hookrun_path():
     found = shutil.which("hookrun")
