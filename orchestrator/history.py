@@ -7,6 +7,7 @@ commit.
 
 import os
 import sqlite3
+import time
 
 from orchestrator.errors import HookrunError, StateError
 from orchestrator.outcome import RunStatus
@@ -28,6 +29,9 @@ RUN_FIELDS = ("id", "event", "status", "exit_code", "command", "started", "finis
 TASK_FIELDS = ("phase", "name", "status", "exit_code", "attempts", "started", "duration",
                "cpu_seconds", "max_rss_bytes", "reason")
 BUSY_TIMEOUT = 30.0
+SQLITE_CORRUPT = 11
+SQLITE_NOTADB = 26
+COMPANIONS = ("-wal", "-shm", "-journal")
 
 
 def text(value):
@@ -77,63 +81,147 @@ class NoHistory:
 
 
 def open_history(path, warn):
-    """History at ``path``; if it cannot be opened, ``warn`` says so and NoHistory stands in."""
+    """History at ``path``; if it cannot be opened, ``warn`` says so and NoHistory stands in.
+    A damaged one is moved aside (``warn`` says where) and a new one started."""
     try:
-        return History(path)
+        return History(path, warn)
     except StateError as error:
         warn(f"{error}; this run will not be recorded")
         return NoHistory()
 
 
+def damaged(error):
+    """Whether an sqlite3 error says the file is damaged or is no database at all (rather
+    than busy, read-only or full)."""
+    code = getattr(error, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (SQLITE_CORRUPT, SQLITE_NOTADB)
+    text = str(error)
+    return "malformed" in text or "not a database" in text
+
+
+def check_companions(path):
+    """SQLite opens ``path``-wal, -shm and -journal by name: refuse (StateError) to use a
+    history one of whose companions is a link or not hookrun's own."""
+    from orchestrator.files import own_file_problem
+
+    for suffix in COMPANIONS:
+        try:
+            info = os.lstat(path + suffix)
+        except FileNotFoundError:
+            continue
+        problem = own_file_problem(path + suffix, info)
+        if problem:
+            raise StateError(f"cannot open history {path}: {problem}")
+
+
 class History:
-    """Open (creating if needed, mode 0600) the history database at ``path``."""
+    """The history database at ``path``, created (mode 0600) if needed. One that SQLite finds
+    damaged, now or at any later statement, is moved aside as ``history.sqlite3.corrupt-TIME``
+    and a new one started, with ``warn`` told; a history that cannot be used otherwise is a
+    StateError."""
 
     @classmethod
-    def existing(cls, path):
-        """The history at ``path`` if there is one, else None (nothing is created)."""
-        return cls(path) if os.path.exists(path) else None
+    def existing(cls, path, warn=None):
+        """The history at ``path`` if there is one, else None (nothing is created). Without
+        ``warn``, a damaged one is an error rather than moved aside."""
+        return cls(path, warn) if os.path.lexists(path) else None
 
-    def __init__(self, path):
+    def __init__(self, path, warn=None):
         self.path = path
+        self.warn = warn
+        self.db = None
+        self.identity = None
+        self.attempt(self.open)
+
+    def open(self):
+        from orchestrator.files import open_own
+
+        check_companions(self.path)
         try:
-            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
-            self.db = sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None)
-            # WAL: readers never block a run, and a commit needs no fsync of its own; a power
-            # loss may lose the last transaction, never leave half of one.
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.executescript(SCHEMA)
-        except (OSError, sqlite3.Error) as error:
-            raise StateError(f"cannot open history {path}: {error}") from None
+            fd = open_own(self.path, os.O_RDWR | os.O_CREAT)
+        except OSError as error:
+            raise StateError(f"cannot open history {self.path}: "
+                             f"{error.strerror or error}") from None
+        info = os.fstat(fd)
+        self.identity = (info.st_dev, info.st_ino)
+        os.close(fd)
+        self.db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None)
         self.db.row_factory = sqlite3.Row
+        # WAL: readers never block a run, and a commit needs no fsync of its own; a power
+        # loss may lose the last transaction, never leave half of one.
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(SCHEMA)
+
+    def attempt(self, action):
+        """``action()``; if SQLite finds the history damaged, move it aside, start a new one
+        and try once more. Other SQLite errors become StateError."""
+        try:
+            try:
+                return action()
+            except sqlite3.DatabaseError as error:
+                if not (damaged(error) and self.warn):
+                    raise
+                self.move_aside(error)
+                self.open()
+                return action()
+        except sqlite3.Error as error:
+            raise StateError(f"cannot use history {self.path}: {error}") from None
+
+    def move_aside(self, error):
+        self.close()
+        try:
+            now = os.stat(self.path)
+        except OSError:
+            now = None
+        # Another run may have moved it aside and started a new one meanwhile: keep that.
+        if now is not None and (now.st_dev, now.st_ino) == self.identity:
+            aside = f"{self.path}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}"
+            for suffix in ("",) + COMPANIONS:
+                try:
+                    os.rename(self.path + suffix, aside + suffix)
+                except FileNotFoundError:
+                    pass
+            self.warn(f"history {self.path} is damaged ({error}): moved aside to {aside}, "
+                      "a new one started")
 
     def close(self):
-        self.db.close()
+        if self.db is not None:
+            self.db.close()
+            self.db = None
+
+    def query(self, sql, params=()):
+        return self.attempt(lambda: self.db.execute(sql, params).fetchall())
 
     def write(self, statements):
-        """Run ``[(sql, params), ...]`` in one transaction; SQLite errors become StateError."""
-        try:
+        """Run the statements that ``statements()`` returns, ``[(sql, params), ...]``, in one
+        transaction (built inside it, so that a retry in a new history builds them anew)."""
+        def transaction():
             with self.db:
                 self.db.execute("BEGIN IMMEDIATE")
-                for sql, params in statements:
+                for sql, params in statements():
                     self.db.execute(sql, params)
-        except sqlite3.Error as error:
-            raise StateError(f"cannot write history {self.path}: {error}") from None
+        self.attempt(transaction)
 
     def start_run(self, run_id, event, command, started, no_hooks):
-        self.write([("INSERT INTO runs (id, event, status, command, started, no_hooks, pid) "
-                     "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                     (run_id, event, RunStatus.RUNNING.value, text(command), started,
-                      int(no_hooks), os.getpid()))])
+        self.write(lambda: [(
+            "INSERT INTO runs (id, event, status, command, started, no_hooks, pid) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (run_id, event, RunStatus.RUNNING.value, text(command), started, int(no_hooks),
+             os.getpid()))])
 
     def finish_run(self, record, tasks):
-        """Complete the row of ``record`` (see run_record) and add ``tasks``, in one
-        transaction."""
-        statements = [("UPDATE runs SET status = ?, exit_code = ?, finished = ?, duration = ?, "
-                       "error = ? WHERE id = ?",
-                       (record["status"], record["exit_code"], record["finished"],
-                        record["duration"], record["error"], record["id"]))]
-        self.write(statements + self.task_inserts(record["id"], tasks))
+        """Complete the row of ``record`` (see run_record; written anew if the history was
+        started afresh meanwhile) and add ``tasks``, in one transaction."""
+        values = [record[key] for key in RUN_FIELDS]
+        values[RUN_FIELDS.index("no_hooks")] = int(record["no_hooks"])
+        self.write(lambda: [(
+            f"INSERT INTO runs ({', '.join(RUN_FIELDS)}) VALUES ({', '.join('?' * len(values))}) "
+            "ON CONFLICT(id) DO UPDATE SET status = excluded.status, "
+            "exit_code = excluded.exit_code, finished = excluded.finished, "
+            "duration = excluded.duration, error = excluded.error", values)]
+            + self.task_inserts(record["id"], tasks))
 
     def task_inserts(self, run_id, tasks):
         first = self.next_seq(run_id)
@@ -146,35 +234,42 @@ class History:
                               (run_id,)).fetchone()
         return row[0] + 1
 
-    def add_recovered(self, run_id, tasks):
-        """Mark a dead run ``interrupted`` (if it was still ``running``) and add its replayed
-        cleanups as ``recover`` tasks."""
-        statements = [("UPDATE runs SET status = ? WHERE id = ? AND status = ?",
-                       (RunStatus.INTERRUPTED.value, run_id, RunStatus.RUNNING.value))]
-        self.write(statements + self.task_inserts(run_id, tasks))
+    def add_recovered(self, run_id, event, tasks):
+        """Mark a dead run ``interrupted`` (if it was still ``running``; a row is made if the
+        history has none) and add its replayed cleanups as ``recover`` tasks."""
+        interrupted = RunStatus.INTERRUPTED.value
+        self.write(lambda: [
+            ("INSERT OR IGNORE INTO runs (id, event, status, started) VALUES (?, ?, ?, ?)",
+             (run_id, event or "", interrupted, "")),
+            ("UPDATE runs SET status = ? WHERE id = ? AND status = ?",
+             (interrupted, run_id, RunStatus.RUNNING.value))]
+            + self.task_inserts(run_id, tasks))
 
     def previous(self, event, before_id):
         """(id, status) of the last run of ``event`` before ``before_id``, or (None, None)."""
-        row = self.db.execute("SELECT id, status FROM runs WHERE event = ? AND id != ? "
-                              "ORDER BY rowid DESC LIMIT 1", (event, before_id)).fetchone()
-        return (row["id"], row["status"]) if row else (None, None)
+        rows = self.query("SELECT id, status FROM runs WHERE event = ? AND id != ? "
+                          "ORDER BY rowid DESC LIMIT 1", (event, before_id))
+        return (rows[0]["id"], rows[0]["status"]) if rows else (None, None)
 
     def last_success(self, event):
         """Unix time at which the last ``success`` or ``warning`` run of ``event`` ended."""
         import datetime
 
-        row = self.db.execute("SELECT finished FROM runs WHERE event = ? AND status IN "
-                              "('success', 'warning') AND finished IS NOT NULL "
-                              "ORDER BY rowid DESC LIMIT 1", (event,)).fetchone()
-        if row is None:
+        rows = self.query("SELECT finished FROM runs WHERE event = ? AND status IN "
+                          "('success', 'warning') AND finished IS NOT NULL "
+                          "ORDER BY rowid DESC LIMIT 1", (event,))
+        if not rows:
             return None
-        return round(datetime.datetime.fromisoformat(row[0]).timestamp(), 3)
+        try:
+            return round(datetime.datetime.fromisoformat(rows[0][0]).timestamp(), 3)
+        except ValueError:
+            return None
 
     def runs(self, event=None, limit=20):
         """The last ``limit`` runs (newest first) as JSON-ready dicts, with their tasks."""
         where, params = ("WHERE event = ?", [event]) if event else ("", [])
-        rows = self.db.execute(f"SELECT * FROM runs {where} ORDER BY rowid DESC LIMIT ?",
-                               params + [limit]).fetchall()
+        rows = self.query(f"SELECT * FROM runs {where} ORDER BY rowid DESC LIMIT ?",
+                          params + [limit])
         return [self.as_dict(row) for row in rows]
 
     def get(self, run_id, event=None):
@@ -184,18 +279,17 @@ class History:
             if not found:
                 raise HookrunError("no runs recorded yet", 1)
             return found[0]
-        row = self.db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
-        if row is None:
+        rows = self.query("SELECT * FROM runs WHERE id = ?", (run_id,))
+        if not rows:
             raise HookrunError(f"no run with id {run_id!r}", 1)
-        return self.as_dict(row)
+        return self.as_dict(rows[0])
 
     def as_dict(self, row):
         """The JSON shape of design.md section 4; the tasks' last output lines are kept apart
         in ``run["outputs"]`` (same order), which callers drop from JSON."""
         run = {key: row[key] for key in RUN_FIELDS}
         run["no_hooks"] = bool(run["no_hooks"])
-        tasks = self.db.execute("SELECT * FROM tasks WHERE run_id = ? ORDER BY seq",
-                                (row["id"],)).fetchall()
+        tasks = self.query("SELECT * FROM tasks WHERE run_id = ? ORDER BY seq", (row["id"],))
         run["tasks"] = [{key: task[key] for key in TASK_FIELDS} for task in tasks]
         run["outputs"] = [task["output"] for task in tasks]
         return run

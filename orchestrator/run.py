@@ -152,7 +152,7 @@ def recover(engine, history, state_dir):
         found = [run.record for run in runs]
         if dead.meta.get("recorded", True):
             try:
-                history.add_recovered(dead_id, found)
+                history.add_recovered(dead_id, dead.meta.get("event"), found)
             except StateError as error:
                 engine.reporter.warn(str(error))
         records.extend(found)
@@ -472,22 +472,23 @@ def previous_run(ctx):
 
     try:
         history = History.existing(os.path.join(ctx.state_dir, c.HISTORY_NAME))
+        if history is None:
+            return None, None
+        try:
+            return history.previous(ctx.event, "")
+        finally:
+            history.close()
     except StateError:
-        history = None
-    if history is None:
         return None, None
-    try:
-        return history.previous(ctx.event, "")
-    finally:
-        history.close()
 
 
 def recover_command(ctx):
     """``hookrun recover``: run the pending cleanups of crashed runs; returns 0."""
-    from orchestrator.history import History
+    from orchestrator.history import open_history
 
     with Session(ctx, new_run_id()) as session:
-        history = History(os.path.join(ctx.state_dir, c.HISTORY_NAME))
+        history = open_history(os.path.join(ctx.state_dir, c.HISTORY_NAME),
+                               session.reporter.warn)
         engine = session.open_run(recorded=False)
         try:
             records = recover(engine, history, ctx.state_dir)

@@ -1,11 +1,14 @@
 """Shared fixtures: a hooks tree in tmp_path with scripts written by the test."""
 
+import http.server
 import json
 import os
 import stat
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 
 import pytest
 
@@ -120,3 +123,36 @@ def require(found, what):
 
 def make_unwritable_for_others(path):
     path.chmod(path.stat().st_mode & ~(stat.S_IWGRP | stat.S_IWOTH))
+
+
+class Recorder(http.server.BaseHTTPRequestHandler):
+    requests = None
+    delay = 0.0
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        time.sleep(self.delay)
+        self.requests.append((self.path, body.decode("utf-8", "replace")))
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"OK")
+
+    do_GET = do_POST
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def checker():
+    """A healthchecks-style server on 127.0.0.1 recording (path, body) of each request."""
+    handler = type("Handler", (Recorder,), {"requests": []})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    server.url = f"http://127.0.0.1:{server.server_address[1]}/ping/abc"
+    server.requests = handler.requests
+    server.handler = handler
+    yield server
+    server.shutdown()
+    server.server_close()

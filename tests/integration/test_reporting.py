@@ -1,14 +1,12 @@
 """What the operator sees: terminal, log, accounting, metrics and notifications
 (design.md section 4)."""
 
-import http.server
 import json
 import os
 import pty
 import select
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
@@ -72,39 +70,6 @@ def test_unwritable_metrics_file_is_a_warning(tree):
     result = run_hookrun("run", *tree.args("--metrics-file", "/nonexistent/dir/x.prom"), "--",
                          "true")
     assert result.returncode == 0 and "metrics" in result.stderr
-
-
-class Recorder(http.server.BaseHTTPRequestHandler):
-    requests = None
-    delay = 0.0
-
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        time.sleep(self.delay)
-        self.requests.append((self.path, body.decode("utf-8", "replace")))
-        self.send_response(200)
-        self.end_headers()
-        self.wfile.write(b"OK")
-
-    do_GET = do_POST
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def checker():
-    """A healthchecks-style server on 127.0.0.1 recording (path, body) of each request."""
-    handler = type("Handler", (Recorder,), {"requests": []})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    server.url = f"http://127.0.0.1:{server.server_address[1]}/ping/abc"
-    server.requests = handler.requests
-    server.handler = handler
-    yield server
-    server.shutdown()
-    server.server_close()
 
 
 @pytest.mark.parametrize("argv, hook_code, end_path", [

@@ -195,11 +195,25 @@ def test_a_full_disk_stops_the_log_but_not_the_run_or_its_cleanups(tree):
     assert tree.read("cleaned") == ""
 
 
-def test_a_history_that_cannot_be_written_is_reported_and_the_run_goes_on(tree):
+def test_a_history_that_cannot_be_opened_is_reported_and_the_run_goes_on(tree):
+    tree.hook("pre-backup.d/10-a", f'hookrun defer touch "{tree.marks}/cleaned"')
+    tree.state.mkdir(mode=0o700)
+    (tree.state / "history.sqlite3").mkdir()
+    result = run_hookrun("run", *tree.args(), "--", "true")
+    assert result.returncode == 0
+    assert "not be recorded" in result.stderr
+    assert tree.read("cleaned") == ""
+
+
+def test_a_history_that_is_no_database_is_moved_aside_and_a_new_one_started(tree):
     tree.hook("pre-backup.d/10-a", f'hookrun defer touch "{tree.marks}/cleaned"')
     tree.state.mkdir(mode=0o700)
     (tree.state / "history.sqlite3").write_bytes(b"this is not a database" * 100)
     result = run_hookrun("run", *tree.args(), "--", "true")
     assert result.returncode == 0
-    assert "not be recorded" in result.stderr or "not recorded" in result.stderr
+    assert "moved aside" in result.stderr
     assert tree.read("cleaned") == ""
+    aside = [p.name for p in tree.state.iterdir() if ".corrupt-" in p.name]
+    assert len(aside) == 1
+    assert (tree.state / aside[0]).read_bytes() == b"this is not a database" * 100
+    assert show_last(tree)["status"] == "success"
