@@ -7,7 +7,7 @@ import sys
 
 from orchestrator import __version__
 from orchestrator import constants as c
-from orchestrator.errors import HookrunError, UsageError
+from orchestrator.errors import HookrunError, StateError, UsageError
 
 INTERNAL_ERROR = 70
 
@@ -94,13 +94,25 @@ def build_parser():
     recover.set_defaults(handler=do_recover)
 
     history = sub.add_parser("history", parents=common, help="list recent runs")
-    history.add_argument("-n", type=int, default=20, metavar="N", help="how many (default 20)")
+    history.add_argument("-n", type=count, default=20, metavar="N",
+                         help="how many (default 20)")
     history.set_defaults(handler=do_history)
 
     show = sub.add_parser("show", parents=common, help="show one run and its tasks")
     show.add_argument("run_id", metavar="RUN_ID|last")
     show.set_defaults(handler=do_show)
     return parser
+
+
+MAX_COUNT = 1_000_000
+
+
+def count(text):
+    """A whole number of runs, 0 to MAX_COUNT, for ``history -n``."""
+    if not text.strip().isdigit() or int(text) > MAX_COUNT:
+        raise argparse.ArgumentTypeError(f"invalid count {text!r} (a whole number from 0 "
+                                         f"to {MAX_COUNT})")
+    return int(text)
 
 
 def strip_separator(command):
@@ -120,7 +132,7 @@ def do_run(args):
     from orchestrator.context import build_context
     from orchestrator.run import Run
 
-    ctx = build_context(args)
+    ctx = build_context(args, need_hooks=not args.no_hooks)
     run = Run(ctx, strip_separator(args.command), no_hooks=args.no_hooks, dry_run=args.dry_run,
               wait=wait_seconds(args.wait))
     return run.execute()
@@ -179,15 +191,18 @@ def do_recover(args):
     from orchestrator.context import build_context
     from orchestrator.run import recover_command
 
-    return recover_command(build_context(args))
+    return recover_command(build_context(args, need_hooks=False))
 
 
 def open_history(args):
     from orchestrator.context import build_context
     from orchestrator.history import History
 
-    ctx = build_context(args)
-    history = History.existing(os.path.join(ctx.state_dir, c.HISTORY_NAME))
+    ctx = build_context(args, need_hooks=False)
+    try:
+        history = History.existing(os.path.join(ctx.state_dir, c.HISTORY_NAME))
+    except StateError as error:
+        raise HookrunError(f"{error} (the next run moves a damaged history aside)", 1) from None
     if history is None:
         raise HookrunError(f"no history yet in {ctx.state_dir}", 1)
     return ctx, history
@@ -197,7 +212,7 @@ def do_history(args):
     from orchestrator import views
 
     ctx, history = open_history(args)
-    runs = history.runs(args.event, max(args.n, 0))
+    runs = history.runs(args.event, args.n)
     if args.json:
         views.dump_json([views.public(run) for run in runs])
     else:

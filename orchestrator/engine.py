@@ -299,7 +299,10 @@ class Engine:
         import json
 
         path = self.run_dir.file("record.json")
-        write_private(path, json.dumps(record, ensure_ascii=False).encode())
+        try:
+            write_private(path, json.dumps(record, ensure_ascii=False).encode())
+        except OSError as error:
+            return f"notify_command not run: cannot write {path}: {error.strerror or error}"
         where = f"notify/{display_name(argv[0])}"
         output = self.reporter.sink(where)
         with open(path, "rb") as stdin:

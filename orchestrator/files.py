@@ -56,9 +56,19 @@ def write_private(path, data):
     held there. Not synced: what is written this way only serves the live run."""
     fd = open_own(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
     try:
-        os.write(fd, data)
+        write_all(fd, data)
     finally:
         os.close(fd)
+
+
+def write_all(fd, data):
+    """Write all of ``data``; OSError (ENOSPC) when the disk takes only part of it."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        if not written:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        view = view[written:]
 
 
 def foreign_links(path, euid=None):

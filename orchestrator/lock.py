@@ -48,8 +48,11 @@ class EventLock:
                 break
             # Deleted or replaced while we waited for it: the lock that counts is the new one.
             os.close(fd)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError:
+            pass  # a full disk: the lock holds all the same; its holder reads as unknown
         self.fd = fd
         return True
 

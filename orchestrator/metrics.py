@@ -1,13 +1,17 @@
 """The Prometheus textfile-collector file (design.md section 4).
 
 Several events share one file: the series of other events are read back and kept, this
-event's are replaced. The file is written to a temporary name and renamed, so the collector
-never reads half a file.
+event's are replaced, under an flock of the file's directory, so that concurrent runs of
+different events keep each other's series. The file is written to a temporary name and
+renamed, so the collector never reads half a file.
 """
 
+import errno
+import fcntl
 import os
 import re
 import tempfile
+import time
 
 RUN_STATUSES = ("success", "warning", "failure", "skipped", "interrupted")
 TASK_STATUSES = ("ok", "failed", "timeout", "aborted", "skipped")
@@ -22,6 +26,9 @@ HELP = {
     "hookrun_hook_status": "1 for the status of each task of the last run, 0 for the others.",
 }
 SAMPLE_RE = re.compile(r'^(hookrun_[a-z_]+)(\{.*\})? (\S+)$')
+LOCK_WAIT = 10.0  # the lock is held for one read and one write of a small file
+LOCK_STEP = 0.01
+MAX_READ = 16 << 20  # what is read back of an existing file
 
 
 def escape(value):
@@ -64,13 +71,14 @@ def other_events_samples(path, event):
     mine = f'event="{escape(event)}"'
     kept = []
     try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            for line in handle:
-                match = SAMPLE_RE.match(line.rstrip("\n"))
-                if match and mine not in (match.group(2) or ""):
-                    kept.append((match.group(1), match.group(2) or "", match.group(3)))
+        with open(path, "rb") as handle:
+            text = handle.read(MAX_READ).decode("utf-8", "replace")
     except FileNotFoundError:
-        pass
+        return kept
+    for line in text.split("\n"):
+        match = SAMPLE_RE.match(line)
+        if match and mine not in (match.group(2) or ""):
+            kept.append((match.group(1), match.group(2) or "", match.group(3)))
     return kept
 
 
@@ -87,15 +95,35 @@ def render(samples):
 
 
 def write_metrics(path, event, **run):
-    """Replace ``event``'s series in the textfile at ``path``; OSError if it cannot."""
-    samples = other_events_samples(path, event) + run_samples(event, **run)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, temporary = tempfile.mkstemp(prefix=".hookrun-", suffix=".prom.tmp", dir=directory)
+    """Replace ``event``'s series in the textfile at ``path`` (a link, which the checks of
+    the run found trusted, is followed once, here); OSError if it cannot."""
+    path = os.path.realpath(path)
+    directory = os.path.dirname(path)
+    lock = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(render(samples))
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
+        hold(lock)
+        samples = other_events_samples(path, event) + run_samples(event, **run)
+        fd, temporary = tempfile.mkstemp(prefix=".hookrun-", suffix=".prom.tmp", dir=directory)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(render(samples))
+            os.chmod(temporary, 0o644)
+            os.replace(temporary, path)
+        except BaseException:
+            os.unlink(temporary)
+            raise
+    finally:
+        os.close(lock)
+
+
+def hold(fd):
+    """flock ``fd``, waiting at most LOCK_WAIT; OSError if another writer holds it longer."""
+    deadline = time.monotonic() + LOCK_WAIT
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise OSError(errno.EWOULDBLOCK, "another run held its lock too long") from None
+            time.sleep(LOCK_STEP)

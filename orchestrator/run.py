@@ -95,19 +95,25 @@ class Session:
     def open_run(self, command=(), recorded=True):
         """Create the run's directory (locked for its life) and the Engine that runs its
         tasks. ``recorded`` False: no history row belongs to it (phase, recover). A run that
-        holds the event lock gives way (LockBusy, 75) to an older live run of its event:
-        that one holds the lock too, if its lock file was deleted under it."""
+        holds the event lock gives way (LockBusy, 75) to any other live run of its event:
+        that one took the lock too, so the lock file was deleted under it. (Two that start
+        in the same instant of such a deletion may both give way: never both run.)"""
         exclusive = self.lock is not None
         run_dir = RunDir.create(self.ctx.state_dir, self.run_id, {
             "run_id": self.run_id, "event": self.ctx.event, "recorded": recorded,
             "exclusive": exclusive, "pid": os.getpid()})
         if exclusive:
-            older = [meta for meta in live_rivals(self.ctx.state_dir, run_dir)
-                     if str(meta.get("run_id", "")) < self.run_id]
-            if older:
+            rivals = live_rivals(self.ctx.state_dir, run_dir)
+            if rivals:
                 run_dir.remove()
-                raise self.lock.busy(holder=older[0].get("pid"))
-        return Engine(self.ctx, self.reporter, self.supervisor, self.run_id, run_dir, command)
+                raise self.lock.busy(holder=rivals[0].get("pid"))
+        try:
+            return Engine(self.ctx, self.reporter, self.supervisor, self.run_id, run_dir,
+                          command)
+        except OSError as error:
+            run_dir.remove()
+            raise StateError(f"cannot create the cleanup journal in {run_dir.path}: "
+                             f"{error.strerror or error}") from None
 
     def close_run(self, engine):
         """Remove the run's directory, unless a second signal left cleanups pending in it

@@ -19,7 +19,7 @@ import time
 
 from orchestrator import safety
 from orchestrator.errors import StateError, UnsafeError
-from orchestrator.files import NEW, PRIVATE, open_own
+from orchestrator.files import NEW, PRIVATE, open_own, write_all
 
 RUNS = "runs"
 LOCKS = "locks"
@@ -128,6 +128,7 @@ class RunDir:
         runs = os.path.join(state_dir, RUNS)
         hidden = os.path.join(runs, NEW_PREFIX + run_id)
         final = os.path.join(runs, run_id)
+        lock_fd = None
         try:
             os.mkdir(hidden, 0o700)
             lock_fd = os.open(os.path.join(hidden, OWNER_LOCK), os.O_RDWR | NEW, PRIVATE)
@@ -135,6 +136,9 @@ class RunDir:
             write_new(os.path.join(hidden, META), json.dumps(meta).encode())
             os.rename(hidden, final)
         except OSError as error:
+            shutil.rmtree(hidden, ignore_errors=True)
+            if lock_fd is not None:
+                os.close(lock_fd)
             raise StateError(f"cannot create run directory in {runs}: "
                              f"{error.strerror or error}") from None
         return cls(final, lock_fd, meta)
@@ -170,7 +174,7 @@ class RunDir:
 def write_new(path, data):
     fd = os.open(path, os.O_WRONLY | NEW, PRIVATE)
     try:
-        os.write(fd, data)
+        write_all(fd, data)
     finally:
         os.close(fd)
 
