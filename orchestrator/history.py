@@ -72,6 +72,9 @@ class NoHistory:
     def last_success(self, *args):
         return None
 
+    def recent_task_statuses(self, *args):
+        return []
+
     def close(self):
         pass
 
@@ -169,6 +172,24 @@ class History:
         if row is None:
             return None
         return round(datetime.datetime.fromisoformat(row[0]).timestamp(), 3)
+
+    def recent_task_statuses(self, event, before_id, limit):
+        """The task statuses of the last ``limit`` finished runs of ``event`` other than
+        ``before_id``, newest first: one ``{(phase, name): status}`` per run that has tasks
+        (a name's first task in the run). [] when the history cannot be read."""
+        try:
+            rows = self.db.execute(
+                "SELECT t.run_id, t.phase, t.name, t.status FROM tasks t JOIN "
+                "(SELECT id, rowid AS position FROM runs WHERE event = ? AND id != ? "
+                "AND status != ? ORDER BY rowid DESC LIMIT ?) recent ON t.run_id = recent.id "
+                "ORDER BY recent.position DESC, t.seq",
+                (event, before_id, RunStatus.RUNNING.value, limit)).fetchall()
+        except sqlite3.Error:
+            return []
+        runs = {}
+        for run_id, phase, name, status in rows:
+            runs.setdefault(run_id, {}).setdefault((phase, name), status)
+        return list(runs.values())
 
     def runs(self, event=None, limit=20):
         """The last ``limit`` runs (newest first) as JSON-ready dicts, with their tasks."""

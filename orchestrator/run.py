@@ -373,13 +373,14 @@ class Run:
             self.reporter.warn(problem)
 
     def write_metrics(self, status, code, duration):
-        from orchestrator.metrics import write_metrics
+        from orchestrator.metrics import STREAK_RUNS, write_metrics
 
+        earlier = self.history.recent_task_statuses(self.ctx.event, self.run_id, STREAK_RUNS)
         try:
             write_metrics(self.ctx.metrics_file, self.ctx.event, status=status.value,
                           exit_code=code, finished=round(time.time(), 3), duration=duration,
                           last_success=self.history.last_success(self.ctx.event),
-                          tasks=self.tasks)
+                          tasks=self.tasks, earlier=earlier)
         except OSError as error:
             self.reporter.warn(f"cannot write metrics file {self.ctx.metrics_file}: "
                                f"{error.strerror or error}")
