@@ -128,10 +128,12 @@ class Servers:
             f"--web.listen-address=127.0.0.1:{port}"], port, "/metrics")
 
     def pushgateway(self):
-        """A Pushgateway keeping its metrics in memory only."""
+        """A Pushgateway persisting into the test's directory (Debian's default is a file in
+        /var/lib/prometheus, which would carry groups over from one test to the next)."""
         port = free_port()
         return self.start("pushgateway", [
-            program("pushgateway"), f"--web.listen-address=127.0.0.1:{port}"], port, "/-/ready")
+            program("pushgateway"), f"--web.listen-address=127.0.0.1:{port}",
+            f"--persistence.file={self.base / 'pushgateway.data'}"], port, "/-/ready")
 
     def prometheus(self, scrape_configs, rules=None):
         """Prometheus scraping and evaluating every second; ``rules`` is the path of a rules
