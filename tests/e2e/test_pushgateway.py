@@ -67,8 +67,12 @@ def test_two_events_land_in_their_own_groups_and_prometheus_reads_both(tree, ser
 
     prometheus = servers.prometheus([scrape_config("pushgateway", gateway, honor_labels=True)])
     promql = 'hookrun_last_run_status{job="hookrun"} == 1'
-    found = poll(promql, lambda: (lambda r: r if len(r) == 2 else None)(query(prometheus,
-                                                                              promql)))
+
+    def both_events():
+        found = query(prometheus, promql)
+        return found if len(found) == 2 else None
+
+    found = poll(f"{promql}: two series", both_events)
     assert sorted((labels["event"], labels["status"], labels["instance"])
                   for labels, _value in found) == [("backup", "success", host),
                                                    ("prune", "failure", host)]
