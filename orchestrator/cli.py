@@ -67,6 +67,8 @@ def build_parser():
                      help="timeout of the command (default none; expiry exits 124)")
     run.add_argument("--metrics-file", metavar="FILE", help="Prometheus textfile to write")
     run.add_argument("--notify-url", metavar="URL", help="healthchecks-style URL to ping")
+    run.add_argument("--metrics-push-url", metavar="URL",
+                     help="Prometheus Pushgateway to push the metrics to")
     run.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND [ARG...]")
     run.set_defaults(handler=do_run)
 
@@ -234,7 +236,7 @@ def do_show(args):
 
 VALUE_OPTIONS = {"-d", "--hooks-dir", "-c", "--config", "--state-dir", "-e", "--event",
                  "--log-file", "--timeout", "--kill-grace", "--color", "--command-timeout",
-                 "--metrics-file", "--notify-url", "-n", "--status"}
+                 "--metrics-file", "--notify-url", "-n", "--status", "--metrics-push-url"}
 
 
 def prepare(argv):

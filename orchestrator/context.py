@@ -40,6 +40,7 @@ class Context:
     quiet: bool = False
     verbose: bool = False
     json: bool = False
+    metrics_push_url: object = None
 
 
 def default_hooks_dir():
@@ -123,7 +124,9 @@ def build_context(args, event=None, need_hooks=True):
         notify_command=config.get("notify_command"), path=config.get("path"),
         umask=first(config.get("umask"), -1), color=option(args, "color") or "auto",
         quiet=bool(option(args, "quiet")), verbose=bool(option(args, "verbose")),
-        json=bool(option(args, "json")))
+        json=bool(option(args, "json")),
+        metrics_push_url=(parse_option(option(args, "metrics_push_url"), settings.parse_url,
+                                       "metrics_push_url") or config.get("metrics_push_url")))
 
 
 def first(*values):

@@ -76,6 +76,9 @@ class NoHistory:
     def last_success(self, *args):
         return None
 
+    def recent_task_statuses(self, *args):
+        return []
+
     def close(self):
         pass
 
@@ -264,6 +267,24 @@ class History:
             return round(datetime.datetime.fromisoformat(rows[0][0]).timestamp(), 3)
         except ValueError:
             return None
+
+    def recent_task_statuses(self, event, before_id, limit):
+        """The task statuses of the last ``limit`` finished runs of ``event`` other than
+        ``before_id``, newest first: one ``{(phase, name): status}`` per run that has tasks
+        (a name's first task in the run). [] when the history cannot be read."""
+        try:
+            rows = self.query(
+                "SELECT t.run_id, t.phase, t.name, t.status FROM tasks t JOIN "
+                "(SELECT id, rowid AS position FROM runs WHERE event = ? AND id != ? "
+                "AND status != ? ORDER BY rowid DESC LIMIT ?) recent ON t.run_id = recent.id "
+                "ORDER BY recent.position DESC, t.seq",
+                (event, before_id, RunStatus.RUNNING.value, limit))
+        except StateError:
+            return []
+        runs = {}
+        for run_id, phase, name, status in rows:
+            runs.setdefault(run_id, {}).setdefault((phase, name), status)
+        return list(runs.values())
 
     def runs(self, event=None, limit=20):
         """The last ``limit`` runs (newest first) as JSON-ready dicts, with their tasks."""

@@ -24,7 +24,15 @@ HELP = {
         "End time of the last successful run (success or warning); 0 if none.",
     "hookrun_hook_duration_seconds": "Duration of each task of the last run in seconds.",
     "hookrun_hook_status": "1 for the status of each task of the last run, 0 for the others.",
+    "hookrun_hook_consecutive_failures":
+        "Runs in a row, up to the last, in which each task failed or timed out.",
 }
+# A task that ran and did not fail ends its run of failures; one that did not run (skipped,
+# or absent from a run) neither adds to it nor ends it.
+FAILED_STATUSES = ("failed", "timeout")
+RAN_STATUSES = ("ok", "aborted")
+# How many earlier runs of an event are read back to count a task's failures in a row.
+STREAK_RUNS = 100
 SAMPLE_RE = re.compile(r'^(hookrun_[a-z_]+)(\{.*\})? (\S+)$')
 LOCK_WAIT = 10.0  # the lock is held for one read and one write of a small file
 LOCK_STEP = 0.01
@@ -41,8 +49,22 @@ def labels(**pairs):
     return "{" + ",".join(f'{key}="{escape(str(value))}"' for key, value in pairs.items()) + "}"
 
 
-def run_samples(event, status, exit_code, finished, duration, last_success, tasks):
-    """Sample lines (name, labels, value) for one run of ``event``."""
+def consecutive_failures(statuses):
+    """How many runs in a row a task failed, given its status in each run, newest first
+    (None for a run it was not part of)."""
+    count = 0
+    for status in statuses:
+        if status in FAILED_STATUSES:
+            count += 1
+        elif status in RAN_STATUSES:
+            break
+    return count
+
+
+def run_samples(event, status, exit_code, finished, duration, last_success, tasks, earlier=()):
+    """Sample lines (name, labels, value) for one run of ``event``. ``earlier`` holds the
+    task statuses of the event's earlier runs, newest first, one ``{(phase, name): status}``
+    per run, for hookrun_hook_consecutive_failures."""
     samples = [
         ("hookrun_last_run_timestamp_seconds", labels(event=event), finished),
         ("hookrun_last_run_duration_seconds", labels(event=event), duration),
@@ -63,6 +85,9 @@ def run_samples(event, status, exit_code, finished, duration, last_success, task
         samples.append(("hookrun_hook_duration_seconds", labels(**where), task.duration))
         samples += [("hookrun_hook_status", labels(**where, status=s),
                      int(s == task.status.value)) for s in TASK_STATUSES]
+        statuses = [task.status.value] + [run.get((task.phase, task.name)) for run in earlier]
+        samples.append(("hookrun_hook_consecutive_failures", labels(**where),
+                        consecutive_failures(statuses)))
     return samples
 
 

@@ -82,13 +82,16 @@ class Outcome:
 
 
 class Signals:
-    """SIGINT, SIGTERM and SIGHUP, recorded for the main loop to act on.
+    """SIGINT, SIGTERM and SIGHUP, recorded for the main loop to act on; and SIGCHLD, noted
+    so that orphans which end while a process is watched are reaped then, not when it ends.
 
-    The handler only appends the number; the wakeup pipe wakes any poll() that is waiting.
+    The handlers only append the number or set the flag; the wakeup pipe wakes any poll()
+    that is waiting.
     """
 
     def __init__(self):
         self.received = []
+        self.child_ended = False
         self.read_fd, self.write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.previous = {}
         self.previous_wakeup = None
@@ -96,6 +99,7 @@ class Signals:
     def install(self):
         for signum in FORWARDED_SIGNALS:
             self.previous[signum] = signal.signal(signum, self._handle)
+        self.previous[signal.SIGCHLD] = signal.signal(signal.SIGCHLD, self._child_ended)
         self.previous_wakeup = signal.set_wakeup_fd(self.write_fd, warn_on_full_buffer=False)
 
     def restore(self):
@@ -108,6 +112,9 @@ class Signals:
 
     def _handle(self, signum, _frame):
         self.received.append(signum)
+
+    def _child_ended(self, _signum, _frame):
+        self.child_ended = True
 
     @property
     def first(self):
@@ -285,16 +292,19 @@ class Supervisor:
         self.own_peak = vm_hwm()
         return kib > self.own_peak
 
-    def reap_orphans(self):
-        """Collect the exit status of adopted orphans that have ended (never a live hook's:
-        this is only called once the process being watched has been reaped)."""
+    def reap_orphans(self, watched=None):
+        """Collect the exit status of adopted orphans that have ended, so none stays a zombie
+        (hookrun may be PID 1 in a container). Never ``watched``'s, the process a Watch
+        waits for and reaps itself: an ended child is looked at (WNOWAIT) before its status
+        is collected."""
         while True:
             try:
-                pid, _status = os.waitpid(-1, os.WNOHANG)
+                ended = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
             except ChildProcessError:
                 return
-            if pid == 0:
+            if ended is None or ended.si_pid == watched:
                 return
+            os.waitpid(ended.si_pid, os.WNOHANG)
 
     def descendants(self, pid, cookie, also=()):
         """psutil Processes of ``pid``'s tree, of the trees of ``also``, and of the orphans
@@ -399,6 +409,9 @@ class Watch:
                 self.next_tick += c.LIVE_AFTER
             if self.pidfd is None and self.status is None:
                 self.reap(os.WNOHANG)
+            if self.signals.child_ended:
+                self.signals.child_ended = False
+                self.supervisor.reap_orphans(watched=self.proc.pid)
             self.check_signals()
             self.check_deadlines(time.monotonic())
         return self.outcome()

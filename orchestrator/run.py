@@ -403,7 +403,7 @@ class Run:
             self.reporter.console.write("stdout", json.dumps(record, ensure_ascii=False) + "\n")
         else:
             self.reporter.console.summary(status.value, self.tasks, code)
-        if self.ctx.metrics_file:
+        if self.ctx.metrics_file or self.ctx.metrics_push_url:
             self.write_metrics(status, code, duration)
         if self.ctx.notify_url or self.ctx.notify_command:
             self.notify_end(record)
@@ -415,16 +415,23 @@ class Run:
             self.reporter.warn(problem)
 
     def write_metrics(self, status, code, duration):
-        from orchestrator.metrics import write_metrics
+        """The metrics file, and the same series pushed to the Pushgateway; failures warn."""
+        from orchestrator.metrics import STREAK_RUNS, write_metrics
 
-        try:
-            write_metrics(self.ctx.metrics_file, self.ctx.event, status=status.value,
-                          exit_code=code, finished=round(time.time(), 3), duration=duration,
-                          last_success=self.history.last_success(self.ctx.event),
-                          tasks=self.tasks)
-        except OSError as error:
-            self.reporter.warn(f"cannot write metrics file {self.ctx.metrics_file}: "
-                               f"{error.strerror or error}")
+        run = dict(status=status.value, exit_code=code, finished=round(time.time(), 3),
+                   duration=duration, last_success=self.history.last_success(self.ctx.event),
+                   tasks=self.tasks, earlier=self.history.recent_task_statuses(
+                       self.ctx.event, self.run_id, STREAK_RUNS))
+        if self.ctx.metrics_file:
+            try:
+                write_metrics(self.ctx.metrics_file, self.ctx.event, **run)
+            except OSError as error:
+                self.reporter.warn(f"cannot write metrics file {self.ctx.metrics_file}: "
+                                   f"{error.strerror or error}")
+        if self.ctx.metrics_push_url:
+            from orchestrator import pushgateway
+
+            self.warn_if(pushgateway.push(self.ctx.metrics_push_url, self.ctx.event, run))
 
     def notify_end(self, record):
         """The end ping and the notify_command, fed the run's record (as ``hookrun show

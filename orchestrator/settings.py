@@ -95,6 +95,7 @@ HOOKRUN_PARSERS = {
     "state_dir": parse_text, "log_file": parse_text, "timeout": parse_duration,
     "command_timeout": parse_duration, "kill_grace": parse_duration,
     "strict_permissions": parse_bool, "metrics_file": parse_text, "notify_url": parse_url,
+    "metrics_push_url": parse_url,
     "notify_command": parse_argv, "path": parse_text, "umask": parse_umask,
     "retries": parse_retries, "retry_delay": parse_duration,
 }

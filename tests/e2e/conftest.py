@@ -1,17 +1,27 @@
-"""A real second user for the security tests: an unprivileged account that plants files
-where root's hookrun will look, and that runs hookrun itself from a virtualenv made with
-Debian's /usr/bin/python3 (an interpreter under root's 0700 home is out of its reach)."""
+"""Shared by the end-to-end tests: a real second user for the security tests (an
+unprivileged account that plants files where root's hookrun looks, and runs hookrun itself from
+a virtualenv of Debian's /usr/bin/python3, since an interpreter under root's 0700 home is out
+of its reach); and the real Prometheus programs for the fleet tests (node_exporter, Prometheus
+and the Pushgateway, each on 127.0.0.1 with a free port, its output in a log file, stopped when
+the test ends). A missing program skips a test, or fails it under HOOKRUN_REQUIRE_TOOLS=1."""
 
+import json
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import require
+from tests.e2e.test_example_tree import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 ATTACKER = "hookrun-mallory"
@@ -84,3 +94,162 @@ def user_hookrun(attacker):
         yield str(venv / "bin" / "hookrun")
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+# Generous upper bounds: a slow CI must not flake, a hang must not hang.
+START_DEADLINE = 30.0
+STOP_DEADLINE = 10.0
+POLL_DEADLINE = 60.0
+POLL_INTERVAL = 0.2
+# Debian names the programs after their packages.
+PROGRAMS = {"node_exporter": ("prometheus-node-exporter", "prometheus-node-exporter"),
+            "prometheus": ("prometheus", "prometheus"),
+            "pushgateway": ("prometheus-pushgateway", "prometheus-pushgateway")}
+
+
+def program(name):
+    """The path of a Prometheus program, or a skip (a failure under HOOKRUN_REQUIRE_TOOLS=1)."""
+    command, package = PROGRAMS[name]
+    return require(shutil.which(command), f"{command} (Debian package {package})")
+
+
+def http_get(url, params=None, timeout=10):
+    """(status, body text) of a GET; (None, reason) when nothing answers."""
+    if params:
+        url += "?" + urllib.parse.urlencode(params)
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, response.read().decode("utf-8", "replace")
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode("utf-8", "replace")
+    except (urllib.error.URLError, OSError) as error:
+        return None, str(error)
+
+
+def poll(what, check, deadline=POLL_DEADLINE):
+    """``check()``'s first truthy result, trying every POLL_INTERVAL; fails the test after
+    ``deadline`` seconds naming ``what`` (a text, or a function returning one)."""
+    give_up = time.monotonic() + deadline
+    while True:
+        found = check()
+        if found:
+            return found
+        if time.monotonic() > give_up:
+            pytest.fail(f"{what() if callable(what) else what}: not seen within {deadline:.0f}s")
+        time.sleep(POLL_INTERVAL)
+
+
+class Server:
+    """One program listening on 127.0.0.1:``port``; ``url`` is its base URL."""
+
+    def __init__(self, name, argv, port, log_path, ready_path):
+        self.name = name
+        self.argv = argv
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.log_path = log_path
+        self.ready_path = ready_path
+        self.process = None
+
+    def start(self):
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=log,
+                                            stderr=subprocess.STDOUT, start_new_session=True)
+        poll(lambda: f"{self.name} ready at {self.url}{self.ready_path}\n{self.log()}",
+             self.ready, START_DEADLINE)
+        return self
+
+    def ready(self):
+        if self.process.poll() is not None:
+            pytest.fail(f"{self.name} exited {self.process.returncode}:\n{self.log()}")
+        return http_get(self.url + self.ready_path, timeout=2)[0] == 200
+
+    def log(self):
+        try:
+            with open(self.log_path, encoding="utf-8", errors="replace") as handle:
+                return handle.read()[-3000:]
+        except OSError:
+            return ""
+
+    def get_json(self, path, **params):
+        status, body = http_get(self.url + path, params)
+        assert status == 200, f"{self.name} {path} {params}: {status} {body}"
+        return json.loads(body)
+
+    def stop(self):
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(STOP_DEADLINE)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(STOP_DEADLINE)
+
+
+class Servers:
+    """Starts the programs a test asks for, in ``base``; all stopped at the test's end."""
+
+    def __init__(self, base):
+        self.base = base
+        self.started = []
+
+    def start(self, name, argv, port, ready_path):
+        server = Server(name, argv, port, self.base / f"{name}.log", ready_path)
+        self.started.append(server)
+        return server.start()
+
+    def node_exporter(self, textfile_dir):
+        """node_exporter with only the textfile collector, reading ``textfile_dir``."""
+        port = free_port()
+        return self.start("node_exporter", [
+            program("node_exporter"), "--collector.disable-defaults", "--collector.textfile",
+            f"--collector.textfile.directory={textfile_dir}",
+            f"--web.listen-address=127.0.0.1:{port}"], port, "/metrics")
+
+    def pushgateway(self):
+        """A Pushgateway persisting into the test's directory (Debian's default is a file in
+        /var/lib/prometheus, which would carry groups over from one test to the next)."""
+        port = free_port()
+        return self.start("pushgateway", [
+            program("pushgateway"), f"--web.listen-address=127.0.0.1:{port}",
+            f"--persistence.file={self.base / 'pushgateway.data'}"], port, "/-/ready")
+
+    def prometheus(self, scrape_configs, rules=None):
+        """Prometheus scraping and evaluating every second; ``rules`` is the path of a rules
+        file or None. Its configuration is written as JSON, which is YAML too."""
+        port = free_port()
+        config = {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                  "scrape_configs": scrape_configs}
+        if rules:
+            config["rule_files"] = [str(rules)]
+        path = self.base / "prometheus.yml"
+        path.write_text(json.dumps(config, indent=2))
+        return self.start("prometheus", [
+            program("prometheus"), f"--config.file={path}",
+            f"--storage.tsdb.path={self.base / 'prometheus-data'}",
+            f"--web.listen-address=127.0.0.1:{port}"], port, "/-/ready")
+
+    def stop_all(self):
+        for server in reversed(self.started):
+            server.stop()
+
+
+@pytest.fixture
+def servers(tmp_path):
+    started = Servers(tmp_path)
+    try:
+        yield started
+    finally:
+        started.stop_all()
+
+
+def scrape_config(job, server, honor_labels=False):
+    return {"job_name": job, "honor_labels": honor_labels,
+            "static_configs": [{"targets": [f"127.0.0.1:{server.port}"]}]}
+
+
+def query(prometheus, promql):
+    """The instant vector of ``promql`` as [(labels, value)]."""
+    answer = prometheus.get_json("/api/v1/query", query=promql)
+    return [(item["metric"], float(item["value"][1])) for item in answer["data"]["result"]]

@@ -66,6 +66,25 @@ def test_last_success_survives_a_failed_run(tree):
     assert value(values, "hookrun_last_run_status", event="backup", status="failure") == 1
 
 
+def test_consecutive_failures_count_the_runs_in_a_row_in_which_a_hook_failed(tree):
+    metrics = tree.base / "hookrun.prom"
+    switch = tree.mark("fail")
+    tree.hook("post-backup.d/10-check", f'test ! -e "{switch}"')
+
+    def run():
+        run_hookrun("run", *tree.args("--metrics-file", str(metrics)), "--", "true")
+        return value(metric_values(metrics), "hookrun_hook_consecutive_failures",
+                     event="backup", phase="post", hook="10-check")
+
+    assert run() == 0
+    switch.touch()
+    assert [run(), run()] == [1, 2]
+    assert run_hookrun("run", *tree.args("--no-hooks"), "--", "true").returncode == 0
+    assert run() == 3
+    switch.unlink()
+    assert run() == 0
+
+
 def test_unwritable_metrics_file_is_a_warning(tree):
     result = run_hookrun("run", *tree.args("--metrics-file", "/nonexistent/dir/x.prom"), "--",
                          "true")

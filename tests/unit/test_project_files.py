@@ -35,3 +35,11 @@ def test_runtime_dependencies_are_exactly_the_three_allowed():
 def test_pyproject_holds_only_the_build_system():
     text = (TOP / "pyproject.toml").read_text()
     assert re.findall(r"^\[(.+)\]", text, re.M) == ["build-system"]
+
+
+def test_every_data_file_to_install_exists():
+    config = configparser.ConfigParser()
+    config.read(TOP / "setup.cfg")
+    for _target, files in config["options.data_files"].items():
+        for name in files.split():
+            assert (TOP / name).is_file(), name

@@ -1,0 +1,62 @@
+"""Pushing a run's metrics to a Prometheus Pushgateway (``metrics_push_url``).
+
+The series pushed are exactly those the metrics file gets for the event (metrics.run_samples,
+rendered by metrics.render), in the group job="hookrun", instance=<host name>, event=<event>:
+one group per host and event, so that events and hosts do not replace each other's series,
+while a PUT replaces the whole group, so the series of a hook that is gone do not linger.
+"""
+
+import base64
+import socket
+import urllib.parse
+
+from orchestrator import constants as c
+from orchestrator import metrics
+
+JOB = "hookrun"
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+PUSH_TIMEOUT = c.NOTIFY_TIMEOUT
+
+
+def grouping_path(pairs):
+    """The URL path of a grouping key, ``/job/hookrun/instance/HOST/...``, from (label,
+    value) pairs. A value that is empty or holds a "/" is written in the base64url form of
+    the Pushgateway API (``instance@base64/Zm9v``); the others are percent-encoded."""
+    parts = []
+    for label, value in pairs:
+        if not value or "/" in value:
+            encoded = base64.urlsafe_b64encode(value.encode("utf-8")).decode("ascii")
+            parts.append(f"{label}@base64/{encoded or '='}")
+        else:
+            parts.append(f"{label}/{urllib.parse.quote(value, safe='')}")
+    return "/" + "/".join(parts)
+
+
+def push_url(url, event, host):
+    """Where the series of ``event`` on ``host`` are PUT: URL/metrics/job/hookrun/..."""
+    key = grouping_path((("job", JOB), ("instance", host), ("event", event)))
+    return url.rstrip("/") + "/metrics" + key
+
+
+def push(url, event, run, host=None):
+    """PUT this run's series (``run`` holds the keyword arguments of metrics.run_samples) to
+    the Pushgateway at ``url``; returns None, or a one-line problem (never raises)."""
+    import urllib.error
+    import urllib.request
+
+    target = push_url(url, event, host or socket.gethostname())
+    body = metrics.render(metrics.run_samples(event, **run)).encode("utf-8")
+    request = urllib.request.Request(target, data=body, method="PUT",
+                                     headers={"Content-Type": CONTENT_TYPE,
+                                              "User-Agent": "hookrun"})
+    try:
+        with urllib.request.urlopen(request, timeout=PUSH_TIMEOUT) as response:
+            response.read(1024)
+        return None
+    except urllib.error.HTTPError as error:
+        # The Pushgateway says in the body why it refused the series.
+        said = error.read(300).decode("utf-8", "replace").strip().replace("\n", " ")
+        return f"metrics push to {target} failed: HTTP {error.code} {said}".rstrip()
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        reason = getattr(error, "reason", None) or error
+        return f"metrics push to {target} failed: {reason}"

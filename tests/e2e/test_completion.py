@@ -1,0 +1,185 @@
+"""contrib/completion/hookrun, the bash completion: the function run in a real bash with
+COMP_WORDS set as bash sets them, against ``hookrun --help``, a hooks tree and a history."""
+
+import os
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_hookrun
+from tests.e2e.test_example_tree import require
+from tests.e2e.test_manpages import help_text, options_in_help, subcommands_in_help
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPLETION = ROOT / "contrib" / "completion" / "hookrun"
+# Source the file, set the words (the last is the one being completed), call the function.
+CALL = ('source "$1"; shift; COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); _hookrun; '
+        'printf "%s\\n" "${COMPREPLY[@]}"')
+
+
+def bash():
+    return require(shutil.which("bash"), "bash")
+
+
+def complete(*words, env=None, path=None):
+    """What the completion offers for the command line ``words``."""
+    full_env = dict(os.environ)
+    full_env.pop("HOOKRUN_DIR", None)
+    full_env.update(env or {})
+    if path is not None:
+        full_env["PATH"] = path
+    result = subprocess.run([bash(), "-c", CALL, "bash", str(COMPLETION), *words],
+                            capture_output=True, text=True, env=full_env, timeout=60)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    return [line for line in result.stdout.splitlines() if line]
+
+
+def value_options_in_help(text):
+    """The options of an argparse help text that take the next word as their value: those
+    shown with a metavar or {choices}, not with an optional [VALUE]."""
+    found = set()
+    for line in text.splitlines():
+        if not line.startswith("  -"):
+            continue
+        for spelling in re.split(r" {2,}", line.strip())[0].split(", "):
+            words = spelling.split()
+            if len(words) > 1 and not words[1].startswith("["):
+                found.add(words[0])
+    return found
+
+
+@pytest.fixture(scope="module")
+def subcommands():
+    return subcommands_in_help(help_text())
+
+
+@pytest.fixture
+def hooks(tree):
+    for name in ("pre-backup.d", "post-backup.d", "post-prune.d", "on-error.d", "finally.d",
+                 "pre-Bad.d", "notes.d"):
+        (tree.hooks / name).mkdir()
+    return tree.hooks
+
+
+# Against --help: the two cannot drift apart.
+
+def test_every_subcommand_of_the_help_is_offered_and_nothing_else(subcommands):
+    assert complete("hookrun", "") == subcommands
+
+
+def test_the_options_of_each_subcommand_are_those_of_its_help(subcommands):
+    assert set(complete("hookrun", "-")) == options_in_help(help_text())
+    for sub in subcommands:
+        assert set(complete("hookrun", sub, "-")) == options_in_help(help_text(sub)), sub
+
+
+def test_the_options_that_take_a_value_are_those_of_the_help(subcommands):
+    listed = subprocess.run([bash(), "-c", 'source "$1"; printf "%s\\n" '
+                             '"${_hookrun_value_options[@]}"', "bash", str(COMPLETION)],
+                            capture_output=True, text=True, timeout=60).stdout.split()
+    in_help = set()
+    for sub in subcommands:
+        in_help |= value_options_in_help(help_text(sub))
+    assert set(listed) == in_help
+
+
+# The hooks directory
+
+def test_events_come_from_the_hooks_directory_named_on_the_line(hooks):
+    assert complete("hookrun", "run", "-d", str(hooks), "-e", "") == ["backup", "prune"]
+    assert complete("hookrun", "list", "--hooks-dir", "=", str(hooks), "--event", "p") == \
+        ["prune"]
+
+
+def test_without_d_the_hooks_directory_is_hookrun_dir(hooks, tmp_path):
+    assert complete("hookrun", "check", "-e", "", env={"HOOKRUN_DIR": str(hooks)}) == \
+        ["backup", "prune"]
+    other = tmp_path / "other"
+    (other / "pre-nightly.d").mkdir(parents=True)
+    assert complete("hookrun", "check", "-d", str(other), "-e", "",
+                    env={"HOOKRUN_DIR": str(hooks)}) == ["nightly"]
+
+
+def test_phase_offers_the_phase_directories_of_the_tree(hooks):
+    assert complete("hookrun", "phase", "-d", str(hooks), "") == \
+        ["finally", "on-error", "post-backup", "post-prune", "pre-backup"]
+
+
+# Values and commands
+
+def test_values_of_color_and_status_also_after_an_equals_sign():
+    assert complete("hookrun", "run", "--color", "") == ["auto", "always", "never"]
+    assert complete("hookrun", "run", "--color", "=", "al") == ["always"]
+    assert complete("hookrun", "phase", "--status", "n") == ["not-run"]
+    assert complete("hookrun", "run", "--timeout", "") == []
+
+
+def test_the_command_of_run_and_defer_is_completed_as_a_command_then_as_files(tmp_path):
+    (tmp_path / "snapshot-list").write_text("")
+    assert "true" in complete("hookrun", "run", "--", "tru")
+    assert "true" in complete("hookrun", "run", "-e", "backup", "tru")
+    assert "true" in complete("hookrun", "defer", "tru")
+    assert complete("hookrun", "run", "--wait", "=", "5m", "restic", str(tmp_path / "snap")) \
+        == [str(tmp_path / "snapshot-list")]
+
+
+# Run ids
+
+def history_of(tree):
+    """Three runs, newest last: backup, prune, backup; their ids, newest first."""
+    for event in ("backup", "prune", "backup"):
+        assert run_hookrun("run", *tree.args("-e", event), "--", "true").returncode == 0
+    result = run_hookrun("history", *tree.args())
+    return re.findall(r"^(\d{8}T\d{6}-[0-9a-f]{6})\b", result.stdout, re.M)
+
+
+def test_show_offers_last_and_the_run_ids_newest_first_without_starting_python(tree):
+    ids = history_of(tree)
+    assert len(ids) == 3
+    spy = tree.base / "spy"
+    spy.mkdir()
+    for name in ("hookrun", "python3", "python"):
+        (spy / name).write_text(f'#!/bin/sh\ntouch "{tree.mark("python-ran")}"\n')
+        (spy / name).chmod(0o755)
+    require(shutil.which("sqlite3"), "sqlite3 (Debian package sqlite3)")
+    path = f"{spy}{os.pathsep}{os.environ['PATH']}"
+    started = time.monotonic()
+    offered = complete("hookrun", "show", "--state-dir", str(tree.state), "", path=path)
+    took = time.monotonic() - started
+    assert offered == ["last", *ids]
+    assert tree.read("python-ran") is None
+    assert took < 5, took
+    print(f"run ids completed in {took * 1000:.0f} ms (bash start included)")
+
+
+def test_show_run_ids_follow_the_event_and_the_config_files_state_dir(tree):
+    ids = history_of(tree)
+    tree.config(f"[hookrun]\nstate_dir = {tree.state}\n")
+    assert complete("hookrun", "show", "-d", str(tree.hooks), "-e", "prune", "") == \
+        ["last", ids[1]]
+
+
+def test_without_sqlite3_run_ids_come_from_hookrun_history(tree):
+    ids = history_of(tree)
+    tools = tree.base / "bin"
+    tools.mkdir()
+    for name in ("sed", "sort", "hookrun"):
+        (tools / name).symlink_to(require(shutil.which(name), name))
+    assert complete("hookrun", "show", "-d", str(tree.hooks), "--state-dir", str(tree.state),
+                    "", path=str(tools)) == ["last", *ids]
+
+
+# The file itself
+
+def test_the_completion_is_shellcheck_clean_and_installed_with_the_package():
+    shellcheck = require(shutil.which("shellcheck"), "shellcheck")
+    result = subprocess.run([shellcheck, "-s", "bash", str(COMPLETION)], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stdout
+    setup = (ROOT / "setup.cfg").read_text()
+    assert re.search(r"^share/bash-completion/completions =\s+contrib/completion/hookrun$",
+                     setup, re.M)

@@ -1,0 +1,113 @@
+"""contrib/systemd: the units that install-units writes pass ``systemd-analyze verify`` and run
+a command line hookrun accepts.
+
+``systemd-analyze verify`` works without systemd as PID 1 (as in a container): it loads the
+given unit files with a manager of its own. It checks that ExecStart's program exists and is
+executable, so it verifies the installed copy, with the real path of hookrun substituted.
+``--man=no`` skips checking that the Documentation= man pages are installed on this machine
+(tests/e2e/test_manpages.py checks the pages themselves).
+"""
+
+import configparser
+import os
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_hookrun
+from tests.e2e.test_example_tree import hookrun_path, require
+
+UNITS = Path(__file__).resolve().parents[2] / "contrib" / "systemd"
+INSTALL = UNITS / "install-units"
+DEFAULT_KILL_GRACE = 10
+
+
+def install_units(*args):
+    return subprocess.run(["sh", str(INSTALL), *args], capture_output=True, text=True,
+                          timeout=60)
+
+
+def verify(*paths):
+    analyze = require(shutil.which("systemd-analyze"), "systemd-analyze (Debian package systemd)")
+    return subprocess.run([analyze, "verify", "--man=no", *map(str, paths)],
+                          capture_output=True, text=True, timeout=120)
+
+
+def unit_settings(path):
+    """The unit file as {section: {key: value}} (each key of these units is set once)."""
+    parser = configparser.ConfigParser(interpolation=None, strict=True)
+    parser.optionxform = str
+    parser.read_string(path.read_text())
+    return {name: dict(parser[name]) for name in parser.sections()}
+
+
+@pytest.fixture
+def installed(tmp_path):
+    """The units as install-units writes them for the hookrun under test, in tmp_path."""
+    result = install_units(hookrun_path(), str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    return tmp_path
+
+
+def test_installed_units_pass_systemd_analyze_verify_without_a_word(installed):
+    result = verify(installed / "hookrun@backup.service", installed / "hookrun@backup.timer")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout + result.stderr == ""
+
+
+def test_the_template_itself_fails_verify_until_its_placeholder_is_replaced(tmp_path):
+    shutil.copy(UNITS / "hookrun@.service", tmp_path)
+    result = verify(tmp_path / "hookrun@backup.service")
+    assert result.returncode != 0 and "__HOOKRUN__" in result.stdout + result.stderr
+
+
+def test_the_service_runs_the_installed_hookrun_for_the_event_named_by_the_instance(installed):
+    service = unit_settings(installed / "hookrun@.service")["Service"]
+    assert shlex.split(service["ExecStart"]) == [
+        hookrun_path(), "run", "-e", "%i", "--", "/etc/hookrun/%i.command"]
+
+
+def test_the_units_stop_gently_and_catch_up_on_missed_runs(installed):
+    service = unit_settings(installed / "hookrun@.service")["Service"]
+    timer = unit_settings(installed / "hookrun@.timer")["Timer"]
+    assert service["Type"] == "oneshot" and service["KillMode"] == "mixed"
+    assert service["IOSchedulingClass"] == "idle" and int(service["Nice"]) > 0
+    assert service["TimeoutStopSec"].endswith("min")
+    assert int(service["TimeoutStopSec"][:-3]) * 60 > 6 * DEFAULT_KILL_GRACE
+    assert timer["Persistent"] == "true" and timer["RandomizedDelaySec"]
+
+
+def test_the_services_command_line_is_one_hookrun_runs(installed, tree):
+    """ExecStart as systemd would run it for the event "nightly", with /etc/hookrun moved to
+    the test's hooks directory (the default hooks directory of root)."""
+    command = tree.hooks / "nightly.command"
+    command.write_text(f'#!/bin/sh\necho "$HOOKRUN_EVENT" > "{tree.mark("ran")}"\n')
+    command.chmod(0o755)
+    tree.hook("pre-nightly.d/10-first", f'touch "{tree.mark("pre")}"')
+    line = unit_settings(installed / "hookrun@.service")["Service"]["ExecStart"]
+    argv = shlex.split(line.replace("%i", "nightly").replace("/etc/hookrun", str(tree.hooks)))
+    result = run_hookrun(*argv[1:], "--state-dir", str(tree.state),
+                         env={"HOOKRUN_DIR": str(tree.hooks)})
+    assert result.returncode == 0, result.stderr
+    assert tree.read("ran") == "nightly\n" and tree.read("pre") is not None
+
+
+def test_install_units_refuses_a_hookrun_it_cannot_put_in_execstart(tmp_path):
+    spaced = tmp_path / "with space"
+    spaced.mkdir()
+    (spaced / "hookrun").write_text("#!/bin/sh\n")
+    (spaced / "hookrun").chmod(0o755)
+    for hookrun in ("hookrun", str(tmp_path / "missing"), str(spaced / "hookrun")):
+        result = install_units(hookrun, str(tmp_path))
+        assert result.returncode == 1 and result.stderr.startswith("install-units: ")
+    assert not [name for name in os.listdir(tmp_path) if name.startswith("hookrun@")]
+
+
+def test_install_units_is_shellcheck_clean():
+    shellcheck = require(shutil.which("shellcheck"), "shellcheck")
+    result = subprocess.run([shellcheck, "-s", "sh", str(INSTALL)], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stdout

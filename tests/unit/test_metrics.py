@@ -1,0 +1,34 @@
+"""hookrun_hook_consecutive_failures: how a task's runs of failures are counted."""
+
+from orchestrator.metrics import consecutive_failures, render, run_samples
+from orchestrator.outcome import TaskRecord, TaskStatus
+
+
+def test_failures_in_a_row_are_counted_back_to_the_last_run_that_did_not_fail():
+    assert consecutive_failures(["failed", "timeout", "failed", "ok", "failed"]) == 3
+
+
+def test_a_hook_that_gave_up_with_62_ends_the_run_of_failures():
+    assert consecutive_failures(["failed", "aborted", "failed"]) == 1
+
+
+def test_runs_where_the_task_did_not_run_neither_count_nor_end_the_run_of_failures():
+    assert consecutive_failures(["skipped", "failed", None, "failed", "ok"]) == 2
+
+
+def test_a_task_that_succeeded_last_has_no_failures_in_a_row():
+    assert consecutive_failures(["ok", "failed", "failed"]) == 0
+
+
+def test_run_samples_count_earlier_runs_per_phase_and_hook():
+    tasks = [TaskRecord("pre", "10-dump", TaskStatus.FAILED),
+             TaskRecord("post", "10-dump", TaskStatus.OK)]
+    earlier = [{("pre", "10-dump"): "failed", ("post", "10-dump"): "failed"},
+               {("pre", "10-dump"): "timeout"}]
+    samples = run_samples("backup", status="failure", exit_code=69, finished=1.0, duration=1.0,
+                          last_success=None, tasks=tasks, earlier=earlier)
+    found = {label_text: value for name, label_text, value in samples
+             if name == "hookrun_hook_consecutive_failures"}
+    assert found == {'{event="backup",phase="pre",hook="10-dump"}': 3,
+                     '{event="backup",phase="post",hook="10-dump"}': 0}
+    assert "# HELP hookrun_hook_consecutive_failures " in render(samples)
