@@ -3,6 +3,7 @@ state directory, effective options, and the plan of hooks (every check of step 1
 
 import os
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from orchestrator import constants as c
 from orchestrator import discovery, safety, settings
@@ -146,9 +147,10 @@ def read_heads(discovered):
             for _phase, entries in discovered for entry in entries if entry.runs}
 
 
-def plan(ctx, discovered, heads):
+def plan(ctx, discovered, heads, warnings=None):
     """[(PhaseDir, [PlannedHook])]: every header parsed and every setting merged; raises
-    ConfigError (78) naming file and line at the first bad directive."""
+    ConfigError (78) naming file and line at the first bad directive. Comments that look
+    like directives but are not are added to ``warnings``."""
     overrides = {"timeout": ctx.timeout}
     result = []
     for phase, entries in discovered:
@@ -156,7 +158,9 @@ def plan(ctx, discovered, heads):
         for entry in entries:
             hook_settings = None
             if entry.runs:
-                header = settings.parse_header(heads[entry.path], entry.path)
+                header, near = settings.parse_header(heads[entry.path], entry.path, phase.kind)
+                if warnings is not None:
+                    warnings += near
                 section = ctx.config.hooks.get(entry.key, {})
                 hook_settings = settings.effective_settings(phase.kind, header, section,
                                                             ctx.config, overrides)
@@ -205,14 +209,32 @@ def check_safety(ctx, discovered, heads):
     return found
 
 
+class Plan(NamedTuple):
+    """What a command that runs hooks works from: [(PhaseDir, [PlannedHook])], the permission
+    problems --insecure let through, and warnings about the headers."""
+
+    phases: list
+    problems: list
+    warnings: list
+
+
 def load_plan(ctx, phases, check=True):
     """Discover ``phases``, check that what would run is safe (step 1 of a run; not for
-    ``list``, without ``check``), and parse every header: ([(PhaseDir, [PlannedHook])],
-    permission problems let through by --insecure)."""
+    ``list``, without ``check``), and parse every header: a Plan."""
     discovered = discover(ctx, phases)
     heads = read_heads(discovered)
     problems = check_safety(ctx, discovered, heads) if check else []
-    return plan(ctx, discovered, heads), problems
+    warnings = []
+    return Plan(plan(ctx, discovered, heads, warnings), problems, warnings)
+
+
+def crlf_warnings(discovered, heads):
+    """A hook written with CRLF line endings: its ``#!`` line names an interpreter with a
+    carriage return, which the kernel does not find."""
+    return [f"{display_name(entry.key)}: CRLF line endings (fix: dos2unix, or sed -i "
+            "'s/\\r$//')"
+            for _phase, entries in discovered for entry in entries
+            if entry.runs and b"\r\n" in heads[entry.path]]
 
 
 def check_tree(ctx):
@@ -223,18 +245,18 @@ def check_tree(ctx):
     discovered = discover(ctx, discovery.phase_dirs(ctx.event))
     heads = read_heads(discovered)
     checker = check_paths(ctx, discovered, heads)
-    errors, planned = [], []
+    errors, planned, near = [], [], []
     for phase, entries in discovered:
         hooks = []
         for entry in entries:
             try:
-                hooks += plan(ctx, [(phase, [entry])], heads)[0][1]
+                hooks += plan(ctx, [(phase, [entry])], heads, near)[0][1]
             except ConfigError as error:
                 errors.append(str(error))
         planned.append((phase, hooks))
     warnings = [f"{display_name(e.key)}: {e.reason}"
                 for _p, entries in discovered for e in entries if e.warn]
-    warnings += checker.warnings
+    warnings += checker.warnings + near + crlf_warnings(discovered, heads)
     warnings += views.uneven_prefixes(planned) + views.missing_shebangs(planned)
     warnings += [f"{ctx.config.path}: [hook {key}] names no file in {ctx.hooks_dir}"
                  for key in ctx.config.hooks

@@ -61,6 +61,30 @@ def phase_dir_named(dirname):
     return None
 
 
+def events_in(hooks_dir):
+    """The events ``hooks_dir`` has a pre- or post- directory for, sorted."""
+    try:
+        names = os.listdir(hooks_dir)
+    except OSError:
+        return []
+    found = set()
+    for name in names:
+        for prefix in ("pre-", "post-"):
+            event = name[len(prefix):-2] if name.startswith(prefix) and name.endswith(".d") \
+                else None
+            if event and c.EVENT_RE.match(event):
+                found.add(event)
+    return sorted(found)
+
+
+def events_hint(hooks_dir):
+    """`` (events here: backup, prune)``, or `` (no pre- or post- directory here)``."""
+    events = events_in(hooks_dir)
+    if not events:
+        return " (no pre- or post- directory here)"
+    return f" (events here: {', '.join(events)})"
+
+
 class IgnoreRules:
     """``.hookignore`` patterns (gitignore syntax) relative to the hooks directory. A line
     pathspec cannot read is a ConfigError (78) naming file and line."""

@@ -16,7 +16,7 @@ from orchestrator.files import write_private
 from orchestrator.outcome import TaskRecord, TaskStatus, Verdict, judge, signal_name
 from orchestrator.process import COOKIE, Spec
 from orchestrator.report import display_name, now_iso
-from orchestrator.settings import format_duration, retry_delays
+from orchestrator.settings import describe, format_duration, retry_delays
 
 ENV_FILE = "env"
 # $1 the cleanup line, $2 its index, $3 the marks file; fd 3 holds the run's owner lock and
@@ -66,6 +66,7 @@ class Engine:
         self.tasks_started = 0
         self.journal.create()
         self.empty_env_file()
+        self.own_bin = write_own_command(run_dir)
 
     def cookie(self):
         """The HOOKRUN_TASK value of the next task: every process it starts inherits it."""
@@ -89,6 +90,9 @@ class Engine:
             env.update(self.handoff)
             env.update(self.fixed)
             env.update(self.later_env)
+            # Last, so it shadows nothing: "hookrun defer" works whatever the PATH, also for
+            # a hookrun started by its absolute path from a virtualenv.
+            env["PATH"] = f"{env.get('PATH') or os.defpath}{os.pathsep}{self.own_bin}"
             self.shared = env
         return self.shared
 
@@ -142,10 +146,7 @@ class Engine:
         output = self.reporter.sink(where)
         started, clock = now_iso(), time.monotonic()
         cpu, rss, attempt, cookie = 0.0, None, 0, self.cookie()
-        self.reporter.note(f"{where}: critical={'yes' if settings.critical else 'no'} "
-                           f"timeout={format_duration(settings.timeout)} "
-                           f"retries={settings.retries}"
-                           + (f" when={settings.when}" if settings.when else ""))
+        self.reporter.note(f"{where}: {describe(settings)}")
         while True:
             attempt += 1
             env = self.hook_env(kind, entry.name, entry.path, index, count, attempt, cookie)
@@ -158,11 +159,11 @@ class Engine:
             cpu += outcome.cpu_seconds
             if outcome.max_rss_bytes is not None:
                 rss = max(rss or 0, outcome.max_rss_bytes)
-            judgement = judge(kind, outcome, settings.critical)
+            judgement = judge(kind, outcome, settings.on_failure)
             self.report_strays(where, outcome)
-            if outcome.exit_code == c.HOOK_ABORT_CONTINUE:
+            if judgement.reason == "ABORT_CONTINUE":
                 self.reporter.warn(f"{where} gave up (exit 62, ABORT_CONTINUE)")
-            elif outcome.exit_code == c.HOOK_ABORT_STOP and judgement.verdict == Verdict.CONTINUE:
+            elif judgement.reason == "ABORT_STOP" and judgement.verdict == Verdict.CONTINUE:
                 self.reporter.warn(f"{where} exited 63 (ABORT_STOP), which only stops the run "
                                    "in pre-: the chain goes on")
             self.collect_handoff(where, judgement.status == TaskStatus.OK)
@@ -193,7 +194,7 @@ class Engine:
     def run_command(self, argv):
         """Run the command (stdin inherited; output captured unless stdout is a terminal)."""
         name = argv[0]
-        where = f"command/{display_name(name)}"
+        where = f"command/{display_name(os.path.basename(name) or name)}"
         output = self.reporter.sink(where)
         capture = not sys.stdout.isatty()
         # On a terminal the command writes there itself: a live line would garble it.
@@ -287,7 +288,7 @@ class Engine:
         output.finish()
         self.collect_handoff(where, False)
         self.report_strays(where, outcome)
-        judgement = judge(phase, outcome, False)
+        judgement = judge(phase, outcome, "warn")
         return self.task_run(where, output, TaskRecord(
             phase, line, judgement.status, outcome.exit_code, 1, started,
             round(time.monotonic() - clock, 6), outcome.cpu_seconds, outcome.max_rss_bytes,
@@ -303,7 +304,7 @@ class Engine:
             write_private(path, json.dumps(record, ensure_ascii=False).encode())
         except OSError as error:
             return f"notify_command not run: cannot write {path}: {error.strerror or error}"
-        where = f"notify/{display_name(argv[0])}"
+        where = f"notify/{display_name(os.path.basename(argv[0]) or argv[0])}"
         output = self.reporter.sink(where)
         with open(path, "rb") as stdin:
             outcome = self.supervisor.run(
@@ -321,6 +322,23 @@ class Engine:
         record = TaskRecord(kind, name, TaskStatus.SKIPPED, reason=reason)
         self.reporter.finished(f"{kind}/{display_name(name)}", record)
         return record
+
+
+def write_own_command(run_dir):
+    """A directory in ``run_dir`` holding ``hookrun``: this very hookrun (its interpreter
+    and its package), for hooks to call; returns its path."""
+    import orchestrator
+
+    directory = run_dir.file("bin")
+    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(orchestrator.__file__)))
+    code = (f"import sys; sys.path.insert(0, {package_parent!r}); "
+            "from orchestrator.cli import main; sys.exit(main())")
+    script = (f"#!/bin/sh\nexec {shlex.quote(sys.executable)} -c {shlex.quote(code)} "
+              '"$@"\n')
+    os.mkdir(directory, 0o700)
+    write_private(os.path.join(directory, "hookrun"), script.encode())
+    os.chmod(os.path.join(directory, "hookrun"), 0o700)
+    return directory
 
 
 def command_failure(outcome):

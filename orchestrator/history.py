@@ -27,7 +27,7 @@ CREATE INDEX IF NOT EXISTS runs_event ON runs(event);
 RUN_FIELDS = ("id", "event", "status", "exit_code", "command", "started", "finished",
               "duration", "no_hooks", "error")
 TASK_FIELDS = ("phase", "name", "status", "exit_code", "attempts", "started", "duration",
-               "cpu_seconds", "max_rss_bytes", "reason")
+               "cpu_seconds", "max_rss_bytes", "reason", "output")
 BUSY_TIMEOUT = 30.0
 SQLITE_CORRUPT = 11
 SQLITE_NOTADB = 26
@@ -47,7 +47,8 @@ def task_dict(task):
     return {"phase": task.phase, "name": text(task.name), "status": task.status.value,
             "exit_code": task.exit_code, "attempts": task.attempts, "started": task.started,
             "duration": task.duration, "cpu_seconds": task.cpu_seconds,
-            "max_rss_bytes": task.max_rss_bytes, "reason": text(task.reason)}
+            "max_rss_bytes": task.max_rss_bytes, "reason": text(task.reason),
+            "output": text(task.output)}
 
 
 def run_record(tasks, **run):
@@ -229,7 +230,7 @@ class History:
     def task_inserts(self, run_id, tasks):
         first = self.next_seq(run_id)
         return [("INSERT INTO tasks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                 (run_id, first + n, *task_dict(task).values(), text(task.output)))
+                 (run_id, first + n, *task_dict(task).values()))
                 for n, task in enumerate(tasks)]
 
     def next_seq(self, run_id):
@@ -298,19 +299,25 @@ class History:
         if run_id == "last":
             found = self.runs(event, 1)
             if not found:
-                raise HookrunError("no runs recorded yet", 1)
+                raise HookrunError(self.nothing_of(event), 1)
             return found[0]
         rows = self.query("SELECT * FROM runs WHERE id = ?", (run_id,))
         if not rows:
             raise HookrunError(f"no run with id {run_id!r}", 1)
         return self.as_dict(rows[0])
 
+    def nothing_of(self, event):
+        """Why there is no last run: none at all, or none of ``event`` (naming the others)."""
+        events = [row[0] for row in self.query("SELECT DISTINCT event FROM runs ORDER BY event")]
+        if not events:
+            return "no runs recorded yet"
+        return (f"no runs of event '{event}' recorded (events with runs: "
+                f"{', '.join(e for e in events if e)})")
+
     def as_dict(self, row):
-        """The JSON shape of design.md section 4; the tasks' last output lines are kept apart
-        in ``run["outputs"]`` (same order), which callers drop from JSON."""
+        """The JSON shape of design.md section 4."""
         run = {key: row[key] for key in RUN_FIELDS}
         run["no_hooks"] = bool(run["no_hooks"])
         tasks = self.query("SELECT * FROM tasks WHERE run_id = ? ORDER BY seq", (row["id"],))
         run["tasks"] = [{key: task[key] for key in TASK_FIELDS} for task in tasks]
-        run["outputs"] = [task["output"] for task in tasks]
         return run

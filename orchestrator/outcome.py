@@ -27,9 +27,10 @@ class Verdict(enum.Enum):
     """What the run does after a hook's last attempt."""
 
     OK = "ok"                # success
-    CONTINUE = "continue"    # a failure that is only a warning (62, 63 outside pre-, non-critical)
-    STOP = "stop"            # stop the phase (critical failure) and, in pre-, the run
-    SOFT_SKIP = "soft-skip"  # 75 in pre-: skip the rest of the run, not an error
+    CONTINUE = "continue"    # a failure that is only a warning (62, 63 outside pre-, warn)
+    STOP = "stop"            # stop the phase (on-failure=stop) and, in pre-, the run
+    SOFT_SKIP = "soft-skip"  # 75 in pre-, or on-failure=skip-run: skip the run, not an error
+    IGNORE = "ignore"        # on-failure=ignore: recorded as failed, and nothing more
 
 
 @dataclass(frozen=True)
@@ -66,10 +67,16 @@ class Judgement:
     verdict: Verdict
 
 
-def judge(kind, outcome, critical):
-    """Judge one attempt of a hook of phase ``kind`` that ended with ``outcome``."""
+FAILURE_VERDICTS = {"stop": Verdict.STOP, "warn": Verdict.CONTINUE, "ignore": Verdict.IGNORE,
+                    "skip-run": Verdict.SOFT_SKIP}
+
+
+def judge(kind, outcome, on_failure):
+    """Judge one attempt of a hook of phase ``kind`` that ended with ``outcome``, given what
+    its failures do (``on_failure``: stop, warn, ignore or skip-run). With ``ignore``, exit
+    statuses 62, 63 and 75 mean nothing special."""
     code = outcome.exit_code
-    failure = Verdict.STOP if critical else Verdict.CONTINUE
+    failure = FAILURE_VERDICTS[on_failure]
     if outcome.timed_out:
         return Judgement(TaskStatus.TIMEOUT, "timed out", True, failure)
     if outcome.interrupted_by:
@@ -82,13 +89,14 @@ def judge(kind, outcome, critical):
                          failure)
     if code == 0:
         return Judgement(TaskStatus.OK, None, False, Verdict.OK)
-    if code == c.HOOK_ABORT_CONTINUE:
-        return Judgement(TaskStatus.ABORTED, "ABORT_CONTINUE", False, Verdict.CONTINUE)
-    if code == c.HOOK_ABORT_STOP:
-        stop = Verdict.STOP if kind == c.PHASE_PRE else Verdict.CONTINUE
-        return Judgement(TaskStatus.FAILED, "ABORT_STOP", False, stop)
-    if code == c.HOOK_SOFT_SKIP and kind == c.PHASE_PRE:
-        return Judgement(TaskStatus.ABORTED, "soft skip (exit 75)", False, Verdict.SOFT_SKIP)
+    if failure != Verdict.IGNORE:
+        if code == c.HOOK_ABORT_CONTINUE:
+            return Judgement(TaskStatus.ABORTED, "ABORT_CONTINUE", False, Verdict.CONTINUE)
+        if code == c.HOOK_ABORT_STOP:
+            stop = Verdict.STOP if kind == c.PHASE_PRE else Verdict.CONTINUE
+            return Judgement(TaskStatus.FAILED, "ABORT_STOP", False, stop)
+        if code == c.HOOK_SOFT_SKIP and kind == c.PHASE_PRE:
+            return Judgement(TaskStatus.ABORTED, "soft skip (exit 75)", False, Verdict.SOFT_SKIP)
     return Judgement(TaskStatus.FAILED, f"exit {code}", True, failure)
 
 

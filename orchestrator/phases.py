@@ -29,11 +29,12 @@ def note_silent_skips(reporter, hooks):
             reporter.note(f"{display_name(entry.key)}: skipped: {entry.reason}")
 
 
-def run_phase(engine, hooks, skip_reason=lambda hook: None):
+def run_phase(engine, hooks, skip_reason=lambda hook: None, after_stop=lambda hook: False):
     """Run the runnable ``hooks`` in order; a file that looks like a hook but cannot run is
-    a warning and a task ``skipped`` with its reason. ``skip_reason(hook)`` returns why a
-    hook must not run (or None); it is asked before each hook, so it can see signals that
-    came meanwhile."""
+    a warning and a task ``skipped`` with its reason, and so is a hook whose ``events=`` does
+    not name the run's event. ``skip_reason(hook)`` returns why a hook must not run (or None);
+    it is asked before each hook, so it can see signals that came meanwhile. Once a hook
+    stopped the phase, only the hooks for which ``after_stop(hook)`` is true still run."""
     result = PhaseResult()
     note_silent_skips(engine.reporter, hooks)
     todo = runnable(hooks)
@@ -50,7 +51,10 @@ def run_phase(engine, hooks, skip_reason=lambda hook: None):
         reason = skip_reason(hook)
         if reason is None and engine.signals.hard_stop:
             reason = "interrupted twice"
-        if reason is None and result.stopped:
+        if reason is None and hook.settings.events and engine.ctx.event not in \
+                hook.settings.events:
+            reason = f"event {engine.ctx.event} not in events={','.join(hook.settings.events)}"
+        if reason is None and result.stopped and not after_stop(hook):
             reason = f"phase stopped by {display_name(result.stopped.record.name)}"
         if reason is None and result.soft_skip:
             reason = f"run skipped by {display_name(result.soft_skip.record.name)} (exit 75)"
@@ -60,7 +64,7 @@ def run_phase(engine, hooks, skip_reason=lambda hook: None):
         run = engine.run_hook(hook, index, len(todo))
         result.runs.append(run)
         result.records.append(run.record)
-        if run.verdict == Verdict.STOP:
+        if run.verdict == Verdict.STOP and not result.stopped:
             result.stopped = run
         elif run.verdict == Verdict.SOFT_SKIP:
             result.soft_skip = run

@@ -16,6 +16,7 @@ from orchestrator import constants as c
 MAX_LINE = 65536
 TAIL_LINE = 4096  # bytes of a line kept for the error log and history; the log keeps all
 TAIL_BYTES = 1 << 20  # at most this much output is kept (in blocks) for the tail
+ERROR_LINE = 400  # bytes of the failed step's last line kept in HOOKRUN_ERROR
 # Bytes the terminal must not get raw: controls other than tab and newline, and DEL.
 UNSAFE = bytes(range(9)) + bytes(range(11, 32)) + b"\x7f"
 CONTROL = {code: f"\\x{code:02x}" for code in list(range(32)) + [127] if code not in (9, 10)}
@@ -211,6 +212,19 @@ class Console:
         except (OSError, ValueError):
             self.lost(stream)
 
+    def write_utf8(self, text):
+        """Write ``text`` to stdout as UTF-8 whatever the locale's encoding (JSON is UTF-8)."""
+        fd = self.fds["stdout"]
+        if fd is None:
+            self.write("stdout", text)
+            return
+        data = text.encode("utf-8", "replace")
+        try:
+            while data:
+                data = data[os.write(fd, data):]
+        except OSError:
+            self.lost("stdout")
+
     def lost(self, stream):
         """Send what follows on ``stream`` to /dev/null; the log file still has everything."""
         fd = self.fds[stream]
@@ -275,7 +289,7 @@ class Console:
             rows.append((r.phase, display_name(r.name), r.status.value,
                          "" if r.exit_code is None else str(r.exit_code), str(r.attempts),
                          f"{r.duration:.2f}s"))
-        widths = [min(max(len(row[i]) for row in rows), 40) for i in range(6)]
+        widths = [max(len(row[i]) for row in rows) for i in range(6)]
         lines = []
         for n, row in enumerate(rows):
             cells = [row[i].ljust(widths[i]) for i in range(6)]
@@ -335,8 +349,24 @@ class TaskOutput:
     def tail_bytes(self):
         return b"".join(line + b"\n" for line in self.tail_list())
 
-    def tail_text(self, lines=c.SUMMARY_OUTPUT_LINES):
-        return "\n".join(line.decode("utf-8", "replace") for line in self.tail_list(lines))
+    def tail_text(self, lines=c.SUMMARY_OUTPUT_LINES, limit=c.SUMMARY_OUTPUT_BYTES):
+        """The last ``lines`` lines as text, at most ``limit`` bytes of them (the last)."""
+        data = b"\n".join(self.tail_list(lines))
+        if len(data) > limit:
+            data = b"[...]" + data[len(data) - limit + 5:]
+        return data.decode("utf-8", "replace")
+
+    def last_line(self, limit=ERROR_LINE):
+        """The last output line that is not blank, as one line of text (or "")."""
+        for block in reversed(self.tail):
+            for line in reversed(block.split(b"\n")):
+                if line.strip():
+                    text = display_name(line.strip()[:limit])
+                    return text + " [...]" if len(line.strip()) > limit else text
+        for rest in self.splitters.values():
+            if rest.rest.strip():
+                return display_name(rest.rest.strip()[:limit])
+        return ""
 
 
 class Reporter:
@@ -359,7 +389,8 @@ class Reporter:
             detail.append(f"exit {record.exit_code}")
         if record.attempts > 1:
             detail.append(f"{record.attempts} attempts")
-        if record.reason and record.status.value != "ok":
+        if record.reason and record.status.value != "ok" \
+                and record.reason != f"exit {record.exit_code}":
             detail.append(display_name(record.reason))
         if record.status.value != "skipped":
             detail.append(f"{record.duration:.2f}s")

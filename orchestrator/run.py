@@ -62,15 +62,15 @@ class Session:
     """What every command that runs things holds: the state directory, the log, the terminal,
     the signal watch and the process supervisor. Use as a context manager."""
 
-    def __init__(self, ctx, run_id, problems=(), metrics_file=None):
+    def __init__(self, ctx, run_id, warnings=(), metrics_file=None):
         self.ctx = ctx
         self.run_id = run_id
         ensure_state_dir(ctx.state_dir)
         check_output_files({ctx.log_file: True, metrics_file: False})
         console = Console(ctx.color, ctx.quiet, ctx.verbose)
         self.reporter = Reporter(console, open_log(ctx.log_file, run_id))
-        for problem in problems:
-            self.reporter.warn(f"unsafe permissions (--insecure): {problem}")
+        for warning in warnings:
+            self.reporter.warn(warning)
         self.signals = Signals()
         self.supervisor = None
         self.lock = None
@@ -134,6 +134,23 @@ def close_run_dir(reporter, run_dir, journal, pending):
         run_dir.remove()
 
 
+def plan_warnings(plan):
+    """What a run says before it starts about its plan: permission problems let through by
+    --insecure, comments that look like header directives."""
+    return [f"unsafe permissions (--insecure): {problem}" for problem in plan.problems] \
+        + plan.warnings
+
+
+def event_warnings(ctx):
+    """A run of an event the hooks directory has neither a pre- nor a post- directory for is
+    surely a typo (``-e bakup``): say which events it has."""
+    if any(os.path.isdir(os.path.join(ctx.hooks_dir, f"{kind}-{ctx.event}.d"))
+           for kind in (c.PHASE_PRE, c.PHASE_POST)):
+        return []
+    return [f"no pre-{ctx.event}.d or post-{ctx.event}.d in {ctx.hooks_dir}"
+            f"{discovery.events_hint(ctx.hooks_dir)}"]
+
+
 def recover(engine, history, state_dir):
     """Replay the pending cleanups of every dead run, last registered first, recording them
     in the dead run's history (phase ``recover``); returns the records. The processes a dead
@@ -182,6 +199,7 @@ class Run:
         self.failed = False
         self.hook_stopped = False
         self.soft_skip = None
+        self.warned = False
         self.command_run = None
         self.started = None
 
@@ -189,19 +207,19 @@ class Run:
         """Run the whole lifecycle; returns hookrun's exit status."""
         ctx = self.ctx
         phases = [] if self.no_hooks else discovery.phase_dirs(ctx.event)
-        planned, problems = context.load_plan(ctx, phases)
-        planned = dict(planned)
+        plan = context.load_plan(ctx, phases)
+        warnings = plan_warnings(plan) + ([] if self.no_hooks else event_warnings(ctx))
+        planned = dict(plan.phases)
         if self.dry_run:
-            for problem in problems:
-                print(f"hookrun: warning: unsafe permissions (--insecure): {problem}",
-                      file=sys.stderr)
+            for warning in warnings:
+                print(f"hookrun: warning: {display_name(warning)}", file=sys.stderr)
             from orchestrator import views
 
             views.print_plan(list(planned.items()), command=self.command, no_hooks=self.no_hooks)
             return c.EXIT_OK
         from orchestrator.history import open_history
 
-        with Session(ctx, self.run_id, problems, ctx.metrics_file) as session:
+        with Session(ctx, self.run_id, warnings, ctx.metrics_file) as session:
             if not session.take_lock(self.wait):
                 return c.SIGNAL_EXIT_BASE + session.signals.first
             self.session = session
@@ -233,7 +251,7 @@ class Run:
                 self.report_pending()
                 self.run_command()
             else:
-                self.tasks += recover(self.engine, self.history, self.ctx.state_dir)
+                self.add_recovered(recover(self.engine, self.history, self.ctx.state_dir))
                 # After recovery, so that a crashed predecessor reads "interrupted".
                 self.engine.set_previous(*self.history.previous(self.ctx.event, self.run_id))
                 self.pre(hooks[c.PHASE_PRE])
@@ -279,7 +297,7 @@ class Run:
         self.command_run = run
         self.tasks.append(run.record)
         if run.record.status != TaskStatus.OK:
-            self.failed = True
+            self.failed = self.warned = True
             self.note_error(run, decisive=True)
 
     def command_state(self):
@@ -305,7 +323,10 @@ class Run:
                 return f"when={when}: run interrupted"
             return when_skip_reason(when, state)
 
-        result = run_phase(self.engine, hooks, skip_reason)
+        # After a stop, the hooks that run "whatever happened" still do (Borgitory's
+        # run-on-failure hooks).
+        result = run_phase(self.engine, hooks, skip_reason,
+                           after_stop=lambda hook: hook.settings.when == "always")
         self.absorb(result)
         if result.stopped and not self.failed:
             self.failed = self.hook_stopped = True
@@ -323,15 +344,27 @@ class Run:
     # Step 8: cleanups (last registered first), then finally.d
     def wind_down(self, finally_hooks):
         self.set_later_env(self.status().value)
-        self.tasks += [run.record for run in self.engine.run_cleanups()]
+        self.add_cleanups(self.engine.run_cleanups())
         self.set_later_env(self.status().value)
         self.absorb(run_phase(self.engine, finally_hooks), decisive=False)
-        self.tasks += [run.record for run in self.engine.run_cleanups()]
+        self.add_cleanups(self.engine.run_cleanups())
+
+    def add_recovered(self, records):
+        self.tasks += records
+        self.warned = self.warned or any(record.failed for record in records)
+
+    def add_cleanups(self, runs):
+        """Cleanups are tasks too; a failed one makes the run a warning."""
+        self.tasks += [run.record for run in runs]
+        self.warned = self.warned or any(run.record.failed for run in runs)
 
     def absorb(self, result: PhaseResult, decisive=True):
+        """Take a phase's records; its failures make the run a warning (and the first, or a
+        decisive one, its HOOKRUN_ERROR), except those of on-failure=ignore hooks."""
         self.tasks += result.records
         for run in result.runs:
-            if run.record.failed:
+            if run.record.failed and run.verdict != Verdict.IGNORE:
+                self.warned = True
                 self.note_error(run, decisive and run.verdict == Verdict.STOP)
 
     def note_error(self, run, decisive):
@@ -342,6 +375,11 @@ class Run:
         record = run.record
         what = "command" if record.phase == c.PHASE_COMMAND else f"{record.phase} hook"
         line = f"{what} {display_name(record.name)} {record.status.value} ({record.reason})"
+        said = run.output.last_line()
+        if said:
+            # What the failed step said last (restic's "Fatal: wrong password"), as resticm
+            # hands BACKUP_ERROR on.
+            line += f": {said}"
         path = self.run_dir.file(ERROR_LOG)
         try:
             write_private(path, run.output.tail_bytes())
@@ -376,7 +414,7 @@ class Run:
             return RunStatus.SKIPPED
         if self.failed:
             return RunStatus.FAILURE
-        if any(record.failed for record in self.tasks):
+        if self.warned:
             return RunStatus.WARNING
         return RunStatus.SUCCESS
 
@@ -397,17 +435,18 @@ class Run:
         except StateError as error:
             self.reporter.warn(f"{error}; this run is not recorded")
         self.reporter.event(f"run {self.run_id} end status={status.value} exit={code}")
-        if self.ctx.json:
-            import json
-
-            self.reporter.console.write("stdout", json.dumps(record, ensure_ascii=False) + "\n")
-        else:
+        if not self.ctx.json:
             self.reporter.console.summary(status.value, self.tasks, code)
         if self.ctx.metrics_file or self.ctx.metrics_push_url:
             self.write_metrics(status, code, duration)
         if self.ctx.notify_url or self.ctx.notify_command:
             self.notify_end(record)
         self.session.close_run(self.engine)
+        if self.ctx.json:
+            import json
+
+            # The very last line of stdout, whatever notify_command printed before it.
+            self.reporter.console.write_utf8(json.dumps(record, ensure_ascii=False) + "\n")
         return code
 
     def warn_if(self, problem):
@@ -454,9 +493,9 @@ class Run:
 def phase_command(ctx, phase, status="success", wait=None):
     """``hookrun phase``: one directory (a PhaseDir) by the rules of a run, with the lock and
     the deferred cleanups, recording nothing. Returns the exit status (0, 69, 128+N)."""
-    planned, problems = context.load_plan(ctx, [phase])
-    hooks = planned[0][1]
-    with Session(ctx, new_run_id(), problems) as session:
+    plan = context.load_plan(ctx, [phase])
+    hooks = plan.phases[0][1]
+    with Session(ctx, new_run_id(), plan_warnings(plan)) as session:
         if not session.take_lock(wait):
             return c.SIGNAL_EXIT_BASE + session.signals.first
         engine = session.open_run(recorded=False)

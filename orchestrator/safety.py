@@ -189,8 +189,10 @@ def shebang(head):
     """The words of a script's ``#!`` line (str, surrogate-escaped), or [] if it has none."""
     if not head.startswith(b"#!"):
         return []
-    line = head[2:].split(b"\n", 1)[0].rstrip(b"\r")
-    return os.fsdecode(line).split()
+    # Words are split at blanks only: a carriage return stays in them, since the kernel
+    # looks for "/bin/sh\r" too, and so must the check.
+    line = head[2:].split(b"\n", 1)[0].replace(b"\t", b" ")
+    return [os.fsdecode(word) for word in line.split(b" ") if word]
 
 
 def interpreters(head, env_path):

@@ -14,7 +14,10 @@ from orchestrator.errors import ConfigError
 DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)\s*(s|m|h)?\Z")
 UNIT_SECONDS = {None: 1, "s": 1, "m": 60, "h": 3600}
 HEADER_RE = re.compile(rb"^\s*#+\s*hookrun:(.*)$")
+# A comment that means to be a directive but is not one: "# hookrun timeout=1s", "# HookRun:".
+NEAR_HEADER_RE = re.compile(rb"^\s*#+\s*hook[\s_-]*run\b.*=", re.IGNORECASE)
 WHEN_VALUES = ("ran", "success", "failure", "always")
+ON_FAILURE_VALUES = ("stop", "warn", "ignore", "skip-run")
 BOOLEANS = {"yes": True, "true": True, "on": True, "1": True,
             "no": False, "false": False, "off": False, "0": False}
 DEFAULTABLE_HOOK_KEYS = ("timeout", "retries", "retry_delay")
@@ -89,8 +92,39 @@ def parse_url(text):
     return url
 
 
-HOOK_PARSERS = {"critical": parse_bool, "timeout": parse_duration, "retries": parse_retries,
-                "retry_delay": parse_duration, "when": parse_when}
+def parse_critical(text):
+    """``critical=yes|no``: the older spelling of ``on-failure=stop|warn``."""
+    return "stop" if parse_bool(text) else "warn"
+
+
+def parse_on_failure(text):
+    if text.strip() not in ON_FAILURE_VALUES:
+        raise ValueError(f"bad on-failure {text!r} (one of {', '.join(ON_FAILURE_VALUES)})")
+    return text.strip()
+
+
+def parse_events(text):
+    """A comma list of event names, as a tuple."""
+    events = tuple(part.strip() for part in text.split(","))
+    for event in events:
+        if not c.EVENT_RE.match(event) or len(event) > c.MAX_EVENT_LENGTH:
+            raise ValueError(f"bad events {text!r} (a comma list of event names, e.g. "
+                             "backup,prune)")
+    return events
+
+
+# What each hook key, as written, sets, and how its value is read.
+HOOK_KEYS = {"critical": ("on_failure", parse_critical),
+             "on_failure": ("on_failure", parse_on_failure),
+             "timeout": ("timeout", parse_duration), "retries": ("retries", parse_retries),
+             "retry_delay": ("retry_delay", parse_duration), "when": ("when", parse_when),
+             "events": ("events", parse_events)}
+KNOWN_HOOK_KEYS = "critical, on-failure, timeout, retries, retry-delay, when, events"
+# Settings and values that only mean something in some phases; elsewhere a config error.
+ONLY_IN = {"when": ((c.PHASE_POST,), "post-EVENT.d"),
+           "events": ((c.PHASE_ON_ERROR, c.PHASE_ON_SUCCESS, c.PHASE_FINALLY),
+                      "on-error.d, on-success.d and finally.d"),
+           "skip-run": ((c.PHASE_PRE,), "pre-EVENT.d")}
 HOOKRUN_PARSERS = {
     "state_dir": parse_text, "log_file": parse_text, "timeout": parse_duration,
     "command_timeout": parse_duration, "kill_grace": parse_duration,
@@ -103,13 +137,19 @@ HOOKRUN_PARSERS = {
 
 @dataclass(frozen=True)
 class HookSettings:
-    """What one hook runs with; ``when`` is None outside post-EVENT.d."""
+    """What one hook runs with. ``on_failure`` is stop, warn, ignore or skip-run; ``when``
+    is None outside post-EVENT.d; ``events`` None unless set (every event)."""
 
-    critical: bool
+    on_failure: str
     timeout: float
     retries: int
     retry_delay: float
     when: object = None
+    events: object = None
+
+    @property
+    def critical(self):
+        return self.on_failure == "stop"
 
 
 @dataclass
@@ -178,6 +218,10 @@ def parse_config(text, path):
         if key in seen:
             raise ConfigError(f"{where}: duplicate key '{key}' in [{section}]")
         seen.add(key)
+        if parsers is HOOK_KEYS:
+            setting, parsed = hook_setting(key, value.strip(), phase_kind(section[5:]), where)
+            target[setting] = parsed
+            continue
         target[key] = parse_value(key, value.strip(), parsers, section, where)
     return config
 
@@ -195,7 +239,7 @@ def open_section(config, header, where):
     hook = hook.strip()
     if kind == "hook" and re.fullmatch(r"[^/]+\.d/[^/]+", hook):
         config.hooks.setdefault(hook, {})
-        return name, config.hooks[hook], HOOK_PARSERS
+        return name, config.hooks[hook], HOOK_KEYS
     raise ConfigError(f"{where}: unknown section [{name}] (use [hookrun], [env] or "
                       "[hook PHASE-DIR.d/NAME])")
 
@@ -224,51 +268,97 @@ def read_head(path):
         return b""
 
 
-def parse_header(head, path):
-    """The header directives in ``head``, the first bytes of the script ``path``:
-    ``{key: (value, line_number)}``. Binary executables (ELF, or a NUL in the first bytes)
-    have no header. Raises ConfigError naming file and line for an unknown key or a bad
-    value."""
+def phase_kind(key):
+    """The phase (``pre``, ``post``, ``on-error``...) of ``PHASE-DIR.d/NAME`` or of a
+    directory name; None if it names none."""
+    dirname = key.split("/", 1)[0]
+    for kind in (c.PHASE_ON_ERROR, c.PHASE_ON_SUCCESS, c.PHASE_FINALLY):
+        if dirname == f"{kind}.d":
+            return kind
+    for kind in (c.PHASE_PRE, c.PHASE_POST):
+        if dirname.startswith(f"{kind}-") and dirname.endswith(".d"):
+            return kind
+    return None
+
+
+def hook_setting(key, value, kind, where):
+    """(setting, value) for the hook key ``key`` as written at ``where`` (file:line) in a
+    hook of phase ``kind``; ConfigError for an unknown key, a bad value, or a setting that
+    means nothing in that phase."""
+    if key not in HOOK_KEYS:
+        raise ConfigError(f"{where}: unknown hook key '{key.replace('_', '-')}' "
+                          f"(known: {KNOWN_HOOK_KEYS})")
+    setting, parse = HOOK_KEYS[key]
+    try:
+        parsed = parse(value)
+    except ValueError as error:
+        raise ConfigError(f"{where}: {error}") from None
+    for limited in (setting, parsed):
+        if isinstance(limited, str) and limited in ONLY_IN and kind is not None:
+            kinds, named = ONLY_IN[limited]
+            if kind not in kinds:
+                shown = key.replace("_", "-") if limited == setting else f"{key}={parsed}"
+                raise ConfigError(f"{where}: {shown} is for {named} only")
+    return setting, parsed
+
+
+def parse_header(head, path, kind=None):
+    """The header directives in ``head``, the first bytes of the script ``path`` of phase
+    ``kind``: ({setting: (value, line_number)}, [warnings]). A warning names a comment that
+    looks like a directive but is not one. Binary executables (ELF, or a NUL in the first
+    bytes) have no header. Raises ConfigError naming file and line for an unknown key, a bad
+    value or a key that means nothing in the hook's phase."""
     if head.startswith(b"\x7fELF") or b"\0" in head:
-        return {}
-    found = {}
+        return {}, []
+    found, warnings = {}, []
     for number, line in enumerate(head.split(b"\n")[:c.HEADER_LINES], 1):
+        where = f"{path}:{number}"
         match = HEADER_RE.match(line)
         if not match:
+            if NEAR_HEADER_RE.match(line):
+                warnings.append(f"{where}: looks like a header directive but is not one "
+                                "(write '# hookrun: key=value')")
             continue
-        where = f"{path}:{number}"
-        body = match.group(1).decode("utf-8", "replace")
-        for token in body.split():
+        for token in match.group(1).decode("utf-8", "replace").split():
             key, sep, value = token.partition("=")
-            key = normalise_key(key)
             if not sep or not value:
                 raise ConfigError(f"{where}: expected key=value in header, got {token!r}")
-            if key not in HOOK_PARSERS:
-                raise ConfigError(f"{where}: unknown header key '{key}' "
-                                  f"(known: critical, timeout, retries, retry-delay, when)")
-            try:
-                found[key] = (HOOK_PARSERS[key](value), number)
-            except ValueError as error:
-                raise ConfigError(f"{where}: {error}") from None
-    return found
+            setting, parsed = hook_setting(normalise_key(key), value, kind, where)
+            found[setting] = (parsed, number)
+    return found, warnings
 
 
 def effective_settings(kind, header, section, config, overrides):
     """Merge the layers into HookSettings for a hook of phase ``kind`` (``pre``, ``post``, ...).
 
-    ``header`` maps key -> (value, line); ``section`` is the config's [hook ...] dict (or {});
-    ``overrides`` holds command-line values, e.g. {"timeout": 60.0}.
+    ``header`` maps setting -> (value, line); ``section`` is the config's [hook ...] dict (or
+    {}); ``overrides`` holds command-line values, e.g. {"timeout": 60.0}.
     """
-    builtin = {"critical": kind == c.PHASE_PRE, "timeout": c.DEFAULT_TIMEOUT, "retries": 0,
-               "retry_delay": c.DEFAULT_RETRY_DELAY, "when": "ran"}
+    builtin = {"on_failure": "stop" if kind == c.PHASE_PRE else "warn",
+               "timeout": c.DEFAULT_TIMEOUT, "retries": 0,
+               "retry_delay": c.DEFAULT_RETRY_DELAY, "when": "ran", "events": None}
     merged = dict(builtin)
     merged.update({k: config.get(k) for k in DEFAULTABLE_HOOK_KEYS if config.get(k) is not None})
     merged.update({k: value for k, (value, _line) in header.items()})
     merged.update(section)
     merged.update({k: v for k, v in overrides.items() if v is not None})
-    return HookSettings(critical=merged["critical"], timeout=merged["timeout"],
+    return HookSettings(on_failure=merged["on_failure"], timeout=merged["timeout"],
                         retries=merged["retries"], retry_delay=merged["retry_delay"],
-                        when=merged["when"] if kind == c.PHASE_POST else None)
+                        when=merged["when"] if kind == c.PHASE_POST else None,
+                        events=merged["events"])
+
+
+def describe(settings):
+    """A hook's effective settings as ``list`` and ``-v`` show them."""
+    text = (f"on-failure={settings.on_failure} timeout={format_duration(settings.timeout)} "
+            f"retries={settings.retries}")
+    if settings.retries:
+        text += f" retry-delay={format_duration(settings.retry_delay)}"
+    if settings.when:
+        text += f" when={settings.when}"
+    if settings.events:
+        text += f" events={','.join(settings.events)}"
+    return text
 
 
 def retry_delays(first, retries):

@@ -7,9 +7,9 @@ import sys
 
 from orchestrator.history import text
 from orchestrator.report import display_name
-from orchestrator.settings import format_duration
+from orchestrator.settings import describe
 
-NUMERIC_PREFIX = re.compile(r"(\d+)")
+NUMERIC_PREFIX = re.compile(r"([0-9]+)")
 
 
 def plan_items(planned, show_all=False):
@@ -23,9 +23,11 @@ def plan_items(planned, show_all=False):
             items.append({
                 "phase": phase.kind, "dir": phase.dirname, "name": text(entry.name),
                 "path": text(entry.path), "runs": entry.runs, "reason": entry.reason,
-                "critical": s.critical if s else None, "timeout": s.timeout if s else None,
+                "critical": s.critical if s else None,
+                "on_failure": s.on_failure if s else None, "timeout": s.timeout if s else None,
                 "retries": s.retries if s else None, "retry_delay": s.retry_delay if s else None,
-                "when": s.when if s else None})
+                "when": s.when if s else None,
+                "events": list(s.events) if s and s.events else None})
     return items
 
 
@@ -37,19 +39,18 @@ def print_plan(planned, command=None, no_hooks=False, show_all=False, out=None):
         shown = [h for h in hooks if show_all or h.entry.runs or h.entry.warn]
         if not shown:
             lines.append("  (empty)")
+        width = max((len(display_name(h.entry.name)) for h in shown), default=0)
         for hook in shown:
             entry, s = hook.entry, hook.settings
+            name = display_name(entry.name).ljust(width)
             if s:
-                detail = (f"critical={'yes' if s.critical else 'no'} "
-                          f"timeout={format_duration(s.timeout)} retries={s.retries}"
-                          + (f" when={s.when}" if s.when else ""))
-                lines.append(f"  run   {display_name(entry.name)}  {detail}")
+                lines.append(f"  run   {name}  {describe(s)}")
             else:
-                lines.append(f"  skip  {display_name(entry.name)}  ({entry.reason})")
+                lines.append(f"  skip  {name}  {entry.reason}")
     if no_hooks:
         lines.append("--no-hooks: no hook directory is read")
     if command is not None:
-        lines.append(f"command: {shlex.join(command) if command else '(none)'}")
+        lines.append(f"command: {display_name(shlex.join(command)) if command else '(none)'}")
     out.write("\n".join(lines) + "\n")
 
 
@@ -87,6 +88,11 @@ def missing_shebangs(planned):
     return warnings
 
 
+def print_warnings(warnings):
+    if warnings:
+        sys.stderr.write("".join(f"hookrun: warning: {display_name(w)}\n" for w in warnings))
+
+
 def print_check(ctx, errors, problems, warnings):
     """What ``hookrun check`` found: problems on stderr, a last line when nothing refuses."""
     lines = [f"hookrun: error: {line}" for line in errors]
@@ -100,44 +106,77 @@ def print_check(ctx, errors, problems, warnings):
 
 
 def dump_json(value, out=None):
+    """JSON is UTF-8, whatever the locale says: written as bytes where there is a buffer."""
+    text = json.dumps(value, indent=2, ensure_ascii=False) + "\n"
     out = out or sys.stdout
-    out.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
+    buffer = getattr(out, "buffer", None)
+    if buffer is None:
+        out.write(text)
+        return
+    out.flush()
+    buffer.write(text.encode("utf-8", "surrogateescape"))
+    buffer.flush()
 
 
 def public(run):
-    """A run dict without the private ``outputs`` list."""
-    return {key: value for key, value in run.items() if key != "outputs"}
+    """A run as ``--json`` prints it."""
+    return run
+
+
+def table(rows):
+    """Lines of ``rows`` (tuples of text) in columns two spaces apart, the last one ragged."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    return ["  ".join([cell.ljust(width) for cell, width in zip(row, widths)] + [row[-1]])
+            .rstrip() for row in rows]
 
 
 def print_history(runs, out=None):
     out = out or sys.stdout
-    out.write(f"{'ID':24} {'EVENT':10} {'STATUS':11} {'EXIT':>4} {'DURATION':>9}  COMMAND\n")
+    rows = [("ID", "EVENT", "STATUS", "EXIT", "DURATION", "COMMAND")]
     for run in runs:
-        exit_code = "" if run["exit_code"] is None else run["exit_code"]
-        duration = "" if run["duration"] is None else f"{run['duration']:.1f}s"
         command = ("[no-hooks] " if run["no_hooks"] else "") + (run["command"] or "")
-        out.write(f"{display_name(run['id']):24} {run['event']:10} {run['status']:11} "
-                  f"{exit_code:>4} {duration:>9}  {display_name(command)}\n")
+        rows.append((display_name(run["id"]), display_name(run["event"]), run["status"],
+                     "" if run["exit_code"] is None else str(run["exit_code"]),
+                     seconds_text(run["duration"]), display_name(command)))
+    out.write("\n".join(table(rows)) + "\n")
 
 
 def print_run(run, out=None):
     out = out or sys.stdout
-    for key in ("id", "event", "status", "exit_code", "command", "started", "finished",
-                "duration", "no_hooks", "error"):
-        out.write(f"{key + ':':11} {'' if run[key] is None else display_name(str(run[key]))}\n")
-    out.write("tasks:\n")
-    for task, output in zip(run["tasks"], run["outputs"]):
-        exit_code = "" if task["exit_code"] is None else f" exit {task['exit_code']}"
-        reason = f" ({display_name(task['reason'])})" if task["reason"] else ""
-        out.write(f"  {task['phase']}/{display_name(task['name'])}: {task['status']}"
-                  f"{exit_code}{reason}, "
-                  f"{task['attempts']} attempt(s), {task['duration'] or 0:.2f}s, "
-                  f"cpu {task['cpu_seconds'] or 0:.2f}s, "
-                  f"max rss {rss_text(task['max_rss_bytes'])}\n")
-        for line in (output or "").split("\n")[-5:]:
-            if line:
-                out.write(f"      | {display_name(line)}\n")
+    fields = [("id", run["id"]), ("event", run["event"]), ("status", run["status"]),
+              ("exit", run["exit_code"]), ("command", run["command"] or "(none)"),
+              ("started", run["started"]), ("finished", run["finished"]),
+              ("duration", seconds_text(run["duration"])),
+              ("no hooks", "yes" if run["no_hooks"] else "no"), ("error", run["error"])]
+    lines = [f"{key + ':':10} {'' if value is None else display_name(str(value))}"
+             for key, value in fields]
+    lines.append("tasks:")
+    rows = [("  TASK", "STATUS", "EXIT", "TRIES", "DURATION", "CPU", "MAX RSS", "REASON")]
+    outputs = []
+    for task in run["tasks"]:
+        rows.append((f"  {task['phase']}/{display_name(task['name'])}", task["status"],
+                     "" if task["exit_code"] is None else str(task["exit_code"]),
+                     str(task["attempts"] or ""), seconds_text(task["duration"]),
+                     seconds_text(task["cpu_seconds"]), rss_text(task["max_rss_bytes"]),
+                     reason_text(task["reason"], task["exit_code"])))
+        outputs.append([f"      | {display_name(line)}"
+                        for line in (task.get("output") or "").split("\n") if line])
+    for row_line, output in zip(table(rows), [[]] + outputs):
+        lines.append(row_line)
+        lines.extend(output)
+    out.write("\n".join(lines) + "\n")
+
+
+def seconds_text(value):
+    return "" if value is None else f"{value:.2f}s"
+
+
+def reason_text(reason, exit_code):
+    """A task's reason, unless it only repeats its exit status."""
+    if not reason or reason == f"exit {exit_code}":
+        return ""
+    return display_name(reason)
 
 
 def rss_text(value):
-    return "below hookrun's own" if value is None else f"{value // 1024} KiB"
+    return "-" if value is None else f"{value / 1048576:.1f} MiB"

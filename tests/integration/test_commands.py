@@ -5,12 +5,12 @@ import os
 
 from tests.conftest import marker_hook, order, run_hookrun
 
-LIST_FIELDS = {"phase", "dir", "name", "path", "runs", "reason", "critical", "timeout",
-               "retries", "retry_delay", "when"}
+LIST_FIELDS = {"phase", "dir", "name", "path", "runs", "reason", "critical", "on_failure",
+               "timeout", "retries", "retry_delay", "when", "events"}
 RUN_FIELDS = {"id", "event", "status", "exit_code", "command", "started", "finished",
               "duration", "no_hooks", "error", "tasks"}
 TASK_FIELDS = {"phase", "name", "status", "exit_code", "attempts", "started", "duration",
-               "cpu_seconds", "max_rss_bytes", "reason"}
+               "cpu_seconds", "max_rss_bytes", "reason", "output"}
 
 
 def test_list_json_has_the_documented_fields_and_effective_settings(tree, hookrun_main):
@@ -30,6 +30,8 @@ def test_list_json_has_the_documented_fields_and_effective_settings(tree, hookru
             dump["retries"], dump["retry_delay"], dump["when"]) == \
         ("pre", "pre-backup.d", True, True, 1800, 2, 60, None)
     assert by_name["10-verify"]["when"] == "success" and by_name["10-verify"]["critical"]
+    assert (dump["on_failure"], by_name["10-verify"]["on_failure"]) == ("stop", "stop")
+    assert dump["events"] is None
     assert by_name["30-plain"]["runs"] is False and "chmod" in by_name["30-plain"]["reason"]
     status, out, _err = hookrun_main("list", "--json", "--all", *tree.args())
     assert "20-off.disabled" in {item["name"] for item in json.loads(out)}

@@ -2,17 +2,42 @@
 
 import pytest
 
-from orchestrator.cli import build_parser, main, prepare, strip_separator
+from orchestrator.cli import build_parser, main, prepare
+from orchestrator.commands import strip_separator
+
+
+def argv_of(argv):
+    return prepare(argv)[1]
 
 
 def test_a_bare_wait_before_the_command_waits_for_ever():
-    assert prepare(["run", "--wait", "restic", "backup"]) == \
+    assert argv_of(["run", "--wait", "restic", "backup"]) == \
         ["run", "--wait=inf", "restic", "backup"]
 
 
+@pytest.mark.parametrize("spelling", [["--wait", "1s"], ["--wait=1s"]])
+def test_wait_with_a_duration_takes_it_either_way(spelling):
+    args = build_parser().parse_args(argv_of(["run", *spelling, "--", "true"]))
+    assert args.wait == "1s" and strip_separator(args.command) == ["true"]
+
+
 def test_wait_inside_the_command_is_left_alone():
-    assert prepare(["run", "-e", "x", "cmd", "--wait"]) == ["run", "-e", "x", "cmd", "--wait"]
-    assert prepare(["run", "--", "cmd", "--wait"]) == ["run", "--", "cmd", "--wait"]
+    assert argv_of(["run", "-e", "x", "cmd", "--wait"]) == ["run", "-e", "x", "cmd", "--wait"]
+    assert argv_of(["run", "--", "cmd", "--wait"]) == ["run", "--", "cmd", "--wait"]
+
+
+def test_options_may_come_before_the_subcommand():
+    assert argv_of(["-d", "DIR", "-q", "run", "--", "true"]) == \
+        ["run", "-d", "DIR", "-q", "--", "true"]
+    args = build_parser().parse_args(argv_of(["--state-dir=S", "history", "-n", "3"]))
+    assert (args.state_dir, args.n) == ("S", 3)
+
+
+def test_debug_among_the_commands_arguments_is_the_commands():
+    assert prepare(["run", "--", "tool", "--debug"])[2] is False
+    assert prepare(["run", "tool", "--debug"])[2] is False
+    assert prepare(["--debug", "run", "tool"])[2] is True
+    assert prepare(["run", "--debug", "tool"])[2] is True
 
 
 def test_command_options_after_the_command_belong_to_the_command():
@@ -24,7 +49,8 @@ def test_command_options_after_the_command_belong_to_the_command():
 
 
 @pytest.mark.parametrize("argv", [[], ["nonsense"], ["run", "--color", "pink"],
-                                  ["history", "-n", "many"], ["show"]])
+                                  ["history", "-n", "many"], ["history", "-n", "-1"], ["show"],
+                                  ["run", "--no-hooks"], ["-d", "x", "defer", "true"]])
 def test_usage_errors_exit_2_with_one_line(argv, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err

@@ -11,43 +11,53 @@ def exited(code, **kw):
     return Outcome(exit_code=code, **kw)
 
 
-@pytest.mark.parametrize("kind, code, critical, status, retry, verdict", [
-    ("pre", 0, True, TaskStatus.OK, False, Verdict.OK),
-    ("pre", 62, True, TaskStatus.ABORTED, False, Verdict.CONTINUE),
-    ("post", 62, True, TaskStatus.ABORTED, False, Verdict.CONTINUE),
-    ("pre", 63, False, TaskStatus.FAILED, False, Verdict.STOP),
-    ("post", 63, True, TaskStatus.FAILED, False, Verdict.CONTINUE),
-    ("pre", 75, True, TaskStatus.ABORTED, False, Verdict.SOFT_SKIP),
-    ("post", 75, False, TaskStatus.FAILED, True, Verdict.CONTINUE),
-    ("post", 75, True, TaskStatus.FAILED, True, Verdict.STOP),
-    ("pre", 1, True, TaskStatus.FAILED, True, Verdict.STOP),
-    ("pre", 1, False, TaskStatus.FAILED, True, Verdict.CONTINUE),
-    ("finally", 2, False, TaskStatus.FAILED, True, Verdict.CONTINUE),
+@pytest.mark.parametrize("kind, code, on_failure, status, retry, verdict", [
+    ("pre", 0, "stop", TaskStatus.OK, False, Verdict.OK),
+    ("pre", 62, "stop", TaskStatus.ABORTED, False, Verdict.CONTINUE),
+    ("post", 62, "stop", TaskStatus.ABORTED, False, Verdict.CONTINUE),
+    ("pre", 63, "warn", TaskStatus.FAILED, False, Verdict.STOP),
+    ("post", 63, "stop", TaskStatus.FAILED, False, Verdict.CONTINUE),
+    ("pre", 75, "stop", TaskStatus.ABORTED, False, Verdict.SOFT_SKIP),
+    ("post", 75, "warn", TaskStatus.FAILED, True, Verdict.CONTINUE),
+    ("post", 75, "stop", TaskStatus.FAILED, True, Verdict.STOP),
+    ("pre", 1, "stop", TaskStatus.FAILED, True, Verdict.STOP),
+    ("pre", 1, "warn", TaskStatus.FAILED, True, Verdict.CONTINUE),
+    ("finally", 2, "warn", TaskStatus.FAILED, True, Verdict.CONTINUE),
+    # Backrest's IGNORE and Barman's standard scripts: a failure is recorded, nothing more,
+    # and 62, 63, 75 are failures like any other.
+    ("pre", 1, "ignore", TaskStatus.FAILED, True, Verdict.IGNORE),
+    ("pre", 63, "ignore", TaskStatus.FAILED, True, Verdict.IGNORE),
+    ("pre", 75, "ignore", TaskStatus.FAILED, True, Verdict.IGNORE),
+    ("post", 62, "ignore", TaskStatus.FAILED, True, Verdict.IGNORE),
+    # Backrest's CANCEL: a failure skips the run as 75 does.
+    ("pre", 1, "skip-run", TaskStatus.FAILED, True, Verdict.SOFT_SKIP),
+    ("pre", 75, "skip-run", TaskStatus.ABORTED, False, Verdict.SOFT_SKIP),
+    ("pre", 63, "skip-run", TaskStatus.FAILED, False, Verdict.STOP),
 ])
-def test_exit_code_protocol(kind, code, critical, status, retry, verdict):
-    judged = judge(kind, exited(code), critical)
+def test_exit_code_protocol(kind, code, on_failure, status, retry, verdict):
+    judged = judge(kind, exited(code), on_failure)
     assert (judged.status, judged.retry, judged.verdict) == (status, retry, verdict)
 
 
 def test_63_is_failed_with_reason_abort_stop():
-    assert judge("pre", exited(63), False).reason == "ABORT_STOP"
-    assert "ABORT_STOP" in judge("post", exited(63), False).reason
+    assert judge("pre", exited(63), "warn").reason == "ABORT_STOP"
+    assert "ABORT_STOP" in judge("post", exited(63), "warn").reason
 
 
 def test_timeout_signal_and_spawn_errors_are_failures_that_may_be_retried():
-    timeout = judge("pre", exited(143, timed_out=True), True)
+    timeout = judge("pre", exited(143, timed_out=True), "stop")
     assert (timeout.status, timeout.retry, timeout.verdict) == \
         (TaskStatus.TIMEOUT, True, Verdict.STOP)
-    killed = judge("post", exited(137, killed_by=9), False)
+    killed = judge("post", exited(137, killed_by=9), "warn")
     assert (killed.status, killed.retry, killed.verdict) == \
         (TaskStatus.FAILED, True, Verdict.CONTINUE)
     assert "SIGKILL" in killed.reason
-    missing = judge("pre", exited(127, spawn_error="not found"), True)
+    missing = judge("pre", exited(127, spawn_error="not found"), "stop")
     assert missing.status == TaskStatus.FAILED and missing.verdict == Verdict.STOP
 
 
 def test_an_interrupted_hook_is_not_retried():
-    judged = judge("pre", exited(130, killed_by=2, interrupted_by=2), False)
+    judged = judge("pre", exited(130, killed_by=2, interrupted_by=2), "warn")
     assert judged.status == TaskStatus.FAILED and not judged.retry
 
 
@@ -70,5 +80,5 @@ def test_exit_status_table(status, interrupted, command, stopped, expected):
 
 
 def test_63_has_the_same_reason_in_every_phase():
-    assert {judge(kind, exited(63), True).reason for kind in ("pre", "post", "finally")} == \
+    assert {judge(kind, exited(63), "stop").reason for kind in ("pre", "post", "finally")} == \
         {"ABORT_STOP"}

@@ -43,7 +43,7 @@ def test_durations_round_trip(seconds):
 @given(st.lists(st.binary(max_size=80), max_size=35))
 def test_header_parser_raises_only_config_error(lines):
     try:
-        parse_header(b"\n".join(lines), "hook")
+        parse_header(b"\n".join(lines), "hook", "post")
     except ConfigError as error:
         assert str(error).startswith("hook:")
 
@@ -60,7 +60,8 @@ def test_valid_headers_round_trip(numbers):
         else:
             tokens.append(f"{key}={n}s" if key != "retries" else f"{key}={n}")
             expected[key.replace("-", "_")] = n
-    found = parse_header(b"#!/bin/sh\n" + ("# hookrun: " + " ".join(tokens)).encode(), "h")
+    found, _warnings = parse_header(b"#!/bin/sh\n" + ("# hookrun: " + " ".join(tokens)).encode(),
+                                    "h", "post")
     for key, n in expected.items():
         assert found[key][0] == n
 

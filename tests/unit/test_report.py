@@ -52,7 +52,9 @@ def test_the_tail_keeps_the_last_lines_each_cut_to_a_bounded_length():
     assert len(tail) == 200
     assert tail[-2] == b"line 999"
     assert len(tail[-1]) < TAIL_LINE + 10
-    assert output.tail_text(2).splitlines()[0] == "line 999"
+    assert output.tail_text(2, limit=1 << 20).splitlines()[0] == "line 999"
+    assert len(output.tail_text(2).encode()) <= 4096  # what show --json keeps per task
+    assert output.last_line().startswith("yyyy") and output.last_line().endswith("[...]")
 
 
 def test_the_tail_is_bounded_in_bytes():

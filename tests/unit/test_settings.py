@@ -36,14 +36,17 @@ def test_format_duration_round_trips(seconds):
 def test_header_directives_are_read_and_several_lines_add_up():
     lines = [b"#!/bin/sh", b"# hookrun: critical=no timeout=10m",
              b"# hookrun: retries=3 retry-delay=5s when=always"]
-    found = parse_header(b"\n".join(lines), "x")
+    found, warnings = parse_header(b"\n".join(lines), "x", "post")
     assert {k: v for k, (v, _line) in found.items()} == {
-        "critical": False, "timeout": 600, "retries": 3, "retry_delay": 5, "when": "always"}
-    assert found["retries"][1] == 3
+        "on_failure": "warn", "timeout": 600, "retries": 3, "retry_delay": 5, "when": "always"}
+    assert found["retries"][1] == 3 and warnings == []
 
 
 @pytest.mark.parametrize("line, where", [
-    (b"# hookrun: colour=red", "unknown header key"),
+    (b"# hookrun: colour=red", "unknown hook key"),
+    (b"# hookrun: on-failure=later", "bad on-failure"),
+    (b"# hookrun: when=always", "when is for post-EVENT.d only"),
+    (b"# hookrun: events=backup", "events is for on-error.d, on-success.d and finally.d"),
     (b"# hookrun: timeout=forever", "bad duration"),
     (b"# hookrun: retries=101", "bad retries"),
     (b"# hookrun: critical=maybe", "bad yes/no"),
@@ -52,7 +55,7 @@ def test_header_directives_are_read_and_several_lines_add_up():
 ])
 def test_bad_header_directive_is_a_config_error_naming_file_and_line(line, where):
     with pytest.raises(ConfigError) as raised:
-        parse_header(b"\n".join([b"#!/bin/sh", b"echo", line]), "/h/pre-backup.d/10-x")
+        parse_header(b"\n".join([b"#!/bin/sh", b"echo", line]), "/h/pre-backup.d/10-x", "pre")
     assert str(raised.value).startswith("/h/pre-backup.d/10-x:3: ")
     assert where in str(raised.value)
     assert raised.value.exit_status == c.EXIT_CONFIG
@@ -61,13 +64,13 @@ def test_bad_header_directive_is_a_config_error_naming_file_and_line(line, where
 def test_header_is_only_read_in_the_first_30_lines(tmp_path):
     script = tmp_path / "hook"
     script.write_bytes(b"#!/bin/sh\n" + b"echo\n" * 30 + b"# hookrun: colour=red\n")
-    assert parse_header(read_head(str(script)), str(script)) == {}
+    assert parse_header(read_head(str(script)), str(script)) == ({}, [])
 
 
 def test_binary_executables_have_no_header(tmp_path):
     binary = tmp_path / "bin"
     binary.write_bytes(b"\x7fELF\x02\x01\x01\0# hookrun: colour=red\n")
-    assert parse_header(read_head(str(binary)), str(binary)) == {}
+    assert parse_header(read_head(str(binary)), str(binary)) == ({}, [])
 
 
 CONFIG = """
@@ -99,7 +102,7 @@ def test_config_sections_and_values_are_parsed():
     assert config.get("umask") == 0o77
     assert config.get("retry_delay") == 1
     assert config.env == {"PGHOST": "localhost", "Mixed_Case": "keeps case"}
-    assert config.hooks == {"pre-backup.d/10-dump": {"timeout": 1800, "critical": False}}
+    assert config.hooks == {"pre-backup.d/10-dump": {"timeout": 1800, "on_failure": "warn"}}
 
 
 @pytest.mark.parametrize("text, line, words", [
@@ -114,7 +117,11 @@ def test_config_sections_and_values_are_parsed():
     ("[hookrun]\njust words\n", 2, "expected 'key = value'"),
     ("[hookrun]\ntimeout = 1s\ntimeout = 2s\n", 3, "duplicate key"),
     ("[env]\n1BAD = x\n", 2, "bad environment variable name"),
-    ("[hook pre-backup.d/x]\nwhen = never\n", 2, "bad when"),
+    ("[hook post-backup.d/x]\nwhen = never\n", 2, "bad when"),
+    ("[hook pre-backup.d/x]\nwhen = always\n", 2, "when is for post-EVENT.d only"),
+    ("[hook post-backup.d/x]\non-failure = skip-run\n", 2, "for pre-EVENT.d only"),
+    ("[hook on-error.d/x]\nevents = Backup\n", 2, "bad events"),
+    ("[env]\nX = a\0b\n", 2, "NUL byte"),
     ("[hookrun\n", 1, "unterminated section"),
     ("[hookrun]\n[env]\n[hookrun]\n", 3, "duplicate section"),
     ("[env]\nA = 1\n[env]\n", 3, "duplicate section"),
@@ -152,9 +159,35 @@ def test_precedence_is_command_line_then_hook_section_then_header_then_defaults(
     assert effective_settings("pre", {}, {}, config, {"timeout": None}).timeout == 60
 
 
-def test_when_is_ignored_outside_post():
-    assert effective_settings("pre", header(when="always"), {}, Config(), {}).when is None
-    assert effective_settings("post", header(when="always"), {}, Config(), {}).when == "always"
+def test_critical_is_the_older_spelling_of_on_failure_stop_and_warn():
+    for text, expected in ((b"critical=yes", "stop"), (b"critical=no", "warn"),
+                           (b"on-failure=ignore", "ignore"), (b"critical=yes on-failure=warn",
+                                                               "warn")):
+        found, _warnings = parse_header(b"#!/bin/sh\n# hookrun: " + text, "h", "pre")
+        settings = effective_settings("pre", found, {}, Config(), {})
+        assert settings.on_failure == expected
+        assert settings.critical is (expected == "stop")
+
+
+def test_events_is_a_comma_list_for_the_shared_phases():
+    found, _warnings = parse_header(b"# hookrun: events=backup,prune", "h", "on-error")
+    assert effective_settings("on-error", found, {}, Config(), {}).events == ("backup", "prune")
+    assert effective_settings("finally", {}, {}, Config(), {}).events is None
+
+
+@pytest.mark.parametrize("line, warned", [
+    (b"# hookrun timeout=1s", True),
+    (b"# HookRun: timeout=1s", True),
+    (b"## hook-run: retries=2", True),
+    (b"# hookrun runs this script after the dump", False),
+    (b"# hookrun: timeout=1s", False),
+    (b"echo hookrun timeout=1s", False),
+])
+def test_a_comment_that_looks_like_a_directive_is_a_warning(line, warned):
+    found, warnings = parse_header(b"#!/bin/sh\n" + line + b"\n", "/h/10-x", "pre")
+    assert bool(warnings) is warned
+    if warned:
+        assert warnings[0].startswith("/h/10-x:2: ")
 
 
 def test_retry_delay_doubles_and_is_capped_at_five_minutes():

@@ -1,0 +1,137 @@
+"""One function per subcommand: parsed arguments -> the work -> exit status. Each imports
+what it needs, so that a subcommand pays only for its own modules."""
+
+import os
+
+from orchestrator import constants as c
+from orchestrator.errors import HookrunError, StateError, UsageError
+
+
+def strip_separator(command):
+    return command[1:] if command and command[0] == "--" else command
+
+
+def wait_seconds(value):
+    if value is None:
+        return None
+    if value == "inf":
+        return float("inf")
+    from orchestrator.context import parse_option
+    from orchestrator.settings import parse_duration
+
+    return parse_option(value, parse_duration, "wait")
+
+
+def run(args):
+    from orchestrator.context import build_context
+    from orchestrator.run import Run
+
+    command = strip_separator(args.command)
+    if args.no_hooks and not command:
+        raise UsageError("run: --no-hooks needs a command: without one it would do nothing, "
+                         "yet count as a successful backup")
+    ctx = build_context(args, need_hooks=not args.no_hooks)
+    return Run(ctx, command, no_hooks=args.no_hooks, dry_run=args.dry_run,
+               wait=wait_seconds(args.wait)).execute()
+
+
+def list_plan(args):
+    from orchestrator import context, discovery, views
+
+    ctx = context.build_context(args)
+    plan = context.load_plan(ctx, discovery.phase_dirs(ctx.event), check=False)
+    views.print_warnings(plan.warnings)
+    if args.json:
+        views.dump_json(views.plan_items(plan.phases, show_all=args.all))
+    else:
+        views.print_plan(plan.phases, show_all=args.all)
+    return c.EXIT_OK
+
+
+def check(args):
+    from orchestrator import context, views
+
+    ctx = context.build_context(args)
+    errors, problems, warnings = context.check_tree(ctx)
+    views.print_check(ctx, errors, problems, warnings)
+    if errors:
+        return c.EXIT_CONFIG
+    if problems and ctx.strict:
+        return c.EXIT_UNSAFE
+    return c.EXIT_OK
+
+
+def phase(args):
+    from orchestrator import discovery
+    from orchestrator.context import build_context
+    from orchestrator.run import phase_command
+
+    found = discovery.phase_dir_named(args.phase_dir)
+    if found is None:
+        raise UsageError(f"phase: {args.phase_dir!r} is not a phase directory (pre-EVENT, "
+                         "post-EVENT, on-error, on-success or finally)")
+    implied = found[1]
+    if implied and args.event and args.event != implied:
+        raise UsageError(f"phase: {args.phase_dir} belongs to event {implied!r}, not "
+                         f"{args.event!r}")
+    ctx = build_context(args, event=implied)
+    if not os.path.isdir(os.path.join(ctx.hooks_dir, found[0].dirname)):
+        raise UsageError(f"phase: there is no directory {found[0].dirname} in {ctx.hooks_dir}"
+                         f"{discovery.events_hint(ctx.hooks_dir)}")
+    return phase_command(ctx, found[0], args.status, wait_seconds(args.wait))
+
+
+def defer(args):
+    from orchestrator.cleanup import defer as register
+
+    register(strip_separator(args.command), os.environ.get("HOOKRUN_CLEANUP"))
+    return c.EXIT_OK
+
+
+def recover(args):
+    from orchestrator.context import build_context
+    from orchestrator.run import recover_command
+
+    return recover_command(build_context(args, need_hooks=False))
+
+
+def open_history(args):
+    from orchestrator.context import build_context
+    from orchestrator.history import History
+
+    ctx = build_context(args, need_hooks=False)
+    try:
+        history = History.existing(os.path.join(ctx.state_dir, c.HISTORY_NAME))
+    except StateError as error:
+        raise HookrunError(f"{error} (the next run moves a damaged history aside)", 1) from None
+    if history is None:
+        raise HookrunError(f"no history yet in {ctx.state_dir}", 1)
+    return ctx, history
+
+
+def history(args):
+    from orchestrator import views
+
+    _ctx, found = open_history(args)
+    runs = found.runs(args.event, args.n)
+    if args.json:
+        views.dump_json([views.public(run) for run in runs])
+    else:
+        views.print_history(runs)
+    return c.EXIT_OK
+
+
+def show(args):
+    from orchestrator import views
+
+    _ctx, found = open_history(args)
+    record = found.get(args.run_id, args.event)
+    if args.json:
+        views.dump_json(views.public(record))
+    else:
+        views.print_run(record)
+    return c.EXIT_OK
+
+
+HANDLERS = {"run": run, "list": list_plan, "check": check, "phase": phase, "defer": defer,
+            "recover": recover, "history": history, "show": show}
