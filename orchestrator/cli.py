@@ -74,7 +74,10 @@ SUBCOMMANDS = {
     "history": ("list recent runs", COMMON + (
         (("-n",), {"type": "count", "default": 20, "metavar": "N",
                    "help": f"how many (default 20, at most {MAX_COUNT})"}),), ()),
-    "show": ("show one run and its tasks", COMMON, (("run_id", {"metavar": "RUN_ID|last"}),)),
+    "show": ("show one run and its tasks", COMMON + (
+        (("--output",), {"metavar": "PHASE/NAME",
+                         "help": "print the whole output of one task, from the log file"}),),
+        (("run_id", {"metavar": "RUN_ID|last"}),)),
 }
 
 

@@ -124,8 +124,16 @@ def history(args):
 def show(args):
     from orchestrator import views
 
-    _ctx, found = open_history(args)
+    ctx, found = open_history(args)
     record = found.get(args.run_id, args.event)
+    if args.output:
+        from orchestrator.report import print_task_output
+
+        if not print_task_output(ctx.log_file, record["id"], args.output):
+            raise HookrunError(f"no output of {args.output} in run {record['id']} in the log "
+                               f"{ctx.log_file or '(off)'} (a task that printed nothing, a log "
+                               "file that was off, or rotated away)", 1)
+        return c.EXIT_OK
     if args.json:
         views.dump_json(views.public(record))
     else:

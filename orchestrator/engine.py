@@ -64,6 +64,8 @@ class Engine:
         }
         self.shared = None
         self.tasks_started = 0
+        # Told of each task's start and end (the history of a run going on), if set.
+        self.progress = None
         self.journal.create()
         self.empty_env_file()
         self.own_bin = write_own_command(run_dir)
@@ -147,6 +149,7 @@ class Engine:
         started, clock = now_iso(), time.monotonic()
         cpu, rss, attempt, cookie = 0.0, None, 0, self.cookie()
         self.reporter.note(f"{where}: {describe(settings)}")
+        self.task_started(kind, entry.name, started)
         while True:
             attempt += 1
             env = self.hook_env(kind, entry.name, entry.path, index, count, attempt, cookie)
@@ -184,7 +187,16 @@ class Engine:
         """Complete ``record`` with the task's last output lines, report it, and wrap it."""
         record = replace(record, output=output.tail_text())
         self.reporter.finished(where, record)
+        self.task_finished(record)
         return TaskRun(record, verdict, output)
+
+    def task_started(self, phase, name, started):
+        if self.progress:
+            self.progress.started(phase, name, started)
+
+    def task_finished(self, record):
+        if self.progress:
+            self.progress.finished(record)
 
     def report_strays(self, where, outcome):
         if outcome.stragglers:
@@ -201,6 +213,7 @@ class Engine:
         output.live = output.live and capture
         started, clock = now_iso(), time.monotonic()
         self.reporter.started(where, f" argv={shlex.join(argv)}")
+        self.task_started(c.PHASE_COMMAND, name, started)
         outcome = self.supervisor.run(
             Spec(argv=tuple(argv), env=self.command_env(self.cookie()),
                  timeout=self.ctx.command_timeout,
@@ -274,6 +287,7 @@ class Engine:
         output = self.reporter.sink(where)
         started, clock = now_iso(), time.monotonic()
         self.reporter.started(where)
+        self.task_started(phase, line, started)
         # A replayed cleanup is a "recover" task, but to itself it is still a cleanup.
         env = self.hook_env(c.PHASE_CLEANUP, line, "", index, count, 1, self.cookie())
         timeout = self.ctx.timeout
@@ -321,6 +335,7 @@ class Engine:
         """The record of a task that did not run."""
         record = TaskRecord(kind, name, TaskStatus.SKIPPED, reason=reason)
         self.reporter.finished(f"{kind}/{display_name(name)}", record)
+        self.task_finished(record)
         return record
 
 

@@ -23,6 +23,8 @@ CREATE TABLE IF NOT EXISTS tasks (
     started TEXT, duration REAL, cpu_seconds REAL, max_rss_bytes INTEGER, reason TEXT,
     output TEXT, PRIMARY KEY (run_id, seq));
 CREATE INDEX IF NOT EXISTS runs_event ON runs(event);
+CREATE TABLE IF NOT EXISTS running (
+    run_id TEXT PRIMARY KEY, phase TEXT NOT NULL, name TEXT NOT NULL, started TEXT);
 """
 RUN_FIELDS = ("id", "event", "status", "exit_code", "command", "started", "finished",
               "duration", "no_hooks", "error")
@@ -71,6 +73,9 @@ class NoHistory:
     def add_recovered(self, *args):
         pass
 
+    def add_progress(self, *args):
+        pass
+
     def previous(self, *args):
         return None, None
 
@@ -82,6 +87,41 @@ class NoHistory:
 
     def close(self):
         pass
+
+
+class Progress:
+    """What ``show last`` sees of a run going on: its finished tasks and the one running. They
+    are written when a task has run a second (flush, on the output sink's tick), never once
+    per hook, and what is left at the run's end."""
+
+    def __init__(self, history, run_id, warn):
+        self.history = history
+        self.run_id = run_id
+        self.warn = warn
+        self.pending = []
+        self.current = None
+        self.written = None
+        self.failed = False
+
+    def started(self, phase, name, started):
+        self.current = (phase, name, started)
+
+    def finished(self, record):
+        self.pending.append(record)
+        self.current = None
+
+    def flush(self):
+        if not self.pending and self.current == self.written:
+            return
+        try:
+            self.history.add_progress(self.run_id, self.pending, self.current)
+        except StateError as error:
+            if not self.failed:
+                self.warn(f"{error}; the run goes on")
+            self.failed = True
+            return
+        self.pending = []
+        self.written = self.current
 
 
 def open_history(path, warn):
@@ -215,16 +255,30 @@ class History:
             (run_id, event, RunStatus.RUNNING.value, text(command), started, int(no_hooks),
              os.getpid()))])
 
+    def add_progress(self, run_id, tasks, current):
+        """Add the finished ``tasks`` of a run going on, and say which task runs now
+        (``current``: (phase, name, started), or None), in one transaction."""
+        def statements():
+            found = self.task_inserts(run_id, tasks)
+            found.append(("DELETE FROM running WHERE run_id = ?", (run_id,)))
+            if current:
+                found.append(("INSERT INTO running VALUES (?, ?, ?, ?)",
+                              (run_id, current[0], text(current[1]), current[2])))
+            return found
+        self.write(statements)
+
     def finish_run(self, record, tasks):
         """Complete the row of ``record`` (see run_record; written anew if the history was
-        started afresh meanwhile) and add ``tasks``, in one transaction."""
+        started afresh meanwhile) and add ``tasks`` (those not yet added), in one
+        transaction."""
         values = [record[key] for key in RUN_FIELDS]
         values[RUN_FIELDS.index("no_hooks")] = int(record["no_hooks"])
         self.write(lambda: [(
             f"INSERT INTO runs ({', '.join(RUN_FIELDS)}) VALUES ({', '.join('?' * len(values))}) "
             "ON CONFLICT(id) DO UPDATE SET status = excluded.status, "
             "exit_code = excluded.exit_code, finished = excluded.finished, "
-            "duration = excluded.duration, error = excluded.error", values)]
+            "duration = excluded.duration, error = excluded.error", values),
+            ("DELETE FROM running WHERE run_id = ?", (record["id"],))]
             + self.task_inserts(record["id"], tasks))
 
     def task_inserts(self, run_id, tasks):
@@ -320,4 +374,11 @@ class History:
         run["no_hooks"] = bool(run["no_hooks"])
         tasks = self.query("SELECT * FROM tasks WHERE run_id = ? ORDER BY seq", (row["id"],))
         run["tasks"] = [{key: task[key] for key in TASK_FIELDS} for task in tasks]
+        if run["status"] == RunStatus.RUNNING.value:
+            for phase, name, started in self.query(
+                    "SELECT phase, name, started FROM running WHERE run_id = ?", (row["id"],)):
+                task = dict.fromkeys(TASK_FIELDS)
+                task.update(phase=phase, name=name, status=RunStatus.RUNNING.value,
+                            started=started)
+                run["tasks"].append(task)
         return run

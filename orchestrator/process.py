@@ -382,8 +382,9 @@ class Watch:
         self.give_up_at = None
         self.drain_until = None
         self.tree = set()
-        # A sink with ``live`` set is ticked about once a second (the terminal's live line).
-        self.tick = sink.tick if getattr(sink, "live", False) else None
+        # A sink with a tick() is ticked about once a second once the process has run a
+        # second (the terminal's live line, the history's view of a run going on).
+        self.tick = getattr(sink, "tick", None)
         self.next_tick = started + c.LIVE_AFTER
         self.timed_out = False
         self.interrupted_by = None

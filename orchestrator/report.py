@@ -83,6 +83,30 @@ def remove_quietly(path):
         pass
 
 
+def print_task_output(log_path, run_id, where, out=None):
+    """Print every output line of the task ``where`` (``PHASE/NAME`` as the log and
+    ``show`` name it) of run ``run_id``, from the log file and its rotations, oldest first,
+    escaped as the terminal shows output; returns whether there was any."""
+    if not log_path:
+        return False
+    out = out or sys.stdout
+    run = b" " + run_id.encode() + b" " + display_name(where).encode() + b" "
+    found = False
+    for path in [f"{log_path}.{n}" for n in range(c.LOG_BACKUPS, 0, -1)] + [log_path]:
+        try:
+            with open(path, "rb") as handle:
+                for line in handle:
+                    start = line.find(b" ")
+                    if line.startswith(run, start) and \
+                            line[start + len(run):].startswith((b"stdout: ", b"stderr: ")):
+                        text = line[start + len(run) + 8:].rstrip(b"\n")
+                        out.write(display(text) + "\n")
+                        found = True
+        except OSError:
+            continue
+    return found
+
+
 class LogFile:
     """The log file: bytes as they came, one prefixed line each, rotated at LOG_MAX_BYTES with
     LOG_BACKUPS kept (``hookrun.log.1`` is the newest old one, as logging.handlers names them).
@@ -315,7 +339,10 @@ class TaskOutput:
         self.live = reporter.console.live_enabled
 
     def tick(self, elapsed):
-        self.reporter.console.live(self.where, elapsed)
+        if self.live:
+            self.reporter.console.live(self.where, elapsed)
+        if self.reporter.on_tick:
+            self.reporter.on_tick()
 
     def __call__(self, stream, data):
         self.emit(stream, self.splitters[stream].feed(data))
@@ -375,6 +402,7 @@ class Reporter:
     def __init__(self, console, log=None):
         self.console = console
         self.log = log
+        self.on_tick = None  # called about once a second while a task has run a second
 
     def sink(self, where):
         return TaskOutput(self, where)

@@ -15,7 +15,7 @@ from orchestrator.cleanup import Journal
 from orchestrator.engine import Engine
 from orchestrator.errors import StateError, UnsafeError
 from orchestrator.files import NotOwnFile, output_file_problems, write_private
-from orchestrator.history import run_record
+from orchestrator.history import Progress, run_record
 from orchestrator.lock import EventLock
 from orchestrator.outcome import RunStatus, TaskStatus, Verdict, exit_status, signal_name
 from orchestrator.phases import PhaseResult, run_phase, when_skip_reason
@@ -242,6 +242,9 @@ class Run:
                                    self.started_iso, self.no_hooks)
         except StateError as error:
             self.reporter.warn(f"{error}; the run goes on")
+        self.progress = Progress(self.history, self.run_id, self.reporter.warn)
+        self.engine.progress = self.progress
+        self.reporter.on_tick = self.progress.flush
         if self.ctx.notify_url:
             self.warn_if(notify.ping(self.ctx.notify_url, "/start"))
         self.reporter.event(f"run {self.run_id} event={self.ctx.event} start "
@@ -430,8 +433,9 @@ class Run:
                             status=status.value, exit_code=code, command=self.command_text(),
                             started=self.started_iso, finished=now_iso(), duration=duration,
                             no_hooks=self.no_hooks, error=self.error_line() or None)
+        self.reporter.on_tick = None
         try:
-            self.history.finish_run(record, self.tasks)
+            self.history.finish_run(record, self.progress.pending)
         except StateError as error:
             self.reporter.warn(f"{error}; this run is not recorded")
         self.reporter.event(f"run {self.run_id} end status={status.value} exit={code}")
