@@ -151,13 +151,17 @@ def print_run(run, out=None):
     lines = [f"{key + ':':10} {'' if value is None else display_name(str(value))}"
              for key, value in fields]
     lines.append("tasks:")
-    rows = [("  TASK", "STATUS", "EXIT", "TRIES", "DURATION", "CPU", "MAX RSS", "REASON")]
+    rows = [("  PHASE", "NAME", "STATUS", "EXIT", "TRIES", "DURATION", "CPU", "MAX RSS",
+             "REASON")]
     outputs = []
     for task in run["tasks"]:
-        rows.append((f"  {task['phase']}/{display_name(task['name'])}", task["status"],
+        ran = task["status"] not in ("skipped", "running")
+        rows.append((f"  {task['phase']}", display_name(task["name"]), task["status"],
                      "" if task["exit_code"] is None else str(task["exit_code"]),
-                     str(task["attempts"] or ""), seconds_text(task["duration"]),
-                     seconds_text(task["cpu_seconds"]), rss_text(task["max_rss_bytes"]),
+                     str(task["attempts"] or ""),
+                     seconds_text(task["duration"] if ran else None),
+                     seconds_text(task["cpu_seconds"] if ran else None),
+                     rss_text(task["max_rss_bytes"]) if ran else "",
                      reason_text(task["reason"], task["exit_code"])))
         outputs.append([f"      | {display_name(line)}"
                         for line in (task.get("output") or "").split("\n") if line])
