@@ -304,6 +304,7 @@ def test_example_tree_passes_check_and_lists_every_hook_with_its_settings(tmp_pa
     assert plan["pre-backup.d/10-check-free-space"]["critical"] is True
     assert plan["pre-backup.d/20-dump-postgres"]["timeout"] == 30 * 60
     assert plan["post-backup.d/10-verify"]["when"] == "success"
+    assert plan["post-backup.d/10-verify"]["critical"] is True
     assert plan["post-backup.d/90-clean-staging"]["when"] == "success"
 
 
@@ -392,6 +393,36 @@ def test_backup_of_postgres_with_restic_restores_the_same_rows(tmp_path, postgre
              "-d", "shop_restored", str(dumps[0])],
             env={**hermetic_env(), **pg_connection(postgres)})
     assert table_digest(postgres, "shop_restored") == source
+
+
+def test_a_backup_that_leaves_the_staging_directory_out_never_ends_in_success(
+        tmp_path, postgres, restic_repo):
+    psql(postgres, "postgres", "CREATE DATABASE trap")
+    staging, srv = tmp_path / "staging", tmp_path / "srv"
+    srv.mkdir()
+    (srv / "site.txt").write_text("the web site\n")
+    tree = example_copy(tmp_path, {
+        **pg_connection(postgres), "PGDATABASE": "trap", "BACKUP_STAGING_DIR": staging,
+        "MIN_FREE_MB": 1, **restic_repo,
+    }, ignore=NOT_USED_HERE)
+    hookrun = Hookrun(tree, tmp_path, hermetic_env())
+
+    result = hookrun.run("restic", "backup", str(srv))  # the trap: /srv only
+
+    assert result.returncode == EXIT_HOOK_STOPPED, outcome(result)
+    record = hookrun.last()
+    assert record["status"] == "failure"
+    statuses = task_statuses(record)
+    assert ("post", "10-verify", "failed") in statuses
+    assert ("post", "90-clean-staging", "skipped") in statuses
+    assert "does not contain" in record["error"] and "postgres-trap.dump" in record["error"]
+    assert (staging / "postgres-trap.dump").exists(), "the dump is kept for a second try"
+
+    result = hookrun.run("restic", "backup", str(srv), str(staging))  # as the README says
+
+    assert result.returncode == 0, outcome(result)
+    assert hookrun.last()["status"] == "success"
+    assert list(staging.iterdir()) == []
 
 
 CAPTURE_HOOK = """#!/bin/sh
