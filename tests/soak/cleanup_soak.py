@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""Soak test of hookrun's promise that registered cleanups run exactly once (design.md 3).
+"""Soak test of hookrun's promise that registered cleanups run exactly once (design.md 3), and
+that no fault bricks it or runs a cleanup twice (design.md 8, "Never bricked, never twice").
 
-Three scenarios, each iteration in a fresh temporary hooks tree with its own state directory
-and log file:
+Four scenarios, each iteration in a fresh temporary hooks tree with its own state directory
+(the rounds of the events scenario share one):
 
 * SIGKILL: kill ``hookrun run`` at a random moment, let the orphaned hook finish (or kill it),
   run ``hookrun recover``; a registered cleanup must have run exactly once.
@@ -11,10 +12,15 @@ and log file:
   ended), and no process of the run may survive.
 * concurrent: N runs of the same event and state directory started at once; exactly one runs
   its command, the others exit 75.
+* events: N runs of N different events in one state directory started at once, all writing one
+  metrics file, each registering a cleanup, for R rounds: all exit 0 (none 73), each cleanup
+  runs once, and the metrics file keeps every event's series.
 
-Not collected by pytest. Run: ``python tests/soak/cleanup_soak.py [--kills N] [--terms N]
-[--concurrent N] [--seed S] [--jobs J] [--hookrun CMD]``. Exit status 0 when every target is
-met, 1 otherwise.
+The events scenario counts cleanups by id in a marker file outside the state directory;
+its hooks note each registration with the exit status of its ``hookrun defer``. Not collected
+by pytest. Run
+``python tests/soak/cleanup_soak.py --help`` for the options, ``--quick`` for a short run of
+every mode. Exit status 0 when every target is met, 1 otherwise.
 """
 
 import argparse
@@ -43,6 +49,12 @@ EXIT_SIGTERM = 128 + signal.SIGTERM
 WAIT_LIMIT = 60.0
 ORPHAN_GRACE = 3.0
 COMMAND_SECONDS = 0.3
+EXIT_CANT_CREATE = 73
+CLEANED = "cleaned"  # in the iteration's root, hookrun's working directory
+# A deferred cleanup's line holds no slash and runs in the iteration's root: a torn journal
+# line glued to the next one can only write there.
+CLEANUP_SCRIPT = 'sleep {sleep:.2f}; echo "$0" >> ' + CLEANED
+MAX_PAD = 1500  # bytes of padding per cleanup line, so that journals cross page boundaries
 
 
 def default_hookrun():
@@ -127,6 +139,9 @@ class Tree:
     log: str = ""
     marker: str = ""
     registered: str = ""
+    defer_stderr: str = ""
+    started: str = ""
+    finally_ran: str = ""
     env: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -135,6 +150,9 @@ class Tree:
         self.log = os.path.join(self.root, "hookrun.log")
         self.marker = os.path.join(self.root, "cleanup-ran")
         self.registered = os.path.join(self.root, "cleanup-registered")
+        self.defer_stderr = os.path.join(self.root, "defer.stderr")
+        self.started = os.path.join(self.root, "started")
+        self.finally_ran = os.path.join(self.root, "finally-ran")
         self.env = dict(os.environ, **{TAG_VAR: self.root})
         self.env.pop("HOOKRUN_CLEANUP", None)
 
@@ -258,13 +276,18 @@ class Result:
     survivors: int = 0
     problems: list = field(default_factory=list)
 
+    def where(self):
+        return f"(signal at {self.delay * 1000:.0f} ms)"
 
-def start_run(tree, hookrun, extra=(), command=("sleep", str(COMMAND_SECONDS))):
+
+def start_run(tree, hookrun, extra=(), command=("sleep", str(COMMAND_SECONDS)), env=None,
+              cwd=None):
     """``hookrun run`` of ``tree`` in a session of its own, stderr kept in run.stderr."""
     with open(os.path.join(tree.root, "run.stderr"), "wb") as stderr:
         return REAPER.popen(hookrun + ["run"] + tree.options() + list(extra) + ["--"]
-                            + list(command), env=tree.env, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
+                            + list(command), env=env or tree.env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True,
+                            cwd=cwd)
 
 
 def kill_iteration(index, args, hookrun, seed):
@@ -380,6 +403,194 @@ def concurrent_runs(args, hookrun):
     return ran, codes, named, survivors
 
 
+# Faults: the modes below count cleanups by id. Each hook that registers cleanups notes
+# "ID STATUS" (the exit status of its ``hookrun defer``) in tree.registered; each cleanup
+# appends its ID to CLEANED in the iteration's root.
+
+def register_lines(tree, hookrun, label, count, rng, script=None):
+    """Shell lines that defer ``count`` cleanups with ids ``RUN_ID-label-N``, each line padded
+    to a random length, and note each registration with its ``hookrun defer`` status."""
+    lines = []
+    for n in range(1, count + 1):
+        body = script or CLEANUP_SCRIPT.format(sleep=rng.uniform(0.0, 0.1))
+        pad = "x" * rng.randrange(MAX_PAD)
+        defer = (f'{shlex.join(hookrun)} defer sh -c {shlex.quote(body)} "$id" {pad} '
+                 f'2>> {shlex.quote(tree.defer_stderr)}')
+        lines += [f'id="$HOOKRUN_RUN_ID-{label}-{n}"', defer,
+                  f'echo "$id $?" >> {shlex.quote(tree.registered)}']
+    return lines
+
+
+def hook(path, *lines, seconds=0.0):
+    """An executable /bin/sh hook of ``lines`` that sleeps ``seconds`` and exits 0."""
+    body = list(lines) + ([f"sleep {seconds:.3f}"] if seconds else []) + ["exit 0"]
+    make_dir(os.path.dirname(path))
+    write_file(path, "#!/bin/sh\n" + "\n".join(body) + "\n")
+
+
+def fault_tree(root, state):
+    """A Tree whose state directory is ``state`` (log and history in it, where they are by
+    default) and whose cleanups append their ids to CLEANED."""
+    tree = Tree(root)
+    make_dir(root)
+    make_dir(tree.hooks)
+    tree.state = state
+    tree.log = os.path.join(state, "hookrun.log")
+    tree.marker = os.path.join(root, CLEANED)
+    return tree
+
+
+@dataclass
+class Ledger:
+    """The cleanups an iteration registered (id -> exit status of its ``hookrun defer``) and
+    how often each ran."""
+
+    statuses: dict
+    ran: collections.Counter
+
+    @classmethod
+    def read(cls, tree):
+        statuses = {}
+        for line in read_text(tree.registered).splitlines():
+            name, _, status = line.rpartition(" ")
+            statuses[name] = int(status) if status.isdigit() else status
+        return cls(statuses, collections.Counter(read_text(tree.marker).split()))
+
+    def registered(self):
+        return [name for name, status in self.statuses.items() if status == 0]
+
+    def refused(self):
+        return [name for name, status in self.statuses.items() if status != 0]
+
+    def problems(self, exactly):
+        """What breaks "at most once" (or "exactly once" when ``exactly``)."""
+        found = []
+        for name in self.registered():
+            if self.ran[name] > 1 or (exactly and not self.ran[name]):
+                found.append(f"cleanup {name} ran {self.ran[name]} times")
+        for name in self.refused():
+            if self.ran[name]:
+                found.append(f"cleanup {name} ran {self.ran[name]} time(s) although its "
+                             f"hookrun defer exited {self.statuses[name]}")
+        for name in set(self.ran) - set(self.statuses):
+            found.append(f"an unknown cleanup {name!r} ran {self.ran[name]} time(s) "
+                         "(a torn journal line glued to the next?)")
+        return found
+
+    def refusals(self):
+        """The exit statuses of the ``hookrun defer`` calls that failed."""
+        return [self.statuses[name] for name in self.refused()]
+
+    def counts(self):
+        """(exactly once, registered, ran 0 times, more than once, refused, refused but ran)."""
+        registered = self.registered()
+        refused = self.refused()
+        return (sum(self.ran[name] == 1 for name in registered), len(registered),
+                sum(self.ran[name] == 0 for name in registered),
+                sum(self.ran[name] > 1 for name in registered), len(refused),
+                sum(self.ran[name] > 0 for name in refused))
+
+
+# Concurrent events: one state directory, one metrics file, N events at once.
+
+def events_tree(root, hookrun, events, rng):
+    tree = fault_tree(root, os.path.join(root, "state"))
+    for event in events:
+        hook(os.path.join(tree.hooks, f"pre-{event}.d", "10-register"),
+             *register_lines(tree, hookrun, event, 1, rng), seconds=0.2)
+    return tree
+
+
+def metric_values(path, name):
+    """{event: value} of the series ``name`` in the textfile at ``path``."""
+    values = {}
+    prefix = name + '{event="'
+    for line in read_text(path).splitlines():
+        if line.startswith(prefix):
+            event, _, rest = line[len(prefix):].partition('"}')
+            try:
+                values[event] = float(rest.strip())
+            except ValueError:
+                pass
+    return values
+
+
+@dataclass
+class EventsRound:
+    """One round of the concurrent-events mode."""
+
+    index: int
+    codes: collections.Counter
+    once: int = 0
+    registered: int = 0
+    lost_series: list = field(default_factory=list)
+    broken: int = 0
+    problems: list = field(default_factory=list)
+
+
+def events_round(index, tree, metrics, events, hookrun):
+    """All events at once; then each must have exited 0, run its cleanup once and left its
+    series, written in this round, in the metrics file."""
+    before = set(Ledger.read(tree).statuses)
+    began = time.time()
+    procs = []
+    for event in events:
+        with open(os.path.join(tree.root, f"{event}.stderr"), "wb") as stderr:
+            procs.append(REAPER.popen(
+                hookrun + ["run", "-q"] + tree.options() + ["-e", event, "--metrics-file",
+                                                            metrics, "--", "true"],
+                env=tree.env, cwd=tree.root, stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL, stderr=stderr))
+    result = EventsRound(index, collections.Counter())
+    for event, proc in zip(events, procs):
+        code = wait_bounded(proc, WAIT_LIMIT)
+        REAPER.done(proc)
+        result.codes[code] += 1
+        text = read_text(os.path.join(tree.root, f"{event}.stderr"))
+        if code != 0:
+            result.problems.append(f"event {event} exited {code}: {text.strip()[-300:]}")
+        if looks_broken(text):
+            result.broken += 1
+            result.problems.append(f"event {event}: traceback or internal error: {text[-500:]}")
+    settle_orphans(tree.root, 0.0)
+    ledger = Ledger.read(tree)
+    new = [name for name in ledger.statuses if name not in before]
+    result.registered = sum(ledger.statuses[name] == 0 for name in new)
+    result.once = sum(ledger.statuses[name] == 0 and ledger.ran[name] == 1 for name in new)
+    if len(new) != len(events) or result.once != len(events):
+        result.problems.append(f"{result.once}/{len(events)} cleanups ran exactly once "
+                               f"({len(new)} registrations noted)")
+    result.problems += ledger.problems(exactly=True)
+    stamps = metric_values(metrics, "hookrun_last_run_timestamp_seconds")
+    exits = metric_values(metrics, "hookrun_last_run_exit_code")
+    result.lost_series = [event for event in events
+                          if stamps.get(event, 0) < began - 1 or exits.get(event) != 0]
+    if result.lost_series:
+        result.problems.append(f"metrics file lacks this round's series of "
+                               f"{', '.join(result.lost_series)}")
+    return result
+
+
+def concurrent_events(args, hookrun):
+    """``args.event_rounds`` rounds of ``args.events`` events at once in one state dir."""
+    root = tempfile.mkdtemp(prefix="events-", dir=args.workdir)
+    rng = random.Random(f"{args.seed}-events")
+    events = [f"event{n:02d}" for n in range(args.events)]
+    tree = events_tree(root, hookrun, events, rng)
+    metrics = os.path.join(root, "hookrun.prom")
+    rounds = []
+    for index in range(args.event_rounds):
+        result = events_round(index, tree, metrics, events, hookrun)
+        for problem in result.problems:
+            print(f"  events round {index}: {problem}", file=sys.stderr)
+        rounds.append(result)
+    if any(r.problems for r in rounds) and args.keep:
+        print(f"  kept {root} for inspection", file=sys.stderr)
+    else:
+        shutil.rmtree(root, ignore_errors=True)
+    return rounds
+
+
 def run_many(name, count, worker, args, hookrun):
     results = []
     started = time.monotonic()
@@ -389,8 +600,7 @@ def run_many(name, count, worker, args, hookrun):
             result = future.result()
             results.append(result)
             for problem in result.problems:
-                print(f"  {name} #{result.index} (signal at {result.delay * 1000:.0f} ms): "
-                      f"{problem}", file=sys.stderr)
+                print(f"  {name} #{result.index} {result.where()}: {problem}", file=sys.stderr)
             if not args.quiet and done % 10 == 0:
                 print(f"  {name}: {done}/{count} ({time.monotonic() - started:.0f}s)",
                       file=sys.stderr)
@@ -427,12 +637,49 @@ def summarise_terms(results):
     return ok and not hangs and not survivors, line, details
 
 
+def counted(values):
+    """A Counter as ``{key: count}`` sorted by key, None last."""
+    return dict(sorted(collections.Counter(values).items(), key=lambda item: str(item[0])))
+
+
+def summarise_events(rounds, events, took):
+    runs = sum(sum(r.codes.values()) for r in rounds)
+    codes = collections.Counter()
+    for r in rounds:
+        codes.update(r.codes)
+    lost = sum(len(r.lost_series) for r in rounds)
+    line = (f"events: cleanups run exactly once: {sum(r.once for r in rounds)}/{runs}; runs "
+            f"exited 0: {codes[0]}/{runs} (73: {codes[EXIT_CANT_CREATE]}); exit statuses "
+            f"{counted(codes.elements())}")
+    details = (f"  events: {len(rounds)} rounds of {events} events in one state directory; "
+               f"metrics file kept every event's series in "
+               f"{sum(not r.lost_series for r in rounds)}/{len(rounds)} rounds (series "
+               f"missing: {lost}); runs with a traceback or internal error: "
+               f"{sum(r.broken for r in rounds)}; {took:.0f}s")
+    ok = bool(rounds) and not any(r.problems for r in rounds)
+    return ok, [line, details]
+
+
+MODES = ("kills", "terms", "concurrent", "events", "event_rounds")
+DEFAULTS = {"kills": 100, "terms": 100, "concurrent": 20, "events": 20, "event_rounds": 3}
+QUICK = {"kills": 10, "terms": 10, "concurrent": 5, "events": 5, "event_rounds": 2}
+
+
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--kills", type=int, default=100, help="SIGKILL iterations (100)")
-    parser.add_argument("--terms", type=int, default=100, help="SIGTERM iterations (100)")
-    parser.add_argument("--concurrent", type=int, default=20,
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog="Modes run in the order of their options; 0 turns one off.")
+    parser.add_argument("--kills", type=int, help="SIGKILL iterations (100)")
+    parser.add_argument("--terms", type=int, help="SIGTERM iterations (100)")
+    parser.add_argument("--concurrent", type=int,
                         help="simultaneous runs of one event (20)")
+    parser.add_argument("--events", type=int,
+                        help="simultaneous runs of as many events in one state directory, "
+                             "sharing one metrics file (20)")
+    parser.add_argument("--event-rounds", type=int, help="rounds of --events (3)")
+    parser.add_argument("--quick", action="store_true",
+                        help="a short run of every mode: 10 SIGKILL, 10 SIGTERM, 5 concurrent, "
+                             "5 events x 2 rounds (options given explicitly still win)")
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: random)")
     parser.add_argument("--jobs", type=int, default=2,
                         help="iterations run side by side (2; each has its own temp dir)")
@@ -452,19 +699,17 @@ def parse_args(argv=None):
     parser.add_argument("--keep", action="store_true", help="keep the trees of failed iterations")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     args = parser.parse_args(argv)
+    preset = QUICK if args.quick else DEFAULTS
+    for mode in MODES:
+        if getattr(args, mode) is None:
+            setattr(args, mode, preset[mode])
     if args.seed is None:
         args.seed = random.SystemRandom().randrange(1 << 30)
     return args
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    hookrun = shlex.split(args.hookrun) if args.hookrun else default_hookrun()
-    if args.workdir:
-        os.makedirs(args.workdir, mode=0o755, exist_ok=True)
-    subreaper = become_subreaper()
-    print(f"hookrun soak: {shlex.join(hookrun)}, seed {args.seed}, jobs {args.jobs}, "
-          f"subreaper {'yes' if subreaper else 'no'}")
+def run_signal_modes(args, hookrun):
+    """The SIGKILL, SIGTERM and concurrent modes: (targets met, summary lines)."""
     ok = True
     lines = []
     if args.kills:
@@ -481,16 +726,44 @@ def main(argv=None):
         lines += [line, details + f"; {took:.0f}s"]
         ok &= good
     if args.concurrent:
+        started = time.monotonic()
         ran, codes, named, survivors = concurrent_runs(args, hookrun)
         refused = codes[EXIT_LOCKED]
         good = ran == 1 and refused == args.concurrent - 1 and not survivors
         lines.append(f"concurrent: {ran}/{args.concurrent} ran, {refused} refused with 75 "
-                     f"({named} named the holder's pid); exit statuses {dict(codes)}")
+                     f"({named} named the holder's pid); exit statuses {dict(codes)}; "
+                     f"{time.monotonic() - started:.0f}s")
         ok &= good
+    return ok, lines
+
+
+def run_fault_modes(args, hookrun):
+    """The events mode: (targets met, summary lines)."""
+    ok = True
+    lines = []
+    if args.events and args.event_rounds:
+        started = time.monotonic()
+        rounds = concurrent_events(args, hookrun)
+        good, more = summarise_events(rounds, args.events, time.monotonic() - started)
+        ok &= good
+        lines += more
+    return ok, lines
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    hookrun = shlex.split(args.hookrun) if args.hookrun else default_hookrun()
+    if args.workdir:
+        os.makedirs(args.workdir, mode=0o755, exist_ok=True)
+    subreaper = become_subreaper()
+    print(f"hookrun soak: {shlex.join(hookrun)}, seed {args.seed}, jobs {args.jobs}, "
+          f"subreaper {'yes' if subreaper else 'no'}")
+    ok, lines = run_signal_modes(args, hookrun)
+    good, more = run_fault_modes(args, hookrun)
     REAPER.reap()
-    print("\n".join(lines))
-    print("all targets met" if ok else "TARGETS MISSED")
-    return 0 if ok else 1
+    print("\n".join(lines + more))
+    print("all targets met" if ok and good else "TARGETS MISSED")
+    return 0 if ok and good else 1
 
 
 if __name__ == "__main__":
