@@ -2,7 +2,7 @@
 """Soak test of hookrun's promise that registered cleanups run exactly once (design.md 3), and
 that no fault bricks it or runs a cleanup twice (design.md 8, "Never bricked, never twice").
 
-Four scenarios, each iteration in a fresh temporary hooks tree with its own state directory
+Five scenarios, each iteration in a fresh temporary hooks tree with its own state directory
 (the rounds of the events scenario share one):
 
 * SIGKILL: kill ``hookrun run`` at a random moment, let the orphaned hook finish (or kill it),
@@ -15,10 +15,15 @@ Four scenarios, each iteration in a fresh temporary hooks tree with its own stat
 * events: N runs of N different events in one state directory started at once, all writing one
   metrics file, each registering a cleanup, for R rounds: all exit 0 (none 73), each cleanup
   runs once, and the metrics file keeps every event's series.
+* disk-full (root): the state directory is on a tmpfs of a few MiB that a hook or this script
+  fills at a random moment, sometimes from the start; sometimes hookrun is SIGKILLed after it,
+  the space freed and ``hookrun recover`` run. Every registered cleanup runs exactly once,
+  finally.d runs unless hookrun was killed, the exit status is the run's own (0), 137 when
+  killed, or 73 when the disk was full before the first hook; no traceback, and a later
+  ``hookrun run`` exits 0.
 
-The events scenario counts cleanups by id in a marker file outside the state directory;
-its hooks note each registration with the exit status of its ``hookrun defer``. Not collected
-by pytest. Run
+Cleanups are counted by id in marker files outside the state directory; the hooks note each
+registration with the exit status of its ``hookrun defer``. Not collected by pytest. Run
 ``python tests/soak/cleanup_soak.py --help`` for the options, ``--quick`` for a short run of
 every mode. Exit status 0 when every target is met, 1 otherwise.
 """
@@ -26,6 +31,7 @@ every mode. Exit status 0 when every target is met, 1 otherwise.
 import argparse
 import collections
 import ctypes
+import errno
 import glob
 import os
 import random
@@ -49,12 +55,22 @@ EXIT_SIGTERM = 128 + signal.SIGTERM
 WAIT_LIMIT = 60.0
 ORPHAN_GRACE = 3.0
 COMMAND_SECONDS = 0.3
+DOCUMENTED_EXITS = (0, 69, 73, 75, 77, 78)  # of hookrun run, besides the command's and 128+N
 EXIT_CANT_CREATE = 73
+EXIT_SIGKILL = 128 + signal.SIGKILL
 CLEANED = "cleaned"  # in the iteration's root, hookrun's working directory
 # A deferred cleanup's line holds no slash and runs in the iteration's root: a torn journal
 # line glued to the next one can only write there.
 CLEANUP_SCRIPT = 'sleep {sleep:.2f}; echo "$0" >> ' + CLEANED
 MAX_PAD = 1500  # bytes of padding per cleanup line, so that journals cross page boundaries
+FILL_BLOCK = 65536
+MiB = 1 << 20
+DISK_SIZES = (2 * MiB, 4 * MiB)
+# Where a disk-full iteration's fill comes from: a hook of a phase, a cleanup, pre- filling
+# and freeing the disk again (a dump moved away), or only the soak ("outside").
+FILL_PLACES = ("pre", "post", "on-success", "cleanup", "finally", "pre-then-freed", "outside")
+OUTSIDE_FILLER = "filler-outside"
+HOOK_FILLER = "filler-hook"
 
 
 def default_hookrun():
@@ -591,6 +607,356 @@ def concurrent_events(args, hookrun):
     return rounds
 
 
+# Runs under faults (the disk-full mode): the common hooks, the outcome of an
+# iteration, and the checks once the faults are gone.
+
+def add_common_hooks(tree, hookrun, rng):
+    """pre-backup.d/10-register notes the start and registers 1-3 cleanups; post- and
+    on-success.d register 0-2 more; finally.d/90-mark notes that finally.d ran."""
+    hooks = tree.hooks
+    hook(os.path.join(hooks, "pre-backup.d", "10-register"),
+         f"echo started >> {shlex.quote(tree.started)}",
+         *register_lines(tree, hookrun, "pre", rng.randint(1, 3), rng),
+         seconds=rng.uniform(0.0, 0.1))
+    hook(os.path.join(hooks, "post-backup.d", "10-register"),
+         *register_lines(tree, hookrun, "post", rng.randint(0, 2), rng),
+         seconds=rng.uniform(0.0, 0.1))
+    hook(os.path.join(hooks, "on-success.d", "10-register"),
+         *register_lines(tree, hookrun, "success", rng.randint(0, 2), rng))
+    hook(os.path.join(hooks, "finally.d", "90-mark"), f"echo ran >> {shlex.quote(tree.finally_ran)}")
+
+
+def after_tree(tree, hookrun, rng):
+    """A second hooks tree for the run after the faults: one cleanup, nothing else."""
+    hooks = os.path.join(tree.root, "hooks-after")
+    hook(os.path.join(hooks, "pre-backup.d", "10-register"),
+         *register_lines(tree, hookrun, "after", 1, rng))
+    return ["-d", hooks, "--state-dir", tree.state, "--log-file", tree.log]
+
+
+@dataclass
+class FaultResult:
+    """One iteration of the disk-full mode."""
+
+    index: int
+    plan: str
+    fill: str = ""
+    exit_code: object = None
+    killed: bool = False
+    refused_at_start: bool = False
+    disk_was_full: bool = False
+    finally_ran: bool = False
+    broken: bool = False
+    internal_error: bool = False
+    recover_code: object = None
+    later_code: object = None
+    damaged: int = 0
+    ledger: object = None
+    keep: bool = False
+    problems: list = field(default_factory=list)
+
+    def where(self):
+        return f"({self.plan})"
+
+
+def run_quietly(argv, env, cwd, limit=WAIT_LIMIT):
+    """Run a hookrun command to its end: (exit status or None if it hung, stderr text)."""
+    try:
+        done = subprocess.run(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              timeout=limit, check=False)
+    except subprocess.TimeoutExpired as expired:
+        return None, (expired.stderr or b"").decode(errors="replace")
+    REAPER.reap()
+    code = done.returncode
+    return (128 - code if code < 0 else code), done.stderr.decode(errors="replace")
+
+
+def check_stderr(result, what, text):
+    if looks_broken(text):
+        result.broken = True
+        result.internal_error |= "internal error" in text
+        result.problems.append(f"traceback or internal error in {what}: {text.strip()[-1500:]}")
+
+
+def recover_and_run_again(result, tree, hookrun, rng):
+    """With the faults gone: ``hookrun recover`` and a further run must exit 0, and leave no
+    run directory behind (one kept aside as damaged is counted)."""
+    code, stderr = run_quietly(hookrun + ["recover"] + tree.options(), tree.env, tree.root)
+    result.recover_code = code
+    check_stderr(result, "hookrun recover", stderr)
+    if code != 0:
+        result.problems.append(f"hookrun recover exited {code}: {stderr.strip()[-500:]}")
+    options = after_tree(tree, hookrun, rng)
+    code, stderr = run_quietly(hookrun + ["run"] + options + ["--", "true"], tree.env,
+                               tree.root)
+    result.later_code = code
+    check_stderr(result, "the later hookrun run", stderr)
+    if code != 0:
+        result.problems.append(f"the later hookrun run exited {code}: {stderr.strip()[-500:]}")
+    if pending_run_dirs(tree):
+        result.problems.append(f"run directories left: {pending_run_dirs(tree)}")
+    result.damaged = len(glob.glob(os.path.join(tree.state, "runs", ".damaged-*")))
+
+
+def finish_fault_iteration(args, root, result, tree):
+    """The last checks of an iteration: every registered cleanup ran exactly once by now."""
+    result.ledger = Ledger.read(tree)
+    result.problems += [problem for problem in result.ledger.problems(exactly=True)
+                        if problem not in result.problems]
+    check_stderr(result, "a hook's hookrun defer", read_text(tree.defer_stderr))
+    if (result.problems or result.keep) and args.keep:
+        print(f"  kept {root} for inspection", file=sys.stderr)
+    elif not result.keep:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+# Disk-full mode. Every filler is bounded and writes only into a tmpfs mounted here, on a
+# directory created here; it is unmounted whatever happens.
+
+class DiskError(Exception):
+    """A tmpfs that could not be mounted."""
+
+
+def mount_small_disk(parent, size):
+    """A tmpfs of ``size`` bytes mounted on a new directory under ``parent``: its path."""
+    mount = tempfile.mkdtemp(prefix="disk-", dir=parent)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs",
+                           mount], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        os.rmdir(mount)
+        raise DiskError(f"cannot mount a tmpfs (root only): {done.stderr.strip()}")
+    return mount
+
+
+def unmount(mount):
+    """Unmount the tmpfs at ``mount`` (lazily if it stays busy) and remove its directory;
+    False if it is still mounted."""
+    for _attempt in range(10):
+        if subprocess.run(["umount", mount], capture_output=True, check=False).returncode == 0:
+            break
+        time.sleep(0.2)
+    else:
+        subprocess.run(["umount", "-l", mount], capture_output=True, check=False)
+    if os.path.ismount(mount):
+        return False
+    os.rmdir(mount)
+    return True
+
+
+def fill_from_outside(mount, limit):
+    """Write zeros into MOUNT/filler-outside until the tmpfs is full or ``limit`` bytes are
+    written; the number of bytes written."""
+    if not os.path.ismount(mount):
+        raise DiskError(f"{mount} is not mounted: not filling it")
+    chunk = bytes(FILL_BLOCK)
+    written = 0
+    fd = os.open(os.path.join(mount, OUTSIDE_FILLER),
+                 os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+    try:
+        while written < limit:
+            try:
+                count = os.write(fd, chunk[:limit - written])
+            except OSError as error:
+                if error.errno == errno.ENOSPC:
+                    break
+                raise
+            if not count:
+                break
+            written += count
+    finally:
+        os.close(fd)
+    return written
+
+
+def filler_paths(mount, tree):
+    return os.path.join(mount, OUTSIDE_FILLER), os.path.join(tree.state, HOOK_FILLER)
+
+
+def filled_up(mount, tree, limit):
+    """Whether a filler (the soak's, or the hooks' as root/filled noted it) stopped short of
+    ``limit``: the disk was full then."""
+    sizes = [read_text(os.path.join(tree.root, "filled")).strip()]
+    outside = filler_paths(mount, tree)[0]
+    if os.path.exists(outside):
+        sizes.append(str(os.path.getsize(outside)))
+    return any(size.isdigit() and int(size) < limit for size in sizes)
+
+
+def free_space(mount, tree, hooks_filler=True):
+    """Remove the soak's filler and (``hooks_filler``) the hooks' filler: only these two
+    names, only on the tmpfs."""
+    outside, hooks = filler_paths(mount, tree)
+    for path in (outside, hooks) if hooks_filler else (outside,):
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+
+def fill_script(tree, mount, limit):
+    """root/fill.sh: fills the tmpfs through $HOOKRUN_STATE_DIR, once per iteration, at most
+    ``limit`` bytes, and only when the state directory is on that mounted tmpfs; notes the
+    filler's size in root/filled. ``fill.sh free`` removes the filler again."""
+    path = os.path.join(tree.root, "fill.sh")
+    flag = shlex.quote(os.path.join(tree.root, "filled"))
+    filler = f'"$HOOKRUN_STATE_DIR/{HOOK_FILLER}"'
+    write_file(path, "#!/bin/sh\n"
+               f"mountpoint -q {shlex.quote(mount)} || exit 0\n"
+               f'case "$HOOKRUN_STATE_DIR" in {shlex.quote(mount)}/*) ;; *) exit 0 ;; esac\n'
+               f'[ "$1" = free ] && {{ rm -f {filler}; exit 0; }}\n'
+               f"[ -e {flag} ] && exit 0\n"
+               f"dd if=/dev/zero of={filler} bs={FILL_BLOCK} count={limit // FILL_BLOCK} "
+               "2>/dev/null\n"
+               f"wc -c < {filler} > {flag}\n"
+               "exit 0\n")
+    return path
+
+
+def build_disk_tree(root, mount, hookrun, rng, plan):
+    """The common hooks, a hook printing up to 40% of the disk into the log, and the fill
+    that ``plan`` places: a hook of that phase, or a cleanup (registered among pre-'s) that
+    fills ("outside": none, only the soak fills)."""
+    tree = fault_tree(root, os.path.join(mount, "state"))
+    add_common_hooks(tree, hookrun, rng)
+    fill = fill_script(tree, mount, plan.limit)
+    hooks = tree.hooks
+    line = "0123456789abcdef" * 6
+    hook(os.path.join(hooks, "pre-backup.d", "30-print"),
+         f"yes {line} | head -c {rng.randrange(int(plan.size * 0.4))}")
+    fill_hook = {"pre": "pre-backup.d/20-fill", "post": "post-backup.d/20-fill",
+                 "on-success": "on-success.d/20-fill", "finally": "finally.d/05-fill"}
+    if plan.place in fill_hook:
+        hook(os.path.join(hooks, fill_hook[plan.place]), f"sh {shlex.quote(fill)}",
+             seconds=rng.uniform(0.0, 0.1))
+    elif plan.place == "cleanup":
+        body = f'sh fill.sh; {CLEANUP_SCRIPT.format(sleep=0.0)}'
+        hook(os.path.join(hooks, "pre-backup.d", "15-register-filler"),
+             *register_lines(tree, hookrun, "fill", 1, rng, script=body))
+    elif plan.place == "pre-then-freed":
+        hook(os.path.join(hooks, "pre-backup.d", "20-fill"), f"sh {shlex.quote(fill)}")
+        hook(os.path.join(hooks, "pre-backup.d", "25-register-on-full"),
+             *register_lines(tree, hookrun, "full", rng.randint(1, 3), rng))
+        hook(os.path.join(hooks, "pre-backup.d", "28-free"), f"sh {shlex.quote(fill)} free")
+    return tree
+
+
+@dataclass
+class DiskPlan:
+    """What one disk-full iteration does: the tmpfs size, where the fill comes from (one of
+    FILL_PLACES), whether the disk is full from the start, and when the soak fills it, frees
+    its filler again (a full disk that someone else relieves) and SIGKILLs hookrun, in
+    seconds after the start (None: not at all)."""
+
+    size: int
+    place: str
+    from_start: bool
+    fill_at: object
+    free_at: object
+    kill_at: object
+
+    @classmethod
+    def draw(cls, rng, args):
+        from_start = rng.random() < 0.1
+        place = rng.choice(FILL_PLACES)
+        fill_at = free_at = kill_at = None
+        if not from_start and (place == "outside" or rng.random() < 0.3):
+            fill_at = rng.uniform(0.0, args.max_delay)
+            if rng.random() < 0.3:
+                free_at = fill_at + rng.uniform(0.05, 0.5)
+        if rng.random() < args.disk_kill_share:
+            kill_at = (fill_at or 0.0) + rng.uniform(0.05, args.max_delay)
+        return cls(rng.choice(DISK_SIZES), place, from_start, fill_at, free_at, kill_at)
+
+    @property
+    def limit(self):
+        """The most a filler writes: past the disk's size, and harmless anywhere else."""
+        return self.size + MiB
+
+    def describe(self):
+        words = [f"{self.size // MiB} MiB",
+                 "full from the start" if self.from_start else f"fill: {self.place}"]
+        for what, moment in (("soak fills", self.fill_at), ("frees", self.free_at),
+                             ("SIGKILL", self.kill_at)):
+            if moment is not None:
+                words.append(f"{what} at {moment:.2f}s")
+        return ", ".join(words)
+
+
+def sleep_until(moment):
+    time.sleep(max(0.0, moment - time.monotonic()))
+
+
+def disk_full_iteration(index, args, hookrun, seed):
+    """One run whose state directory is on a small tmpfs that fills at a random moment."""
+    rng = random.Random(f"{seed}-disk-{index}")
+    plan = DiskPlan.draw(rng, args)
+    root = tempfile.mkdtemp(prefix=f"disk{index:03d}-", dir=args.workdir)
+    result = FaultResult(index, plan.describe(),
+                         fill="from the start" if plan.from_start else plan.place)
+    try:
+        mount = mount_small_disk(root, plan.size)
+    except DiskError as error:
+        result.problems.append(str(error))
+        shutil.rmtree(root, ignore_errors=True)
+        return result
+    try:
+        tree = build_disk_tree(root, mount, hookrun, rng, plan)
+        run_on_small_disk(result, tree, mount, hookrun, plan, args)
+        result.disk_was_full |= filled_up(mount, tree, plan.limit)
+        free_space(mount, tree)
+        recover_and_run_again(result, tree, hookrun, rng)
+    finally:
+        settle_orphans(root, 0.0)
+        if not unmount(mount):
+            result.problems.append(f"{mount} could not be unmounted: left as it is")
+            result.keep = True
+    finish_fault_iteration(args, root, result, tree)
+    return result
+
+
+def run_on_small_disk(result, tree, mount, hookrun, plan, args):
+    """Start the run, fill, free and kill as planned, and check what the run did."""
+    if plan.from_start:
+        result.disk_was_full |= fill_from_outside(mount, plan.limit) < plan.limit
+    start = time.monotonic()
+    proc = start_run(tree, hookrun, command=("true",), cwd=tree.root)
+    steps = [(plan.fill_at, "fill"), (plan.free_at, "free"), (plan.kill_at, "kill")]
+    for moment, step in sorted((moment, step) for moment, step in steps if moment is not None):
+        sleep_until(start + moment)
+        if step == "fill":
+            result.disk_was_full |= fill_from_outside(mount, plan.limit) < plan.limit
+        elif step == "free":
+            free_space(mount, tree, hooks_filler=False)
+        elif proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            result.killed = True
+    code = wait_bounded(proc, WAIT_LIMIT)
+    REAPER.done(proc)
+    if code is None:
+        result.problems.append(f"hookrun still running after {WAIT_LIMIT:.0f}s (hang)")
+        proc.kill()
+        proc.wait()
+    result.exit_code = code
+    if result.killed:
+        settle_orphans(tree.root, args.orphan_grace)
+    check_stderr(result, "hookrun run", read_text(os.path.join(tree.root, "run.stderr")))
+    result.finally_ran = os.path.exists(tree.finally_ran)
+    # A run that could not even make its run directory on the full disk refuses with 73
+    # before any hook; once the first hook ran, only the run's own status will do.
+    result.refused_at_start = code == EXIT_CANT_CREATE and not os.path.exists(tree.started)
+    if result.killed:
+        expected = EXIT_SIGKILL
+    else:
+        expected = EXIT_CANT_CREATE if result.refused_at_start else 0
+    if code is not None and code != expected:
+        result.problems.append(f"exit status {code}, expected {expected}")
+    if not result.killed and not result.refused_at_start:
+        if not result.finally_ran:
+            result.problems.append("finally.d did not run")
+        result.problems += Ledger.read(tree).problems(exactly=True)
+
+
 def run_many(name, count, worker, args, hookrun):
     results = []
     started = time.monotonic()
@@ -660,15 +1026,51 @@ def summarise_events(rounds, events, took):
     return ok, [line, details]
 
 
-MODES = ("kills", "terms", "concurrent", "events", "event_rounds")
-DEFAULTS = {"kills": 100, "terms": 100, "concurrent": 20, "events": 20, "event_rounds": 3}
-QUICK = {"kills": 10, "terms": 10, "concurrent": 5, "events": 5, "event_rounds": 2}
+def ledger_line(name, results):
+    """``NAME: cleanups run exactly once: X/Y (...)`` over the iterations' ledgers."""
+    totals = [sum(column) for column in zip(*(r.ledger.counts() for r in results if r.ledger))]
+    once, registered, zero, many, refused, refused_ran = totals or (0,) * 6
+    statuses = counted(status for r in results if r.ledger for status in r.ledger.refusals())
+    return (f"{name}: cleanups run exactly once: {once}/{registered} (ran 0 times: {zero}, "
+            f"more than once: {many}; hookrun defer refused: {refused} {statuses}, of which "
+            f"ran anyway: {refused_ran})")
+
+
+def common_fault_figures(results):
+    return (f"exit statuses {counted(r.exit_code for r in results)}; iterations with a "
+            f"traceback or internal error: {sum(r.broken for r in results)} (internal error: "
+            f"{sum(r.internal_error for r in results)}); hookrun recover exited 0: "
+            f"{sum(r.recover_code == 0 for r in results)}/{len(results)}; a later run exited "
+            f"0: {sum(r.later_code == 0 for r in results)}/{len(results)}; run directories "
+            f"kept as damaged: {sum(r.damaged for r in results)}")
+
+
+def summarise_disk(results, took):
+    killed = sum(r.killed for r in results)
+    ran_to_end = [r for r in results if not r.killed and not r.refused_at_start]
+    fills = counted(r.fill for r in results)
+    details = (f"  disk-full: {len(results)} iterations, {killed} SIGKILLed, "
+               f"{sum(r.refused_at_start for r in results)} refused at the start (73); fills "
+               f"{fills}; the disk filled up in {sum(r.disk_was_full for r in results)}; "
+               f"finally.d ran in {sum(r.finally_ran for r in ran_to_end)}/{len(ran_to_end)} "
+               f"runs not killed; {common_fault_figures(results)}; iterations with a problem: "
+               f"{sum(bool(r.problems) for r in results)}; {took:.0f}s")
+    ok = bool(results) and not any(r.problems for r in results)
+    return ok, [ledger_line("disk-full", results), details]
+
+
+MODES = ("kills", "terms", "concurrent", "events", "event_rounds", "disk_full")
+DEFAULTS = {"kills": 100, "terms": 100, "concurrent": 20, "events": 20, "event_rounds": 3,
+            "disk_full": 0}
+QUICK = {"kills": 10, "terms": 10, "concurrent": 5, "events": 5, "event_rounds": 2,
+         "disk_full": 5}
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
-        epilog="Modes run in the order of their options; 0 turns one off.")
+        epilog="Modes run in the order of their options; 0 turns one off. --disk-full needs "
+               "root (mount -t tmpfs).")
     parser.add_argument("--kills", type=int, help="SIGKILL iterations (100)")
     parser.add_argument("--terms", type=int, help="SIGTERM iterations (100)")
     parser.add_argument("--concurrent", type=int,
@@ -677,14 +1079,21 @@ def parse_args(argv=None):
                         help="simultaneous runs of as many events in one state directory, "
                              "sharing one metrics file (20)")
     parser.add_argument("--event-rounds", type=int, help="rounds of --events (3)")
+    parser.add_argument("--disk-full", type=int,
+                        help="iterations with the state directory on a small tmpfs that fills "
+                             "up (0; root only)")
+    parser.add_argument("--disk-kill-share", type=float, default=0.3,
+                        help="share of disk-full runs SIGKILLed after the fill (0.3)")
     parser.add_argument("--quick", action="store_true",
                         help="a short run of every mode: 10 SIGKILL, 10 SIGTERM, 5 concurrent, "
-                             "5 events x 2 rounds (options given explicitly still win)")
+                             "5 events x 2 rounds, 5 disk-full iterations (options given "
+                             "explicitly still win)")
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: random)")
     parser.add_argument("--jobs", type=int, default=2,
                         help="iterations run side by side (2; each has its own temp dir)")
     parser.add_argument("--max-delay", type=float, default=1.0,
-                        help="latest moment of the signal after start, seconds (1.0)")
+                        help="latest moment of the signal (or of the soak's fill) after "
+                             "start, seconds (1.0)")
     parser.add_argument("--kill-grace", default="1s", help="--kill-grace for SIGTERM runs")
     parser.add_argument("--hold", type=float, default=2.0,
                         help="seconds the concurrent runs' command holds the lock (2)")
@@ -738,7 +1147,7 @@ def run_signal_modes(args, hookrun):
 
 
 def run_fault_modes(args, hookrun):
-    """The events mode: (targets met, summary lines)."""
+    """The events and disk-full modes: (targets met, summary lines)."""
     ok = True
     lines = []
     if args.events and args.event_rounds:
@@ -747,6 +1156,16 @@ def run_fault_modes(args, hookrun):
         good, more = summarise_events(rounds, args.events, time.monotonic() - started)
         ok &= good
         lines += more
+    if args.disk_full:
+        if os.geteuid() != 0:
+            ok = False
+            lines.append("disk-full: cannot run: mounting a tmpfs needs root")
+        else:
+            results, took = run_many("disk-full", args.disk_full, disk_full_iteration, args,
+                                     hookrun)
+            good, more = summarise_disk(results, took)
+            ok &= good
+            lines += more
     return ok, lines
 
 
