@@ -2,7 +2,7 @@
 """Soak test of hookrun's promise that registered cleanups run exactly once (design.md 3), and
 that no fault bricks it or runs a cleanup twice (design.md 8, "Never bricked, never twice").
 
-Five scenarios, each iteration in a fresh temporary hooks tree with its own state directory
+Six scenarios, each iteration in a fresh temporary hooks tree with its own state directory
 (the rounds of the events scenario share one):
 
 * SIGKILL: kill ``hookrun run`` at a random moment, let the orphaned hook finish (or kill it),
@@ -21,6 +21,11 @@ Five scenarios, each iteration in a fresh temporary hooks tree with its own stat
   finally.d runs unless hookrun was killed, the exit status is the run's own (0), 137 when
   killed, or 73 when the disk was full before the first hook; no traceback, and a later
   ``hookrun run`` exits 0.
+* I/O faults (fiu-run): libfiu fails hookrun's own writes, opens, syncs, truncations and
+  renames with ENOSPC or EIO at random (each iteration its own failure points, probabilities
+  and seed; hooks and cleanups see no faults). No traceback, a documented exit status, no
+  cleanup run twice, each run exactly once when the run got to its wind-down, and once the
+  faults stop, ``hookrun recover`` and a later run exit 0.
 
 Cleanups are counted by id in marker files outside the state directory; the hooks note each
 registration with the exit status of its ``hookrun defer``. Not collected by pytest. Run
@@ -33,8 +38,10 @@ import collections
 import ctypes
 import errno
 import glob
+import math
 import os
 import random
+import re
 import shlex
 import shutil
 import signal
@@ -71,6 +78,15 @@ DISK_SIZES = (2 * MiB, 4 * MiB)
 FILL_PLACES = ("pre", "post", "on-success", "cleanup", "finally", "pre-then-freed", "outside")
 OUTSIDE_FILLER = "filler-outside"
 HOOK_FILLER = "filler-hook"
+FIU_PRELOAD = "/usr/lib/fiu/fiu_posix_preload.so"
+# libfiu's failure points for hookrun's own file operations (posix_fallocate has none); each
+# injects the errno it is given. write/reduce makes write() short instead.
+FAULT_POINTS = ("posix/io/rw/write", "posix/io/rw/pwrite", "posix/io/rw/writev",
+                "posix/io/oc/open", "posix/io/sync/fsync", "posix/io/sync/fdatasync",
+                "posix/io/rw/ftruncate", "posix/io/dir/rename")
+SHORT_WRITES = "posix/io/rw/write/reduce"
+FAULT_ERRNOS = (errno.ENOSPC, errno.EIO)
+MIN_FAULT_PROBABILITY = 0.002
 
 
 def default_hookrun():
@@ -607,7 +623,7 @@ def concurrent_events(args, hookrun):
     return rounds
 
 
-# Runs under faults (the disk-full mode): the common hooks, the outcome of an
+# Runs under faults (disk-full and I/O-fault modes): the common hooks, the outcome of an
 # iteration, and the checks once the faults are gone.
 
 def add_common_hooks(tree, hookrun, rng):
@@ -636,7 +652,7 @@ def after_tree(tree, hookrun, rng):
 
 @dataclass
 class FaultResult:
-    """One iteration of the disk-full mode."""
+    """One iteration of the disk-full or I/O-fault mode."""
 
     index: int
     plan: str
@@ -646,8 +662,10 @@ class FaultResult:
     refused_at_start: bool = False
     disk_was_full: bool = False
     finally_ran: bool = False
+    wound_down: bool = False
     broken: bool = False
     internal_error: bool = False
+    wakeup_reports: int = 0
     recover_code: object = None
     later_code: object = None
     damaged: int = 0
@@ -672,7 +690,16 @@ def run_quietly(argv, env, cwd, limit=WAIT_LIMIT):
     return (128 - code if code < 0 else code), done.stderr.decode(errors="replace")
 
 
+# Python's own report (not an exception of hookrun's) when the write of its C signal handler
+# to the signal wakeup pipe fails. A pipe never fails with EIO or ENOSPC: only an injected
+# fault does that, so the I/O-fault mode counts these apart.
+WAKEUP_FD_REPORT = re.compile(r"^Exception ignored when trying to write to the signal wakeup "
+                              r"fd:\n.*?^\w+Error: [^\n]*\n?", re.DOTALL | re.MULTILINE)
+
+
 def check_stderr(result, what, text):
+    text, artifacts = WAKEUP_FD_REPORT.subn("", text)
+    result.wakeup_reports += artifacts
     if looks_broken(text):
         result.broken = True
         result.internal_error |= "internal error" in text
@@ -957,6 +984,138 @@ def run_on_small_disk(result, tree, mount, hookrun, plan, args):
         result.problems += Ledger.read(tree).problems(exactly=True)
 
 
+# I/O-fault mode: libfiu's POSIX preload (fiu-run -x) in hookrun's processes, its failure
+# points turned on by a sitecustomize module once Python has started.
+
+SITECUSTOMIZE = '''\
+"""Written by hookrun's tests/soak/cleanup_soak.py for its I/O-fault mode; found through
+PYTHONPATH by the Python processes of hookrun (run, defer) started under ``fiu-run -x``.
+Turns on the libfiu failure points of $HOOKRUN_SOAK_FAULTS ("NAME:PROBABILITY:ERRNO ...")
+once the interpreter has started, and off while a module is imported: the faults are meant
+for hookrun's own file operations, not for Python's start-up or its imports. libfiu's random
+numbers start from $HOOKRUN_SOAK_FIU_SEED plus the process id, so that each ``hookrun defer``
+of a run meets other faults."""
+
+import builtins
+import ctypes
+import os
+import threading
+
+
+def install(spec):
+    fiu = ctypes.CDLL(None)
+    fiu.fiu_enable_random.argtypes = (ctypes.c_char_p, ctypes.c_int, ctypes.c_void_p,
+                                      ctypes.c_uint, ctypes.c_float)
+    fiu.fiu_disable.argtypes = (ctypes.c_char_p,)
+    fiu.fiu_set_prng_seed.argtypes = (ctypes.c_uint,)
+    seed = int(os.environ.get("HOOKRUN_SOAK_FIU_SEED", "0"))
+    fiu.fiu_set_prng_seed((seed + os.getpid()) & 0xFFFFFFFF)
+    points = []
+    for item in spec.split():
+        name, probability, errno = item.split(":")
+        points.append((name.encode(), float(probability), int(errno)))
+    importing = [0]
+    lock = threading.Lock()
+    real_import = builtins.__import__
+
+    def enable():
+        for name, probability, errno in points:
+            fiu.fiu_enable_random(name, 1, errno or None, 0, probability)
+
+    def disable():
+        for name, _probability, _errno in points:
+            fiu.fiu_disable(name)
+
+    def guarded_import(*args, **kwargs):
+        with lock:
+            importing[0] += 1
+            if importing[0] == 1:
+                disable()
+        try:
+            return real_import(*args, **kwargs)
+        finally:
+            with lock:
+                importing[0] -= 1
+                if importing[0] == 0:
+                    enable()
+
+    builtins.__import__ = guarded_import
+    enable()
+
+
+if os.environ.get("HOOKRUN_SOAK_FAULTS") and "fiu" in os.environ.get("LD_PRELOAD", ""):
+    install(os.environ["HOOKRUN_SOAK_FAULTS"])
+'''
+
+
+def fiu_missing():
+    """Why the I/O-fault mode cannot run here, or None."""
+    if not shutil.which("fiu-run"):
+        return "fiu-run not found (Debian: apt-get install fiu-utils)"
+    if not os.path.exists(FIU_PRELOAD):
+        return f"{FIU_PRELOAD} not found (Debian: apt-get install libfiu0)"
+    return None
+
+
+def make_fiu_site(workdir, site=None):
+    """A directory (``site``, else a new one in ``workdir``) holding the sitecustomize module
+    above."""
+    site = site or tempfile.mkdtemp(prefix="fiu-site-", dir=workdir)
+    os.makedirs(site, exist_ok=True)
+    write_file(os.path.join(site, "sitecustomize.py"), SITECUSTOMIZE, mode=0o644)
+    return site
+
+
+def choose_faults(rng, max_probability):
+    """Failure points for one iteration: each point with a chance of one half (one at least),
+    a log-uniform probability up to ``max_probability``, ENOSPC or EIO; sometimes short
+    writes too. As HOOKRUN_SOAK_FAULTS wants them."""
+    names = [name for name in FAULT_POINTS if rng.random() < 0.5] or [rng.choice(FAULT_POINTS)]
+    low, high = math.log(MIN_FAULT_PROBABILITY), math.log(max_probability)
+    items = [f"{name}:{math.exp(rng.uniform(low, high)):.4f}:{rng.choice(FAULT_ERRNOS)}"
+             for name in names]
+    if rng.random() < 0.25:
+        items.append(f"{SHORT_WRITES}:{math.exp(rng.uniform(low, high)):.4f}:0")
+    return " ".join(items)
+
+
+def io_fault_iteration(index, args, hookrun, seed):
+    """One run under injected I/O faults, then recover and a further run without them."""
+    rng = random.Random(f"{seed}-io-{index}")
+    faults = choose_faults(rng, args.max_fault_probability)
+    fiu_seed = rng.randrange(1, 1 << 31)
+    command_status = rng.choice((0, 0, 0, 3))
+    result = FaultResult(index, f"HOOKRUN_SOAK_FIU_SEED={fiu_seed} "
+                                f"HOOKRUN_SOAK_FAULTS='{faults}', command exit {command_status}")
+    root = tempfile.mkdtemp(prefix=f"io{index:03d}-", dir=args.workdir)
+    tree = fault_tree(root, os.path.join(root, "state"))
+    add_common_hooks(tree, hookrun, rng)
+    hook(os.path.join(tree.hooks, "pre-backup.d", "20-hand-on"),
+         'echo SOAK_HANDED=on >> "$HOOKRUN_ENV"', 'yes output line | head -n 200')
+    pythonpath = os.pathsep.join(filter(None, [args.fiu_site, os.environ.get("PYTHONPATH")]))
+    env = dict(tree.env, PYTHONPATH=pythonpath, HOOKRUN_SOAK_FAULTS=faults,
+               HOOKRUN_SOAK_FIU_SEED=str(fiu_seed))
+    metrics = ["--metrics-file", os.path.join(tree.state, "hookrun.prom")]
+    argv = ["fiu-run", "-x", "-f", ""] + hookrun + ["run"] + tree.options() + metrics + [
+        "--", "sh", "-c", f"exit {command_status}"]
+    code, stderr = run_quietly(argv, env, root)
+    write_file(os.path.join(root, "run.stderr"), stderr, mode=0o644)
+    settle_orphans(root, 0.0)
+    result.exit_code = code
+    check_stderr(result, "hookrun run", stderr)
+    allowed = DOCUMENTED_EXITS + (command_status,)
+    if code is None:
+        result.problems.append(f"hookrun still running after {WAIT_LIMIT:.0f}s (hang)")
+    elif code not in allowed and not 128 < code < 128 + 65:
+        result.problems.append(f"undocumented exit status {code}: {stderr.strip()[-1500:]}")
+    result.finally_ran = os.path.exists(tree.finally_ran)
+    result.wound_down = code == 0 or result.finally_ran
+    result.problems += Ledger.read(tree).problems(exactly=result.wound_down)
+    recover_and_run_again(result, tree, hookrun, rng)
+    finish_fault_iteration(args, root, result, tree)
+    return result
+
+
 def run_many(name, count, worker, args, hookrun):
     results = []
     started = time.monotonic()
@@ -1039,7 +1198,9 @@ def ledger_line(name, results):
 def common_fault_figures(results):
     return (f"exit statuses {counted(r.exit_code for r in results)}; iterations with a "
             f"traceback or internal error: {sum(r.broken for r in results)} (internal error: "
-            f"{sum(r.internal_error for r in results)}); hookrun recover exited 0: "
+            f"{sum(r.internal_error for r in results)}); Python's reports of a failed write "
+            f"to its signal wakeup pipe (an injection artifact, not counted): "
+            f"{sum(r.wakeup_reports for r in results)}; hookrun recover exited 0: "
             f"{sum(r.recover_code == 0 for r in results)}/{len(results)}; a later run exited "
             f"0: {sum(r.later_code == 0 for r in results)}/{len(results)}; run directories "
             f"kept as damaged: {sum(r.damaged for r in results)}")
@@ -1059,18 +1220,27 @@ def summarise_disk(results, took):
     return ok, [ledger_line("disk-full", results), details]
 
 
-MODES = ("kills", "terms", "concurrent", "events", "event_rounds", "disk_full")
+def summarise_io(results, took):
+    wound_down = sum(r.wound_down for r in results)
+    details = (f"  io-faults: {len(results)} iterations, {wound_down} reached the wind-down "
+               f"(exit 0 or finally.d ran); {common_fault_figures(results)}; iterations with "
+               f"a problem: {sum(bool(r.problems) for r in results)}; {took:.0f}s")
+    ok = bool(results) and not any(r.problems for r in results)
+    return ok, [ledger_line("io-faults", results), details]
+
+
+MODES = ("kills", "terms", "concurrent", "events", "event_rounds", "disk_full", "io_faults")
 DEFAULTS = {"kills": 100, "terms": 100, "concurrent": 20, "events": 20, "event_rounds": 3,
-            "disk_full": 0}
+            "disk_full": 0, "io_faults": 0}
 QUICK = {"kills": 10, "terms": 10, "concurrent": 5, "events": 5, "event_rounds": 2,
-         "disk_full": 5}
+         "disk_full": 5, "io_faults": 10}
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
         epilog="Modes run in the order of their options; 0 turns one off. --disk-full needs "
-               "root (mount -t tmpfs).")
+               "root (mount -t tmpfs); --io-faults needs fiu-run (Debian fiu-utils).")
     parser.add_argument("--kills", type=int, help="SIGKILL iterations (100)")
     parser.add_argument("--terms", type=int, help="SIGTERM iterations (100)")
     parser.add_argument("--concurrent", type=int,
@@ -1084,10 +1254,21 @@ def parse_args(argv=None):
                              "up (0; root only)")
     parser.add_argument("--disk-kill-share", type=float, default=0.3,
                         help="share of disk-full runs SIGKILLed after the fill (0.3)")
+    parser.add_argument("--io-faults", type=int,
+                        help="iterations under fiu-run with ENOSPC/EIO injected into hookrun's "
+                             "own file operations (0)")
+    parser.add_argument("--max-fault-probability", type=float, default=0.1,
+                        help="highest probability of an injected fault per call (0.1); each "
+                             "iteration draws its own, log-uniform from 0.002")
+    parser.add_argument("--fiu-site", metavar="DIR",
+                        help="write the sitecustomize module of the I/O-fault mode into DIR "
+                             "and exit; an iteration then reproduces by hand as PYTHONPATH=DIR "
+                             "HOOKRUN_SOAK_FAULTS=... HOOKRUN_SOAK_FIU_SEED=... fiu-run -x -f "
+                             "'' hookrun run ...")
     parser.add_argument("--quick", action="store_true",
                         help="a short run of every mode: 10 SIGKILL, 10 SIGTERM, 5 concurrent, "
-                             "5 events x 2 rounds, 5 disk-full iterations (options given "
-                             "explicitly still win)")
+                             "5 events x 2 rounds, 5 disk-full, 10 I/O-fault iterations "
+                             "(options given explicitly still win)")
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: random)")
     parser.add_argument("--jobs", type=int, default=2,
                         help="iterations run side by side (2; each has its own temp dir)")
@@ -1147,7 +1328,7 @@ def run_signal_modes(args, hookrun):
 
 
 def run_fault_modes(args, hookrun):
-    """The events and disk-full modes: (targets met, summary lines)."""
+    """The events, disk-full and I/O-fault modes: (targets met, summary lines)."""
     ok = True
     lines = []
     if args.events and args.event_rounds:
@@ -1166,11 +1347,29 @@ def run_fault_modes(args, hookrun):
             good, more = summarise_disk(results, took)
             ok &= good
             lines += more
+    if args.io_faults:
+        missing = fiu_missing()
+        if missing:
+            ok = False
+            lines.append(f"io-faults: cannot run: {missing}")
+        else:
+            args.fiu_site = make_fiu_site(args.workdir)
+            try:
+                results, took = run_many("io-faults", args.io_faults, io_fault_iteration,
+                                         args, hookrun)
+            finally:
+                shutil.rmtree(args.fiu_site, ignore_errors=True)
+            good, more = summarise_io(results, took)
+            ok &= good
+            lines += more
     return ok, lines
 
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.fiu_site:
+        print(f"wrote {os.path.join(make_fiu_site(None, args.fiu_site), 'sitecustomize.py')}")
+        return 0
     hookrun = shlex.split(args.hookrun) if args.hookrun else default_hookrun()
     if args.workdir:
         os.makedirs(args.workdir, mode=0o755, exist_ok=True)
