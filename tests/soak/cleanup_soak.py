@@ -62,6 +62,7 @@ EXIT_SIGTERM = 128 + signal.SIGTERM
 WAIT_LIMIT = 60.0
 ORPHAN_GRACE = 3.0
 COMMAND_SECONDS = 0.3
+RUN_ENDED_OK = " end status=success exit=0"  # the log line of a run that recorded its end
 DOCUMENTED_EXITS = (0, 69, 73, 75, 77, 78)  # of hookrun run, besides the command's and 128+N
 EXIT_CANT_CREATE = 73
 EXIT_SIGKILL = 128 + signal.SIGKILL
@@ -304,6 +305,7 @@ class Result:
     exit_code: object = None
     finished_first: bool = False
     killed_by_default_action: bool = False
+    recorded_end_first: bool = False
     orphans: int = 0
     survivors: int = 0
     problems: list = field(default_factory=list)
@@ -388,7 +390,10 @@ def term_iteration(index, args, hookrun, seed):
     log = read_text(tree.log)
     result.lines = lines
     result.registered = os.path.exists(tree.registered) or lines > 0 or "cleanup/" in log
-    expected = 0 if finished_first else EXIT_SIGTERM
+    # A signal that comes after the run has recorded its end (log, history) cannot change
+    # how it ended: exit 0 then agrees with the record.
+    result.recorded_end_first = not finished_first and code == 0 and RUN_ENDED_OK in log
+    expected = 0 if finished_first or result.recorded_end_first else EXIT_SIGTERM
     if code is not None and code != expected:
         result.problems.append(f"exit status {code}, expected {expected}")
     if pending_run_dirs(tree):
@@ -1150,13 +1155,15 @@ def summarise_terms(results):
     codes = collections.Counter(r.exit_code for r in results)
     signalled = [r for r in results if not r.finished_first]
     right = sum(r.exit_code == EXIT_SIGTERM for r in signalled)
+    recorded = sum(r.recorded_end_first for r in signalled)
     finished = [r for r in results if r.finished_first]
     default_action = sum(r.killed_by_default_action for r in results)
     hangs = sum(r.exit_code is None for r in results)
     survivors = sum(r.survivors for r in results)
     details = (f"  SIGTERM exit statuses: {right}/{len(signalled)} signalled runs exited 143 "
                f"({default_action} of them killed by SIGTERM's default action before hookrun "
-               f"set its handlers); {sum(r.exit_code == 0 for r in finished)}/{len(finished)} "
+               f"set its handlers, {recorded} exited 0 as the run had recorded its end "
+               f"before the signal came); {sum(r.exit_code == 0 for r in finished)}/{len(finished)} "
                f"runs that had ended exited 0; statuses seen {dict(sorted(codes.items(), key=str))}"
                f"; hangs {hangs}; surviving processes {survivors}")
     return ok and not hangs and not survivors, line, details
