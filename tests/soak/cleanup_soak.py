@@ -644,7 +644,8 @@ def add_common_hooks(tree, hookrun, rng):
          seconds=rng.uniform(0.0, 0.1))
     hook(os.path.join(hooks, "on-success.d", "10-register"),
          *register_lines(tree, hookrun, "success", rng.randint(0, 2), rng))
-    hook(os.path.join(hooks, "finally.d", "90-mark"), f"echo ran >> {shlex.quote(tree.finally_ran)}")
+    hook(os.path.join(hooks, "finally.d", "90-mark"),
+         f"echo ran >> {shlex.quote(tree.finally_ran)}")
 
 
 def after_tree(tree, hookrun, rng):
@@ -1163,8 +1164,9 @@ def summarise_terms(results):
     details = (f"  SIGTERM exit statuses: {right}/{len(signalled)} signalled runs exited 143 "
                f"({default_action} of them killed by SIGTERM's default action before hookrun "
                f"set its handlers, {recorded} exited 0 as the run had recorded its end "
-               f"before the signal came); {sum(r.exit_code == 0 for r in finished)}/{len(finished)} "
-               f"runs that had ended exited 0; statuses seen {dict(sorted(codes.items(), key=str))}"
+               f"before the signal came); {sum(r.exit_code == 0 for r in finished)}/"
+               f"{len(finished)} runs that had ended exited 0; statuses seen "
+               f"{dict(sorted(codes.items(), key=str))}"
                f"; hangs {hangs}; surviving processes {survivors}")
     return ok and not hangs and not survivors, line, details
 
