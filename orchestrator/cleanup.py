@@ -12,13 +12,15 @@ that a full disk could refuse: a cleanup never runs twice because its mark could
 written.
 """
 
+import errno
 import fcntl
 import os
 import shlex
+import sys
 
 from orchestrator import constants as c
 from orchestrator.errors import StateError, UsageError
-from orchestrator.files import open_own
+from orchestrator.files import NotOwnFile, open_own
 
 JOURNAL = "cleanup"
 MARKS = "cleanup.marks"
@@ -64,7 +66,8 @@ def reserve(journal_path, size):
 
 def defer(argv, journal_path):
     """Append ``argv`` to the journal of the running hook's run (``hookrun defer``), once the
-    space its done-mark needs is reserved; StateError (73) if the disk cannot hold either."""
+    space its done-mark needs is reserved; StateError (73) if the disk cannot hold either. A
+    registration either lands whole or not at all: a write cut short is taken back."""
     if not journal_path:
         raise UsageError("defer: not inside a hookrun run ($HOOKRUN_CLEANUP is not set)")
     if not argv:
@@ -74,23 +77,45 @@ def defer(argv, journal_path):
         raise UsageError("defer: a cleanup command cannot contain a newline or NUL")
     data = (line + "\n").encode("utf-8", "surrogateescape")
     try:
-        fd = open_own(journal_path, os.O_WRONLY | os.O_APPEND)
-    except OSError as error:
+        fd = open_own(journal_path, os.O_RDWR | os.O_APPEND)
+    except (FileNotFoundError, NotADirectoryError) as error:
         raise UsageError(f"defer: not inside a live hookrun run ({journal_path}: "
                          f"{error.strerror})") from None
+    except OSError as error:
+        raise StateError(f"defer: cannot open the cleanup journal {journal_path}: "
+                         f"{error.strerror or error}") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        reserve(journal_path, os.fstat(fd).st_size + len(data))
-        written = os.write(fd, data)
-        os.fsync(fd)
-    except OSError as error:
-        raise StateError(f"defer: cannot register the cleanup {line!r}: "
-                         f"{error.strerror or error}") from None
+        append_whole(fd, journal_path, data, line)
+        try:
+            os.fsync(fd)
+        except OSError as error:
+            # The line is in the journal and runs; only a power loss now could lose it.
+            sys.stderr.write(f"hookrun: warning: defer: registered, but not synced to disk: "
+                             f"{error.strerror or error}\n")
     finally:
         os.close(fd)
-    if written != len(data):
-        raise StateError(f"defer: cannot register the cleanup {line!r}: the disk is full")
     return line
+
+
+def append_whole(fd, journal_path, data, line):
+    """Append ``data`` to the journal open at ``fd``, whole or not at all (StateError)."""
+    size = os.fstat(fd).st_size
+    if size and os.pread(fd, 1, size - 1) != b"\n":
+        # An unfinished last line (a write cut off by a crash or a full disk): a NUL ends it,
+        # so it is reported and never run, and is not glued to this registration.
+        data = b"\0\n" + data
+    try:
+        reserve(journal_path, size + len(data))
+        if os.write(fd, data) != len(data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+    except OSError as error:
+        try:
+            os.ftruncate(fd, size)
+        except OSError:
+            pass  # the next registration ends what is left with a NUL
+        raise StateError(f"defer: cannot register the cleanup {line!r}: "
+                         f"{error.strerror or error}") from None
 
 
 class Journal:
@@ -100,6 +125,7 @@ class Journal:
         self.path = os.path.join(run_dir_path, JOURNAL)
         self.marks_path = os.path.join(run_dir_path, MARKS)
         self.damaged = []  # (line number or None, why) of what the last read() did not run
+        self.unreadable = False  # set when it could not be read: its cleanups wait for recovery
 
     def create(self):
         """Create the empty journal and the marks, with their first reservation."""
@@ -113,13 +139,14 @@ class Journal:
 
     def read(self):
         """The complete lines as (index, line) in registration order (blank and # lines
-        dropped). What is never run is left in ``self.damaged``: (line number, why)."""
+        dropped). What is never run is left in ``self.damaged``: (line number, why). OSError
+        when the journal cannot be read now."""
         self.damaged = []
         try:
             fd = open_own(self.path, os.O_RDONLY)
         except FileNotFoundError:
             return []
-        except OSError as error:
+        except NotOwnFile as error:
             self.damaged.append((None, error.strerror))
             return []
         try:
@@ -141,9 +168,11 @@ class Journal:
         return entries
 
     def done(self):
+        """The indexes of the cleanups marked done. OSError when the marks cannot be read
+        now (they are not taken for "none done": that would run every cleanup again)."""
         try:
             fd = open_own(self.marks_path, os.O_RDONLY)
-        except OSError:
+        except FileNotFoundError:
             return set()
         try:
             marks = os.read(fd, MAX_JOURNAL + 1)

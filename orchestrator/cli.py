@@ -192,8 +192,7 @@ def main(argv=None):
         if debug:
             raise
         # One line per problem: an unsafe tree names every unsafe path.
-        print("\n".join(f"hookrun: {line}" for line in str(error).split("\n")),
-              file=sys.stderr)
+        say("\n".join(f"hookrun: {line}" for line in str(error).split("\n")))
         return error.exit_status
     except KeyboardInterrupt:
         return c.SIGNAL_EXIT_BASE + 2
@@ -202,6 +201,14 @@ def main(argv=None):
     except Exception as error:  # noqa: BLE001 - one line instead of a traceback, as promised
         if debug:
             raise
-        print(f"hookrun: internal error: {type(error).__name__}: {error} (rerun with --debug "
-              "for details)", file=sys.stderr)
+        say(f"hookrun: internal error: {type(error).__name__}: {error} (rerun with --debug "
+            "for details)")
         return INTERNAL_ERROR
+
+
+def say(text):
+    """One or more lines on stderr; an stderr that cannot take them changes no exit status."""
+    try:
+        print(text, file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass

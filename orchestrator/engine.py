@@ -247,7 +247,14 @@ class Engine:
                                "cut off by a crash now may run again at recovery")
         runs, reported = [], set()
         while not self.signals.hard_stop:
-            pending = journal.pending()
+            try:
+                pending = journal.pending()
+            except OSError as error:
+                journal.unreadable = True
+                self.reporter.warn(f"cannot read the cleanups of {journal.path}: "
+                                   f"{error.strerror or error}; they are left pending for "
+                                   "'hookrun recover'")
+                break
             self.report_damage(journal, reported)
             if not pending:
                 break

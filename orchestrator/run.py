@@ -118,17 +118,26 @@ class Session:
     def close_run(self, engine):
         """Remove the run's directory, unless a second signal left cleanups pending in it
         for ``hookrun recover``, or its journal had lines that were not run."""
-        close_run_dir(self.reporter, engine.run_dir, engine.journal,
-                      self.signals.hard_stop and engine.journal.pending())
+        close_run_dir(self.reporter, engine.run_dir, engine.journal, self.signals.hard_stop)
 
 
-def close_run_dir(reporter, run_dir, journal, pending):
-    """Remove a run directory whose cleanups have run; keep it when some are ``pending``
-    (for ``hookrun recover``) or its journal was damaged (for a person to look at)."""
-    if pending:
-        reporter.warn("interrupted twice: cleanups left pending for 'hookrun recover'")
+def close_run_dir(reporter, run_dir, journal, hard_stop):
+    """Remove a run directory whose cleanups have run. Keep it, for ``hookrun recover``,
+    when its journal could not be read or a second signal (``hard_stop``) left cleanups
+    pending; keep it aside, for a person to look at, when its journal was damaged."""
+    if journal.unreadable:
         run_dir.release()
-    elif journal.damaged:
+        return
+    if hard_stop:
+        try:
+            pending = bool(journal.pending())
+        except OSError:
+            pending = True
+        if pending:
+            reporter.warn("interrupted twice: cleanups left pending for 'hookrun recover'")
+            run_dir.release()
+            return
+    if journal.damaged:
         reporter.warn(f"cleanup journal kept for inspection in {run_dir.keep()}")
     else:
         run_dir.remove()
@@ -179,8 +188,7 @@ def recover(engine, history, state_dir):
             except StateError as error:
                 engine.reporter.warn(str(error))
         records.extend(found)
-        close_run_dir(engine.reporter, dead, journal,
-                      engine.signals.hard_stop and journal.pending())
+        close_run_dir(engine.reporter, dead, journal, engine.signals.hard_stop)
     return records
 
 

@@ -28,6 +28,7 @@ META = "meta.json"
 JOURNAL = "cleanup"
 NEW_PREFIX = ".new-"
 KEPT_PREFIX = ".damaged-"
+GONE_PREFIX = ".removing-"
 # A run directory still under its hidden name this long after it was made belongs to a run
 # that died while making it (making one takes milliseconds).
 STALE_NEW_SECONDS = 3600
@@ -86,9 +87,15 @@ def make_dirs(path):
 
 def try_lock(path):
     """An fd holding an exclusive flock on ``path``, or None if someone holds it (or it is
-    not a file of our own)."""
+    not a file of our own). A run directory that lost its lock file is made one: it belongs
+    to no live run, since a live run never lets go of its own."""
     try:
         fd = open_own(path, os.O_RDWR)
+    except FileNotFoundError:
+        try:
+            fd = os.open(path, os.O_RDWR | NEW, PRIVATE)
+        except OSError:
+            return None
     except OSError:
         return None
     try:
@@ -151,7 +158,15 @@ class RunDir:
         return os.path.join(self.path, name)
 
     def remove(self):
-        shutil.rmtree(self.path, ignore_errors=True)
+        """Remove the directory of a run whose cleanups have all run. It is first renamed
+        out of recovery's sight, so that a crash half-way through removing it cannot leave
+        a journal without its marks, or a directory without its lock, for recovery to see."""
+        gone = os.path.join(os.path.dirname(self.path), GONE_PREFIX + os.path.basename(self.path))
+        try:
+            os.rename(self.path, gone)
+        except OSError:
+            gone = self.path
+        shutil.rmtree(gone, ignore_errors=True)
         self.release()
 
     def keep(self):
@@ -212,6 +227,8 @@ def scan(state_dir):
         path = os.path.join(runs, name)
         if name.startswith(NEW_PREFIX):
             remove_if_stale(path)
+        elif name.startswith(GONE_PREFIX):
+            shutil.rmtree(path, ignore_errors=True)  # a run that died removing its own
         elif not name.startswith("."):
             found.append((name, path))
     return found

@@ -346,3 +346,95 @@ def test_a_huge_handoff_file_is_ignored_and_hookrun_stays_small(tree):
     peak_kib = int(result.stdout.split()[-1])
     assert peak_kib < 200_000, f"peak {peak_kib} KiB"
 
+
+
+# Found by the soak script's fault modes (tests/soak/cleanup_soak.py).
+
+def test_a_registration_after_a_torn_last_line_is_not_glued_to_it(tree):
+    tree.hook("pre-backup.d/10-torn", f"""
+        printf 'echo torn >> "{tree.marks}/cleaned"' >> "$HOOKRUN_CLEANUP"
+        hookrun defer sh -c 'echo whole >> "$0"' "{tree.marks}/cleaned"
+        """)
+    result = run_hookrun("run", *tree.args(), "--", "true")
+    assert result.returncode == 0, result.stderr
+    assert tree.read("cleaned") == "whole\n"
+    assert "NUL" in result.stderr and "kept for inspection" in result.stderr
+
+
+def test_a_registration_the_full_disk_refused_leaves_nothing_behind(tree, small_disk):
+    pad = "x" * 3900
+    tree.hook("pre-backup.d/10-torn", f"""
+        hookrun defer sh -c 'echo "$0" >> "{tree.marks}/cleaned"' A {pad}
+        {FILL_THE_DISK}
+        hookrun defer sh -c 'echo "$0" >> "{tree.marks}/cleaned"' B {"y" * 300} 2>/dev/null
+        echo "$?" > "{tree.marks}/refused"
+        rm -f "$HOOKRUN_STATE_DIR/filler"
+        hookrun defer sh -c 'echo "$0" >> "{tree.marks}/cleaned"' C
+        """)
+    result = run_hookrun("run", *disk_args(tree, small_disk), "--", "true")
+    assert result.returncode == 0, result.stderr
+    assert tree.read("refused") == "73\n"
+    assert tree.read("cleaned") == "C\nA\n"
+
+
+def test_a_finished_run_that_died_removing_its_directory_runs_nothing_again(tree):
+    assert run_hookrun("run", *tree.args(), "--", "true").returncode == 0
+    half_removed = tree.state / "runs" / f".removing-{DEAD_RUN}"
+    half_removed.mkdir(mode=0o700)
+    (half_removed / "cleanup").write_text(f'touch "{tree.marks}/again"\n')
+    assert run_hookrun("recover", *tree.args()).returncode == 0
+    assert tree.read("again") is None and not half_removed.exists()
+
+
+def test_a_run_directory_that_lost_its_lock_file_is_still_recovered(tree):
+    run_dir = dead_run(tree, cleanup_line(tree, "pending") + b"\n")
+    (run_dir / "owner.lock").unlink()
+    assert run_hookrun("recover", *tree.args()).returncode == 0
+    assert tree.read("cleaned") == "pending\n" and not run_dir.exists()
+
+
+def test_marks_that_cannot_be_read_leave_the_cleanups_pending_not_run_twice(tree):
+    tree.hook("pre-backup.d/10-break-marks", f"""
+        hookrun defer sh -c 'echo once >> "{tree.marks}/cleaned"'
+        marks="$(dirname "$HOOKRUN_CLEANUP")/cleanup.marks"
+        rm "$marks" && mkdir "$marks"
+        """)
+    result = run_hookrun("run", *tree.args(), "--", "true")
+    assert result.returncode == 0
+    assert "left pending" in result.stderr and tree.read("cleaned") is None
+    assert run_hookrun("recover", *tree.args()).returncode == 0
+    assert tree.read("cleaned") is None
+    (run_dir,) = [p for p in (tree.state / "runs").iterdir() if not p.name.startswith(".")]
+    (run_dir / "cleanup.marks").rmdir()
+    assert run_hookrun("recover", *tree.args()).returncode == 0
+    assert tree.read("cleaned") == "once\n"
+    assert run_hookrun("recover", *tree.args()).returncode == 0
+    assert tree.read("cleaned") == "once\n"
+
+
+def test_defer_whose_fsync_fails_still_registers_and_says_so(tree):
+    fiu_run = require(shutil.which("fiu-run"), "fiu-run (Debian package fiu-utils)")
+    tree.hook("pre-backup.d/10-defer", f"""
+        {fiu_run} -x -c "enable name=posix/io/sync/fsync,failinfo=5" \\
+            hookrun defer touch "{tree.marks}/cleaned" 2> "{tree.marks}/stderr"
+        echo "$?" > "{tree.marks}/status"
+        """)
+    assert run_hookrun("run", *tree.args(), "--", "true").returncode == 0
+    assert tree.read("status") == "0\n" and "not synced" in tree.read("stderr")
+    assert tree.read("cleaned") == ""
+
+
+def test_defer_that_cannot_open_its_journal_is_73_not_a_usage_error(tree):
+    result = run_hookrun("defer", "true", env={"HOOKRUN_CLEANUP": str(tree.marks)})
+    assert result.returncode == 73 and len(result.stderr.splitlines()) == 1
+
+
+def test_an_stderr_that_cannot_be_written_keeps_the_documented_status(tree):
+    with open("/dev/full", "w") as full:
+        result = subprocess.run(hookrun_cmd() + ["run", "-d", str(tree.base / "missing"), "--",
+                                                 "true"], stderr=full, timeout=60)
+        assert result.returncode == 78
+        result = subprocess.run(hookrun_cmd() + ["defer", "true"], stderr=full, timeout=60,
+                                env={k: v for k, v in os.environ.items()
+                                     if k != "HOOKRUN_CLEANUP"})
+        assert result.returncode == 2
