@@ -60,6 +60,19 @@ def tree(tmp_path):
     return Tree(tmp_path)
 
 
+SYSTEM_PATHS = ("/etc/hookrun", "/var/lib/hookrun", "/etc/systemd/system/hookrun@.service")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def system_paths_untouched():
+    """No test may write hookrun's default directories of the machine it runs on: one that
+    forgets --state-dir, or runs a README example outside its sandbox, fails the session."""
+    before = {path: os.path.lexists(path) for path in SYSTEM_PATHS}
+    yield
+    created = [path for path, existed in before.items() if os.path.lexists(path) and not existed]
+    assert not created, f"the tests wrote to the machine's own {', '.join(created)}"
+
+
 def marker_hook(tree, relative, name=None, code=0, header=None, extra=""):
     """A hook that appends its phase/name to marks/order and exits ``code``."""
     name = name or relative.replace("/", "_")

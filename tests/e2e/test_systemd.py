@@ -89,7 +89,8 @@ def test_the_services_command_line_is_one_hookrun_runs(installed, tree):
     tree.hook("pre-nightly.d/10-first", f'touch "{tree.mark("pre")}"')
     line = unit_settings(installed / "hookrun@.service")["Service"]["ExecStart"]
     argv = shlex.split(line.replace("%i", "nightly").replace("/etc/hookrun", str(tree.hooks)))
-    result = run_hookrun(*argv[1:], "--state-dir", str(tree.state),
+    # Before the subcommand: after it, the option would be one of the command's arguments.
+    result = run_hookrun("--state-dir", str(tree.state), *argv[1:],
                          env={"HOOKRUN_DIR": str(tree.hooks)})
     assert result.returncode == 0, result.stderr
     assert tree.read("ran") == "nightly\n" and tree.read("pre") is not None

@@ -1,0 +1,196 @@
+"""The README's examples, run as written: every ```sh block that a ``<!-- test: ... -->``
+line marks, taken from README.md and hooks.d.example/README.md themselves, so an example that
+breaks fails CI.
+
+Marks: ``root`` runs the block as root in a sandbox, a mount namespace where /etc and
+/var/lib are overlays (what the block writes there vanishes with it), with a real PostgreSQL
+server and restic repository configured through the libpq and restic variables; ``anyone``
+runs it unconfigured, as root and as a real unprivileged account, each in a copy of the
+checkout that is its home; ``quickstart`` runs it in a copy of the checkout with a
+virtualenv's pip first on PATH; ``hook PHASE-DIR/NAME`` installs the block as that hook. Blocks of one file that run as root run in order, in one sandbox, in
+a copy of the checkout, each in a shell of its own (``sh -eu``).
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import require
+from tests.e2e.conftest import as_user, user_env
+from tests.e2e.test_example_tree import hermetic_env, pg_connection, psql
+from tests.e2e.test_example_tree import postgres  # noqa: F401 - a fixture
+
+ROOT = Path(__file__).resolve().parents[2]
+READMES = {"README.md": ROOT / "README.md",
+           "hooks.d.example/README.md": ROOT / "hooks.d.example" / "README.md"}
+MARKED_BLOCK = re.compile(r"<!-- test: ([^>]*?) -->\n```sh\n(.*?)```", re.S)
+TIMEOUT = 600
+SANDBOX = r"""
+set -eu
+base=$1; shift
+for top in etc var/lib; do
+    mkdir -p "$base/upper/$top" "$base/work/$top"
+    mount -t overlay overlay -o "lowerdir=/$top,upperdir=$base/upper/$top,workdir=$base/work/$top" "/$top"
+done
+number=0
+for block in "$@"; do
+    number=$((number + 1))
+    echo "=== block $number"
+    if ! sh -eu -c "$block"; then
+        echo "=== block $number failed" >&2
+        exit 1
+    fi
+done
+"""
+
+
+def marked_blocks(name):
+    """[(marks, code)] of the blocks marked to run in the README ``name``."""
+    return [(marks.split(), code) for marks, code in
+            MARKED_BLOCK.findall(READMES[name].read_text(encoding="utf-8"))]
+
+
+def copy_of_checkout(target):
+    """The files git tracks, copied to ``target`` (as a fresh clone has them)."""
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True,
+                            check=True, timeout=60).stdout.split(b"\0")
+    for name in filter(None, listed):
+        source, copy = ROOT / os.fsdecode(name), target / os.fsdecode(name)
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, copy, follow_symlinks=False)
+    subprocess.run(["chmod", "-R", "go-w", str(target)], check=True, timeout=60)
+    return target
+
+
+@pytest.fixture
+def workspace():
+    """A directory of the test's own, outside root's 0700 temporary ones."""
+    path = Path(tempfile.mkdtemp(prefix="hookrun-readme-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def restic_env(base):
+    restic = require(shutil.which("restic"), "restic")
+    env = {"RESTIC_REPOSITORY": str(base / "repo"), "RESTIC_PASSWORD": "readme"}
+    subprocess.run([restic, "init"], env={**hermetic_env(), **env}, check=True,
+                   capture_output=True, timeout=120)
+    return env
+
+
+def hookrun_bin():
+    found = shutil.which("hookrun")
+    assert found, "the hookrun command is not on PATH (pip install '.[test]')"
+    return os.path.dirname(found)
+
+
+def in_sandbox(blocks, env, cwd, workspace):
+    """Run ``blocks`` in order as root in a mount namespace whose /etc and /var/lib are
+    overlays kept in ``workspace``; the CompletedProcess (text)."""
+    require(shutil.which("unshare"), "unshare")
+    overlay = Path(tempfile.mkdtemp(prefix="overlay-", dir=workspace))
+    return subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                           SANDBOX, "sandbox", str(overlay), *blocks],
+                          cwd=cwd, env=env, capture_output=True, text=True, timeout=TIMEOUT)
+
+
+@pytest.mark.parametrize("readme", sorted(READMES))
+def test_the_root_examples_run_as_written(readme, workspace, postgres):  # noqa: F811
+    blocks = [code for marks, code in marked_blocks(readme) if "root" in marks]
+    assert blocks, f"{readme} has no block marked to run as root"
+    psql(postgres, "postgres", "DROP DATABASE IF EXISTS readme")
+    psql(postgres, "postgres", "CREATE DATABASE readme")
+    psql(postgres, "readme", "CREATE TABLE notes (body text); INSERT INTO notes "
+                             "VALUES ('backed up from the README')")
+    checkout = copy_of_checkout(workspace / "checkout")
+    home = workspace / "home"
+    home.mkdir(mode=0o700)
+    env = {**hermetic_env(extra_path=hookrun_bin()), **pg_connection(postgres),
+           "PGDATABASE": "readme", **restic_env(workspace), "HOME": str(home)}
+    result = in_sandbox(blocks, env, checkout, workspace)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    # The tree in /etc backed up the dump its hook wrote: the commands name the staging
+    # directory, and 10-verify checked it.
+    found = subprocess.run(["restic", "find", "postgres-readme.dump"],
+                           env={**hermetic_env(), **env}, capture_output=True, text=True,
+                           timeout=120).stdout
+    assert "/var/lib/hookrun/staging/postgres-readme.dump" in found, found
+    assert result.stdout.count("=== block") == len(blocks)
+
+
+@pytest.mark.parametrize("readme", sorted(READMES))
+def test_the_user_examples_run_as_written_for_root_and_for_an_ordinary_user(
+        readme, workspace, attacker, user_hookrun):
+    blocks = [code for marks, code in marked_blocks(readme) if "anyone" in marks]
+    assert blocks, f"{readme} has no block marked to run as anyone"
+    root_copy = copy_of_checkout(workspace / "root")
+    env = {**hermetic_env(extra_path=hookrun_bin()), "HOME": str(root_copy)}
+    # In the sandbox: as root, hookrun keeps its state in /var/lib/hookrun.
+    result = in_sandbox(blocks, env, root_copy, workspace)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    user_copy = copy_of_checkout(workspace / "user")
+    subprocess.run(["chown", "-R", f"{attacker.pw_uid}:{attacker.pw_gid}", str(user_copy)],
+                   check=True, timeout=60)
+    venv_bin = os.path.dirname(user_hookrun)
+    for block in blocks:
+        result = as_user(attacker, ["/bin/sh", "-eu", "-c", block], cwd=str(user_copy),
+                         env=user_env(attacker, HOME=str(user_copy),
+                                      PATH=f"{venv_bin}:/usr/bin:/bin"))
+        assert result.returncode == 0, result.stdout + result.stderr
+    for home in (root_copy, user_copy):
+        backups = [home / "backup.tar.gz", home / ".demo" / "backup.tar.gz"]
+        assert any(path.exists() and path.stat().st_size > 0 for path in backups)
+
+
+def test_the_quick_start_installs_and_runs_the_example_tree(workspace):
+    (block,) = [code for marks, code in marked_blocks("README.md") if "quickstart" in marks]
+    checkout = copy_of_checkout(workspace / "checkout")
+    venv = workspace / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=TIMEOUT)
+    env = {**hermetic_env(), "PATH": f"{venv / 'bin'}:/usr/bin:/bin"}
+    result = subprocess.run(["sh", "-eu", "-c", block], cwd=checkout, env=env,
+                            capture_output=True, text=True, timeout=TIMEOUT)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "run success, exit 0" in result.stdout
+    listing = subprocess.run(["tar", "-tzf", str(checkout / ".demo" / "backup.tar.gz")],
+                             capture_output=True, text=True, check=True, timeout=60).stdout
+    assert ".demo/state/staging/" in listing and "hooks.d.example/hookrun.conf" in listing
+    man_page = venv / "share" / "man" / "man8" / "hookrun.8"
+    assert man_page.exists(), "pip install . installs the man pages"
+
+
+def test_the_cleanup_example_brings_the_container_back_whatever_the_path(workspace):
+    ((marks, block),) = [(m, code) for m, code in marked_blocks("README.md") if m[0] == "hook"]
+    hooks = workspace / "hooks"
+    hook = hooks / marks[1]
+    hook.parent.mkdir(parents=True)
+    hook.write_text(block)
+    hook.chmod(0o755)
+    # No docker engine runs here: a stand-in for the docker client records its calls.
+    stand_in = workspace / "bin"
+    stand_in.mkdir()
+    (stand_in / "docker").write_text(f'#!/bin/sh\necho "$*" >> "{workspace}/docker-calls"\n')
+    (stand_in / "docker").chmod(0o755)
+    hookrun = shutil.which("hookrun")
+    env = {"PATH": f"{stand_in}:/usr/bin:/bin", "HOME": str(workspace)}
+    assert not shutil.which("hookrun", path=env["PATH"])
+    result = subprocess.run([hookrun, "run", "-d", str(hooks), "--state-dir",
+                             str(workspace / "state"), "--", "false"], env=env,
+                            capture_output=True, text=True, timeout=TIMEOUT)
+    assert result.returncode == 1, result.stderr
+    assert (workspace / "docker-calls").read_text() == "stop webapp\nstart webapp\n"
+    record = json.loads(subprocess.run(
+        [hookrun, "show", "last", "--json", "--state-dir", str(workspace / "state")],
+        capture_output=True, text=True, check=True, timeout=60).stdout)
+    assert [(t["phase"], t["name"], t["status"]) for t in record["tasks"]][-1] == \
+        ("cleanup", "docker start webapp", "ok")
