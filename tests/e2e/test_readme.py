@@ -7,8 +7,9 @@ Marks: ``root`` runs the block as root in a sandbox, a mount namespace where /et
 server and restic repository configured through the libpq and restic variables; ``anyone``
 runs it unconfigured, as root and as a real unprivileged account, each in a copy of the
 checkout that is its home; ``quickstart`` runs it in a copy of the checkout with a
-virtualenv's pip first on PATH; ``hook PHASE-DIR/NAME`` installs the block as that hook. Blocks of one file that run as root run in order, in one sandbox, in
-a copy of the checkout, each in a shell of its own (``sh -eu``).
+virtualenv's pip first on PATH; ``hook PHASE-DIR/NAME`` installs the block as that hook.
+Blocks of one file that run as root run in order, in one sandbox, in a copy of the checkout,
+each in a shell of its own (``sh -eu``).
 """
 
 import json
@@ -24,8 +25,12 @@ import pytest
 
 from tests.conftest import require
 from tests.e2e.conftest import as_user, user_env
-from tests.e2e.test_example_tree import hermetic_env, pg_connection, psql
-from tests.e2e.test_example_tree import postgres  # noqa: F401 - a fixture
+from tests.e2e.test_example_tree import (  # noqa: F401 - postgres is a fixture
+    hermetic_env,
+    pg_connection,
+    postgres,
+    psql,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 READMES = {"README.md": ROOT / "README.md",
@@ -37,7 +42,8 @@ set -eu
 base=$1; shift
 for top in etc var/lib; do
     mkdir -p "$base/upper/$top" "$base/work/$top"
-    mount -t overlay overlay -o "lowerdir=/$top,upperdir=$base/upper/$top,workdir=$base/work/$top" "/$top"
+    options="lowerdir=/$top,upperdir=$base/upper/$top,workdir=$base/work/$top"
+    mount -t overlay overlay -o "$options" "/$top"
 done
 number=0
 for block in "$@"; do
