@@ -55,6 +55,21 @@ def default_hookrun():
     return [found] if found else [sys.executable, "-m", "orchestrator"]
 
 
+def interpreter_of(command):
+    """The Python binary that runs ``command`` (a console script's #! line, resolved through
+    symbolic links), so that start-up is compared with the very same binary: never a shim
+    such as pyenv's, whose own shell start-up would flatter the ratio."""
+    if command[0] != sys.executable:
+        try:
+            with open(command[0], "rb") as handle:
+                first = handle.readline()
+            if first.startswith(b"#!"):
+                return os.path.realpath(first[2:].split()[0].decode())
+        except (OSError, IndexError, UnicodeDecodeError):
+            pass
+    return os.path.realpath(sys.executable)
+
+
 def write_file(path, text, mode=0o755):
     with open(path, "w", encoding="utf-8") as handle:
         handle.write(text)
@@ -247,7 +262,7 @@ class Bench:
             "hookrun run --no-hooks -- true": self.hookrun + [
                 "run", "--no-hooks", "-d", tree, "--state-dir", self.path("state-startup"),
                 "--log-file", self.path("startup.log"), "--", "true"],
-            "python -c pass": [sys.executable, "-c", "pass"],
+            "python -c pass": [interpreter_of(self.hookrun), "-c", "pass"],
         }
         envs = {"": self.env}
         if self.raw_env.get("PYTHONDONTWRITEBYTECODE") and not self.args.no_pycache:
@@ -264,7 +279,8 @@ class Bench:
                         elapsed, code, _rss = timed(argv, env)
                         self.check(code, name)
                         samples[(name, label)].append(elapsed)
-        print(f"\n## Start-up: median of {self.args.repeat * self.args.startup_runs} runs each")
+        print(f"\n## Start-up: median of {self.args.repeat * self.args.startup_runs} runs each "
+              f"(python is {tools['python -c pass'][0]}, hookrun's own interpreter)")
         for label in envs:
             hookrun, python = (median(samples[(name, label)]) for name in tools)
             ratio = hookrun / python
