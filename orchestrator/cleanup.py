@@ -39,7 +39,7 @@ def command_word(line):
         words = line.split()
     for word in words:
         name, sep, _value = word.partition("=")
-        if not (sep and c.ENV_NAME_RE.match(name)):
+        if not (sep and c.is_env_name(name)):
             return word
     return "cleanup"
 

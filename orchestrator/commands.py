@@ -36,24 +36,24 @@ def run(args):
 
 
 def list_plan(args):
-    from orchestrator import context, discovery, views
+    from orchestrator import context, discovery, printer
 
     ctx = context.build_context(args)
     plan = context.load_plan(ctx, discovery.phase_dirs(ctx.event), check=False)
-    views.print_warnings(plan.warnings)
+    printer.print_warnings(plan.warnings)
     if args.json:
-        views.dump_json(views.plan_items(plan.phases, show_all=args.all))
+        printer.dump_json(printer.plan_items(plan.phases, show_all=args.all))
     else:
-        views.print_plan(plan.phases, show_all=args.all)
+        printer.print_plan(plan.phases, show_all=args.all)
     return c.EXIT_OK
 
 
 def check(args):
-    from orchestrator import context, views
+    from orchestrator import context, printer
 
     ctx = context.build_context(args)
     errors, problems, warnings = context.check_tree(ctx)
-    views.print_check(ctx, errors, problems, warnings)
+    printer.print_check(ctx, errors, problems, warnings)
     if errors:
         return c.EXIT_CONFIG
     if problems and ctx.strict:
@@ -110,24 +110,24 @@ def open_history(args):
 
 
 def history(args):
-    from orchestrator import views
+    from orchestrator import printer
 
     _ctx, found = open_history(args)
     runs = found.runs(args.event, args.n)
     if args.json:
-        views.dump_json([views.public(run) for run in runs])
+        printer.dump_json(runs)
     else:
-        views.print_history(runs)
+        printer.print_history(runs)
     return c.EXIT_OK
 
 
 def show(args):
-    from orchestrator import views
+    from orchestrator import printer
 
     ctx, found = open_history(args)
     record = found.get(args.run_id, args.event)
     if args.output:
-        from orchestrator.report import print_task_output
+        from orchestrator.logfile import print_task_output
 
         if not print_task_output(ctx.log_file, record["id"], args.output):
             raise HookrunError(f"no output of {args.output} in run {record['id']} in the log "
@@ -135,9 +135,9 @@ def show(args):
                                "file that was off, or rotated away)", 1)
         return c.EXIT_OK
     if args.json:
-        views.dump_json(views.public(record))
+        printer.dump_json(record)
     else:
-        views.print_run(record)
+        printer.print_run(record)
     return c.EXIT_OK
 
 

@@ -1,7 +1,5 @@
 """Exit statuses, hook exit codes, phase and directory names, defaults: one place for each."""
 
-import re
-
 # Exit statuses of hookrun itself (design.md section 2).
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -32,8 +30,10 @@ PHASE_RECOVER = "recover"
 
 DEFAULT_EVENT = "backup"
 MAX_EVENT_LENGTH = 64
-EVENT_RE = re.compile(r"[a-z0-9][a-z0-9_-]*\Z")
-ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+EVENT_FIRST = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
+EVENT_REST = EVENT_FIRST | frozenset("_-")
+ENV_FIRST = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_")
+ENV_REST = ENV_FIRST | frozenset("0123456789")
 
 CONFIG_NAME = "hookrun.conf"
 IGNORE_NAME = ".hookignore"
@@ -67,3 +67,14 @@ SKIP_SUFFIXES = (
     ".dpkg-old", ".dpkg-new", ".dpkg-dist", ".dpkg-tmp", ".ucf-old", ".ucf-new", ".ucf-dist",
     ".rpmnew", ".rpmsave", ".rpmorig", ".swp", ".bak", ".orig", ".disabled",
 )
+
+
+def is_event(name):
+    """Whether ``name`` is an event name: [a-z0-9][a-z0-9_-]* (any length; see
+    MAX_EVENT_LENGTH). Checked with sets, not a regular expression: ``re`` costs start-up."""
+    return bool(name) and name[0] in EVENT_FIRST and all(ch in EVENT_REST for ch in name)
+
+
+def is_env_name(name):
+    """Whether ``name`` is an environment variable name: [A-Za-z_][A-Za-z0-9_]*."""
+    return bool(name) and name[0] in ENV_FIRST and all(ch in ENV_REST for ch in name)

@@ -1,47 +1,41 @@
 """From command-line options to what a command works with: the hooks tree, the config, the
-state directory, effective options, and the plan of hooks (every check of step 1 of a run)."""
+state directory, effective options, and the plan of hooks (every check of step 1 of a run,
+and those of ``hookrun check``)."""
 
 import os
-from dataclasses import dataclass
-from typing import NamedTuple
+from collections import namedtuple
 
 from orchestrator import constants as c
 from orchestrator import discovery, safety, settings
 from orchestrator.errors import ConfigError, UnsafeError, UsageError
-from orchestrator.report import display_name
+from orchestrator.printer import display_name
+
+PlannedHook = namedtuple("PlannedHook", "entry settings", defaults=(None,))
+PlannedHook.__doc__ = """An entry of a phase directory with the settings it would run with
+(None if skipped)."""
+
+Plan = namedtuple("Plan", "phases problems warnings")
+Plan.__doc__ = """What a command that runs hooks works from: [(PhaseDir, [PlannedHook])], the
+permission problems --insecure let through, and warnings about the headers."""
+
+# hookrun's own settings, their parsers on the command line, and their built-in defaults.
+DURATION_OPTIONS = ("timeout", "kill_grace", "command_timeout")
+URL_OPTIONS = ("notify_url", "metrics_push_url")
+DEFAULTS = {"kill_grace": c.DEFAULT_KILL_GRACE, "command_timeout": 0.0,
+            "strict_permissions": True, "umask": -1}
 
 
-@dataclass(frozen=True)
-class PlannedHook:
-    """An entry of a phase directory with the settings it would run with (None if skipped)."""
-
-    entry: discovery.Entry
-    settings: object = None
-
-
-@dataclass
 class Context:
     """Everything a subcommand needs that the command line and the config file decide."""
 
-    hooks_dir: str
-    config: settings.Config
-    event: str
-    state_dir: str
-    log_file: object
-    timeout: object
-    kill_grace: float
-    command_timeout: float
-    strict: bool
-    metrics_file: object
-    notify_url: object
-    notify_command: object
-    path: object
-    umask: int
-    color: str = "auto"
-    quiet: bool = False
-    verbose: bool = False
-    json: bool = False
-    metrics_push_url: object = None
+    __slots__ = ("hooks_dir", "config", "event", "state_dir", "log_file", "timeout",
+                 "kill_grace", "command_timeout", "strict", "metrics_file", "metrics_push_url",
+                 "notify_url", "notify_command", "path", "umask", "color", "quiet", "verbose",
+                 "json")
+
+    def __init__(self, **values):
+        for name in self.__slots__:
+            setattr(self, name, values.get(name))
 
 
 def default_hooks_dir():
@@ -75,8 +69,21 @@ def parse_option(text, parse, name):
         raise UsageError(f"--{name.replace('_', '-')}: {error}") from None
 
 
+def command_line(args):
+    """hookrun's own settings given on the command line, parsed: the first layer of
+    ``settings.resolve``. An empty ``--log-file`` or ``--metrics-file`` is a value: none."""
+    given = {name: option(args, name) for name in ("state_dir", "log_file", "metrics_file")}
+    given.update({name: parse_option(option(args, name), settings.parse_duration, name)
+                  for name in DURATION_OPTIONS})
+    given.update({name: parse_option(option(args, name), settings.parse_url, name)
+                  for name in URL_OPTIONS})
+    if option(args, "insecure"):
+        given["strict_permissions"] = False
+    return given
+
+
 def check_event(event):
-    if len(event) > c.MAX_EVENT_LENGTH or not c.EVENT_RE.match(event):
+    if len(event) > c.MAX_EVENT_LENGTH or not c.is_event(event):
         raise ConfigError(f"bad event name {display_name(event)!r} (use up to "
                           f"{c.MAX_EVENT_LENGTH} lower-case letters, digits, '_' and '-', "
                           "starting with a letter or digit)")
@@ -97,41 +104,32 @@ def find_hooks_dir(args, required):
 def build_context(args, event=None, need_hooks=True):
     """A Context from parsed arguments; reads and checks the config file (ConfigError, 78).
     Without ``need_hooks`` (--no-hooks, history, show, recover) a missing hooks directory is
-    no error: the config file is then the one named by -c, if any, and defaults apply."""
+    no error: the config file is then the one named by -c, if any, and defaults apply.
+    Every setting is ``settings.resolve``d: command line, config, built-in default."""
     hooks_dir = find_hooks_dir(args, need_hooks)
     config_path = option(args, "config")
     config = settings.load_config(config_path or os.path.join(hooks_dir, c.CONFIG_NAME),
                                   required=bool(config_path))
-    event = check_event(event or option(args, "event") or c.DEFAULT_EVENT)
-    state_dir = os.path.abspath(option(args, "state_dir") or config.get("state_dir")
-                                or default_state_dir())
-    log_file = option(args, "log_file")
-    if log_file is None:
-        log_file = config.get("log_file", os.path.join(state_dir, c.LOG_NAME))
-    metrics_file = option(args, "metrics_file")
-    if metrics_file is None:
-        metrics_file = config.get("metrics_file")
-    durations = {name: parse_option(option(args, name), settings.parse_duration, name)
-                 for name in ("timeout", "kill_grace", "command_timeout")}
+    layers = (command_line(args), config.values)
+
+    def setting(name, default=None):
+        return settings.resolve(name, layers, DEFAULTS.get(name, default))
+
+    state_dir = os.path.abspath(setting("state_dir", default_state_dir()))
+    log_file = setting("log_file", os.path.join(state_dir, c.LOG_NAME))
+    metrics_file = setting("metrics_file")
     return Context(
-        hooks_dir=hooks_dir, config=config, event=event, state_dir=state_dir,
-        log_file=os.path.abspath(log_file) if log_file else None, timeout=durations["timeout"],
-        kill_grace=first(durations["kill_grace"], config.get("kill_grace"), c.DEFAULT_KILL_GRACE),
-        command_timeout=first(durations["command_timeout"], config.get("command_timeout"), 0.0),
-        strict=not option(args, "insecure") and config.get("strict_permissions", True),
+        hooks_dir=hooks_dir, config=config,
+        event=check_event(event or option(args, "event") or c.DEFAULT_EVENT),
+        state_dir=state_dir, log_file=os.path.abspath(log_file) if log_file else None,
+        timeout=layers[0]["timeout"], kill_grace=setting("kill_grace"),
+        command_timeout=setting("command_timeout"), strict=setting("strict_permissions"),
         metrics_file=os.path.abspath(metrics_file) if metrics_file else None,
-        notify_url=(parse_option(option(args, "notify_url"), settings.parse_url, "notify_url")
-                    or config.get("notify_url")),
-        notify_command=config.get("notify_command"), path=config.get("path"),
-        umask=first(config.get("umask"), -1), color=option(args, "color") or "auto",
+        metrics_push_url=setting("metrics_push_url") or None,
+        notify_url=setting("notify_url") or None, notify_command=setting("notify_command"),
+        path=setting("path"), umask=setting("umask"), color=option(args, "color") or "auto",
         quiet=bool(option(args, "quiet")), verbose=bool(option(args, "verbose")),
-        json=bool(option(args, "json")),
-        metrics_push_url=(parse_option(option(args, "metrics_push_url"), settings.parse_url,
-                                       "metrics_push_url") or config.get("metrics_push_url")))
-
-
-def first(*values):
-    return next(v for v in values if v is not None)
+        json=bool(option(args, "json")))
 
 
 def discover(ctx, phases):
@@ -209,15 +207,6 @@ def check_safety(ctx, discovered, heads):
     return found
 
 
-class Plan(NamedTuple):
-    """What a command that runs hooks works from: [(PhaseDir, [PlannedHook])], the permission
-    problems --insecure let through, and warnings about the headers."""
-
-    phases: list
-    problems: list
-    warnings: list
-
-
 def load_plan(ctx, phases, check=True):
     """Discover ``phases``, check that what would run is safe (step 1 of a run; not for
     ``list``, without ``check``), and parse every header: a Plan."""
@@ -237,27 +226,54 @@ def crlf_warnings(discovered, heads):
             if entry.runs and b"\r\n" in heads[entry.path]]
 
 
+def missing_shebangs(discovered, heads):
+    return [f"{display_name(entry.key)}: no shebang line, run by /bin/sh"
+            for _phase, entries in discovered for entry in entries
+            if entry.runs and heads[entry.path][:2] not in (b"#!", b"\x7fE")]
+
+
+def numeric_prefix(name):
+    """The ASCII digits a name starts with ("" if none)."""
+    digits = 0
+    while digits < len(name) and name[digits] in "0123456789":
+        digits += 1
+    return name[:digits]
+
+
+def uneven_prefixes(discovered):
+    """Warnings for phases whose numeric prefixes have different widths (100-x sorts before
+    20-x)."""
+    warnings = []
+    for phase, entries in discovered:
+        widths = {}
+        for entry in entries:
+            prefix = numeric_prefix(entry.name)
+            if prefix and entry.runs:
+                widths.setdefault(len(prefix), entry.name)
+        if len(widths) > 1:
+            names = ", ".join(display_name(n) for n in widths.values())
+            warnings.append(f"{phase.dirname}: numeric prefixes of different widths ({names}) "
+                            "sort byte-wise, not numerically: pad them to one width")
+    return warnings
+
+
 def check_tree(ctx):
     """What ``hookrun check`` finds: (errors, permission problems, warnings), each a list of
     lines. Every header is parsed, not only up to the first bad one."""
-    from orchestrator import views
-
     discovered = discover(ctx, discovery.phase_dirs(ctx.event))
     heads = read_heads(discovered)
     checker = check_paths(ctx, discovered, heads)
-    errors, planned, near = [], [], []
+    errors, near = [], []
     for phase, entries in discovered:
-        hooks = []
         for entry in entries:
             try:
-                hooks += plan(ctx, [(phase, [entry])], heads, near)[0][1]
+                plan(ctx, [(phase, [entry])], heads, near)
             except ConfigError as error:
                 errors.append(str(error))
-        planned.append((phase, hooks))
     warnings = [f"{display_name(e.key)}: {e.reason}"
                 for _p, entries in discovered for e in entries if e.warn]
     warnings += checker.warnings + near + crlf_warnings(discovered, heads)
-    warnings += views.uneven_prefixes(planned) + views.missing_shebangs(planned)
+    warnings += uneven_prefixes(discovered) + missing_shebangs(discovered, heads)
     warnings += [f"{ctx.config.path}: [hook {key}] names no file in {ctx.hooks_dir}"
                  for key in ctx.config.hooks
                  if not os.path.lexists(os.path.join(ctx.hooks_dir, key))]

@@ -7,7 +7,7 @@ look like hooks but cannot run.
 
 import os
 import stat
-from dataclasses import dataclass
+from collections import namedtuple
 
 from orchestrator import constants as c
 from orchestrator.errors import ConfigError
@@ -15,24 +15,15 @@ from orchestrator.errors import ConfigError
 EXEC_BITS = stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH
 
 
-@dataclass(frozen=True)
-class PhaseDir:
-    """One phase: its kind (``pre``, ``post``, ...) and directory name (``pre-backup.d``)."""
-
-    kind: str
-    dirname: str
+PhaseDir = namedtuple("PhaseDir", "kind dirname")
+PhaseDir.__doc__ = """One phase: its kind (``pre``, ``post``, ...) and directory name
+(``pre-backup.d``)."""
 
 
-@dataclass(frozen=True)
-class Entry:
+class Entry(namedtuple("Entry", "phase name path runs reason warn", defaults=(None, False))):
     """One name in a phase directory. ``warn`` marks a skip that is warned about on every run."""
 
-    phase: PhaseDir
-    name: str
-    path: str
-    runs: bool
-    reason: object = None
-    warn: bool = False
+    __slots__ = ()
 
     @property
     def key(self):
@@ -56,7 +47,7 @@ def phase_dir_named(dirname):
             return PhaseDir(kind, f"{base}.d"), None
     for kind in (c.PHASE_PRE, c.PHASE_POST):
         prefix = f"{kind}-"
-        if base.startswith(prefix) and c.EVENT_RE.match(base[len(prefix):]):
+        if base.startswith(prefix) and c.is_event(base[len(prefix):]):
             return PhaseDir(kind, f"{base}.d"), base[len(prefix):]
     return None
 
@@ -72,7 +63,7 @@ def events_in(hooks_dir):
         for prefix in ("pre-", "post-"):
             event = name[len(prefix):-2] if name.startswith(prefix) and name.endswith(".d") \
                 else None
-            if event and c.EVENT_RE.match(event):
+            if event and c.is_event(event):
                 found.add(event)
     return sorted(found)
 

@@ -1,22 +1,26 @@
-"""Runs the tasks of a run: a hook with its retries, the command, the deferred cleanups.
+"""Runs the tasks of a run: the hooks, the command, the deferred cleanups, the notify command.
 
-Each task becomes a TaskRecord; the lifecycle in run.py decides what runs and what follows.
+Every task goes through one skeleton, ``run_task``: its output sink, its cookie, each attempt
+spawned by the Supervisor and judged by ``outcome.judge``, retries, the hand-off, the strays,
+its record. What differs between tasks is data: a Task. The lifecycle in run.py decides what
+runs and what follows.
 """
 
 import os
 import shlex
 import sys
 import time
-from dataclasses import dataclass, replace
+from collections import namedtuple
 
 from orchestrator import constants as c
 from orchestrator.cleanup import Journal
 from orchestrator.environment import base_environment, read_handoff
 from orchestrator.files import write_private
-from orchestrator.outcome import TaskRecord, TaskStatus, Verdict, judge, signal_name
-from orchestrator.process import COOKIE, Spec
-from orchestrator.report import display_name, now_iso
-from orchestrator.settings import describe, format_duration, retry_delays
+from orchestrator.outcome import OnFailure, TaskRecord, TaskStatus, Verdict, judge
+from orchestrator.printer import display_name
+from orchestrator.process import COOKIE, DEVNULL, Spec
+from orchestrator.settings import describe, format_duration, resolve, retry_delays
+from orchestrator.timestamps import now_iso
 
 ENV_FILE = "env"
 # $1 the cleanup line, $2 its index, $3 the marks file; fd 3 holds the run's owner lock and
@@ -27,26 +31,36 @@ CLEANUP_WRAPPER = ('/bin/sh -c "$1" 3>&-; status=$?; '
                    'exit $status')
 WIND_DOWN = (c.PHASE_ON_ERROR, c.PHASE_ON_SUCCESS, c.PHASE_FINALLY)
 
+TaskRun = namedtuple("TaskRun", "record verdict output")
+TaskRun.__doc__ = """A finished task: its record, what it means for the run, and its output
+sink (for the last lines of a failed step)."""
 
-@dataclass(frozen=True)
-class TaskRun:
-    """A finished task: its record, what it means for the run, and its output sink (for the
-    last lines of a failed step)."""
 
-    record: TaskRecord
-    verdict: Verdict
-    output: object
+class Task(namedtuple("Task", "phase name where argv env timeout on_failure retries "
+                              "retry_delay shielded capture stdin hold_fd handoff recorded",
+                      defaults=(OnFailure.WARN, 0, 0.0, False, True, DEVNULL, None, False,
+                                True))):
+    """What is particular to one task: its phase and name (``where`` as the terminal and
+    the log name it), what to run, its environment (a function of the attempt number), its
+    timeout and retries, what its failure does, whether it is shielded from a first signal,
+    whether its output is captured, its stdin, a descriptor it holds as fd 3, whether a
+    success hands its HOOKRUN_ENV values on, whether it is a task of the run's record."""
+
+    __slots__ = ()
 
 
 class Engine:
     """Executes tasks for one run directory. ``later_env`` holds the variables the lifecycle
-    adds from post- on (HOOKRUN_STATUS, HOOKRUN_ERROR, ...), set with set_later_env()."""
+    adds from post- on (HOOKRUN_STATUS, HOOKRUN_ERROR, ...), set with set_later_env().
+    ``clock`` is a seam for tests."""
 
-    def __init__(self, ctx, reporter, supervisor, run_id, run_dir, command=()):
+    def __init__(self, ctx, reporter, supervisor, run_id, run_dir, command=(),
+                 clock=time.monotonic):
         self.ctx = ctx
         self.reporter = reporter
         self.supervisor = supervisor
         self.signals = supervisor.signals
+        self.clock = clock
         self.run_id = run_id
         self.run_dir = run_dir
         self.journal = Journal(run_dir.path)
@@ -70,10 +84,7 @@ class Engine:
         self.empty_env_file()
         self.own_bin = write_own_command(run_dir)
 
-    def cookie(self):
-        """The HOOKRUN_TASK value of the next task: every process it starts inherits it."""
-        self.tasks_started += 1
-        return f"{self.run_id}/{self.tasks_started}"
+    # The environment
 
     def set_previous(self, run_id, status):
         self.fixed["HOOKRUN_PREVIOUS_RUN_ID"] = run_id or ""
@@ -98,14 +109,17 @@ class Engine:
             self.shared = env
         return self.shared
 
-    def hook_env(self, phase, name, path, index, count, attempt, cookie):
-        env = dict(self.shared_env())
-        env.update({"HOOKRUN_PHASE": phase, "HOOKRUN_HOOK": name, "HOOKRUN_HOOK_PATH": path,
-                    "HOOKRUN_INDEX": str(index), "HOOKRUN_COUNT": str(count),
-                    "HOOKRUN_ATTEMPT": str(attempt), COOKIE: cookie})
+    def hook_env(self, phase, name, path, index, count):
+        """A function of (attempt, cookie) giving a hook's environment."""
+        def env(attempt, cookie):
+            found = dict(self.shared_env())
+            found.update({"HOOKRUN_PHASE": phase, "HOOKRUN_HOOK": name, "HOOKRUN_HOOK_PATH": path,
+                          "HOOKRUN_INDEX": str(index), "HOOKRUN_COUNT": str(count),
+                          "HOOKRUN_ATTEMPT": str(attempt), COOKIE: cookie})
+            return found
         return env
 
-    def command_env(self, cookie):
+    def command_env(self, _attempt, cookie):
         env = dict(self.base)
         env.update(self.handoff)
         env["HOOKRUN_RUN_ID"] = self.run_id
@@ -139,56 +153,67 @@ class Engine:
             self.shared = None
         self.empty_env_file()
 
-    def run_hook(self, hook, index, count):
-        """Run a PlannedHook with its retries; returns a TaskRun."""
-        entry, settings = hook.entry, hook.settings
-        kind = entry.phase.kind
-        where = f"{kind}/{display_name(entry.name)}"
-        delays = retry_delays(settings.retry_delay, settings.retries)
-        output = self.reporter.sink(where)
-        started, clock = now_iso(), time.monotonic()
-        cpu, rss, attempt, cookie = 0.0, None, 0, self.cookie()
-        self.reporter.note(f"{where}: {describe(settings)}")
-        self.task_started(kind, entry.name, started)
+    # The skeleton
+
+    def run_task(self, task):
+        """Run ``task`` with its retries; returns a TaskRun (its record reported, and told to
+        the progress, if it is ``recorded``)."""
+        output = self.reporter.sink(task.where)
+        # A process that writes to the terminal itself must not have a live line garble it.
+        output.live = output.live and task.capture
+        started, began = now_iso(), self.clock()
+        cookie = f"{self.run_id}/{self.tasks_started + 1}"
+        self.tasks_started += 1
+        if task.recorded:
+            self.task_started(task.phase, task.name, started)
+        delays = retry_delays(task.retry_delay, task.retries)
+        cpu, rss, attempt = 0.0, None, 0
         while True:
             attempt += 1
-            env = self.hook_env(kind, entry.name, entry.path, index, count, attempt, cookie)
-            self.reporter.started(where, f" attempt={attempt}" if attempt > 1 else "")
-            outcome = self.supervisor.run(
-                Spec(argv=(entry.path,), env=env, timeout=settings.timeout or None,
-                     kill_grace=self.ctx.kill_grace, umask=self.ctx.umask,
-                     shielded=kind in WIND_DOWN), output)
+            self.reporter.started(task.where, f" attempt={attempt}" if attempt > 1 else "")
+            outcome = self.supervisor.run(Spec(
+                argv=task.argv, env=task.env(attempt, cookie), timeout=task.timeout or None,
+                kill_grace=self.ctx.kill_grace, capture=task.capture, stdin=task.stdin,
+                umask=self.ctx.umask, shielded=task.shielded, hold_fd=task.hold_fd), output)
             output.finish()
             cpu += outcome.cpu_seconds
             if outcome.max_rss_bytes is not None:
                 rss = max(rss or 0, outcome.max_rss_bytes)
-            judgement = judge(kind, outcome, settings.on_failure)
-            self.report_strays(where, outcome)
-            if judgement.reason == "ABORT_CONTINUE":
-                self.reporter.warn(f"{where} gave up (exit 62, ABORT_CONTINUE)")
-            elif judgement.reason == "ABORT_STOP" and judgement.verdict == Verdict.CONTINUE:
-                self.reporter.warn(f"{where} exited 63 (ABORT_STOP), which only stops the run "
-                                   "in pre-: the chain goes on")
-            self.collect_handoff(where, judgement.status == TaskStatus.OK)
-            if not judgement.retry or attempt > settings.retries or self.signals.first:
+            judgement = judge(task.phase, outcome, task.on_failure)
+            self.report_strays(task.where, outcome)
+            self.report_protocol(task.where, judgement)
+            self.collect_handoff(task.where, task.handoff and judgement.status == TaskStatus.OK)
+            if not judgement.retry or attempt > task.retries or self.signals.first:
                 break
             delay = delays[attempt - 1]
-            self.reporter.warn(f"{where}: {judgement.reason}; retry {attempt} of "
-                               f"{settings.retries} in {format_duration(delay)}")
+            self.reporter.warn(f"{task.where}: {judgement.reason}; retry {attempt} of "
+                               f"{task.retries} in {format_duration(delay)}")
             self.signals.sleep(delay)
             if self.signals.first:
                 break
-        return self.task_run(where, output, TaskRecord(
-            kind, entry.name, judgement.status, outcome.exit_code, attempt, started,
-            round(time.monotonic() - clock, 6), round(cpu, 6), rss, judgement.reason),
-            judgement.verdict)
+        code = outcome.exit_code
+        if task.phase == c.PHASE_COMMAND and judgement.status == TaskStatus.TIMEOUT:
+            code = c.EXIT_COMMAND_TIMEOUT
+        record = TaskRecord(task.phase, task.name, judgement.status, code, attempt, started,
+                            round(self.clock() - began, 6), round(cpu, 6), rss, judgement.reason,
+                            output.tail_text())
+        if task.recorded:
+            self.reporter.finished(task.where, record)
+            self.task_finished(record)
+        return TaskRun(record, judgement.verdict, output)
 
-    def task_run(self, where, output, record, verdict):
-        """Complete ``record`` with the task's last output lines, report it, and wrap it."""
-        record = replace(record, output=output.tail_text())
-        self.reporter.finished(where, record)
-        self.task_finished(record)
-        return TaskRun(record, verdict, output)
+    def report_strays(self, where, outcome):
+        if outcome.stragglers:
+            self.reporter.warn(f"{where} left processes running that hold its output open "
+                               f"(not killed): {', '.join(outcome.stragglers)}")
+
+    def report_protocol(self, where, judgement):
+        """Say what a hook's exit status 62 or 63 did, since it is not a plain failure."""
+        if judgement.reason == "ABORT_CONTINUE":
+            self.reporter.warn(f"{where} gave up (exit 62, ABORT_CONTINUE)")
+        elif judgement.reason == "ABORT_STOP" and judgement.verdict == Verdict.CONTINUE:
+            self.reporter.warn(f"{where} exited 63 (ABORT_STOP), which only stops the run "
+                               "in pre-: the chain goes on")
 
     def task_started(self, phase, name, started):
         if self.progress:
@@ -198,38 +223,30 @@ class Engine:
         if self.progress:
             self.progress.finished(record)
 
-    def report_strays(self, where, outcome):
-        if outcome.stragglers:
-            self.reporter.warn(f"{where} left processes running that hold its output open "
-                               f"(not killed): {', '.join(outcome.stragglers)}")
+    # The tasks
+
+    def run_hook(self, hook, index, count):
+        """Run a PlannedHook with its retries; returns a TaskRun."""
+        entry, settings = hook.entry, hook.settings
+        kind = entry.phase.kind
+        where = f"{kind}/{display_name(entry.name)}"
+        self.reporter.note(f"{where}: {describe(settings)}")
+        return self.run_task(Task(
+            phase=kind, name=entry.name, where=where, argv=(entry.path,),
+            env=self.hook_env(kind, entry.name, entry.path, index, count),
+            timeout=settings.timeout, on_failure=settings.on_failure, retries=settings.retries,
+            retry_delay=settings.retry_delay, shielded=kind in WIND_DOWN, handoff=True))
 
     def run_command(self, argv):
         """Run the command (stdin inherited; output captured unless stdout is a terminal)."""
         name = argv[0]
-        where = f"command/{display_name(os.path.basename(name) or name)}"
-        output = self.reporter.sink(where)
         capture = not sys.stdout.isatty()
-        # On a terminal the command writes there itself: a live line would garble it.
-        output.live = output.live and capture
-        started, clock = now_iso(), time.monotonic()
-        self.reporter.started(where, f" argv={shlex.join(argv)}")
-        self.task_started(c.PHASE_COMMAND, name, started)
-        outcome = self.supervisor.run(
-            Spec(argv=tuple(argv), env=self.command_env(self.cookie()),
-                 timeout=self.ctx.command_timeout,
-                 kill_grace=self.ctx.kill_grace, capture=capture, stdin=None,
-                 umask=self.ctx.umask), output)
-        output.finish()
-        self.report_strays(where, outcome)
-        status, reason, code = TaskStatus.OK, None, outcome.exit_code
-        if outcome.timed_out:
-            status, reason, code = TaskStatus.TIMEOUT, "command timed out", c.EXIT_COMMAND_TIMEOUT
-        elif not outcome.ok:
-            status, reason = TaskStatus.FAILED, command_failure(outcome)
-        return self.task_run(where, output, TaskRecord(
-            c.PHASE_COMMAND, name, status, code, 1, started, round(time.monotonic() - clock, 6),
-            outcome.cpu_seconds, outcome.max_rss_bytes, reason),
-            Verdict.OK if status == TaskStatus.OK else Verdict.STOP)
+        where = f"command/{display_name(os.path.basename(name) or name)}"
+        self.reporter.event(f"{where} argv={shlex.join(argv)}")
+        return self.run_task(Task(
+            phase=c.PHASE_COMMAND, name=name, where=where, argv=tuple(argv),
+            env=self.command_env, timeout=self.ctx.command_timeout,
+            on_failure=OnFailure.STOP, capture=capture, stdin=None))
 
     def run_cleanups(self, journal=None, phase=c.PHASE_CLEANUP, lock_fd=None):
         """Run the pending cleanups of ``journal`` (this run's by default; ``lock_fd`` is the
@@ -261,12 +278,47 @@ class Engine:
             for number, (index, line) in enumerate(pending, 1):
                 if self.signals.hard_stop:
                     break
-                run = self.run_cleanup(line, phase, number, len(pending),
-                                       (index, journal, lock_fd))
+                runs.append(self.run_cleanup(line, phase, number, len(pending),
+                                             (index, journal, lock_fd)))
                 if not self.signals.hard_stop:
                     self.mark_done(journal, index)
-                runs.append(run)
         return runs
+
+    def run_cleanup(self, line, phase, index, count, entry):
+        """One cleanup line, in a wrapper shell that marks it done itself when it ends and
+        holds its run directory's owner lock meanwhile: if hookrun dies while it runs, the
+        cleanup (in a session of its own) finishes, is marked, and no recovery starts it a
+        second time while it still runs. A replayed cleanup is a "recover" task, but to
+        itself it is still a cleanup (HOOKRUN_PHASE)."""
+        journal_index, journal, lock_fd = entry
+        timeout = resolve("timeout", ({"timeout": self.ctx.timeout}, self.ctx.config.values),
+                          c.DEFAULT_TIMEOUT)
+        return self.run_task(Task(
+            phase=phase, name=line, where=f"{phase}/{display_name(line)}",
+            argv=("/bin/sh", "-c", CLEANUP_WRAPPER, "hookrun-cleanup", line,
+                  str(journal_index), journal.marks_path),
+            env=self.hook_env(c.PHASE_CLEANUP, line, "", index, count), timeout=timeout,
+            shielded=True, hold_fd=lock_fd))
+
+    def run_notify_command(self, argv, record):
+        """Run ``notify_command`` with the run's JSON record on stdin; returns a one-line
+        problem or None. It is not a task of the run: its output is shown, not recorded."""
+        import json
+
+        path = self.run_dir.file("record.json")
+        try:
+            write_private(path, json.dumps(record, ensure_ascii=False).encode())
+        except OSError as error:
+            return f"notify_command not run: cannot write {path}: {error.strerror or error}"
+        with open(path, "rb") as stdin:
+            run = self.run_task(Task(
+                phase=c.PHASE_COMMAND, name=argv[0],
+                where=f"notify/{display_name(os.path.basename(argv[0]) or argv[0])}",
+                argv=tuple(argv), env=self.command_env, timeout=c.NOTIFY_COMMAND_TIMEOUT,
+                stdin=stdin, recorded=False))
+        if run.record.status != TaskStatus.OK:
+            return f"notify_command {argv[0]} failed: {run.record.reason}"
+        return None
 
     def report_damage(self, journal, reported):
         for number, why in journal.damaged:
@@ -283,60 +335,6 @@ class Engine:
             # The wrapper shell marked it already, unless it was killed.
             self.reporter.warn(f"cannot mark cleanup {index + 1} done in {journal.marks_path}: "
                                f"{error.strerror or error}")
-
-    def run_cleanup(self, line, phase, index, count, entry):
-        """One cleanup line, in a wrapper shell that marks it done itself when it ends and
-        holds its run directory's owner lock meanwhile: if hookrun dies while it runs, the
-        cleanup (in a session of its own) finishes, is marked, and no recovery starts it a
-        second time while it still runs."""
-        journal_index, journal, lock_fd = entry
-        where = f"{phase}/{display_name(line)}"
-        output = self.reporter.sink(where)
-        started, clock = now_iso(), time.monotonic()
-        self.reporter.started(where)
-        self.task_started(phase, line, started)
-        # A replayed cleanup is a "recover" task, but to itself it is still a cleanup.
-        env = self.hook_env(c.PHASE_CLEANUP, line, "", index, count, 1, self.cookie())
-        timeout = self.ctx.timeout
-        if timeout is None:
-            timeout = self.ctx.config.get("timeout", c.DEFAULT_TIMEOUT)
-        argv = ("/bin/sh", "-c", CLEANUP_WRAPPER, "hookrun-cleanup", line, str(journal_index),
-                journal.marks_path)
-        outcome = self.supervisor.run(
-            Spec(argv=argv, env=env, timeout=timeout or None, kill_grace=self.ctx.kill_grace,
-                 umask=self.ctx.umask, shielded=True, hold_fd=lock_fd),
-            output)
-        output.finish()
-        self.collect_handoff(where, False)
-        self.report_strays(where, outcome)
-        judgement = judge(phase, outcome, "warn")
-        return self.task_run(where, output, TaskRecord(
-            phase, line, judgement.status, outcome.exit_code, 1, started,
-            round(time.monotonic() - clock, 6), outcome.cpu_seconds, outcome.max_rss_bytes,
-            judgement.reason), judgement.verdict)
-
-    def run_notify_command(self, argv, record):
-        """Run ``notify_command`` with the run's JSON record on stdin; returns a one-line
-        problem or None."""
-        import json
-
-        path = self.run_dir.file("record.json")
-        try:
-            write_private(path, json.dumps(record, ensure_ascii=False).encode())
-        except OSError as error:
-            return f"notify_command not run: cannot write {path}: {error.strerror or error}"
-        where = f"notify/{display_name(os.path.basename(argv[0]) or argv[0])}"
-        output = self.reporter.sink(where)
-        with open(path, "rb") as stdin:
-            outcome = self.supervisor.run(
-                Spec(argv=tuple(argv), env=self.command_env(self.cookie()),
-                     timeout=c.NOTIFY_COMMAND_TIMEOUT,
-                     kill_grace=self.ctx.kill_grace, stdin=stdin, umask=self.ctx.umask),
-                output)
-        output.finish()
-        if not outcome.ok:
-            return f"notify_command {argv[0]} failed: {command_failure(outcome)}"
-        return None
 
     def skipped(self, kind, name, reason):
         """The record of a task that did not run."""
@@ -361,14 +359,3 @@ def write_own_command(run_dir):
     write_private(os.path.join(directory, "hookrun"), script.encode())
     os.chmod(os.path.join(directory, "hookrun"), 0o700)
     return directory
-
-
-def command_failure(outcome):
-    """Why the command failed, in a few words."""
-    if outcome.interrupted_by:
-        return f"interrupted ({signal_name(outcome.interrupted_by)})"
-    if outcome.spawn_error:
-        return outcome.spawn_error
-    if outcome.killed_by:
-        return f"killed by {signal_name(outcome.killed_by)}"
-    return f"exit {outcome.exit_code}"

@@ -34,7 +34,7 @@ def parse_handoff(data, path_fixed=False):
         if not line.strip():
             continue
         name, sep, value = line.partition("=")
-        if not sep or not c.ENV_NAME_RE.match(name):
+        if not sep or not c.is_env_name(name):
             warnings.append(f"line {number}: not NAME=value, ignored")
         elif name.startswith("HOOKRUN_"):
             warnings.append(f"line {number}: {name}: HOOKRUN_* names cannot be handed on")

@@ -11,6 +11,7 @@ import time
 
 from orchestrator.errors import HookrunError, StateError
 from orchestrator.outcome import RunStatus
+from orchestrator.printer import as_text as text
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -36,17 +37,10 @@ SQLITE_NOTADB = 26
 COMPANIONS = ("-wal", "-shm", "-journal")
 
 
-def text(value):
-    """Text safe for SQLite and JSON: surrogate escapes (undecodable bytes) replaced."""
-    if value is None or not isinstance(value, str):
-        return value
-    return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-
-
 def task_dict(task):
     """A TaskRecord in the JSON shape of design.md section 4 (keys in TASK_FIELDS order, which
     is also the order of the tasks table's columns)."""
-    return {"phase": task.phase, "name": text(task.name), "status": task.status.value,
+    return {"phase": task.phase, "name": text(task.name), "status": task.status,
             "exit_code": task.exit_code, "attempts": task.attempts, "started": task.started,
             "duration": task.duration, "cpu_seconds": task.cpu_seconds,
             "max_rss_bytes": task.max_rss_bytes, "reason": text(task.reason),
@@ -252,7 +246,7 @@ class History:
         self.write(lambda: [(
             "INSERT INTO runs (id, event, status, command, started, no_hooks, pid) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (run_id, event, RunStatus.RUNNING.value, text(command), started, int(no_hooks),
+            (run_id, event, RunStatus.RUNNING, text(command), started, int(no_hooks),
              os.getpid()))])
 
     def add_progress(self, run_id, tasks, current):
@@ -295,12 +289,12 @@ class History:
     def add_recovered(self, run_id, event, tasks):
         """Mark a dead run ``interrupted`` (if it was still ``running``; a row is made if the
         history has none) and add its replayed cleanups as ``recover`` tasks."""
-        interrupted = RunStatus.INTERRUPTED.value
+        interrupted = RunStatus.INTERRUPTED
         self.write(lambda: [
             ("INSERT OR IGNORE INTO runs (id, event, status, started) VALUES (?, ?, ?, ?)",
              (run_id, event or "", interrupted, "")),
             ("UPDATE runs SET status = ? WHERE id = ? AND status = ?",
-             (interrupted, run_id, RunStatus.RUNNING.value))]
+             (interrupted, run_id, RunStatus.RUNNING))]
             + self.task_inserts(run_id, tasks))
 
     def previous(self, event, before_id):
@@ -311,17 +305,12 @@ class History:
 
     def last_success(self, event):
         """Unix time at which the last ``success`` or ``warning`` run of ``event`` ended."""
-        import datetime
+        from orchestrator.timestamps import unix_time
 
-        rows = self.query("SELECT finished FROM runs WHERE event = ? AND status IN "
-                          "('success', 'warning') AND finished IS NOT NULL "
-                          "ORDER BY rowid DESC LIMIT 1", (event,))
-        if not rows:
-            return None
-        try:
-            return round(datetime.datetime.fromisoformat(rows[0][0]).timestamp(), 3)
-        except ValueError:
-            return None
+        rows = self.query("SELECT finished FROM runs WHERE event = ? AND status IN (?, ?) "
+                          "AND finished IS NOT NULL ORDER BY rowid DESC LIMIT 1",
+                          (event, *RunStatus.SUCCESSES))
+        return unix_time(rows[0][0]) if rows else None
 
     def recent_task_statuses(self, event, before_id, limit):
         """The task statuses of the last ``limit`` finished runs of ``event`` other than
@@ -333,7 +322,7 @@ class History:
                 "(SELECT id, rowid AS position FROM runs WHERE event = ? AND id != ? "
                 "AND status != ? ORDER BY rowid DESC LIMIT ?) recent ON t.run_id = recent.id "
                 "ORDER BY recent.position DESC, t.seq",
-                (event, before_id, RunStatus.RUNNING.value, limit))
+                (event, before_id, RunStatus.RUNNING, limit))
         except StateError:
             return []
         runs = {}
@@ -374,11 +363,11 @@ class History:
         run["no_hooks"] = bool(run["no_hooks"])
         tasks = self.query("SELECT * FROM tasks WHERE run_id = ? ORDER BY seq", (row["id"],))
         run["tasks"] = [{key: task[key] for key in TASK_FIELDS} for task in tasks]
-        if run["status"] == RunStatus.RUNNING.value:
+        if run["status"] == RunStatus.RUNNING:
             for phase, name, started in self.query(
                     "SELECT phase, name, started FROM running WHERE run_id = ?", (row["id"],)):
                 task = dict.fromkeys(TASK_FIELDS)
-                task.update(phase=phase, name=name, status=RunStatus.RUNNING.value,
+                task.update(phase=phase, name=name, status=RunStatus.RUNNING,
                             started=started)
                 run["tasks"].append(task)
         return run

@@ -13,8 +13,10 @@ import re
 import tempfile
 import time
 
-RUN_STATUSES = ("success", "warning", "failure", "skipped", "interrupted")
-TASK_STATUSES = ("ok", "failed", "timeout", "aborted", "skipped")
+from orchestrator.outcome import RunStatus, TaskStatus
+
+RUN_STATUSES = RunStatus.ALL
+TASK_STATUSES = TaskStatus.ALL
 HELP = {
     "hookrun_last_run_timestamp_seconds": "End time of the last run (unix seconds).",
     "hookrun_last_run_duration_seconds": "Duration of the last run in seconds.",
@@ -29,8 +31,8 @@ HELP = {
 }
 # A task that ran and did not fail ends its run of failures; one that did not run (skipped,
 # or absent from a run) neither adds to it nor ends it.
-FAILED_STATUSES = ("failed", "timeout")
-RAN_STATUSES = ("ok", "aborted")
+FAILED_STATUSES = TaskStatus.FAILURES
+RAN_STATUSES = (TaskStatus.OK, TaskStatus.ABORTED)
 # How many earlier runs of an event are read back to count a task's failures in a row.
 STREAK_RUNS = 100
 SAMPLE_RE = re.compile(r'^(hookrun_[a-z_]+)(\{.*\})? (\S+)$')
@@ -84,8 +86,8 @@ def run_samples(event, status, exit_code, finished, duration, last_success, task
         where = {"event": event, "phase": key[0], "hook": key[1]}
         samples.append(("hookrun_hook_duration_seconds", labels(**where), task.duration))
         samples += [("hookrun_hook_status", labels(**where, status=s),
-                     int(s == task.status.value)) for s in TASK_STATUSES]
-        statuses = [task.status.value] + [run.get((task.phase, task.name)) for run in earlier]
+                     int(s == task.status)) for s in TASK_STATUSES]
+        statuses = [task.status] + [run.get((task.phase, task.name)) for run in earlier]
         samples.append(("hookrun_hook_consecutive_failures", labels(**where),
                         consecutive_failures(statuses)))
     return samples

@@ -2,9 +2,10 @@
 healthchecks.io-style pings and a command fed the run's JSON record."""
 
 from orchestrator import constants as c
+from orchestrator.outcome import RunStatus, TaskStatus
 
-END_SUFFIX = {"success": "", "warning": "", "failure": "/fail", "interrupted": "/fail",
-              "skipped": "/log"}
+END_SUFFIX = {RunStatus.SUCCESS: "", RunStatus.WARNING: "", RunStatus.FAILURE: "/fail",
+              RunStatus.INTERRUPTED: "/fail", RunStatus.SKIPPED: "/log"}
 
 
 def ping(url, suffix, body=b""):
@@ -38,13 +39,13 @@ def published(run):
 def summary(run, failed_output):
     """The body of the end ping: status, error, task counts, last lines of the failed step.
     ``run`` is a published() record; every line is escaped, so none can be forged."""
-    from orchestrator.report import display, display_name
+    from orchestrator.printer import display, display_name
 
     tasks = run["tasks"]
     counts = {
-        "completed": sum(t["status"] in ("ok", "aborted") for t in tasks),
-        "failed": sum(t["status"] in ("failed", "timeout") for t in tasks),
-        "skipped": sum(t["status"] == "skipped" for t in tasks),
+        "completed": sum(t["status"] in (TaskStatus.OK, TaskStatus.ABORTED) for t in tasks),
+        "failed": sum(t["status"] in TaskStatus.FAILURES for t in tasks),
+        "skipped": sum(t["status"] == TaskStatus.SKIPPED for t in tasks),
     }
     lines = [f"hookrun run {run['id']} event={run['event']} status={run['status']} "
              f"exit={run['exit_code']} duration={run['duration']}s",

@@ -1,29 +1,59 @@
-"""Outcomes as data: task and run statuses, task records and what a hook's exit status means."""
+"""Outcomes as data: the statuses of tasks and runs, task records, what a hook's exit status
+means (``judge``), and what the state of a run means for what follows (``RunState``).
 
-import enum
-from dataclasses import dataclass
+Each status is spelled once, here; metrics, SQL, notifications and the terminal derive their
+spellings from these constants. (Plain classes and named tuples: ``enum`` and ``dataclasses``
+cost more start-up than everything else hookrun imports.)
+"""
+
+from collections import namedtuple
 
 from orchestrator import constants as c
 
 
-class TaskStatus(str, enum.Enum):
+class TaskStatus:
     OK = "ok"
     FAILED = "failed"
     TIMEOUT = "timeout"
-    ABORTED = "aborted"
-    SKIPPED = "skipped"
+    ABORTED = "aborted"  # the hook gave up (62), or skipped the run (75 in pre-)
+    SKIPPED = "skipped"  # not run; the reason says why
+    RUNNING = "running"  # only while a run goes on, in the history
+    ALL = (OK, FAILED, TIMEOUT, ABORTED, SKIPPED)
+    FAILURES = (FAILED, TIMEOUT)
 
 
-class RunStatus(str, enum.Enum):
+class RunStatus:
     RUNNING = "running"
     SUCCESS = "success"
     WARNING = "warning"
     FAILURE = "failure"
     SKIPPED = "skipped"
     INTERRUPTED = "interrupted"
+    ALL = (SUCCESS, WARNING, FAILURE, SKIPPED, INTERRUPTED)
+    SUCCESSES = (SUCCESS, WARNING)
+    FAILURES = (FAILURE, INTERRUPTED)
 
 
-class Verdict(enum.Enum):
+class CommandState:
+    """What post- hooks are told of the command (HOOKRUN_STATUS in post-, ``--status``)."""
+
+    SUCCESS = "success"
+    FAILURE = "failure"
+    NOT_RUN = "not-run"
+    ALL = (SUCCESS, FAILURE, NOT_RUN)
+
+
+class When:
+    """The values of a post- hook's ``when`` directive."""
+
+    RAN = "ran"
+    SUCCESS = CommandState.SUCCESS
+    FAILURE = CommandState.FAILURE
+    ALWAYS = "always"
+    ALL = (RAN, SUCCESS, FAILURE, ALWAYS)
+
+
+class Verdict:
     """What the run does after a hook's last attempt."""
 
     OK = "ok"                # success
@@ -33,50 +63,44 @@ class Verdict(enum.Enum):
     IGNORE = "ignore"        # on-failure=ignore: recorded as failed, and nothing more
 
 
-@dataclass(frozen=True)
-class TaskRecord:
+class OnFailure:
+    """The values of the ``on-failure`` directive, and the verdict of a failure for each."""
+
+    STOP = "stop"
+    WARN = "warn"
+    IGNORE = "ignore"
+    SKIP_RUN = "skip-run"
+    ALL = (STOP, WARN, IGNORE, SKIP_RUN)
+    VERDICTS = {STOP: Verdict.STOP, WARN: Verdict.CONTINUE, IGNORE: Verdict.IGNORE,
+                SKIP_RUN: Verdict.SOFT_SKIP}
+
+
+class TaskRecord(namedtuple("TaskRecord", (
+        "phase", "name", "status", "exit_code", "attempts", "started", "duration",
+        "cpu_seconds", "max_rss_bytes", "reason", "output"),
+        defaults=(None, 0, None, 0.0, 0.0, None, None, ""))):
     """One row of a run's tasks, as history and ``--json`` show it."""
 
-    phase: str
-    name: str
-    status: TaskStatus
-    exit_code: object = None
-    attempts: int = 0
-    started: object = None
-    duration: float = 0.0
-    cpu_seconds: float = 0.0
-    max_rss_bytes: object = None
-    reason: object = None
-    output: str = ""
+    __slots__ = ()
 
     @property
     def failed(self):
-        """A failure, which makes the run at least a ``warning``. A hook that gave up (62)
-        is not one: it stepped aside, with a warning on the terminal only."""
-        return self.status in (TaskStatus.FAILED, TaskStatus.TIMEOUT)
+        """A failure, which makes the run at least a ``warning`` (unless the hook ignores its
+        failures). A hook that gave up (62) is not one: it stepped aside."""
+        return self.status in TaskStatus.FAILURES
 
 
-@dataclass(frozen=True)
-class Judgement:
-    """The meaning of one attempt: the task status, the reason shown, whether a retry is
-    allowed, and the verdict if no retry follows."""
-
-    status: TaskStatus
-    reason: object
-    retry: bool
-    verdict: Verdict
-
-
-FAILURE_VERDICTS = {"stop": Verdict.STOP, "warn": Verdict.CONTINUE, "ignore": Verdict.IGNORE,
-                    "skip-run": Verdict.SOFT_SKIP}
+Judgement = namedtuple("Judgement", "status reason retry verdict")
+Judgement.__doc__ = """The meaning of one attempt: the task status, the reason shown, whether a
+retry is allowed, and the verdict if no retry follows."""
 
 
 def judge(kind, outcome, on_failure):
-    """Judge one attempt of a hook of phase ``kind`` that ended with ``outcome``, given what
-    its failures do (``on_failure``: stop, warn, ignore or skip-run). With ``ignore``, exit
-    statuses 62, 63 and 75 mean nothing special."""
+    """Judge one attempt of a task of phase ``kind`` that ended with ``outcome`` (a
+    process.Outcome), given what its failures do (``on_failure``). With ``ignore``, exit
+    statuses 62, 63 and 75 mean nothing special. The command is judged with ``stop``."""
     code = outcome.exit_code
-    failure = FAILURE_VERDICTS[on_failure]
+    failure = OnFailure.VERDICTS[on_failure]
     if outcome.timed_out:
         return Judgement(TaskStatus.TIMEOUT, "timed out", True, failure)
     if outcome.interrupted_by:
@@ -89,7 +113,7 @@ def judge(kind, outcome, on_failure):
                          failure)
     if code == 0:
         return Judgement(TaskStatus.OK, None, False, Verdict.OK)
-    if failure != Verdict.IGNORE:
+    if failure != Verdict.IGNORE and kind != c.PHASE_COMMAND:
         if code == c.HOOK_ABORT_CONTINUE:
             return Judgement(TaskStatus.ABORTED, "ABORT_CONTINUE", False, Verdict.CONTINUE)
         if code == c.HOOK_ABORT_STOP:
@@ -109,14 +133,121 @@ def signal_name(signum):
         return f"signal {signum}"
 
 
-def exit_status(run_status, interrupted_by, command_code, hook_stopped):
-    """hookrun's exit status (design.md section 2) from what happened in the run."""
-    if interrupted_by:
-        return c.SIGNAL_EXIT_BASE + interrupted_by
-    if run_status == RunStatus.SKIPPED:
+Failure = namedtuple("Failure", "line phase hook log decisive")
+Failure.__doc__ = """The failure HOOKRUN_ERROR tells of: its line, the phase and name of the
+failed step, the file with its last output lines, and whether it decided the run."""
+
+
+class RunState:
+    """What has happened in a run so far, and all that follows from it: the run's status,
+    what post- hooks are told of the command, which handlers run, hookrun's exit status. The
+    lifecycle tells it what happens; every decision is taken here, and tested as a table.
+
+    ``stopped``: a hook stopped the run (a pre- stop or 63, or a critical post- failure after
+    a successful command). ``skipped``: a pre- hook skipped the run (75, skip-run).
+    ``warned``: something failed that does not fail the run. ``command``: the command given
+    (a list, maybe empty); ``command_record``: its TaskRecord once it ran.
+    """
+
+    __slots__ = ("command", "command_record", "stopped", "skipped", "warned", "interrupted_by",
+                 "failure")
+
+    def __init__(self, command=()):
+        self.command = list(command)
+        self.command_record = None
+        self.stopped = False
+        self.skipped = False
+        self.warned = False
+        self.interrupted_by = None
+        self.failure = None
+
+    @property
+    def command_failed(self):
+        record = self.command_record
+        return record is not None and record.status != TaskStatus.OK
+
+    def status(self):
+        if self.interrupted_by:
+            return RunStatus.INTERRUPTED
+        if self.skipped:
+            return RunStatus.SKIPPED
+        if self.stopped or self.command_failed:
+            return RunStatus.FAILURE
+        if self.warned:
+            return RunStatus.WARNING
+        return RunStatus.SUCCESS
+
+    def command_skip_reason(self):
+        """Why the command must not run now, or None."""
+        if self.interrupted_by:
+            return "interrupted"
+        if self.skipped:
+            return "run skipped (exit 75)"
+        if self.stopped:
+            return "pre- hook stopped the run"
+        return None
+
+    def command_state(self):
+        """The command as post- hooks see it: success, failure or not-run. No command is a
+        success, unless the run was stopped, skipped or interrupted before it."""
+        if self.command_record is None:
+            if self.command or self.command_skip_reason():
+                return CommandState.NOT_RUN
+            return CommandState.SUCCESS
+        return CommandState.FAILURE if self.command_failed else CommandState.SUCCESS
+
+    def post_skip_reason(self, when, interrupted_before):
+        """Why a post- hook with ``when`` must not run, or None; ``interrupted_before`` says
+        whether the interruption came before post- began."""
+        if self.skipped:
+            return "run skipped (exit 75)"
+        if self.interrupted_by and not interrupted_before:
+            return "interrupted"
+        if interrupted_before and when != When.ALWAYS:
+            return f"when={when}: run interrupted"
+        return when_skip_reason(when, self.command_state())
+
+    def handlers(self):
+        """The phase of handlers this run gets: on-error, on-success, or None (skipped)."""
+        status = self.status()
+        if status == RunStatus.SKIPPED:
+            return None
+        return c.PHASE_ON_ERROR if status in RunStatus.FAILURES else c.PHASE_ON_SUCCESS
+
+    def exit_status(self):
+        """hookrun's exit status (design.md section 2)."""
+        if self.interrupted_by:
+            return c.SIGNAL_EXIT_BASE + self.interrupted_by
+        if self.skipped:
+            return c.EXIT_OK
+        if self.command_failed:
+            return self.command_record.exit_code
+        if self.stopped:
+            return c.EXIT_HOOK_STOPPED
         return c.EXIT_OK
-    if command_code:
-        return command_code
-    if hook_stopped:
-        return c.EXIT_HOOK_STOPPED
-    return c.EXIT_OK
+
+    def note_failure(self, failure):
+        """Remember ``failure`` for HOOKRUN_ERROR: the first, unless a decisive one comes
+        after earlier warnings."""
+        if self.failure is None or (failure.decisive and not self.failure.decisive):
+            self.failure = failure
+
+    def error_line(self):
+        """HOOKRUN_ERROR: what failed, after what interrupted the run; "" if nothing."""
+        line = self.failure.line if self.failure else ""
+        if self.interrupted_by:
+            interrupted = f"interrupted by {signal_name(self.interrupted_by)}"
+            return f"{interrupted}; {line}" if line else interrupted
+        return line
+
+
+def when_skip_reason(when, state):
+    """Why a hook with ``when`` (None outside post-) must not run once the command's state
+    is ``state``; None if it runs."""
+    if when in (None, When.ALWAYS):
+        return None
+    if state == CommandState.NOT_RUN:
+        return f"when={when}: the command did not run"
+    if when in (When.RAN, state):
+        return None
+    return f"when={when}: the command's status is {state}"

@@ -1,20 +1,21 @@
 """One phase directory run by the rules of design.md section 1: order, skips, critical stops,
 the exit-code protocol. Shared by ``hookrun run`` and ``hookrun phase``."""
 
-from dataclasses import dataclass, field
-
 from orchestrator.outcome import Verdict
-from orchestrator.report import display_name
+from orchestrator.printer import display_name
 
 
-@dataclass
 class PhaseResult:
-    """The task runs of a phase, and the run that stopped it or asked to skip, if any."""
+    """The task runs of a phase, the records of all its tasks (run or skipped), and the run
+    that stopped it or asked to skip the run, if any."""
 
-    runs: list = field(default_factory=list)
-    records: list = field(default_factory=list)
-    stopped: object = None
-    soft_skip: object = None
+    __slots__ = ("runs", "records", "stopped", "soft_skip")
+
+    def __init__(self):
+        self.runs = []
+        self.records = []
+        self.stopped = None
+        self.soft_skip = None
 
 
 def runnable(hooks):
@@ -69,15 +70,3 @@ def run_phase(engine, hooks, skip_reason=lambda hook: None, after_stop=lambda ho
         elif run.verdict == Verdict.SOFT_SKIP:
             result.soft_skip = run
     return result
-
-
-def when_skip_reason(when, state):
-    """Why a hook with ``when`` (None outside post-) must not run once the command's state
-    is ``state`` (``success``, ``failure`` or ``not-run``); None if it runs."""
-    if when in (None, "always"):
-        return None
-    if state == "not-run":
-        return f"when={when}: the command did not run"
-    if when in ("ran", state):
-        return None
-    return f"when={when}: the command's status is {state}"

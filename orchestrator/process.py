@@ -2,14 +2,14 @@
 
 Every hook and the command run in a session of their own. One loop per process waits, with a
 deadline on every wait, for output, for the process's exit (a pidfd), for hookrun's own signals
-(a wakeup pipe) and for its timeout; it looks again on a timer only while a killed tree dies,
-which nothing signals. A timeout or a signal sends SIGTERM
-(or the received signal) to the process group, then after ``kill_grace`` SIGKILL to every process
-left in the tree, including those that left the group. hookrun is a child subreaper on Linux, so
-orphans of a hook are adopted by hookrun and can still be found, killed and reaped. Which task
-an adopted orphan belongs to is told by the cookie every task's processes inherit
-(``HOOKRUN_TASK``), read from /proc only when something must be killed: a daemon an earlier
-hook left running on purpose is not the business of a later hook's timeout.
+(a wakeup pipe) and for the next deadline of its Stop, the explicit state machine of a
+watched process: running -> terminating -> killing -> draining -> done. A timeout or a signal
+sends SIGTERM (or the received signal) to the process group, then after ``kill_grace`` SIGKILL
+to every process left in the tree, including those that left the group. hookrun is a child
+subreaper on Linux, so orphans of a hook are adopted by hookrun and can still be found, killed
+and reaped. Which task an adopted orphan belongs to is told by the cookie every task's
+processes inherit (``HOOKRUN_TASK``), read from /proc only when something must be killed: a
+daemon an earlier hook left running on purpose is not the business of a later hook's timeout.
 """
 
 import errno
@@ -18,7 +18,7 @@ import select
 import signal
 import sys
 import time
-from dataclasses import dataclass
+from collections import namedtuple
 
 from orchestrator import constants as c
 
@@ -31,54 +31,36 @@ KILLED_POLL = 0.05
 HELD_FD = 3  # where Spec.hold_fd appears in the child
 AFTER_KILL_WAIT = 5.0
 POLL_IN = select.POLLIN | select.POLLHUP | select.POLLERR
-MAX_WAIT_MS = 60_000  # poll() takes a C int: a long timeout is waited for in steps
+MAX_WAIT = 60.0  # poll() takes a C int: a long timeout is waited for in steps
 COOKIE = "HOOKRUN_TASK"
 DEVNULL = "/dev/null"  # Spec.stdin: read nothing (None inherits hookrun's stdin)
 RESET_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
-@dataclass(frozen=True)
-class Spec:
+class Spec(namedtuple("Spec", "argv env timeout kill_grace capture stdin umask shielded hold_fd",
+                      defaults=(None, c.DEFAULT_KILL_GRACE, True, DEVNULL, -1, False, None))):
     """What to run. ``timeout`` 0 or None means none; ``capture`` False lets the process write
     to hookrun's own stdout and stderr; ``stdin`` None inherits hookrun's stdin. A
     ``shielded`` process (the wind-down: handlers, cleanups, finally.d) is not sent hookrun's
     first signal, only killed by a second one. ``hold_fd`` is handed to the child as fd 3.
     ``env`` carries the task's cookie (HOOKRUN_TASK)."""
 
-    argv: tuple
-    env: dict
-    timeout: object = None
-    kill_grace: float = c.DEFAULT_KILL_GRACE
-    capture: bool = True
-    stdin: object = DEVNULL
-    umask: int = -1
-    shielded: bool = False
-    hold_fd: object = None
+    __slots__ = ()
 
     @property
     def cookie(self):
         return self.env.get(COOKIE)
 
 
-@dataclass(frozen=True)
-class Outcome:
+class Outcome(namedtuple("Outcome", "exit_code killed_by timed_out interrupted_by spawn_error "
+                                    "cpu_seconds max_rss_bytes stragglers",
+                         defaults=(None, False, None, None, 0.0, None, ()))):
     """How a process ended. ``exit_code`` is shell-style (128+N for signal N); when it could
     not start, ``spawn_error`` says why and ``exit_code`` is 126 or 127. ``max_rss_bytes``
     is None when the process stayed below hookrun's own peak: Linux counts the memory of the
     parent a child was spawned from in the child's ru_maxrss, so smaller peaks are unknown."""
 
-    exit_code: int
-    killed_by: object = None
-    timed_out: bool = False
-    interrupted_by: object = None
-    spawn_error: object = None
-    cpu_seconds: float = 0.0
-    max_rss_bytes: object = None
-    stragglers: tuple = ()
-
-    @property
-    def ok(self):
-        return self.exit_code == 0 and not self.timed_out and self.spawn_error is None
+    __slots__ = ()
 
 
 class Signals:
@@ -141,8 +123,122 @@ class Signals:
             left = deadline - time.monotonic()
             if left <= 0:
                 return
-            select.select([self.read_fd], [], [], left)
+            select.select([self.read_fd], [], [], min(left, MAX_WAIT))
             self.drain()
+
+
+# The states of a watched process.
+RUNNING = "running"          # it runs; its timeout, if any, is the deadline
+TERMINATING = "terminating"  # its group got SIGTERM (or hookrun's signal); kill_grace runs
+KILLING = "killing"          # SIGKILL went to its tree; waiting a while for the tree to end
+DRAINING = "draining"        # it ended, but something still holds its output open
+DONE = "done"
+
+# What the watching loop must do (Stop tells it, the loop does it).
+TERMINATE = "terminate"  # signal the group with Stop.signum, note the tree
+KILL = "kill"            # SIGKILL to the group and every process of the tree
+STOP_READING = "stop reading and name the strays"
+GIVE_UP = "give up"      # stop reading; a process SIGKILL did not end counts as killed
+
+
+class Stop:
+    """The state machine of one watched process, without any I/O: events in (it exited, its
+    output closed, a signal came, the clock moved), actions out, and one next deadline.
+
+    ``tree_gone`` is how the loop reports that no process of a stopped tree is left; while
+    ``watching_tree`` is true nothing else would tell, so the loop looks often.
+    """
+
+    __slots__ = ("state", "deadline", "grace", "shielded", "exited", "reading", "timed_out",
+                 "interrupted_by", "signum")
+
+    def __init__(self, now, timeout, grace, shielded=False):
+        self.state = RUNNING
+        self.deadline = now + timeout if timeout else None
+        self.grace = grace
+        self.shielded = shielded
+        self.exited = False
+        self.reading = True
+        self.timed_out = False
+        self.interrupted_by = None
+        self.signum = None
+
+    @property
+    def done(self):
+        return self.state == DONE
+
+    @property
+    def watching_tree(self):
+        return self.state in (TERMINATING, KILLING) and self.exited and not self.reading
+
+    def go(self, state, deadline):
+        self.state, self.deadline = state, deadline
+
+    def process_exited(self, now):
+        """The watched process was reaped."""
+        self.exited = True
+        if self.state != RUNNING:
+            return
+        if self.reading:
+            self.go(DRAINING, now + c.STRAY_DRAIN_SECONDS)
+        else:
+            self.go(DONE, None)
+
+    def output_closed(self, now):
+        """Its stdout and stderr reached end of file."""
+        self.reading = False
+        if self.state in (RUNNING, DRAINING) and self.exited:
+            self.go(DONE, None)
+
+    def tree_gone(self, now):
+        """No process of the stopped tree is left."""
+        if self.watching_tree:
+            self.go(DONE, None)
+
+    def signalled(self, signum, hard_stop, now):
+        """hookrun received ``signum`` (``hard_stop``: it is not the first); an action or
+        None."""
+        if self.state == DONE or (self.shielded and not hard_stop):
+            return None
+        if self.state == DRAINING:
+            self.go(DONE, None)
+            return GIVE_UP
+        if self.interrupted_by is None:
+            self.interrupted_by = signum
+        if hard_stop and self.state != KILLING:
+            self.go(KILLING, now + AFTER_KILL_WAIT)
+            return KILL
+        if self.state == RUNNING:
+            self.signum = signum
+            self.go(TERMINATING, now + self.grace)
+            return TERMINATE
+        return None
+
+    def due(self, now):
+        """The action the clock calls for at ``now``, or None."""
+        if self.deadline is None or now < self.deadline:
+            return None
+        if self.state == RUNNING:
+            self.timed_out = True
+            self.signum = signal.SIGTERM
+            self.go(TERMINATING, now + self.grace)
+            return TERMINATE
+        if self.state == TERMINATING:
+            self.go(KILLING, now + AFTER_KILL_WAIT)
+            return KILL
+        if self.state == KILLING:
+            self.go(DONE, None)
+            return GIVE_UP
+        if self.state == DRAINING:
+            self.go(DONE, None)
+            return STOP_READING
+        return None
+
+    def wait(self, now):
+        """Seconds until the next deadline (None: none), no more than MAX_WAIT."""
+        if self.deadline is None:
+            return None
+        return min(max(0.0, self.deadline - now), MAX_WAIT)
 
 
 def become_subreaper():
@@ -183,12 +279,11 @@ def resolve(argv0, env):
     hookrun's own); raises FileNotFoundError when there is none."""
     if "/" in argv0:
         return argv0
-    import shutil
-
-    found = shutil.which(argv0, path=env.get("PATH", os.defpath))
-    if found is None:
-        raise FileNotFoundError(errno.ENOENT, "not found", argv0)
-    return found
+    for directory in env.get("PATH", os.defpath).split(os.pathsep):
+        candidate = os.path.join(directory or ".", argv0)
+        if os.access(candidate, os.X_OK) and not os.path.isdir(candidate):
+            return candidate
+    raise FileNotFoundError(errno.ENOENT, "not found", argv0)
 
 
 def stdin_action(stdin):
@@ -258,20 +353,22 @@ def protect_inherited_fds():
 
 class Supervisor:
     """Runs processes one at a time under hookrun's rules; holds what outlives one process:
-    the signals received and hookrun's own peak memory."""
+    the signals received and hookrun's own peak memory. ``clock`` is a seam for tests."""
 
-    def __init__(self, signals):
+    def __init__(self, signals, clock=time.monotonic):
         self.signals = signals
+        self.clock = clock
         self.own_peak = 0
         become_subreaper()
         protect_inherited_fds()
 
     def run(self, spec, sink):
-        """Run ``spec`` to its end, handing output chunks to ``sink(stream, data)``.
+        """Run ``spec`` to its end, handing output chunks to ``sink(stream, data)`` (and,
+        about once a second once it has run a second, ``sink.tick(elapsed)``).
 
         Returns an Outcome. Signals that arrive while it runs are forwarded (see module doc).
         """
-        started = time.monotonic()
+        started = self.clock()
         try:
             proc = start(spec)
         except OSError as error:
@@ -346,48 +443,46 @@ class Supervisor:
             return []
         names = [describe(p) for p in leftovers]
         signal_all(leftovers, signal.SIGTERM)
-        deadline = time.monotonic() + kill_grace
-        while alive(leftovers) and time.monotonic() < deadline and not self.signals.hard_stop:
-            self.signals.sleep(min(KILLED_POLL, max(0.0, deadline - time.monotonic())))
+        deadline = self.clock() + kill_grace
+        while alive(leftovers) and self.clock() < deadline and not self.signals.hard_stop:
+            self.signals.sleep(min(KILLED_POLL, max(0.0, deadline - self.clock())))
             self.reap_orphans()
         kill_all(alive(leftovers))
-        deadline = time.monotonic() + AFTER_KILL_WAIT
-        while alive(leftovers) and time.monotonic() < deadline:
+        deadline = self.clock() + AFTER_KILL_WAIT
+        while alive(leftovers) and self.clock() < deadline:
             time.sleep(KILLED_TICK)
             self.reap_orphans()
         return names
 
 
 class Watch:
-    """The wait loop of one process; see Supervisor.run."""
+    """The waiting loop of one process: it does the I/O, its Stop decides. See
+    Supervisor.run."""
 
     def __init__(self, supervisor, proc, spec, sink, started):
         self.supervisor = supervisor
+        self.clock = supervisor.clock
         self.signals = supervisor.signals
         self.proc = proc
         self.spec = spec
         self.sink = sink
         self.started = started
         self.seen_signals = len(self.signals.received)
+        self.stop = Stop(started, spec.timeout, spec.kill_grace, spec.shielded)
         self.poller = select.poll()
         self.streams = {}
         for name, fd in (("stdout", proc.stdout), ("stderr", proc.stderr)):
             if fd is not None:
                 self.streams[fd] = name
                 self.poller.register(fd, POLL_IN)
+        if not self.streams:
+            self.stop.output_closed(started)
         self.pidfd = self.open_pidfd()
         self.poller.register(self.signals.read_fd, POLL_IN)
-        self.deadline = started + spec.timeout if spec.timeout else None
-        self.kill_at = None
-        self.give_up_at = None
-        self.drain_until = None
         self.tree = set()
-        # A sink with a tick() is ticked about once a second once the process has run a
-        # second (the terminal's live line, the history's view of a run going on).
+        # The sink's tick(): the terminal's live line, the history's view of a run going on.
         self.tick = getattr(sink, "tick", None)
         self.next_tick = started + c.LIVE_AFTER
-        self.timed_out = False
-        self.interrupted_by = None
         self.status = None
         self.rusage = None
         self.stragglers = ()
@@ -401,40 +496,37 @@ class Watch:
         return fd
 
     def loop(self):
-        while not self.finished():
-            now = time.monotonic()
-            for fd, _event in self.poller.poll(self.wait_ms(now)):
+        stop = self.stop
+        while not stop.done:
+            for fd, _event in self.poller.poll(self.wait_ms(self.clock())):
                 self.handle(fd)
-            if self.tick and time.monotonic() >= self.next_tick:
-                self.tick(time.monotonic() - self.started)
-                self.next_tick += c.LIVE_AFTER
+            now = self.clock()
             if self.pidfd is None and self.status is None:
                 self.reap(os.WNOHANG)
             if self.signals.child_ended:
                 self.signals.child_ended = False
                 self.supervisor.reap_orphans(watched=self.proc.pid)
-            self.check_signals()
-            self.check_deadlines(time.monotonic())
+            self.check_signals(now)
+            self.act(stop.due(now))
+            if stop.watching_tree and not self.tree_alive():
+                stop.tree_gone(now)
+            if self.tick and now >= self.next_tick:
+                self.tick(now - self.started)
+                self.next_tick = now + c.LIVE_AFTER
         return self.outcome()
 
-    def finished(self):
-        if self.status is None:
-            return False
-        if self.kill_at is not None:
-            return not self.streams and not self.tree_alive()
-        return not self.streams
-
     def wait_ms(self, now):
-        deadline = self.deadline if self.status is None and self.kill_at is None else None
-        moments = [m for m in (deadline, self.kill_at,
-                               self.give_up_at, self.drain_until,
-                               self.next_tick if self.tick else None) if m is not None]
-        wait = max(0.0, min(moments) - now) if moments else None
-        if self.pidfd is None or (self.kill_at is not None and self.status is not None):
-            # Nothing signals the end of a killed tree's other processes: look often.
-            tick = KILLED_TICK if self.give_up_at is not None else NO_PIDFD_TICK
-            wait = tick if wait is None else min(wait, tick)
-        return MAX_WAIT_MS if wait is None else min(int(wait * 1000) + 1, MAX_WAIT_MS)
+        """How long poll() may wait: until the next deadline or tick, and not long at all
+        while a killed tree dies or there is no pidfd (nothing signals those)."""
+        moments = [self.stop.wait(now)]
+        if self.tick:
+            moments.append(max(0.0, self.next_tick - now))
+        if self.stop.watching_tree:
+            moments.append(KILLED_TICK if self.stop.state == KILLING else NO_PIDFD_TICK)
+        elif self.pidfd is None and self.status is None:
+            moments.append(NO_PIDFD_TICK)
+        moments = [m for m in moments if m is not None]
+        return int(min(min(moments), MAX_WAIT) * 1000) + 1 if moments else int(MAX_WAIT * 1000)
 
     def handle(self, fd):
         if fd in self.streams:
@@ -442,12 +534,17 @@ class Watch:
             if data:
                 self.sink(self.streams[fd], data)
             else:
-                self.poller.unregister(fd)
-                del self.streams[fd]
+                self.close_stream(fd)
         elif fd == self.pidfd:
             self.reap(0)
         elif fd == self.signals.read_fd:
             self.signals.drain()
+
+    def close_stream(self, fd):
+        self.poller.unregister(fd)
+        del self.streams[fd]
+        if not self.streams:
+            self.stop.output_closed(self.clock())
 
     def reap(self, flags):
         if self.status is not None:
@@ -460,48 +557,28 @@ class Watch:
         self.proc.returncode = os.waitstatus_to_exitcode(status)
         if self.pidfd is not None:
             self.poller.unregister(self.pidfd)
-        if self.streams:
-            # A background process may hold the pipes open for ever: read on for a while only.
-            self.drain_until = time.monotonic() + c.STRAY_DRAIN_SECONDS
+        self.stop.process_exited(self.clock())
 
-    def check_signals(self):
+    def check_signals(self, now):
         received = self.signals.received
-        if len(received) == self.seen_signals:
-            return
-        self.seen_signals = len(received)
-        if self.spec.shielded and not self.signals.hard_stop:
-            return
-        if self.status is not None and self.kill_at is None:
-            self.stop_draining()
-            return
-        if self.interrupted_by is None:
-            self.interrupted_by = received[-1]
-        if self.signals.hard_stop:
-            self.kill_tree()
-        elif self.kill_at is None:
-            self.terminate(received[-1])
+        while self.seen_signals < len(received):
+            signum = received[self.seen_signals]
+            self.seen_signals += 1
+            self.act(self.stop.signalled(signum, self.seen_signals >= 2, now))
 
-    def check_deadlines(self, now):
-        if self.status is None and self.deadline is not None and now >= self.deadline \
-                and self.kill_at is None:
-            self.timed_out = True
-            self.terminate(signal.SIGTERM)
-        if self.kill_at is not None and now >= self.kill_at and self.give_up_at is None:
+    def act(self, action):
+        """Do what the Stop decided."""
+        if action == TERMINATE:
+            signal_group(self.proc.pid, self.stop.signum)
+            self.tree = self.supervisor.descendants(self.proc.pid, self.spec.cookie)
+        elif action == KILL:
             self.kill_tree()
-        if self.give_up_at is not None and now >= self.give_up_at:
-            self.stop_draining()
-        if self.drain_until is not None and now >= self.drain_until and self.kill_at is None:
-            self.stop_draining(report=True)
-
-    def terminate(self, signum):
-        """First step of a stop: ``signum`` to the group, SIGKILL to the tree after the grace."""
-        signal_group(self.proc.pid, signum)
-        self.kill_at = time.monotonic() + self.spec.kill_grace
-        self.tree = self.supervisor.descendants(self.proc.pid, self.spec.cookie)
+        elif action in (STOP_READING, GIVE_UP):
+            self.stop_reading(report=action == STOP_READING)
 
     def kill_tree(self):
         """SIGKILL to every process left: the group, the tree seen at SIGTERM, their children
-        and any orphan hookrun adopted since."""
+        and the adopted orphans that carry the task's cookie."""
         signal_group(self.proc.pid, signal.SIGKILL)
         # The tree already known first, then whatever a fresh look at /proc finds.
         kill_all(self.tree)
@@ -509,28 +586,23 @@ class Watch:
                                                        also=self.tree)
         kill_all(tree - self.tree)
         self.tree = tree
-        now = time.monotonic()
-        self.kill_at = self.kill_at or now
-        self.give_up_at = now + AFTER_KILL_WAIT
 
     def tree_alive(self):
         self.tree = set(alive(self.tree))
         return bool(self.tree)
 
-    def stop_draining(self, report=False):
-        """Stop reading pipes a stray background process holds open; name it if asked."""
+    def stop_reading(self, report=False):
+        """Stop reading pipes a stray background process holds open (naming it if asked);
+        a process that not even SIGKILL ended (stuck in the kernel) is given up as killed."""
         if report:
             strays = self.supervisor.descendants(self.proc.pid, self.spec.cookie)
             self.stragglers = tuple(sorted(describe(p) for p in strays))
         for fd in list(self.streams):
             self.poller.unregister(fd)
             del self.streams[fd]
-        self.tree = set()
-        self.drain_until = None
         if self.status is None:
             self.reap(os.WNOHANG)
         if self.status is None:
-            # Not even SIGKILL ended it (a process stuck in the kernel): give it up as killed.
             self.status = -1
             self.proc.returncode = -signal.SIGKILL
 
@@ -543,8 +615,8 @@ class Watch:
             cpu = self.rusage.ru_utime + self.rusage.ru_stime
             if self.supervisor.above_own_peak(self.rusage.ru_maxrss):
                 rss = self.rusage.ru_maxrss * 1024
-        return Outcome(exit_code=exit_code, killed_by=killed_by, timed_out=self.timed_out,
-                       interrupted_by=self.interrupted_by, cpu_seconds=round(cpu, 6),
+        return Outcome(exit_code=exit_code, killed_by=killed_by, timed_out=self.stop.timed_out,
+                       interrupted_by=self.stop.interrupted_by, cpu_seconds=round(cpu, 6),
                        max_rss_bytes=rss, stragglers=self.stragglers)
 
     def close(self):

@@ -1,38 +1,62 @@
-"""Config file, header directives and durations, merged into the effective settings of a hook.
+"""Config file, header directives and durations, merged into effective settings.
 
 Precedence, highest first: command line, config ``[hook PHASE/NAME]``, header directive,
-config ``[hookrun]`` defaults, built-in defaults (design.md section 1).
+config ``[hookrun]``, built-in defaults (design.md section 1). ``resolve`` is the one place
+that applies it, for a hook's settings and for hookrun's own.
+
+The parsers use string methods, not regular expressions: ``re`` would cost every run its
+start-up time, for a few simple shapes.
 """
 
-import re
-import shlex
-from dataclasses import dataclass, field
+from collections import namedtuple
 
 from orchestrator import constants as c
 from orchestrator.errors import ConfigError
+from orchestrator.outcome import OnFailure, When
 
-DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)\s*(s|m|h)?\Z")
-UNIT_SECONDS = {None: 1, "s": 1, "m": 60, "h": 3600}
-HEADER_RE = re.compile(rb"^\s*#+\s*hookrun:(.*)$")
-# A comment that means to be a directive but is not one: "# hookrun timeout=1s", "# HookRun:".
-NEAR_HEADER_RE = re.compile(rb"^\s*#+\s*hook[\s_-]*run\b.*=", re.IGNORECASE)
-WHEN_VALUES = ("ran", "success", "failure", "always")
-ON_FAILURE_VALUES = ("stop", "warn", "ignore", "skip-run")
+UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600}
 BOOLEANS = {"yes": True, "true": True, "on": True, "1": True,
             "no": False, "false": False, "off": False, "0": False}
+OCTAL = frozenset("01234567")
+DIGITS = frozenset("0123456789")
 DEFAULTABLE_HOOK_KEYS = ("timeout", "retries", "retry_delay")
+HOOK_DEFAULTS = {"timeout": c.DEFAULT_TIMEOUT, "retries": 0,
+                 "retry_delay": c.DEFAULT_RETRY_DELAY, "when": When.RAN, "events": None}
+
+
+def resolve(name, layers, default=None):
+    """The value of ``name`` in the first of ``layers`` (mappings, highest precedence first)
+    that sets it (to anything but None), else ``default``."""
+    for layer in layers:
+        value = layer.get(name)
+        if value is not None:
+            return value
+    return default
 
 
 def parse_duration(text):
     """Seconds (float) for ``90``, ``90s``, ``2.5m``, ``1h``, at most 100 days; ValueError for
     anything else."""
-    match = DURATION_RE.match(text.strip())
-    if not match:
+    spelled = text.strip()
+    number, unit = spelled, ""
+    if spelled and spelled[-1] in "smh":
+        number, unit = spelled[:-1].rstrip(), spelled[-1]
+    whole, dot, fraction = number.partition(".")
+    if not (whole and set(whole) <= DIGITS and (not dot or (fraction and
+                                                           set(fraction) <= DIGITS))):
         raise ValueError(f"bad duration {text!r} (use e.g. 90, 90s, 5m, 1h)")
-    seconds = float(match.group(1)) * UNIT_SECONDS[match.group(2)]
+    seconds = float(number) * UNIT_SECONDS[unit]
     if seconds > c.MAX_DURATION:
         raise ValueError(f"duration {text!r} is longer than 100 days")
     return seconds
+
+
+def looks_like_duration(text):
+    try:
+        parse_duration(text)
+    except ValueError as error:
+        return "100 days" in str(error)
+    return True
 
 
 def format_duration(seconds):
@@ -59,18 +83,21 @@ def parse_retries(text):
 
 
 def parse_when(text):
-    if text.strip() not in WHEN_VALUES:
-        raise ValueError(f"bad when {text!r} (one of {', '.join(WHEN_VALUES)})")
+    if text.strip() not in When.ALL:
+        raise ValueError(f"bad when {text!r} (one of {', '.join(When.ALL)})")
     return text.strip()
 
 
 def parse_umask(text):
-    if not re.fullmatch(r"[0-7]{1,4}", text.strip()):
+    digits = text.strip()
+    if not (1 <= len(digits) <= 4 and set(digits) <= OCTAL):
         raise ValueError(f"bad umask {text!r} (octal, e.g. 077)")
-    return int(text, 8)
+    return int(digits, 8)
 
 
 def parse_argv(text):
+    import shlex
+
     try:
         argv = shlex.split(text)
     except ValueError as error:
@@ -87,19 +114,22 @@ def parse_text(text):
 def parse_url(text):
     """An http(s) URL, or empty for none."""
     url = text.strip()
-    if url and not re.match(r"https?://[^/\s]+", url):
+    scheme, sep, rest = url.partition("://")
+    host = rest.split("/", 1)[0]
+    if url and not (sep and scheme in ("http", "https") and host and not
+                    any(ch.isspace() for ch in host)):
         raise ValueError(f"bad URL {url!r} (use http:// or https://)")
     return url
 
 
 def parse_critical(text):
     """``critical=yes|no``: the older spelling of ``on-failure=stop|warn``."""
-    return "stop" if parse_bool(text) else "warn"
+    return OnFailure.STOP if parse_bool(text) else OnFailure.WARN
 
 
 def parse_on_failure(text):
-    if text.strip() not in ON_FAILURE_VALUES:
-        raise ValueError(f"bad on-failure {text!r} (one of {', '.join(ON_FAILURE_VALUES)})")
+    if text.strip() not in OnFailure.ALL:
+        raise ValueError(f"bad on-failure {text!r} (one of {', '.join(OnFailure.ALL)})")
     return text.strip()
 
 
@@ -107,7 +137,7 @@ def parse_events(text):
     """A comma list of event names, as a tuple."""
     events = tuple(part.strip() for part in text.split(","))
     for event in events:
-        if not c.EVENT_RE.match(event) or len(event) > c.MAX_EVENT_LENGTH:
+        if not c.is_event(event) or len(event) > c.MAX_EVENT_LENGTH:
             raise ValueError(f"bad events {text!r} (a comma list of event names, e.g. "
                              "backup,prune)")
     return events
@@ -124,42 +154,39 @@ KNOWN_HOOK_KEYS = "critical, on-failure, timeout, retries, retry-delay, when, ev
 ONLY_IN = {"when": ((c.PHASE_POST,), "post-EVENT.d"),
            "events": ((c.PHASE_ON_ERROR, c.PHASE_ON_SUCCESS, c.PHASE_FINALLY),
                       "on-error.d, on-success.d and finally.d"),
-           "skip-run": ((c.PHASE_PRE,), "pre-EVENT.d")}
+           OnFailure.SKIP_RUN: ((c.PHASE_PRE,), "pre-EVENT.d")}
 HOOKRUN_PARSERS = {
     "state_dir": parse_text, "log_file": parse_text, "timeout": parse_duration,
     "command_timeout": parse_duration, "kill_grace": parse_duration,
     "strict_permissions": parse_bool, "metrics_file": parse_text, "notify_url": parse_url,
-    "metrics_push_url": parse_url,
-    "notify_command": parse_argv, "path": parse_text, "umask": parse_umask,
-    "retries": parse_retries, "retry_delay": parse_duration,
+    "metrics_push_url": parse_url, "notify_command": parse_argv, "path": parse_text,
+    "umask": parse_umask, "retries": parse_retries, "retry_delay": parse_duration,
 }
 
 
-@dataclass(frozen=True)
-class HookSettings:
+class HookSettings(namedtuple("HookSettings",
+                              "on_failure timeout retries retry_delay when events")):
     """What one hook runs with. ``on_failure`` is stop, warn, ignore or skip-run; ``when``
     is None outside post-EVENT.d; ``events`` None unless set (every event)."""
 
-    on_failure: str
-    timeout: float
-    retries: int
-    retry_delay: float
-    when: object = None
-    events: object = None
+    __slots__ = ()
 
     @property
     def critical(self):
-        return self.on_failure == "stop"
+        return self.on_failure == OnFailure.STOP
 
 
-@dataclass
 class Config:
-    """The config file, parsed and checked; empty when there is none."""
+    """The config file, parsed and checked; empty when there is none. ``values`` holds the
+    [hookrun] section, ``env`` the [env] section, ``hooks`` the [hook ...] sections."""
 
-    path: object = None
-    values: dict = field(default_factory=dict)
-    env: dict = field(default_factory=dict)
-    hooks: dict = field(default_factory=dict)
+    __slots__ = ("path", "values", "env", "hooks")
+
+    def __init__(self, path=None):
+        self.path = path
+        self.values = {}
+        self.env = {}
+        self.hooks = {}
 
     def get(self, key, default=None):
         return self.values.get(key, default)
@@ -226,6 +253,13 @@ def parse_config(text, path):
     return config
 
 
+def is_hook_key(text):
+    """``PHASE-DIR.d/NAME``: one slash, a directory ending in .d, a name."""
+    directory, sep, name = text.partition("/")
+    return bool(sep and name and "/" not in name and directory.endswith(".d")
+                and len(directory) > 2)
+
+
 def open_section(config, header, where):
     """Start a section; returns (name, the dict it fills, its parsers or None for [env])."""
     if not header.endswith("]"):
@@ -237,7 +271,7 @@ def open_section(config, header, where):
         return name, config.env, None
     kind, _, hook = name.partition(" ")
     hook = hook.strip()
-    if kind == "hook" and re.fullmatch(r"[^/]+\.d/[^/]+", hook):
+    if kind == "hook" and is_hook_key(hook):
         config.hooks.setdefault(hook, {})
         return name, config.hooks[hook], HOOK_KEYS
     raise ConfigError(f"{where}: unknown section [{name}] (use [hookrun], [env] or "
@@ -246,7 +280,7 @@ def open_section(config, header, where):
 
 def parse_value(key, value, parsers, section, where):
     if parsers is None:
-        if not c.ENV_NAME_RE.match(key):
+        if not c.is_env_name(key):
             raise ConfigError(f"{where}: bad environment variable name {key!r}")
         if "\0" in value:
             raise ConfigError(f"{where}: {key}: a value cannot hold a NUL byte")
@@ -302,6 +336,28 @@ def hook_setting(key, value, kind, where):
     return setting, parsed
 
 
+def directive(line):
+    """The directive text of a header line (bytes), ``# hookrun: ...``, or None."""
+    text = line.lstrip()
+    if not text.startswith(b"#"):
+        return None
+    text = text.lstrip(b"#").lstrip()
+    return text[8:] if text.startswith(b"hookrun:") else None
+
+
+def near_directive(line):
+    """Whether a comment line means to be a directive but is not one: ``# hookrun
+    timeout=1s``, ``# HookRun: ...``, ``## hook-run: ...``."""
+    text = line.lstrip()
+    if not text.startswith(b"#") or b"=" not in text:
+        return False
+    text = text.lstrip(b"#").lstrip().lower()
+    if not text.startswith(b"hook"):
+        return False
+    rest = text[4:].lstrip(b" \t_-")
+    return rest.startswith(b"run") and (len(rest) == 3 or not rest[3:4].isalnum())
+
+
 def parse_header(head, path, kind=None):
     """The header directives in ``head``, the first bytes of the script ``path`` of phase
     ``kind``: ({setting: (value, line_number)}, [warnings]). A warning names a comment that
@@ -312,14 +368,16 @@ def parse_header(head, path, kind=None):
         return {}, []
     found, warnings = {}, []
     for number, line in enumerate(head.split(b"\n")[:c.HEADER_LINES], 1):
+        if b"hook" not in line.lower():
+            continue
         where = f"{path}:{number}"
-        match = HEADER_RE.match(line)
-        if not match:
-            if NEAR_HEADER_RE.match(line):
+        body = directive(line)
+        if body is None:
+            if near_directive(line):
                 warnings.append(f"{where}: looks like a header directive but is not one "
                                 "(write '# hookrun: key=value')")
             continue
-        for token in match.group(1).decode("utf-8", "replace").split():
+        for token in body.decode("utf-8", "replace").split():
             key, sep, value = token.partition("=")
             if not sep or not value:
                 raise ConfigError(f"{where}: expected key=value in header, got {token!r}")
@@ -329,23 +387,20 @@ def parse_header(head, path, kind=None):
 
 
 def effective_settings(kind, header, section, config, overrides):
-    """Merge the layers into HookSettings for a hook of phase ``kind`` (``pre``, ``post``, ...).
-
-    ``header`` maps setting -> (value, line); ``section`` is the config's [hook ...] dict (or
-    {}); ``overrides`` holds command-line values, e.g. {"timeout": 60.0}.
-    """
-    builtin = {"on_failure": "stop" if kind == c.PHASE_PRE else "warn",
-               "timeout": c.DEFAULT_TIMEOUT, "retries": 0,
-               "retry_delay": c.DEFAULT_RETRY_DELAY, "when": "ran", "events": None}
-    merged = dict(builtin)
-    merged.update({k: config.get(k) for k in DEFAULTABLE_HOOK_KEYS if config.get(k) is not None})
-    merged.update({k: value for k, (value, _line) in header.items()})
-    merged.update(section)
-    merged.update({k: v for k, v in overrides.items() if v is not None})
-    return HookSettings(on_failure=merged["on_failure"], timeout=merged["timeout"],
-                        retries=merged["retries"], retry_delay=merged["retry_delay"],
-                        when=merged["when"] if kind == c.PHASE_POST else None,
-                        events=merged["events"])
+    """HookSettings for a hook of phase ``kind`` (``pre``, ``post``, ...), by ``resolve``:
+    ``overrides`` (the command line, e.g. {"timeout": 60.0}), ``section`` (the config's
+    [hook ...] dict, or {}), ``header`` (setting -> (value, line)), the config's [hookrun]
+    defaults, the built-in defaults."""
+    headers = {name: value for name, (value, _line) in header.items()}
+    defaults = {name: config.get(name) for name in DEFAULTABLE_HOOK_KEYS}
+    layers = (overrides, section, headers, defaults)
+    builtin = dict(HOOK_DEFAULTS, on_failure=OnFailure.STOP if kind == c.PHASE_PRE
+                   else OnFailure.WARN)
+    found = {name: resolve(name, layers, default) for name, default in builtin.items()}
+    return HookSettings(on_failure=found["on_failure"], timeout=found["timeout"],
+                        retries=found["retries"], retry_delay=found["retry_delay"],
+                        when=found["when"] if kind == c.PHASE_POST else None,
+                        events=found["events"])
 
 
 def describe(settings):

@@ -3,7 +3,15 @@
 import pytest
 
 from orchestrator import constants as c
-from orchestrator.outcome import RunStatus, TaskStatus, Verdict, exit_status, judge
+from orchestrator.outcome import (
+    CommandState,
+    RunState,
+    RunStatus,
+    TaskRecord,
+    TaskStatus,
+    Verdict,
+    judge,
+)
 from orchestrator.process import Outcome
 
 
@@ -61,22 +69,79 @@ def test_an_interrupted_hook_is_not_retried():
     assert judged.status == TaskStatus.FAILED and not judged.retry
 
 
-@pytest.mark.parametrize("status, interrupted, command, stopped, expected", [
-    (RunStatus.SUCCESS, None, None, False, 0),
-    (RunStatus.WARNING, None, None, False, 0),
-    (RunStatus.SKIPPED, None, None, False, 0),
-    (RunStatus.FAILURE, None, 3, False, 3),
-    (RunStatus.FAILURE, None, 124, False, 124),
-    (RunStatus.FAILURE, None, 126, False, 126),
-    (RunStatus.FAILURE, None, 127, False, 127),
-    (RunStatus.FAILURE, None, 137, True, 137),
-    (RunStatus.FAILURE, None, None, True, c.EXIT_HOOK_STOPPED),
-    (RunStatus.INTERRUPTED, 2, None, False, 130),
-    (RunStatus.INTERRUPTED, 15, 1, True, 143),
-    (RunStatus.INTERRUPTED, 1, None, False, 129),
+def state(command=("restic", "backup"), ran=None, stopped=False, skipped=False,
+          warned=False, interrupted=None):
+    """A RunState as a run leaves it: ``ran`` is the command's status (and exit code, 3 for
+    a failure), None when it did not run."""
+    found = RunState(command)
+    if ran is not None:
+        found.command_record = TaskRecord("command", command[0], ran,
+                                          0 if ran == TaskStatus.OK else 3)
+    found.stopped, found.skipped, found.warned = stopped, skipped, warned
+    found.interrupted_by = interrupted
+    return found
+
+
+OK, FAILED = TaskStatus.OK, TaskStatus.FAILED
+
+
+@pytest.mark.parametrize("facts, status, code, handlers, command_state", [
+    (dict(ran=OK), RunStatus.SUCCESS, 0, "on-success", CommandState.SUCCESS),
+    (dict(ran=OK, warned=True), RunStatus.WARNING, 0, "on-success", CommandState.SUCCESS),
+    (dict(ran=FAILED), RunStatus.FAILURE, 3, "on-error", CommandState.FAILURE),
+    (dict(ran=FAILED, warned=True), RunStatus.FAILURE, 3, "on-error", CommandState.FAILURE),
+    (dict(stopped=True), RunStatus.FAILURE, c.EXIT_HOOK_STOPPED, "on-error",
+     CommandState.NOT_RUN),
+    (dict(ran=OK, stopped=True), RunStatus.FAILURE, c.EXIT_HOOK_STOPPED, "on-error",
+     CommandState.SUCCESS),
+    (dict(ran=FAILED, stopped=True), RunStatus.FAILURE, 3, "on-error", CommandState.FAILURE),
+    (dict(skipped=True), RunStatus.SKIPPED, 0, None, CommandState.NOT_RUN),
+    (dict(interrupted=2), RunStatus.INTERRUPTED, 130, "on-error", CommandState.NOT_RUN),
+    (dict(ran=FAILED, interrupted=15), RunStatus.INTERRUPTED, 143, "on-error",
+     CommandState.FAILURE),
+    (dict(skipped=True, interrupted=1), RunStatus.INTERRUPTED, 129, "on-error",
+     CommandState.NOT_RUN),
+    (dict(command=()), RunStatus.SUCCESS, 0, "on-success", CommandState.SUCCESS),
+    (dict(command=(), stopped=True), RunStatus.FAILURE, c.EXIT_HOOK_STOPPED, "on-error",
+     CommandState.NOT_RUN),
 ])
-def test_exit_status_table(status, interrupted, command, stopped, expected):
-    assert exit_status(status, interrupted, command, stopped) == expected
+def test_run_state_table(facts, status, code, handlers, command_state):
+    found = state(**facts)
+    assert found.status() == status
+    assert found.exit_status() == code
+    assert found.handlers() == handlers
+    assert found.command_state() == command_state
+
+
+@pytest.mark.parametrize("when, facts, interrupted_before, runs", [
+    ("ran", dict(ran=OK), False, True),
+    ("ran", dict(ran=FAILED), False, True),
+    ("ran", dict(stopped=True), False, False),
+    ("success", dict(ran=FAILED), False, False),
+    ("failure", dict(ran=FAILED), False, True),
+    ("always", dict(stopped=True), False, True),
+    ("always", dict(interrupted=15), True, True),
+    ("ran", dict(interrupted=15), True, False),
+    ("always", dict(ran=OK, interrupted=15), False, False),
+    ("always", dict(skipped=True), False, False),
+])
+def test_which_post_hooks_run(when, facts, interrupted_before, runs):
+    reason = state(**facts).post_skip_reason(when, interrupted_before)
+    assert (reason is None) is runs, reason
+
+
+def test_the_error_line_puts_the_interruption_first():
+    from orchestrator.outcome import Failure
+
+    found = state(ran=FAILED)
+    found.note_failure(Failure("post hook 10-x failed (exit 1)", "post", "10-x", "", False))
+    found.note_failure(Failure("command restic failed (exit 3)", "command", "restic", "", True))
+    found.note_failure(Failure("finally hook 90-y failed (exit 1)", "finally", "90-y", "",
+                               False))
+    assert found.error_line() == "command restic failed (exit 3)"
+    found.interrupted_by = 15
+    assert found.error_line() == "interrupted by SIGTERM; command restic failed (exit 3)"
+    assert state(interrupted=2).error_line() == "interrupted by SIGINT"
 
 
 def test_63_has_the_same_reason_in_every_phase():

@@ -2,17 +2,9 @@
 
 import io
 
-from orchestrator.report import (
-    MAX_LINE,
-    TAIL_LINE,
-    Console,
-    LineSplitter,
-    LogFile,
-    Reporter,
-    TaskOutput,
-    display,
-    display_name,
-)
+from orchestrator.logfile import LogFile
+from orchestrator.output import MAX_LINE, TAIL_LINE, LineSplitter, Reporter, TaskOutput
+from orchestrator.printer import Console, display, display_name
 
 
 def test_splitter_returns_complete_lines_and_keeps_the_rest():

@@ -1,0 +1,125 @@
+"""The log file: every line of every task's output, as the bytes came, each behind its own
+prefix (time, run, task, stream), and every task's start and end; rotated at LOG_MAX_BYTES with
+LOG_BACKUPS kept. Also reads a task's whole output back (``hookrun show --output``)."""
+
+import os
+import sys
+
+from orchestrator import constants as c
+from orchestrator.printer import display, display_name
+from orchestrator.timestamps import now_iso
+
+
+def remove_quietly(path):
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def print_task_output(log_path, run_id, where, out=None):
+    """Print every output line of the task ``where`` (``PHASE/NAME`` as the log and
+    ``show`` name it) of run ``run_id``, from the log file and its rotations, oldest first,
+    escaped as the terminal shows output; returns whether there was any."""
+    if not log_path:
+        return False
+    out = out or sys.stdout
+    run = b" " + run_id.encode() + b" " + display_name(where).encode() + b" "
+    found = False
+    for path in [f"{log_path}.{n}" for n in range(c.LOG_BACKUPS, 0, -1)] + [log_path]:
+        try:
+            with open(path, "rb") as handle:
+                for line in handle:
+                    start = line.find(b" ")
+                    if line.startswith(run, start) and \
+                            line[start + len(run):].startswith((b"stdout: ", b"stderr: ")):
+                        text = line[start + len(run) + 8:].rstrip(b"\n")
+                        out.write(display(text) + "\n")
+                        found = True
+        except OSError:
+            continue
+    return found
+
+
+class LogFile:
+    """The log file: bytes as they came, one prefixed line each, rotated at LOG_MAX_BYTES with
+    LOG_BACKUPS kept (``hookrun.log.1`` is the newest old one, as logging.handlers names them).
+    Written with one write() per chunk and no buffering, so a killed run leaves a useful log."""
+
+    def __init__(self, path, run_id):
+        self.path = path
+        self.run_id = run_id.encode()
+        self.fd = None
+        self.size = 0
+        self.error = None
+        self.removers = []
+        self.open()
+
+    def open(self):
+        from orchestrator.files import open_own
+
+        self.fd = open_own(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        self.size = os.fstat(self.fd).st_size
+
+    def rotate(self):
+        os.close(self.fd)
+        self.discard(f"{self.path}.{c.LOG_BACKUPS}")
+        for n in range(c.LOG_BACKUPS - 1, 0, -1):
+            older = f"{self.path}.{n}"
+            if os.path.exists(older):
+                os.replace(older, f"{self.path}.{n + 1}")
+        os.replace(self.path, f"{self.path}.1")
+        self.open()
+
+    def discard(self, path):
+        """Remove the oldest log out of the way at once, and free its blocks in a thread:
+        unlinking 10 MiB costs a hook streaming output as much as writing it."""
+        import threading
+
+        doomed = f"{path}.removing"
+        try:
+            os.replace(path, doomed)
+        except FileNotFoundError:
+            return
+        remover = threading.Thread(target=remove_quietly, args=(doomed,), daemon=True)
+        remover.start()
+        self.removers.append(remover)
+
+    def write(self, *parts):
+        if self.fd is None:
+            return
+        size = sum(map(len, parts))
+        try:
+            if self.size and self.size + size > c.LOG_MAX_BYTES:
+                self.rotate()
+            os.writev(self.fd, parts)
+            self.size += size
+        except OSError as error:
+            # A full disk must not stop the backup: say so once, then go on without a log.
+            self.error = f"log file {self.path}: {error.strerror}; logging stopped"
+            self.close()
+
+    def lines(self, where, stream, block):
+        """A block of lines of ``where`` (e.g. ``pre/10-x``) on ``stream``, each prefixed."""
+        prefix = b"%s %s %s %s: " % (now_iso().encode(), self.run_id, where, stream.encode())
+        self.write(prefix, block.replace(b"\n", b"\n" + prefix), b"\n")
+
+    def finished(self, where, record):
+        """The end of a task, as a record of its own."""
+        self.event(f"{where} end status={record.status} exit={record.exit_code} "
+                   f"attempts={record.attempts} duration={record.duration:.3f}"
+                   + (f" reason={record.reason}" if record.reason else ""))
+
+    def event(self, text):
+        self.write(b"%s %s %s\n" % (now_iso().encode(), self.run_id,
+                                    display_name(text).encode()))
+
+    def close(self):
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+        for remover in self.removers:
+            remover.join(timeout=5)
+        self.removers = []
+
+

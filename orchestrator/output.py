@@ -1,0 +1,159 @@
+"""Where a task's output goes, a block at a time: the terminal, the log file, and the last
+lines kept for the error log and the history (TaskOutput); and the Reporter that holds the
+terminal and the log together for the lifecycle.
+
+Output arrives as bytes chunks and is handled as blocks: all the complete lines of a chunk,
+joined by newlines, never in a Python loop per line; a line longer than MAX_LINE is cut into
+pieces and the tail kept for error logs is bounded, so memory stays flat whatever a hook prints.
+"""
+
+import collections
+
+from orchestrator import constants as c
+from orchestrator.printer import display_name
+
+MAX_LINE = 65536
+TAIL_LINE = 4096  # bytes of a line kept for the error log and history; the log keeps all
+TAIL_BYTES = 1 << 20  # at most this much output is kept (in blocks) for the tail
+ERROR_LINE = 400  # bytes of the failed step's last line kept in HOOKRUN_ERROR
+
+
+class LineSplitter:
+    """Turns chunks into blocks of complete lines (joined by newlines, no final one), keeping
+    the unterminated rest for the next chunk."""
+
+    def __init__(self):
+        self.rest = b""
+
+    def feed(self, data):
+        """The block of complete lines in what came so far, or None."""
+        if self.rest:
+            data = self.rest + data
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            if len(data) > MAX_LINE:
+                self.rest = b""
+                return data
+            self.rest = data
+            return None
+        self.rest = data[cut + 1:]
+        if len(self.rest) > MAX_LINE:
+            self.rest = b""
+            return data
+        return data[:cut]
+
+    def flush(self):
+        rest, self.rest = self.rest, b""
+        return rest or None
+
+
+class TaskOutput:
+    """The sink of one task's output: the terminal, the log, and the last lines kept for the
+    error log and the history (the last TAIL_BYTES of blocks; lines are counted only when
+    the tail is read)."""
+
+    def __init__(self, reporter, where):
+        self.reporter = reporter
+        self.where = where
+        self.where_bytes = where.encode("utf-8", "surrogateescape")
+        self.splitters = {"stdout": LineSplitter(), "stderr": LineSplitter()}
+        self.tail = collections.deque()
+        self.tail_size = 0
+        self.live = reporter.console.live_enabled
+
+    def tick(self, elapsed):
+        if self.live:
+            self.reporter.console.live(self.where, elapsed)
+        if self.reporter.on_tick:
+            self.reporter.on_tick()
+
+    def __call__(self, stream, data):
+        self.emit(stream, self.splitters[stream].feed(data))
+
+    def emit(self, stream, block):
+        if not block:
+            return
+        self.keep(block)
+        self.reporter.console.output(self.where, stream, block)
+        if self.reporter.log:
+            self.reporter.log.lines(self.where_bytes, stream, block)
+
+    def keep(self, block):
+        self.tail.append(block)
+        self.tail_size += len(block)
+        while len(self.tail) > 1 and self.tail_size - len(self.tail[0]) >= TAIL_BYTES:
+            self.tail_size -= len(self.tail.popleft())
+
+    def finish(self):
+        for stream, splitter in self.splitters.items():
+            self.emit(stream, splitter.flush())
+
+    def tail_list(self, lines=c.ERROR_LOG_LINES):
+        """The last ``lines`` lines, each cut to TAIL_LINE bytes."""
+        found = []
+        for block in self.tail:
+            found.extend(block.split(b"\n"))
+        return [line[:TAIL_LINE] + b" [...]" if len(line) > TAIL_LINE else line
+                for line in found[-lines:]]
+
+    def tail_bytes(self):
+        return b"".join(line + b"\n" for line in self.tail_list())
+
+    def tail_text(self, lines=c.SUMMARY_OUTPUT_LINES, limit=c.SUMMARY_OUTPUT_BYTES):
+        """The last ``lines`` lines as text, at most ``limit`` bytes of them (the last)."""
+        data = b"\n".join(self.tail_list(lines))
+        if len(data) > limit:
+            data = b"[...]" + data[len(data) - limit + 5:]
+        return data.decode("utf-8", "replace")
+
+    def last_line(self, limit=ERROR_LINE):
+        """The last output line that is not blank, as one line of text (or "")."""
+        for block in reversed(self.tail):
+            for line in reversed(block.split(b"\n")):
+                if line.strip():
+                    text = display_name(line.strip()[:limit])
+                    return text + " [...]" if len(line.strip()) > limit else text
+        for rest in self.splitters.values():
+            if rest.rest.strip():
+                return display_name(rest.rest.strip()[:limit])
+        return ""
+
+
+class Reporter:
+    """The terminal and the log file together, as the lifecycle sees them."""
+
+    def __init__(self, console, log=None):
+        self.console = console
+        self.log = log
+        self.on_tick = None  # called about once a second while a task has run a second
+
+    def sink(self, where):
+        return TaskOutput(self, where)
+
+    def started(self, where, text=""):
+        if self.log:
+            self.log.event(f"{where} start{text}")
+
+    def finished(self, where, record):
+        self.console.finished(where, record)
+        if self.log:
+            self.log.finished(where, record)
+        self.check_log()
+
+    def warn(self, text):
+        self.console.warn(text)
+        if self.log:
+            self.log.event(f"warning: {text}")
+        self.check_log()
+
+    def note(self, text):
+        self.console.note(text)
+
+    def event(self, text):
+        if self.log:
+            self.log.event(text)
+
+    def check_log(self):
+        if self.log and self.log.error:
+            error, self.log.error = self.log.error, None
+            self.console.warn(error)

@@ -1,0 +1,339 @@
+"""Everything a person reads, and its format: the terminal (status lines, output, the summary),
+the text of ``list``, ``check``, ``history`` and ``show``, and JSON. The only module that knows
+how hookrun's output looks; what others hand it is data.
+
+Every line shown passes through display_name() or display(): control characters are escaped,
+so no name, argument or output line can forge a line or move the cursor.
+"""
+
+import os
+import sys
+
+from orchestrator.outcome import RunStatus, TaskStatus
+
+# Bytes the terminal must not get raw: controls other than tab and newline, and DEL.
+UNSAFE = bytes(range(9)) + bytes(range(11, 32)) + b"\x7f"
+CONTROL = {code: f"\\x{code:02x}" for code in list(range(32)) + [127] if code not in (9, 10)}
+# C1 controls: a UTF-8 terminal may take U+009B for the escape that starts a command.
+CONTROL.update({code: f"\\u{code:04x}" for code in range(0x80, 0xA0)})
+LINE_CONTROL = {**CONTROL, 10: "\\x0a"}
+STATUS_COLOURS = {TaskStatus.OK: "GREEN", RunStatus.SUCCESS: "GREEN", TaskStatus.FAILED: "RED",
+                  RunStatus.FAILURE: "RED", TaskStatus.TIMEOUT: "RED",
+                  RunStatus.INTERRUPTED: "RED", TaskStatus.ABORTED: "YELLOW",
+                  RunStatus.WARNING: "YELLOW", TaskStatus.SKIPPED: "CYAN",
+                  TaskStatus.RUNNING: "CYAN"}
+
+
+def display(data):
+    """Bytes as terminal text: UTF-8 with invalid bytes replaced, control characters (C0 other
+    than tab and newline, DEL, C1) escaped."""
+    return data.decode("utf-8", "replace").translate(CONTROL)
+
+
+def as_text(value):
+    """Text safe for JSON and SQLite: surrogate escapes (undecodable bytes) replaced."""
+    if value is None or not isinstance(value, str):
+        return value
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def display_name(name):
+    """A file name (str with surrogate escapes, or bytes) as one line of text: undecodable
+    bytes replaced, control characters, newline included, escaped. Every line hookrun shows
+    or logs passes through it, so no name, argument or reason can forge a line."""
+    if isinstance(name, str):
+        name = name.encode("utf-8", "surrogateescape")
+    return name.decode("utf-8", "replace").translate(LINE_CONTROL)
+
+
+def raw_fd(stream):
+    """The descriptor under a text stream, flushed through, or None (e.g. a test's capture)."""
+    try:
+        stream.buffer.flush()
+        return stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+class Console:
+    """The terminal: status lines, hook output and the summary; colour only when asked for or
+    when writing to a terminal with NO_COLOR unset."""
+
+    def __init__(self, color="auto", quiet=False, verbose=False, out=None, err=None):
+        self.out = out or sys.stdout
+        self.err = err or sys.stderr
+        self.quiet = quiet
+        self.verbose = verbose
+        self.colours = self.pick_colours(color)
+        self.live_enabled = not quiet and self.out.isatty()
+        self.live_shown = False
+        self.fds = {"stdout": raw_fd(self.out), "stderr": raw_fd(self.err)}
+
+    def pick_colours(self, color):
+        if color == "never":
+            return None
+        if color == "auto" and (os.environ.get("NO_COLOR") or not self.out.isatty()):
+            return None
+        from colorama import Fore, Style
+
+        palette = {name: getattr(Fore, name) for name in set(STATUS_COLOURS.values())}
+        palette["RESET"] = Style.RESET_ALL
+        palette["DIM"] = Style.DIM
+        return palette
+
+    def paint(self, text, colour):
+        if not self.colours:
+            return text
+        return f"{self.colours[colour]}{text}{self.colours['RESET']}"
+
+    def status_word(self, status):
+        return self.paint(status, STATUS_COLOURS.get(status, "RESET"))
+
+    def write(self, stream, text):
+        """Write to the terminal (or pipe). One that is gone (a closed pipe, a hung-up
+        terminal) must not stop the run, its cleanups or finally.d: see lost()."""
+        target = self.out if stream == "stdout" else self.err
+        try:
+            target.write(text)
+            target.flush()
+        except (OSError, ValueError):
+            self.lost(stream)
+
+    def write_utf8(self, text):
+        """Write ``text`` to stdout as UTF-8 whatever the locale's encoding (JSON is UTF-8)."""
+        fd = self.fds["stdout"]
+        if fd is None:
+            self.write("stdout", text)
+            return
+        data = text.encode("utf-8", "replace")
+        try:
+            while data:
+                data = data[os.write(fd, data):]
+        except OSError:
+            self.lost("stdout")
+
+    def lost(self, stream):
+        """Send what follows on ``stream`` to /dev/null; the log file still has everything."""
+        fd = self.fds[stream]
+        self.fds[stream] = None
+        self.live_enabled = self.live_enabled and stream != "stdout"
+        if fd is not None:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, fd)
+            os.close(devnull)
+        target = self.out if stream == "stdout" else self.err
+        try:
+            target.flush()
+        except (OSError, ValueError):
+            pass
+
+    def live(self, where, elapsed):
+        """Show, on one line updated in place, that ``where`` has run ``elapsed`` seconds."""
+        if self.live_enabled:
+            self.write("stdout", f"\r\x1b[K... {where} running {elapsed:.0f}s")
+            self.live_shown = True
+
+    def clear_live(self):
+        if self.live_shown:
+            self.live_shown = False
+            self.write("stdout", "\r\x1b[K")
+
+    def output(self, where, stream, block):
+        """A block of a task's output lines, each prefixed with ``where``."""
+        if self.quiet:
+            return
+        self.clear_live()
+        fd = self.fds[stream]
+        if fd is not None and block.isascii() and len(block.translate(None, UNSAFE)) == len(block):
+            # Plain ASCII needs no decoding or escaping: straight to the descriptor.
+            prefix = f"{where}: ".encode("utf-8", "surrogateescape")
+            try:
+                os.writev(fd, [prefix, block.replace(b"\n", b"\n" + prefix), b"\n"])
+            except OSError:
+                self.lost(stream)
+            return
+        prefix = f"{where}: "
+        text = display(block)
+        self.write(stream, prefix + ("\n" + prefix).join(text.split("\n")) + "\n")
+
+    def finished(self, where, record):
+        """The status line of a task that ended (or was skipped)."""
+        self.clear_live()
+        if self.quiet and record.status in (TaskStatus.OK, TaskStatus.SKIPPED):
+            return
+        detail = []
+        if record.exit_code is not None:
+            detail.append(f"exit {record.exit_code}")
+        if record.attempts > 1:
+            detail.append(f"{record.attempts} attempts")
+        if record.status != TaskStatus.OK and reason_text(record.reason, record.exit_code):
+            detail.append(record.reason)
+        if record.status != TaskStatus.SKIPPED:
+            detail.append(f"{record.duration:.2f}s")
+        text = f" ({', '.join(detail)})" if detail else ""
+        self.write("stdout", f"==> {display_name(where)} {self.status_word(record.status)}"
+                             f"{display_name(text)}\n")
+
+    def note(self, text):
+        if self.verbose:
+            self.write("stdout", self.paint(f"    {display_name(text)}", "DIM") + "\n")
+
+    def warn(self, text):
+        self.write("stderr", f"hookrun: warning: {display_name(text)}\n")
+
+    def summary(self, run_status, records, exit_code):
+        rows = [("PHASE", "HOOK", "STATUS", "EXIT", "TRIES", "DURATION")]
+        for r in records:
+            rows.append((r.phase, display_name(r.name), r.status,
+                         "" if r.exit_code is None else str(r.exit_code), str(r.attempts),
+                         f"{r.duration:.2f}s"))
+        widths = [max(len(row[i]) for row in rows) for i in range(6)]
+        lines = []
+        for n, row in enumerate(rows):
+            cells = [row[i].ljust(widths[i]) for i in range(6)]
+            if n:
+                cells[2] = self.status_word(row[2]) + " " * (widths[2] - len(row[2]))
+            lines.append("  ".join(cells).rstrip())
+        lines.append(f"run {self.status_word(run_status)}, exit {exit_code}")
+        self.write("stdout", "\n".join(lines) + "\n")
+
+
+def plan_items(planned, show_all=False):
+    """``hookrun list --json`` items for [(PhaseDir, [PlannedHook])]."""
+    items = []
+    for phase, hooks in planned:
+        for hook in hooks:
+            entry, s = hook.entry, hook.settings
+            if not show_all and not entry.runs and not entry.warn:
+                continue
+            items.append({
+                "phase": phase.kind, "dir": phase.dirname, "name": as_text(entry.name),
+                "path": as_text(entry.path), "runs": entry.runs, "reason": entry.reason,
+                "critical": s.critical if s else None,
+                "on_failure": s.on_failure if s else None, "timeout": s.timeout if s else None,
+                "retries": s.retries if s else None, "retry_delay": s.retry_delay if s else None,
+                "when": s.when if s else None,
+                "events": list(s.events) if s and s.events else None})
+    return items
+
+
+def print_plan(planned, command=None, no_hooks=False, show_all=False, out=None):
+    import shlex
+
+    from orchestrator.settings import describe
+
+    out = out or sys.stdout
+    lines = []
+    for phase, hooks in planned:
+        lines.append(f"{phase.dirname}/")
+        shown = [h for h in hooks if show_all or h.entry.runs or h.entry.warn]
+        if not shown:
+            lines.append("  (empty)")
+        width = max((len(display_name(h.entry.name)) for h in shown), default=0)
+        for hook in shown:
+            entry, s = hook.entry, hook.settings
+            name = display_name(entry.name).ljust(width)
+            if s:
+                lines.append(f"  run   {name}  {describe(s)}")
+            else:
+                lines.append(f"  skip  {name}  {entry.reason}")
+    if no_hooks:
+        lines.append("--no-hooks: no hook directory is read")
+    if command is not None:
+        lines.append(f"command: {display_name(shlex.join(command)) if command else '(none)'}")
+    out.write("\n".join(lines) + "\n")
+
+
+def print_warnings(warnings):
+    if warnings:
+        sys.stderr.write("".join(f"hookrun: warning: {display_name(w)}\n" for w in warnings))
+
+
+def print_check(ctx, errors, problems, warnings):
+    """What ``hookrun check`` found: problems on stderr, a last line when nothing refuses."""
+    lines = [f"hookrun: error: {line}" for line in errors]
+    severity = "error" if ctx.strict else "warning"
+    lines += [f"hookrun: {severity}: unsafe permissions: {line}" for line in problems]
+    lines += [f"hookrun: warning: {line}" for line in warnings]
+    if lines:
+        sys.stderr.write("\n".join(lines) + "\n")
+    if not errors and not (problems and ctx.strict):
+        print(f"{ctx.hooks_dir}: OK" + (f" ({len(warnings)} warning(s))" if warnings else ""))
+
+
+def dump_json(value, out=None):
+    """JSON is UTF-8, whatever the locale says: written as bytes where there is a buffer."""
+    import json
+
+    text = json.dumps(value, indent=2, ensure_ascii=False) + "\n"
+    out = out or sys.stdout
+    buffer = getattr(out, "buffer", None)
+    if buffer is None:
+        out.write(text)
+        return
+    out.flush()
+    buffer.write(text.encode("utf-8", "surrogateescape"))
+    buffer.flush()
+
+
+def table(rows):
+    """Lines of ``rows`` (tuples of text) in columns two spaces apart, the last one ragged."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    return ["  ".join([cell.ljust(width) for cell, width in zip(row, widths)] + [row[-1]])
+            .rstrip() for row in rows]
+
+
+def print_history(runs, out=None):
+    out = out or sys.stdout
+    rows = [("ID", "EVENT", "STATUS", "EXIT", "DURATION", "COMMAND")]
+    for run in runs:
+        command = ("[no-hooks] " if run["no_hooks"] else "") + (run["command"] or "")
+        rows.append((display_name(run["id"]), display_name(run["event"]), run["status"],
+                     "" if run["exit_code"] is None else str(run["exit_code"]),
+                     seconds_text(run["duration"]), display_name(command)))
+    out.write("\n".join(table(rows)) + "\n")
+
+
+def print_run(run, out=None):
+    out = out or sys.stdout
+    fields = [("id", run["id"]), ("event", run["event"]), ("status", run["status"]),
+              ("exit", run["exit_code"]), ("command", run["command"] or "(none)"),
+              ("started", run["started"]), ("finished", run["finished"]),
+              ("duration", seconds_text(run["duration"])),
+              ("no hooks", "yes" if run["no_hooks"] else "no"), ("error", run["error"])]
+    lines = [f"{key + ':':10} {'' if value is None else display_name(str(value))}"
+             for key, value in fields]
+    lines.append("tasks:")
+    rows = [("  PHASE", "NAME", "STATUS", "EXIT", "TRIES", "DURATION", "CPU", "MAX RSS",
+             "REASON")]
+    outputs = []
+    for task in run["tasks"]:
+        ran = task["status"] not in (TaskStatus.SKIPPED, TaskStatus.RUNNING)
+        rows.append((f"  {task['phase']}", display_name(task["name"]), task["status"],
+                     "" if task["exit_code"] is None else str(task["exit_code"]),
+                     str(task["attempts"] or ""),
+                     seconds_text(task["duration"] if ran else None),
+                     seconds_text(task["cpu_seconds"] if ran else None),
+                     rss_text(task["max_rss_bytes"]) if ran else "",
+                     reason_text(task["reason"], task["exit_code"])))
+        outputs.append([f"      | {display_name(line)}"
+                        for line in (task.get("output") or "").split("\n") if line])
+    for row_line, output in zip(table(rows), [[]] + outputs):
+        lines.append(row_line)
+        lines.extend(output)
+    out.write("\n".join(lines) + "\n")
+
+
+def seconds_text(value):
+    return "" if value is None else f"{value:.2f}s"
+
+
+def reason_text(reason, exit_code):
+    """A task's reason, unless it only repeats its exit status."""
+    if not reason or reason == f"exit {exit_code}":
+        return ""
+    return display_name(reason)
+
+
+def rss_text(value):
+    return "-" if value is None else f"{value / 1048576:.1f} MiB"

@@ -1,0 +1,168 @@
+"""What every command that runs things holds (a Session: the state directory, the log, the
+terminal, the signal watch, the process supervisor, the event lock, the run's directory), and
+the recovery of the runs that died with cleanups pending."""
+
+import os
+import time
+
+from orchestrator import constants as c
+from orchestrator.cleanup import Journal
+from orchestrator.engine import Engine
+from orchestrator.errors import StateError, UnsafeError
+from orchestrator.files import NotOwnFile, output_file_problems
+from orchestrator.lock import EventLock
+from orchestrator.output import Reporter
+from orchestrator.printer import Console, display_name
+from orchestrator.process import Signals, Supervisor
+from orchestrator.statedir import RunDir, dead_runs, ensure_state_dir, live_rivals
+
+
+def new_run_id():
+    return time.strftime("%Y%m%dT%H%M%S") + "-" + os.urandom(3).hex()
+
+
+def check_output_files(paths):
+    """Refuse (UnsafeError, 77) to write a log or metrics file through another user's
+    symbolic link, or to append to a log file another user owns or can write to.
+    ``paths`` maps each path (None: not written) to whether it is appended to."""
+    problems = []
+    for path, appended in paths.items():
+        if path:
+            problems += output_file_problems(path, appended)
+    if problems:
+        raise UnsafeError("\n".join(f"unsafe output file: {line}" for line in problems))
+
+
+def open_log(path, run_id):
+    """The LogFile at ``path`` (parents created 0700), None if logging is off; StateError."""
+    if not path:
+        return None
+    from orchestrator.logfile import LogFile
+
+    parent = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(parent, mode=0o700, exist_ok=True)
+        return LogFile(path, run_id)
+    except FileExistsError:
+        raise StateError(f"cannot open log file {path}: {parent} is not a directory") from None
+    except NotOwnFile as error:
+        raise UnsafeError(f"unsafe output file: {error.strerror}") from None
+    except OSError as error:
+        raise StateError(f"cannot open log file {path}: {error.strerror or error}") from None
+
+
+class Session:
+    """The state directory (checked and created), the log, the terminal, the signal watch
+    and the process supervisor of one command. Use as a context manager."""
+
+    def __init__(self, ctx, run_id, warnings=(), metrics_file=None):
+        self.ctx = ctx
+        self.run_id = run_id
+        ensure_state_dir(ctx.state_dir)
+        check_output_files({ctx.log_file: True, metrics_file: False})
+        console = Console(ctx.color, ctx.quiet, ctx.verbose)
+        self.reporter = Reporter(console, open_log(ctx.log_file, run_id))
+        for warning in warnings:
+            self.reporter.warn(warning)
+        self.signals = Signals()
+        self.supervisor = None
+        self.lock = None
+
+    def __enter__(self):
+        self.signals.install()
+        self.supervisor = Supervisor(self.signals)
+        return self
+
+    def __exit__(self, *exc):
+        if self.lock:
+            self.lock.release()
+        self.signals.restore()
+        if self.reporter.log:
+            self.reporter.log.close()
+
+    def take_lock(self, wait):
+        """The event lock (LockBusy, 75); False if a signal came while waiting for it."""
+        self.lock = EventLock(self.ctx.state_dir, self.ctx.event)
+        return self.lock.acquire(wait, self.signals)
+
+    def open_run(self, command=(), recorded=True):
+        """Create the run's directory (locked for its life) and the Engine that runs its
+        tasks. ``recorded`` False: no history row belongs to it (phase, recover). A run that
+        holds the event lock gives way (LockBusy, 75) to any other live run of its event:
+        that one took the lock too, so the lock file was deleted under it. (Two that start
+        in the same instant of such a deletion may both give way: never both run.)"""
+        exclusive = self.lock is not None
+        run_dir = RunDir.create(self.ctx.state_dir, self.run_id, {
+            "run_id": self.run_id, "event": self.ctx.event, "recorded": recorded,
+            "exclusive": exclusive, "pid": os.getpid()})
+        if exclusive:
+            rivals = live_rivals(self.ctx.state_dir, run_dir)
+            if rivals:
+                run_dir.remove()
+                raise self.lock.busy(holder=rivals[0].get("pid"))
+        try:
+            return Engine(self.ctx, self.reporter, self.supervisor, self.run_id, run_dir,
+                          command)
+        except OSError as error:
+            run_dir.remove()
+            raise StateError(f"cannot create the cleanup journal in {run_dir.path}: "
+                             f"{error.strerror or error}") from None
+
+    def close_run(self, engine):
+        """Remove the run's directory, unless a second signal left cleanups pending in it
+        for ``hookrun recover``, or its journal had lines that were not run."""
+        close_run_dir(self.reporter, engine.run_dir, engine.journal, self.signals.hard_stop)
+
+
+def close_run_dir(reporter, run_dir, journal, hard_stop):
+    """Remove a run directory whose cleanups have run. Keep it, for ``hookrun recover``,
+    when its journal could not be read or a second signal (``hard_stop``) left cleanups
+    pending; keep it aside, for a person to look at, when its journal was damaged."""
+    if journal.unreadable:
+        run_dir.release()
+        return
+    if hard_stop:
+        try:
+            pending = bool(journal.pending())
+        except OSError:
+            pending = True
+        if pending:
+            reporter.warn("interrupted twice: cleanups left pending for 'hookrun recover'")
+            run_dir.release()
+            return
+    if journal.damaged:
+        reporter.warn(f"cleanup journal kept for inspection in {run_dir.keep()}")
+    else:
+        run_dir.remove()
+
+
+def recover(engine, history, state_dir):
+    """Replay the pending cleanups of every dead run, last registered first, recording them
+    in the dead run's history (phase ``recover``); returns the records. The processes a dead
+    run left running are ended first, so that no undo races the hook it undoes."""
+    records = []
+    found_dead, refused = dead_runs(state_dir)
+    for line in refused:
+        engine.reporter.warn(line)
+    for dead in found_dead:
+        if engine.signals.hard_stop:
+            dead.release()
+            continue
+        dead_id = dead.run_id
+        engine.reporter.warn(f"recovering run {display_name(dead_id)}: it ended without "
+                             "running its cleanups")
+        ended = engine.supervisor.end_leftovers(dead_id, engine.ctx.kill_grace)
+        if ended:
+            engine.reporter.warn(f"ended what run {display_name(dead_id)} left running: "
+                                 f"{', '.join(ended)}")
+        journal = Journal(dead.path)
+        found = [run.record for run in engine.run_cleanups(journal, c.PHASE_RECOVER,
+                                                           dead.lock_fd)]
+        if dead.meta.get("recorded", True):
+            try:
+                history.add_recovered(dead_id, dead.meta.get("event"), found)
+            except StateError as error:
+                engine.reporter.warn(str(error))
+        records.extend(found)
+        close_run_dir(engine.reporter, dead, journal, engine.signals.hard_stop)
+    return records
