@@ -1,9 +1,12 @@
 """Argument handling that must not swallow the command's own arguments."""
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
-from orchestrator.cli import build_parser, main, prepare
+from orchestrator.cli import SUBCOMMANDS, build_parser, main, parse, prepare
 from orchestrator.commands import strip_separator
+from orchestrator.errors import UsageError
 
 
 def argv_of(argv):
@@ -62,3 +65,46 @@ def test_version(capsys):
         main(["--version"])
     assert raised.value.code == 0
     assert capsys.readouterr().out.startswith("hookrun ")
+
+
+ORDINARY = [["run", "--", "true"], ["-d", "x", "run", "--wait", "1s", "restic", "b"],
+            ["history", "-n", "3", "--json"], ["show", "last", "--output", "pre-backup/10-x"],
+            ["phase", "pre-backup", "--status", "failure"], ["defer", "--", "rm", "-f", "x"],
+            ["list", "--all"], ["run", "--color=never", "--log-file", "", "true"],
+            ["--state-dir=S", "recover", "-q"], ["check", "-v", "--insecure", "-e", "prune"]]
+
+
+@pytest.mark.parametrize("argv", ORDINARY)
+def test_an_ordinary_command_line_is_read_without_argparse(argv):
+    sub, prepared, _debug = prepare(argv)
+    args = parse(prepared)
+    assert args is not None
+    assert args == build_parser(only=sub).parse_args(prepared)
+
+
+FLAGS = sorted({flag for _help, options, _pos in SUBCOMMANDS.values()
+                for flags, _kw in options for flag in flags})
+TOKENS = st.sampled_from(FLAGS + list(SUBCOMMANDS) + [
+    "--", "-", "x", "-x", "3", "-1", "1s", "never", "pink", "failure", "", "last", "=", "-h",
+    "--hooks", "--stat", "--event=-x", "--json=1", "--color=always", "-dX", "-qv", "restic"])
+
+
+COMMAND_LINES = st.one_of(
+    st.lists(TOKENS, max_size=8),
+    st.tuples(st.sampled_from(list(SUBCOMMANDS)), st.lists(TOKENS, max_size=6)).map(
+        lambda pair: [pair[0], *pair[1]]))
+
+
+@settings(max_examples=1500, deadline=None)
+@given(argv=COMMAND_LINES)
+@example(argv=["run", "-", "-q"])
+@example(argv=["run", "-", "--debug"])
+def test_whatever_the_fast_parser_reads_argparse_reads_the_same(argv):
+    """The fast parser either declines (argparse then decides) or agrees with argparse."""
+    try:
+        sub, prepared, _debug = prepare(argv)
+    except UsageError:
+        return
+    args = parse(prepared)
+    if args is not None:
+        assert build_parser(only=sub).parse_args(prepared) == args
