@@ -1,7 +1,5 @@
 """Allow ``python -m orchestrator``."""
 
-import sys
+from orchestrator.cli import command
 
-from orchestrator.cli import main
-
-sys.exit(main())
+command()

@@ -1,7 +1,7 @@
 """Deferred cleanups: the journal a run's hooks append to, and its replay, last first.
 
 The journal (``$HOOKRUN_CLEANUP``) holds one /bin/sh command line per line; ``hookrun defer``
-appends ``shlex.join(argv)``, so the quoting of its arguments is kept. Only complete lines
+appends ``shell.join(argv)``, so the quoting of its arguments is kept. Only complete lines
 (ended by a newline, with no NUL byte) are ever executed: a torn last line or a zeroed tail
 after a power loss is reported and kept for inspection.
 
@@ -15,10 +15,10 @@ written.
 import errno
 import fcntl
 import os
-import shlex
 import sys
 
 from orchestrator import constants as c
+from orchestrator import shell
 from orchestrator.errors import StateError, UsageError
 from orchestrator.files import NotOwnFile, open_own
 
@@ -34,7 +34,7 @@ def command_word(line):
     others may read, and notifications): its first word that is not a NAME=value assignment,
     since the rest of a line may hold a password."""
     try:
-        words = shlex.split(line)
+        words = shell.split(line)
     except ValueError:
         words = line.split()
     for word in words:
@@ -72,7 +72,7 @@ def defer(argv, journal_path):
         raise UsageError("defer: not inside a hookrun run ($HOOKRUN_CLEANUP is not set)")
     if not argv:
         raise UsageError("defer: no command given (hookrun defer [--] COMMAND [ARG...])")
-    line = shlex.join(argv)
+    line = shell.join(argv)
     if "\n" in line or "\0" in line:
         raise UsageError("defer: a cleanup command cannot contain a newline or NUL")
     data = (line + "\n").encode("utf-8", "surrogateescape")

@@ -7,12 +7,12 @@ runs and what follows.
 """
 
 import os
-import shlex
 import sys
 import time
 from collections import namedtuple
 
 from orchestrator import constants as c
+from orchestrator import shell
 from orchestrator.cleanup import Journal
 from orchestrator.environment import base_environment, read_handoff
 from orchestrator.files import write_private
@@ -73,7 +73,7 @@ class Engine:
             "HOOKRUN_HOOKS_DIR": os.path.abspath(ctx.hooks_dir),
             "HOOKRUN_STATE_DIR": os.path.abspath(ctx.state_dir),
             "HOOKRUN_CLEANUP": self.journal.path, "HOOKRUN_ENV": self.env_file,
-            "HOOKRUN_COMMAND": shlex.join(command) if command else "",
+            "HOOKRUN_COMMAND": shell.join(command) if command else "",
             "HOOKRUN_PREVIOUS_RUN_ID": "", "HOOKRUN_PREVIOUS_STATUS": "",
         }
         self.shared = None
@@ -242,7 +242,7 @@ class Engine:
         name = argv[0]
         capture = not sys.stdout.isatty()
         where = f"command/{display_name(os.path.basename(name) or name)}"
-        self.reporter.event(f"{where} argv={shlex.join(argv)}")
+        self.reporter.event(f"{where} argv={shell.join(argv)}")
         return self.run_task(Task(
             phase=c.PHASE_COMMAND, name=name, where=where, argv=tuple(argv),
             env=self.command_env, timeout=self.ctx.command_timeout,
@@ -353,7 +353,7 @@ def write_own_command(run_dir):
     package_parent = os.path.dirname(os.path.dirname(os.path.abspath(orchestrator.__file__)))
     code = (f"import sys; sys.path.insert(0, {package_parent!r}); "
             "from orchestrator.cli import main; sys.exit(main())")
-    script = (f"#!/bin/sh\nexec {shlex.quote(sys.executable)} -c {shlex.quote(code)} "
+    script = (f"#!/bin/sh\nexec {shell.quote(sys.executable)} -c {shell.quote(code)} "
               '"$@"\n')
     os.mkdir(directory, 0o700)
     write_private(os.path.join(directory, "hookrun"), script.encode())

@@ -99,3 +99,38 @@ def output_file_problems(path, appended):
         if problem:
             problems.append(problem)
     return problems
+
+
+def remove_tree(path):
+    """Remove ``path`` and everything under it, as far as possible, never following a
+    symbolic link (a link is removed, not what it points to). What cannot be removed stays:
+    shutil.rmtree(ignore_errors=True), without importing shutil and the compressors it
+    brings, for the one directory every run removes."""
+    try:
+        is_dir = stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return
+    if not is_dir:
+        unlink_quietly(path)
+        return
+    try:
+        with os.scandir(path) as entries:
+            found = [(entry.path, entry.is_dir(follow_symlinks=False)) for entry in entries]
+    except OSError:
+        found = []
+    for entry, entry_is_dir in found:
+        if entry_is_dir:
+            remove_tree(entry)
+        else:
+            unlink_quietly(entry)
+    try:
+        os.rmdir(path)
+    except OSError:
+        pass
+
+
+def unlink_quietly(path):
+    try:
+        os.unlink(path)
+    except OSError:
+        pass

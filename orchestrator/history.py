@@ -31,6 +31,7 @@ RUN_FIELDS = ("id", "event", "status", "exit_code", "command", "started", "finis
               "duration", "no_hooks", "error")
 TASK_FIELDS = ("phase", "name", "status", "exit_code", "attempts", "started", "duration",
                "cpu_seconds", "max_rss_bytes", "reason", "output")
+SCHEMA_VERSION = 1  # PRAGMA user_version once SCHEMA has been applied
 BUSY_TIMEOUT = 30.0
 SQLITE_CORRUPT = 11
 SQLITE_NOTADB = 26
@@ -186,11 +187,12 @@ class History:
         os.close(fd)
         self.db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None)
         self.db.row_factory = sqlite3.Row
-        # WAL: readers never block a run, and a commit needs no fsync of its own; a power
-        # loss may lose the last transaction, never leave half of one.
-        self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(SCHEMA)
+        if self.db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+            # WAL (kept in the file): readers never block a run, and a commit needs no fsync
+            # of its own; a power loss may lose the last transaction, never half of one.
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.executescript(f"{SCHEMA}PRAGMA user_version = {SCHEMA_VERSION};")
 
     def attempt(self, action):
         """``action()``; if SQLite finds the history damaged, move it aside, start a new one

@@ -9,6 +9,7 @@ so no name, argument or output line can forge a line or move the cursor.
 import os
 import sys
 
+from orchestrator import shell
 from orchestrator.outcome import RunStatus, TaskStatus
 
 # Bytes the terminal must not get raw: controls other than tab and newline, and DEL.
@@ -218,8 +219,6 @@ def plan_items(planned, show_all=False):
 
 
 def print_plan(planned, command=None, no_hooks=False, show_all=False, out=None):
-    import shlex
-
     from orchestrator.settings import describe
 
     out = out or sys.stdout
@@ -240,7 +239,7 @@ def print_plan(planned, command=None, no_hooks=False, show_all=False, out=None):
     if no_hooks:
         lines.append("--no-hooks: no hook directory is read")
     if command is not None:
-        lines.append(f"command: {display_name(shlex.join(command)) if command else '(none)'}")
+        lines.append(f"command: {display_name(shell.join(command)) if command else '(none)'}")
     out.write("\n".join(lines) + "\n")
 
 

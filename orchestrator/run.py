@@ -7,12 +7,11 @@ the next is decided by the run's RunState (outcome.py), not here.
 """
 
 import os
-import shlex
 import sys
 import time
 
 from orchestrator import constants as c
-from orchestrator import context, discovery
+from orchestrator import context, discovery, shell
 from orchestrator.errors import StateError
 from orchestrator.files import write_private
 from orchestrator.history import Progress, open_history, run_record
@@ -142,7 +141,7 @@ class Lifecycle:
                             f"command={self.command_text() or '-'} no_hooks={self.no_hooks}")
 
     def command_text(self):
-        return shlex.join(self.command) if self.command else ""
+        return shell.join(self.command) if self.command else ""
 
     def observe(self):
         """Bring the signals received so far into the run's state."""

@@ -96,10 +96,10 @@ def parse_umask(text):
 
 
 def parse_argv(text):
-    import shlex
+    from orchestrator import shell
 
     try:
-        argv = shlex.split(text)
+        argv = shell.split(text)
     except ValueError as error:
         raise ValueError(f"bad command line {text!r}: {error}") from None
     if not argv:

@@ -11,15 +11,13 @@ could plant a journal for root to replay, or a link for root to write through.
 """
 
 import fcntl
-import json
 import os
-import shutil
 import stat
 import time
 
 from orchestrator import safety
 from orchestrator.errors import StateError, UnsafeError
-from orchestrator.files import NEW, PRIVATE, open_own, write_all
+from orchestrator.files import NEW, PRIVATE, open_own, remove_tree, write_all
 
 RUNS = "runs"
 LOCKS = "locks"
@@ -112,6 +110,8 @@ def read_meta(path):
         fd = open_own(os.path.join(path, META), os.O_RDONLY)
     except OSError:
         return {}
+    import json
+
     try:
         meta = json.loads(os.read(fd, 65536).decode("utf-8", "replace"))
     except ValueError:
@@ -119,6 +119,23 @@ def read_meta(path):
     finally:
         os.close(fd)
     return meta if isinstance(meta, dict) else {}
+
+
+def flat_json(record):
+    """A JSON object of ``record``'s str, bool and int values (what json.dumps writes,
+    without importing json, whose decoder imports re: every run writes one, few read one)."""
+    return "{" + ", ".join(f"{json_value(name)}: {json_value(value)}"
+                           for name, value in record.items()) + "}"
+
+
+def json_value(value):
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    return '"' + "".join(f"\\u{ord(ch):04x}" if ch < " " or "\ud800" <= ch <= "\udfff" else ch
+                         for ch in escaped) + '"'
 
 
 class RunDir:
@@ -140,10 +157,10 @@ class RunDir:
             os.mkdir(hidden, 0o700)
             lock_fd = os.open(os.path.join(hidden, OWNER_LOCK), os.O_RDWR | NEW, PRIVATE)
             fcntl.flock(lock_fd, fcntl.LOCK_EX)
-            write_new(os.path.join(hidden, META), json.dumps(meta).encode())
+            write_new(os.path.join(hidden, META), flat_json(meta).encode())
             os.rename(hidden, final)
         except OSError as error:
-            shutil.rmtree(hidden, ignore_errors=True)
+            remove_tree(hidden)
             if lock_fd is not None:
                 os.close(lock_fd)
             raise StateError(f"cannot create run directory in {runs}: "
@@ -166,7 +183,7 @@ class RunDir:
             os.rename(self.path, gone)
         except OSError:
             gone = self.path
-        shutil.rmtree(gone, ignore_errors=True)
+        remove_tree(gone)
         self.release()
 
     def keep(self):
@@ -228,7 +245,7 @@ def scan(state_dir):
         if name.startswith(NEW_PREFIX):
             remove_if_stale(path)
         elif name.startswith(GONE_PREFIX):
-            shutil.rmtree(path, ignore_errors=True)  # a run that died removing its own
+            remove_tree(path)  # a run that died removing its own
         elif not name.startswith("."):
             found.append((name, path))
     return found
@@ -242,7 +259,7 @@ def remove_if_stale(path):
         return
     fd = try_lock(os.path.join(path, OWNER_LOCK))
     if fd is not None:
-        shutil.rmtree(path, ignore_errors=True)
+        remove_tree(path)
         os.close(fd)
 
 

@@ -29,7 +29,9 @@ def test_runtime_dependencies_are_exactly_the_three_allowed():
     config.read(TOP / "setup.cfg")
     requires = config["options"]["install_requires"].split()
     assert sorted(requires) == ["colorama", "pathspec", "psutil"]
-    assert "hookrun = orchestrator.cli:main" in config["options.entry_points"]["console_scripts"]
+    (script,) = config["options"]["scripts"].split()
+    assert (TOP / script).read_text().startswith("#!python\n")
+    assert "from orchestrator.cli import command" in (TOP / script).read_text()
 
 
 def test_pyproject_holds_only_the_build_system():

@@ -1,6 +1,7 @@
 """Property tests: no input makes the parsers raise anything but their documented error, and
 what parses round-trips."""
 
+import json
 import os
 import shlex
 import string
@@ -8,6 +9,7 @@ import string
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from orchestrator import shell
 from orchestrator.cleanup import Journal, defer
 from orchestrator.discovery import IgnoreRules, PhaseDir, discover
 from orchestrator.environment import parse_handoff
@@ -18,6 +20,7 @@ from orchestrator.settings import (
     parse_duration,
     parse_header,
 )
+from orchestrator.statedir import flat_json
 
 ENV_NAMES = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,20}", fullmatch=True).filter(
     lambda name: not name.startswith("HOOKRUN_"))
@@ -136,3 +139,16 @@ def test_printable_ascii_is_a_valid_config_value():
     value = string.printable.replace("\n", "").replace("\r", "").replace("\x0b", "") \
         .replace("\x0c", "").strip()
     assert parse_config(f"[env]\nX = {value}\n", "c").env["X"] == value
+
+
+@given(st.text())
+def test_shell_quoting_is_shlexs(word):
+    assert shell.quote(word) == shlex.quote(word)
+    assert shlex.split(shell.join([word, "x"])) == [word, "x"]
+
+
+@given(st.dictionaries(st.text(), st.one_of(st.text(), st.booleans(), st.integers())))
+def test_a_run_directorys_meta_is_json_that_json_reads_back(record):
+    written = flat_json(record)
+    assert json.loads(written.encode("utf-8")) == record
+    assert json.loads(written) == json.loads(json.dumps(record))
