@@ -16,13 +16,13 @@ WRITABLE_BY_OTHERS = stat.S_IWGRP | stat.S_IWOTH
 MAX_LINKS = 40  # symbolic links followed in one path, as Linux's own limit
 
 
-def chain(path):
+def chain(path, lstat=os.lstat):
     """What the kernel looks at to resolve the absolute ``path``: a list of (entry, lstat) for
     every directory passed through and every symbolic link followed, in order, ending with
     the path itself; and whether the path exists. OSError (ELOOP) on a symbolic link loop."""
     todo = [part for part in reversed(path.split("/")) if part]
     current = "/"
-    found = [("/", os.lstat("/"))]
+    found = [("/", lstat("/"))]
     links = 0
     while todo:
         name = todo.pop()
@@ -33,7 +33,7 @@ def chain(path):
             continue
         candidate = os.path.join(current, name)
         try:
-            info = os.lstat(candidate)
+            info = lstat(candidate)
         except (FileNotFoundError, NotADirectoryError):
             return found, False
         found.append((candidate, info))
@@ -129,13 +129,39 @@ def state_rule(entry, info, owners):
 
 
 class Checker:
-    """Checks paths for one user (``euid``); each unsafe path is reported once."""
+    """Checks paths for one user (``euid``) at one moment; each unsafe path is reported once.
+
+    Hooks share their directories and mostly their interpreter: what one check has looked at
+    (lstat), judged or found executable is not looked at again by the next."""
 
     def __init__(self, euid=None):
         self.euid = os.geteuid() if euid is None else euid
         self.owners = (0, self.euid)
         self.problems = []
         self.flagged = set()
+        self.looked_at = {}
+        self.judged = set()
+        self.checked = {}
+        self.executable = {}
+
+    def lstat(self, path):
+        """os.lstat, once per path; a missing path raises FileNotFoundError each time."""
+        info = self.looked_at.get(path)
+        if info is None:
+            try:
+                info = os.lstat(path)
+            except FileNotFoundError:
+                info = False
+            self.looked_at[path] = info
+        if info is False:
+            raise FileNotFoundError(errno.ENOENT, "No such file or directory", path)
+        return info
+
+    def judge(self, entry, info, rule):
+        """``rule``'s verdict on ``entry``, added to the problems; once per entry and rule."""
+        if (entry, rule) not in self.judged:
+            self.judged.add((entry, rule))
+            self.add(entry, rule(entry, info, self.owners))
 
     def add(self, entry, problem):
         if problem and entry not in self.flagged:
@@ -145,17 +171,22 @@ class Checker:
     def check(self, path, rule=hook_rule):
         """Check everything the kernel passes through to reach ``path`` and, if it exists,
         the path itself by ``rule``; returns whether it exists."""
+        if (path, rule) not in self.checked:
+            self.checked[path, rule] = self.check_once(path, rule)
+        return self.checked[path, rule]
+
+    def check_once(self, path, rule):
         try:
-            found, exists = chain(os.path.abspath(path))
+            found, exists = chain(os.path.abspath(path), self.lstat)
         except OSError as error:
             self.add(path, f"{shown(path)}: {error.strerror}")
             return False
         last = len(found) - 1 if exists else len(found)
         for entry, info in found[:last]:
-            self.add(entry, passage_problem(entry, info, self.owners))
+            self.judge(entry, info, passage_problem)
         if exists:
             entry, info = found[-1]
-            self.add(entry, rule(entry, info, self.owners))
+            self.judge(entry, info, rule)
         return exists
 
     def check_here(self, path, rule):
@@ -180,7 +211,9 @@ class Checker:
                 continue
             if not self.check(program):
                 return f"interpreter {shown(program)} does not exist"
-            if not os.access(program, os.X_OK):
+            if program not in self.executable:
+                self.executable[program] = os.access(program, os.X_OK)
+            if not self.executable[program]:
                 return f"interpreter {shown(program)} is not executable"
         return None
 

@@ -8,12 +8,24 @@ import time
 def now_iso():
     """The current local time, ISO 8601 with milliseconds and the UTC offset."""
     now = time.time()
-    local = time.localtime(now)
-    offset = local.tm_gmtoff
-    sign = "-" if offset < 0 else "+"
-    hours, minutes = divmod(abs(offset) // 60, 60)
-    return (f"{time.strftime('%Y-%m-%dT%H:%M:%S', local)}.{int(now % 1 * 1000):03d}"
-            f"{sign}{hours:02d}:{minutes:02d}")
+    date_time, offset = local_second(int(now))
+    return f"{date_time}.{int(now % 1 * 1000):03d}{offset}"
+
+
+# The last second local_second() spelled: the log asks for the time many times a second.
+LAST_SECOND = {}
+
+
+def local_second(second):
+    """(``YYYY-MM-DDTHH:MM:SS``, ``+HH:MM``) of the Unix time ``second``, in local time."""
+    if second not in LAST_SECOND:
+        local = time.localtime(second)
+        offset = local.tm_gmtoff
+        hours, minutes = divmod(abs(offset) // 60, 60)
+        LAST_SECOND.clear()
+        LAST_SECOND[second] = (time.strftime("%Y-%m-%dT%H:%M:%S", local),
+                               f"{'-' if offset < 0 else '+'}{hours:02d}:{minutes:02d}")
+    return LAST_SECOND[second]
 
 
 def unix_time(iso):
