@@ -4,6 +4,7 @@ healthchecks.io-style pings and a command fed the run's JSON record."""
 from orchestrator import constants as c
 from orchestrator.outcome import RunStatus, TaskStatus
 
+TIMEOUT = c.NOTIFY_TIMEOUT  # seconds per ping; a plain attribute, so tests can shorten it
 END_SUFFIX = {RunStatus.SUCCESS: "", RunStatus.WARNING: "", RunStatus.FAILURE: "/fail",
               RunStatus.INTERRUPTED: "/fail", RunStatus.SKIPPED: "/log"}
 
@@ -18,7 +19,7 @@ def ping(url, suffix, body=b""):
         request = urllib.request.Request(target, data=body[:c.NOTIFY_MAX_BODY], method="POST",
                                          headers={"Content-Type": "text/plain; charset=utf-8",
                                                   "User-Agent": "hookrun"})
-        with urllib.request.urlopen(request, timeout=c.NOTIFY_TIMEOUT) as response:
+        with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
             response.read(1024)
         return None
     except (urllib.error.URLError, OSError, ValueError) as error:
