@@ -1,6 +1,7 @@
 """Timeouts, stray processes, signals, the event lock and crash recovery, with real
 processes (design.md section 3). Time bounds are generous upper bounds."""
 
+import errno
 import json
 import os
 import signal
@@ -35,6 +36,37 @@ def start(tree, *argv, **kwargs):
     return subprocess.Popen(hookrun_cmd() + ["run", *tree.args(*argv)] + list(kwargs.pop(
         "command", [])), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
         **kwargs)
+
+
+def gated_hold(tree):
+    """A pre-backup hook that, the first time it runs, says it is up (marks/up), then waits
+    for open_gate() and leaves marks/released; returns the gate, a fifo."""
+    gate = tree.marks / "gate"
+    os.mkfifo(gate)
+    tree.hook("pre-backup.d/10-hold", f"""
+        [ -e "{tree.marks}/released" ] && exit 0
+        echo up > "{tree.marks}/up"
+        read -r _ < "{gate}"
+        touch "{tree.marks}/released"
+        """)
+    return gate
+
+
+def open_gate(gate, timeout=20.0):
+    """Let a gated_hold() hook go on: write a line to the fifo once it reads from it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fd = os.open(gate, os.O_WRONLY | os.O_NONBLOCK)
+            break
+        except OSError as error:  # ENXIO: nobody reads yet
+            if error.errno != errno.ENXIO or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+    try:
+        os.write(fd, b"go\n")
+    finally:
+        os.close(fd)
 
 
 def crash_when_up(tree, reaper):
@@ -232,10 +264,7 @@ def test_no_hooks_only_reports_pending_cleanups(tree, reaper):
 
 
 def test_a_second_run_of_the_same_event_is_refused_with_75(tree):
-    tree.hook("pre-backup.d/10-hold", f"""
-        echo up > "{tree.marks}/up"
-        sleep 3
-        """)
+    gate = gated_hold(tree)
     first = start(tree, command=["--", "true"])
     wait_for(tree.marks / "up")
     second = run_hookrun("run", *tree.args(), "--", "touch", str(tree.marks / "second"))
@@ -244,8 +273,11 @@ def test_a_second_run_of_the_same_event_is_refused_with_75(tree):
     assert tree.read("second") is None
     other_event = run_hookrun("run", *tree.args("-e", "prune"), "--", "true")
     assert other_event.returncode == 0, "different events do not block each other"
-    waited = run_hookrun("run", *tree.args("--wait=30s"), "--", "touch",
-                         str(tree.marks / "waited"))
+    # Its command leaves a mark only if the first run's hook had gone on by then.
+    waited = start(tree, "--wait=30s", command=[
+        "--", "sh", "-c", f'test -e "{tree.marks}/released" && touch "{tree.marks}/waited"'])
+    open_gate(gate)
+    waited.communicate(timeout=60)
     assert waited.returncode == 0
     assert tree.read("waited") == ""
     first.communicate(timeout=30)
@@ -253,17 +285,16 @@ def test_a_second_run_of_the_same_event_is_refused_with_75(tree):
 
 
 def test_wait_with_a_duration_gives_up_with_75(tree):
-    tree.hook("pre-backup.d/10-hold", f"""
-        echo up > "{tree.marks}/up"
-        sleep 5
-        """)
+    gate = gated_hold(tree)
     first = start(tree, command=["--", "true"])
     wait_for(tree.marks / "up")
     began = time.monotonic()
     second = run_hookrun("run", *tree.args("--wait=0.5s"), "--", "true")
     assert second.returncode == 75
-    assert time.monotonic() - began < 4
+    assert 0.5 <= time.monotonic() - began < 4
+    open_gate(gate)
     first.communicate(timeout=30)
+    assert first.returncode == 0
 
 
 def test_a_lock_left_by_a_dead_run_is_taken_over(tree, reaper):
