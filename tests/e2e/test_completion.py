@@ -1,5 +1,6 @@
-"""contrib/completion/hookrun, the bash completion: the function run in a real bash with
-COMP_WORDS set as bash sets them, against ``hookrun --help``, a hooks tree and a history."""
+"""orchestrator/contrib/completion/hookrun, the bash completion: the function run in a real
+bash with COMP_WORDS set as bash sets them, against ``hookrun --help``, a hooks tree and a
+history."""
 
 import os
 import re
@@ -15,7 +16,7 @@ from tests.e2e.test_example_tree import require
 from tests.e2e.test_manpages import help_text, options_in_help, subcommands_in_help
 
 ROOT = Path(__file__).resolve().parents[2]
-COMPLETION = ROOT / "contrib" / "completion" / "hookrun"
+COMPLETION = ROOT / "orchestrator" / "contrib" / "completion" / "hookrun"
 # Source the file, set the words (the last is the one being completed), call the function.
 CALL = ('source "$1"; shift; COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); _hookrun; '
         'printf "%s\\n" "${COMPREPLY[@]}"')
@@ -183,5 +184,5 @@ def test_the_completion_is_shellcheck_clean_and_installed_with_the_package():
                             text=True, timeout=60)
     assert result.returncode == 0, result.stdout
     setup = (ROOT / "setup.cfg").read_text()
-    assert re.search(r"^share/bash-completion/completions =\s+contrib/completion/hookrun$",
-                     setup, re.M)
+    assert re.search(r"^share/bash-completion/completions =\s+"
+                     r"orchestrator/contrib/completion/hookrun$", setup, re.M)

@@ -8,8 +8,8 @@ full wind-down. Every orphan of the namespace becomes PID 1's child: hookrun rea
 they end (on SIGCHLD), also while a hook or the command is still running, so no zombie
 stays; when it exits, the kernel kills what is left in the namespace.
 
-Also: contrib/docker/Dockerfile and contrib/kubernetes/cronjob.yaml, which are documentation
-(no container engine here), parsed and held to what this file proves.
+Also: orchestrator/contrib/docker/Dockerfile and orchestrator/contrib/kubernetes/cronjob.yaml,
+which are documentation (no container engine here), parsed and held to what this file proves.
 """
 
 import json
@@ -25,7 +25,7 @@ import pytest
 from tests.conftest import hookrun_cmd, run_hookrun
 from tests.e2e.test_example_tree import require
 
-CONTRIB = Path(__file__).resolve().parents[2] / "contrib"
+CONTRIB = Path(__file__).resolve().parents[2] / "orchestrator" / "contrib"
 SIGTERM_EXIT = 128 + signal.SIGTERM
 # Generous upper bounds: a slow CI must not flake, a hang must not hang.
 DEADLINE = 60

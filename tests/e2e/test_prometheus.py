@@ -1,6 +1,7 @@
-"""The alert rules shipped in contrib/prometheus/, checked by promtool and their unit tests,
-and run end to end: hookrun writes its textfile, the real node_exporter exposes it, the real
-Prometheus scrapes it and evaluates the rules, and its HTTP API shows the series and alerts."""
+"""The alert rules shipped in orchestrator/contrib/prometheus/, checked by promtool and their
+unit tests, and run end to end: hookrun writes its textfile, the real node_exporter exposes it,
+the real Prometheus scrapes it and evaluates the rules, and its HTTP API shows the series and
+alerts."""
 
 import shutil
 import subprocess
@@ -14,7 +15,7 @@ from tests.e2e.test_example_tree import require
 
 yaml = pytest.importorskip("yaml")
 
-RULES_DIR = Path(__file__).resolve().parents[2] / "contrib" / "prometheus"
+RULES_DIR = Path(__file__).resolve().parents[2] / "orchestrator" / "contrib" / "prometheus"
 RULES = RULES_DIR / "hookrun-rules.yml"
 RULES_TESTS = RULES_DIR / "hookrun-rules.test.yml"
 THRESHOLD = "26 * 3600"

@@ -1,5 +1,5 @@
-"""contrib/systemd: the units that install-units writes pass ``systemd-analyze verify`` and run
-a command line hookrun accepts.
+"""orchestrator/contrib/systemd: the units that install-units writes pass ``systemd-analyze
+verify`` and run a command line hookrun accepts.
 
 ``systemd-analyze verify`` works without systemd as PID 1 (as in a container): it loads the
 given unit files with a manager of its own. It checks that ExecStart's program exists and is
@@ -20,7 +20,7 @@ import pytest
 from tests.conftest import run_hookrun
 from tests.e2e.test_example_tree import hookrun_path, require
 
-UNITS = Path(__file__).resolve().parents[2] / "contrib" / "systemd"
+UNITS = Path(__file__).resolve().parents[2] / "orchestrator" / "contrib" / "systemd"
 INSTALL = UNITS / "install-units"
 DEFAULT_KILL_GRACE = 10
 
