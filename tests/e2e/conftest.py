@@ -5,6 +5,7 @@ of its reach); and the real Prometheus programs for the fleet tests (node_export
 and the Pushgateway, each on 127.0.0.1 with a free port, its output in a log file, stopped when
 the test ends). A missing program skips a test, or fails it under HOOKRUN_REQUIRE_TOOLS=1."""
 
+import fcntl
 import json
 import os
 import pwd
@@ -21,12 +22,28 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import require
-from tests.e2e.test_example_tree import free_port
+from tests.e2e.test_example_tree import free_port, restic
 
 ROOT = Path(__file__).resolve().parents[2]
 ATTACKER = "hookrun-mallory"
+ACCOUNTS_LOCK = os.path.join(tempfile.gettempdir(), "hookrun-tests-accounts.lock")
 SYSTEM_PYTHON = "/usr/bin/python3"
 TIMEOUT = 120
+
+
+@pytest.fixture(scope="session")
+def restic_template(tmp_path_factory):
+    """An initialised restic repository, made once per session (``restic init`` calibrates
+    and runs its key derivation: seconds of CPU); each test works on a copy, restic_repo."""
+    require(shutil.which("restic"), "restic")
+    base = tmp_path_factory.mktemp("restic-template")
+    password = base / "restic-password"
+    password.write_text("correct horse battery staple\n")
+    password.chmod(0o600)
+    values = {"RESTIC_REPOSITORY": str(base / "repo"), "RESTIC_PASSWORD_FILE": str(password),
+              "RESTIC_CACHE_DIR": str(base / "restic-cache")}
+    restic(values, "init")
+    return values
 
 
 @pytest.fixture(scope="session")
@@ -34,14 +51,17 @@ def attacker():
     """The pwd entry of an unprivileged account, created if missing (CI runs as root)."""
     if os.geteuid() != 0:
         pytest.skip("the security tests create a second user: run them as root")
-    try:
-        return pwd.getpwnam(ATTACKER)
-    except KeyError:
-        pass
     useradd = require(shutil.which("useradd"), "useradd")
-    subprocess.run([useradd, "--system", "--user-group", "--no-create-home",
-                    "--shell", "/usr/sbin/nologin", ATTACKER], check=True, timeout=TIMEOUT)
-    return pwd.getpwnam(ATTACKER)
+    # Test workers running side by side each ask for the account: one creates it.
+    with open(ACCOUNTS_LOCK, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return pwd.getpwnam(ATTACKER)
+        except KeyError:
+            pass
+        subprocess.run([useradd, "--system", "--user-group", "--no-create-home",
+                        "--shell", "/usr/sbin/nologin", ATTACKER], check=True, timeout=TIMEOUT)
+        return pwd.getpwnam(ATTACKER)
 
 
 def user_env(user, **extra):
@@ -76,6 +96,10 @@ def sticky_dir():
     path.chmod(0o1777)
     yield path
     shutil.rmtree(path, ignore_errors=True)
+
+
+# Tests that use user_hookrun carry this mark, so that one test worker builds the venv.
+SECOND_USER_VENV = pytest.mark.xdist_group("second-user-venv")
 
 
 @pytest.fixture(scope="session")

@@ -219,17 +219,14 @@ def table_digest(pg, database):
 # restic
 
 @pytest.fixture
-def restic_repo(tmp_path):
-    """An initialised restic repository; returns the variables restic needs."""
-    require(shutil.which("restic"), "restic")
+def restic_repo(tmp_path, restic_template):
+    """An initialised restic repository of the test's own (a copy of the session's); returns
+    the variables restic needs."""
     password = tmp_path / "restic-password"
-    password.write_text("correct horse battery staple\n")
-    password.chmod(0o600)
-    values = {"RESTIC_REPOSITORY": str(tmp_path / "repo"),
-              "RESTIC_PASSWORD_FILE": str(password),
-              "RESTIC_CACHE_DIR": str(tmp_path / "restic-cache")}
-    restic(values, "init")
-    return values
+    shutil.copy2(restic_template["RESTIC_PASSWORD_FILE"], password)
+    shutil.copytree(restic_template["RESTIC_REPOSITORY"], tmp_path / "repo")
+    return {"RESTIC_REPOSITORY": str(tmp_path / "repo"), "RESTIC_PASSWORD_FILE": str(password),
+            "RESTIC_CACHE_DIR": str(tmp_path / "restic-cache")}
 
 
 def restic(values, *args):

@@ -761,12 +761,12 @@ def test_borgmatic_on_error_gets_the_error_and_the_output_of_the_failed_command(
 # resticprofile: run-before, run-after, run-after-fail, run-finally
 
 def resticprofile_tree(tmp_path, restic_repo):
-    """Two backup disks, the second holding an initialised repository."""
+    """Two backup disks, the second holding an initialised repository (the test's own)."""
     disks = [tmp_path / "usb-1", tmp_path / "usb-2"]
     disks[0].mkdir()
     disks[1].mkdir()
     repository = disks[1] / "restic"
-    restic(dict(restic_repo, RESTIC_REPOSITORY=repository), "init")
+    shutil.move(restic_repo["RESTIC_REPOSITORY"], repository)
     values = {"RESTIC_PASSWORD_FILE": restic_repo["RESTIC_PASSWORD_FILE"],
               "RESTIC_CACHE_DIR": restic_repo["RESTIC_CACHE_DIR"],
               "BACKUP_DISKS": " ".join(map(str, disks)), "BACKUP_REPORT": tmp_path / "report.log"}

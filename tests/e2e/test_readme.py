@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import require
-from tests.e2e.conftest import as_user, user_env
+from tests.e2e.conftest import SECOND_USER_VENV, as_user, user_env
 from tests.e2e.test_example_tree import (  # noqa: F401 - postgres is a fixture
     hermetic_env,
     pg_connection,
@@ -133,6 +133,7 @@ def test_the_root_examples_run_as_written(readme, workspace, postgres):  # noqa:
     assert result.stdout.count("=== block") == len(blocks)
 
 
+@SECOND_USER_VENV
 @pytest.mark.parametrize("readme", sorted(READMES))
 def test_the_user_examples_run_as_written_for_root_and_for_an_ordinary_user(
         readme, workspace, attacker, user_hookrun):

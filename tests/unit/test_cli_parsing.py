@@ -95,7 +95,7 @@ COMMAND_LINES = st.one_of(
         lambda pair: [pair[0], *pair[1]]))
 
 
-@settings(max_examples=1500, deadline=None)
+@settings(max_examples=800, deadline=None)
 @given(argv=COMMAND_LINES)
 @example(argv=["run", "-", "-q"])
 @example(argv=["run", "-", "--debug"])
