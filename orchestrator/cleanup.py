@@ -15,7 +15,6 @@ written.
 import errno
 import fcntl
 import os
-import sys
 
 from orchestrator import constants as c
 from orchestrator import shell
@@ -91,8 +90,10 @@ def defer(argv, journal_path):
             os.fsync(fd)
         except OSError as error:
             # The line is in the journal and runs; only a power loss now could lose it.
-            sys.stderr.write(f"hookrun: warning: defer: registered, but not synced to disk: "
-                             f"{error.strerror or error}\n")
+            from orchestrator.printer import print_warnings
+
+            print_warnings([f"defer: registered, but not synced to disk: "
+                            f"{error.strerror or error}"])
     finally:
         os.close(fd)
     return line

@@ -52,6 +52,9 @@ HEADER_LINES = 30
 HEAD_BYTES = 8192  # what is read of a hook for its shebang and header directives
 MAX_DURATION = 100 * 86400.0  # longer is surely a typo (and past what poll() can wait)
 STRAY_DRAIN_SECONDS = 2.0
+# A cleanup journal that cannot be read at the wind-down (an I/O error) is tried again.
+JOURNAL_READ_ATTEMPTS = 3
+JOURNAL_RETRY_DELAY = 0.2
 ERROR_LOG_LINES = 200
 SUMMARY_OUTPUT_LINES = 20
 SUMMARY_OUTPUT_BYTES = 4096

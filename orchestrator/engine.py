@@ -265,12 +265,12 @@ class Engine:
         runs, reported = [], set()
         while not self.signals.hard_stop:
             try:
-                pending = journal.pending()
+                pending = self.read_pending(journal)
             except OSError as error:
                 journal.unreadable = True
                 self.reporter.warn(f"cannot read the cleanups of {journal.path}: "
                                    f"{error.strerror or error}; they are left pending for "
-                                   "'hookrun recover'")
+                                   "'hookrun recover' and the next run")
                 break
             self.report_damage(journal, reported)
             if not pending:
@@ -283,6 +283,17 @@ class Engine:
                 if not self.signals.hard_stop:
                     self.mark_done(journal, index)
         return runs
+
+    def read_pending(self, journal):
+        """journal.pending(), tried JOURNAL_READ_ATTEMPTS times: an I/O error may pass, and
+        until the journal is read its cleanups cannot run. OSError from the last attempt."""
+        for attempt in range(1, c.JOURNAL_READ_ATTEMPTS + 1):
+            try:
+                return journal.pending()
+            except OSError:
+                if attempt == c.JOURNAL_READ_ATTEMPTS or self.signals.hard_stop:
+                    raise
+                self.signals.sleep(c.JOURNAL_RETRY_DELAY)
 
     def run_cleanup(self, line, phase, index, count, entry):
         """One cleanup line, in a wrapper shell that marks it done itself when it ends and

@@ -119,9 +119,16 @@ class Console:
         self.fds[stream] = None
         self.live_enabled = self.live_enabled and stream != "stdout"
         if fd is not None:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, fd)
-            os.close(devnull)
+            # So that Python's own last flush goes somewhere; if even that fails, the writes
+            # that follow fail too, and write() catches them.
+            try:
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                try:
+                    os.dup2(devnull, fd)
+                finally:
+                    os.close(devnull)
+            except OSError:
+                pass
         target = self.out if stream == "stdout" else self.err
         try:
             target.flush()

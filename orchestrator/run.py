@@ -7,7 +7,6 @@ the next is decided by the run's RunState (outcome.py), not here.
 """
 
 import os
-import sys
 import time
 
 from orchestrator import constants as c
@@ -24,7 +23,7 @@ from orchestrator.outcome import (
     when_skip_reason,
 )
 from orchestrator.phases import run_phase
-from orchestrator.printer import display_name, print_plan
+from orchestrator.printer import display_name, print_plan, print_warnings
 from orchestrator.session import Session, new_run_id, recover
 from orchestrator.statedir import count_dead_runs
 from orchestrator.timestamps import now_iso
@@ -66,8 +65,7 @@ class Run:
         plan = context.load_plan(ctx, phases)
         warnings = plan_warnings(plan) + ([] if self.no_hooks else event_warnings(ctx))
         if self.dry_run:
-            for warning in warnings:
-                print(f"hookrun: warning: {display_name(warning)}", file=sys.stderr)
+            print_warnings(warnings)
             print_plan(plan.phases, command=self.command, no_hooks=self.no_hooks)
             return c.EXIT_OK
         run_id = new_run_id()
@@ -211,6 +209,8 @@ class Lifecycle:
         self.set_later_env(self.state.status())
         self.absorb(run_phase(self.engine, self.hooks[c.PHASE_FINALLY]), decisive=False)
         self.add_records([run.record for run in self.engine.run_cleanups()])
+        # Cleanups left for recovery, as their journal could not be read: not a success.
+        self.state.warned = self.state.warned or self.engine.journal.unreadable
 
     def add_records(self, records):
         """Take cleanup and recovery records: a failed one makes the run a warning."""

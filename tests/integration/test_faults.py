@@ -3,6 +3,7 @@ full disk, a deleted lock or a concurrent run is a warning or a documented exit 
 next backup still runs, and no cleanup runs twice. Asserts on marker files: what ran, how
 often, which processes survived."""
 
+import errno
 import os
 import shutil
 import signal
@@ -15,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator import constants as c
+from orchestrator.cleanup import Journal
 from tests.conftest import hookrun_cmd, marker_hook, order, require, run_hookrun, show_last
 from tests.integration.test_process_control import alive, start, wait_for
 
@@ -438,3 +441,47 @@ def test_an_stderr_that_cannot_be_written_keeps_the_documented_status(tree):
                                 env={k: v for k, v in os.environ.items()
                                      if k != "HOOKRUN_CLEANUP"})
         assert result.returncode == 2
+
+
+def failing_reads(monkeypatch, times):
+    """Make the wind-down's reading of a cleanup journal fail ``times`` times (EIO), as a
+    failing disk would; returns the list of failures made."""
+    real = Journal.pending
+    failures = []
+
+    def pending(journal):
+        if len(failures) < times:
+            failures.append(journal.path)
+            raise OSError(errno.EIO, "Input/output error")
+        return real(journal)
+
+    monkeypatch.setattr(Journal, "pending", pending)
+    return failures
+
+
+def test_a_journal_that_cannot_be_read_at_first_is_read_again(tree, hookrun_main, monkeypatch):
+    tree.hook("pre-backup.d/10-defer", f'hookrun defer touch "{tree.marks}/cleaned"')
+    failures = failing_reads(monkeypatch, c.JOURNAL_READ_ATTEMPTS - 1)
+    status, _out, err = hookrun_main("run", *tree.args(), "--", "true")
+    assert status == 0 and "cannot read the cleanups" not in err
+    assert len(failures) == c.JOURNAL_READ_ATTEMPTS - 1
+    assert tree.read("cleaned") == ""
+    assert show_last(tree)["status"] == "success"
+
+
+def test_a_journal_that_stays_unreadable_is_a_warning_and_left_for_recovery(
+        tree, hookrun_main, monkeypatch):
+    tree.hook("pre-backup.d/10-defer", f"""
+        hookrun defer sh -c 'echo ran >> "{tree.marks}/cleaned"'
+        """)
+    failing_reads(monkeypatch, 10 * c.JOURNAL_READ_ATTEMPTS)
+    status, _out, err = hookrun_main("run", *tree.args(), "--", "true")
+    assert status == 0
+    assert "cannot read the cleanups" in err and "left pending" in err
+    assert tree.read("cleaned") is None
+    assert show_last(tree)["status"] == "warning"
+    monkeypatch.undo()
+    assert run_hookrun("recover", "--state-dir", str(tree.state)).returncode == 0
+    assert tree.read("cleaned") == "ran\n"
+    assert run_hookrun("run", *tree.args(), "--", "true").returncode == 0
+    assert tree.read("cleaned") == "ran\nran\n", "the next run's own cleanup, once"

@@ -1,7 +1,10 @@
 """Output handling: blocks of lines, display escaping, the bounded tail, the log format."""
 
+import errno
 import io
+import os
 
+from orchestrator import printer
 from orchestrator.logfile import LogFile
 from orchestrator.output import MAX_LINE, TAIL_LINE, LineSplitter, Reporter, TaskOutput
 from orchestrator.printer import Console, display, display_name
@@ -82,3 +85,23 @@ def test_the_log_rotates_at_10_mib_and_keeps_5(tmp_path):
     assert names == ["hookrun.log"] + [f"hookrun.log.{n}" for n in range(1, 6)]
     assert all((tmp_path / name).stat().st_size <= 10 * 1024 * 1024 for name in names)
     assert all((tmp_path / name).stat().st_mode & 0o777 == 0o600 for name in names)
+
+
+def test_a_lost_stdout_never_stops_the_run_even_when_dev_null_cannot_be_opened(monkeypatch):
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # every write now fails with EPIPE, as to a closed pipe
+    out = os.fdopen(write_end, "w")
+    console = Console(color="never", out=out, err=io.StringIO())
+
+    def full_disk(*_args):
+        raise OSError(errno.ENOSPC, "No space left on device", os.devnull)
+
+    monkeypatch.setattr(printer.os, "open", full_disk)
+    console.write("stdout", "a line\n")
+    console.write("stdout", "another\n")
+    assert console.fds["stdout"] is None
+    monkeypatch.undo()
+    try:
+        out.close()
+    except OSError:
+        pass
