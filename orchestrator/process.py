@@ -371,11 +371,14 @@ class Supervisor:
         Returns an Outcome. Signals that arrive while it runs are forwarded (see module doc).
         """
         started = self.clock()
+        # Signals from now on are this process's: one that comes while it starts, before the
+        # Watch exists, must still reach it.
+        seen = len(self.signals.received)
         try:
             proc = start(spec)
         except OSError as error:
             return spawn_error_outcome(error)
-        watch = Watch(self, proc, spec, sink, started)
+        watch = Watch(self, proc, spec, sink, started, seen)
         try:
             return watch.loop()
         finally:
@@ -461,7 +464,7 @@ class Watch:
     """The waiting loop of one process: it does the I/O, its Stop decides. See
     Supervisor.run."""
 
-    def __init__(self, supervisor, proc, spec, sink, started):
+    def __init__(self, supervisor, proc, spec, sink, started, seen_signals):
         self.supervisor = supervisor
         self.clock = supervisor.clock
         self.signals = supervisor.signals
@@ -469,7 +472,7 @@ class Watch:
         self.spec = spec
         self.sink = sink
         self.started = started
-        self.seen_signals = len(self.signals.received)
+        self.seen_signals = seen_signals  # how many of signals.received came before it
         self.stop = Stop(started, spec.timeout, spec.kill_grace, spec.shielded)
         self.poller = select.poll()
         self.streams = {}

@@ -11,6 +11,7 @@ import time
 import psutil
 import pytest
 
+from orchestrator import process
 from tests.conftest import hookrun_cmd, order, run_hookrun, show_last
 
 
@@ -427,3 +428,28 @@ def test_a_hung_up_terminal_still_gets_a_full_wind_down(tree):
     proc.send_signal(signal.SIGHUP)
     assert proc.wait(timeout=30) == 129
     assert tree.read("cleaned") == "" and tree.read("finally") == ""
+
+
+def test_a_signal_that_comes_while_the_process_starts_is_forwarded_to_it(monkeypatch):
+    """hookrun's signal can land after the process started but before it is watched (the
+    command already runs, as a loaded machine showed): the process must still get it."""
+    signals = process.Signals()
+    signals.install()
+    real_start = process.start
+
+    def start_then_signal(spec):
+        child = real_start(spec)
+        os.kill(os.getpid(), signal.SIGTERM)  # handled here, before the Watch exists
+        return child
+
+    monkeypatch.setattr(process, "start", start_then_signal)
+    try:
+        spec = process.Spec(argv=["sleep", "30"], timeout=None, kill_grace=5.0,
+                            env={"PATH": os.environ["PATH"], process.COOKIE: "test/1"})
+        began = time.monotonic()
+        outcome = process.Supervisor(signals).run(spec, lambda _stream, _data: None)
+    finally:
+        signals.restore()
+    assert outcome.interrupted_by == signal.SIGTERM
+    assert outcome.killed_by == signal.SIGTERM
+    assert time.monotonic() - began < 10
