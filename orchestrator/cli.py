@@ -10,6 +10,7 @@ and building its parsers would cost more than the rest of hookrun's start-up.
 
 import gc
 import sys
+from types import SimpleNamespace
 
 from orchestrator import __version__
 from orchestrator import constants as c
@@ -155,19 +156,6 @@ def count(text):
                                      f"to {MAX_COUNT})")
 
 
-class Args:
-    """Parsed arguments, as argparse's Namespace holds them."""
-
-    def __init__(self, **values):
-        self.__dict__.update(values)
-
-    def __eq__(self, other):
-        return vars(self) == vars(other)
-
-    def __repr__(self):
-        return f"Args({vars(self)})"
-
-
 def destination(flags):
     """The attribute an option is stored in, named as argparse names it."""
     long = [flag for flag in flags if flag.startswith("--")]
@@ -175,8 +163,9 @@ def destination(flags):
 
 
 def parse(argv):
-    """Args for an ordinary, prepared command line (``prepare``); None for anything argparse
-    must read: help, an unknown or abbreviated option, a value it would refuse."""
+    """The arguments of an ordinary, prepared command line (``prepare``), as argparse's
+    Namespace holds them; None for anything argparse must read: help, an unknown or
+    abbreviated option, a value it would refuse."""
     if not argv or argv[0] not in SUBCOMMANDS:
         return None
     sub, words = argv[0], []
@@ -222,7 +211,7 @@ def parse(argv):
         values.update(zip((dest for dest, _keywords in positionals), words))
     else:
         return None
-    return Args(subcommand=sub, **values)
+    return SimpleNamespace(subcommand=sub, **values)
 
 
 def acceptable(value, keywords):

@@ -6,15 +6,9 @@ import os
 import sys
 
 from orchestrator import constants as c
+from orchestrator.files import unlink_quietly
 from orchestrator.printer import display, display_name
 from orchestrator.timestamps import now_iso
-
-
-def remove_quietly(path):
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
 
 
 def print_task_output(log_path, run_id, where, out=None):
@@ -81,7 +75,7 @@ class LogFile:
             os.replace(path, doomed)
         except FileNotFoundError:
             return
-        remover = threading.Thread(target=remove_quietly, args=(doomed,), daemon=True)
+        remover = threading.Thread(target=unlink_quietly, args=(doomed,), daemon=True)
         remover.start()
         self.removers.append(remover)
 

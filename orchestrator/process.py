@@ -276,16 +276,25 @@ class Child:
         self.returncode = None
 
 
+def find_in_path(name, path):
+    """The file ``name`` (no slash in it) runs as, looked up in ``path`` (a PATH value; None:
+    the default) as execvp(3) looks it up; None when there is none."""
+    for directory in (os.defpath if path is None else path).split(os.pathsep):
+        candidate = os.path.join(directory or ".", name)
+        if os.access(candidate, os.X_OK) and not os.path.isdir(candidate):
+            return candidate
+    return None
+
+
 def resolve(argv0, env):
     """The path to execute for ``argv0``, looked up in the PATH the child will get (not
     hookrun's own); raises FileNotFoundError when there is none."""
     if "/" in argv0:
         return argv0
-    for directory in env.get("PATH", os.defpath).split(os.pathsep):
-        candidate = os.path.join(directory or ".", argv0)
-        if os.access(candidate, os.X_OK) and not os.path.isdir(candidate):
-            return candidate
-    raise FileNotFoundError(errno.ENOENT, "not found", argv0)
+    found = find_in_path(argv0, env.get("PATH"))
+    if found is None:
+        raise FileNotFoundError(errno.ENOENT, "not found", argv0)
+    return found
 
 
 def stdin_action(stdin):

@@ -232,6 +232,8 @@ def interpreters(head, env_path):
     """The programs a script's shebang makes the kernel run: the interpreter, and for
     ``/usr/bin/env [OPTIONS] [NAME=VALUE...] NAME`` the program NAME resolves to in
     ``env_path`` (None when it resolves to nothing)."""
+    from orchestrator.process import find_in_path
+
     words = shebang(head)
     if not words or not words[0].startswith("/"):
         return []
@@ -239,7 +241,7 @@ def interpreters(head, env_path):
     if os.path.basename(words[0]) == "env" and len(words) > 1:
         program = env_program(words[1:])
         if program:
-            found.append(program if "/" in program else which(program, env_path))
+            found.append(program if "/" in program else find_in_path(program, env_path))
     return found
 
 
@@ -253,12 +255,4 @@ def env_program(words):
         if word.startswith("-") or "=" in word:
             continue
         return word
-    return None
-
-
-def which(name, env_path):
-    for directory in (env_path or os.defpath).split(os.pathsep):
-        candidate = os.path.join(directory or ".", name)
-        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
-            return candidate
     return None
