@@ -5,8 +5,10 @@ transaction when it ends, so a run never leaves a half-written record and no hoo
 commit.
 """
 
+# The sqlite3 package is this C module plus adapters for datetime values, which hookrun never
+# stores; importing them (and datetime) would cost a twentieth of a short run's start-up.
+import _sqlite3 as sqlite3
 import os
-import sqlite3
 import time
 
 from orchestrator.errors import HookrunError, StateError
