@@ -12,6 +12,7 @@ import pwd
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
@@ -22,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import require
-from tests.e2e.test_example_tree import free_port, restic
+from tests.e2e.test_example_tree import free_port, postgres_server, restic
 
 ROOT = Path(__file__).resolve().parents[2]
 ATTACKER = "hookrun-mallory"
@@ -32,17 +33,34 @@ TIMEOUT = 120
 
 
 @pytest.fixture(scope="session")
-def restic_template(tmp_path_factory):
-    """An initialised restic repository, made once per session (``restic init`` calibrates
-    and runs its key derivation: seconds of CPU); each test works on a copy, restic_repo."""
+def postgres():
+    """A PostgreSQL server (see postgres_server), one per test worker for every module that
+    needs one: each test makes databases of names of its own."""
+    yield from postgres_server()
+
+
+@pytest.fixture(scope="session")
+def restic_template(tmp_path_factory, worker_id):
+    """An initialised restic repository, made once per test run and shared by the test
+    workers (``restic init`` calibrates and runs its key derivation: three seconds of CPU);
+    each test works on a copy, restic_repo."""
     require(shutil.which("restic"), "restic")
-    base = tmp_path_factory.mktemp("restic-template")
+    # Every worker's base temporary directory has the same parent, made for this run.
+    shared = tmp_path_factory.getbasetemp()
+    if worker_id != "master":
+        shared = shared.parent
+    base = shared / "restic-template"
     password = base / "restic-password"
-    password.write_text("correct horse battery staple\n")
-    password.chmod(0o600)
     values = {"RESTIC_REPOSITORY": str(base / "repo"), "RESTIC_PASSWORD_FILE": str(password),
               "RESTIC_CACHE_DIR": str(base / "restic-cache")}
-    restic(values, "init")
+    with open(shared / "restic-template.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (base / "ready").exists():
+            base.mkdir(exist_ok=True)
+            password.write_text("correct horse battery staple\n")
+            password.chmod(0o600)
+            restic(values, "init")
+            (base / "ready").touch()
     return values
 
 
@@ -111,10 +129,12 @@ def user_hookrun(attacker):
     base.chmod(0o755)
     venv = base / "venv"
     try:
-        subprocess.run([SYSTEM_PYTHON, "-m", "venv", str(venv)], check=True, timeout=TIMEOUT,
+        # No pip of its own (ensurepip costs seconds): the tests' pip installs into it.
+        subprocess.run([SYSTEM_PYTHON, "-m", "venv", "--without-pip", str(venv)], check=True,
+                       timeout=TIMEOUT, capture_output=True)
+        subprocess.run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"),
+                        "install", "--quiet", str(ROOT)], check=True, timeout=600,
                        capture_output=True)
-        subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", str(ROOT)],
-                       check=True, timeout=600, capture_output=True)
         yield str(venv / "bin" / "hookrun")
     finally:
         shutil.rmtree(base, ignore_errors=True)

@@ -150,11 +150,11 @@ def outcome(result):
 
 # PostgreSQL
 
-@pytest.fixture(scope="module")
-def postgres():
+def postgres_server():
     """A PostgreSQL server of its own: trust authentication, 127.0.0.1 and a free port only,
     its socket in its temporary directory. Run as the postgres user when the tests run as root
-    (initdb refuses root). Yields the connection settings and the binary directory."""
+    (initdb refuses root). Yields the connection settings and the binary directory; the
+    ``postgres`` fixture (tests/e2e/conftest.py) serves it."""
     bindir = require(postgres_bindir(), "PostgreSQL server (initdb)")
     require(shutil.which("pg_dump"), "pg_dump")
     as_root = os.geteuid() == 0

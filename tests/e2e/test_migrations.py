@@ -39,9 +39,8 @@ from tests.e2e.test_example_tree import (
     task_statuses,
 )
 
-# The example tree's fixtures, reused: a PostgreSQL server for this module (initdb, pg_ctl)
-# and an initialised restic repository per test.
-postgres = example_tree.postgres
+# The example tree's fixture, reused: an initialised restic repository per test (the
+# PostgreSQL server comes from conftest.py).
 restic_repo = example_tree.restic_repo
 
 MIGRATIONS = EXAMPLE / "migrations"

@@ -25,12 +25,7 @@ import pytest
 
 from tests.conftest import require
 from tests.e2e.conftest import SECOND_USER_VENV, as_user, user_env
-from tests.e2e.test_example_tree import (  # noqa: F401 - postgres is a fixture
-    hermetic_env,
-    pg_connection,
-    postgres,
-    psql,
-)
+from tests.e2e.test_example_tree import hermetic_env, pg_connection, psql
 
 ROOT = Path(__file__).resolve().parents[2]
 READMES = {"README.md": ROOT / "README.md",
@@ -84,12 +79,13 @@ def workspace():
     shutil.rmtree(path, ignore_errors=True)
 
 
-def restic_env(base):
-    restic = require(shutil.which("restic"), "restic")
-    env = {"RESTIC_REPOSITORY": str(base / "repo"), "RESTIC_PASSWORD": "readme"}
-    subprocess.run([restic, "init"], env={**hermetic_env(), **env}, check=True,
-                   capture_output=True, timeout=120)
-    return env
+def restic_env(base, template):
+    """A restic repository of the test's own in ``base``: a copy of the session's template,
+    whose initialisation costs seconds of CPU."""
+    shutil.copytree(template["RESTIC_REPOSITORY"], base / "repo")
+    password = base / "restic-password"
+    shutil.copy2(template["RESTIC_PASSWORD_FILE"], password)
+    return {"RESTIC_REPOSITORY": str(base / "repo"), "RESTIC_PASSWORD_FILE": str(password)}
 
 
 def hookrun_bin():
@@ -109,7 +105,7 @@ def in_sandbox(blocks, env, cwd, workspace):
 
 
 @pytest.mark.parametrize("readme", sorted(READMES))
-def test_the_root_examples_run_as_written(readme, workspace, postgres):  # noqa: F811
+def test_the_root_examples_run_as_written(readme, workspace, postgres, restic_template):
     blocks = [code for marks, code in marked_blocks(readme) if "root" in marks]
     assert blocks, f"{readme} has no block marked to run as root"
     psql(postgres, "postgres", "DROP DATABASE IF EXISTS readme")
@@ -120,7 +116,7 @@ def test_the_root_examples_run_as_written(readme, workspace, postgres):  # noqa:
     home = workspace / "home"
     home.mkdir(mode=0o700)
     env = {**hermetic_env(extra_path=hookrun_bin()), **pg_connection(postgres),
-           "PGDATABASE": "readme", **restic_env(workspace), "HOME": str(home)}
+           "PGDATABASE": "readme", **restic_env(workspace, restic_template), "HOME": str(home)}
     result = in_sandbox(blocks, env, checkout, workspace)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "Traceback" not in result.stderr
