@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import require
+from tests.conftest import installed_hookrun, require
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "hooks.d.example"
 PHASE_DIRS = ("pre-backup.d", "post-backup.d", "on-error.d", "on-success.d", "finally.d")
@@ -40,9 +40,9 @@ FOREIGN_ENV = re.compile(r"(PG|MYSQL|RESTIC_|HOOKRUN_|BACKUP_|HEALTHCHECK|MIN_FR
 # Tools
 
 def hookrun_path():
-    found = shutil.which("hookrun")
+    found = installed_hookrun()
     if not found:
-        pytest.fail("the hookrun command is not on PATH (pip install -e .)")
+        pytest.fail("the hookrun command is not installed (pip install -e .)")
     return found
 
 

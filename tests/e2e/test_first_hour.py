@@ -5,14 +5,20 @@ line decides; the README's own examples are run by test_readme.py."""
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
 
 import pytest
 
-from tests.conftest import hookrun_cmd, marker_hook, order, run_hookrun, show_last
+from tests.conftest import (
+    hookrun_cmd,
+    installed_hookrun,
+    marker_hook,
+    order,
+    run_hookrun,
+    show_last,
+)
 from tests.integration.test_process_control import wait_for
 
 TIMEOUT = 120
@@ -43,7 +49,7 @@ def test_hookrun_defer_works_when_hookrun_was_started_by_absolute_path(tree):
         touch "{tree.marks}/stopped"
         """)
     env = {"PATH": "/usr/bin:/bin"}
-    absolute = shutil.which("hookrun") or sys.executable
+    absolute = installed_hookrun() or sys.executable
     argv = [absolute] if absolute.endswith("hookrun") else [absolute, "-m", "orchestrator"]
     result = subprocess.run(argv + ["run", *tree.args(), "--", "false"], env=env,
                             capture_output=True, text=True, timeout=TIMEOUT)

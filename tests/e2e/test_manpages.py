@@ -15,10 +15,11 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import hookrun_cmd
 
 ROOT = Path(__file__).resolve().parents[2]
 MAN8 = ROOT / "man" / "hookrun.8"
@@ -97,15 +98,10 @@ def mentions(text, word):
 
 # --- what the code offers ----------------------------------------------------------------
 
-def hookrun_command():
-    found = shutil.which("hookrun")
-    return [found] if found else [sys.executable, "-m", "orchestrator"]
-
-
 def help_text(*subcommand):
     env = dict(os.environ, COLUMNS="100", LC_ALL="C.UTF-8")
     env.pop("HOOKRUN_CLEANUP", None)
-    result = subprocess.run(hookrun_command() + [*subcommand, "--help"], capture_output=True,
+    result = subprocess.run(hookrun_cmd() + [*subcommand, "--help"], capture_output=True,
                             text=True, env=env, cwd=ROOT, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
     return result.stdout

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import require
+from tests.conftest import installed_hookrun, require
 from tests.e2e.conftest import SECOND_USER_VENV, as_user, user_env
 from tests.e2e.test_example_tree import hermetic_env, pg_connection, psql
 
@@ -89,8 +89,8 @@ def restic_env(base, template):
 
 
 def hookrun_bin():
-    found = shutil.which("hookrun")
-    assert found, "the hookrun command is not on PATH (pip install '.[test]')"
+    found = installed_hookrun()
+    assert found, "the hookrun command is not installed (pip install '.[test]')"
     return os.path.dirname(found)
 
 
@@ -184,7 +184,7 @@ def test_the_cleanup_example_brings_the_container_back_whatever_the_path(workspa
     stand_in.mkdir()
     (stand_in / "docker").write_text(f'#!/bin/sh\necho "$*" >> "{workspace}/docker-calls"\n')
     (stand_in / "docker").chmod(0o755)
-    hookrun = shutil.which("hookrun")
+    hookrun = installed_hookrun()
     env = {"PATH": f"{stand_in}:/usr/bin:/bin", "HOME": str(workspace)}
     assert not shutil.which("hookrun", path=env["PATH"])
     result = subprocess.run([hookrun, "run", "-d", str(hooks), "--state-dir",
