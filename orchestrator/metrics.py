@@ -10,6 +10,7 @@ import errno
 import fcntl
 import os
 import re
+import stat
 import tempfile
 import time
 
@@ -94,14 +95,16 @@ def run_samples(event, status, exit_code, finished, duration, last_success, task
 
 
 def other_events_samples(path, event):
-    """Samples already in the file that belong to other events."""
+    """Samples already in the file that belong to other events (never read through a link:
+    see write_metrics)."""
     mine = f'event="{escape(event)}"'
     kept = []
     try:
-        with open(path, "rb") as handle:
-            text = handle.read(MAX_READ).decode("utf-8", "replace")
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except FileNotFoundError:
         return kept
+    with os.fdopen(fd, "rb") as handle:
+        text = handle.read(MAX_READ).decode("utf-8", "replace")
     for line in text.split("\n"):
         match = SAMPLE_RE.match(line)
         if match and mine not in (match.group(2) or ""):
@@ -122,9 +125,8 @@ def render(samples):
 
 
 def write_metrics(path, event, **run):
-    """Replace ``event``'s series in the textfile at ``path`` (a link, which the checks of
-    the run found trusted, is followed once, here); OSError if it cannot."""
-    path = os.path.realpath(path)
+    """Replace ``event``'s series in the textfile at ``path``; OSError if it cannot."""
+    path = target(path)
     directory = os.path.dirname(path)
     lock = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
@@ -141,6 +143,33 @@ def write_metrics(path, event, **run):
             raise
     finally:
         os.close(lock)
+
+
+def target(path):
+    """The file the textfile at ``path`` really is, looked at now, at the end of a run that
+    may have lasted hours since its checks (design.md section 8): NotOwnFile when a symbolic
+    link on the way belongs to another user, who could have planted it meanwhile to make root
+    write where it points. A link at ``path`` itself is followed only if root or the running
+    user owns it (no one else can replace it in a sticky directory); the file is then read
+    without following a link (ELOOP: a link planted after this look refuses the write) and
+    replaced by a rename, which follows none either."""
+    from orchestrator.files import NotOwnFile, foreign_links
+    from orchestrator.safety import shown
+
+    problems = foreign_links(path)
+    if problems:
+        raise NotOwnFile(problems[0])
+    found = os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))
+    try:
+        info = os.lstat(found)
+    except FileNotFoundError:
+        return found
+    if not stat.S_ISLNK(info.st_mode):
+        return found
+    if info.st_uid not in (0, os.geteuid()):
+        raise NotOwnFile(f"{shown(found)} is a symbolic link owned by uid {info.st_uid}, "
+                         "not root or the user running hookrun")
+    return os.path.realpath(found)
 
 
 def hold(fd):

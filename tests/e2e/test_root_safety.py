@@ -143,6 +143,26 @@ def test_a_metrics_file_linked_by_another_user_is_refused(attacker, sticky_dir, 
     assert victim.read_text() == "precious\n" and not (marks / "ran").exists()
 
 
+def test_a_metrics_file_linked_by_another_user_while_the_run_goes_on_is_not_written_through(
+        attacker, sticky_dir, safe_base):
+    base, marks = safe_base
+    hooks = root_tree(base / "hooks", marks)
+    victim = base / "victim"
+    victim.write_text("precious\n")
+    metrics = sticky_dir / "hookrun.prom"
+    # The checks at the start find no link; the attacker plants one while a hook runs.
+    hook = hooks / "pre-backup.d" / "20-attacker-acts"
+    hook.write_text(f"#!/bin/sh\nsetpriv --reuid={attacker.pw_uid} --regid={attacker.pw_gid} "
+                    f'--clear-groups -- ln -s "{victim}" "{metrics}"\n')
+    hook.chmod(0o755)
+    result = run_hookrun("run", "-d", str(hooks), "--state-dir", str(base / "st"),
+                         "--metrics-file", str(metrics), "--", "true")
+    assert (marks / "ran").exists() and metrics.is_symlink(), result.stderr
+    assert victim.read_text() == "precious\n"
+    assert result.returncode == 0
+    assert lines_naming(result.stderr, metrics) and "Traceback" not in result.stderr
+
+
 def test_a_hooks_tree_below_a_directory_the_attacker_owns_is_refused(attacker, sticky_dir,
                                                                     safe_base):
     base, marks = safe_base

@@ -1,6 +1,11 @@
 """hookrun_hook_consecutive_failures: how a task's runs of failures are counted."""
 
-from orchestrator.metrics import consecutive_failures, render, run_samples
+import errno
+import os
+
+import pytest
+
+from orchestrator.metrics import consecutive_failures, render, run_samples, write_metrics
 from orchestrator.outcome import TaskRecord, TaskStatus
 
 
@@ -32,3 +37,40 @@ def test_run_samples_count_earlier_runs_per_phase_and_hook():
     assert found == {'{event="backup",phase="pre",hook="10-dump"}': 3,
                      '{event="backup",phase="post",hook="10-dump"}': 0}
     assert "# HELP hookrun_hook_consecutive_failures " in render(samples)
+
+
+def test_a_link_of_ones_own_is_followed_and_the_file_it_names_replaced(tmp_path):
+    real = tmp_path / "textfile" / "hookrun.prom"
+    real.parent.mkdir()
+    link = tmp_path / "hookrun.prom"
+    link.symlink_to(real)
+    write_metrics(str(link), "backup", status="success", exit_code=0, finished=1.0,
+                  duration=1.0, last_success=1.0, tasks=[])
+    assert link.is_symlink() and 'hookrun_last_run_exit_code{event="backup"} 0' in \
+        real.read_text()
+
+
+def test_a_link_planted_after_the_last_look_is_never_read_or_written_through(tmp_path,
+                                                                             monkeypatch):
+    victim = tmp_path / "victim"
+    victim.write_text('hookrun_secret{event="other"} 42\n')
+    path = tmp_path / "hookrun.prom"
+    real_lstat = os.lstat
+    planted = []
+
+    def plant_after_look(entry, *args, **kwargs):
+        try:
+            return real_lstat(entry, *args, **kwargs)
+        finally:
+            if str(entry) == str(path) and not planted:
+                planted.append(entry)
+                path.symlink_to(victim)
+
+    monkeypatch.setattr(os, "lstat", plant_after_look)
+    with pytest.raises(OSError) as refused:
+        write_metrics(str(path), "backup", status="success", exit_code=0, finished=1.0,
+                      duration=1.0, last_success=1.0, tasks=[])
+    monkeypatch.undo()
+    assert refused.value.errno == errno.ELOOP
+    assert victim.read_text() == 'hookrun_secret{event="other"} 42\n'
+    assert planted and sorted(p.name for p in tmp_path.iterdir()) == ["hookrun.prom", "victim"]
