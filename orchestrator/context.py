@@ -178,7 +178,6 @@ def check_paths(ctx, discovered, heads):
     (none for --no-hooks), every directory and link above them, and each hook's interpreter.
     Its ``warnings`` list interpreters that are missing or cannot be executed."""
     checker = safety.Checker()
-    checker.warnings = []
     if os.path.isdir(ctx.hooks_dir):
         checker.check(ctx.hooks_dir)
     if ctx.config.path:

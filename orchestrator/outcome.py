@@ -226,10 +226,14 @@ class RunState:
             return c.EXIT_HOOK_STOPPED
         return c.EXIT_OK
 
+    def takes_failure(self, decisive):
+        """Whether a failure (``decisive``: it decides the run) would now be the one
+        HOOKRUN_ERROR tells of: the first, or a decisive one after earlier warnings."""
+        return self.failure is None or (decisive and not self.failure.decisive)
+
     def note_failure(self, failure):
-        """Remember ``failure`` for HOOKRUN_ERROR: the first, unless a decisive one comes
-        after earlier warnings."""
-        if self.failure is None or (failure.decisive and not self.failure.decisive):
+        """Remember ``failure`` for HOOKRUN_ERROR, if it takes it (see takes_failure)."""
+        if self.takes_failure(failure.decisive):
             self.failure = failure
 
     def error_line(self):

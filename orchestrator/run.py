@@ -231,8 +231,8 @@ class Lifecycle:
     def note_failure(self, run, decisive):
         """Tell the run's state of a failure for HOOKRUN_ERROR, with its error log."""
         state, record = self.state, run.record
-        if state.failure is not None and not (decisive and not state.failure.decisive):
-            return
+        if not state.takes_failure(decisive):
+            return  # an earlier failure is the one told of: no need for this one's log
         what = "command" if record.phase == c.PHASE_COMMAND else f"{record.phase} hook"
         line = f"{what} {display_name(record.name)} {record.status} ({record.reason})"
         said = run.output.last_line()
@@ -379,9 +379,9 @@ def previous_run(ctx):
 def recover_command(ctx):
     """``hookrun recover``: run the pending cleanups of crashed runs; returns 0."""
     with Session(ctx, new_run_id()) as session:
+        engine = session.open_run(recorded=False)
         history = open_history(os.path.join(ctx.state_dir, c.HISTORY_NAME),
                                session.reporter.warn)
-        engine = session.open_run(recorded=False)
         try:
             records = recover(engine, history, ctx.state_dir)
             # Cleanups that the replayed cleanups registered themselves.

@@ -138,6 +138,7 @@ class Checker:
         self.euid = os.geteuid() if euid is None else euid
         self.owners = (0, self.euid)
         self.problems = []
+        self.warnings = []  # for the caller's lines about interpreters (check_interpreter)
         self.flagged = set()
         self.looked_at = {}
         self.judged = set()

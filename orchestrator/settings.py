@@ -8,6 +8,7 @@ The parsers use string methods, not regular expressions: ``re`` would cost every
 start-up time, for a few simple shapes.
 """
 
+import os
 from collections import namedtuple
 
 from orchestrator import constants as c
@@ -294,12 +295,18 @@ def parse_value(key, value, parsers, section, where):
 
 
 def read_head(path):
-    """The first bytes of the file at ``path`` (b"" if it cannot be read)."""
+    """The first bytes of the file at ``path`` (b"" if it cannot be read): one open, read
+    and close per hook, without a buffered file's seek and terminal check."""
     try:
-        with open(path, "rb") as handle:
-            return handle.read(c.HEAD_BYTES)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return b""
+    try:
+        return os.read(fd, c.HEAD_BYTES)
+    except OSError:
+        return b""
+    finally:
+        os.close(fd)
 
 
 def phase_kind(key):
