@@ -247,13 +247,29 @@ def become_subreaper():
     """Adopt orphaned descendants (Linux only); returns whether it worked."""
     if not sys.platform.startswith("linux"):
         return False
-    import ctypes
-
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
-    except (OSError, AttributeError):
+        return libc_function("prctl")(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError, ImportError):
         return False
+
+
+def libc_function(name):
+    """The C library's function ``name``, taking ints and returning an int, called through
+    ``_ctypes``, the C half of ctypes. ``import ctypes`` itself builds some eighty classes
+    and would cost a run a tenth of its start-up, for this one call."""
+    import _ctypes
+
+    class Int(_ctypes._SimpleCData):
+        _type_ = "i"
+
+    class Function(_ctypes.CFuncPtr):
+        _flags_ = _ctypes.FUNCFLAG_CDECL
+        _restype_ = Int
+
+    class Libc:
+        _handle = _ctypes.dlopen(None)
+
+    return Function((name, Libc))
 
 
 def spawn_error_outcome(error):

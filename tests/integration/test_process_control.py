@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 
 import psutil
@@ -453,3 +454,25 @@ def test_a_signal_that_comes_while_the_process_starts_is_forwarded_to_it(monkeyp
     assert outcome.interrupted_by == signal.SIGTERM
     assert outcome.killed_by == signal.SIGTERM
     assert time.monotonic() - began < 10
+
+
+def test_hookrun_adopts_the_orphans_of_its_children_without_importing_ctypes():
+    """prctl(PR_SET_CHILD_SUBREAPER) goes through _ctypes alone: a grandchild whose parent
+    ended is hookrun's child then, and the ctypes package (a tenth of start-up) stays out."""
+    probe = (
+        "import os, subprocess, sys, time\n"
+        "from orchestrator.process import become_subreaper\n"
+        "assert become_subreaper()\n"
+        "assert 'ctypes' not in sys.modules, 'ctypes was imported'\n"
+        "out = subprocess.run(['sh', '-c', 'sleep 30 >/dev/null 2>&1 & echo $!'],\n"
+        "                     capture_output=True, text=True, check=True).stdout\n"
+        "orphan = int(out)\n"
+        "with open(f'/proc/{orphan}/stat') as handle:\n"
+        "    parent = int(handle.read().rsplit(')', 1)[1].split()[1])\n"
+        "os.kill(orphan, 9)\n"
+        "os.waitpid(orphan, 0)\n"
+        "print(parent == os.getpid())\n")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            timeout=60, cwd=os.path.dirname(os.path.dirname(process.__file__)))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "True"
