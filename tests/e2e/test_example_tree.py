@@ -346,6 +346,19 @@ def test_too_little_free_space_stops_the_run_before_the_command(tmp_path):
     assert ("command", "touch", "skipped") in statuses
 
 
+def test_the_test_repository_opens_with_its_password_only_and_cheaply(tmp_path, restic_repo):
+    """The repository every restic test copies has its key re-wrapped (restic_keys): restic
+    opens it with the password and no key derivation worth measuring, and refuses another."""
+    (key,) = (Path(restic_repo["RESTIC_REPOSITORY"]) / "keys").iterdir()
+    assert json.loads(key.read_text())["N"] == 1024
+    restic(restic_repo, "cat", "config")
+    wrong = tmp_path / "wrong-password"
+    wrong.write_text("incorrect horse\n")
+    result = execute(["restic", "cat", "config"], check=False,
+                     env={**hermetic_env(), **restic_repo, "RESTIC_PASSWORD_FILE": str(wrong)})
+    assert result.returncode != 0 and "wrong password" in result.stderr
+
+
 def test_backup_of_postgres_with_restic_restores_the_same_rows(tmp_path, postgres, restic_repo,
                                                                checker):
     url, requests = checker
