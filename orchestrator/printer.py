@@ -7,6 +7,7 @@ so no name, argument or output line can forge a line or move the cursor.
 """
 
 import os
+import stat
 import sys
 
 from orchestrator import shell
@@ -56,6 +57,19 @@ def raw_fd(stream):
         return None
 
 
+def is_null_device(fd):
+    """Whether ``fd`` is /dev/null (``> /dev/null`` in a crontab line), where output shown
+    would be thrown away: then hookrun does not format it (as GNU tar does not read the files
+    it archives to /dev/null)."""
+    if fd is None:
+        return False
+    try:
+        info, null = os.fstat(fd), os.stat(os.devnull)
+    except OSError:
+        return False
+    return stat.S_ISCHR(info.st_mode) and info.st_rdev == null.st_rdev
+
+
 class Console:
     """The terminal: status lines, hook output and the summary; colour only when asked for or
     when writing to a terminal with NO_COLOR unset."""
@@ -69,6 +83,8 @@ class Console:
         self.live_enabled = not quiet and self.out.isatty()
         self.live_shown = False
         self.fds = {"stdout": raw_fd(self.out), "stderr": raw_fd(self.err)}
+        # Streams whose hook output is thrown away: /dev/null, or a stream that is gone.
+        self.discarded = {stream: is_null_device(fd) for stream, fd in self.fds.items()}
 
     def pick_colours(self, color):
         if color == "never":
@@ -117,6 +133,7 @@ class Console:
         """Send what follows on ``stream`` to /dev/null; the log file still has everything."""
         fd = self.fds[stream]
         self.fds[stream] = None
+        self.discarded[stream] = True
         self.live_enabled = self.live_enabled and stream != "stdout"
         if fd is not None:
             # So that Python's own last flush goes somewhere; if even that fails, the writes
@@ -148,7 +165,7 @@ class Console:
 
     def output(self, where, stream, block):
         """A block of a task's output lines, each prefixed with ``where``."""
-        if self.quiet:
+        if self.quiet or self.discarded[stream]:
             return
         self.clear_live()
         fd = self.fds[stream]

@@ -105,3 +105,36 @@ def test_a_lost_stdout_never_stops_the_run_even_when_dev_null_cannot_be_opened(m
         out.close()
     except OSError:
         pass
+
+
+def test_only_the_null_device_counts_as_throwing_output_away(tmp_path):
+    read_end, write_end = os.pipe()
+    try:
+        with open(os.devnull, "wb") as null, open("/dev/zero", "rb") as zero, \
+                open(tmp_path / "file", "wb") as regular:
+            assert printer.is_null_device(null.fileno())
+            assert not printer.is_null_device(zero.fileno())
+            assert not printer.is_null_device(regular.fileno())
+            assert not printer.is_null_device(write_end)
+            assert not printer.is_null_device(None)
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+
+
+def test_output_for_a_null_stdout_is_not_formatted_but_a_pipe_gets_it(monkeypatch):
+    read_end, write_end = os.pipe()
+    written = []
+    real_writev = os.writev
+    monkeypatch.setattr(os, "writev", lambda fd, parts: written.append(fd) or
+                        real_writev(fd, parts))
+    try:
+        with open(os.devnull, "w") as null, os.fdopen(write_end, "w", closefd=False) as pipe:
+            Console(out=null, err=pipe).output("pre/10-x", "stdout", b"to nowhere")
+            assert written == []
+            Console(out=pipe, err=null).output("pre/10-x", "stdout", b"to the pipe")
+            assert written == [write_end]
+        assert os.read(read_end, 100) == b"pre/10-x: to the pipe\n"
+    finally:
+        os.close(read_end)
+        os.close(write_end)
