@@ -25,7 +25,9 @@ from collections import namedtuple
 from orchestrator import constants as c
 
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-READ_SIZE = 65536
+READ_SIZE = 1 << 20
+PIPE_SIZE = 1 << 20  # a chatty hook's output is read in large blocks (Linux's default cap)
+F_SETPIPE_SZ = 1031  # fcntl.F_SETPIPE_SZ from Python 3.10 on
 PR_SET_CHILD_SUBREAPER = 36
 NO_PIDFD_TICK = 0.05
 KILLED_TICK = 0.005
@@ -343,6 +345,8 @@ def start(spec):
     if spec.capture:
         # Python makes pipes close-on-exec; only the dup2 copies reach the child.
         pipes = [os.pipe(), os.pipe()]
+        for read_end, _write_end in pipes:
+            enlarge_pipe(read_end)
         actions += [(os.POSIX_SPAWN_DUP2, pipes[0][1], 1), (os.POSIX_SPAWN_DUP2, pipes[1][1], 2)]
     argv = list(spec.argv)
     try:
@@ -361,6 +365,17 @@ def start(spec):
     for _read_end, write_end in pipes:
         os.close(write_end)
     return Child(pid, *(read_end for read_end, _write_end in pipes))
+
+
+def enlarge_pipe(fd):
+    """Let the pipe hold PIPE_SIZE bytes, so a hook that prints a lot is read in a few large
+    blocks rather than many 64 KiB ones; where it may not (a lower pipe-max-size), it stays."""
+    import fcntl
+
+    try:
+        fcntl.fcntl(fd, F_SETPIPE_SZ, PIPE_SIZE)
+    except OSError:
+        pass
 
 
 def protect_inherited_fds():

@@ -241,3 +241,22 @@ def test_no_color_is_honoured_on_a_terminal(tree):
     tree.hook("pre-backup.d/10-x", "true")
     status, text = run_in_pty(hookrun_cmd() + ["run", *tree.args()], env={"NO_COLOR": "1"})
     assert status == 0 and "\x1b[3" not in text
+
+
+def test_a_chatty_hook_writes_into_a_large_pipe_and_every_line_reaches_the_log(tree):
+    """A hook's stdout is a pipe of 1 MiB (read in large blocks, not 64 KiB ones); with
+    hookrun's own stdout on /dev/null nothing is shown, and the log still has every line."""
+    tree.hook("pre-backup.d/10-chatty", """
+        import fcntl, sys
+        print("pipe", fcntl.fcntl(1, 1032))  # F_GETPIPE_SZ
+        for number in range(40000):
+            print(f"line {number:06d} " + "x" * 80)
+        """, shebang="#!/usr/bin/python3")
+    with open(os.devnull, "w") as null:
+        result = subprocess.run(hookrun_cmd() + ["run", *tree.args()], stdout=null,
+                                stderr=subprocess.PIPE, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    logged = [line.split(": ", 1)[1] for line in
+              (tree.state / "hookrun.log").read_text().splitlines() if " stdout: " in line]
+    assert logged[0] == "pipe 1048576"
+    assert logged[1:] == [f"line {number:06d} " + "x" * 80 for number in range(40000)]
