@@ -16,6 +16,7 @@ daemon an earlier hook left running on purpose is not the business of a later ho
 # ``signal`` builds when imported, which would cost every run a tenth of its start-up.
 import _signal as signal
 import errno
+import fcntl
 import os
 import select
 import sys
@@ -370,8 +371,6 @@ def start(spec):
 def enlarge_pipe(fd):
     """Let the pipe hold PIPE_SIZE bytes, so a hook that prints a lot is read in a few large
     blocks rather than many 64 KiB ones; where it may not (a lower pipe-max-size), it stays."""
-    import fcntl
-
     try:
         fcntl.fcntl(fd, F_SETPIPE_SZ, PIPE_SIZE)
     except OSError:
