@@ -5,6 +5,7 @@ of its reach); and the real Prometheus programs for the fleet tests (node_export
 and the Pushgateway, each on 127.0.0.1 with a free port, its output in a log file, stopped when
 the test ends). A missing program skips a test, or fails it under HOOKRUN_REQUIRE_TOOLS=1."""
 
+import contextlib
 import fcntl
 import json
 import os
@@ -40,6 +41,21 @@ def postgres():
     yield from postgres_server()
 
 
+def shared_dir(tmp_path_factory, worker_id):
+    """A directory every test worker of this run sees: the parent of the workers' own base
+    temporary directories (pytest's, closed to other users)."""
+    base = tmp_path_factory.getbasetemp()
+    return base if worker_id == "master" else base.parent
+
+
+@contextlib.contextmanager
+def locked(path):
+    """Hold an exclusive flock on ``path`` (made if missing): one test worker at a time."""
+    with open(path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 @pytest.fixture(scope="session")
 def restic_template(tmp_path_factory, worker_id):
     """An initialised restic repository, made once per test run and shared by the test
@@ -48,16 +64,12 @@ def restic_template(tmp_path_factory, worker_id):
     instead of half a second of CPU (see restic_keys); a command that opens it proves the
     key is sound."""
     require(shutil.which("restic"), "restic")
-    # Every worker's base temporary directory has the same parent, made for this run.
-    shared = tmp_path_factory.getbasetemp()
-    if worker_id != "master":
-        shared = shared.parent
+    shared = shared_dir(tmp_path_factory, worker_id)
     base = shared / "restic-template"
     password = base / "restic-password"
     values = {"RESTIC_REPOSITORY": str(base / "repo"), "RESTIC_PASSWORD_FILE": str(password),
               "RESTIC_CACHE_DIR": str(base / "restic-cache")}
-    with open(shared / "restic-template.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with locked(shared / "restic-template.lock"):
         if not (base / "ready").exists():
             base.mkdir(exist_ok=True)
             password.write_text("correct horse battery staple\n")
@@ -121,15 +133,35 @@ def sticky_dir():
     shutil.rmtree(path, ignore_errors=True)
 
 
-# Tests that use user_hookrun carry this mark, so that one test worker builds the venv.
-SECOND_USER_VENV = pytest.mark.xdist_group("second-user-venv")
-
-
 @pytest.fixture(scope="session")
-def user_hookrun(attacker):
+def user_hookrun(attacker, tmp_path_factory, worker_id):
     """The path of a ``hookrun`` command the second user can run: this checkout installed
-    into a virtualenv of Debian's Python, in a directory made for the session."""
+    into a virtualenv of Debian's Python, in a directory of its own under /tmp (the second
+    user cannot enter pytest's). Made once per test run and shared by the test workers: each
+    counts itself in, and the last one out removes it. One build at a time also keeps two
+    pip runs from building in the checkout at once."""
     require(os.access(SYSTEM_PYTHON, os.X_OK) and SYSTEM_PYTHON, "Debian's python3")
+    shared = shared_dir(tmp_path_factory, worker_id)
+    record, users = shared / "user-venv", shared / "user-venv.users"
+    with locked(shared / "user-venv.lock"):
+        if not record.exists():
+            record.write_text(build_user_venv())
+            users.write_text("0")
+        base = Path(record.read_text())
+        users.write_text(str(int(users.read_text()) + 1))
+    try:
+        yield str(base / "venv" / "bin" / "hookrun")
+    finally:
+        with locked(shared / "user-venv.lock"):
+            left = int(users.read_text()) - 1
+            users.write_text(str(left))
+            if not left:
+                record.unlink()
+                shutil.rmtree(base, ignore_errors=True)
+
+
+def build_user_venv():
+    """Make the second user's virtualenv (see user_hookrun); returns its directory."""
     base = Path(tempfile.mkdtemp(prefix="hookrun-user-venv-"))
     base.chmod(0o755)
     venv = base / "venv"
@@ -137,12 +169,14 @@ def user_hookrun(attacker):
         # No pip of its own (ensurepip costs seconds): the tests' pip installs into it.
         subprocess.run([SYSTEM_PYTHON, "-m", "venv", "--without-pip", str(venv)], check=True,
                        timeout=TIMEOUT, capture_output=True)
-        subprocess.run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"),
-                        "install", "--quiet", str(ROOT)], check=True, timeout=600,
-                       capture_output=True)
-        yield str(venv / "bin" / "hookrun")
-    finally:
+        installed = subprocess.run([sys.executable, "-m", "pip", "--python",
+                                    str(venv / "bin" / "python"), "install", "--quiet",
+                                    str(ROOT)], timeout=600, capture_output=True, text=True)
+        assert installed.returncode == 0, installed.stdout + installed.stderr
+    except BaseException:
         shutil.rmtree(base, ignore_errors=True)
+        raise
+    return str(base)
 
 
 # Generous upper bounds: a slow CI must not flake, a hang must not hang.

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import installed_hookrun, require
-from tests.e2e.conftest import SECOND_USER_VENV, as_user, user_env
+from tests.e2e.conftest import as_user, user_env
 from tests.e2e.test_example_tree import hermetic_env, pg_connection, psql
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -129,7 +129,6 @@ def test_the_root_examples_run_as_written(readme, workspace, postgres, restic_te
     assert result.stdout.count("=== block") == len(blocks)
 
 
-@SECOND_USER_VENV
 @pytest.mark.parametrize("readme", sorted(READMES))
 def test_the_user_examples_run_as_written_for_root_and_for_an_ordinary_user(
         readme, workspace, attacker, user_hookrun):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_hookrun
-from tests.e2e.conftest import SECOND_USER_VENV, as_user, plant, user_env
+from tests.e2e.conftest import as_user, plant, user_env
 
 EXIT_UNSAFE = 77
 
@@ -233,7 +233,6 @@ def test_every_unsafe_path_is_named_not_only_the_first(attacker, safe_base):
     assert len(result.stderr.splitlines()) == 2
 
 
-@SECOND_USER_VENV
 def test_a_root_only_hook_is_skipped_alike_by_list_check_phase_and_run(attacker, user_hookrun,
                                                                        sticky_dir):
     home = sticky_dir / "mallory-home"
