@@ -417,8 +417,9 @@ def test_marks_that_cannot_be_read_leave_the_cleanups_pending_not_run_twice(tree
 
 def test_defer_whose_fsync_fails_still_registers_and_says_so(tree):
     fiu_run = require(shutil.which("fiu-run"), "fiu-run (Debian package fiu-utils)")
+    # -f "": no control fifos, which fiu-run would leave behind in /tmp.
     tree.hook("pre-backup.d/10-defer", f"""
-        {fiu_run} -x -c "enable name=posix/io/sync/fsync,failinfo=5" \\
+        {fiu_run} -x -f "" -c "enable name=posix/io/sync/fsync,failinfo=5" \\
             hookrun defer touch "{tree.marks}/cleaned" 2> "{tree.marks}/stderr"
         echo "$?" > "{tree.marks}/status"
         """)
