@@ -88,8 +88,7 @@ def attacker():
         pytest.skip("the security tests create a second user: run them as root")
     useradd = require(shutil.which("useradd"), "useradd")
     # Test workers running side by side each ask for the account: one creates it.
-    with open(ACCOUNTS_LOCK, "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with locked(ACCOUNTS_LOCK):
         try:
             return pwd.getpwnam(ATTACKER)
         except KeyError:
