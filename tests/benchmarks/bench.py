@@ -3,7 +3,9 @@
 issue printed beside each figure.
 
 * hooks: ``hookrun phase pre-backup`` and ``hookrun run`` (state dir, log and history on) vs
-  ``run-parts DIR`` vs a bash loop, over 10, 200 and 2,000 no-op ``#!/bin/sh`` hooks;
+  ``run-parts DIR`` vs a bash loop, over 10, 200 and 2,000 no-op ``#!/bin/sh`` hooks; beside
+  them the floor, ``floor.py``: the least a hook runner in Python does (spawn, pipes, poll,
+  wait4, a header read, a log line, one SQLite transaction), run by hookrun's interpreter;
 * start-up: ``hookrun run --no-hooks -- true`` vs ``python -c pass`` (same interpreter);
 * output: a hook printing 200 MB of 100-byte lines through ``hookrun phase`` (log on, stdout
   to /dev/null, where hookrun shows no output) vs the same hook piped through ``tee -a LOG``;
@@ -31,6 +33,7 @@ import time
 
 from orchestrator.process import vm_hwm
 
+FLOOR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "floor.py")
 SIZES = (10, 200, 2000)
 LINE = 100
 NOOP_HOOK = "#!/bin/sh\nexit 0\n"
@@ -179,6 +182,7 @@ class Bench:
     def __init__(self, args):
         self.args = args
         self.hookrun = shlex.split(args.hookrun) if args.hookrun else default_hookrun()
+        self.python = interpreter_of(self.hookrun)
         self.tmp = tempfile.mkdtemp(prefix="hookrun-bench-")
         os.chmod(self.tmp, 0o755)
         self.raw_env = dict(os.environ)
@@ -210,6 +214,8 @@ class Bench:
             "run-parts": ["run-parts", directory],
             "bash loop": ["bash", "-c", 'shopt -s nullglob; for f in "$1"/*; do "$f"; done',
                           "bash", directory],
+            "python floor": [self.python, FLOOR, directory, self.path("floor.log"),
+                             self.path("floor.db")],
         }
 
     def hooks(self):
@@ -249,6 +255,10 @@ class Bench:
                              f"{ratio:>7.2f}x  ")
             print("".join(cells))
         pivot = 200 if 200 in sizes else sizes[len(sizes) // 2]
+        floor = medians[("python floor", pivot)]
+        print(f"At {pivot} hooks the floor is {floor / medians[('run-parts', pivot)]:.2f}x "
+              f"run-parts; hookrun phase is {medians[('hookrun phase', pivot)] / floor:.2f}x "
+              f"the floor, hookrun run {medians[('hookrun run', pivot)] / floor:.2f}x.")
         for name in ("hookrun phase", "hookrun run"):
             ratio = medians[(name, pivot)] / medians[("run-parts", pivot)]
             state, good = verdict(ratio, HOOKS_MAX_RATIO, HOOKS_AIM_RATIO)
@@ -270,7 +280,7 @@ class Bench:
             "hookrun run --no-hooks -- true": self.hookrun + [
                 "run", "--no-hooks", "-d", tree, "--state-dir", self.path("state-startup"),
                 "--log-file", self.path("startup.log"), "--", "true"],
-            "python -c pass": [interpreter_of(self.hookrun), "-c", "pass"],
+            "python -c pass": [self.python, "-c", "pass"],
         }
         envs = {"": self.env}
         if self.raw_env.get("PYTHONDONTWRITEBYTECODE") and not self.args.no_pycache:
