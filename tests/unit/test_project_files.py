@@ -1,7 +1,10 @@
-"""The README's promises about CI and packaging hold."""
+"""The README's promises about CI, packaging and the benchmarks hold."""
 
 import configparser
 import re
+import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 TOP = Path(__file__).resolve().parents[2]
@@ -45,3 +48,29 @@ def test_every_data_file_to_install_exists():
     for _target, files in config["options.data_files"].items():
         for name in files.split():
             assert (TOP / name).is_file(), name
+
+
+def test_the_benchmarks_floor_runs_hooks_in_order_and_stops_at_the_first_failure(tmp_path):
+    """The floor bench.py sets beside hookrun really runs the hooks, logs and records them:
+    a floor that skipped work would flatter every ratio to it."""
+    hooks = tmp_path / "pre-backup.d"
+    hooks.mkdir()
+    order = tmp_path / "order"
+    for name, status in (("10-a", 0), ("20-b", 3), ("30-c", 0)):
+        script = hooks / name
+        script.write_text(f"#!/bin/sh\necho {name} >> '{order}'\necho out; echo err >&2\n"
+                          f"exit {status}\n")
+        script.chmod(0o755)
+    (hooks / "40-not-executable").write_text("#!/bin/sh\nexit 9\n")
+    log, db = tmp_path / "floor.log", tmp_path / "floor.db"
+    floor = TOP / "tests" / "benchmarks" / "floor.py"
+    result = subprocess.run([sys.executable, str(floor), str(hooks), str(log), str(db)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 3, result.stderr
+    assert order.read_text() == "10-a\n20-b\n"
+    assert [line.split(" ", 1)[1] for line in log.read_text().splitlines()] == [
+        "b'10-a' end exit=0", "b'20-b' end exit=3"]
+    with sqlite3.connect(db) as connection:
+        rows = connection.execute("SELECT name, exit FROM tasks").fetchall()
+    connection.close()
+    assert rows == [(b"10-a", 0), (b"20-b", 3)]
