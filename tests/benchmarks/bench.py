@@ -229,7 +229,7 @@ class Bench:
         samples = {}
         for rep in range(self.args.repeat):
             # The sizes take turns too: whatever a 2,000-hook run leaves the machine doing
-            # (its log and history written back) must not always fall on the same size.
+            # (writing back its log and history, say) must not always fall on the same size.
             for size in sizes[rep % len(sizes):] + sizes[:rep % len(sizes)]:
                 tools = list(self.hook_tools(size).items())
                 shift = rep % len(tools)
