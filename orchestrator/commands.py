@@ -27,9 +27,10 @@ def run(args):
     from orchestrator.run import Run
 
     command = strip_separator(args.command)
-    if args.no_hooks and not command:
-        raise UsageError("run: --no-hooks needs a command: without one it would do nothing, "
-                         "yet count as a successful backup")
+    if not command:
+        raise UsageError("run: needs a command (hookrun run [OPTIONS] -- COMMAND [ARG...]): "
+                         "without one it would back up nothing, yet count as a success; to "
+                         "run the hooks of one directory alone, use 'hookrun phase'")
     ctx = build_context(args, need_hooks=not args.no_hooks)
     return Run(ctx, command, no_hooks=args.no_hooks, dry_run=args.dry_run,
                wait=wait_seconds(args.wait)).execute()
@@ -52,13 +53,19 @@ def check(args):
     from orchestrator import context, printer
 
     ctx = context.build_context(args)
-    errors, problems, warnings = context.check_tree(ctx)
-    printer.print_check(ctx, errors, problems, warnings)
+    errors, unsafe, problems, warnings = context.check_tree(ctx, all_events=not args.event)
+    if not ctx.strict:
+        warnings = [f"unsafe permissions: {p.what} (fix: {p.fix})" for p in unsafe] + warnings
+        unsafe = []
+    if args.json:
+        printer.dump_json(printer.check_items(errors, unsafe, problems, warnings))
+    else:
+        printer.print_check(ctx, errors, unsafe, problems, warnings)
     if errors:
         return c.EXIT_CONFIG
-    if problems and ctx.strict:
+    if unsafe:
         return c.EXIT_UNSAFE
-    return c.EXIT_OK
+    return c.EXIT_CHECK_FAILED if problems else c.EXIT_OK
 
 
 def phase(args):

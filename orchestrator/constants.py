@@ -2,6 +2,7 @@
 
 # Exit statuses of hookrun itself (design.md section 2).
 EXIT_OK = 0
+EXIT_CHECK_FAILED = 1  # hookrun check: a hook would fail to start (design.md 10)
 EXIT_USAGE = 2
 EXIT_HOOK_STOPPED = 69
 EXIT_CANT_CREATE = 73

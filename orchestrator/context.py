@@ -172,11 +172,11 @@ def hooks_path(ctx):
     return ctx.path or ctx.config.env.get("PATH") or os.environ.get("PATH")
 
 
-def check_paths(ctx, discovered, heads):
+def check_paths(ctx, discovered):
     """A safety.Checker that has checked everything whose permissions guard what runs:
     HOOKS_DIR, the config, .hookignore, each phase directory and each hook that would run
-    (none for --no-hooks), every directory and link above them, and each hook's interpreter.
-    Its ``warnings`` list interpreters that are missing or cannot be executed."""
+    (none for --no-hooks), and every directory and link above them. Interpreters are
+    checked by mark_start_problems(), with the same Checker."""
     checker = safety.Checker()
     if os.path.isdir(ctx.hooks_dir):
         checker.check(ctx.hooks_dir)
@@ -184,45 +184,122 @@ def check_paths(ctx, discovered, heads):
         checker.check(ctx.config.path)
     if discovered:
         checker.check(os.path.join(ctx.hooks_dir, c.IGNORE_NAME))
-    env_path = hooks_path(ctx)
     for phase, entries in discovered:
         checker.check(os.path.join(ctx.hooks_dir, phase.dirname))
         for entry in entries:
-            if entry.runs:
+            # A hook that cannot start is never executed: its file guards nothing.
+            if entry.runs and not entry.fails:
                 checker.check(entry.path)
-                warning = checker.check_interpreter(heads[entry.path], env_path)
-                if warning:
-                    checker.warnings.append(f"{display_name(entry.key)}: {warning}")
     return checker
 
 
-def check_safety(ctx, discovered, heads):
+def mark_start_problems(ctx, discovered, heads, checker):
+    """``discovered`` with each hook whose interpreter is missing, not executable or named
+    with a carriage return marked as one that cannot start (Entry.fails); the interpreters
+    that exist are checked by ``checker``'s trust rules."""
+    env_path = hooks_path(ctx)
+    marked = []
+    for phase, entries in discovered:
+        found = []
+        for entry in entries:
+            if entry.runs and not entry.fails:
+                problem = checker.check_interpreter(heads[entry.path], env_path)
+                if problem:
+                    entry = entry._replace(reason=problem, fails=problem)
+            found.append(entry)
+        marked.append((phase, found))
+    return marked
+
+
+def refuse_unsafe(ctx, found):
     """Refuse (UnsafeError, 77) an unsafe tree when strict, naming every unsafe path; else
     return the problems, to be warned about."""
-    found = check_paths(ctx, discovered, heads).problems
     if found and ctx.strict:
         raise UnsafeError("\n".join(f"unsafe permissions: {problem}" for problem in found)
                           + " (or use --insecure)")
     return found
 
 
+def known_events(ctx, everything=False):
+    """The events this tree and config know (design.md 10): ``backup``, those with a pre- or
+    post- directory, those the config's ``events`` key lists, and those a hook's
+    ``events=`` (header or [hook] section) names. Without ``everything`` it stops reading
+    as soon as ctx.event is known, so that a run of a known event reads no header twice."""
+    found = {c.DEFAULT_EVENT, *discovery.events_in(ctx.hooks_dir), *(ctx.config.get("events")
+                                                                      or ())}
+    for section in ctx.config.hooks.values():
+        found.update(section.get("events") or ())
+    if ctx.event in found and not everything:
+        return found
+    for dirname in discovery.SHARED_DIRS:
+        kind = dirname[:-2]
+        directory = os.path.join(ctx.hooks_dir, dirname)
+        try:
+            names = os.listdir(directory)
+        except OSError:
+            continue
+        for name in names:
+            head = settings.read_head(os.path.join(directory, name))
+            try:
+                header, _near = settings.parse_header(head, name, kind)
+            except ConfigError:
+                continue  # reported where the hook is planned or checked
+            found.update(header.get("events", ((), 0))[0])
+    return found
+
+
+def require_known_event(ctx):
+    """Refuse (ConfigError, 78) an event nothing in the tree or config knows: ``-e bakup``
+    would otherwise run the command without any of its pre- hooks."""
+    found = known_events(ctx)
+    if ctx.event not in found:
+        raise ConfigError(f"unknown event {display_name(ctx.event)!r} in {ctx.hooks_dir} "
+                          f"(known events: {', '.join(sorted(found))}; an event is known by "
+                          "its pre-EVENT.d or post-EVENT.d directory, a hook's events=, or "
+                          "the config's events key)")
+
+
+def tree_warnings(ctx, discovered):
+    """What a run and ``list`` warn about in the tree before anything runs: directories that
+    look like phase directories but are not, a ``.hookignore`` that hides a whole phase, a
+    ``[hook]`` section that names no file."""
+    found = discovery.near_misses(ctx.hooks_dir, known_events(ctx))
+    found += [warning for phase, entries in discovered
+              if (warning := discovery.hidden_by_ignore(phase, entries))]
+    found += unmatched_sections(ctx)
+    return found
+
+
+def unmatched_sections(ctx):
+    """A ``[hook PHASE-DIR.d/NAME]`` whose file does not exist: its settings silently apply
+    to nothing (a typo such as ``10-okk``)."""
+    return [f"{ctx.config.path}: [hook {display_name(key)}] names no file in {ctx.hooks_dir}"
+            for key in ctx.config.hooks
+            if not os.path.lexists(os.path.join(ctx.hooks_dir, key))]
+
+
 def load_plan(ctx, phases, check=True):
     """Discover ``phases``, check that what would run is safe (step 1 of a run; not for
-    ``list``, without ``check``), and parse every header: a Plan."""
+    ``list``, without ``check``), mark the hooks that cannot start, and parse every header:
+    a Plan. An unknown event is refused (78) before anything else."""
+    if phases:
+        require_known_event(ctx)
     discovered = discover(ctx, phases)
     heads = read_heads(discovered)
-    problems = check_safety(ctx, discovered, heads) if check else []
-    warnings = []
+    checker = check_paths(ctx, discovered) if check else safety.Checker()
+    discovered = mark_start_problems(ctx, discovered, heads, checker)
+    problems = refuse_unsafe(ctx, checker.problems) if check else []
+    warnings = tree_warnings(ctx, discovered) if phases else []
     return Plan(plan(ctx, discovered, heads, warnings), problems, warnings)
 
 
 def crlf_warnings(discovered, heads):
-    """A hook written with CRLF line endings: its ``#!`` line names an interpreter with a
-    carriage return, which the kernel does not find."""
+    """A hook that can start (its ``#!`` line is clean) but has CRLF line endings further
+    on: a shell reads each carriage return as part of a word."""
     return [f"{display_name(entry.key)}: CRLF line endings (fix: dos2unix, or sed -i "
             "'s/\\r$//')"
             for _phase, entries in discovered for entry in entries
-            if entry.runs and b"\r\n" in heads[entry.path]]
+            if entry.runs and not entry.fails and b"\r\n" in heads[entry.path]]
 
 
 def missing_shebangs(discovered, heads):
@@ -256,12 +333,49 @@ def uneven_prefixes(discovered):
     return warnings
 
 
-def check_tree(ctx):
-    """What ``hookrun check`` finds: (errors, permission problems, warnings), each a list of
-    lines. Every header is parsed, not only up to the first bad one."""
-    discovered = discover(ctx, discovery.phase_dirs(ctx.event))
+Problem = namedtuple("Problem", "path what fix")
+Problem.__doc__ = """Something ``hookrun check`` fails: the path it is about, what is wrong, and
+what to do about it ("" when the message says it)."""
+
+START_FIXES = {
+    "not executable": "chmod +x {path}, or rename it {path}.disabled to switch it off",
+    "broken symlink": "point the link at an existing file, or remove it",
+    "CRLF line endings": "dos2unix {path}, or sed -i 's/\\r$//' {path}",
+}
+
+
+def start_fix(entry):
+    """What to do about a hook that cannot start."""
+    fix = START_FIXES.get(entry.fails)
+    if fix:
+        return fix.format(path=display_name(entry.path))
+    if entry.fails.startswith("interpreter "):
+        return "install the interpreter, or correct the #! line"
+    return "make it a file that can run, or rename it *.disabled to switch it off"
+
+
+def check_phases(ctx, all_events):
+    """The phase directories ``check`` looks at: the event's, or with ``all_events`` those
+    of every event the tree knows (each shared directory once)."""
+    events = sorted(known_events(ctx, everything=True)) if all_events else [ctx.event]
+    phases = {}
+    for event in events:
+        for phase in discovery.phase_dirs(event):
+            phases.setdefault(phase.dirname, phase)
+    return list(phases.values())
+
+
+def check_tree(ctx, all_events=False):
+    """What ``hookrun check`` finds: (errors, permission problems as Problems, problems as
+    Problems, warnings). ``errors`` are configuration errors (78): every header is parsed,
+    not only up to the first bad one. ``problems`` are hooks that cannot start and
+    directories whose hooks never run (exit 1)."""
+    if not all_events:
+        require_known_event(ctx)
+    discovered = discover(ctx, check_phases(ctx, all_events))
     heads = read_heads(discovered)
-    checker = check_paths(ctx, discovered, heads)
+    checker = check_paths(ctx, discovered)
+    discovered = mark_start_problems(ctx, discovered, heads, checker)
     errors, near = [], []
     for phase, entries in discovered:
         for entry in entries:
@@ -269,11 +383,24 @@ def check_tree(ctx):
                 plan(ctx, [(phase, [entry])], heads, near)
             except ConfigError as error:
                 errors.append(str(error))
+    unsafe = [Problem(display_name(path), *fix_of(text))
+              for path, text in zip(checker.problem_paths, checker.problems)]
+    problems = [Problem(display_name(e.path), e.fails, start_fix(e))
+                for _p, entries in discovered for e in entries if e.fails]
+    problems += [Problem(display_name(path), what, f"rename it {meant}/")
+                 for path, what, meant in discovery.near_miss_dirs(ctx.hooks_dir,
+                                                                   known_events(ctx, True))]
     warnings = [f"{display_name(e.key)}: {e.reason}"
                 for _p, entries in discovered for e in entries if e.warn]
-    warnings += checker.warnings + near + crlf_warnings(discovered, heads)
+    warnings += near + crlf_warnings(discovered, heads)
     warnings += uneven_prefixes(discovered) + missing_shebangs(discovered, heads)
-    warnings += [f"{ctx.config.path}: [hook {key}] names no file in {ctx.hooks_dir}"
-                 for key in ctx.config.hooks
-                 if not os.path.lexists(os.path.join(ctx.hooks_dir, key))]
-    return errors, checker.problems, warnings
+    warnings += [warning for phase, entries in discovered
+                 if (warning := discovery.hidden_by_ignore(phase, entries))]
+    warnings += unmatched_sections(ctx)
+    return errors, unsafe, problems, warnings
+
+
+def fix_of(text):
+    """(what, fix) of a permission problem's line, ``... (fix: chmod go-w X)``."""
+    what, sep, fix = text.rpartition(" (fix: ")
+    return (what, fix[:-1]) if sep and fix.endswith(")") else (text, "")

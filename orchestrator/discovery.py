@@ -20,8 +20,11 @@ PhaseDir.__doc__ = """One phase: its kind (``pre``, ``post``, ...) and directory
 (``pre-backup.d``)."""
 
 
-class Entry(namedtuple("Entry", "phase name path runs reason warn", defaults=(None, False))):
-    """One name in a phase directory. ``warn`` marks a skip that is warned about on every run."""
+class Entry(namedtuple("Entry", "phase name path runs reason warn fails",
+                       defaults=(None, False, None))):
+    """One name in a phase directory. ``warn`` marks a skip that is warned about on every run.
+    ``fails`` says why a hook that is meant to run cannot start (not executable, a broken
+    symlink, a missing interpreter): it is a task ``failed``, never a skip (design.md 10)."""
 
     __slots__ = ()
 
@@ -125,23 +128,30 @@ def silent_skip_reason(name):
 
 
 def file_skip_reason(path):
-    """Why the file at ``path`` cannot run (a warning), or None when it can. Whether the
-    running user may execute it is the kernel's answer (access(2)), as run-parts asks it."""
+    """Why the entry at ``path`` is passed over with a warning (a directory, fifo, socket or
+    device: not a hook), or None when it is a file meant to run."""
     try:
         info = os.stat(path)
-    except FileNotFoundError:
-        return "broken symlink" if os.path.islink(path) else "vanished"
-    except OSError as error:
-        return f"cannot stat: {error.strerror}"
+    except OSError:
+        return None  # judged by start_problem()
     if stat.S_ISDIR(info.st_mode):
         return "directory (no recursion)"
     if not stat.S_ISREG(info.st_mode):
         return "not a regular file (fifo, socket or device)"
-    if not info.st_mode & EXEC_BITS:
-        return "not executable: chmod +x to run it"
-    if os.geteuid() != 0 and not os.access(path, os.X_OK):
-        return f"not executable by uid {os.geteuid()} (owner uid {info.st_uid}, mode " \
-               f"{stat.S_IMODE(info.st_mode):04o})"
+    return None
+
+
+def start_problem(path):
+    """Why the file at ``path``, meant to run, cannot start; None when it can. Whether the
+    running user may execute it is the kernel's answer (access(2)), as run-parts asks it."""
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        return "broken symlink" if os.path.islink(path) else "vanished"
+    except OSError as error:
+        return f"cannot stat: {error.strerror}"
+    if not os.access(path, os.X_OK):
+        return "not executable"
     return None
 
 
@@ -163,6 +173,70 @@ def discover(hooks_dir, phase, ignore):
             entries.append(Entry(phase, name, path, runs=False, reason=reason))
             continue
         reason = file_skip_reason(path)
-        entries.append(Entry(phase, name, path, runs=reason is None, reason=reason,
-                             warn=reason is not None))
+        if reason is not None:
+            entries.append(Entry(phase, name, path, runs=False, reason=reason, warn=True))
+            continue
+        problem = start_problem(path)
+        entries.append(Entry(phase, name, path, runs=True, reason=problem, fails=problem))
     return entries
+
+
+def hidden_by_ignore(phase, entries):
+    """A warning when ``.hookignore`` hides every file of a phase directory that has files:
+    a pattern such as ``*.*`` that switches a whole phase off is surely a mistake."""
+    ignored = [e for e in entries if not e.runs and e.reason == f"matched by {c.IGNORE_NAME}"]
+    if ignored and not any(e.runs or e.warn for e in entries):
+        return (f"{phase.dirname}: {c.IGNORE_NAME} hides every file ({len(ignored)}): "
+                "none of them runs")
+    return None
+
+
+# Phase directory names that are not per event.
+SHARED_DIRS = tuple(f"{kind}.d" for kind in (c.PHASE_ON_ERROR, c.PHASE_ON_SUCCESS,
+                                              c.PHASE_FINALLY))
+
+
+def meant_phase_dir(name, known_events):
+    """The phase directory a directory called ``name`` was likely meant to be (``on_error.d``,
+    ``pre_backup.d``, ``prebackup.d``, ``pre-backup``, ``Post-Backup.d``), or None when it is
+    one already or resembles none. A ``-`` is only guessed in before a known event, so that
+    a ``postgres/`` of helper files is not taken for ``post-gres.d``."""
+    guess = name.lower().replace("_", "-")
+    if not guess.endswith(".d"):
+        guess += ".d"
+    dashed = False
+    for kind in ("pre", "post", "on"):
+        if guess.startswith(kind) and not guess.startswith(f"{kind}-"):
+            guess, dashed = f"{kind}-{guess[len(kind):]}", True
+    if guess == name:
+        return None
+    if guess in SHARED_DIRS:
+        return guess
+    for kind in (c.PHASE_PRE, c.PHASE_POST):
+        event = guess[len(kind) + 1:-2]
+        if guess.startswith(f"{kind}-") and c.is_event(event) and \
+                (event in known_events or not dashed):
+            return guess
+    return None
+
+
+def near_miss_dirs(hooks_dir, known_events=(c.DEFAULT_EVENT,)):
+    """[(path, what, meant)] for each directory in ``hooks_dir`` that is no phase directory
+    but looks like one (``known_events`` as for meant_phase_dir): its hooks never run."""
+    try:
+        names = sorted(os.listdir(hooks_dir), key=os.fsencode)
+    except OSError:
+        return []
+    found = []
+    for name in names:
+        meant = meant_phase_dir(name, known_events)
+        path = os.path.join(hooks_dir, name)
+        if meant and os.path.isdir(path):
+            found.append((path, "not a phase directory, so its hooks never run", meant))
+    return found
+
+
+def near_misses(hooks_dir, known_events=(c.DEFAULT_EVENT,)):
+    """Warning lines for near_miss_dirs() (design.md 10)."""
+    return [f"{path}/ is {what}: did you mean {meant}/? (rename it)"
+            for path, what, meant in near_miss_dirs(hooks_dir, known_events)]

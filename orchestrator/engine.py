@@ -16,7 +16,14 @@ from orchestrator import shell
 from orchestrator.cleanup import Journal
 from orchestrator.environment import base_environment, read_handoff
 from orchestrator.files import write_private
-from orchestrator.outcome import OnFailure, TaskRecord, TaskStatus, Verdict, judge
+from orchestrator.outcome import (
+    OnFailure,
+    TaskRecord,
+    TaskStatus,
+    Verdict,
+    cannot_start,
+    judge,
+)
 from orchestrator.printer import display_name
 from orchestrator.process import COOKIE, DEVNULL, Spec
 from orchestrator.settings import describe, format_duration, resolve, retry_delays
@@ -236,6 +243,21 @@ class Engine:
             env=self.hook_env(kind, entry.name, entry.path, index, count),
             timeout=settings.timeout, on_failure=settings.on_failure, retries=settings.retries,
             retry_delay=settings.retry_delay, shielded=kind in WIND_DOWN, handoff=True))
+
+    def cannot_start(self, hook):
+        """The TaskRun of a PlannedHook that cannot start (``hook.entry.fails``): a failure
+        with that reason, never retried, judged by the hook's settings (outcome.cannot_start)."""
+        entry = hook.entry
+        where = f"{entry.phase.kind}/{display_name(entry.name)}"
+        judgement = cannot_start(entry.fails, hook.settings.on_failure)
+        output = self.reporter.sink(where)
+        output.finish()
+        record = TaskRecord(entry.phase.kind, entry.name, judgement.status, None, 1, now_iso(),
+                            0.0, reason=judgement.reason)
+        self.task_started(record.phase, record.name, record.started)
+        self.reporter.finished(where, record)
+        self.task_finished(record)
+        return TaskRun(record, judgement.verdict, output)
 
     def run_command(self, argv):
         """Run the command (stdin inherited; output captured unless stdout is a terminal)."""

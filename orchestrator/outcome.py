@@ -98,30 +98,45 @@ retry is allowed, and the verdict if no retry follows."""
 def judge(kind, outcome, on_failure):
     """Judge one attempt of a task of phase ``kind`` that ended with ``outcome`` (a
     process.Outcome), given what its failures do (``on_failure``). With ``ignore``, exit
-    statuses 62, 63 and 75 mean nothing special. The command is judged with ``stop``."""
+    statuses 62, 63 and 75 mean nothing special. The command is judged with ``stop``. A
+    check that could not give its answer (a timeout, a signal, a failure to start) is a
+    failure even when its failures skip the run: a broken check is not a skip."""
     code = outcome.exit_code
     failure = OnFailure.VERDICTS[on_failure]
+    broken = Verdict.STOP if failure == Verdict.SOFT_SKIP else failure
     if outcome.timed_out:
-        return Judgement(TaskStatus.TIMEOUT, "timed out", True, failure)
+        return Judgement(TaskStatus.TIMEOUT, "timed out", True, broken)
     if outcome.interrupted_by:
         return Judgement(TaskStatus.FAILED, f"interrupted ({signal_name(outcome.interrupted_by)})",
-                         False, failure)
+                         False, broken)
     if outcome.spawn_error:
-        return Judgement(TaskStatus.FAILED, outcome.spawn_error, True, failure)
+        return Judgement(TaskStatus.FAILED, outcome.spawn_error, True, broken)
     if outcome.killed_by:
         return Judgement(TaskStatus.FAILED, f"killed by {signal_name(outcome.killed_by)}", True,
-                         failure)
+                         broken)
     if code == 0:
         return Judgement(TaskStatus.OK, None, False, Verdict.OK)
     if failure != Verdict.IGNORE and kind != c.PHASE_COMMAND:
         if code == c.HOOK_ABORT_CONTINUE:
             return Judgement(TaskStatus.ABORTED, "ABORT_CONTINUE", False, Verdict.CONTINUE)
+        if code == c.HOOK_ABORT_STOP and kind == c.PHASE_PRE:
+            return Judgement(TaskStatus.FAILED, "ABORT_STOP", False, Verdict.STOP)
         if code == c.HOOK_ABORT_STOP:
-            stop = Verdict.STOP if kind == c.PHASE_PRE else Verdict.CONTINUE
-            return Judgement(TaskStatus.FAILED, "ABORT_STOP", False, stop)
+            # Outside pre- there is no run left to stop: 63 gives up as 62 does.
+            return Judgement(TaskStatus.ABORTED, "ABORT_STOP", False, Verdict.CONTINUE)
         if code == c.HOOK_SOFT_SKIP and kind == c.PHASE_PRE:
             return Judgement(TaskStatus.ABORTED, "soft skip (exit 75)", False, Verdict.SOFT_SKIP)
+    if failure == Verdict.SOFT_SKIP:
+        return Judgement(TaskStatus.FAILED, f"skip-run after exit {code}", True, failure)
     return Judgement(TaskStatus.FAILED, f"exit {code}", True, failure)
+
+
+def cannot_start(reason, on_failure):
+    """The judgement of a hook that cannot start (``not executable``, ``broken symlink``,
+    ``interpreter ... not found``): a failure, never retried, and never a skip."""
+    failure = OnFailure.VERDICTS[on_failure]
+    return Judgement(TaskStatus.FAILED, reason, False,
+                     Verdict.STOP if failure == Verdict.SOFT_SKIP else failure)
 
 
 def signal_name(signum):
@@ -144,13 +159,15 @@ class RunState:
     lifecycle tells it what happens; every decision is taken here, and tested as a table.
 
     ``stopped``: a hook stopped the run (a pre- stop or 63, or a critical post- failure after
-    a successful command). ``skipped``: a pre- hook skipped the run (75, skip-run).
-    ``warned``: something failed that does not fail the run. ``command``: the command given
-    (a list, maybe empty); ``command_record``: its TaskRecord once it ran.
+    a successful command). ``skipped``: a pre- hook skipped the run (75, skip-run): what
+    skipped it, ``pre/10-x (soft skip (exit 75))``, or True. ``warned``: something failed
+    that does not fail the run; ``warnings`` its lines (HOOKRUN_WARNINGS). ``failure``: the
+    failure that decided the run (HOOKRUN_ERROR). ``command``: the command given (a list,
+    maybe empty); ``command_record``: its TaskRecord once it ran.
     """
 
     __slots__ = ("command", "command_record", "stopped", "skipped", "warned", "interrupted_by",
-                 "failure")
+                 "failure", "warnings")
 
     def __init__(self, command=()):
         self.command = list(command)
@@ -160,6 +177,7 @@ class RunState:
         self.warned = False
         self.interrupted_by = None
         self.failure = None
+        self.warnings = []
 
     @property
     def command_failed(self):
@@ -177,12 +195,18 @@ class RunState:
             return RunStatus.WARNING
         return RunStatus.SUCCESS
 
+    def skip_text(self):
+        """``run skipped by pre/10-x (soft skip (exit 75))``: what skipped the run, in its
+        own words (a skip-run after exit 1 is not an exit 75)."""
+        return f"run skipped by {self.skipped}" if isinstance(self.skipped, str) \
+            else "run skipped"
+
     def command_skip_reason(self):
         """Why the command must not run now, or None."""
         if self.interrupted_by:
             return "interrupted"
         if self.skipped:
-            return "run skipped (exit 75)"
+            return self.skip_text()
         if self.stopped:
             return "pre- hook stopped the run"
         return None
@@ -200,7 +224,7 @@ class RunState:
         """Why a post- hook with ``when`` must not run, or None; ``interrupted_before`` says
         whether the interruption came before post- began."""
         if self.skipped:
-            return "run skipped (exit 75)"
+            return self.skip_text()
         if self.interrupted_by and not interrupted_before:
             return "interrupted"
         if interrupted_before and when != When.ALWAYS:
@@ -228,21 +252,34 @@ class RunState:
 
     def takes_failure(self, decisive):
         """Whether a failure (``decisive``: it decides the run) would now be the one
-        HOOKRUN_ERROR tells of: the first, or a decisive one after earlier warnings."""
-        return self.failure is None or (decisive and not self.failure.decisive)
+        HOOKRUN_ERROR tells of: the first decisive one. Others are warnings."""
+        return decisive and self.failure is None
 
     def note_failure(self, failure):
-        """Remember ``failure`` for HOOKRUN_ERROR, if it takes it (see takes_failure)."""
+        """Remember ``failure`` for HOOKRUN_ERROR if it takes it (see takes_failure); a
+        failure that does not decide the run is a warning."""
         if self.takes_failure(failure.decisive):
             self.failure = failure
 
+    def note_warning(self, line):
+        """A failure that leaves the run a warning, for HOOKRUN_WARNINGS."""
+        self.warned = True
+        self.warnings.append(line)
+
     def error_line(self):
-        """HOOKRUN_ERROR: what failed, after what interrupted the run; "" if nothing."""
+        """HOOKRUN_ERROR: what failed, after what interrupted the run; "" unless the run (so
+        far) failed or was interrupted: a run that is a warning has no error to tell of."""
+        if self.status() not in RunStatus.FAILURES:
+            return ""
         line = self.failure.line if self.failure else ""
         if self.interrupted_by:
             interrupted = f"interrupted by {signal_name(self.interrupted_by)}"
             return f"{interrupted}; {line}" if line else interrupted
         return line
+
+    def said_failure(self):
+        """The failure HOOKRUN_ERROR_* tell of, or None while the run has not failed."""
+        return self.failure if self.status() in RunStatus.FAILURES else None
 
 
 def when_skip_reason(when, state):

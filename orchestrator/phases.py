@@ -31,11 +31,13 @@ def note_silent_skips(reporter, hooks):
 
 
 def run_phase(engine, hooks, skip_reason=lambda hook: None, after_stop=lambda hook: False):
-    """Run the runnable ``hooks`` in order; a file that looks like a hook but cannot run is
-    a warning and a task ``skipped`` with its reason, and so is a hook whose ``events=`` does
-    not name the run's event. ``skip_reason(hook)`` returns why a hook must not run (or None);
-    it is asked before each hook, so it can see signals that came meanwhile. Once a hook
-    stopped the phase, only the hooks for which ``after_stop(hook)`` is true still run."""
+    """Run the runnable ``hooks`` in order; a hook that cannot start (not executable, a
+    broken symlink, a missing interpreter) is a task ``failed``, judged by its settings like
+    any failure; a directory, fifo, socket or device is a warning and a task ``skipped``,
+    and so is a hook whose ``events=`` does not name the run's event. ``skip_reason(hook)``
+    returns why a hook must not run (or None); it is asked before each hook, so it can see
+    signals that came meanwhile. Once a hook stopped the phase, only the hooks for which
+    ``after_stop(hook)`` is true still run."""
     result = PhaseResult()
     note_silent_skips(engine.reporter, hooks)
     todo = runnable(hooks)
@@ -58,11 +60,15 @@ def run_phase(engine, hooks, skip_reason=lambda hook: None, after_stop=lambda ho
         if reason is None and result.stopped and not after_stop(hook):
             reason = f"phase stopped by {display_name(result.stopped.record.name)}"
         if reason is None and result.soft_skip:
-            reason = f"run skipped by {display_name(result.soft_skip.record.name)} (exit 75)"
+            skipper = result.soft_skip.record
+            reason = f"run skipped by {display_name(skipper.name)} ({skipper.reason})"
         if reason is not None:
             result.records.append(engine.skipped(entry.phase.kind, entry.name, reason))
             continue
-        run = engine.run_hook(hook, index, len(todo))
+        if entry.fails:
+            run = engine.cannot_start(hook)
+        else:
+            run = engine.run_hook(hook, index, len(todo))
         result.runs.append(run)
         result.records.append(run.record)
         if run.verdict == Verdict.STOP and not result.stopped:

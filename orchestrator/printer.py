@@ -10,6 +10,7 @@ import os
 import stat
 import sys
 
+from orchestrator import constants as c
 from orchestrator import shell
 from orchestrator.outcome import RunStatus, TaskStatus
 
@@ -196,8 +197,14 @@ class Console:
         if record.status != TaskStatus.SKIPPED:
             detail.append(f"{record.duration:.2f}s")
         text = f" ({', '.join(detail)})" if detail else ""
-        self.write("stdout", f"==> {display_name(where)} {self.status_word(record.status)}"
-                             f"{display_name(text)}\n")
+        lines = [f"==> {display_name(where)} {self.status_word(record.status)}"
+                 f"{display_name(text)}"]
+        if self.quiet and record.status in TaskStatus.FAILURES:
+            # Under -q (cron's mail) the output was not shown as it came: say why it failed.
+            lines += [f"    | {display_name(line)}"
+                      for line in (record.output or "").split("\n")[-c.SUMMARY_OUTPUT_LINES:]
+                      if line]
+        self.write("stdout", "\n".join(lines) + "\n")
 
     def note(self, text):
         if self.verbose:
@@ -256,7 +263,9 @@ def print_plan(planned, command=None, no_hooks=False, show_all=False, out=None):
         for hook in shown:
             entry, s = hook.entry, hook.settings
             name = display_name(entry.name).ljust(width)
-            if s:
+            if entry.fails:
+                lines.append(f"  fail  {name}  {display_name(entry.fails)}: {describe(s)}")
+            elif s:
                 lines.append(f"  run   {name}  {describe(s)}")
             else:
                 lines.append(f"  skip  {name}  {entry.reason}")
@@ -272,16 +281,34 @@ def print_warnings(warnings):
         sys.stderr.write("".join(f"hookrun: warning: {display_name(w)}\n" for w in warnings))
 
 
-def print_check(ctx, errors, problems, warnings):
-    """What ``hookrun check`` found: problems on stderr, a last line when nothing refuses."""
-    lines = [f"hookrun: error: {line}" for line in errors]
-    severity = "error" if ctx.strict else "warning"
-    lines += [f"hookrun: {severity}: unsafe permissions: {line}" for line in problems]
-    lines += [f"hookrun: warning: {line}" for line in warnings]
+def print_check(ctx, errors, unsafe, problems, warnings):
+    """What ``hookrun check`` found: problems on stderr, a last line when nothing fails."""
+    lines = [f"hookrun: error: {display_name(line)}" for line in errors]
+    lines += [f"hookrun: error: unsafe permissions: {problem_text(p)}" for p in unsafe]
+    lines += [f"hookrun: error: {problem_text(p)}" for p in problems]
+    lines += [f"hookrun: warning: {display_name(line)}" for line in warnings]
     if lines:
         sys.stderr.write("\n".join(lines) + "\n")
-    if not errors and not (problems and ctx.strict):
-        print(f"{ctx.hooks_dir}: OK" + (f" ({len(warnings)} warning(s))" if warnings else ""))
+    if not (errors or unsafe or problems):
+        print(f"{display_name(ctx.hooks_dir)}: OK"
+              + (f" ({len(warnings)} warning(s))" if warnings else ""))
+
+
+def problem_text(problem):
+    """One line for a check Problem: ``PATH: what (fix: ...)``."""
+    text = problem.what if problem.what.startswith(problem.path) \
+        else f"{problem.path}: {problem.what}"
+    return display_name(f"{text} (fix: {problem.fix})" if problem.fix else text)
+
+
+def check_items(errors, unsafe, problems, warnings):
+    """``hookrun check --json``: {"ok", "problems": [{"path", "what", "fix"}], "warnings"}.
+    Configuration errors and unsafe permissions are problems too."""
+    items = [{"path": as_text(line.split(":", 1)[0]), "what": as_text(line), "fix": ""}
+             for line in errors]
+    items += [{"path": as_text(p.path), "what": as_text(p.what), "fix": as_text(p.fix)}
+              for p in list(unsafe) + list(problems)]
+    return {"ok": not items, "problems": items, "warnings": [as_text(w) for w in warnings]}
 
 
 def dump_json(value, out=None):

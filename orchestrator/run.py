@@ -38,16 +38,6 @@ def plan_warnings(plan):
         + plan.warnings
 
 
-def event_warnings(ctx):
-    """A run of an event the hooks directory has neither a pre- nor a post- directory for is
-    surely a typo (``-e bakup``): say which events it has."""
-    if any(os.path.isdir(os.path.join(ctx.hooks_dir, f"{kind}-{ctx.event}.d"))
-           for kind in (c.PHASE_PRE, c.PHASE_POST)):
-        return []
-    return [f"no pre-{ctx.event}.d or post-{ctx.event}.d in {ctx.hooks_dir}"
-            f"{discovery.events_hint(ctx.hooks_dir)}"]
-
-
 class Run:
     """One ``hookrun run``: the checks of step 1 and the lock, then its Lifecycle."""
 
@@ -63,7 +53,7 @@ class Run:
         ctx = self.ctx
         phases = [] if self.no_hooks else discovery.phase_dirs(ctx.event)
         plan = context.load_plan(ctx, phases)
-        warnings = plan_warnings(plan) + ([] if self.no_hooks else event_warnings(ctx))
+        warnings = plan_warnings(plan)
         if self.dry_run:
             print_warnings(warnings)
             print_plan(plan.phases, command=self.command, no_hooks=self.no_hooks)
@@ -158,7 +148,9 @@ class Lifecycle:
 
         result = self.absorb(run_phase(self.engine, self.hooks[c.PHASE_PRE], skip_reason))
         self.state.stopped = bool(result.stopped)
-        self.state.skipped = bool(result.soft_skip)
+        if result.soft_skip:
+            record = result.soft_skip.record
+            self.state.skipped = f"{record.phase}/{display_name(record.name)} ({record.reason})"
 
     # Step 5: the command
     def run_command(self):
@@ -215,7 +207,10 @@ class Lifecycle:
     def add_records(self, records):
         """Take cleanup and recovery records: a failed one makes the run a warning."""
         self.tasks += records
-        self.state.warned = self.state.warned or any(record.failed for record in records)
+        for record in records:
+            if record.failed:
+                said = [line for line in (record.output or "").split("\n") if line.strip()]
+                self.state.note_warning(warning_line(record, said[-1] if said else ""))
 
     def absorb(self, result, decisive=True):
         """Take a phase's records; its failures make the run a warning (and the first, or a
@@ -229,10 +224,12 @@ class Lifecycle:
         return result
 
     def note_failure(self, run, decisive):
-        """Tell the run's state of a failure for HOOKRUN_ERROR, with its error log."""
+        """Tell the run's state of a failure: the one that decides the run for HOOKRUN_ERROR,
+        with its error log; any other for HOOKRUN_WARNINGS."""
         state, record = self.state, run.record
         if not state.takes_failure(decisive):
-            return  # an earlier failure is the one told of: no need for this one's log
+            state.note_warning(warning_line(record, run.output.last_line()))
+            return
         what = "command" if record.phase == c.PHASE_COMMAND else f"{record.phase} hook"
         line = f"{what} {display_name(record.name)} {record.status} ({record.reason})"
         said = run.output.last_line()
@@ -248,8 +245,10 @@ class Lifecycle:
         state.note_failure(Failure(line, record.phase, record.name, path, decisive))
 
     def set_later_env(self, status):
-        """The variables hooks get from post- on."""
-        failure, line = self.state.failure, self.state.error_line()
+        """The variables hooks get from post- on. The error variables are empty while the
+        run has not failed: a hook that pings /fail when ERROR is set must not do so for a
+        good backup with a warning."""
+        failure, line = self.state.said_failure(), self.state.error_line()
         record = self.state.command_record
         exit_code = "" if record is None or record.exit_code is None else str(record.exit_code)
         self.engine.set_later_env({
@@ -258,6 +257,7 @@ class Lifecycle:
             "HOOKRUN_ERROR_PHASE": failure.phase if failure else "",
             "HOOKRUN_ERROR_HOOK": failure.hook if failure else "",
             "HOOKRUN_ERROR_LOG": failure.log if failure else "",
+            "HOOKRUN_WARNINGS": "\n".join(self.state.warnings),
         })
 
     # Step 9: record, metrics, notifications, release, exit
@@ -268,7 +268,8 @@ class Lifecycle:
         record = run_record(self.tasks, id=self.run_id, event=self.ctx.event, status=status,
                             exit_code=code, command=self.command_text(),
                             started=self.started_iso, finished=now_iso(), duration=duration,
-                            no_hooks=self.no_hooks, error=self.state.error_line() or None)
+                            no_hooks=self.no_hooks, error=self.state.error_line()
+                            or (self.state.warnings[0] if self.state.warnings else None))
         self.reporter.on_tick = None
         try:
             self.history.finish_run(record, self.progress.pending)
@@ -330,6 +331,17 @@ class Lifecycle:
                                      notify.summary(record, failed_output)))
         if self.ctx.notify_command:
             self.warn_if(self.engine.run_notify_command(self.ctx.notify_command, record))
+
+
+def warning_line(record, said):
+    """A HOOKRUN_WARNINGS line: ``pre/20-x failed (exit 1): what it said last``. A cleanup
+    is named by its command word (its line may hold a password, and this line may become
+    the record's ``error``, which notifications carry)."""
+    from orchestrator.cleanup import published_name
+
+    name = published_name(record.phase, record.name)
+    line = f"{record.phase}/{display_name(name)} {record.status} ({record.reason})"
+    return f"{line}: {display_name(said)}" if said else line
 
 
 def phase_command(ctx, phase, status=When.SUCCESS, wait=None):

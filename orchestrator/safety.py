@@ -138,7 +138,7 @@ class Checker:
         self.euid = os.geteuid() if euid is None else euid
         self.owners = (0, self.euid)
         self.problems = []
-        self.warnings = []  # for the caller's lines about interpreters (check_interpreter)
+        self.problem_paths = []  # the path each of ``problems`` is about
         self.flagged = set()
         self.looked_at = {}
         self.judged = set()
@@ -168,6 +168,7 @@ class Checker:
         if problem and entry not in self.flagged:
             self.flagged.add(entry)
             self.problems.append(problem)
+            self.problem_paths.append(entry)
 
     def check(self, path, rule=hook_rule):
         """Check everything the kernel passes through to reach ``path`` and, if it exists,
@@ -205,18 +206,25 @@ class Checker:
 
     def check_interpreter(self, head, env_path):
         """Check the interpreter named by a script's first line (``head``, bytes), and for
-        ``#!/usr/bin/env NAME`` also NAME as found in ``env_path``; returns a problem line
-        when an interpreter is missing or not executable, else None."""
-        for program in interpreters(head, env_path):
-            if program is None:
-                continue
-            if not self.check(program):
-                return f"interpreter {shown(program)} does not exist"
+        ``#!/usr/bin/env NAME`` also NAME as found in ``env_path``, by the trust rules;
+        returns why the script cannot start (``interpreter /usr/bin/python9 not found``,
+        ``CRLF line endings``), else None."""
+        if crlf_shebang(head):
+            return "CRLF line endings"
+        for name, program in interpreters(head, env_path):
+            if program is None or not self.check(program):
+                return f"interpreter {shown(name)} not found"
             if program not in self.executable:
                 self.executable[program] = os.access(program, os.X_OK)
             if not self.executable[program]:
-                return f"interpreter {shown(program)} is not executable"
+                return f"interpreter {shown(program)} not executable"
         return None
+
+
+def crlf_shebang(head):
+    """Whether a script's ``#!`` line ends in a carriage return: the kernel then looks for an
+    interpreter whose name ends in one, and finds none."""
+    return head.startswith(b"#!") and head.split(b"\n", 1)[0].endswith(b"\r")
 
 
 def shebang(head):
@@ -230,19 +238,20 @@ def shebang(head):
 
 
 def interpreters(head, env_path):
-    """The programs a script's shebang makes the kernel run: the interpreter, and for
-    ``/usr/bin/env [OPTIONS] [NAME=VALUE...] NAME`` the program NAME resolves to in
-    ``env_path`` (None when it resolves to nothing)."""
+    """The programs a script's shebang makes the kernel run, as [(name, path)]: the
+    interpreter, and for ``/usr/bin/env [OPTIONS] [NAME=VALUE...] NAME`` the program NAME
+    resolves to in ``env_path`` (path None when it resolves to nothing)."""
     from orchestrator.process import find_in_path
 
     words = shebang(head)
     if not words or not words[0].startswith("/"):
         return []
-    found = [words[0]]
+    found = [(words[0], words[0])]
     if os.path.basename(words[0]) == "env" and len(words) > 1:
         program = env_program(words[1:])
         if program:
-            found.append(program if "/" in program else find_in_path(program, env_path))
+            found.append((program, program if "/" in program
+                          else find_in_path(program, env_path)))
     return found
 
 

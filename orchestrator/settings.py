@@ -144,6 +144,18 @@ def parse_events(text):
     return events
 
 
+def parse_event_list(text):
+    """The config's ``events``: event names separated by blanks or commas, as a tuple."""
+    events = tuple(text.replace(",", " ").split())
+    if not events:
+        raise ValueError("empty (name the events this tree runs for, e.g. 'prune check')")
+    for event in events:
+        if not c.is_event(event) or len(event) > c.MAX_EVENT_LENGTH:
+            raise ValueError(f"bad event name {event!r} (lower-case letters, digits, '_' and "
+                             "'-', starting with a letter or digit)")
+    return events
+
+
 # What each hook key, as written, sets, and how its value is read.
 HOOK_KEYS = {"critical": ("on_failure", parse_critical),
              "on_failure": ("on_failure", parse_on_failure),
@@ -162,6 +174,7 @@ HOOKRUN_PARSERS = {
     "strict_permissions": parse_bool, "metrics_file": parse_text, "notify_url": parse_url,
     "metrics_push_url": parse_url, "notify_command": parse_argv, "path": parse_text,
     "umask": parse_umask, "retries": parse_retries, "retry_delay": parse_duration,
+    "events": parse_event_list,
 }
 
 

@@ -44,6 +44,12 @@ class Tree:
         path.chmod(0o644)
         return path
 
+    def events(self, *names):
+        """Make the events ``names`` known to the tree (an empty pre-EVENT.d each): an event
+        nothing knows is refused (design.md 10)."""
+        for name in names:
+            (self.hooks / f"pre-{name}.d").mkdir(mode=0o755, exist_ok=True)
+
     def mark(self, name):
         return self.marks / name
 

@@ -210,7 +210,7 @@ class Bench:
             "hookrun phase": self.hookrun + ["phase", "pre-backup", "-d", tree, "--state-dir",
                                              state, "--log-file", self.path("phase.log")],
             "hookrun run": self.hookrun + ["run", "-d", tree, "--state-dir", state,
-                                           "--log-file", self.path("run.log")],
+                                           "--log-file", self.path("run.log"), "--", "true"],
             "run-parts": ["run-parts", directory],
             "bash loop": ["bash", "-c", 'shopt -s nullglob; for f in "$1"/*; do "$f"; done',
                           "bash", directory],

@@ -228,7 +228,7 @@ def test_backrest_cancel_hook_failing_skips_the_run_with_a_log_ping_and_no_error
     tasks = tasks_by_key(record)
     # A failure that skips the run: recorded as what it was (exit 1), not as an exit 75.
     assert (tasks["pre/10-require-disk"]["status"], tasks["pre/10-require-disk"]["reason"]) \
-        == ("failed", "exit 1")
+        == ("failed", "skip-run after exit 1")
     assert "backup disk not mounted" in tasks["pre/10-require-disk"]["output"]
     for key in ("pre/20-export-config", "pre/30-announce", "command/restic"):
         assert tasks[key]["status"] == "skipped", key

@@ -101,6 +101,7 @@ def test_prometheus_scrapes_hookruns_textfile_through_node_exporter_and_fires_th
         return run_hookrun("run", *tree.args("--metrics-file", str(metrics), *args), "--",
                            "true").returncode
 
+    tree.events("prune", "verify")
     assert run() == 0
     success = 'hookrun_last_run_status{job="node",event="backup",status="success"} == 1'
     [(labels, _value)] = poll(success, lambda: query(prometheus, success))

@@ -47,6 +47,7 @@ def gateway_text(gateway):
 
 @pytest.mark.slow
 def test_two_events_land_in_their_own_groups_and_prometheus_reads_both(tree, servers):
+    tree.events("prune")
     gateway = servers.pushgateway()
     tree.hook("pre-backup.d/10-dump", "true")
     # The event "prune" takes the URL from the config, "backup" from the command line.
@@ -81,12 +82,15 @@ def test_two_events_land_in_their_own_groups_and_prometheus_reads_both(tree, ser
 def test_a_second_push_of_an_event_replaces_its_group(tree, servers):
     gateway = servers.pushgateway()
     first = tree.hook("pre-backup.d/10-first", "true")
-    assert run_hookrun("run", *tree.args("--metrics-push-url", gateway.url)).returncode == 0
+    assert run_hookrun("run", *tree.args("--metrics-push-url", gateway.url), "--",
+                       "true").returncode == 0
     first.unlink()
     tree.hook("pre-backup.d/20-second", "true")
-    assert run_hookrun("run", *tree.args("--metrics-push-url", gateway.url)).returncode == 0
+    assert run_hookrun("run", *tree.args("--metrics-push-url", gateway.url), "--",
+                       "true").returncode == 0
     hooks = {dict(labels).get("hook") for _name, labels in samples(gateway_text(gateway))}
-    assert hooks == {None, "20-second"}
+    # The command's series ("true") is pushed with the hooks'; the first hook's is gone.
+    assert hooks == {None, "20-second", "true"}
 
 
 def test_dry_runs_and_refused_runs_push_nothing(tree, servers):

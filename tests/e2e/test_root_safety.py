@@ -97,6 +97,7 @@ def test_links_planted_in_a_state_dir_are_never_written_through(attacker, sticky
     victim.write_text("precious\n")
     missing = base / "created-by-root"
     state = sticky_dir / "st"
+    (hooks / "pre-prune.d").mkdir(mode=0o755)
     plant(attacker, 'mkdir -p "$1/locks" "$1/runs"; ln -s "$2" "$1/$3"; '
                     'ln -s "$4" "$1/locks/prune.lock"', state, victim, name, missing)
     for event in ("backup", "prune"):
@@ -169,7 +170,8 @@ def test_a_hooks_tree_below_a_directory_the_attacker_owns_is_refused(attacker, s
     plant(attacker, 'mkdir -m 0755 "$1"', sticky_dir / "mallory")
     hooks = root_tree(sticky_dir / "mallory" / "hooks", marks)
     for command in ("check", "run", "list"):
-        result = run_hookrun(command, "-d", str(hooks), "--state-dir", str(base / "st"))
+        result = run_hookrun(command, "-d", str(hooks), "--state-dir", str(base / "st"),
+                             *(("--", "true") if command == "run" else ()))
         if command == "list":
             assert result.returncode == 0  # list shows the plan; it runs nothing
             continue
@@ -180,7 +182,7 @@ def test_a_hooks_tree_below_a_directory_the_attacker_owns_is_refused(attacker, s
                     'printf "#!/bin/sh\\necho MALLORY > %s/mallory\\n" "$2" '
                     '> "$1/hooks/pre-backup.d/10-mark"; chmod 755 "$1/hooks/pre-backup.d/10-mark"',
           sticky_dir / "mallory", marks)
-    result = run_hookrun("run", "-d", str(hooks), "--state-dir", str(base / "st"))
+    result = run_hookrun("run", "-d", str(hooks), "--state-dir", str(base / "st"), "--", "true")
     assert result.returncode == EXIT_UNSAFE
     assert not (marks / "ran").exists() and not (marks / "mallory").exists()
 
@@ -194,7 +196,7 @@ def test_a_hook_linked_into_a_directory_the_attacker_owns_is_refused(attacker, s
     script.write_text(f'#!/bin/sh\necho ran >> "{marks}/linked"\n')
     script.chmod(0o755)
     os.symlink(script, hooks / "pre-backup.d" / "20-linked")
-    result = run_hookrun("run", "-d", str(hooks), "--state-dir", str(base / "st"))
+    result = run_hookrun("run", "-d", str(hooks), "--state-dir", str(base / "st"), "--", "true")
     assert result.returncode == EXIT_UNSAFE
     assert lines_naming(result.stderr, sticky_dir / "mallory")
     assert not (marks / "ran").exists() and not (marks / "linked").exists()
@@ -214,7 +216,8 @@ def test_an_interpreter_another_user_owns_is_refused(attacker, sticky_dir, safe_
     config = hooks / "hookrun.conf"
     config.write_text(f"[hookrun]\npath = {bindir}:/usr/bin:/bin\n")
     for command in ("check", "run"):
-        result = run_hookrun(command, "-d", str(hooks), "--state-dir", str(base / "st"))
+        result = run_hookrun(command, "-d", str(hooks), "--state-dir", str(base / "st"),
+                             *(("--", "true") if command == "run" else ()))
         assert result.returncode == EXIT_UNSAFE, result.stderr
         assert lines_naming(result.stderr, bindir)
     assert not (sticky_dir / "uid").exists() and not (marks / "ran").exists()
@@ -227,14 +230,14 @@ def test_every_unsafe_path_is_named_not_only_the_first(attacker, safe_base):
     second.write_text("#!/bin/sh\ntrue\n")
     second.chmod(0o757)
     os.chown(hooks / "pre-backup.d" / "10-mark", attacker.pw_uid, -1)
-    result = run_hookrun("run", "-d", str(hooks), "--state-dir", str(base / "st"))
+    result = run_hookrun("run", "-d", str(hooks), "--state-dir", str(base / "st"), "--", "true")
     assert result.returncode == EXIT_UNSAFE
     assert lines_naming(result.stderr, second) and lines_naming(result.stderr, "10-mark")
     assert len(result.stderr.splitlines()) == 2
 
 
-def test_a_root_only_hook_is_skipped_alike_by_list_check_phase_and_run(attacker, user_hookrun,
-                                                                       sticky_dir):
+def test_a_root_only_hook_fails_alike_in_list_check_phase_and_run(attacker, user_hookrun,
+                                                                  sticky_dir):
     home = sticky_dir / "mallory-home"
     plant(attacker, 'mkdir -m 0700 "$1"; mkdir -m 0755 "$1/hooks" "$1/hooks/pre-backup.d" '
                     '"$1/marks"; printf "#!/bin/sh\\necho ran >> %s/marks/order\\n" "$1" '
@@ -248,17 +251,20 @@ def test_a_root_only_hook_is_skipped_alike_by_list_check_phase_and_run(attacker,
     listing = as_user(attacker, [user_hookrun, "list", "--json", *args], env=env)
     assert listing.returncode == 0, listing.stderr
     item = next(i for i in json.loads(listing.stdout) if i["name"] == "10-roots")
-    assert item["runs"] is False and "not executable by" in item["reason"]
+    assert item["runs"] is True and item["reason"] == "not executable"
     check = as_user(attacker, [user_hookrun, "check", *args], env=env)
-    assert check.returncode == 0 and "10-roots" in check.stderr
+    assert check.returncode == 1 and "10-roots: not executable" in check.stderr
     phase = as_user(attacker, [user_hookrun, "phase", "pre-backup", *args], env=env)
-    assert phase.returncode == 0, phase.stderr
+    assert phase.returncode == 69, phase.stderr
     run = as_user(attacker, [user_hookrun, "run", *args, "--", "true"], env=env)
-    assert run.returncode == 0, run.stderr
-    assert (home / "marks" / "order").read_text() == "ran\nran\n"
+    assert run.returncode == 69, run.stderr
+    # A critical pre- hook that cannot start stops the run: neither runs after it.
+    assert not (home / "marks" / "order").exists()
     shown = as_user(attacker, [user_hookrun, "show", "last", "--json", *args], env=env)
-    task = next(t for t in json.loads(shown.stdout)["tasks"] if t["name"] == "10-roots")
-    assert task["status"] == "skipped" and "not executable by" in task["reason"]
+    record = json.loads(shown.stdout)
+    task = next(t for t in record["tasks"] if t["name"] == "10-roots")
+    assert (record["status"], task["status"], task["reason"]) == \
+        ("failure", "failed", "not executable")
 
 
 def test_the_attacker_cannot_read_what_root_keeps(attacker, sticky_dir, safe_base):

@@ -32,7 +32,9 @@ def test_list_json_has_the_documented_fields_and_effective_settings(tree, hookru
     assert by_name["10-verify"]["when"] == "success" and by_name["10-verify"]["critical"]
     assert (dump["on_failure"], by_name["10-verify"]["on_failure"]) == ("stop", "stop")
     assert dump["events"] is None
-    assert by_name["30-plain"]["runs"] is False and "chmod" in by_name["30-plain"]["reason"]
+    # A hook that cannot start is a task that fails, not a skip (design.md 10).
+    assert (by_name["30-plain"]["runs"], by_name["30-plain"]["reason"]) == \
+        (True, "not executable")
     status, out, _err = hookrun_main("list", "--json", "--all", *tree.args())
     assert "20-off.disabled" in {item["name"] for item in json.loads(out)}
 
@@ -41,10 +43,10 @@ def test_check_reports_warnings_and_exits_0(tree, hookrun_main):
     tree.hook("pre-backup.d/9-short", "true")
     tree.hook("pre-backup.d/10-long", "true")
     tree.hook("pre-backup.d/20-noshebang", "true", shebang=None)
-    tree.hook("pre-backup.d/30-plain", "true", mode=0o644)
+    tree.hook("pre-backup.d/30-off.disabled", "true", mode=0o644)
     status, _out, err = hookrun_main("check", *tree.args())
     assert status == 0
-    assert "different widths" in err and "shebang" in err and "chmod +x" in err
+    assert "different widths" in err and "shebang" in err and "30-off" not in err
 
 
 def test_check_exits_78_listing_every_bad_header(tree, hookrun_main):
@@ -94,6 +96,7 @@ def test_phase_rejects_what_is_not_a_phase_directory(tree, hookrun_main):
 
 def test_history_and_show_json_shapes(tree, hookrun_main):
     marker_hook(tree, "pre-backup.d/10-a")
+    tree.events("prune")
     hookrun_main("run", *tree.args(), "--", "true")
     hookrun_main("run", *tree.args("-e", "prune"), "--", "sh", "-c", "exit 4")
     status, out, _err = hookrun_main("history", "--json", *tree.args())
@@ -120,7 +123,7 @@ def test_history_and_show_json_shapes(tree, hookrun_main):
 
 
 def test_show_of_an_unknown_run_is_one_line_and_exit_1(tree, hookrun_main):
-    hookrun_main("run", *tree.args())
+    hookrun_main("run", *tree.args(), "--", "true")
     status, _out, err = hookrun_main("show", "nope", *tree.args())
     assert status == 1 and err.count("\n") == 1
 
@@ -131,7 +134,7 @@ def test_defer_outside_a_run_exits_2():
 
 
 def test_state_dir_and_files_are_private(tree, hookrun_main):
-    hookrun_main("run", *tree.args())
+    hookrun_main("run", *tree.args(), "--", "true")
     assert (tree.state.stat().st_mode & 0o777) == 0o700
     for name in ("history.sqlite3", "hookrun.log"):
         assert (os.stat(tree.state / name).st_mode & 0o777) == 0o600
@@ -148,21 +151,23 @@ def test_unwritable_state_dir_exits_73(tree, hookrun_main):
 def test_unopenable_log_file_exits_73(tree, hookrun_main):
     blocker = tree.marks / "file"
     blocker.write_text("")
-    status, _out, err = hookrun_main("run", *tree.args("--log-file", str(blocker / "log")))
+    status, _out, err = hookrun_main("run", *tree.args("--log-file", str(blocker / "log")),
+                                     "--", "true")
     assert status == 73 and "log" in err
 
 
 def test_missing_hooks_dir_and_missing_config_are_config_errors(tree, hookrun_main):
     status, _out, err = hookrun_main("run", "-d", str(tree.base / "nope"), "--state-dir",
-                                     str(tree.state))
+                                     str(tree.state), "--", "true")
     assert status == 78 and "does not exist" in err
-    status, _out, err = hookrun_main("run", *tree.args("-c", str(tree.base / "none.conf")))
+    status, _out, err = hookrun_main("run", *tree.args("-c", str(tree.base / "none.conf")),
+                                     "--", "true")
     assert status == 78
 
 
 def test_the_log_file_records_output_and_task_ends(tree, hookrun_main):
     tree.hook("pre-backup.d/10-talk", "echo to-stdout; echo to-stderr >&2")
-    hookrun_main("run", *tree.args())
+    hookrun_main("run", *tree.args(), "--", "true")
     log = (tree.state / "hookrun.log").read_text()
     assert "pre/10-talk stdout: to-stdout" in log
     assert "pre/10-talk stderr: to-stderr" in log

@@ -132,7 +132,7 @@ def test_a_bad_hookignore_line_is_78_naming_file_and_line_but_not_for_no_hooks(t
     ignore = tree.hooks / ".hookignore"
     ignore.write_text("*.sample\nbackup\\\n")
     for argv in (["run"], ["check"], ["list"]):
-        result = run_hookrun(*argv, *tree.args())
+        result = run_hookrun(*argv, *tree.args(), *(["--", "true"] if argv == ["run"] else []))
         assert result.returncode == 78, result.stderr
         assert f"{ignore}:2:" in result.stderr and len(result.stderr.splitlines()) == 1
     result = run_hookrun("run", "--no-hooks", *tree.args(), "--", "true")
@@ -153,8 +153,8 @@ def test_long_durations_up_to_100_days_work_and_longer_ones_are_refused(tree):
 
 
 @pytest.mark.parametrize("argv, config, status", [
-    (["run", "-e", "e" * 250], "", 78),
-    (["run"], "[env]\nX = a\0b\n", 78),
+    (["run", "-e", "e" * 250, "--", "true"], "", 78),
+    (["run", "--", "true"], "[env]\nX = a\0b\n", 78),
     (["history", "-n", "1e20"], "", 2),
     (["history", "-n", "100000000000000000000"], "", 2),
     (["history", "-n", "-1"], "", 2),

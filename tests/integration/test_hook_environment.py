@@ -137,7 +137,7 @@ def test_values_of_a_failed_hook_are_not_handed_on(tree, hookrun_main):
     tree.hook("pre-backup.d/10-fail", 'echo "LEAK=yes" >> "$HOOKRUN_ENV"; exit 1',
               header="critical=no")
     tree.hook("pre-backup.d/20-see", f'echo "${{LEAK:-unset}}" > "{tree.marks}/saw"')
-    hookrun_main("run", *tree.args())
+    hookrun_main("run", *tree.args(), "--", "true")
     assert tree.read("saw").strip() == "unset"
 
 
@@ -155,7 +155,7 @@ def test_path_and_umask_settings_apply_to_hooks_and_command(tree, hookrun_main):
 
 def test_scripts_without_a_shebang_run_under_bin_sh(tree, hookrun_main):
     tree.hook("pre-backup.d/10-plain", f'echo "plain $0" > "{tree.marks}/plain"', shebang=None)
-    status, _out, _err = hookrun_main("run", *tree.args())
+    status, _out, _err = hookrun_main("run", *tree.args(), "--", "true")
     assert status == 0
     assert tree.read("plain").startswith("plain ")
 
@@ -163,7 +163,7 @@ def test_scripts_without_a_shebang_run_under_bin_sh(tree, hookrun_main):
 def test_failed_retries_show_attempt_numbers(tree, hookrun_main):
     marker_hook(tree, "pre-backup.d/10-x", code=1, header="retries=2 retry-delay=0",
                 extra=f'echo "$HOOKRUN_ATTEMPT" >> "{tree.marks}/attempts"')
-    hookrun_main("run", *tree.args())
+    hookrun_main("run", *tree.args(), "--", "true")
     assert tree.read("attempts").split() == ["1", "2", "3"]
 
 
@@ -176,5 +176,5 @@ def test_the_error_log_is_private(tree, hookrun_main):
 def test_timeout_0_on_the_command_line_also_frees_cleanups(tree, hookrun_main):
     tree.config("[hookrun]\ntimeout = 1s\nkill_grace = 1s\n")
     tree.hook("pre-backup.d/10-a", f'hookrun defer sh -c \'sleep 2; touch "{tree.marks}/done"\'')
-    assert hookrun_main("run", *tree.args("--timeout", "0"))[0] == 0
+    assert hookrun_main("run", *tree.args("--timeout", "0"), "--", "true")[0] == 0
     assert tree.read("done") == ""

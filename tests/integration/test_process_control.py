@@ -35,9 +35,10 @@ def alive(pid):
 def start(tree, *argv, **kwargs):
     env = dict(os.environ)
     env.pop("HOOKRUN_CLEANUP", None)
-    return subprocess.Popen(hookrun_cmd() + ["run", *tree.args(*argv)] + list(kwargs.pop(
-        "command", [])), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-        **kwargs)
+    command = list(kwargs.pop("command", ["--", "true"]))
+    return subprocess.Popen(hookrun_cmd() + ["run", *tree.args(*argv)] + command,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            **kwargs)
 
 
 def gated_hold(tree):
@@ -266,6 +267,7 @@ def test_no_hooks_only_reports_pending_cleanups(tree, reaper):
 
 
 def test_a_second_run_of_the_same_event_is_refused_with_75(tree):
+    tree.events("prune")
     gate = gated_hold(tree)
     first = start(tree, command=["--", "true"])
     wait_for(tree.marks / "up")
@@ -345,7 +347,8 @@ def peak_rss_of(argv, timeout=120):
 def test_an_endless_unterminated_line_keeps_memory_flat_and_times_out(tree):
     tree.hook("pre-backup.d/10-endless", "tr '\\0' x < /dev/zero",
               header="timeout=3s critical=no")
-    status, rss = peak_rss_of(hookrun_cmd() + ["run", "-q", *tree.args("--kill-grace", "1s")])
+    status, rss = peak_rss_of(hookrun_cmd() + ["run", "-q", *tree.args("--kill-grace", "1s"),
+                                                        "--", "true"])
     assert status == 0
     assert rss < 80 * 1024 * 1024
     task = show_last(tree)["tasks"][0]

@@ -158,7 +158,7 @@ def test_accounting_of_cpu_and_peak_memory(tree):
         {sys.executable} -c 'x = bytearray(80_000_000); import time; t = time.process_time()
         while time.process_time() - t < 0.3: pass'
         """)
-    assert run_hookrun("run", *tree.args()).returncode == 0
+    assert run_hookrun("run", *tree.args(), "--", "true").returncode == 0
     task = show_last(tree)["tasks"][0]
     assert task["cpu_seconds"] >= 0.25
     assert task["max_rss_bytes"] >= 80_000_000
@@ -166,14 +166,14 @@ def test_accounting_of_cpu_and_peak_memory(tree):
 
 def test_a_small_hooks_peak_memory_is_not_confused_with_hookruns_own(tree):
     tree.hook("pre-backup.d/10-small", "true")
-    assert run_hookrun("run", *tree.args()).returncode == 0
+    assert run_hookrun("run", *tree.args(), "--", "true").returncode == 0
     task = show_last(tree)["tasks"][0]
     assert task["max_rss_bytes"] is None or task["max_rss_bytes"] < 8_000_000
 
 
 def test_show_text_includes_the_last_output_lines(tree):
     tree.hook("pre-backup.d/10-talk", "echo remembered-line")
-    run_hookrun("run", *tree.args())
+    run_hookrun("run", *tree.args(), "--", "true")
     result = run_hookrun("show", "last", *tree.args())
     assert "remembered-line" in result.stdout
 
@@ -181,25 +181,29 @@ def test_show_text_includes_the_last_output_lines(tree):
 def test_quiet_prints_only_failures_and_the_summary(tree):
     tree.hook("pre-backup.d/10-fine", "echo chatter-ok")
     tree.hook("pre-backup.d/20-bad", "echo chatter-bad; exit 1", header="critical=no")
-    result = run_hookrun("run", *tree.args("-q"))
-    assert "chatter" not in result.stdout + result.stderr
+    result = run_hookrun("run", *tree.args("-q"), "--", "true")
+    assert "chatter-ok" not in result.stdout + result.stderr
     assert "20-bad" in result.stdout and "==> pre/10-fine" not in result.stdout
     assert "PHASE" in result.stdout
+    # Under -q (cron's mail), a failed task's last output lines follow its status line.
+    lines = result.stdout.splitlines()
+    failed = next(n for n, line in enumerate(lines) if line.startswith("==> pre/20-bad failed"))
+    assert lines[failed + 1] == "    | chatter-bad"
 
 
 def test_verbose_prints_settings_and_skip_reasons(tree):
     tree.hook("pre-backup.d/10-x", "true", header="timeout=7m")
     tree.hook("pre-backup.d/20-y.disabled", "true")
-    result = run_hookrun("run", *tree.args("-v"))
+    result = run_hookrun("run", *tree.args("-v"), "--", "true")
     assert "timeout=7m" in result.stdout
     assert ".disabled" in result.stdout
 
 
 def test_no_colour_and_no_live_line_when_not_a_terminal(tree):
     tree.hook("pre-backup.d/10-slow", "sleep 1.5; echo done")
-    result = run_hookrun("run", *tree.args())
+    result = run_hookrun("run", *tree.args(), "--", "true")
     assert "\x1b[" not in result.stdout and "\r" not in result.stdout
-    forced = run_hookrun("run", *tree.args("--color", "always"))
+    forced = run_hookrun("run", *tree.args("--color", "always"), "--", "true")
     assert "\x1b[" in forced.stdout
 
 
@@ -230,7 +234,7 @@ def run_in_pty(argv, env=None, timeout=30):
 
 def test_a_terminal_gets_colour_and_a_live_elapsed_line(tree):
     tree.hook("pre-backup.d/10-slow", "sleep 2.5")
-    status, text = run_in_pty(hookrun_cmd() + ["run", *tree.args()])
+    status, text = run_in_pty(hookrun_cmd() + ["run", *tree.args(), "--", "true"])
     assert status == 0
     assert "\x1b[32m" in text
     assert "\r\x1b[K... pre/10-slow running 1s" in text
@@ -239,7 +243,8 @@ def test_a_terminal_gets_colour_and_a_live_elapsed_line(tree):
 
 def test_no_color_is_honoured_on_a_terminal(tree):
     tree.hook("pre-backup.d/10-x", "true")
-    status, text = run_in_pty(hookrun_cmd() + ["run", *tree.args()], env={"NO_COLOR": "1"})
+    status, text = run_in_pty(hookrun_cmd() + ["run", *tree.args(), "--", "true"],
+                              env={"NO_COLOR": "1"})
     assert status == 0 and "\x1b[3" not in text
 
 
@@ -253,7 +258,7 @@ def test_a_chatty_hook_writes_into_a_large_pipe_and_every_line_reaches_the_log(t
             print(f"line {number:06d} " + "x" * 80)
         """, shebang="#!/usr/bin/python3")
     with open(os.devnull, "w") as null:
-        result = subprocess.run(hookrun_cmd() + ["run", *tree.args()], stdout=null,
+        result = subprocess.run(hookrun_cmd() + ["run", *tree.args(), "--", "true"], stdout=null,
                                 stderr=subprocess.PIPE, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     logged = [line.split(": ", 1)[1] for line in

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from tests.conftest import marker_hook, order
+from tests.conftest import marker_hook, order, run_hookrun
 
 
 def full_tree(tree, pre_code=0, command_ok=True):
@@ -178,12 +178,14 @@ def test_command_timeout_exits_124(tree, hookrun_main):
     assert order(tree) == ["on-error/10-error"]
 
 
-def test_no_command_is_a_success(tree, hookrun_main):
-    marker_hook(tree, "post-backup.d/10-post",
-                extra=f'echo "$HOOKRUN_STATUS:$HOOKRUN_EXIT_CODE" > "{tree.marks}/seen"')
-    status, _out, _err = hookrun_main("run", *tree.args())
-    assert status == 0
-    assert tree.read("seen").strip() == "success:"
+def test_run_without_a_command_is_a_usage_error_and_runs_no_hook(tree):
+    marker_hook(tree, "pre-backup.d/10-pre")
+    result = run_hookrun("run", *tree.args())
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and "needs a command" in result.stderr
+    assert "hookrun phase" in result.stderr
+    assert order(tree) == []
+    assert not (tree.state / "history.sqlite3").exists()
 
 
 def test_event_selects_its_own_pre_and_post_directories(tree, hookrun_main):
@@ -245,7 +247,7 @@ def test_cleanups_run_last_registered_first_with_quoting_kept(tree, hookrun_main
 
 def test_cleanups_registered_by_finally_hooks_still_run(tree, hookrun_main):
     tree.hook("finally.d/10-late", f"hookrun defer touch '{tree.marks}/late'")
-    hookrun_main("run", *tree.args())
+    hookrun_main("run", *tree.args(), "--", "true")
     assert tree.read("late") == ""
 
 

@@ -36,14 +36,14 @@ def test_group_or_world_writable_paths_are_refused_with_77(tree, target):
 def test_a_file_owned_by_another_user_is_refused(tree):
     hook = marker_hook(tree, "pre-backup.d/10-a")
     os.chown(hook, NOBODY, -1)
-    result = run_hookrun("run", *tree.args())
+    result = run_hookrun("run", *tree.args(), "--", "true")
     assert result.returncode == 77 and "owned by" in result.stderr
 
 
 def test_a_setuid_hook_is_refused(tree):
     hook = marker_hook(tree, "pre-backup.d/10-a")
     hook.chmod(0o4755)
-    result = run_hookrun("run", *tree.args())
+    result = run_hookrun("run", *tree.args(), "--", "true")
     assert result.returncode == 77 and "set-user-ID" in result.stderr
 
 
@@ -68,24 +68,26 @@ def test_a_symlinks_target_is_checked(tree):
     target.chmod(0o777)
     (tree.hooks / "pre-backup.d").mkdir(mode=0o755)
     os.symlink(target, tree.hooks / "pre-backup.d" / "10-link")
-    result = run_hookrun("run", *tree.args())
+    result = run_hookrun("run", *tree.args(), "--", "true")
     assert result.returncode == 77 and str(target) in result.stderr
 
 
 def test_insecure_and_strict_permissions_no_turn_refusals_into_warnings(tree):
     hook = marker_hook(tree, "pre-backup.d/10-a")
     hook.chmod(0o777)
-    result = run_hookrun("run", *tree.args("--insecure"))
+    result = run_hookrun("run", *tree.args("--insecure"), "--", "true")
     assert result.returncode == 0 and "chmod go-w" in result.stderr
     tree.config("[hookrun]\nstrict_permissions = no\n")
-    assert run_hookrun("run", *tree.args()).returncode == 0
+    assert run_hookrun("run", *tree.args(), "--", "true").returncode == 0
     assert order(tree) == ["pre/10-a", "pre/10-a"]
 
 
-def test_files_that_cannot_run_do_not_need_safe_permissions(tree):
-    plain = tree.hook("pre-backup.d/10-notes", "true", mode=0o666)
-    result = run_hookrun("run", *tree.args())
-    assert result.returncode == 0 and "chmod +x" in result.stderr
+def test_files_that_cannot_start_need_no_safe_permissions_since_they_never_run(tree):
+    plain = tree.hook("pre-backup.d/10-notes", "true", mode=0o666, header="critical=no")
+    result = run_hookrun("run", *tree.args(), "--", "true")
+    assert result.returncode == 0 and "unsafe" not in result.stderr
+    assert show_last(tree)["tasks"][0]["reason"] == "not executable"
+    assert show_last(tree)["status"] == "warning"
     assert plain.exists()
 
 
@@ -110,7 +112,7 @@ def test_no_hooks_does_not_read_hook_directories_but_checks_the_hooks_dir(tree):
 ])
 def test_malformed_config_is_one_line_and_78(tree, config, status):
     tree.config(config)
-    result = run_hookrun("run", *tree.args())
+    result = run_hookrun("run", *tree.args(), "--", "true")
     assert result.returncode == status and one_line(result.stderr)
     assert "hookrun.conf:" in result.stderr
 
@@ -119,7 +121,7 @@ def test_config_that_is_not_utf8_is_a_config_error(tree):
     path = tree.hooks / "hookrun.conf"
     path.write_bytes(b"[env]\nX = \xff\xfe\n")
     path.chmod(0o644)
-    result = run_hookrun("run", *tree.args())
+    result = run_hookrun("run", *tree.args(), "--", "true")
     assert result.returncode == 78 and "hookrun.conf:2:" in result.stderr
 
 
@@ -132,7 +134,7 @@ def test_bad_durations_on_the_command_line_are_usage_errors(tree, option):
 
 def test_debug_shows_the_traceback(tree):
     tree.config("[hookrun]\nbogus = 1\n")
-    result = run_hookrun("run", "--debug", *tree.args())
+    result = run_hookrun("run", "--debug", *tree.args(), "--", "true")
     assert result.returncode != 0 and "Traceback" in result.stderr
 
 

@@ -54,18 +54,50 @@ def test_leftovers_are_skipped_without_a_warning(hooks, name):
     assert silent_skip_reason(name)
 
 
-def test_files_that_cannot_run_are_skipped_with_a_warning(hooks):
+def test_what_is_not_a_hook_is_skipped_with_a_warning(hooks):
     d = hooks / "pre-backup.d"
-    make(d, "10-not-exec", mode=0o644)
     (d / "20-dir").mkdir()
-    os.symlink(d / "missing", d / "30-broken")
     os.mkfifo(d / "40-fifo")
     found = {e.name: e for e in discover(str(hooks), PRE, IgnoreRules(str(hooks)))}
-    assert all(not e.runs and e.warn for e in found.values())
-    assert "chmod +x" in found["10-not-exec"].reason
+    assert all(not e.runs and e.warn and not e.fails for e in found.values())
     assert "directory" in found["20-dir"].reason
-    assert "broken symlink" in found["30-broken"].reason
     assert "fifo" in found["40-fifo"].reason
+
+
+def test_hooks_that_cannot_start_are_tasks_that_fail_not_skips(hooks):
+    d = hooks / "pre-backup.d"
+    make(d, "10-not-exec", mode=0o644)
+    os.symlink(d / "missing", d / "30-broken")
+    found = {e.name: e for e in discover(str(hooks), PRE, IgnoreRules(str(hooks)))}
+    assert all(e.runs and not e.warn for e in found.values())
+    assert found["10-not-exec"].fails == "not executable"
+    assert found["30-broken"].fails == "broken symlink"
+
+
+@pytest.mark.parametrize("name, meant", [
+    ("on_error.d", "on-error.d"), ("pre_backup.d", "pre-backup.d"),
+    ("prebackup.d", "pre-backup.d"), ("pre-backup", "pre-backup.d"),
+    ("Post-Backup.d", "post-backup.d"), ("FINALLY", "finally.d"), ("onsuccess.d", "on-success.d"),
+    ("pre-backup.d", None), ("postgres", None), ("migrations", None), ("pre-prune.d", None),
+])
+def test_near_miss_directories_name_what_they_were_meant_to_be(name, meant):
+    from orchestrator.discovery import meant_phase_dir
+
+    assert meant_phase_dir(name, ("backup",)) == meant
+
+
+def test_a_hookignore_that_hides_a_whole_phase_is_named(hooks):
+    from orchestrator.discovery import hidden_by_ignore
+
+    d = hooks / "pre-backup.d"
+    make(d, "10-dump.sh")
+    make(d, "20-stop.sh")
+    (hooks / ".hookignore").write_text("*.*\n")
+    found = discover(str(hooks), PRE, IgnoreRules(str(hooks)))
+    assert "pre-backup.d" in hidden_by_ignore(PRE, found)
+    (hooks / ".hookignore").write_text("*.sh.old\n")
+    found = discover(str(hooks), PRE, IgnoreRules(str(hooks)))
+    assert hidden_by_ignore(PRE, found) is None
 
 
 def test_symlink_to_an_executable_runs_and_no_recursion_into_directories(hooks):

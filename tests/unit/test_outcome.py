@@ -24,7 +24,9 @@ def exited(code, **kw):
     ("pre", 62, "stop", TaskStatus.ABORTED, False, Verdict.CONTINUE),
     ("post", 62, "stop", TaskStatus.ABORTED, False, Verdict.CONTINUE),
     ("pre", 63, "warn", TaskStatus.FAILED, False, Verdict.STOP),
-    ("post", 63, "stop", TaskStatus.FAILED, False, Verdict.CONTINUE),
+    # Outside pre- there is no run left to stop: 63 gives up as 62 does (design.md 10).
+    ("post", 63, "stop", TaskStatus.ABORTED, False, Verdict.CONTINUE),
+    ("finally", 63, "warn", TaskStatus.ABORTED, False, Verdict.CONTINUE),
     ("pre", 75, "stop", TaskStatus.ABORTED, False, Verdict.SOFT_SKIP),
     ("post", 75, "warn", TaskStatus.FAILED, True, Verdict.CONTINUE),
     ("post", 75, "stop", TaskStatus.FAILED, True, Verdict.STOP),
