@@ -31,9 +31,20 @@ def run(args):
         raise UsageError("run: needs a command (hookrun run [OPTIONS] -- COMMAND [ARG...]): "
                          "without one it would back up nothing, yet count as a success; to "
                          "run the hooks of one directory alone, use 'hookrun phase'")
-    ctx = build_context(args, need_hooks=not args.no_hooks)
-    return Run(ctx, command, no_hooks=args.no_hooks, dry_run=args.dry_run,
-               wait=wait_seconds(args.wait)).execute()
+    ctx = runner = None
+    try:
+        ctx = build_context(args, need_hooks=not args.no_hooks)
+        runner = Run(ctx, command, no_hooks=args.no_hooks, dry_run=args.dry_run,
+                     wait=wait_seconds(args.wait))
+        return runner.execute()
+    except HookrunError as error:
+        # A run refused for a reason that refuses every later run too is made seen
+        # (design.md section 10); a dry run only shows what would happen.
+        if not args.dry_run and not (runner and runner.started):
+            from orchestrator.refusal import report
+
+            report(args, ctx, error)
+        raise
 
 
 def list_plan(args):

@@ -4,6 +4,10 @@ Several events share one file: the series of other events are read back and kept
 event's are replaced, under an flock of the file's directory, so that concurrent runs of
 different events keep each other's series. The file is written to a temporary name and
 renamed, so the collector never reads half a file.
+
+A run refused before it starts (design.md section 10) writes only the time of its refusal,
+``hookrun_last_refused_timestamp_seconds``, and keeps every other series; a later run keeps
+it too, so that the alert HookrunRunRefused can see that a run came after the refusal.
 """
 
 import errno
@@ -29,7 +33,10 @@ HELP = {
     "hookrun_hook_status": "1 for the status of each task of the last run, 0 for the others.",
     "hookrun_hook_consecutive_failures":
         "Runs in a row, up to the last, in which each task failed or timed out.",
+    "hookrun_last_refused_timestamp_seconds":
+        "Time of the last run refused before it started (exit 73, 77, 78), by reason.",
 }
+REFUSED = "hookrun_last_refused_timestamp_seconds"
 # A task that ran and did not fail ends its run of failures; one that did not run (skipped,
 # or absent from a run) neither adds to it nor ends it.
 FAILED_STATUSES = TaskStatus.FAILURES
@@ -94,10 +101,9 @@ def run_samples(event, status, exit_code, finished, duration, last_success, task
     return samples
 
 
-def other_events_samples(path, event):
-    """Samples already in the file that belong to other events (never read through a link:
-    see write_metrics)."""
-    mine = f'event="{escape(event)}"'
+def kept_samples(path, replaced):
+    """Samples already in the file but those that ``replaced(name, label_text)`` says the
+    new ones replace (never read through a link: see target)."""
     kept = []
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
@@ -107,7 +113,7 @@ def other_events_samples(path, event):
         text = handle.read(MAX_READ).decode("utf-8", "replace")
     for line in text.split("\n"):
         match = SAMPLE_RE.match(line)
-        if match and mine not in (match.group(2) or ""):
+        if match and not replaced(match.group(1), match.group(2) or ""):
             kept.append((match.group(1), match.group(2) or "", match.group(3)))
     return kept
 
@@ -124,14 +130,37 @@ def render(samples):
     return "\n".join(lines) + "\n"
 
 
+def own_label(event):
+    """The text that the labels of ``event``'s series hold, and no other event's do."""
+    return f'event="{escape(event)}"'
+
+
 def write_metrics(path, event, **run):
-    """Replace ``event``'s series in the textfile at ``path``; OSError if it cannot."""
+    """Replace ``event``'s series in the textfile at ``path``, but for the time of its last
+    refusal; OSError if it cannot."""
+    mine = own_label(event)
+    replace_samples(path, lambda name, text: mine in text and name != REFUSED,
+                    run_samples(event, **run))
+
+
+def write_refused(path, event, reason, when):
+    """Set ``event``'s last refusal (``reason``: state, unsafe or config; ``when``: unix
+    seconds) in the textfile at ``path``, keeping every other series, of this event too: a
+    refused run did not run, so what the last run left stays true. OSError if it cannot."""
+    mine = own_label(event)
+    replace_samples(path, lambda name, text: name == REFUSED and mine in text,
+                    [(REFUSED, labels(event=event, reason=reason), when)])
+
+
+def replace_samples(path, replaced, new):
+    """Write the textfile at ``path``: what it held but the samples ``replaced(name,
+    label_text)`` picks, then ``new``. OSError if it cannot."""
     path = target(path)
     directory = os.path.dirname(path)
     lock = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         hold(lock)
-        samples = other_events_samples(path, event) + run_samples(event, **run)
+        samples = kept_samples(path, replaced) + new
         fd, temporary = tempfile.mkstemp(prefix=".hookrun-", suffix=".prom.tmp", dir=directory)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:

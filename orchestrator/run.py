@@ -47,6 +47,8 @@ class Run:
         self.no_hooks = no_hooks
         self.dry_run = dry_run
         self.wait = wait
+        # Whether the run got past its checks and the lock: an error before is a refusal.
+        self.started = False
 
     def execute(self):
         """Run the whole lifecycle; returns hookrun's exit status."""
@@ -67,6 +69,7 @@ class Run:
             try:
                 engine = session.open_run(self.command)
                 hooks = {phase.kind: planned for phase, planned in plan.phases}
+                self.started = True
                 return Lifecycle(session, history, engine, self.command, self.no_hooks,
                                  hooks).run()
             finally:
