@@ -20,6 +20,7 @@ RULES = RULES_DIR / "hookrun-rules.yml"
 RULES_TESTS = RULES_DIR / "hookrun-rules.test.yml"
 THRESHOLD = "26 * 3600"
 EXIT_HOOK_STOPPED = 69
+EXIT_CONFIG = 78
 
 
 def promtool(*args):
@@ -93,6 +94,7 @@ def test_prometheus_scrapes_hookruns_textfile_through_node_exporter_and_fires_th
     metrics = textfile_dir / "hookrun.prom"
     switch = tree.mark("fail")
     tree.hook("pre-backup.d/10-check", f'test ! -e "{switch}"')
+    tree.hook("pre-refused.d/10-bad", "true", header="colour=red")
     node = servers.node_exporter(textfile_dir)
     prometheus = servers.prometheus([scrape_config("node", node)],
                                     quick_rules(tree.base / "rules.yml", 3600))
@@ -113,8 +115,10 @@ def test_prometheus_scrapes_hookruns_textfile_through_node_exporter_and_fires_th
     # An event that never succeeded: its last-success timestamp is 0.
     assert run_hookrun("run", *tree.args("--metrics-file", str(metrics), "-e", "verify"),
                        "--", "false").returncode == 1
+    # A run refused by a bad header directive: seen at once, not after 26 hours.
+    assert run("-e", "refused") == EXIT_CONFIG
     wanted = {("HookrunRunFailed", "backup"), ("HookrunRunFailed", "verify"),
-              ("HookrunBackupTooOld", "verify")}
+              ("HookrunBackupTooOld", "verify"), ("HookrunRunRefused", "refused")}
 
     def all_wanted_firing():
         found = firing(prometheus)
@@ -128,7 +132,16 @@ def test_prometheus_scrapes_hookruns_textfile_through_node_exporter_and_fires_th
     assert "Failed tasks: pre/10-check (failed)." in failed["annotations"]["description"]
     assert "never happened" in alerts[("HookrunBackupTooOld", "verify")]["annotations"][
         "description"]
+    refused = alerts[("HookrunRunRefused", "refused")]
+    assert refused["labels"]["reason"] == "config"
+    assert "a configuration error (exit 78)" in refused["annotations"]["description"]
     # backup and prune succeeded within the hour, and the textfile is fresh.
     assert set(alerts) == wanted, sorted(alerts)
     print(f"query: {success}\nfiring: {sorted(alerts)}\nHookrunRunFailed{{event=backup}}: "
           f"{failed['labels']} value {failed['value']}\n  {failed['annotations']}")
+
+    # Fixed, the event runs: its run is newer than the refusal, and the alert resolves.
+    tree.hook("pre-refused.d/10-bad", "true")
+    assert run("-e", "refused") == 0
+    poll("HookrunRunRefused resolved",
+         lambda: ("HookrunRunRefused", "refused") not in firing(prometheus) or None)

@@ -276,3 +276,22 @@ def test_the_attacker_cannot_read_what_root_keeps(attacker, sticky_dir, safe_bas
     peek = as_user(attacker, ["/bin/cat", str(state / "hookrun.log")])
     assert peek.returncode != 0 and peek.stdout == ""
     assert Path(state).stat().st_uid == 0
+
+
+def test_a_refused_run_never_writes_or_pings_where_another_users_config_says(
+        attacker, sticky_dir, safe_base, checker):
+    """A config file of another user is refused (77), and is not read for the refusal's own
+    report (design.md section 10): its metrics_file would make root replace any file."""
+    base, marks = safe_base
+    hooks = root_tree(base / "hooks", marks)
+    victim = base / "victim"
+    victim.write_text("precious\n")
+    config = sticky_dir / "mallory.conf"
+    plant(attacker, 'printf "[hookrun]\\nmetrics_file = %s\\nnotify_url = %s\\n" "$2" "$3" '
+                    '> "$1"', config, victim, checker.url)
+    result = run_hookrun("run", "-d", str(hooks), "-c", str(config), "--state-dir",
+                         str(base / "st"), "--", "true")
+    assert result.returncode == EXIT_UNSAFE, result.stderr
+    assert lines_naming(result.stderr, config) and "Traceback" not in result.stderr
+    assert victim.read_text() == "precious\n" and not (marks / "ran").exists()
+    assert checker.requests == []
