@@ -27,6 +27,9 @@ Six scenarios, each iteration in a fresh temporary hooks tree with its own state
   cleanup run twice, each run exactly once when the run got to its wind-down, and once the
   faults stop, ``hookrun recover`` and a later run exit 0.
 
+Every iteration's history is also read for a false green (design.md 10): no run may record
+``success`` while one of its tasks failed or timed out.
+
 Cleanups are counted by id in marker files outside the state directory; the hooks note each
 registration with the exit status of its ``hookrun defer``. Not collected by pytest. Run
 ``python tests/soak/cleanup_soak.py --help`` for the options, ``--quick`` for a short run of
@@ -35,6 +38,7 @@ every mode. Exit status 0 when every target is met, 1 otherwise.
 
 import argparse
 import collections
+import contextlib
 import ctypes
 import errno
 import glob
@@ -404,9 +408,31 @@ def term_iteration(index, args, hookrun, seed):
     return result
 
 
+def false_greens(state):
+    """Lines naming each run in ``state``'s history that records ``success`` although one of
+    its tasks failed or timed out (design.md 10: no false green). The soak's trees have no
+    on-failure=ignore hook, the one setting that may leave a failed task in a success."""
+    import sqlite3
+
+    path = os.path.join(state, "history.sqlite3")
+    if not os.path.exists(path):
+        return []
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True,
+                                                timeout=10)) as db:
+            rows = db.execute("SELECT runs.id, tasks.phase, tasks.name, tasks.status FROM runs "
+                              "JOIN tasks ON tasks.run_id = runs.id WHERE runs.status = "
+                              "'success' AND tasks.status IN ('failed', 'timeout')").fetchall()
+    except sqlite3.Error:
+        return []  # a damaged history is the faults' business, checked where they are
+    return [f"false green: run {run} is 'success' but {phase}/{name} {status}"
+            for run, phase, name, status in rows]
+
+
 def finish_iteration(args, root, result):
     if result.registered and result.lines != 1:
         result.problems.append(f"cleanup ran {result.lines} times")
+    result.problems += false_greens(os.path.join(root, "state"))
     if result.problems and args.keep:
         print(f"  kept {root} for inspection", file=sys.stderr)
     else:
@@ -738,6 +764,7 @@ def finish_fault_iteration(args, root, result, tree):
     result.problems += [problem for problem in result.ledger.problems(exactly=True)
                         if problem not in result.problems]
     check_stderr(result, "a hook's hookrun defer", read_text(tree.defer_stderr))
+    result.problems += false_greens(tree.state)
     if (result.problems or result.keep) and args.keep:
         print(f"  kept {root} for inspection", file=sys.stderr)
     elif not result.keep:
