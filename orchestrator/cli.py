@@ -25,8 +25,11 @@ MAX_COUNT = 1_000_000
 STAY_FIRST = ("-h", "--help", "--version")  # top-level options, never moved
 
 COMMON = (
-    (("-d", "--hooks-dir"), {"metavar": "DIR", "help": "hooks directory (default $HOOKRUN_DIR, "
-                             "/etc/hookrun for root, else $XDG_CONFIG_HOME/hookrun)"}),
+    (("-d", "--hooks-dir"), {"metavar": "DIR", "action": "append",
+                             "help": "hooks directory, repeatable: later ones override earlier "
+                             "ones (default $HOOKRUN_DIR, a colon list; for root "
+                             "/usr/lib/hookrun then /etc/hookrun; else "
+                             "$XDG_CONFIG_HOME/hookrun)"}),
     (("-c", "--config"), {"metavar": "FILE",
                           "help": "config file (default HOOKS_DIR/hookrun.conf)"}),
     (("--state-dir",), {"metavar": "DIR",
@@ -87,11 +90,16 @@ SUBCOMMANDS = {
 }
 
 
+def is_flag(keywords):
+    """Whether an option declared with ``keywords`` takes no value."""
+    return keywords.get("action") == "store_true"
+
+
 def takes_value(options, token):
     """Whether ``token`` is an option of ``options`` that takes the next word as its value."""
     for flags, keywords in options:
         if token in flags:
-            return keywords.get("action") != "store_true" and "nargs" not in keywords
+            return not is_flag(keywords) and "nargs" not in keywords
     return False
 
 
@@ -173,7 +181,7 @@ def parse(argv):
     _help, options, positionals = SUBCOMMANDS[sub]
     table = {flag: (destination(flags), keywords) for flags, keywords in options
              for flag in flags}
-    values = {dest: keywords.get("default", False if keywords.get("action") else None)
+    values = {dest: keywords.get("default", False if is_flag(keywords) else None)
               for dest, keywords in table.values()}
     remainder = positionals and positionals[-1][1] is COMMAND
     position = 1
@@ -193,7 +201,7 @@ def parse(argv):
             return None
         dest, keywords = table[name]
         position += 1
-        if keywords.get("action"):
+        if is_flag(keywords):
             if equals:
                 return None
             values[dest] = True
@@ -205,7 +213,10 @@ def parse(argv):
             position += 1
         if not acceptable(value, keywords):
             return None
-        values[dest] = count(value) if keywords.get("type") == "count" else value
+        if keywords.get("action") == "append":
+            values[dest] = (values[dest] or []) + [value]
+        else:
+            values[dest] = count(value) if keywords.get("type") == "count" else value
     if remainder:
         values[positionals[0][0]] = words
     elif len(words) == len(positionals):

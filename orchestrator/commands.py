@@ -56,7 +56,7 @@ def list_plan(args):
     if args.json:
         printer.dump_json(printer.plan_items(plan.phases, show_all=args.all))
     else:
-        printer.print_plan(plan.phases, show_all=args.all)
+        printer.print_plan(plan.phases, show_all=args.all, origins=len(ctx.hooks_dirs) > 1)
     return c.EXIT_OK
 
 
@@ -93,9 +93,9 @@ def phase(args):
         raise UsageError(f"phase: {args.phase_dir} belongs to event {implied!r}, not "
                          f"{args.event!r}")
     ctx = build_context(args, event=implied)
-    if not os.path.isdir(os.path.join(ctx.hooks_dir, found[0].dirname)):
-        raise UsageError(f"phase: there is no directory {found[0].dirname} in {ctx.hooks_dir}"
-                         f"{discovery.events_hint(ctx.hooks_dir)}")
+    if not any(os.path.isdir(os.path.join(d, found[0].dirname)) for d in ctx.hooks_dirs):
+        raise UsageError(f"phase: there is no directory {found[0].dirname} in "
+                         f"{':'.join(ctx.hooks_dirs)}{discovery.events_hint(ctx.hooks_dirs)}")
     return phase_command(ctx, found[0], args.status, wait_seconds(args.wait))
 
 

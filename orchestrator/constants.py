@@ -41,6 +41,7 @@ IGNORE_NAME = ".hookignore"
 LOG_NAME = "hookrun.log"
 HISTORY_NAME = "history.sqlite3"
 ROOT_HOOKS_DIR = "/etc/hookrun"
+ROOT_LIB_HOOKS_DIR = "/usr/lib/hookrun"  # hooks that packages ship, below the admin's
 ROOT_STATE_DIR = "/var/lib/hookrun"
 
 # Defaults (design.md sections 1, 3, 4, 7).

@@ -26,9 +26,11 @@ DEFAULTS = {"kill_grace": c.DEFAULT_KILL_GRACE, "command_timeout": 0.0,
 
 
 class Context:
-    """Everything a subcommand needs that the command line and the config file decide."""
+    """Everything a subcommand needs that the command line and the config file decide.
+    ``hooks_dirs`` are the layered hooks directories, earliest lowest (design.md 12);
+    ``hooks_dir`` is the last of them, the admin's."""
 
-    __slots__ = ("hooks_dir", "config", "event", "state_dir", "log_file", "timeout",
+    __slots__ = ("hooks_dir", "hooks_dirs", "config", "event", "state_dir", "log_file", "timeout",
                  "kill_grace", "command_timeout", "strict", "metrics_file", "metrics_push_url",
                  "notify_url", "notify_command", "path", "umask", "color", "quiet", "verbose",
                  "json")
@@ -38,13 +40,31 @@ class Context:
             setattr(self, name, values.get(name))
 
 
-def default_hooks_dir():
+def default_hooks_dirs():
+    """(the hooks directories when -d is not given, whether they were named): the colon list
+    in $HOOKRUN_DIR; for root /usr/lib/hookrun (what packages ship) then /etc/hookrun (the
+    admin's); for others $XDG_CONFIG_HOME/hookrun."""
     if os.environ.get("HOOKRUN_DIR"):
-        return os.environ["HOOKRUN_DIR"]
+        return [part for part in os.environ["HOOKRUN_DIR"].split(":") if part], True
     if os.geteuid() == 0:
-        return c.ROOT_HOOKS_DIR
+        return [c.ROOT_LIB_HOOKS_DIR, c.ROOT_HOOKS_DIR], False
     base = os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")
-    return os.path.join(base, "hookrun")
+    return [os.path.join(base, "hookrun")], True
+
+
+def default_hooks_dir():
+    """The last of default_hooks_dirs(): the admin's directory."""
+    return default_hooks_dirs()[0][-1]
+
+
+def config_path_in(hooks_dirs):
+    """The config file of layered ``hooks_dirs``: the last directory's that has one (its
+    path in the last directory when none has)."""
+    for directory in reversed(hooks_dirs):
+        path = os.path.join(directory, c.CONFIG_NAME)
+        if os.path.lexists(path):
+            return path
+    return os.path.join(hooks_dirs[-1], c.CONFIG_NAME)
 
 
 def default_state_dir():
@@ -90,15 +110,27 @@ def check_event(event):
     return event
 
 
-def find_hooks_dir(args, required):
-    """The absolute hooks directory; ConfigError (78) if it is ``required`` and missing."""
+def find_hooks_dirs(args, required):
+    """The absolute hooks directories, earliest lowest; ConfigError (78) if they are
+    ``required`` and one named with -d or $HOOKRUN_DIR (or root's /etc/hookrun) is missing.
+    Of root's defaults, a missing /usr/lib/hookrun is no error: no package shipped hooks."""
+    given = option(args, "hooks_dir")
+    if isinstance(given, str):
+        given = [given]
+    named = bool(given)
+    if not named:
+        given, named = default_hooks_dirs()
     # Absolute, so that every path handed to hooks still works after they change directory.
-    hooks_dir = os.path.abspath(option(args, "hooks_dir") or default_hooks_dir())
-    if required and not os.path.isdir(hooks_dir):
-        what = "is not a directory" if os.path.lexists(hooks_dir) else "does not exist"
-        raise ConfigError(f"hooks directory {display_name(hooks_dir)} {what} (use -d DIR or "
-                          "$HOOKRUN_DIR)")
-    return hooks_dir
+    dirs = [os.path.abspath(directory) for directory in given]
+    if not named:
+        dirs = [d for d in dirs[:-1] if os.path.isdir(d)] + dirs[-1:]
+    if required:
+        for hooks_dir in dirs:
+            if not os.path.isdir(hooks_dir):
+                what = "is not a directory" if os.path.lexists(hooks_dir) else "does not exist"
+                raise ConfigError(f"hooks directory {display_name(hooks_dir)} {what} (use -d "
+                                  "DIR or $HOOKRUN_DIR)")
+    return dirs
 
 
 def build_context(args, event=None, need_hooks=True):
@@ -106,9 +138,9 @@ def build_context(args, event=None, need_hooks=True):
     Without ``need_hooks`` (--no-hooks, history, show, recover) a missing hooks directory is
     no error: the config file is then the one named by -c, if any, and defaults apply.
     Every setting is ``settings.resolve``d: command line, config, built-in default."""
-    hooks_dir = find_hooks_dir(args, need_hooks)
+    hooks_dirs = find_hooks_dirs(args, need_hooks)
     config_path = option(args, "config")
-    config = settings.load_config(config_path or os.path.join(hooks_dir, c.CONFIG_NAME),
+    config = settings.load_config(config_path or config_path_in(hooks_dirs),
                                   required=bool(config_path))
     layers = (command_line(args), config.values)
 
@@ -119,7 +151,7 @@ def build_context(args, event=None, need_hooks=True):
     log_file = setting("log_file", os.path.join(state_dir, c.LOG_NAME))
     metrics_file = setting("metrics_file")
     return Context(
-        hooks_dir=hooks_dir, config=config,
+        hooks_dir=hooks_dirs[-1], hooks_dirs=hooks_dirs, config=config,
         event=check_event(event or option(args, "event") or c.DEFAULT_EVENT),
         state_dir=state_dir, log_file=os.path.abspath(log_file) if log_file else None,
         timeout=layers[0]["timeout"], kill_grace=setting("kill_grace"),
@@ -133,9 +165,9 @@ def build_context(args, event=None, need_hooks=True):
 
 
 def discover(ctx, phases):
-    """[(PhaseDir, [Entry])] for ``phases`` of the hooks tree."""
-    ignore = discovery.IgnoreRules(ctx.hooks_dir) if phases else None
-    return [(phase, discovery.discover(ctx.hooks_dir, phase, ignore)) for phase in phases]
+    """[(PhaseDir, [Entry])] for ``phases`` of the layered hooks directories."""
+    ignores = {d: discovery.IgnoreRules(d) for d in ctx.hooks_dirs} if phases else None
+    return [(phase, discovery.discover(ctx.hooks_dirs, phase, ignores)) for phase in phases]
 
 
 def read_heads(discovered):
@@ -178,14 +210,16 @@ def check_paths(ctx, discovered):
     (none for --no-hooks), and every directory and link above them. Interpreters are
     checked by mark_start_problems(), with the same Checker."""
     checker = safety.Checker()
-    if os.path.isdir(ctx.hooks_dir):
-        checker.check(ctx.hooks_dir)
+    for hooks_dir in ctx.hooks_dirs:
+        if os.path.isdir(hooks_dir):
+            checker.check(hooks_dir)
     if ctx.config.path:
         checker.check(ctx.config.path)
-    if discovered:
-        checker.check(os.path.join(ctx.hooks_dir, c.IGNORE_NAME))
-    for phase, entries in discovered:
-        checker.check(os.path.join(ctx.hooks_dir, phase.dirname))
+    for hooks_dir in ctx.hooks_dirs if discovered else ():
+        checker.check(os.path.join(hooks_dir, c.IGNORE_NAME))
+        for phase, _entries in discovered:
+            checker.check(os.path.join(hooks_dir, phase.dirname))
+    for _phase, entries in discovered:
         for entry in entries:
             # A hook that cannot start is never executed: its file guards nothing.
             if entry.runs and not entry.fails:
@@ -225,15 +259,15 @@ def known_events(ctx, everything=False):
     post- directory, those the config's ``events`` key lists, and those a hook's
     ``events=`` (header or [hook] section) names. Without ``everything`` it stops reading
     as soon as ctx.event is known, so that a run of a known event reads no header twice."""
-    found = {c.DEFAULT_EVENT, *discovery.events_in(ctx.hooks_dir), *(ctx.config.get("events")
-                                                                      or ())}
+    found = {c.DEFAULT_EVENT, *discovery.events_in(ctx.hooks_dirs),
+             *(ctx.config.get("events") or ())}
     for section in ctx.config.hooks.values():
         found.update(section.get("events") or ())
     if ctx.event in found and not everything:
         return found
-    for dirname in discovery.SHARED_DIRS:
+    for dirname, hooks_dir in ((d, h) for d in discovery.SHARED_DIRS for h in ctx.hooks_dirs):
         kind = dirname[:-2]
-        directory = os.path.join(ctx.hooks_dir, dirname)
+        directory = os.path.join(hooks_dir, dirname)
         try:
             names = os.listdir(directory)
         except OSError:
@@ -253,7 +287,7 @@ def require_known_event(ctx):
     would otherwise run the command without any of its pre- hooks."""
     found = known_events(ctx)
     if ctx.event not in found:
-        raise ConfigError(f"unknown event {display_name(ctx.event)!r} in {ctx.hooks_dir} "
+        raise ConfigError(f"unknown event {display_name(ctx.event)!r} in {shown_dirs(ctx)} "
                           f"(known events: {', '.join(sorted(found))}; an event is known by "
                           "its pre-EVENT.d or post-EVENT.d directory, a hook's events=, or "
                           "the config's events key)")
@@ -263,7 +297,8 @@ def tree_warnings(ctx, discovered):
     """What a run and ``list`` warn about in the tree before anything runs: directories that
     look like phase directories but are not, a ``.hookignore`` that hides a whole phase, a
     ``[hook]`` section that names no file."""
-    found = discovery.near_misses(ctx.hooks_dir, known_events(ctx))
+    known = known_events(ctx)
+    found = [line for d in ctx.hooks_dirs for line in discovery.near_misses(d, known)]
     found += [warning for phase, entries in discovered
               if (warning := discovery.hidden_by_ignore(phase, entries))]
     found += unmatched_sections(ctx)
@@ -273,9 +308,14 @@ def tree_warnings(ctx, discovered):
 def unmatched_sections(ctx):
     """A ``[hook PHASE-DIR.d/NAME]`` whose file does not exist: its settings silently apply
     to nothing (a typo such as ``10-okk``)."""
-    return [f"{ctx.config.path}: [hook {display_name(key)}] names no file in {ctx.hooks_dir}"
+    return [f"{ctx.config.path}: [hook {display_name(key)}] names no file in {shown_dirs(ctx)}"
             for key in ctx.config.hooks
-            if not os.path.lexists(os.path.join(ctx.hooks_dir, key))]
+            if not any(os.path.lexists(os.path.join(d, key)) for d in ctx.hooks_dirs)]
+
+
+def shown_dirs(ctx):
+    """The hooks directories as a message names them: ``/usr/lib/hookrun:/etc/hookrun``."""
+    return display_name(":".join(ctx.hooks_dirs))
 
 
 def load_plan(ctx, phases, check=True):
@@ -387,9 +427,10 @@ def check_tree(ctx, all_events=False):
               for path, text in zip(checker.problem_paths, checker.problems)]
     problems = [Problem(display_name(e.path), e.fails, start_fix(e))
                 for _p, entries in discovered for e in entries if e.fails]
+    known = known_events(ctx, True)
     problems += [Problem(display_name(path), what, f"rename it {meant}/")
-                 for path, what, meant in discovery.near_miss_dirs(ctx.hooks_dir,
-                                                                   known_events(ctx, True))]
+                 for hooks_dir in ctx.hooks_dirs
+                 for path, what, meant in discovery.near_miss_dirs(hooks_dir, known)]
     warnings = [f"{display_name(e.key)}: {e.reason}"
                 for _p, entries in discovered for e in entries if e.warn]
     warnings += near + crlf_warnings(discovered, heads)

@@ -20,11 +20,13 @@ PhaseDir.__doc__ = """One phase: its kind (``pre``, ``post``, ...) and directory
 (``pre-backup.d``)."""
 
 
-class Entry(namedtuple("Entry", "phase name path runs reason warn fails",
-                       defaults=(None, False, None))):
+class Entry(namedtuple("Entry", "phase name path runs reason warn fails origin overrides",
+                       defaults=(None, False, None, None, ()))):
     """One name in a phase directory. ``warn`` marks a skip that is warned about on every run.
     ``fails`` says why a hook that is meant to run cannot start (not executable, a broken
-    symlink, a missing interpreter): it is a task ``failed``, never a skip (design.md 10)."""
+    symlink, a missing interpreter): it is a task ``failed``, never a skip (design.md 10).
+    ``origin`` is the hooks directory it comes from; ``overrides`` the paths of the files of
+    that name in earlier hooks directories that it replaces or masks (design.md 12)."""
 
     __slots__ = ()
 
@@ -55,12 +57,15 @@ def phase_dir_named(dirname):
     return None
 
 
-def events_in(hooks_dir):
-    """The events ``hooks_dir`` has a pre- or post- directory for, sorted."""
-    try:
-        names = os.listdir(hooks_dir)
-    except OSError:
-        return []
+def events_in(hooks_dirs):
+    """The events the hooks directories ``hooks_dirs`` (a list, or one path) have a pre- or
+    post- directory for, sorted."""
+    names = []
+    for hooks_dir in [hooks_dirs] if isinstance(hooks_dirs, str) else hooks_dirs:
+        try:
+            names += os.listdir(hooks_dir)
+        except OSError:
+            pass
     found = set()
     for name in names:
         for prefix in ("pre-", "post-"):
@@ -71,9 +76,9 @@ def events_in(hooks_dir):
     return sorted(found)
 
 
-def events_hint(hooks_dir):
+def events_hint(hooks_dirs):
     """`` (events here: backup, prune)``, or `` (no pre- or post- directory here)``."""
-    events = events_in(hooks_dir)
+    events = events_in(hooks_dirs)
     if not events:
         return " (no pre- or post- directory here)"
     return f" (events here: {', '.join(events)})"
@@ -155,30 +160,59 @@ def start_problem(path):
     return None
 
 
-def discover(hooks_dir, phase, ignore):
-    """The entries of ``phase`` under ``hooks_dir`` in byte-wise order; [] if it is missing."""
-    directory = os.path.join(hooks_dir, phase.dirname)
+def discover(hooks_dirs, phase, ignores):
+    """The entries of ``phase`` in the layered ``hooks_dirs`` (earliest lowest; or one
+    path), merged by name in byte-wise order; [] if none has the directory. A file in a later
+    directory replaces the file of that name in an earlier one; a later symbolic link to
+    /dev/null masks it. ``ignores`` maps each hooks directory to its IgnoreRules (or is the
+    IgnoreRules of a single one): each ``.hookignore`` hides names of its own directory
+    only, and a hidden name replaces nothing."""
+    if isinstance(hooks_dirs, str):
+        hooks_dirs, ignores = [hooks_dirs], {hooks_dirs: ignores}
+    chosen = {}
+    for hooks_dir in hooks_dirs:
+        directory = os.path.join(hooks_dir, phase.dirname)
+        try:
+            names = os.listdir(directory)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for name in names:
+            earlier = chosen.get(name)
+            entry = judge_entry(phase, name, os.path.join(directory, name), ignores[hooks_dir])
+            if earlier is not None and not entry.runs and not entry.warn and \
+                    not entry.reason.startswith("masked"):
+                continue  # a name hidden here takes no part: the earlier file stays
+            if earlier is not None:
+                replaced = earlier.overrides + (earlier.path,)
+                if entry.reason == "masked":
+                    entry = entry._replace(reason=f"masked by {entry.path}")
+                entry = entry._replace(overrides=replaced)
+            chosen[name] = entry._replace(origin=hooks_dir)
+    return [chosen[name] for name in sorted(chosen, key=os.fsencode)]
+
+
+def is_mask(path):
+    """Whether ``path`` is a symbolic link to /dev/null: a mask, as systemd's."""
     try:
-        names = os.listdir(directory)
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-    names.sort(key=os.fsencode)
-    entries = []
-    for name in names:
-        path = os.path.join(directory, name)
-        reason = silent_skip_reason(name)
-        if reason is None and ignore.matches(f"{phase.dirname}/{name}"):
-            reason = f"matched by {c.IGNORE_NAME}"
-        if reason is not None:
-            entries.append(Entry(phase, name, path, runs=False, reason=reason))
-            continue
-        reason = file_skip_reason(path)
-        if reason is not None:
-            entries.append(Entry(phase, name, path, runs=False, reason=reason, warn=True))
-            continue
-        problem = start_problem(path)
-        entries.append(Entry(phase, name, path, runs=True, reason=problem, fails=problem))
-    return entries
+        return os.readlink(path) == os.devnull
+    except OSError:
+        return False
+
+
+def judge_entry(phase, name, path, ignore):
+    """The Entry of one name in a phase directory, before layering."""
+    reason = silent_skip_reason(name)
+    if reason is None and ignore.matches(f"{phase.dirname}/{name}"):
+        reason = f"matched by {c.IGNORE_NAME}"
+    if reason is None and is_mask(path):
+        reason = "masked"
+    if reason is not None:
+        return Entry(phase, name, path, runs=False, reason=reason)
+    reason = file_skip_reason(path)
+    if reason is not None:
+        return Entry(phase, name, path, runs=False, reason=reason, warn=True)
+    problem = start_problem(path)
+    return Entry(phase, name, path, runs=True, reason=problem, fails=problem)
 
 
 def hidden_by_ignore(phase, entries):

@@ -245,11 +245,15 @@ def plan_items(planned, show_all=False):
                 "on_failure": s.on_failure if s else None, "timeout": s.timeout if s else None,
                 "retries": s.retries if s else None, "retry_delay": s.retry_delay if s else None,
                 "when": s.when if s else None,
-                "events": list(s.events) if s and s.events else None})
+                "events": list(s.events) if s and s.events else None,
+                "origin": as_text(entry.origin), "overrides": [as_text(p) for p in
+                                                               entry.overrides]})
     return items
 
 
-def print_plan(planned, command=None, no_hooks=False, show_all=False, out=None):
+def print_plan(planned, command=None, no_hooks=False, show_all=False, out=None, origins=False):
+    """The plan as ``list`` and ``--dry-run`` print it; with ``origins`` (layered hooks
+    directories) each hook's line names its hooks directory and what it replaces."""
     from orchestrator.settings import describe
 
     out = out or sys.stdout
@@ -264,11 +268,15 @@ def print_plan(planned, command=None, no_hooks=False, show_all=False, out=None):
             entry, s = hook.entry, hook.settings
             name = display_name(entry.name).ljust(width)
             if entry.fails:
-                lines.append(f"  fail  {name}  {display_name(entry.fails)}: {describe(s)}")
+                line = f"  fail  {name}  {display_name(entry.fails)}: {describe(s)}"
             elif s:
-                lines.append(f"  run   {name}  {describe(s)}")
+                line = f"  run   {name}  {describe(s)}"
             else:
-                lines.append(f"  skip  {name}  {entry.reason}")
+                line = f"  skip  {name}  {display_name(entry.reason)}"
+            if origins and entry.origin:
+                line += f"  [from {display_name(entry.origin)}"
+                line += "".join(f"; replaces {display_name(p)}" for p in entry.overrides) + "]"
+            lines.append(line)
     if no_hooks:
         lines.append("--no-hooks: no hook directory is read")
     if command is not None:
@@ -290,7 +298,7 @@ def print_check(ctx, errors, unsafe, problems, warnings):
     if lines:
         sys.stderr.write("\n".join(lines) + "\n")
     if not (errors or unsafe or problems):
-        print(f"{display_name(ctx.hooks_dir)}: OK"
+        print(f"{display_name(':'.join(ctx.hooks_dirs))}: OK"
               + (f" ({len(warnings)} warning(s))" if warnings else ""))
 
 

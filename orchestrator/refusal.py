@@ -104,14 +104,14 @@ def url_option(text):
 def readable_config(args):
     """The config file a run would have read, when building its Context failed: None if it
     cannot be read or parsed (then only the command line is known)."""
-    from orchestrator.context import default_hooks_dir
+    from orchestrator.context import config_path_in, find_hooks_dirs
     from orchestrator.errors import ConfigError
     from orchestrator.settings import load_config
 
     path = getattr(args, "config", None)
-    hooks_dir = os.path.abspath(getattr(args, "hooks_dir", None) or default_hooks_dir())
     try:
-        return load_config(path or os.path.join(hooks_dir, c.CONFIG_NAME), required=bool(path))
+        return load_config(path or config_path_in(find_hooks_dirs(args, required=False)),
+                           required=bool(path))
     except ConfigError:
         return None
 

@@ -1,0 +1,121 @@
+"""Layered hooks directories (design.md 12): hooks from several directories, earliest lowest,
+merged by name; a later file replaces an earlier one, a later link to /dev/null masks it.
+Through the installed ``hookrun``, as a package's /usr/lib/hookrun and the admin's
+/etc/hookrun would be used, in directories of the test's own."""
+
+import json
+import os
+
+from tests.conftest import run_hookrun, show_last
+
+EXIT_UNSAFE = 77
+
+
+def hook(directory, relative, text):
+    path = directory / relative
+    path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    path.write_text(f"#!/bin/sh\n{text}\n")
+    path.chmod(0o755)
+    return path
+
+
+def layers(tmp_path):
+    """(vendor, admin, marks, state): two hooks directories and where hooks leave marks."""
+    vendor, admin, marks = tmp_path / "vendor", tmp_path / "admin", tmp_path / "marks"
+    for directory in (vendor, admin, marks):
+        directory.mkdir(mode=0o755)
+    return vendor, admin, marks, tmp_path / "state"
+
+
+def marker(marks, text):
+    return f'echo {text} >> "{marks}/order"'
+
+
+def args(state, *dirs):
+    return [arg for d in dirs for arg in ("-d", str(d))] + ["--state-dir", str(state)]
+
+
+def test_layers_merge_by_name_replace_and_mask(tmp_path):
+    vendor, admin, marks, state = layers(tmp_path)
+    hook(vendor, "pre-backup.d/10-vendor", marker(marks, "vendor-10"))
+    hook(vendor, "pre-backup.d/20-dump", marker(marks, "vendor-20"))
+    hook(vendor, "pre-backup.d/30-stop", marker(marks, "vendor-30"))
+    hook(admin, "pre-backup.d/15-admin", marker(marks, "admin-15"))
+    hook(admin, "pre-backup.d/20-dump", marker(marks, "admin-20"))
+    os.symlink(os.devnull, admin / "pre-backup.d" / "30-stop")
+    result = run_hookrun("run", *args(state, vendor, admin), "--", "true")
+    assert result.returncode == 0, result.stderr
+    assert (marks / "order").read_text().split() == ["vendor-10", "admin-15", "admin-20"]
+    names = [t["name"] for t in show_last(tree_like(state, admin))["tasks"] if t["phase"] == "pre"]
+    assert names == ["10-vendor", "15-admin", "20-dump"]
+
+    listing = run_hookrun("list", "--json", "--all", *args(state, vendor, admin))
+    items = {item["name"]: item for item in json.loads(listing.stdout)}
+    assert items["10-vendor"]["origin"] == str(vendor) and items["10-vendor"]["overrides"] == []
+    assert items["20-dump"]["origin"] == str(admin)
+    assert items["20-dump"]["overrides"] == [str(vendor / "pre-backup.d" / "20-dump")]
+    mask = items["30-stop"]
+    assert mask["runs"] is False
+    assert mask["reason"] == f"masked by {admin / 'pre-backup.d' / '30-stop'}"
+    text = run_hookrun("list", *args(state, vendor, admin)).stdout
+    assert f"replaces {vendor / 'pre-backup.d' / '20-dump'}" in text
+
+
+def tree_like(state, hooks):
+    """What show_last() needs of a Tree: its arguments."""
+    class Shown:
+        @staticmethod
+        def args(*extra):
+            return ["-d", str(hooks), "--state-dir", str(state), *extra]
+    return Shown
+
+
+def test_hookrun_dir_takes_a_colon_list_and_the_last_config_counts(tmp_path):
+    vendor, admin, marks, state = layers(tmp_path)
+    hook(vendor, "pre-backup.d/10-env", f'echo "$WHO" >> "{marks}/order"')
+    (vendor / "hookrun.conf").write_text("[env]\nWHO = vendor\n")
+    (admin / "hookrun.conf").write_text("[env]\nWHO = admin\n")
+    for conf in (vendor / "hookrun.conf", admin / "hookrun.conf"):
+        conf.chmod(0o644)
+    env = {"HOOKRUN_DIR": f"{vendor}:{admin}"}
+    result = run_hookrun("run", "--state-dir", str(state), "--", "true", env=env)
+    assert result.returncode == 0, result.stderr
+    assert (marks / "order").read_text().split() == ["admin"]
+    (admin / "hookrun.conf").unlink()
+    assert run_hookrun("run", "--state-dir", str(state), "--", "true", env=env).returncode == 0
+    assert (marks / "order").read_text().split() == ["admin", "vendor"]
+
+
+def test_each_hookignore_hides_only_its_own_directorys_files(tmp_path):
+    vendor, admin, marks, state = layers(tmp_path)
+    hook(vendor, "pre-backup.d/10-a", marker(marks, "vendor-a"))
+    hook(admin, "pre-backup.d/10-a", marker(marks, "admin-a"))
+    hook(admin, "pre-backup.d/20-b", marker(marks, "admin-b"))
+    (admin / ".hookignore").write_text("pre-backup.d/10-a\n")
+    (vendor / ".hookignore").write_text("pre-backup.d/20-b\n")
+    for ignore in (admin / ".hookignore", vendor / ".hookignore"):
+        ignore.chmod(0o644)
+    result = run_hookrun("run", *args(state, vendor, admin), "--", "true")
+    assert result.returncode == 0, result.stderr
+    # The admin's ignored 10-a replaces nothing; the vendor's pattern does not hide 20-b.
+    assert (marks / "order").read_text().split() == ["vendor-a", "admin-b"]
+
+
+def test_an_unsafe_second_directory_is_refused(tmp_path):
+    vendor, admin, marks, state = layers(tmp_path)
+    hook(vendor, "pre-backup.d/10-a", marker(marks, "vendor-a"))
+    hook(admin, "pre-backup.d/20-b", marker(marks, "admin-b"))
+    (admin / "pre-backup.d").chmod(0o777)
+    result = run_hookrun("run", *args(state, vendor, admin), "--", "true")
+    assert result.returncode == EXIT_UNSAFE
+    assert str(admin / "pre-backup.d") in result.stderr
+    assert not (marks / "order").exists()
+
+
+def test_a_missing_named_directory_is_78_and_hooks_get_the_last_directory(tmp_path):
+    vendor, admin, marks, state = layers(tmp_path)
+    hook(vendor, "pre-backup.d/10-a", f'echo "$HOOKRUN_HOOKS_DIR" >> "{marks}/order"')
+    result = run_hookrun("run", *args(state, vendor, tmp_path / "nope"), "--", "true")
+    assert result.returncode == 78 and "nope" in result.stderr
+    assert run_hookrun("run", *args(state, vendor, admin), "--", "true").returncode == 0
+    assert (marks / "order").read_text().split() == [str(admin)]
