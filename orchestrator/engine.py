@@ -25,7 +25,7 @@ from orchestrator.outcome import (
     judge,
 )
 from orchestrator.printer import display_name
-from orchestrator.process import COOKIE, DEVNULL, Spec
+from orchestrator.process import CAPTURE_ALL, CAPTURE_STDERR, COOKIE, DEVNULL, Spec
 from orchestrator.settings import describe, format_duration, resolve, retry_delays
 from orchestrator.timestamps import now_iso
 
@@ -45,13 +45,14 @@ sink (for the last lines of a failed step)."""
 
 class Task(namedtuple("Task", "phase name where argv env timeout on_failure retries "
                               "retry_delay shielded capture stdin hold_fd handoff recorded",
-                      defaults=(OnFailure.WARN, 0, 0.0, False, True, DEVNULL, None, False,
-                                True))):
+                      defaults=(OnFailure.WARN, 0, 0.0, False, CAPTURE_ALL, DEVNULL, None,
+                                False, True))):
     """What is particular to one task: its phase and name (``where`` as the terminal and
     the log name it), what to run, its environment (a function of the attempt number), its
     timeout and retries, what its failure does, whether it is shielded from a first signal,
-    whether its output is captured, its stdin, a descriptor it holds as fd 3, whether a
-    success hands its HOOKRUN_ENV values on, whether it is a task of the run's record."""
+    which of its output streams are captured (Spec.capture), its stdin, a descriptor it
+    holds as fd 3, whether a success hands its HOOKRUN_ENV values on, whether it is a task
+    of the run's record."""
 
     __slots__ = ()
 
@@ -166,8 +167,11 @@ class Engine:
         """Run ``task`` with its retries; returns a TaskRun (its record reported, and told to
         the progress, if it is ``recorded``)."""
         output = self.reporter.sink(task.where)
-        # A process that writes to the terminal itself must not have a live line garble it.
-        output.live = output.live and task.capture
+        if "stdout" not in task.capture:
+            # A process that writes to the terminal itself must not have a live line garble
+            # it; what it writes to a stream hookrun reads goes on to the terminal unchanged.
+            output.live = False
+            output.passed = task.capture
         started, began = now_iso(), self.clock()
         cookie = f"{self.run_id}/{self.tasks_started + 1}"
         self.tasks_started += 1
@@ -260,9 +264,11 @@ class Engine:
         return TaskRun(record, judgement.verdict, output)
 
     def run_command(self, argv):
-        """Run the command (stdin inherited; output captured unless stdout is a terminal)."""
+        """Run the command: stdin inherited; output captured, except that on a terminal it
+        keeps stdout (progress bars, prompts) and its stderr passes through hookrun, which
+        keeps it for HOOKRUN_ERROR, the error log, the log file and the history."""
         name = argv[0]
-        capture = not sys.stdout.isatty()
+        capture = CAPTURE_STDERR if sys.stdout.isatty() else CAPTURE_ALL
         where = f"command/{display_name(os.path.basename(name) or name)}"
         self.reporter.event(f"{where} argv={shell.join(argv)}")
         return self.run_task(Task(

@@ -60,6 +60,9 @@ class TaskOutput:
         self.tail = collections.deque()
         self.tail_size = 0
         self.live = reporter.console.live_enabled
+        # Streams handed to the terminal as they come, bytes unchanged (the command's stderr
+        # while it draws on the terminal itself); they are still kept and logged as lines.
+        self.passed = ()
 
     def tick(self, elapsed):
         if self.live:
@@ -68,13 +71,17 @@ class TaskOutput:
             self.reporter.on_tick()
 
     def __call__(self, stream, data):
+        if stream in self.passed:
+            # Written before it is split: a prompt or a progress line has no newline yet.
+            self.reporter.console.passthrough(stream, data)
         self.emit(stream, self.splitters[stream].feed(data))
 
     def emit(self, stream, block):
         if not block:
             return
         self.keep(block)
-        self.reporter.console.output(self.where, stream, block)
+        if stream not in self.passed:
+            self.reporter.console.output(self.where, stream, block)
         if self.reporter.log:
             self.reporter.log.lines(self.where_bytes, stream, block)
 

@@ -182,6 +182,23 @@ class Console:
         text = display(block)
         self.write(stream, prefix + ("\n" + prefix).join(text.split("\n")) + "\n")
 
+    def passthrough(self, stream, data):
+        """Bytes of the command's ``stream`` while it draws on the terminal itself, written
+        at once and unchanged, as if it wrote them there: its prompts and progress (``\r``,
+        colour) work, and escaping them would guard nothing, since its stdout is the
+        terminal. Not affected by -q, as the command's own output never was."""
+        if self.discarded[stream]:
+            return
+        fd = self.fds[stream]
+        if fd is None:
+            self.write(stream, data.decode("utf-8", "replace"))
+            return
+        try:
+            while data:
+                data = data[os.write(fd, data):]
+        except OSError:
+            self.lost(stream)
+
     def finished(self, where, record):
         """The status line of a task that ended (or was skipped)."""
         self.clear_live()

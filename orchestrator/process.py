@@ -40,12 +40,20 @@ MAX_WAIT = 60.0  # poll() takes a C int: a long timeout is waited for in steps
 COOKIE = "HOOKRUN_TASK"
 DEVNULL = "/dev/null"  # Spec.stdin: read nothing (None inherits hookrun's stdin)
 RESET_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# Spec.capture: which of the process's streams hookrun reads through a pipe (the others it
+# inherits from hookrun). The command on a terminal keeps stdout and hands stderr through.
+CAPTURE_ALL = ("stdout", "stderr")
+CAPTURE_STDERR = ("stderr",)
+CAPTURE_NONE = ()
+STREAM_FDS = (("stdout", 1), ("stderr", 2))
 
 
 class Spec(namedtuple("Spec", "argv env timeout kill_grace capture stdin umask shielded hold_fd",
-                      defaults=(None, c.DEFAULT_KILL_GRACE, True, DEVNULL, -1, False, None))):
-    """What to run. ``timeout`` 0 or None means none; ``capture`` False lets the process write
-    to hookrun's own stdout and stderr; ``stdin`` None inherits hookrun's stdin. A
+                      defaults=(None, c.DEFAULT_KILL_GRACE, CAPTURE_ALL, DEVNULL, -1, False,
+                                None))):
+    """What to run. ``timeout`` 0 or None means none; ``capture`` names the streams read
+    through pipes (CAPTURE_ALL, CAPTURE_STDERR, CAPTURE_NONE): the others are hookrun's own
+    stdout and stderr, written to directly; ``stdin`` None inherits hookrun's stdin. A
     ``shielded`` process (the wind-down: handlers, cleanups, finally.d) is not sent hookrun's
     first signal, only killed by a second one. ``hold_fd`` is handed to the child as fd 3.
     ``env`` carries the task's cookie (HOOKRUN_TASK)."""
@@ -342,13 +350,13 @@ def start(spec):
     actions = stdin_action(spec.stdin)
     if spec.hold_fd is not None:
         actions.append((os.POSIX_SPAWN_DUP2, spec.hold_fd, HELD_FD))
-    pipes = []
-    if spec.capture:
-        # Python makes pipes close-on-exec; only the dup2 copies reach the child.
-        pipes = [os.pipe(), os.pipe()]
-        for read_end, _write_end in pipes:
+    pipes = {}
+    for name, target in STREAM_FDS:
+        if name in spec.capture:
+            # Python makes pipes close-on-exec; only the dup2 copy reaches the child.
+            read_end, write_end = pipes[name] = os.pipe()
             enlarge_pipe(read_end)
-        actions += [(os.POSIX_SPAWN_DUP2, pipes[0][1], 1), (os.POSIX_SPAWN_DUP2, pipes[1][1], 2)]
+            actions.append((os.POSIX_SPAWN_DUP2, write_end, target))
     argv = list(spec.argv)
     try:
         path = resolve(argv[0], spec.env)
@@ -359,13 +367,13 @@ def start(spec):
                 raise
             pid = spawn("/bin/sh", ["/bin/sh", path] + argv[1:], spec.env, actions, spec.umask)
     except BaseException:
-        for read_end, write_end in pipes:
+        for read_end, write_end in pipes.values():
             os.close(read_end)
             os.close(write_end)
         raise
-    for _read_end, write_end in pipes:
+    for _read_end, write_end in pipes.values():
         os.close(write_end)
-    return Child(pid, *(read_end for read_end, _write_end in pipes))
+    return Child(pid, **{name: ends[0] for name, ends in pipes.items()})
 
 
 def enlarge_pipe(fd):

@@ -138,3 +138,38 @@ def test_output_for_a_null_stdout_is_not_formatted_but_a_pipe_gets_it(monkeypatc
     finally:
         os.close(read_end)
         os.close(write_end)
+
+
+def test_a_passed_stream_reaches_its_descriptor_at_once_unchanged_and_is_still_kept():
+    """The command's stderr on a terminal: each chunk written as read (a prompt has no
+    newline), control bytes unchanged, no prefix; kept for the error line all the same; a
+    terminal that is gone sends the rest to /dev/null without stopping anything."""
+    read_end, write_end = os.pipe()
+    os.set_blocking(read_end, False)
+    err = os.fdopen(write_end, "w")
+
+    def written():
+        try:
+            return os.read(read_end, 100)
+        except BlockingIOError:
+            return b""
+
+    try:
+        output = TaskOutput(Reporter(Console("never", quiet=True, out=io.StringIO(), err=err)),
+                            "command/restic")
+        output.passed = ("stderr",)
+        output("stderr", b"enter password for repository: ")
+        assert written() == b"enter password for repository: "
+        output("stderr", b"\n\x1b[1mscanning\r\x1b[0mFatal: wrong password\n")
+        assert written() == b"\n\x1b[1mscanning\r\x1b[0mFatal: wrong password\n"
+        os.close(read_end)  # the terminal is gone: writes fail with EPIPE
+        output("stderr", b"Fatal: still said\n")
+        output.finish()
+        assert output.reporter.console.discarded["stderr"]
+        assert output.last_line() == "Fatal: still said"
+        assert b"Fatal: wrong password" in output.tail_bytes()
+    finally:
+        try:
+            err.close()
+        except OSError:
+            pass
