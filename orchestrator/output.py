@@ -114,16 +114,29 @@ class TaskOutput:
         return data.decode("utf-8", "replace")
 
     def last_line(self, limit=ERROR_LINE):
-        """The last output line that is not blank, as one line of text (or "")."""
+        """The last output line that is not blank, as one line of text (or ""): of a line
+        redrawn with carriage returns (a progress line), what a terminal shows last."""
         for block in reversed(self.tail):
             for line in reversed(block.split(b"\n")):
-                if line.strip():
-                    text = display_name(line.strip()[:limit])
-                    return text + " [...]" if len(line.strip()) > limit else text
+                said = redrawn(line)
+                if said:
+                    text = display_name(said[:limit])
+                    return text + " [...]" if len(said) > limit else text
         for rest in self.splitters.values():
-            if rest.rest.strip():
-                return display_name(rest.rest.strip()[:limit])
+            said = redrawn(rest.rest)
+            if said:
+                return display_name(said[:limit])
         return ""
+
+
+def redrawn(line):
+    """The last stretch of ``line`` (bytes) after a carriage return that is not blank,
+    stripped: "scanning 20%\\rFatal: ..." ends in the error, and a CRLF line in its text."""
+    for part in reversed(line.split(b"\r")):
+        part = part.strip()
+        if part:
+            return part
+    return b""
 
 
 class Reporter:

@@ -191,3 +191,19 @@ def test_a_command_that_times_out_on_a_terminal_is_killed_and_its_error_kept(tre
     assert record["status"] == "failure" and record["exit_code"] == 124
     task = command_task(tree)
     assert task["status"] == "timeout" and "still connecting" in task["output"]
+
+
+def test_an_error_after_a_progress_line_on_stderr_is_the_error_line_without_the_progress(tree):
+    """A progress line redrawn with \\r and then the error on the same line: ERROR says what
+    the terminal shows last, not every state of the progress with its \\r escaped."""
+    error_hooks(tree)
+    command = tree.hook("restic", f"""
+        printf 'scanning 10%%\\rscanning 20%%\\r{FATAL}\\r\\n' >&2
+        exit 1
+        """)
+    status, shown = run_on_terminal(tree, [str(command)])
+    assert status == 1
+    assert b"scanning 20%\r" + FATAL.encode() in shown
+    assert tree.read("error") == f"command {command} failed (exit 1): {FATAL}\n"
+    assert b"scanning 10%\rscanning 20%\r" in tree.mark("error_log").read_bytes()
+    assert show_last(tree)["status"] == "failure"

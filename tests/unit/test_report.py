@@ -173,3 +173,14 @@ def test_a_passed_stream_reaches_its_descriptor_at_once_unchanged_and_is_still_k
             err.close()
         except OSError:
             pass
+
+
+def test_the_last_line_of_a_line_redrawn_with_carriage_returns_is_what_shows_last():
+    output, _out = sink()
+    output("stdout", b"copying 10%\rcopying 20%\rFatal: no space left\n")
+    assert output.last_line() == "Fatal: no space left"
+    output("stdout", b"Fatal: crlf line\r\n\r\n")
+    assert output.last_line() == "Fatal: crlf line"
+    output("stdout", b"working\rstill redrawing, no newline yet\r  ")
+    output.finish()
+    assert output.last_line() == "still redrawing, no newline yet"
