@@ -6,6 +6,7 @@ Every test runs the installed hookrun on a real pseudo-terminal."""
 import os
 import pty
 import select
+import signal
 import subprocess
 import time
 
@@ -207,3 +208,24 @@ def test_an_error_after_a_progress_line_on_stderr_is_the_error_line_without_the_
     assert tree.read("error") == f"command {command} failed (exit 1): {FATAL}\n"
     assert b"scanning 10%\rscanning 20%\r" in tree.mark("error_log").read_bytes()
     assert show_last(tree)["status"] == "failure"
+
+
+def test_ctrl_c_during_the_command_on_a_terminal_interrupts_it_and_keeps_what_it_said(tree):
+    """SIGINT to hookrun (a terminal's Ctrl-C) reaches the command, whose child still holds
+    the stderr pipe; the run is interrupted, and the error hooks are told what it said."""
+    error_hooks(tree)
+    command = tree.hook("restic", """
+        echo "repository locked, waiting" >&2
+        sleep 60
+        """)
+    terminal = Terminal(hookrun_cmd() + ["run", *tree.args("--kill-grace", "2s"), "--",
+                                         str(command)], terminal_env())
+    said = terminal.wait_for(b"repository locked, waiting")
+    terminal.proc.send_signal(signal.SIGINT)
+    status = terminal.finish()
+    assert said, terminal.data
+    assert status == 130
+    assert "repository locked, waiting" in tree.read("error")
+    record = show_last(tree)
+    assert record["status"] == "interrupted" and record["exit_code"] == 130
+    assert "repository locked, waiting" in command_task(tree)["output"]
