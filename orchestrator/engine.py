@@ -385,14 +385,19 @@ class Engine:
 
 def write_own_command(run_dir):
     """A directory in ``run_dir`` holding ``hookrun``: this very hookrun (its interpreter
-    and its package), for hooks to call; returns its path."""
+    and its package), for hooks to call; returns its path.
+
+    Its Python runs isolated (``-I``): no current directory on ``sys.path``, no PYTHON*
+    variables, no user site. A hook calls it from whatever directory it is in, which may be
+    one another user can write: a ``types.py`` there must never be imported, as root. The
+    package is found by the one directory named here, explicitly."""
     import orchestrator
 
     directory = run_dir.file("bin")
     package_parent = os.path.dirname(os.path.dirname(os.path.abspath(orchestrator.__file__)))
     code = (f"import sys; sys.path.insert(0, {package_parent!r}); "
             "from orchestrator.cli import main; sys.exit(main())")
-    script = (f"#!/bin/sh\nexec {shell.quote(sys.executable)} -c {shell.quote(code)} "
+    script = (f"#!/bin/sh\nexec {shell.quote(sys.executable)} -I -c {shell.quote(code)} "
               '"$@"\n')
     os.mkdir(directory, 0o700)
     write_private(os.path.join(directory, "hookrun"), script.encode())
