@@ -295,8 +295,11 @@ def main(argv=None):
     except HookrunError as error:
         if debug:
             raise
-        # One line per problem: an unsafe tree names every unsafe path.
-        say("\n".join(f"hookrun: {line}" for line in str(error).split("\n")))
+        from orchestrator.printer import display_name
+
+        # One line per problem: an unsafe tree names every unsafe path. Each is escaped
+        # whole: a message may quote a file name or a config line as it is.
+        say("\n".join(f"hookrun: {display_name(line)}" for line in str(error).split("\n")))
         return error.exit_status
     except KeyboardInterrupt:
         return c.SIGNAL_EXIT_BASE + 2

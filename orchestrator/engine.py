@@ -86,6 +86,9 @@ class Engine:
         }
         self.shared = None
         self.tasks_started = 0
+        # (journal path, line number, why) of damage already warned about: a journal is
+        # read again at each pass of the wind-down, and each damage is told once.
+        self.damage_reported = set()
         # Told of each task's start and end (the history of a run going on), if set.
         self.progress = None
         self.journal.create()
@@ -290,7 +293,7 @@ class Engine:
             self.reporter.warn(f"cannot reserve space to mark cleanups done in "
                                f"{journal.marks_path}: {error.strerror or error}; a cleanup "
                                "cut off by a crash now may run again at recovery")
-        runs, reported = [], set()
+        runs = []
         while not self.signals.hard_stop:
             try:
                 pending = self.read_pending(journal)
@@ -300,7 +303,7 @@ class Engine:
                                    f"{error.strerror or error}; they are left pending for "
                                    "'hookrun recover' and the next run")
                 break
-            self.report_damage(journal, reported)
+            self.report_damage(journal)
             if not pending:
                 break
             for number, (index, line) in enumerate(pending, 1):
@@ -359,10 +362,11 @@ class Engine:
             return f"notify_command {argv[0]} failed: {run.record.reason}"
         return None
 
-    def report_damage(self, journal, reported):
+    def report_damage(self, journal):
+        """Warn about each line of ``journal`` that is never run, once per Engine."""
         for number, why in journal.damaged:
-            if (number, why) not in reported:
-                reported.add((number, why))
+            if (journal.path, number, why) not in self.damage_reported:
+                self.damage_reported.add((journal.path, number, why))
                 where = f"line {number}" if number else "it"
                 self.reporter.warn(f"cleanup journal {display_name(journal.path)}: {where} "
                                    f"{why}: not run, kept for inspection")
