@@ -133,15 +133,44 @@ def find_hooks_dirs(args, required):
     return dirs
 
 
-def build_context(args, event=None, need_hooks=True):
+def config_problems(hooks_dirs, config_path):
+    """What makes the config file at ``config_path`` unsafe to read, by the rules of section
+    5 (owner, mode, every directory and link above it, and the hooks directory holding it):
+    a list of lines, empty when it is safe or does not exist."""
+    if not os.path.lexists(config_path):
+        return []
+    checker = safety.Checker()
+    holder = os.path.dirname(config_path)
+    if holder in hooks_dirs and os.path.isdir(holder):
+        checker.check(holder)
+    checker.check(config_path)
+    return checker.problems
+
+
+def unsafe_error(problems):
+    return UnsafeError("\n".join(f"unsafe permissions: {problem}" for problem in problems)
+                       + " (or use --insecure)")
+
+
+def build_context(args, event=None, need_hooks=True, refuse_unsafe_config=True):
     """A Context from parsed arguments; reads and checks the config file (ConfigError, 78).
     Without ``need_hooks`` (--no-hooks, history, show, recover) a missing hooks directory is
     no error: the config file is then the one named by -c, if any, and defaults apply.
-    Every setting is ``settings.resolve``d: command line, config, built-in default."""
+    Every setting is ``settings.resolve``d: command line, config, built-in default.
+
+    A config file that ``run`` would refuse (UnsafeError, 77) is refused before anything
+    in it is used, unless --insecure is given on the command line: its own
+    ``strict_permissions = no`` cannot vouch for it. Without ``refuse_unsafe_config`` (run
+    and check, which check the whole tree at once and name every unsafe path) it is read,
+    and the context is strict whatever it says."""
     hooks_dirs = find_hooks_dirs(args, need_hooks)
     config_path = option(args, "config")
-    config = settings.load_config(config_path or config_path_in(hooks_dirs),
-                                  required=bool(config_path))
+    config_file = config_path or config_path_in(hooks_dirs)
+    insecure = bool(option(args, "insecure"))
+    unsafe = not insecure and config_problems(hooks_dirs, config_file)
+    if unsafe and refuse_unsafe_config:
+        raise unsafe_error(unsafe)
+    config = settings.load_config(config_file, required=bool(config_path))
     layers = (command_line(args), config.values)
 
     def setting(name, default=None):
@@ -155,7 +184,8 @@ def build_context(args, event=None, need_hooks=True):
         event=check_event(event or option(args, "event") or c.DEFAULT_EVENT),
         state_dir=state_dir, log_file=os.path.abspath(log_file) if log_file else None,
         timeout=layers[0]["timeout"], kill_grace=setting("kill_grace"),
-        command_timeout=setting("command_timeout"), strict=setting("strict_permissions"),
+        command_timeout=setting("command_timeout"),
+        strict=bool(unsafe) or setting("strict_permissions"),
         metrics_file=os.path.abspath(metrics_file) if metrics_file else None,
         metrics_push_url=setting("metrics_push_url") or None,
         notify_url=setting("notify_url") or None, notify_command=setting("notify_command"),
@@ -249,8 +279,7 @@ def refuse_unsafe(ctx, found):
     """Refuse (UnsafeError, 77) an unsafe tree when strict, naming every unsafe path; else
     return the problems, to be warned about."""
     if found and ctx.strict:
-        raise UnsafeError("\n".join(f"unsafe permissions: {problem}" for problem in found)
-                          + " (or use --insecure)")
+        raise unsafe_error(found)
     return found
 
 

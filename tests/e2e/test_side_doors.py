@@ -48,3 +48,68 @@ def test_hookrun_defer_never_imports_a_module_from_a_directory_another_user_writ
     assert tree.read("cleaned") == ""
     shown = run_hookrun("show", "last", "--json", *tree.args())
     assert json.loads(shown.stdout)["status"] == "success"
+
+
+# 2. Root via recover: a config another user wrote never reaches a recovery
+
+def crashed_run(state, line):
+    """A root state directory holding a run that died with the cleanup ``line`` pending."""
+    assert run_hookrun("run", "--no-hooks", "--state-dir", str(state), "--", "true").returncode \
+        == 0
+    run_dir = state / "runs" / "20200101T000000-abcdef"
+    run_dir.mkdir(mode=0o700)
+    (run_dir / "owner.lock").write_bytes(b"")
+    (run_dir / "cleanup").write_text(line + "\n")
+    (run_dir / "cleanup").chmod(0o600)
+    return run_dir
+
+
+def fake_docker(directory, mark):
+    """A ``docker`` in ``directory`` that writes who ran it into ``mark``."""
+    return f'mkdir -m 0755 "{directory}"; printf "#!/bin/sh\\nid -u >> {mark}\\n" ' \
+           f'> "{directory}/docker"; chmod 755 "{directory}/docker"'
+
+
+@pytest.mark.parametrize("how", ["0666 config in root's tree", "-c a file of the attacker's",
+                                 "HOOKRUN_DIR of the attacker's"])
+def test_recover_never_replays_roots_cleanups_with_a_path_another_user_wrote(
+        attacker, sticky_dir, tmp_path, how):
+    state, mark = tmp_path / "state", sticky_dir / "pwned"
+    run_dir = crashed_run(state, "docker start webapp")
+    evil = sticky_dir / "mallory-bin"
+    plant(attacker, fake_docker(evil, mark))
+    text = f"[hookrun]\\npath = {evil}:/usr/bin:/bin\\nstrict_permissions = no\\n"
+    # Where the attacker can reach root's config: below the sticky directory.
+    hooks, env = sticky_dir / "hooks", {}
+    hooks.mkdir(mode=0o755)
+    if how == "0666 config in root's tree":
+        (hooks / "hookrun.conf").write_text("[hookrun]\ntimeout = 1m\n")
+        (hooks / "hookrun.conf").chmod(0o666)
+        plant(attacker, 'printf "$2" > "$1"', hooks / "hookrun.conf", text)
+        argv = ["-d", str(hooks)]
+    elif how == "-c a file of the attacker's":
+        plant(attacker, 'printf "$2" > "$1"', sticky_dir / "hookrun.conf", text)
+        argv = ["-d", str(hooks), "-c", str(sticky_dir / "hookrun.conf")]
+    else:
+        plant(attacker, 'mkdir -m 0755 "$1"; printf "$2" > "$1/hookrun.conf"',
+              sticky_dir / "mallory-hooks", text)
+        argv, env = [], {"HOOKRUN_DIR": str(sticky_dir / "mallory-hooks")}
+    for command in ("recover", "run"):
+        result = run_hookrun(command, *argv, "--state-dir", str(state), "--", "true",
+                             env=env) if command == "run" else \
+            run_hookrun(command, *argv, "--state-dir", str(state), env=env)
+        assert result.returncode == EXIT_UNSAFE, (command, result.stderr)
+        assert "hookrun.conf" in result.stderr and "Traceback" not in result.stderr
+    assert not mark.exists(), mark.read_text()
+    assert (run_dir / "cleanup").exists()
+    # Root's own config, safe: the same recovery runs root's own docker.
+    own = tmp_path / "bin"
+    plant_root = fake_docker(own, tmp_path / "own-docker")
+    assert subprocess.run(["/bin/sh", "-c", plant_root], timeout=60).returncode == 0
+    (hooks / "hookrun.conf").write_text(f"[hookrun]\npath = {own}:/usr/bin:/bin\n")
+    (hooks / "hookrun.conf").chmod(0o644)
+    result = run_hookrun("recover", "-d", str(hooks), "--state-dir", str(state),
+                         env={"HOOKRUN_DIR": ""})
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "own-docker").read_text() == "0\n" and not mark.exists()
+    assert not run_dir.exists()

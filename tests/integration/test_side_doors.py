@@ -84,3 +84,33 @@ def test_each_damage_of_a_journal_replayed_by_a_runs_recovery_is_told_once(tree)
     assert again.returncode == 0 and damage_lines(again.stderr) == []
     assert json.loads(run_hookrun("show", "last", "--json", *tree.args()).stdout)["status"] \
         == "success"
+
+
+# 2. Every subcommand reads the config under the same rules
+
+SUBCOMMANDS = [["run", "--", "true"], ["run", "--no-hooks", "--", "true"],
+               ["run", "--dry-run", "--", "true"], ["recover"], ["phase", "pre-backup"],
+               ["list"], ["check"], ["show", "last"], ["history"]]
+
+
+@pytest.mark.parametrize("argv", SUBCOMMANDS, ids=" ".join)
+def test_every_subcommand_refuses_a_config_others_can_write_whatever_it_says(tree, argv):
+    marker_hook(tree, "pre-backup.d/10-a")
+    assert run_hookrun("run", *tree.args(), "--", "true").returncode == 0
+    # What a config that anyone can write could say to let itself through.
+    tree.config("[hookrun]\nstrict_permissions = no\n").chmod(0o666)
+    result = run_hookrun(argv[0], *tree.args(), *argv[1:])
+    assert result.returncode == EXIT_UNSAFE, result.stderr
+    assert "hookrun.conf is writable by group or others" in result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    assert order(tree) == ["pre/10-a"]
+
+
+def test_insecure_on_the_command_line_lets_an_unsafe_config_through_with_a_warning(tree):
+    marker_hook(tree, "pre-backup.d/10-a")
+    tree.config("[hookrun]\ntimeout = 1m\n").chmod(0o666)
+    result = run_hookrun("run", *tree.args("--insecure"), "--", "true")
+    assert result.returncode == 0, result.stderr
+    assert "hookrun.conf is writable by group or others" in result.stderr
+    assert order(tree) == ["pre/10-a"]
+    assert run_hookrun("history", *tree.args("--insecure")).returncode == 0
