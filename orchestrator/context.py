@@ -234,11 +234,53 @@ def hooks_path(ctx):
     return ctx.path or ctx.config.env.get("PATH") or os.environ.get("PATH")
 
 
-def check_paths(ctx, discovered):
+def within(path, directory):
+    return path == directory or path.startswith(directory.rstrip("/") + "/")
+
+
+def trusted_commands(ctx, command=None):
+    """What a run executes besides the hooks and must trust as it trusts a hook: [(what,
+    path)] of ``notify_command``, found as it will be run, and of the command when it is a
+    file in or below a hooks directory (the unit's HOOKS_DIR/EVENT.command; a program such
+    as restic elsewhere is the administrator's choice). ``command`` None (``hookrun check``,
+    which knows no command): every ``*.command`` file of the hooks directories instead."""
+    from orchestrator.process import find_in_path
+
+    env_path = hooks_path(ctx)
+
+    def found(argv0):
+        if "/" in argv0:
+            return os.path.abspath(argv0)
+        return find_in_path(argv0, env_path)
+
+    found_commands = []
+    if command is None:
+        for hooks_dir in ctx.hooks_dirs:
+            try:
+                names = sorted(os.listdir(hooks_dir))
+            except OSError:
+                names = []
+            found_commands += [("command", os.path.join(hooks_dir, name))
+                               for name in names if name.endswith(".command")]
+    elif command:
+        path = found(command[0])
+        if path and any(within(path, d) or within(os.path.realpath(path), os.path.realpath(d))
+                        for d in ctx.hooks_dirs):
+            found_commands.append(("command", path))
+    if ctx.notify_command:
+        path = found(ctx.notify_command[0])
+        if path:
+            found_commands.append(("notify_command", path))
+    return found_commands
+
+
+def check_paths(ctx, discovered, commands=()):
     """A safety.Checker that has checked everything whose permissions guard what runs:
     HOOKS_DIR, the config, .hookignore, each phase directory and each hook that would run
-    (none for --no-hooks), and every directory and link above them. Interpreters are
-    checked by mark_start_problems(), with the same Checker."""
+    (none for --no-hooks), the ``commands`` (trusted_commands) and their interpreters, and
+    every directory and link above them. The hooks' interpreters are checked by
+    mark_start_problems(), with the same Checker; its ``warnings`` name a command whose
+    interpreter is missing."""
     checker = safety.Checker()
     for hooks_dir in ctx.hooks_dirs:
         if os.path.isdir(hooks_dir):
@@ -254,6 +296,14 @@ def check_paths(ctx, discovered):
             # A hook that cannot start is never executed: its file guards nothing.
             if entry.runs and not entry.fails:
                 checker.check(entry.path)
+    for what, path in commands:
+        known = len(checker.problems)
+        # Its first line is read only once no one else can swap it, and only from a
+        # regular file: opening a FIFO would wait for a writer.
+        if checker.check(path) and len(checker.problems) == known and os.path.isfile(path):
+            problem = checker.check_interpreter(settings.read_head(path), hooks_path(ctx))
+            if problem:
+                checker.warnings.append(f"{what} {display_name(path)}: {problem}")
     return checker
 
 
@@ -347,15 +397,16 @@ def shown_dirs(ctx):
     return display_name(":".join(ctx.hooks_dirs))
 
 
-def load_plan(ctx, phases, check=True):
-    """Discover ``phases``, check that what would run is safe (step 1 of a run; not for
-    ``list``, without ``check``), mark the hooks that cannot start, and parse every header:
-    a Plan. An unknown event is refused (78) before anything else."""
+def load_plan(ctx, phases, check=True, commands=()):
+    """Discover ``phases``, check that what would run (with ``commands``, trusted_commands)
+    is safe (step 1 of a run; not for ``list``, without ``check``), mark the hooks that
+    cannot start, and parse every header: a Plan. An unknown event is refused (78) before
+    anything else."""
     if phases:
         require_known_event(ctx)
     discovered = discover(ctx, phases)
     heads = read_heads(discovered)
-    checker = check_paths(ctx, discovered) if check else safety.Checker()
+    checker = check_paths(ctx, discovered, commands) if check else safety.Checker()
     discovered = mark_start_problems(ctx, discovered, heads, checker)
     problems = refuse_unsafe(ctx, checker.problems) if check else []
     warnings = tree_warnings(ctx, discovered) if phases else []
@@ -443,7 +494,8 @@ def check_tree(ctx, all_events=False):
         require_known_event(ctx)
     discovered = discover(ctx, check_phases(ctx, all_events))
     heads = read_heads(discovered)
-    checker = check_paths(ctx, discovered)
+    commands = trusted_commands(ctx)
+    checker = check_paths(ctx, discovered, commands)
     discovered = mark_start_problems(ctx, discovered, heads, checker)
     errors, near = [], []
     for phase, entries in discovered:
@@ -466,7 +518,10 @@ def check_tree(ctx, all_events=False):
     warnings += uneven_prefixes(discovered) + missing_shebangs(discovered, heads)
     warnings += [warning for phase, entries in discovered
                  if (warning := discovery.hidden_by_ignore(phase, entries))]
-    warnings += unmatched_sections(ctx)
+    if ctx.notify_command and "notify_command" not in dict(commands):
+        warnings.append(f"notify_command {display_name(ctx.notify_command[0])}: not found "
+                        "in the PATH hooks get")
+    warnings += checker.warnings + unmatched_sections(ctx)
     return errors, unsafe, problems, warnings
 
 

@@ -54,7 +54,8 @@ class Run:
         """Run the whole lifecycle; returns hookrun's exit status."""
         ctx = self.ctx
         phases = [] if self.no_hooks else discovery.phase_dirs(ctx.event)
-        plan = context.load_plan(ctx, phases)
+        plan = context.load_plan(ctx, phases,
+                                 commands=context.trusted_commands(ctx, self.command))
         warnings = plan_warnings(plan)
         if self.dry_run:
             print_warnings(warnings)

@@ -139,6 +139,7 @@ class Checker:
         self.owners = (0, self.euid)
         self.problems = []
         self.problem_paths = []  # the path each of ``problems`` is about
+        self.warnings = []  # the caller's lines that refuse nothing
         self.flagged = set()
         self.looked_at = {}
         self.judged = set()

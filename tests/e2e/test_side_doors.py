@@ -113,3 +113,48 @@ def test_recover_never_replays_roots_cleanups_with_a_path_another_user_wrote(
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "own-docker").read_text() == "0\n" and not mark.exists()
     assert not run_dir.exists()
+
+
+# 7. Every command hookrun runs is trusted like a hook
+
+def test_an_event_command_others_can_write_and_a_notify_command_of_another_user_are_refused(
+        attacker, sticky_dir):
+    # Root's tree, where the attacker can reach a file that anyone may write.
+    base, marks = sticky_dir / "root", sticky_dir / "marks"
+    hooks = base / "hooks"
+    (hooks / "pre-backup.d").mkdir(parents=True)
+    base.chmod(0o755)
+    marks.mkdir(mode=0o1777)
+    marks.chmod(0o1777)
+    (hooks / "pre-backup.d" / "10-pre").write_text(f"#!/bin/sh\ntouch {marks}/pre\n")
+    (hooks / "pre-backup.d" / "10-pre").chmod(0o755)
+    command = hooks / "backup.command"
+    command.write_text("#!/bin/sh\nexec true\n")
+    command.chmod(0o777)
+    notifier = sticky_dir / "mallory" / "notify"
+    plant(attacker, 'mkdir -m 0755 "$1"; printf "#!/bin/sh\\nid -u > %s/notified\\n" "$3" '
+                    '> "$2"; chmod 755 "$2"', notifier.parent, notifier, marks)
+    (hooks / "hookrun.conf").write_text(f"[hookrun]\nnotify_command = {notifier} --all\n")
+    # What a 0777 command is to the attacker: a script that root will run.
+    plant(attacker, 'printf "#!/bin/sh\\nid -u > %s/command\\n" "$2" > "$1"', command, marks)
+    args = ["--state-dir", str(base / "state")]
+    env = {"HOOKRUN_DIR": str(hooks)}
+    for extra in ([], ["--no-hooks"]):
+        result = run_hookrun("run", *args, *extra, "--", str(command), env=env)
+        assert result.returncode == EXIT_UNSAFE, (extra, result.stderr)
+        assert str(command) in result.stderr and str(notifier) in result.stderr
+    check = run_hookrun("check", *args, env=env)
+    assert check.returncode == EXIT_UNSAFE, check.stderr
+    assert f"{command} is writable by group or others" in check.stderr
+    assert f"{notifier} is owned by uid {attacker.pw_uid}" in check.stderr
+    assert sorted(os.listdir(marks)) == []
+    # The same commands made root's own and safe: the run runs both.
+    command.chmod(0o755)
+    own = base / "notify"
+    own.write_text(notifier.read_text())
+    own.chmod(0o755)
+    (hooks / "hookrun.conf").write_text(f"[hookrun]\nnotify_command = {own}\n")
+    assert run_hookrun("check", *args, env=env).returncode == 0
+    result = run_hookrun("run", *args, "--", str(command), env=env)
+    assert result.returncode == 0, result.stderr
+    assert sorted(os.listdir(marks)) == ["command", "notified", "pre"]
