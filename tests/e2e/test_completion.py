@@ -5,6 +5,7 @@ history."""
 import os
 import re
 import shutil
+import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_hookrun
+from tests.e2e.conftest import plant
 from tests.e2e.test_example_tree import require
 from tests.e2e.test_manpages import help_text, options_in_help, subcommands_in_help
 
@@ -171,10 +173,70 @@ def test_without_sqlite3_run_ids_come_from_hookrun_history(tree):
     ids = history_of(tree)
     tools = tree.base / "bin"
     tools.mkdir()
-    for name in ("sed", "sort", "hookrun"):
+    for name in ("sed", "sort", "stat", "hookrun"):
         (tools / name).symlink_to(require(shutil.which(name), name))
     assert complete("hookrun", "show", "-d", str(tree.hooks), "--state-dir", str(tree.state),
                     "", path=str(tools)) == ["last", *ids]
+
+
+# Nothing read is evaluated; nothing foreign is offered
+
+def evil_ids(mark):
+    """Run ids that compgen -W would run as commands, each making ``mark``."""
+    return [f"$(touch {mark})", f"`touch {mark}`", f"20990101T000000-$(touch {mark})"]
+
+
+def test_run_ids_that_are_not_literal_words_are_never_run_nor_offered(tree):
+    ids = history_of(tree)
+    mark = tree.mark("evaluated")
+    with sqlite3.connect(tree.state / "history.sqlite3") as db:
+        db.executemany("INSERT INTO runs (id, event, status, started) VALUES (?, 'backup', "
+                       "'success', '2099-01-01T00:00:00+00:00')",
+                       [(run_id,) for run_id in evil_ids(mark)])
+    require(shutil.which("sqlite3"), "sqlite3 (Debian package sqlite3)")
+    for cur in ("", "$(", "`", "2"):
+        offered = complete("hookrun", "show", "--state-dir", str(tree.state), cur)
+        assert offered == [word for word in ["last", *ids] if word.startswith(cur)], cur
+    assert not mark.exists()
+
+
+def test_a_history_in_another_users_state_dir_offers_nothing_and_runs_nothing(
+        attacker, sticky_dir):
+    require(shutil.which("sqlite3"), "sqlite3 (Debian package sqlite3)")
+    state, mark = sticky_dir / "mallory-state", sticky_dir / "evaluated"
+    values = ", ".join(f"('{run_id}', 'backup')" for run_id in evil_ids(mark))
+    plant(attacker, 'mkdir -m 0700 "$1"; sqlite3 "$1/history.sqlite3" "$2"', state,
+          f"CREATE TABLE runs (id TEXT, event TEXT); INSERT INTO runs VALUES {values}, "
+          "('20990101T000000-abcdef', 'backup');")
+    for words in (["show", "--state-dir", str(state), ""],
+                  ["show", "--state-dir", str(state), "-e", "backup", "2"]):
+        assert complete("hookrun", *words) == (["last"] if words[-1] == "" else [])
+    assert not mark.exists()
+
+
+def test_a_hooks_tree_of_another_user_or_that_others_can_write_offers_nothing(
+        attacker, sticky_dir, hooks):
+    foreign = sticky_dir / "mallory-hooks"
+    plant(attacker, 'mkdir -m 0755 "$1" "$1/pre-nightly.d" "$1/on-error.d"', foreign)
+    assert complete("hookrun", "run", "-d", str(foreign), "-e", "") == []
+    assert complete("hookrun", "phase", "-d", str(foreign), "") == []
+    assert complete("hookrun", "run", "-e", "", env={"HOOKRUN_DIR": str(foreign)}) == []
+    hooks.chmod(0o777)
+    assert complete("hookrun", "run", "-d", str(hooks), "-e", "") == []
+    hooks.chmod(0o755)
+    assert complete("hookrun", "run", "-d", str(hooks), "-e", "") == ["backup", "prune"]
+
+
+def test_a_config_of_another_user_names_no_state_dir_to_complete_from(attacker, sticky_dir,
+                                                                      tree):
+    ids = history_of(tree)
+    require(shutil.which("sqlite3"), "sqlite3 (Debian package sqlite3)")
+    config = sticky_dir / "hookrun.conf"
+    plant(attacker, 'printf "[hookrun]\\nstate_dir = %s\\n" "$2" > "$1"', config, tree.state)
+    # The default state directory is looked at instead: the machine's own runs, if any.
+    assert not set(complete("hookrun", "show", "-c", str(config), "")) & set(ids)
+    tree.config(f"[hookrun]\nstate_dir = {tree.state}\n")
+    assert complete("hookrun", "show", "-d", str(tree.hooks), "") == ["last", *ids]
 
 
 # The file itself
