@@ -12,12 +12,14 @@ import configparser
 import os
 import shlex
 import shutil
+import stat
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import run_hookrun
+from tests.e2e.conftest import plant
 from tests.e2e.test_example_tree import hookrun_path, require
 
 UNITS = Path(__file__).resolve().parents[2] / "orchestrator" / "contrib" / "systemd"
@@ -112,3 +114,74 @@ def test_install_units_is_shellcheck_clean():
     result = subprocess.run([shellcheck, "-s", "sh", str(INSTALL)], capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 0, result.stdout
+
+
+# install-units and another user (design.md section 8, "Directories that others can write")
+
+EXIT_UNSAFE = 77
+
+
+def units_in(directory):
+    return sorted(name for name in os.listdir(directory) if "hookrun@" in name)
+
+
+@pytest.mark.parametrize("whose", ["the attacker's file", "root's file in the attacker's "
+                                   "directory", "root's file run by the attacker's interpreter"])
+def test_install_units_refuses_a_hookrun_another_user_can_change(attacker, sticky_dir,
+                                                                 tmp_path, whose):
+    den = sticky_dir / "mallory"
+    plant(attacker, 'mkdir -m 0755 "$1"; printf "#!/bin/sh\\nid -u > %s/ran\\n" "$1" '
+                    '> "$1/hookrun"; chmod 755 "$1/hookrun"', den)
+    hookrun = den / "hookrun"
+    if whose == "root's file in the attacker's directory":
+        hookrun = den / "roots-hookrun"
+        hookrun.write_text("#!/bin/sh\nexit 0\n")
+        hookrun.chmod(0o755)
+    elif whose == "root's file run by the attacker's interpreter":
+        hookrun = tmp_path / "hookrun"
+        hookrun.write_text(f"#!{den / 'hookrun'}\n")
+        hookrun.chmod(0o755)
+    units = tmp_path / "units"
+    units.mkdir()
+    result = install_units(str(hookrun), str(units))
+    assert result.returncode == EXIT_UNSAFE, result.stdout + result.stderr
+    assert str(den) in result.stderr and result.stderr.startswith("install-units: ")
+    assert units_in(units) == [] and not (den / "ran").exists()
+
+
+def test_install_units_refuses_a_unit_directory_anyone_can_write_and_writes_through_nothing(
+        attacker, sticky_dir, tmp_path):
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    victim.chmod(0o600)
+    units = sticky_dir / "units"
+    units.mkdir()
+    units.chmod(0o777)
+    plant(attacker, 'for unit in hookrun@.service hookrun@.timer; do '
+                    'ln -s "$2" "$1/.$unit.tmp"; done', units, victim)
+    result = install_units(hookrun_path(), str(units))
+    assert result.returncode == EXIT_UNSAFE, result.stdout + result.stderr
+    assert f"{units} is writable by group or others" in result.stderr
+    assert victim.read_text() == "precious\n" and stat.S_IMODE(victim.stat().st_mode) == 0o600
+    assert units_in(units) == [".hookrun@.service.tmp", ".hookrun@.timer.tmp"]
+
+
+def test_install_units_writes_into_a_sticky_directory_through_nothing_planted_there(
+        attacker, sticky_dir, tmp_path):
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    victim.chmod(0o600)
+    plant(attacker, 'for unit in hookrun@.service hookrun@.timer; do '
+                    'ln -s "$2" "$1/.$unit.tmp"; done; ln -s "$2" "$1/hookrun@.service"',
+          sticky_dir, victim)
+    result = install_units(hookrun_path(), str(sticky_dir))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert victim.read_text() == "precious\n" and stat.S_IMODE(victim.stat().st_mode) == 0o600
+    for unit in ("hookrun@.service", "hookrun@.timer"):
+        info = (sticky_dir / unit).lstat()
+        assert stat.S_ISREG(info.st_mode) and info.st_uid == 0
+        assert stat.S_IMODE(info.st_mode) == 0o644
+        assert (sticky_dir / f".{unit}.tmp").is_symlink()
+    assert hookrun_path() in (sticky_dir / "hookrun@.service").read_text()
+    assert units_in(sticky_dir) == [".hookrun@.service.tmp", ".hookrun@.timer.tmp",
+                                    "hookrun@.service", "hookrun@.timer"]
