@@ -4,8 +4,6 @@ none of its code, and still do its own work."""
 
 import json
 import os
-import sqlite3
-import stat
 import subprocess
 
 import pytest

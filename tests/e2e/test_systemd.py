@@ -185,3 +185,15 @@ def test_install_units_writes_into_a_sticky_directory_through_nothing_planted_th
     assert hookrun_path() in (sticky_dir / "hookrun@.service").read_text()
     assert units_in(sticky_dir) == [".hookrun@.service.tmp", ".hookrun@.timer.tmp",
                                     "hookrun@.service", "hookrun@.timer"]
+
+
+def test_install_units_works_where_the_package_installs_it_away_from_the_python_code(tmp_path):
+    shared = tmp_path / "share" / "hookrun" / "systemd"
+    shared.mkdir(parents=True)
+    for name in ("hookrun@.service", "hookrun@.timer", "install-units"):
+        shutil.copy(UNITS / name, shared)
+    result = subprocess.run(["sh", str(shared / "install-units"), hookrun_path(),
+                             str(tmp_path)], capture_output=True, text=True, timeout=60,
+                            cwd="/")
+    assert result.returncode == 0, result.stderr
+    assert units_in(tmp_path) == ["hookrun@.service", "hookrun@.timer"]
