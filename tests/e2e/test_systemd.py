@@ -192,8 +192,9 @@ def test_install_units_works_where_the_package_installs_it_away_from_the_python_
     shared.mkdir(parents=True)
     for name in ("hookrun@.service", "hookrun@.timer", "install-units"):
         shutil.copy(UNITS / name, shared)
+    # A python3 that has no hookrun installed (the tests' own has, in editable mode).
     result = subprocess.run(["sh", str(shared / "install-units"), hookrun_path(),
                              str(tmp_path)], capture_output=True, text=True, timeout=60,
-                            cwd="/")
+                            cwd="/", env={"PATH": "/usr/bin:/bin"})
     assert result.returncode == 0, result.stderr
     assert units_in(tmp_path) == ["hookrun@.service", "hookrun@.timer"]
