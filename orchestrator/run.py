@@ -205,8 +205,15 @@ class Lifecycle:
         self.set_later_env(self.state.status())
         self.absorb(run_phase(self.engine, self.hooks[c.PHASE_FINALLY]), decisive=False)
         self.add_records([run.record for run in self.engine.run_cleanups()])
-        # Cleanups left for recovery, as their journal could not be read: not a success.
-        self.state.warned = self.state.warned or self.engine.journal.unreadable
+        # Cleanups left for recovery, as their journal could not be read, and lines of it
+        # too damaged to run: an undo that did not happen is not a success.
+        journal = self.engine.journal
+        if journal.unreadable:
+            self.state.note_warning(f"cleanup journal {display_name(journal.path)} could not be "
+                                    "read: its cleanups are left for 'hookrun recover'")
+        if journal.damaged:
+            self.state.note_warning(f"cleanup journal {display_name(journal.path)}: "
+                                    f"{len(journal.damaged)} damaged line(s) not run")
 
     def add_records(self, records):
         """Take cleanup and recovery records: a failed one makes the run a warning."""

@@ -62,8 +62,10 @@ def test_each_damage_of_a_runs_own_journal_is_told_once(tree):
     found = damage_lines(result.stderr)
     assert len(found) == 2, result.stderr
     assert "line 2 holds a NUL byte" in found[0] and "line 3 is not complete" in found[1]
-    tasks = show_last(tree)["tasks"]
-    assert [t["name"] for t in tasks if t["phase"] == "cleanup"] == ["echo first"]
+    record = show_last(tree)
+    assert [t["name"] for t in record["tasks"] if t["phase"] == "cleanup"] == ["echo first"]
+    # A registered undo that did not run is no success (design.md 10).
+    assert record["status"] == "warning" and "2 damaged line(s) not run" in record["error"]
 
 
 def test_each_damage_of_a_journal_replayed_by_a_runs_recovery_is_told_once(tree):
