@@ -44,15 +44,17 @@ sink (for the last lines of a failed step)."""
 
 
 class Task(namedtuple("Task", "phase name where argv env timeout on_failure retries "
-                              "retry_delay shielded capture stdin hold_fd handoff recorded",
+                              "retry_delay shielded capture stdin hold_fd handoff recorded "
+                              "warning_codes retry_codes",
                       defaults=(OnFailure.WARN, 0, 0.0, False, CAPTURE_ALL, DEVNULL, None,
-                                False, True))):
+                                False, True, frozenset(), frozenset()))):
     """What is particular to one task: its phase and name (``where`` as the terminal and
     the log name it), what to run, its environment (a function of the attempt number), its
     timeout and retries, what its failure does, whether it is shielded from a first signal,
     which of its output streams are captured (Spec.capture), its stdin, a descriptor it
     holds as fd 3, whether a success hands its HOOKRUN_ENV values on, whether it is a task
-    of the run's record."""
+    of the run's record, the exit statuses that are only a warning, and the exit statuses
+    that alone are retried (empty: any failure that allows a retry)."""
 
     __slots__ = ()
 
@@ -193,11 +195,13 @@ class Engine:
             cpu += outcome.cpu_seconds
             if outcome.max_rss_bytes is not None:
                 rss = max(rss or 0, outcome.max_rss_bytes)
-            judgement = judge(task.phase, outcome, task.on_failure)
+            judgement = judge(task.phase, outcome, task.on_failure, task.warning_codes)
             self.report_strays(task.where, outcome)
             self.report_protocol(task.where, judgement)
-            self.collect_handoff(task.where, task.handoff and judgement.status == TaskStatus.OK)
-            if not judgement.retry or attempt > task.retries or self.signals.first:
+            self.collect_handoff(task.where, task.handoff
+                                 and judgement.status in TaskStatus.SUCCEEDED)
+            if not judgement.retry or attempt > task.retries or self.signals.first or \
+                    task.retry_codes and outcome.exit_code not in task.retry_codes:
                 break
             delay = delays[attempt - 1]
             self.reporter.warn(f"{task.where}: {judgement.reason}; retry {attempt} of "
@@ -249,7 +253,8 @@ class Engine:
             phase=kind, name=entry.name, where=where, argv=(entry.path,),
             env=self.hook_env(kind, entry.name, entry.path, index, count),
             timeout=settings.timeout, on_failure=settings.on_failure, retries=settings.retries,
-            retry_delay=settings.retry_delay, shielded=kind in WIND_DOWN, handoff=True))
+            retry_delay=settings.retry_delay, warning_codes=settings.warning_codes,
+            shielded=kind in WIND_DOWN, handoff=True))
 
     def cannot_start(self, hook):
         """The TaskRun of a PlannedHook that cannot start (``hook.entry.fails``): a failure
@@ -274,10 +279,15 @@ class Engine:
         capture = CAPTURE_STDERR if sys.stdout.isatty() else CAPTURE_ALL
         where = f"command/{display_name(os.path.basename(name) or name)}"
         self.reporter.event(f"{where} argv={shell.join(argv)}")
+        config = self.ctx.config
         return self.run_task(Task(
             phase=c.PHASE_COMMAND, name=name, where=where, argv=tuple(argv),
             env=self.command_env, timeout=self.ctx.command_timeout,
-            on_failure=OnFailure.STOP, capture=capture, stdin=None))
+            on_failure=OnFailure.STOP, capture=capture, stdin=None,
+            retries=config.get("command_retries", 0),
+            retry_delay=config.get("command_retry_delay", c.DEFAULT_RETRY_DELAY),
+            warning_codes=config.get("command_warning_codes", frozenset()),
+            retry_codes=config.get("command_retry_codes", frozenset())))
 
     def run_cleanups(self, journal=None, phase=c.PHASE_CLEANUP, lock_fd=None):
         """Run the pending cleanups of ``journal`` (this run's by default; ``lock_fd`` is the

@@ -40,7 +40,7 @@ REFUSED = "hookrun_last_refused_timestamp_seconds"
 # A task that ran and did not fail ends its run of failures; one that did not run (skipped,
 # or absent from a run) neither adds to it nor ends it.
 FAILED_STATUSES = TaskStatus.FAILURES
-RAN_STATUSES = (TaskStatus.OK, TaskStatus.ABORTED)
+RAN_STATUSES = (TaskStatus.OK, TaskStatus.WARNING, TaskStatus.ABORTED)
 # How many earlier runs of an event are read back to count a task's failures in a row.
 STREAK_RUNS = 100
 SAMPLE_RE = re.compile(r'^(hookrun_[a-z_]+)(\{.*\})? (\S+)$')

@@ -44,7 +44,8 @@ def summary(run, failed_output):
 
     tasks = run["tasks"]
     counts = {
-        "completed": sum(t["status"] in (TaskStatus.OK, TaskStatus.ABORTED) for t in tasks),
+        "completed": sum(t["status"] in (TaskStatus.OK, TaskStatus.WARNING, TaskStatus.ABORTED)
+                         for t in tasks),
         "failed": sum(t["status"] in TaskStatus.FAILURES for t in tasks),
         "skipped": sum(t["status"] == TaskStatus.SKIPPED for t in tasks),
     }

@@ -13,13 +13,15 @@ from orchestrator import constants as c
 
 class TaskStatus:
     OK = "ok"
+    WARNING = "warning"  # exited with one of its warning codes: succeeded, with a warning
     FAILED = "failed"
     TIMEOUT = "timeout"
     ABORTED = "aborted"  # the hook gave up (62), or skipped the run (75 in pre-)
     SKIPPED = "skipped"  # not run; the reason says why
     RUNNING = "running"  # only while a run goes on, in the history
-    ALL = (OK, FAILED, TIMEOUT, ABORTED, SKIPPED)
+    ALL = (OK, WARNING, FAILED, TIMEOUT, ABORTED, SKIPPED)
     FAILURES = (FAILED, TIMEOUT)
+    SUCCEEDED = (OK, WARNING)  # the step did its job: when=success hooks run
 
 
 class RunStatus:
@@ -95,12 +97,14 @@ Judgement.__doc__ = """The meaning of one attempt: the task status, the reason s
 retry is allowed, and the verdict if no retry follows."""
 
 
-def judge(kind, outcome, on_failure):
+def judge(kind, outcome, on_failure, warning_codes=()):
     """Judge one attempt of a task of phase ``kind`` that ended with ``outcome`` (a
-    process.Outcome), given what its failures do (``on_failure``). With ``ignore``, exit
-    statuses 62, 63 and 75 mean nothing special. The command is judged with ``stop``. A
-    check that could not give its answer (a timeout, a signal, a failure to start) is a
-    failure even when its failures skip the run: a broken check is not a skip."""
+    process.Outcome), given what its failures do (``on_failure``) and which exit statuses
+    are only warnings (``warning_codes``: restic's 3, borg's 1, rsync's 24). With
+    ``ignore``, exit statuses 62, 63 and 75 mean nothing special. The command is judged
+    with ``stop``. A check that could not give its answer (a timeout, a signal, a failure
+    to start) is a failure even when its failures skip the run: a broken check is not a
+    skip."""
     code = outcome.exit_code
     failure = OnFailure.VERDICTS[on_failure]
     broken = Verdict.STOP if failure == Verdict.SOFT_SKIP else failure
@@ -116,6 +120,8 @@ def judge(kind, outcome, on_failure):
                          broken)
     if code == 0:
         return Judgement(TaskStatus.OK, None, False, Verdict.OK)
+    if code in warning_codes:
+        return Judgement(TaskStatus.WARNING, f"exit {code}: a warning code", False, Verdict.OK)
     if failure != Verdict.IGNORE and kind != c.PHASE_COMMAND:
         if code == c.HOOK_ABORT_CONTINUE:
             return Judgement(TaskStatus.ABORTED, "ABORT_CONTINUE", False, Verdict.CONTINUE)
@@ -182,7 +188,7 @@ class RunState:
     @property
     def command_failed(self):
         record = self.command_record
-        return record is not None and record.status != TaskStatus.OK
+        return record is not None and record.status not in TaskStatus.SUCCEEDED
 
     def status(self):
         if self.interrupted_by:

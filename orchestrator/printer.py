@@ -264,7 +264,8 @@ def plan_items(planned, show_all=False):
                 "when": s.when if s else None,
                 "events": list(s.events) if s and s.events else None,
                 "origin": as_text(entry.origin), "overrides": [as_text(p) for p in
-                                                               entry.overrides]})
+                                                               entry.overrides],
+                "warning_codes": sorted(s.warning_codes) if s else None})
     return items
 
 

@@ -18,6 +18,7 @@ from orchestrator.outcome import (
     Failure,
     RunState,
     RunStatus,
+    TaskStatus,
     Verdict,
     When,
     when_skip_reason,
@@ -170,6 +171,8 @@ class Lifecycle:
         self.state.command_record = run.record
         if self.state.command_failed:
             self.note_failure(run, decisive=True)
+        elif run.record.status == TaskStatus.WARNING:
+            self.state.note_warning(warning_line(run.record, run.output.last_line()))
 
     # Step 6: post-EVENT.d
     def post(self):
@@ -232,6 +235,8 @@ class Lifecycle:
             if run.record.failed and run.verdict != Verdict.IGNORE:
                 self.state.warned = True
                 self.note_failure(run, decisive and run.verdict == Verdict.STOP)
+            elif run.record.status == TaskStatus.WARNING:
+                self.state.note_warning(warning_line(run.record, run.output.last_line()))
         return result
 
     def note_failure(self, run, decisive):
@@ -351,6 +356,8 @@ def warning_line(record, said):
     from orchestrator.cleanup import published_name
 
     name = published_name(record.phase, record.name)
+    if record.phase == c.PHASE_COMMAND:
+        name = os.path.basename(name) or name  # as its status line names it
     line = f"{record.phase}/{display_name(name)} {record.status} ({record.reason})"
     return f"{line}: {display_name(said)}" if said else line
 

@@ -22,7 +22,8 @@ OCTAL = frozenset("01234567")
 DIGITS = frozenset("0123456789")
 DEFAULTABLE_HOOK_KEYS = ("timeout", "retries", "retry_delay")
 HOOK_DEFAULTS = {"timeout": c.DEFAULT_TIMEOUT, "retries": 0,
-                 "retry_delay": c.DEFAULT_RETRY_DELAY, "when": When.RAN, "events": None}
+                 "retry_delay": c.DEFAULT_RETRY_DELAY, "when": When.RAN, "events": None,
+                 "warning_codes": frozenset()}
 
 
 def resolve(name, layers, default=None):
@@ -144,6 +145,37 @@ def parse_events(text):
     return events
 
 
+def parse_codes(text):
+    """Exit statuses and ranges of them, ``3`` or ``1,100-107``: a frozenset of 1..255."""
+    codes = set()
+    for part in text.replace(" ", "").split(","):
+        low, dash, high = part.partition("-")
+        plain = low.isascii() and low.isdigit()
+        if not plain or dash and not (high.isascii() and high.isdigit()):
+            raise ValueError(f"bad exit codes {text!r} (numbers and ranges 1-255, e.g. "
+                             "1,100-107)")
+        first, last = int(low), int(high) if dash else int(low)
+        if not 1 <= first <= last <= 255:
+            raise ValueError(f"bad exit codes {text!r} (numbers and ranges 1-255, e.g. "
+                             "1,100-107)")
+        codes.update(range(first, last + 1))
+    return frozenset(codes)
+
+
+def format_codes(codes):
+    """``1,100-107``: exit codes as the config writes them."""
+    parts, ordered = [], sorted(codes)
+    start = previous = None
+    for code in ordered + [None]:
+        if start is not None and code == previous + 1:
+            previous = code
+            continue
+        if start is not None:
+            parts.append(str(start) if start == previous else f"{start}-{previous}")
+        start = previous = code
+    return ",".join(parts)
+
+
 def parse_event_list(text):
     """The config's ``events``: event names separated by blanks or commas, as a tuple."""
     events = tuple(text.replace(",", " ").split())
@@ -161,8 +193,10 @@ HOOK_KEYS = {"critical": ("on_failure", parse_critical),
              "on_failure": ("on_failure", parse_on_failure),
              "timeout": ("timeout", parse_duration), "retries": ("retries", parse_retries),
              "retry_delay": ("retry_delay", parse_duration), "when": ("when", parse_when),
-             "events": ("events", parse_events)}
-KNOWN_HOOK_KEYS = "critical, on-failure, timeout, retries, retry-delay, when, events"
+             "events": ("events", parse_events),
+             "warning_codes": ("warning_codes", parse_codes)}
+KNOWN_HOOK_KEYS = ("critical, on-failure, timeout, retries, retry-delay, when, events, "
+                   "warning-codes")
 # Settings and values that only mean something in some phases; elsewhere a config error.
 ONLY_IN = {"when": ((c.PHASE_POST,), "post-EVENT.d"),
            "events": ((c.PHASE_ON_ERROR, c.PHASE_ON_SUCCESS, c.PHASE_FINALLY),
@@ -174,14 +208,18 @@ HOOKRUN_PARSERS = {
     "strict_permissions": parse_bool, "metrics_file": parse_text, "notify_url": parse_url,
     "metrics_push_url": parse_url, "notify_command": parse_argv, "path": parse_text,
     "umask": parse_umask, "retries": parse_retries, "retry_delay": parse_duration,
-    "events": parse_event_list,
+    "events": parse_event_list, "command_warning_codes": parse_codes,
+    "command_retry_codes": parse_codes, "command_retries": parse_retries,
+    "command_retry_delay": parse_duration,
 }
 
 
 class HookSettings(namedtuple("HookSettings",
-                              "on_failure timeout retries retry_delay when events")):
+                              "on_failure timeout retries retry_delay when events "
+                              "warning_codes", defaults=(frozenset(),))):
     """What one hook runs with. ``on_failure`` is stop, warn, ignore or skip-run; ``when``
-    is None outside post-EVENT.d; ``events`` None unless set (every event)."""
+    is None outside post-EVENT.d; ``events`` None unless set (every event);
+    ``warning_codes`` the exit statuses that are a warning, not a failure."""
 
     __slots__ = ()
 
@@ -420,7 +458,7 @@ def effective_settings(kind, header, section, config, overrides):
     return HookSettings(on_failure=found["on_failure"], timeout=found["timeout"],
                         retries=found["retries"], retry_delay=found["retry_delay"],
                         when=found["when"] if kind == c.PHASE_POST else None,
-                        events=found["events"])
+                        events=found["events"], warning_codes=found["warning_codes"])
 
 
 def describe(settings):
@@ -433,6 +471,8 @@ def describe(settings):
         text += f" when={settings.when}"
     if settings.events:
         text += f" events={','.join(settings.events)}"
+    if settings.warning_codes:
+        text += f" warning-codes={format_codes(settings.warning_codes)}"
     return text
 
 
