@@ -5,7 +5,10 @@ deadline on every wait, for output, for the process's exit (a pidfd), for hookru
 (a wakeup pipe) and for the next deadline of its Stop, the explicit state machine of a
 watched process: running -> terminating -> killing -> draining -> done. A timeout or a signal
 sends SIGTERM (or the received signal) to the process group, then after ``kill_grace`` SIGKILL
-to every process left in the tree, including those that left the group. hookrun is a child
+to every process left in the tree, including those that left the group. The group is
+signalled by its id only while its leader is hookrun's unreaped child; afterwards that id may
+be a stranger's, and the group's members are found as hookrun's adopted children in the
+task's session or group, cookie or not, with their trees. hookrun is a child
 subreaper on Linux, so orphans of a hook are adopted by hookrun and can still be found, killed
 and reaped. Which task an adopted orphan belongs to is told by the cookie every task's
 processes inherit (``HOOKRUN_TASK``), read from /proc only when something must be killed: a
@@ -455,41 +458,55 @@ class Supervisor:
                 return
             os.waitpid(ended.si_pid, os.WNOHANG)
 
-    def descendants(self, pid, cookie, also=()):
-        """psutil Processes of ``pid``'s tree, of the trees of ``also``, and of the orphans
-        hookrun adopted that carry ``cookie``: found by parentage in one pass over /proc."""
+    def descendants(self, pid, cookie, also=(), leader=True):
+        """psutil Processes of the task whose first process is ``pid``, found in one pass over
+        /proc: ``pid`` and its tree while ``leader`` says it is hookrun's own unreaped child
+        (only then is that pid surely the task's); the orphans hookrun adopted that are in the
+        task's session or process group, or carry ``cookie``, and their trees; and the trees of
+        those of ``also`` that still run. A process that merely got a recycled pid is none of
+        these."""
         import psutil
 
         me = os.getpid()
         children = {}
         for process in psutil.process_iter(["ppid"]):
             children.setdefault(process.info["ppid"], []).append(process)
-        found = set()
-        try:
-            found.add(psutil.Process(pid))
-        except psutil.Error:
-            pass
-        adopted = [p for p in children.get(me, []) if p.pid != pid and carries(p, cookie)]
-        found.update(adopted)
-        todo = [pid] + [p.pid for p in adopted] + [p.pid for p in also]
+        roots = []
+        if leader:
+            try:
+                roots.append(psutil.Process(pid))
+            except psutil.Error:
+                pass
+        roots += [p for p in children.get(me, [])
+                  if p.pid != pid and (in_session_of(p.pid, pid) or carries(p, cookie))]
+        # Looked at after /proc was read: a known process that ended since, and whose pid
+        # went to a stranger, is not alive() (psutil compares start times).
+        roots += alive(also)
+        found = set(roots)
+        todo = list(roots)
         while todo:
-            for child in children.get(todo.pop(), []):
+            for child in children.get(todo.pop().pid, []):
                 if child not in found:
                     found.add(child)
-                    todo.append(child.pid)
+                    todo.append(child)
         return {p for p in found if p.pid != me}
 
     def end_leftovers(self, run_id, kill_grace):
-        """End the processes a dead run left behind (found by their cookie): SIGTERM, then
+        """End the processes a dead run left behind (found by their cookie, among those whose
+        real user is hookrun's): SIGTERM, then
         SIGKILL to those still there after ``kill_grace``; returns their descriptions. A
         second signal to hookrun cuts the grace short."""
         import psutil
 
-        prefix = f"{run_id}/"
+        prefix, uid = f"{run_id}/", os.getuid()
         leftovers = []
-        for process in psutil.process_iter():
+        # Only the user's own: anyone can put a dead run's id into a process's environment.
+        for process in psutil.process_iter(["uids"]):
+            uids = process.info["uids"]
+            if uids is None or uids.real != uid or process.pid == os.getpid():
+                continue
             value = cookie_of(process)
-            if value and value.startswith(prefix) and process.pid != os.getpid():
+            if value and value.startswith(prefix):
                 leftovers.append(process)
         if not leftovers:
             return []
@@ -621,8 +638,8 @@ class Watch:
     def act(self, action):
         """Do what the Stop decided."""
         if action == TERMINATE:
-            signal_group(self.proc.pid, self.stop.signum)
-            self.tree = self.supervisor.descendants(self.proc.pid, self.spec.cookie)
+            self.signal_group(self.stop.signum)
+            self.tree = self.task_processes()
         elif action == KILL:
             self.kill_tree()
         elif action in (STOP_READING, GIVE_UP):
@@ -631,13 +648,23 @@ class Watch:
     def kill_tree(self):
         """SIGKILL to every process left: the group, the tree seen at SIGTERM, their children
         and the adopted orphans that carry the task's cookie."""
-        signal_group(self.proc.pid, signal.SIGKILL)
+        self.signal_group(signal.SIGKILL)
         # The tree already known first, then whatever a fresh look at /proc finds.
         kill_all(self.tree)
-        tree = self.tree | self.supervisor.descendants(self.proc.pid, self.spec.cookie,
-                                                       also=self.tree)
+        tree = self.tree | self.task_processes(also=self.tree)
         kill_all(tree - self.tree)
         self.tree = tree
+
+    def signal_group(self, signum):
+        """Signal the process group, but only while its leader is hookrun's unreaped child:
+        once reaped, its pid (the group's id) may be any other process's, a stranger's that
+        setsid made a group leader too. Its group is then found by task_processes()."""
+        if self.status is None:
+            signal_group(self.proc.pid, signum)
+
+    def task_processes(self, also=()):
+        return self.supervisor.descendants(self.proc.pid, self.spec.cookie, also,
+                                           leader=self.status is None)
 
     def tree_alive(self):
         self.tree = set(alive(self.tree))
@@ -647,7 +674,7 @@ class Watch:
         """Stop reading pipes a stray background process holds open (naming it if asked);
         a process that not even SIGKILL ended (stuck in the kernel) is given up as killed."""
         if report:
-            strays = self.supervisor.descendants(self.proc.pid, self.spec.cookie)
+            strays = self.task_processes()
             self.stragglers = tuple(sorted(describe(p) for p in strays))
         for fd in list(self.streams):
             self.poller.unregister(fd)
@@ -738,6 +765,18 @@ def cookie_of(process):
 
 def carries(process, cookie):
     return cookie is not None and cookie_of(process) == cookie
+
+
+def in_session_of(pid, leader):
+    """Whether the process ``pid``, a child of hookrun, is in the session or the process group
+    that the process ``leader`` made (setsid). Safe from recycled pids: a child's pid is not
+    reused before hookrun reaps it, and Linux does not hand out a pid while a live process
+    still has it as its session or group id; so a process found here is the task's, whether
+    or not it kept the task's cookie."""
+    try:
+        return leader in (os.getsid(pid), os.getpgid(pid))
+    except OSError:
+        return False
 
 
 def signal_group(pgid, signum):
