@@ -161,7 +161,8 @@ def count(text):
         return int(text)
     import argparse
 
-    raise argparse.ArgumentTypeError(f"invalid count {text!r} (a whole number from 0 "
+    shown = text if len(text) <= 40 else text[:40] + "..."
+    raise argparse.ArgumentTypeError(f"invalid count {shown!r} (a whole number from 0 "
                                      f"to {MAX_COUNT})")
 
 
@@ -234,7 +235,11 @@ def acceptable(value, keywords):
 
 
 def valid_count(text):
-    return text.strip().isdigit() and int(text) <= MAX_COUNT
+    """Whether ``text`` is ASCII digits (str.isdigit() also takes "²", which int() refuses,
+    and "٣", which it reads as 3) for a number up to MAX_COUNT."""
+    digits = text.strip()
+    return (digits.isascii() and digits.isdigit() and len(digits.lstrip("0")) <= 7
+            and int(digits) <= MAX_COUNT)
 
 
 def build_parser(only=None):

@@ -27,6 +27,8 @@ def run(args):
     from orchestrator.run import Run
 
     command = strip_separator(args.command)
+    if command and not command[0]:
+        raise UsageError("run: the command's name is empty")
     if not command:
         raise UsageError("run: needs a command (hookrun run [OPTIONS] -- COMMAND [ARG...]): "
                          "without one it would back up nothing, yet count as a success; to "
@@ -140,9 +142,26 @@ def history(args):
     return c.EXIT_OK
 
 
+def check_run_id(run_id):
+    """UsageError (2) for a run id no run can have: empty, or not valid UTF-8 (a byte that
+    the command line could not decode), which the history could not even be asked for."""
+    if not run_id:
+        raise UsageError("show: the run id is empty (give RUN_ID or last)")
+    try:
+        run_id.encode("utf-8")
+    except UnicodeEncodeError:
+        from orchestrator.printer import display_name
+
+        raise UsageError(f"show: the run id {display_name(run_id)!r} is not valid UTF-8 "
+                         "(see hookrun history for the ids)") from None
+
+
 def show(args):
     from orchestrator import printer
 
+    check_run_id(args.run_id)
+    if args.output == "":
+        raise UsageError("show: --output: an empty value is not a value (give PHASE/NAME)")
     ctx, found = open_history(args)
     record = found.get(args.run_id, args.event)
     if args.output:

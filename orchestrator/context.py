@@ -23,6 +23,10 @@ DURATION_OPTIONS = ("timeout", "kill_grace", "command_timeout")
 URL_OPTIONS = ("notify_url", "metrics_push_url")
 DEFAULTS = {"kill_grace": c.DEFAULT_KILL_GRACE, "command_timeout": 0.0,
             "strict_permissions": True, "umask": -1}
+# Options an empty value of which would silently be the default or the current directory.
+# (An empty --log-file, --metrics-file, --notify-url or --metrics-push-url is "none".)
+NOT_EMPTY = (("hooks_dir", "-d/--hooks-dir"), ("config", "-c/--config"),
+             ("state_dir", "--state-dir"), ("event", "-e/--event"))
 
 
 class Context:
@@ -102,6 +106,15 @@ def command_line(args):
     return given
 
 
+def refuse_empty(args):
+    """UsageError (2) for an option given an empty value that is not a value."""
+    for name, flags in NOT_EMPTY:
+        value = option(args, name)
+        if value == "" or isinstance(value, list) and "" in value:
+            raise UsageError(f"{flags}: an empty value is not a value (leave the option out "
+                             "for the default)")
+
+
 def check_event(event):
     if len(event) > c.MAX_EVENT_LENGTH or not c.is_event(event):
         raise ConfigError(f"bad event name {display_name(event)!r} (use up to "
@@ -163,6 +176,7 @@ def build_context(args, event=None, need_hooks=True, refuse_unsafe_config=True):
     ``strict_permissions = no`` cannot vouch for it. Without ``refuse_unsafe_config`` (run
     and check, which check the whole tree at once and name every unsafe path) it is read,
     and the context is strict whatever it says."""
+    refuse_empty(args)
     hooks_dirs = find_hooks_dirs(args, need_hooks)
     config_path = option(args, "config")
     config_file = config_path or config_path_in(hooks_dirs)

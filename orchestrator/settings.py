@@ -79,7 +79,9 @@ def parse_bool(text):
 
 
 def parse_retries(text):
-    if not text.strip().isdigit() or not 0 <= int(text) <= c.MAX_RETRIES:
+    digits = text.strip()
+    if not (digits and set(digits) <= DIGITS and len(digits) <= 3
+            and int(digits) <= c.MAX_RETRIES):
         raise ValueError(f"bad retries {text!r} (a whole number from 0 to {c.MAX_RETRIES})")
     return int(text)
 
@@ -113,6 +115,14 @@ def parse_text(text):
     return text.strip()
 
 
+def parse_required_text(text):
+    """A value that must not be empty: an empty state_dir would be the current directory,
+    an empty path the inherited PATH, neither of which the line says."""
+    if not text.strip():
+        raise ValueError("an empty value is not a value (remove the line for the default)")
+    return text.strip()
+
+
 def parse_url(text):
     """An http(s) URL, or empty for none."""
     url = text.strip()
@@ -121,6 +131,10 @@ def parse_url(text):
     if url and not (sep and scheme in ("http", "https") and host and not
                     any(ch.isspace() for ch in host)):
         raise ValueError(f"bad URL {url!r} (use http:// or https://)")
+    if not url.isascii():
+        # No request could carry it: http.client sends the request line as ASCII.
+        raise ValueError(f"bad URL {url!r} (not ASCII: percent-encode it, and write a "
+                         "host name in its xn-- form)")
     return url
 
 
@@ -203,10 +217,10 @@ ONLY_IN = {"when": ((c.PHASE_POST,), "post-EVENT.d"),
                       "on-error.d, on-success.d and finally.d"),
            OnFailure.SKIP_RUN: ((c.PHASE_PRE,), "pre-EVENT.d")}
 HOOKRUN_PARSERS = {
-    "state_dir": parse_text, "log_file": parse_text, "timeout": parse_duration,
+    "state_dir": parse_required_text, "log_file": parse_text, "timeout": parse_duration,
     "command_timeout": parse_duration, "kill_grace": parse_duration,
     "strict_permissions": parse_bool, "metrics_file": parse_text, "notify_url": parse_url,
-    "metrics_push_url": parse_url, "notify_command": parse_argv, "path": parse_text,
+    "metrics_push_url": parse_url, "notify_command": parse_argv, "path": parse_required_text,
     "umask": parse_umask, "retries": parse_retries, "retry_delay": parse_duration,
     "events": parse_event_list, "command_warning_codes": parse_codes,
     "command_retry_codes": parse_codes, "command_retries": parse_retries,
