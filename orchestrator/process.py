@@ -471,24 +471,25 @@ class Supervisor:
         children = {}
         for process in psutil.process_iter(["ppid"]):
             children.setdefault(process.info["ppid"], []).append(process)
-        roots = []
+        found, todo = set(), []
         if leader:
             try:
-                roots.append(psutil.Process(pid))
+                found.add(psutil.Process(pid))
             except psutil.Error:
                 pass
-        roots += [p for p in children.get(me, [])
-                  if p.pid != pid and (in_session_of(p.pid, pid) or carries(p, cookie))]
+            todo.append(pid)
+        roots = [p for p in children.get(me, [])
+                 if p.pid != pid and (in_session_of(p.pid, pid) or carries(p, cookie))]
         # Looked at after /proc was read: a known process that ended since, and whose pid
         # went to a stranger, is not alive() (psutil compares start times).
         roots += alive(also)
-        found = set(roots)
-        todo = list(roots)
+        found.update(roots)
+        todo += [p.pid for p in roots]
         while todo:
-            for child in children.get(todo.pop().pid, []):
+            for child in children.get(todo.pop(), []):
                 if child not in found:
                     found.add(child)
-                    todo.append(child)
+                    todo.append(child.pid)
         return {p for p in found if p.pid != me}
 
     def end_leftovers(self, run_id, kill_grace):
@@ -667,7 +668,15 @@ class Watch:
                                            leader=self.status is None)
 
     def tree_alive(self):
+        """Whether a process of the stopped task is left. Once none of those known is, /proc
+        is read again before saying no: the first look can miss an orphan whose parent died
+        while /proc was read and whose cookie could not be read then (it was being exec'd).
+        One found now is sent SIGKILL if the tree already was."""
         self.tree = set(alive(self.tree))
+        if not self.tree:
+            self.tree = set(alive(self.task_processes()))
+            if self.stop.state == KILLING:
+                kill_all(self.tree)
         return bool(self.tree)
 
     def stop_reading(self, report=False):

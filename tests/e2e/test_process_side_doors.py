@@ -70,6 +70,12 @@ output = run.communicate(timeout=120)[0].decode("utf-8", "replace")
 result = {"leader": leader, "stranger": stranger.pid, "stranger_pgid": os.getpgid(stranger.pid),
           "stranger_alive": stranger.poll() is None, "escapee_left": escapee_left,
           "escapee_alive": running(escapee), "exit": run.returncode, "output": output}
+try:
+    with open(f"/proc/{escapee}/status") as handle:
+        result["escapee_status"] = handle.read()
+    result["escapee_sid"] = os.getsid(escapee)
+except OSError:
+    pass
 stranger.kill()
 stranger.wait()
 print(json.dumps(result))
@@ -125,7 +131,7 @@ def test_a_stranger_given_the_dead_hooks_pid_survives_the_rest_of_the_timeout(tr
     assert found["stranger"] == found["leader"] == found["stranger_pgid"], found
     assert found["escapee_left"], "the test needs the grace to outlast the hook"
     assert found["stranger_alive"], f"hookrun killed a stranger: {found['output']}"
-    assert not found["escapee_alive"], "the task's own escapee is still killed"
+    assert not found["escapee_alive"], f"the task's own escapee is still killed: {found}"
     assert found["exit"] == HOOK_STOPPED, found["output"]
     task = show_last(tree)["tasks"][0]
     assert (task["name"], task["status"]) == ("10-stubborn", "timeout")
