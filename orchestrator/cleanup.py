@@ -71,6 +71,9 @@ def defer(argv, journal_path):
         raise UsageError("defer: not inside a hookrun run ($HOOKRUN_CLEANUP is not set)")
     if not argv:
         raise UsageError("defer: no command given (hookrun defer [--] COMMAND [ARG...])")
+    if not argv[0]:
+        # It would only fail at the wind-down, when nothing can be done about it any more.
+        raise UsageError("defer: the command's name is empty")
     line = shell.join(argv)
     if "\n" in line or "\0" in line:
         raise UsageError("defer: a cleanup command cannot contain a newline or NUL")

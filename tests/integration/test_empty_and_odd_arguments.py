@@ -130,6 +130,22 @@ def test_an_empty_command_name_is_a_usage_error_before_any_hook_runs(tree):
     assert not tree.state.exists()
 
 
+def test_deferring_an_empty_command_name_fails_in_the_hook_not_at_the_wind_down(tree):
+    tree.hook("pre-backup.d/10-defer", f"""
+        hookrun defer '' x
+        echo "$?" > "{tree.marks}/status"
+        hookrun defer touch "{tree.marks}/cleaned"
+        """)
+    result = run_hookrun("run", *tree.args(), "--", "true")
+    assert result.returncode == 0, result.stderr
+    assert tree.read("status") == f"{USAGE}\n"
+    assert tree.read("cleaned") == ""
+    record = show_last(tree)
+    assert record["status"] == "success"
+    assert [(t["phase"], t["status"]) for t in record["tasks"]] == [
+        ("pre", "ok"), ("command", "ok"), ("cleanup", "ok")]
+
+
 def test_a_url_that_is_not_ascii_is_refused_before_the_run(tree):
     tree.hook("pre-backup.d/10-mark", f'touch "{tree.marks}/ran"')
     result = run_hookrun("run", *tree.args("--notify-url", "http://127.0.0.1:9/" + NOT_UTF8),
