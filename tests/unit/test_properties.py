@@ -99,7 +99,7 @@ def test_handoff_round_trips(env):
 
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=60)
 @given(st.lists(st.text(st.characters(blacklist_characters="\n\0", blacklist_categories=("Cs",)),
-                        max_size=12), min_size=1, max_size=5))
+                        max_size=12), min_size=1, max_size=5).filter(lambda argv: argv[0]))
 def test_defer_keeps_the_quoting_of_every_argument(tmp_path, argv):
     journal = Journal(str(tmp_path))
     journal.create()
