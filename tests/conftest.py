@@ -3,6 +3,7 @@
 import http.server
 import json
 import os
+import signal
 import stat
 import subprocess
 import sys
@@ -99,6 +100,18 @@ def marker_hook(tree, relative, name=None, code=0, header=None, extra=""):
 def order(tree):
     text = tree.read("order")
     return text.split() if text else []
+
+
+@pytest.fixture
+def reaper():
+    """Kill, at the end of the test, any pid the test registers."""
+    pids = []
+    yield pids
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 @pytest.fixture

@@ -8,13 +8,11 @@ cookie is still killed; recovery spares another user's process that claims a dea
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
 
 import psutil
-import pytest
 
 from tests.conftest import hookrun_cmd, run_hookrun, show_last
 from tests.e2e.conftest import require, user_env
@@ -87,18 +85,6 @@ def alive(pid):
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
-
-
-@pytest.fixture
-def reaper():
-    """Kill, at the end of the test, any pid the test registers."""
-    pids = []
-    yield pids
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 def wait_for(path, timeout=DEADLINE):

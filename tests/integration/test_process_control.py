@@ -81,18 +81,6 @@ def crash_when_up(tree, reaper):
     proc.communicate(timeout=30)
 
 
-@pytest.fixture
-def reaper():
-    """Kill, at the end of the test, any pid the test registers."""
-    pids = []
-    yield pids
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-
 def test_a_hung_hook_times_out_and_the_run_goes_on(tree):
     tree.hook("pre-backup.d/10-hang", "sleep 60", header="timeout=1s critical=no")
     tree.hook("pre-backup.d/20-next", f"touch '{tree.marks}/next'")
