@@ -67,6 +67,7 @@ RUN = COMMON + (
                                "help": "Prometheus Pushgateway to push the metrics to"}),
 )
 COMMAND = {"nargs": "...", "metavar": "COMMAND [ARG...]"}
+COMPLETION_SHELLS = ("bash",)
 # name: (help, options, positionals as (dest, add_argument keywords))
 SUBCOMMANDS = {
     "run": ("run the hooks around a command", RUN, (("command", COMMAND),)),
@@ -87,6 +88,9 @@ SUBCOMMANDS = {
         (("--output",), {"metavar": "PHASE/NAME",
                          "help": "print the whole output of one task, from the log file"}),),
         (("run_id", {"metavar": "RUN_ID|last"}),)),
+    "completion": ("print the shell completion script", (),
+                   (("shell", {"choices": COMPLETION_SHELLS, "metavar": "SHELL",
+                               "help": "the shell: bash"}),)),
 }
 
 
@@ -220,7 +224,9 @@ def parse(argv):
             values[dest] = count(value) if keywords.get("type") == "count" else value
     if remainder:
         values[positionals[0][0]] = words
-    elif len(words) == len(positionals):
+    elif len(words) == len(positionals) and all(
+            word in keywords.get("choices", (word,))
+            for word, (_dest, keywords) in zip(words, positionals)):
         values.update(zip((dest for dest, _keywords in positionals), words))
     else:
         return None

@@ -179,5 +179,24 @@ def show(args):
     return c.EXIT_OK
 
 
+def completion(args):
+    """Print the completion script of ``args.shell``: a virtualenv install cannot put it where
+    bash-completion looks, so the user redirects this output there (or sources it)."""
+    import sys
+
+    # Package data beside the code, also where a package manager installed the package.
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "contrib", "completion",
+                        "hookrun")
+    try:
+        with open(path, "rb") as script:
+            text = script.read()
+    except OSError as error:
+        raise HookrunError(f"completion: cannot read {path}: {error.strerror} (reinstall "
+                           "hookrun)", 1) from None
+    sys.stdout.flush()
+    sys.stdout.buffer.write(text)
+    return c.EXIT_OK
+
+
 HANDLERS = {"run": run, "list": list_plan, "check": check, "phase": phase, "defer": defer,
-            "recover": recover, "history": history, "show": show}
+            "recover": recover, "history": history, "show": show, "completion": completion}
