@@ -19,12 +19,17 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_hookrun
+from tests.e2e import test_example_tree as example_tree
 from tests.e2e.conftest import plant
 from tests.e2e.test_example_tree import hookrun_path, require
 
 UNITS = Path(__file__).resolve().parents[2] / "orchestrator" / "contrib" / "systemd"
 INSTALL = UNITS / "install-units"
 DEFAULT_KILL_GRACE = 10
+# The environment systemd gives a system service without User=: a fixed PATH, no HOME.
+SYSTEMD_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+restic_repo = example_tree.restic_repo
 
 
 def install_units(*args):
@@ -96,6 +101,52 @@ def test_the_services_command_line_is_one_hookrun_runs(installed, tree):
                          env={"HOOKRUN_DIR": str(tree.hooks)})
     assert result.returncode == 0, result.stderr
     assert tree.read("ran") == "nightly\n" and tree.read("pre") is not None
+
+
+def service_run(installed, tree, environment, repo):
+    """hookrun@nightly.service's command line run with the environment systemd gives the
+    service (``environment`` for its Environment= and CacheDirectory=), the event's command
+    being a restic backup of the hooks directory."""
+    tree.events("nightly")
+    command = tree.hooks / "nightly.command"
+    command.write_text(f'#!/bin/sh\nexec restic backup --quiet "{tree.hooks}"\n')
+    command.chmod(0o755)
+    line = unit_settings(installed / "hookrun@.service")["Service"]["ExecStart"]
+    argv = shlex.split(line.replace("%i", "nightly").replace("/etc/hookrun", str(tree.hooks)))
+    env = {"PATH": SYSTEMD_PATH, "HOOKRUN_DIR": str(tree.hooks), **environment,
+           **{name: value for name, value in repo.items() if name != "RESTIC_CACHE_DIR"}}
+    return subprocess.run([argv[0], "--state-dir", str(tree.state), *argv[1:]],
+                          capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_the_service_gives_restic_a_home_for_its_cache(installed, tree, restic_repo):
+    """systemd sets no HOME for a system service: restic then keeps no cache (and borg none).
+    The unit's Environment= puts the caches in its CacheDirectory=; $CACHE_DIRECTORY, which is
+    all that CacheDirectory= sets, is read by neither."""
+    service = unit_settings(installed / "hookrun@.service")["Service"]
+    cache_dir = "/var/cache/" + service["CacheDirectory"]
+    environment = dict(pair.split("=", 1) for pair in shlex.split(service["Environment"]))
+    assert environment["HOME"] == "/root"
+    assert environment["XDG_CACHE_HOME"] == cache_dir
+    assert environment["RESTIC_CACHE_DIR"].startswith(cache_dir + "/")
+    assert service["CacheDirectoryMode"] == "0700"
+
+    cache = tree.base / "cache"
+    cache.mkdir()
+    given = {name: value.replace(cache_dir, str(cache)) for name, value in environment.items()
+             if name != "HOME"}
+    given["CACHE_DIRECTORY"] = str(cache)
+    result = service_run(installed, tree, given, restic_repo)
+    assert result.returncode == 0, result.stderr
+    assert "cache" not in result.stderr
+    assert list((cache / "restic").iterdir()), "restic left no cache"
+
+    # CacheDirectory= alone: restic runs without a cache.
+    bare = tree.base / "bare-cache"
+    bare.mkdir()
+    result = service_run(installed, tree, {"CACHE_DIRECTORY": str(bare)}, restic_repo)
+    assert result.returncode == 0 and "unable to open cache" in result.stderr, result.stderr
+    assert not list(bare.iterdir())
 
 
 def test_install_units_refuses_a_hookrun_it_cannot_put_in_execstart(tmp_path):
