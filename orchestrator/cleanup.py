@@ -19,7 +19,7 @@ import os
 from orchestrator import constants as c
 from orchestrator import shell
 from orchestrator.errors import StateError, UsageError
-from orchestrator.files import NotOwnFile, open_own
+from orchestrator.files import READ, NotOwnFile, open_own, read_sized
 
 JOURNAL = "cleanup"
 MARKS = "cleanup.marks"
@@ -129,7 +129,10 @@ class Journal:
         self.path = os.path.join(run_dir_path, JOURNAL)
         self.marks_path = os.path.join(run_dir_path, MARKS)
         self.damaged = []  # (line number or None, why) of what the last read() did not run
-        self.unreadable = False  # set when it could not be read: its cleanups wait for recovery
+        # Set when its cleanups could not be read or run to the end (an I/O error, a fault):
+        # they wait for recovery.
+        self.unreadable = False
+        self.read_failed = False  # set when the journal itself could not be read
 
     def create(self):
         """Create the empty journal and the marks, with their first reservation."""
@@ -147,14 +150,20 @@ class Journal:
         when the journal cannot be read now."""
         self.damaged = []
         try:
-            fd = open_own(self.path, os.O_RDONLY)
+            fd = open_own(self.path, READ)
         except FileNotFoundError:
             return []
         except NotOwnFile as error:
             self.damaged.append((None, error.strerror))
             return []
+        except OSError:
+            self.read_failed = True
+            raise
         try:
-            raw = os.read(fd, MAX_JOURNAL + 1)
+            raw = read_sized(fd, MAX_JOURNAL + 1)
+        except OSError:
+            self.read_failed = True
+            raise
         finally:
             os.close(fd)
         lines = raw.split(b"\n")
@@ -175,11 +184,11 @@ class Journal:
         """The indexes of the cleanups marked done. OSError when the marks cannot be read
         now (they are not taken for "none done": that would run every cleanup again)."""
         try:
-            fd = open_own(self.marks_path, os.O_RDONLY)
+            fd = open_own(self.marks_path, READ)
         except FileNotFoundError:
             return set()
         try:
-            marks = os.read(fd, MAX_JOURNAL + 1)
+            marks = read_sized(fd, MAX_JOURNAL + 1)
         finally:
             os.close(fd)
         # Only the marked part is looked at, not the whole reservation.

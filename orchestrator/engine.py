@@ -307,10 +307,10 @@ class Engine:
         while not self.signals.hard_stop:
             try:
                 pending = self.read_pending(journal)
-            except OSError as error:
+            except (OSError, MemoryError) as error:
                 journal.unreadable = True
                 self.reporter.warn(f"cannot read the cleanups of {journal.path}: "
-                                   f"{error.strerror or error}; they are left pending for "
+                                   f"{fault_text(error)}; they are left pending for "
                                    "'hookrun recover' and the next run")
                 break
             self.report_damage(journal)
@@ -331,7 +331,7 @@ class Engine:
         for attempt in range(1, c.JOURNAL_READ_ATTEMPTS + 1):
             try:
                 return journal.pending()
-            except OSError:
+            except (OSError, MemoryError):
                 if attempt == c.JOURNAL_READ_ATTEMPTS or self.signals.hard_stop:
                     raise
                 self.signals.sleep(c.JOURNAL_RETRY_DELAY)
@@ -395,6 +395,13 @@ class Engine:
         self.reporter.finished(f"{kind}/{display_name(name)}", record)
         self.task_finished(record)
         return record
+
+
+def fault_text(error):
+    """What an OSError or another fault (a MemoryError says nothing itself) was, in words."""
+    if isinstance(error, MemoryError):
+        return "out of memory"
+    return getattr(error, "strerror", None) or str(error) or type(error).__name__
 
 
 def write_own_command(run_dir):

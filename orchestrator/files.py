@@ -11,6 +11,10 @@ from orchestrator.safety import WRITABLE_BY_OTHERS, chain, shown
 
 PRIVATE = 0o600
 NEW = os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+# Opening a file to read it never waits: a FIFO where a state file should be would block the
+# open for ever (it is refused once open, as not a regular file).
+READ = os.O_RDONLY | os.O_NONBLOCK
+READ_STEP = 65536
 
 
 class NotOwnFile(OSError):
@@ -49,6 +53,22 @@ def open_own(path, flags, mode=PRIVATE):
         os.close(fd)
         raise NotOwnFile(problem)
     return fd
+
+
+def read_sized(fd, limit):
+    """Up to ``limit`` bytes from the file open at ``fd``, in buffers sized by what the file
+    holds (fstat), not by ``limit``: a read must not ask for megabytes that a small file does
+    not need, which a tight address-space limit refuses (MemoryError). Reads on to the end,
+    so a file that grew since the fstat is read whole too (up to ``limit``)."""
+    size = os.fstat(fd).st_size
+    chunks, got = [], 0
+    while got < limit:
+        chunk = os.read(fd, min(limit - got, max(size - got, 0) + READ_STEP))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        got += len(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def write_private(path, data):

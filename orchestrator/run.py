@@ -141,7 +141,9 @@ class Lifecycle:
         self.state.interrupted_by = self.signals.first
 
     def report_pending(self):
-        pending = count_dead_runs(self.ctx.state_dir)
+        pending, refused = count_dead_runs(self.ctx.state_dir)
+        for line in refused:
+            self.reporter.warn(line)
         if pending:
             self.reporter.warn(f"{pending} crashed run(s) left cleanups pending; --no-hooks does "
                                "not run them: run 'hookrun recover'")

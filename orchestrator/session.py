@@ -114,12 +114,20 @@ class Session:
         close_run_dir(self.reporter, engine.run_dir, engine.journal, self.signals.hard_stop)
 
 
-def close_run_dir(reporter, run_dir, journal, hard_stop):
+def close_run_dir(reporter, run_dir, journal, hard_stop, recovered=False):
     """Remove a run directory whose cleanups have run. Keep it, for ``hookrun recover``,
-    when its journal could not be read or a second signal (``hard_stop``) left cleanups
-    pending; keep it aside, for a person to look at, when its journal was damaged."""
+    when its cleanups could not be read or a second signal (``hard_stop``) left cleanups
+    pending; keep it aside, for a person to look at, when its journal was damaged, or when
+    recovery (``recovered``) too found the journal unreadable: a read error must not stop
+    every later run."""
     if journal.unreadable:
-        run_dir.release()
+        if recovered and journal.read_failed:
+            reporter.warn(f"cleanup journal {display_name(journal.path)} cannot be read: its "
+                          f"run directory is set aside as damaged in {run_dir.keep()}, its "
+                          "cleanups not run (fix: inspect it, run what is still needed, then "
+                          "remove it)")
+        else:
+            run_dir.release()
         return
     if hard_stop:
         try:
@@ -164,5 +172,5 @@ def recover(engine, history, state_dir):
             except StateError as error:
                 engine.reporter.warn(str(error))
         records.extend(found)
-        close_run_dir(engine.reporter, dead, journal, engine.signals.hard_stop)
+        close_run_dir(engine.reporter, dead, journal, engine.signals.hard_stop, recovered=True)
     return records

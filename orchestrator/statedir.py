@@ -17,7 +17,7 @@ import time
 
 from orchestrator import safety
 from orchestrator.errors import StateError, UnsafeError
-from orchestrator.files import NEW, PRIVATE, open_own, remove_tree, write_all
+from orchestrator.files import NEW, PRIVATE, READ, open_own, read_sized, remove_tree, write_all
 
 RUNS = "runs"
 LOCKS = "locks"
@@ -27,6 +27,7 @@ JOURNAL = "cleanup"
 NEW_PREFIX = ".new-"
 KEPT_PREFIX = ".damaged-"
 GONE_PREFIX = ".removing-"
+MAX_META = 65536
 # A run directory still under its hidden name this long after it was made belongs to a run
 # that died while making it (making one takes milliseconds).
 STALE_NEW_SECONDS = 3600
@@ -105,15 +106,17 @@ def try_lock(path):
 
 
 def read_meta(path):
-    """The meta.json of the run directory ``path``; {} if it is missing or damaged."""
+    """The meta.json of the run directory ``path``; {} if it is missing or holds no JSON
+    object. OSError when it cannot be read (an I/O error) or is not a regular file of our
+    own: that run directory is damaged."""
     try:
-        fd = open_own(os.path.join(path, META), os.O_RDONLY)
-    except OSError:
+        fd = open_own(os.path.join(path, META), READ)
+    except FileNotFoundError:
         return {}
     import json
 
     try:
-        meta = json.loads(os.read(fd, 65536).decode("utf-8", "replace"))
+        meta = json.loads(read_sized(fd, MAX_META).decode("utf-8", "replace"))
     except ValueError:
         return {}
     finally:
@@ -213,7 +216,8 @@ def write_new(path, data):
 
 def run_dir_problem(path, euid):
     """Why the run directory ``path`` must not be replayed, or None: it and its journal must
-    be hookrun's own and writable by no one else."""
+    be hookrun's own and writable by no one else. (A journal that is not a regular file is
+    damage, found by ``damage``.)"""
     for entry, want_dir in ((path, True), (os.path.join(path, JOURNAL), False)):
         try:
             info = os.lstat(entry)
@@ -221,9 +225,8 @@ def run_dir_problem(path, euid):
             continue
         except OSError as error:
             return f"{safety.shown(entry)}: {error.strerror}"
-        kind_ok = stat.S_ISDIR(info.st_mode) if want_dir else stat.S_ISREG(info.st_mode)
-        if not kind_ok:
-            return f"{safety.shown(entry)} is not a {'directory' if want_dir else 'file'}"
+        if want_dir and not stat.S_ISDIR(info.st_mode):
+            return f"{safety.shown(entry)} is not a directory"
         if info.st_uid != euid:
             return f"{safety.shown(entry)} is owned by uid {info.st_uid}"
         if info.st_mode & safety.WRITABLE_BY_OTHERS:
@@ -263,9 +266,29 @@ def remove_if_stale(path):
         os.close(fd)
 
 
-def dead_runs(state_dir):
+def damage(path):
+    """(why, None) when the run directory ``path`` of a dead run is damaged: its journal is
+    not a regular file, or its meta.json is not one or cannot be read (an I/O error); else
+    (None, its meta)."""
+    journal = os.path.join(path, JOURNAL)
+    try:
+        if not stat.S_ISREG(os.lstat(journal).st_mode):
+            return f"{safety.shown(journal)} is not a regular file", None
+    except FileNotFoundError:
+        pass
+    except OSError as error:
+        return f"{safety.shown(journal)}: {error.strerror or error}", None
+    try:
+        return None, read_meta(path)
+    except OSError as error:
+        return f"{safety.shown(os.path.join(path, META))}: {error.strerror or error}", None
+
+
+def dead_runs(state_dir, set_aside=True):
     """RunDirs of runs that died with their directory still there, each now locked by us,
-    and a line for each dead run that is not replayed because it is not hookrun's own."""
+    and a line for each dead run that is not replayed: not hookrun's own, or damaged (a
+    meta.json or journal that is not a regular file or cannot be read), which is set aside
+    as ``.damaged-NAME`` (if ``set_aside``) so that it stops no later run."""
     euid = os.geteuid()
     found, refused = [], []
     for name, path in scan(state_dir):
@@ -277,18 +300,29 @@ def dead_runs(state_dir):
         fd = try_lock(os.path.join(path, OWNER_LOCK))
         if fd is None:
             continue
-        meta = read_meta(path)
-        meta.setdefault("run_id", name)
-        found.append(RunDir(path, fd, meta))
+        problem, meta = damage(path)
+        if problem is None:
+            meta.setdefault("run_id", name)
+            found.append(RunDir(path, fd, meta))
+        elif set_aside:
+            kept = RunDir(path, fd, {}).keep()
+            refused.append(f"run directory {safety.shown(path)} is damaged ({problem}): set "
+                           f"aside as {safety.shown(kept)}, its cleanups not run (fix: "
+                           "inspect it, run what is still needed, then remove it)")
+        else:
+            os.close(fd)
+            refused.append(f"run directory {safety.shown(path)} is damaged ({problem}); "
+                           "'hookrun recover' sets it aside")
     return found, refused
 
 
 def count_dead_runs(state_dir):
-    """How many dead runs wait for recovery, without taking their locks for long."""
-    dead, _refused = dead_runs(state_dir)
+    """How many dead runs wait for recovery, and a line for each that is not replayed,
+    without taking their locks for long or changing anything."""
+    dead, refused = dead_runs(state_dir, set_aside=False)
     for run_dir in dead:
         run_dir.release()
-    return len(dead)
+    return len(dead), refused
 
 
 def live_rivals(state_dir, own):
@@ -299,7 +333,10 @@ def live_rivals(state_dir, own):
     for _name, path in scan(state_dir):
         if path == own.path:
             continue
-        meta = read_meta(path)
+        try:
+            meta = read_meta(path)
+        except OSError:
+            continue  # damaged: whose it is cannot be told; recovery sets it aside if dead
         if not meta.get("exclusive") or meta.get("event") != own.meta.get("event"):
             continue
         fd = try_lock(os.path.join(path, OWNER_LOCK))

@@ -1,0 +1,183 @@
+"""Read errors are faults, not bricks; recovery is not a rival; a run's record survives a
+damaged history; a fault in the wind-down still runs finally.d and the cleanups (design.md
+section 8, "Side doors"). The faults are real: I/O errors injected into hookrun's own reads by
+libfiu (fiu-run), non-regular files, address-space limits, concurrent processes."""
+
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+
+import pytest
+
+from tests.conftest import hookrun_cmd, marker_hook, order, require, run_hookrun, show_last
+from tests.integration.test_faults import DEAD_RUN, cleanup_line, dead_run
+
+READ_FAULTS = "HOOKRUN_TEST_READ_FAULTS"
+# Found through PYTHONPATH by the hookrun started under ``fiu-run -x``: its reads (read and
+# pread) of a file whose name is in $HOOKRUN_TEST_READ_FAULTS fail with EIO, injected by
+# libfiu into the libc call itself; "sqlite" fails every pread of the process, which only
+# SQLite uses there. Popped from the environment, so hooks and ``hookrun defer`` see none.
+SITECUSTOMIZE = '''\
+import ctypes
+import errno
+import os
+
+names = os.environ.pop("HOOKRUN_TEST_READ_FAULTS", "").split()
+if names and "fiu" in os.environ.get("LD_PRELOAD", ""):
+    fiu = ctypes.CDLL(None)
+    fiu.fiu_enable.argtypes = (ctypes.c_char_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_uint)
+    fiu.fiu_disable.argtypes = (ctypes.c_char_p,)
+    if "sqlite" in names:
+        fiu.fiu_enable(b"posix/io/rw/pread", 1, errno.EIO, 0)
+
+    def faulty(real, point):
+        def call(fd, *args):
+            try:
+                name = os.path.basename(os.readlink(f"/proc/self/fd/{fd}"))
+            except OSError:
+                name = ""
+            if name not in names:
+                return real(fd, *args)
+            fiu.fiu_enable(point, 1, errno.EIO, 0)
+            try:
+                return real(fd, *args)
+            finally:
+                fiu.fiu_disable(point)
+        return call
+
+    os.read = faulty(os.read, b"posix/io/rw/read")
+    os.pread = faulty(os.pread, b"posix/io/rw/pread")
+'''
+
+
+@pytest.fixture
+def faulty_hookrun(tmp_path):
+    """Run hookrun under fiu-run with reads of the named files failing (EIO); returns a
+    function (names, *argv) -> CompletedProcess."""
+    fiu_run = require(shutil.which("fiu-run"), "fiu-run (Debian package fiu-utils)")
+    site = tmp_path / "fiu-site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(SITECUSTOMIZE)
+
+    def run(names, *argv, timeout=60):
+        env = dict(os.environ, PYTHONPATH=str(site), **{READ_FAULTS: " ".join(names)})
+        env.pop("HOOKRUN_CLEANUP", None)
+        # -f "": no control fifos, which fiu-run would leave behind in /tmp.
+        return subprocess.run([fiu_run, "-x", "-f", ""] + hookrun_cmd() + list(argv),
+                              capture_output=True, text=True, env=env, timeout=timeout)
+
+    return run
+
+
+COMMANDS = ("run", "no-hooks", "recover", "phase")
+
+
+def command_argv(tree, command):
+    return {"run": ["run", *tree.args("--json"), "--", "true"],
+            "no-hooks": ["run", "--no-hooks", *tree.args("--json"), "--", "true"],
+            "recover": ["recover", *tree.args()],
+            "phase": ["phase", "pre-backup", *tree.args()]}[command]
+
+
+def recorded(tree, result):
+    """The history's record of the run that printed ``result`` (run --json)."""
+    run_id = json.loads(result.stdout.splitlines()[-1])["id"]
+    shown = run_hookrun("show", run_id, "--json", *tree.args())
+    assert shown.returncode == 0, shown.stderr
+    return json.loads(shown.stdout)
+
+
+def assert_went_on(tree, command, result):
+    """The command did its own work and ended with its own status."""
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr and "internal error" not in result.stderr
+    if command in ("run", "no-hooks"):
+        record = recorded(tree, result)
+        assert record["status"] == "success" and record["exit_code"] == 0
+        assert record["no_hooks"] == (command == "no-hooks")
+    if command in ("run", "phase"):
+        assert order(tree)[-1] == "pre/10-a"
+
+
+def assert_set_aside(tree, command, result):
+    """Recovery (run, recover) set the damaged run directory aside, its cleanup not run;
+    the others leave it be."""
+    kept = tree.state / "runs" / f".damaged-{DEAD_RUN}"
+    if command in ("run", "recover"):
+        assert "damaged" in result.stderr and kept.is_dir()
+        assert not (tree.state / "runs" / DEAD_RUN).exists()
+    assert tree.read("cleaned") is None
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_an_unreadable_meta_json_sets_its_run_aside_and_every_command_goes_on(
+        tree, faulty_hookrun, command):
+    dead_run(tree, cleanup_line(tree, "dead") + b"\n")
+    marker_hook(tree, "pre-backup.d/10-a")
+    result = faulty_hookrun(["meta.json"], *command_argv(tree, command))
+    assert_went_on(tree, command, result)
+    assert_set_aside(tree, command, result)
+    # Once the disk reads again nothing is stuck: a run set aside stays aside, one that only
+    # went unread (--no-hooks and phase recover nothing) is recovered, once.
+    assert run_hookrun(*command_argv(tree, "run")).returncode == 0
+    assert run_hookrun(*command_argv(tree, "recover")).returncode == 0
+    assert tree.read("cleaned") == (None if command in ("run", "recover") else "dead\n")
+
+
+def make_fifo(path):
+    path.unlink()
+    os.mkfifo(path, 0o600)
+
+
+def make_dir(path):
+    path.unlink()
+    path.mkdir(mode=0o700)
+
+
+@pytest.mark.parametrize("damage", ["meta.json fifo", "meta.json directory", "cleanup fifo",
+                                    "cleanup directory"])
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_non_regular_meta_json_or_journal_sets_its_run_aside_and_nothing_hangs(
+        tree, command, damage):
+    run_dir = dead_run(tree, cleanup_line(tree, "dead") + b"\n")
+    marker_hook(tree, "pre-backup.d/10-a")
+    name, kind = damage.split()
+    (make_fifo if kind == "fifo" else make_dir)(run_dir / name)
+    result = run_hookrun(*command_argv(tree, command), timeout=30)
+    assert_went_on(tree, command, result)
+    assert_set_aside(tree, command, result)
+    assert run_hookrun(*command_argv(tree, "run"), timeout=30).returncode == 0
+
+
+def test_a_journal_that_recovery_cannot_read_sets_its_run_aside(tree, faulty_hookrun):
+    dead_run(tree, cleanup_line(tree, "dead") + b"\n")
+    marker_hook(tree, "pre-backup.d/10-a")
+    result = faulty_hookrun(["cleanup"], *command_argv(tree, "run"))
+    assert result.returncode == 0, result.stderr
+    assert "cannot be read" in result.stderr
+    assert (tree.state / "runs" / f".damaged-{DEAD_RUN}" / "cleanup").exists()
+    # The run's own journal could not be read either: its status says so.
+    assert recorded(tree, result)["status"] == "warning"
+    result = run_hookrun(*command_argv(tree, "run"))
+    assert result.returncode == 0 and "damaged" not in result.stderr
+    assert recorded(tree, result)["status"] == "success"
+    assert tree.read("cleaned") is None
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_history_that_cannot_be_read_is_a_warning_and_every_command_goes_on(
+        tree, faulty_hookrun, command):
+    dead_run(tree, cleanup_line(tree, "dead") + b"\n")
+    marker_hook(tree, "pre-backup.d/10-a")
+    result = faulty_hookrun(["sqlite", "history.sqlite3"], *command_argv(tree, command))
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr and "internal error" not in result.stderr
+    if command in ("run", "phase"):
+        assert order(tree) == ["pre/10-a"]
+    if command in ("run", "recover"):
+        assert tree.read("cleaned") == "dead\n"
+    result = run_hookrun(*command_argv(tree, "run"))
+    assert result.returncode == 0, result.stderr
+    assert recorded(tree, result)["status"] == "success"
