@@ -203,13 +203,11 @@ class Lifecycle:
 
     # Step 8: cleanups (last registered first), then finally.d
     def wind_down(self):
-        self.observe()
-        self.set_later_env(self.state.status())
-        self.add_records([run.record for run in self.engine.run_cleanups()])
-        self.observe()
-        self.set_later_env(self.state.status())
-        self.absorb(run_phase(self.engine, self.hooks[c.PHASE_FINALLY]), decisive=False)
-        self.add_records([run.record for run in self.engine.run_cleanups()])
+        """Each step in turn, whatever the one before it raised (a MemoryError, any fault):
+        finally.d and the remaining cleanups still run."""
+        self.fault_safe("the cleanups", self.run_cleanups, cleanups=True)
+        self.fault_safe("finally.d", self.run_finally)
+        self.fault_safe("the cleanups", self.run_cleanups, cleanups=True)
         # Cleanups left for recovery, as their journal could not be read, and lines of it
         # too damaged to run: an undo that did not happen is not a success.
         journal = self.engine.journal
@@ -219,6 +217,31 @@ class Lifecycle:
         if journal.damaged:
             self.state.note_warning(f"cleanup journal {display_name(journal.path)}: "
                                     f"{len(journal.damaged)} damaged line(s) not run")
+
+    def run_cleanups(self):
+        self.observe()
+        self.set_later_env(self.state.status())
+        self.add_records([run.record for run in self.engine.run_cleanups()])
+
+    def run_finally(self):
+        self.observe()
+        self.set_later_env(self.state.status())
+        self.absorb(run_phase(self.engine, self.hooks[c.PHASE_FINALLY]), decisive=False)
+
+    def fault_safe(self, what, step, cleanups=False):
+        """Run ``step``; a fault in it is a warning and makes the run no success. The
+        cleanups a faulty step of ``cleanups`` may not have got to stay in the journal for
+        recovery (marked ones are not run again), never lost."""
+        try:
+            step()
+        except Exception as error:  # noqa: BLE001 - the wind-down must go on whatever failed
+            from orchestrator.engine import fault_text
+
+            self.engine.journal.unreadable = self.engine.journal.unreadable or cleanups
+            line = (f"internal fault while running {what}: {type(error).__name__}: "
+                    f"{fault_text(error)}")
+            self.state.note_warning(line)
+            self.reporter.warn(f"{line}; the wind-down goes on")
 
     def add_records(self, records):
         """Take cleanup and recovery records: a failed one makes the run a warning."""

@@ -181,3 +181,50 @@ def test_a_history_that_cannot_be_read_is_a_warning_and_every_command_goes_on(
     result = run_hookrun(*command_argv(tree, "run"))
     assert result.returncode == 0, result.stderr
     assert recorded(tree, result)["status"] == "success"
+
+
+# A fault in the wind-down: an address-space limit that hookrun itself sets on hookrun.
+
+def limited_run(tree, journal_padding=0):
+    """A run whose pre- hook registers a cleanup, pads the journal with a comment line of
+    ``journal_padding`` bytes, and then limits hookrun's address space (prlimit --as) to
+    what it uses now plus 3 MiB: enough for the rest of the run, not for a 4 MiB buffer.
+    One malloc arena and small thread stacks, so that no reserve left from earlier blurs
+    the limit."""
+    prlimit = require(shutil.which("prlimit"), "prlimit (util-linux)")
+    tree.hook("pre-backup.d/10-limit", f"""
+        hookrun defer touch "{tree.marks}/cleaned"
+        if [ {journal_padding} -gt 0 ]; then
+            {{ printf '#'; head -c {journal_padding} /dev/zero | tr '\\0' x; echo; }} \\
+                >> "$HOOKRUN_CLEANUP"
+        fi
+        size=$(awk '/^VmSize/ {{print $2}}' "/proc/$PPID/status")
+        {prlimit} --pid "$PPID" --as=$(( (size + 3072) * 1024 ))
+        """)
+    tree.hook("finally.d/10-last", f'touch "{tree.marks}/finally"')
+    return subprocess.run([prlimit, "--stack=262144"] + hookrun_cmd()
+                          + ["run", *tree.args("--json"), "--", "true"],
+                          capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, MALLOC_ARENA_MAX="1"))
+
+
+def test_a_small_journal_is_read_in_a_small_buffer_under_an_address_space_limit(tree):
+    result = limited_run(tree)
+    assert result.returncode == 0, result.stderr
+    assert "internal error" not in result.stderr
+    assert tree.read("cleaned") == "" and tree.read("finally") == ""
+    assert recorded(tree, result)["status"] == "success"
+
+
+def test_memory_running_out_in_the_wind_down_still_runs_finally_and_keeps_the_cleanups(tree):
+    result = limited_run(tree, journal_padding=3_900_000)
+    assert result.returncode == 0, result.stderr
+    assert "internal error" not in result.stderr and "out of memory" in result.stderr
+    assert tree.read("finally") == ""
+    assert recorded(tree, result)["status"] == "warning"
+    # The cleanup that could not be read is not lost: recovery runs it, once.
+    assert tree.read("cleaned") is None
+    assert run_hookrun("recover", *tree.args()).returncode == 0
+    assert tree.read("cleaned") == ""
+    assert run_hookrun("recover", *tree.args()).returncode == 0
+    assert tree.read("cleaned") == "" and not list((tree.state / "runs").iterdir())
