@@ -228,3 +228,32 @@ def test_memory_running_out_in_the_wind_down_still_runs_finally_and_keeps_the_cl
     assert tree.read("cleaned") == ""
     assert run_hookrun("recover", *tree.args()).returncode == 0
     assert tree.read("cleaned") == "" and not list((tree.state / "runs").iterdir())
+
+
+def test_a_fault_in_the_first_cleanups_still_runs_finally_and_then_the_cleanups(
+        tree, hookrun_main, monkeypatch):
+    from orchestrator.engine import Engine
+
+    real = Engine.run_cleanups
+    faults = []
+
+    def run_cleanups(engine, *args, **kwargs):
+        if not faults:
+            faults.append("raised")
+            raise MemoryError
+        return real(engine, *args, **kwargs)
+
+    monkeypatch.setattr(Engine, "run_cleanups", run_cleanups)
+    tree.hook("pre-backup.d/10-defer", f'hookrun defer touch "{tree.marks}/cleaned"')
+    tree.hook("finally.d/10-last", f'touch "{tree.marks}/finally"')
+    status, out, err = hookrun_main("run", *tree.args("--json"), "--", "true")
+    assert status == 0, err
+    assert faults and "MemoryError" in err
+    assert tree.read("finally") == "" and tree.read("cleaned") == ""
+    record = json.loads(out.splitlines()[-1])
+    assert record["status"] == "warning"
+    assert [task["phase"] for task in record["tasks"]] == ["pre", "command", "finally",
+                                                           "cleanup"]
+    monkeypatch.undo()
+    assert run_hookrun("recover", *tree.args()).returncode == 0
+    assert tree.read("cleaned") == "", "marked done: not run again"
