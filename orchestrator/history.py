@@ -238,13 +238,32 @@ class History:
 
     def write(self, statements):
         """Run the statements that ``statements()`` returns, ``[(sql, params), ...]``, in one
-        transaction (built inside it, so that a retry in a new history builds them anew)."""
+        transaction (built inside it, so that a retry in a new history builds them anew),
+        in the history that is at ``path`` now."""
         def transaction():
             with self.db:
                 self.db.execute("BEGIN IMMEDIATE")
                 for sql, params in statements():
                     self.db.execute(sql, params)
+        self.follow()
         self.attempt(transaction)
+
+    def follow(self):
+        """If the history was moved aside or replaced since it was opened (another run found
+        it damaged), open the one at ``path`` now (created if none), so that what is written
+        next is not lost in the old file; ``warn`` says so."""
+        if self.warn is None or self.db is None:
+            return
+        try:
+            now = os.stat(self.path)
+            if (now.st_dev, now.st_ino) == self.identity:
+                return
+        except OSError:
+            pass
+        self.warn(f"history {self.path} was moved aside or replaced during this run: this "
+                  "run's record goes into the one there now")
+        self.close()
+        self.attempt(self.open)
 
     def start_run(self, run_id, event, command, started, no_hooks):
         self.write(lambda: [(
@@ -266,18 +285,29 @@ class History:
         self.write(statements)
 
     def finish_run(self, record, tasks):
-        """Complete the row of ``record`` (see run_record; written anew if the history was
-        started afresh meanwhile) and add ``tasks`` (those not yet added), in one
-        transaction."""
+        """Complete the row of ``record`` (see run_record) and add ``tasks`` (those not yet
+        added), in one transaction. In a history started afresh meanwhile (the run's tasks
+        added so far are not all in it) the row and every task of ``record`` are written
+        anew."""
         values = [record[key] for key in RUN_FIELDS]
         values[RUN_FIELDS.index("no_hooks")] = int(record["no_hooks"])
-        self.write(lambda: [(
-            f"INSERT INTO runs ({', '.join(RUN_FIELDS)}) VALUES ({', '.join('?' * len(values))}) "
-            "ON CONFLICT(id) DO UPDATE SET status = excluded.status, "
-            "exit_code = excluded.exit_code, finished = excluded.finished, "
-            "duration = excluded.duration, error = excluded.error", values),
-            ("DELETE FROM running WHERE run_id = ?", (record["id"],))]
-            + self.task_inserts(record["id"], tasks))
+        run_id = record["id"]
+
+        def statements():
+            found = [(
+                f"INSERT INTO runs ({', '.join(RUN_FIELDS)}) VALUES "
+                f"({', '.join('?' * len(values))}) ON CONFLICT(id) DO UPDATE SET "
+                "status = excluded.status, exit_code = excluded.exit_code, "
+                "finished = excluded.finished, duration = excluded.duration, "
+                "error = excluded.error", values),
+                ("DELETE FROM running WHERE run_id = ?", (run_id,))]
+            if self.next_seq(run_id) - 1 + len(tasks) == len(record["tasks"]):
+                return found + self.task_inserts(run_id, tasks)
+            return found + [("DELETE FROM tasks WHERE run_id = ?", (run_id,))] + [
+                ("INSERT INTO tasks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 (run_id, seq, *(task[key] for key in TASK_FIELDS)))
+                for seq, task in enumerate(record["tasks"], 1)]
+        self.write(statements)
 
     def task_inserts(self, run_id, tasks):
         first = self.next_seq(run_id)

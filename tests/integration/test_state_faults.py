@@ -257,3 +257,69 @@ def test_a_fault_in_the_first_cleanups_still_runs_finally_and_then_the_cleanups(
     monkeypatch.undo()
     assert run_hookrun("recover", *tree.args()).returncode == 0
     assert tree.read("cleaned") == "", "marked done: not run again"
+
+
+# A run's record survives a history moved aside or replaced while it runs.
+
+HISTORY_REPLACED = {
+    # What a concurrent run does that finds the history damaged.
+    "moved aside": 'for f in history.sqlite3 history.sqlite3-wal history.sqlite3-shm; do '
+                   '[ -e "$f" ] && mv "$f" "$f.corrupt-20200101T000000"; done; true',
+    # A hook that writes garbage in its place (a new file).
+    "replaced by garbage": 'head -c 20000 /dev/urandom > garbage && chmod 600 garbage && '
+                           'mv garbage history.sqlite3 && rm -f history.sqlite3-wal '
+                           'history.sqlite3-shm',
+    # A hook that overwrites it where it is (the same file): SQLite finds it damaged.
+    "overwritten in place": 'dd if=/dev/urandom of=history.sqlite3 bs=4096 count=8 '
+                            'conv=notrunc 2>/dev/null && rm -f history.sqlite3-wal '
+                            'history.sqlite3-shm',
+}
+
+
+@pytest.mark.parametrize("how", list(HISTORY_REPLACED))
+def test_a_history_moved_aside_during_a_run_gets_the_runs_whole_record(tree, how):
+    assert run_hookrun("run", *tree.args(), "--", "true").returncode == 0
+    # A second long enough for the run's progress to be written into the old history.
+    tree.hook("pre-backup.d/10-slow", "sleep 1.5")
+    tree.hook("pre-backup.d/20-replace", f'cd "$HOOKRUN_STATE_DIR" && {HISTORY_REPLACED[how]}')
+    tree.hook("post-backup.d/10-after", "true")
+    result = run_hookrun("run", *tree.args("--json"), "--", "true")
+    assert result.returncode == 0, result.stderr
+    assert "history" in result.stderr
+    printed = json.loads(result.stdout.splitlines()[-1])
+    last = show_last(tree)
+    assert last["id"] == printed["id"] and last["status"] == "success"
+    assert [(t["phase"], t["name"], t["status"]) for t in last["tasks"]] == [
+        ("pre", "10-slow", "ok"), ("pre", "20-replace", "ok"), ("command", "true", "ok"),
+        ("post", "10-after", "ok")]
+    assert run_hookrun("run", *tree.args(), "--", "true").returncode == 0
+    assert show_last(tree)["status"] == "success"
+
+
+def test_a_concurrent_run_that_moves_the_history_aside_loses_no_record(tree):
+    tree.hook("pre-backup.d/10-hold", f"""
+        [ "$HOOKRUN_EVENT" = backup ] || exit 0
+        echo up > "{tree.marks}/up"
+        while [ ! -e "{tree.marks}/go" ]; do sleep 0.05; done
+        """)
+    first = subprocess.Popen(hookrun_cmd() + ["run", *tree.args("--json"), "--", "true"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        from tests.integration.test_process_control import wait_for
+
+        wait_for(tree.marks / "up")
+        # The other run finds the history damaged, moves it aside, starts a new one.
+        history = tree.state / "history.sqlite3"
+        history.write_bytes(os.urandom(20000))
+        for suffix in ("-wal", "-shm"):
+            (tree.state / f"history.sqlite3{suffix}").unlink(missing_ok=True)
+        other = run_hookrun("run", *tree.args("-e", "other", "--json"), "--", "true")
+        assert other.returncode == 0 and "moved aside" in other.stderr, other.stderr
+    finally:
+        (tree.marks / "go").touch()
+        out, err = first.communicate(timeout=60)
+    assert first.returncode == 0, err
+    printed = json.loads(out.splitlines()[-1])
+    runs = json.loads(run_hookrun("history", "--json", *tree.args()).stdout)
+    assert {run["id"]: run["status"] for run in runs} == {
+        printed["id"]: "success", json.loads(other.stdout.splitlines()[-1])["id"]: "success"}
