@@ -70,6 +70,8 @@ class Run:
                                    session.reporter.warn)
             try:
                 engine = session.open_run(self.command)
+                if engine is None:
+                    return c.SIGNAL_EXIT_BASE + session.signals.first
                 hooks = {phase.kind: planned for phase, planned in plan.phases}
                 self.started = True
                 return Lifecycle(session, history, engine, self.command, self.no_hooks,
@@ -107,6 +109,7 @@ class Lifecycle:
                 self.run_command()
             else:
                 self.add_records(recover(self.engine, self.history, self.ctx.state_dir))
+                self.session.wait_for_recoveries(self.engine.run_dir)
                 # After recovery, so that a crashed predecessor reads "interrupted".
                 self.engine.set_previous(*self.history.previous(self.ctx.event, self.run_id))
                 self.pre()
@@ -396,6 +399,8 @@ def phase_command(ctx, phase, status=When.SUCCESS, wait=None):
         if not session.take_lock(wait):
             return c.SIGNAL_EXIT_BASE + session.signals.first
         engine = session.open_run(recorded=False)
+        if engine is None:
+            return c.SIGNAL_EXIT_BASE + session.signals.first
         engine.set_previous(*previous_run(ctx))
         if phase.kind != c.PHASE_PRE:
             engine.set_later_env({"HOOKRUN_STATUS": status, "BACKUP_STATUS": status})

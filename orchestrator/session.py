@@ -8,13 +8,19 @@ import time
 from orchestrator import constants as c
 from orchestrator.cleanup import Journal
 from orchestrator.engine import Engine
-from orchestrator.errors import StateError, UnsafeError
+from orchestrator.errors import LockBusy, StateError, UnsafeError
 from orchestrator.files import NotOwnFile, output_file_problems
-from orchestrator.lock import EventLock
+from orchestrator.lock import WAIT_STEP, EventLock
 from orchestrator.output import Reporter
 from orchestrator.printer import Console, display_name
 from orchestrator.process import Signals, Supervisor
-from orchestrator.statedir import RunDir, dead_runs, ensure_state_dir, live_rivals
+from orchestrator.statedir import (
+    RunDir,
+    dead_runs,
+    ensure_state_dir,
+    live_rivals,
+    process_start,
+)
 
 
 def new_run_id():
@@ -67,6 +73,7 @@ class Session:
         self.signals = Signals()
         self.supervisor = None
         self.lock = None
+        self.deadline = None  # of --wait: for the event lock, then for a recovery going on
 
     def __enter__(self):
         self.signals.install()
@@ -82,24 +89,27 @@ class Session:
 
     def take_lock(self, wait):
         """The event lock (LockBusy, 75); False if a signal came while waiting for it."""
+        self.deadline = None if wait is None else time.monotonic() + wait
         self.lock = EventLock(self.ctx.state_dir, self.ctx.event)
         return self.lock.acquire(wait, self.signals)
 
     def open_run(self, command=(), recorded=True):
         """Create the run's directory (locked for its life) and the Engine that runs its
-        tasks. ``recorded`` False: no history row belongs to it (phase, recover). A run that
-        holds the event lock gives way (LockBusy, 75) to any other live run of its event:
-        that one took the lock too, so the lock file was deleted under it. (Two that start
-        in the same instant of such a deletion may both give way: never both run.)"""
+        tasks; None if a signal came while it waited for a recovery. ``recorded`` False: no
+        history row belongs to it (phase, recover). A run that holds the event lock gives
+        way (LockBusy, 75) to any other live run of its event: that one took the lock too,
+        so the lock file was deleted under it. (Two that start in the same instant of such
+        a deletion may both give way: never both run.)"""
         exclusive = self.lock is not None
-        run_dir = RunDir.create(self.ctx.state_dir, self.run_id, {
-            "run_id": self.run_id, "event": self.ctx.event, "recorded": recorded,
-            "exclusive": exclusive, "pid": os.getpid()})
-        if exclusive:
-            rivals = live_rivals(self.ctx.state_dir, run_dir)
-            if rivals:
-                run_dir.remove()
-                raise self.lock.busy(holder=rivals[0].get("pid"))
+        meta = {"run_id": self.run_id, "event": self.ctx.event, "recorded": recorded,
+                "exclusive": exclusive, "pid": os.getpid()}
+        started = process_start(os.getpid()) if exclusive else None
+        if started is not None:
+            meta["pid_start"] = started
+        run_dir = RunDir.create(self.ctx.state_dir, self.run_id, meta)
+        if exclusive and not self.give_way(run_dir):
+            run_dir.remove()
+            return None
         try:
             return Engine(self.ctx, self.reporter, self.supervisor, self.run_id, run_dir,
                           command)
@@ -107,6 +117,45 @@ class Session:
             run_dir.remove()
             raise StateError(f"cannot create the cleanup journal in {run_dir.path}: "
                              f"{error.strerror or error}") from None
+
+    def give_way(self, run_dir):
+        """Wait, up to the --wait deadline, until no other run of the event holds its run
+        directory: a live one is a rival (LockBusy naming its pid); a dead one whose
+        cleanups another process is running (a recovery) is waited for, and without --wait
+        (or past it) is LockBusy saying so, never naming the dead run's pid. False if a
+        signal came while waiting."""
+        while True:
+            rivals, recovering = live_rivals(self.ctx.state_dir, run_dir)
+            if rivals:
+                run_dir.remove()
+                raise self.lock.busy(holder=rivals[0].get("pid"))
+            if not recovering:
+                return True
+            if self.deadline is None or time.monotonic() >= self.deadline:
+                run_dir.remove()
+                advice = "gave up waiting" if self.deadline is not None else \
+                    "try again later or use --wait"
+                raise LockBusy(f"event '{self.ctx.event}': the cleanups of its crashed run "
+                               f"{display_name(str(recovering[0].get('run_id')))} are being run "
+                               f"by another process (a recovery); {advice}")
+            self.signals.sleep(min(WAIT_STEP, max(0.0, self.deadline - time.monotonic())))
+            if self.signals.first:
+                return False
+
+    def wait_for_recoveries(self, run_dir):
+        """After the run's own recovery: wait, up to the --wait deadline, for the recoveries
+        of its event's crashed runs that another process took up meanwhile, so that no undo
+        races the hooks of this run; past it, or without --wait, say so and go on."""
+        while True:
+            _rivals, recovering = live_rivals(self.ctx.state_dir, run_dir)
+            if not recovering or self.signals.first:
+                return
+            if self.deadline is None or time.monotonic() >= self.deadline:
+                self.reporter.warn(f"the cleanups of crashed run "
+                                   f"{display_name(str(recovering[0].get('run_id')))} are "
+                                   "still being run by another process; the run goes on")
+                return
+            self.signals.sleep(min(WAIT_STEP, max(0.0, self.deadline - time.monotonic())))
 
     def close_run(self, engine):
         """Remove the run's directory, unless a second signal left cleanups pending in it

@@ -326,10 +326,12 @@ def count_dead_runs(state_dir):
 
 
 def live_rivals(state_dir, own):
-    """The meta of every other live run directory that holds the event lock of the same
-    event as the RunDir ``own``: a second guard behind the event lock, which a deleted lock
-    file would otherwise defeat."""
-    rivals = []
+    """The meta of every other run directory that holds the event lock of the same event as
+    the RunDir ``own`` and is locked: a second guard behind the event lock, which a deleted
+    lock file would otherwise defeat. Returns (rivals, recovering): live runs, and dead runs
+    whose lock another process holds (a recovery, or a cleanup the dead run left running),
+    which must be waited for, never taken for the dead run itself."""
+    rivals, recovering = [], []
     for _name, path in scan(state_dir):
         if path == own.path:
             continue
@@ -343,6 +345,40 @@ def live_rivals(state_dir, own):
         if fd is not None:
             os.close(fd)  # dead: recovery's business, not a rival
             continue
-        rivals.append(meta)
-    return rivals
+        if not os.path.isdir(path):
+            continue  # its cleanups have run and it is gone
+        (rivals if run_alive(meta) else recovering).append(meta)
+    return rivals, recovering
 
+
+def process_start(pid):
+    """When the process ``pid`` started (clock ticks since boot, /proc/PID/stat), so that a
+    recycled pid is not taken for it; None if there is no such live process (or no /proc)."""
+    try:
+        with open(f"/proc/{int(pid)}/stat", "rb") as handle:
+            fields = handle.read().rsplit(b")", 1)[1].split()
+    except (OSError, ValueError, IndexError):
+        return None
+    if fields[0] in (b"Z", b"X"):
+        return None  # ended, not yet reaped
+    return int(fields[19])
+
+
+def run_alive(meta):
+    """Whether the run of ``meta`` (its pid, and when that process started) still lives.
+    Without a pid it is taken for alive: a guard must not be let down by a guess."""
+    pid = meta.get("pid")
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        return True
+    started = process_start(pid)
+    if started is None:
+        if os.path.isdir("/proc/self"):
+            return False
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except OSError:
+            pass
+        return True
+    return meta.get("pid_start") in (None, started)

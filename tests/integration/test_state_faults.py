@@ -6,8 +6,8 @@ libfiu (fiu-run), non-regular files, address-space limits, concurrent processes.
 import json
 import os
 import shutil
-import sqlite3
 import subprocess
+import time
 
 import pytest
 
@@ -323,3 +323,68 @@ def test_a_concurrent_run_that_moves_the_history_aside_loses_no_record(tree):
     runs = json.loads(run_hookrun("history", "--json", *tree.args()).stdout)
     assert {run["id"]: run["status"] for run in runs} == {
         printed["id"]: "success", json.loads(other.stdout.splitlines()[-1])["id"]: "success"}
+
+
+# Recovery is not a rival.
+
+def crashed_run(tree):
+    """A run of event backup SIGKILLed in its pre- hook, with a cleanup pending that takes
+    half a second; returns the dead hookrun's pid."""
+    (tree.marks / "crash").touch()
+    proc = subprocess.Popen(hookrun_cmd() + ["run", *tree.args(), "--", "true"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    from tests.integration.test_process_control import wait_for
+
+    wait_for(tree.marks / "up")
+    proc.kill()
+    proc.communicate(timeout=30)
+    (tree.marks / "up").unlink()
+    return proc.pid
+
+
+@pytest.mark.slow
+def test_a_run_during_another_process_recovery_waits_for_it_and_never_names_the_dead_pid(
+        tree):
+    order_file = tree.marks / "order"
+    tree.hook("pre-backup.d/10-crash", f"""
+        if [ -e "{tree.marks}/crash" ]; then
+            rm "{tree.marks}/crash"
+            hookrun defer sh -c 'echo cleanup-start >> "{order_file}"; sleep 0.5; \
+echo cleanup-end >> "{order_file}"'
+            echo up > "{tree.marks}/up"
+            exec sleep 30
+        fi
+        echo "pre $HOOKRUN_RUN_ID" >> "{order_file}"
+        """)
+    bad, outcomes = [], []
+    for attempt in range(20):
+        dead_pid = crashed_run(tree)
+        order_file.write_text("")
+        recoverer = subprocess.Popen(hookrun_cmd() + ["recover", *tree.args("--kill-grace",
+                                                                             "1s")],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     text=True)
+        if attempt % 2:  # else at once: a race with the recovery's start
+            deadline = time.monotonic() + 20
+            while "cleanup-start" not in order_file.read_text() and \
+                    time.monotonic() < deadline:
+                time.sleep(0.005)
+        waiting = attempt % 4 != 3  # one in four without --wait
+        result = run_hookrun("run", *tree.args(*(["--wait=60"] if waiting else []), "--json"),
+                             "--", "true", timeout=90)
+        recoverer.communicate(timeout=60)
+        lines = order_file.read_text().split("\n")
+        outcomes.append(result.returncode)
+        if f"pid {dead_pid}" in result.stderr or str(dead_pid) in result.stderr:
+            bad.append((attempt, "named the dead pid", result.stderr))
+        elif waiting and result.returncode != 0:
+            bad.append((attempt, f"exit {result.returncode} with --wait", result.stderr))
+        elif result.returncode not in (0, 75):
+            bad.append((attempt, f"exit {result.returncode}", result.stderr))
+        elif lines.count("cleanup-end") != 1:
+            bad.append((attempt, "the cleanup did not run exactly once", lines))
+        elif result.returncode == 0 and lines.index("cleanup-end") > [
+                n for n, line in enumerate(lines) if line.startswith("pre ")][0]:
+            bad.append((attempt, "a pre- hook ran before the undo had ended", lines))
+    assert bad == [], bad
+    assert outcomes.count(0) >= 15, outcomes
