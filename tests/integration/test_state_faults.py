@@ -15,10 +15,10 @@ from tests.conftest import hookrun_cmd, marker_hook, order, require, run_hookrun
 from tests.integration.test_faults import DEAD_RUN, cleanup_line, dead_run
 
 READ_FAULTS = "HOOKRUN_TEST_READ_FAULTS"
-# Found through PYTHONPATH by the hookrun started under ``fiu-run -x``: its reads (read and
-# pread) of a file whose name is in $HOOKRUN_TEST_READ_FAULTS fail with EIO, injected by
-# libfiu into the libc call itself; "sqlite" fails every pread of the process, which only
-# SQLite uses there. Popped from the environment, so hooks and ``hookrun defer`` see none.
+# Found through PYTHONPATH by the hookrun started under ``fiu-run -x``: its reads (os.read) of
+# a file whose name is in $HOOKRUN_TEST_READ_FAULTS fail with EIO, injected by libfiu into
+# the libc call itself; "sqlite" fails every pread of the process, which only SQLite uses
+# there. Popped from the environment, so hooks and ``hookrun defer`` see none.
 SITECUSTOMIZE = '''\
 import ctypes
 import errno
@@ -32,23 +32,22 @@ if names and "fiu" in os.environ.get("LD_PRELOAD", ""):
     if "sqlite" in names:
         fiu.fiu_enable(b"posix/io/rw/pread", 1, errno.EIO, 0)
 
-    def faulty(real, point):
-        def call(fd, *args):
-            try:
-                name = os.path.basename(os.readlink(f"/proc/self/fd/{fd}"))
-            except OSError:
-                name = ""
-            if name not in names:
-                return real(fd, *args)
-            fiu.fiu_enable(point, 1, errno.EIO, 0)
-            try:
-                return real(fd, *args)
-            finally:
-                fiu.fiu_disable(point)
-        return call
+    real_read = os.read
 
-    os.read = faulty(os.read, b"posix/io/rw/read")
-    os.pread = faulty(os.pread, b"posix/io/rw/pread")
+    def read(fd, size):
+        try:
+            name = os.path.basename(os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError:
+            name = ""
+        if name not in names:
+            return real_read(fd, size)
+        fiu.fiu_enable(b"posix/io/rw/read", 1, errno.EIO, 0)
+        try:
+            return real_read(fd, size)
+        finally:
+            fiu.fiu_disable(b"posix/io/rw/read")
+
+    os.read = read
 '''
 
 

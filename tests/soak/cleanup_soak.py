@@ -2,7 +2,7 @@
 """Soak test of hookrun's promise that registered cleanups run exactly once (design.md 3), and
 that no fault bricks it or runs a cleanup twice (design.md 8, "Never bricked, never twice").
 
-Six scenarios, each iteration in a fresh temporary hooks tree with its own state directory
+Seven scenarios, each iteration in a fresh temporary hooks tree with its own state directory
 (the rounds of the events scenario share one):
 
 * SIGKILL: kill ``hookrun run`` at a random moment, let the orphaned hook finish (or kill it),
@@ -26,6 +26,13 @@ Six scenarios, each iteration in a fresh temporary hooks tree with its own state
   and seed; hooks and cleanups see no faults). No traceback, a documented exit status, no
   cleanup run twice, each run exactly once when the run got to its wind-down, and once the
   faults stop, ``hookrun recover`` and a later run exit 0.
+* read faults (fiu-run): a run is SIGKILLed once its pre- hooks registered their cleanups;
+  then ``hookrun run``, ``run --no-hooks``, ``recover`` or ``phase`` runs while libfiu fails
+  its reads of meta.json, of cleanup journals or of the history (SQLite's preads) with EIO, at
+  random. It must exit 0 with no traceback (finally.d run, for ``run``), no cleanup may run
+  twice, and once the faults stop, ``hookrun recover`` and a later run exit 0 and every
+  registered cleanup has run exactly once, but for those of a run directory set aside as
+  damaged.
 
 Every iteration's history is also read for a false green (design.md 10): no run may record
 ``success`` while one of its tasks failed or timed out.
@@ -525,11 +532,12 @@ class Ledger:
     def refused(self):
         return [name for name, status in self.statuses.items() if status != 0]
 
-    def problems(self, exactly):
-        """What breaks "at most once" (or "exactly once" when ``exactly``)."""
+    def problems(self, exactly, excused=()):
+        """What breaks "at most once" (or "exactly once" when ``exactly``, but for the
+        ``excused``: cleanups of a run directory set aside as damaged)."""
         found = []
         for name in self.registered():
-            if self.ran[name] > 1 or (exactly and not self.ran[name]):
+            if self.ran[name] > 1 or (exactly and not self.ran[name] and name not in excused):
                 found.append(f"cleanup {name} ran {self.ran[name]} times")
         for name in self.refused():
             if self.ran[name]:
@@ -758,10 +766,12 @@ def recover_and_run_again(result, tree, hookrun, rng):
     result.damaged = len(glob.glob(os.path.join(tree.state, "runs", ".damaged-*")))
 
 
-def finish_fault_iteration(args, root, result, tree):
-    """The last checks of an iteration: every registered cleanup ran exactly once by now."""
+def finish_fault_iteration(args, root, result, tree, excused=()):
+    """The last checks of an iteration: every registered cleanup ran exactly once by now
+    (but for the ``excused``, which must not have run more than once)."""
     result.ledger = Ledger.read(tree)
-    result.problems += [problem for problem in result.ledger.problems(exactly=True)
+    result.problems += [problem for problem in result.ledger.problems(exactly=True,
+                                                                      excused=excused)
                         if problem not in result.problems]
     check_stderr(result, "a hook's hookrun defer", read_text(tree.defer_stderr))
     result.problems += false_greens(tree.state)
@@ -1149,6 +1159,140 @@ def io_fault_iteration(index, args, hookrun, seed):
     return result
 
 
+# Read-fault mode: EIO on hookrun's reads of the files it keeps its state in, injected by
+# libfiu into the read itself (fiu-run -x; the failure point is turned on for one read of a
+# file of that name, by a sitecustomize module of the hookrun process alone).
+
+READ_SITECUSTOMIZE = '''\
+"""Written by hookrun's tests/soak/cleanup_soak.py for its read-fault mode; found through
+PYTHONPATH by the hookrun started under ``fiu-run -x``. Its reads (os.read) of a file
+named in $HOOKRUN_SOAK_READ_FAULTS fail with EIO, each with the probability
+$HOOKRUN_SOAK_READ_PROBABILITY; "sqlite" fails SQLite's preads of the history likewise. The
+variables are taken out of the environment: hooks and ``hookrun defer`` see no faults."""
+
+import ctypes
+import errno
+import os
+import random
+
+names = os.environ.pop("HOOKRUN_SOAK_READ_FAULTS", "").split()
+probability = float(os.environ.pop("HOOKRUN_SOAK_READ_PROBABILITY", "1"))
+seed = int(os.environ.pop("HOOKRUN_SOAK_READ_SEED", "0"))
+if names and "fiu" in os.environ.get("LD_PRELOAD", ""):
+    fiu = ctypes.CDLL(None)
+    fiu.fiu_enable.argtypes = (ctypes.c_char_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_uint)
+    fiu.fiu_enable_random.argtypes = (ctypes.c_char_p, ctypes.c_int, ctypes.c_void_p,
+                                      ctypes.c_uint, ctypes.c_float)
+    fiu.fiu_disable.argtypes = (ctypes.c_char_p,)
+    fiu.fiu_set_prng_seed.argtypes = (ctypes.c_uint,)
+    fiu.fiu_set_prng_seed(seed & 0xFFFFFFFF)
+    draw = random.Random(seed)
+    if "sqlite" in names:
+        # Only SQLite uses pread in a run's own process (the read of a busy lock's pid aside).
+        fiu.fiu_enable_random(b"posix/io/rw/pread", 1, errno.EIO, 0, probability)
+
+    real_read = os.read
+
+    def read(fd, size):
+        try:
+            name = os.path.basename(os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError:
+            name = ""
+        if name not in names or draw.random() >= probability:
+            return real_read(fd, size)
+        fiu.fiu_enable(b"posix/io/rw/read", 1, errno.EIO, 0)
+        try:
+            return real_read(fd, size)
+        finally:
+            fiu.fiu_disable(b"posix/io/rw/read")
+
+    os.read = read
+'''
+READ_FAULT_TARGETS = ("meta.json", "cleanup", "sqlite")
+READ_FAULT_COMMANDS = {"run": ["run"], "no-hooks": ["run", "--no-hooks"], "recover": ["recover"],
+                       "phase": ["phase", "pre-backup"]}
+
+
+def crash_a_run(tree, hookrun):
+    """A run SIGKILLed once its pre- hooks have registered their cleanups (pre-backup.d/90-up
+    says so), its leftover processes ended: a dead run directory with cleanups pending."""
+    up = os.path.join(tree.root, "up")
+    hook(os.path.join(tree.hooks, "pre-backup.d", "90-up"),
+         f"[ -e {shlex.quote(up)} ] || echo up > {shlex.quote(up)}")
+    proc = start_run(tree, hookrun, command=("sleep", "30"))
+    deadline = time.monotonic() + WAIT_LIMIT
+    while not os.path.exists(up) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    proc.kill()
+    proc.wait()
+    REAPER.done(proc)
+    settle_orphans(tree.root, 0.0)
+
+
+def set_aside_ids(tree):
+    """The ids of the cleanups in the journals of run directories set aside as damaged."""
+    found = set()
+    for path in glob.glob(os.path.join(tree.state, "runs", ".damaged-*", "cleanup")):
+        found.update(re.findall(r"\S+-(?:pre|post|success)-\d+", read_text(path)))
+    return found
+
+
+def read_fault_iteration(index, args, hookrun, seed):
+    """A crashed run, then one command under read faults, then recover and a further run
+    without them."""
+    rng = random.Random(f"{seed}-read-{index}")
+    targets = [name for name in READ_FAULT_TARGETS if rng.random() < 0.5] or \
+        [rng.choice(READ_FAULT_TARGETS)]
+    probability = rng.choice((1.0, round(rng.uniform(0.2, 0.9), 2)))
+    command = rng.choice(sorted(READ_FAULT_COMMANDS))
+    read_seed = rng.randrange(1, 1 << 31)
+    result = FaultResult(index, f"hookrun {command}, HOOKRUN_SOAK_READ_FAULTS="
+                                f"'{' '.join(targets)}' HOOKRUN_SOAK_READ_PROBABILITY="
+                                f"{probability} HOOKRUN_SOAK_READ_SEED={read_seed}")
+    root = tempfile.mkdtemp(prefix=f"read{index:03d}-", dir=args.workdir)
+    tree = fault_tree(root, os.path.join(root, "state"))
+    add_common_hooks(tree, hookrun, rng)
+    crash_a_run(tree, hookrun)
+    pythonpath = os.pathsep.join(filter(None, [args.read_site, os.environ.get("PYTHONPATH")]))
+    env = dict(tree.env, PYTHONPATH=pythonpath, HOOKRUN_SOAK_READ_FAULTS=" ".join(targets),
+               HOOKRUN_SOAK_READ_PROBABILITY=str(probability),
+               HOOKRUN_SOAK_READ_SEED=str(read_seed))
+    argv = ["fiu-run", "-x", "-f", ""] + hookrun + READ_FAULT_COMMANDS[command] + \
+        tree.options() + (["--", "true"] if command in ("run", "no-hooks") else [])
+    if os.path.exists(tree.finally_ran):
+        os.unlink(tree.finally_ran)
+    code, stderr = run_quietly(argv, env, root)
+    write_file(os.path.join(root, "run.stderr"), stderr, mode=0o644)
+    settle_orphans(root, 0.0)
+    result.exit_code = code
+    check_stderr(result, f"hookrun {command}", stderr)
+    if code is None:
+        result.problems.append(f"hookrun {command} still running after {WAIT_LIMIT:.0f}s")
+    elif code != 0:
+        result.problems.append(f"exit status {code}, expected 0: {stderr.strip()[-1500:]}")
+    result.finally_ran = os.path.exists(tree.finally_ran)
+    result.wound_down = command == "run"
+    if command == "run" and not result.finally_ran:
+        result.problems.append("finally.d did not run")
+    result.problems += Ledger.read(tree).problems(exactly=False)
+    recover_and_run_again(result, tree, hookrun, rng)
+    finish_fault_iteration(args, root, result, tree, excused=set_aside_ids(tree))
+    return result
+
+
+def summarise_reads(results, took):
+    commands = counted(r.plan.split(",")[0] for r in results)
+    details = (f"  read-faults: {len(results)} iterations ({commands}); finally.d ran in "
+               f"{sum(r.finally_ran for r in results if r.wound_down)}/"
+               f"{sum(r.wound_down for r in results)} runs; {common_fault_figures(results)}; "
+               f"iterations with a problem: {sum(bool(r.problems) for r in results)}; "
+               f"{took:.0f}s")
+    ok = bool(results) and not any(r.problems for r in results)
+    return ok, [ledger_line("read-faults", results)
+                + " (cleanups of a run directory set aside as damaged may run 0 times)",
+                details]
+
+
 def run_many(name, count, worker, args, hookrun):
     results = []
     started = time.monotonic()
@@ -1265,11 +1409,12 @@ def summarise_io(results, took):
     return ok, [ledger_line("io-faults", results), details]
 
 
-MODES = ("kills", "terms", "concurrent", "events", "event_rounds", "disk_full", "io_faults")
+MODES = ("kills", "terms", "concurrent", "events", "event_rounds", "disk_full", "io_faults",
+         "read_faults")
 DEFAULTS = {"kills": 100, "terms": 100, "concurrent": 20, "events": 20, "event_rounds": 3,
-            "disk_full": 0, "io_faults": 0}
+            "disk_full": 0, "io_faults": 0, "read_faults": 0}
 QUICK = {"kills": 10, "terms": 10, "concurrent": 5, "events": 5, "event_rounds": 2,
-         "disk_full": 5, "io_faults": 10}
+         "disk_full": 5, "io_faults": 10, "read_faults": 10}
 
 
 def parse_args(argv=None):
@@ -1293,6 +1438,10 @@ def parse_args(argv=None):
     parser.add_argument("--io-faults", type=int,
                         help="iterations under fiu-run with ENOSPC/EIO injected into hookrun's "
                              "own file operations (0)")
+    parser.add_argument("--read-faults", type=int,
+                        help="iterations under fiu-run with EIO injected into hookrun's reads "
+                             "of meta.json, cleanup journals and the history, after a crashed "
+                             "run (0)")
     parser.add_argument("--max-fault-probability", type=float, default=0.1,
                         help="highest probability of an injected fault per call (0.1); each "
                              "iteration draws its own, log-uniform from 0.002")
@@ -1303,7 +1452,8 @@ def parse_args(argv=None):
                              "'' hookrun run ...")
     parser.add_argument("--quick", action="store_true",
                         help="a short run of every mode: 10 SIGKILL, 10 SIGTERM, 5 concurrent, "
-                             "5 events x 2 rounds, 5 disk-full, 10 I/O-fault iterations "
+                             "5 events x 2 rounds, 5 disk-full, 10 I/O-fault, 10 read-fault "
+                             "iterations "
                              "(options given explicitly still win)")
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: random)")
     parser.add_argument("--jobs", type=int, default=2,
@@ -1396,6 +1546,23 @@ def run_fault_modes(args, hookrun):
             finally:
                 shutil.rmtree(args.fiu_site, ignore_errors=True)
             good, more = summarise_io(results, took)
+            ok &= good
+            lines += more
+    if args.read_faults:
+        missing = fiu_missing()
+        if missing:
+            ok = False
+            lines.append(f"read-faults: cannot run: {missing}")
+        else:
+            args.read_site = tempfile.mkdtemp(prefix="fiu-read-site-", dir=args.workdir)
+            write_file(os.path.join(args.read_site, "sitecustomize.py"), READ_SITECUSTOMIZE,
+                       mode=0o644)
+            try:
+                results, took = run_many("read-faults", args.read_faults,
+                                         read_fault_iteration, args, hookrun)
+            finally:
+                shutil.rmtree(args.read_site, ignore_errors=True)
+            good, more = summarise_reads(results, took)
             ok &= good
             lines += more
     return ok, lines
