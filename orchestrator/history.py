@@ -234,7 +234,13 @@ class History:
             self.db = None
 
     def query(self, sql, params=()):
+        self.require_open()
         return self.attempt(lambda: self.db.execute(sql, params).fetchall())
+
+    def require_open(self):
+        """StateError if the history could not be opened again after it was moved aside."""
+        if self.db is None:
+            raise StateError(f"cannot use history {self.path}: it could not be opened again")
 
     def write(self, statements):
         """Run the statements that ``statements()`` returns, ``[(sql, params), ...]``, in one
@@ -246,6 +252,7 @@ class History:
                 for sql, params in statements():
                     self.db.execute(sql, params)
         self.follow()
+        self.require_open()
         self.attempt(transaction)
 
     def follow(self):
@@ -338,12 +345,16 @@ class History:
         return (rows[0]["id"], rows[0]["status"]) if rows else (None, None)
 
     def last_success(self, event):
-        """Unix time at which the last ``success`` or ``warning`` run of ``event`` ended."""
+        """Unix time at which the last ``success`` or ``warning`` run of ``event`` ended; None
+        if none did, or the history cannot be read."""
         from orchestrator.timestamps import unix_time
 
-        rows = self.query("SELECT finished FROM runs WHERE event = ? AND status IN (?, ?) "
-                          "AND finished IS NOT NULL ORDER BY rowid DESC LIMIT 1",
-                          (event, *RunStatus.SUCCESSES))
+        try:
+            rows = self.query("SELECT finished FROM runs WHERE event = ? AND status IN (?, ?) "
+                              "AND finished IS NOT NULL ORDER BY rowid DESC LIMIT 1",
+                              (event, *RunStatus.SUCCESSES))
+        except StateError:
+            return None  # the metrics go on without it
         return unix_time(rows[0][0]) if rows else None
 
     def recent_task_statuses(self, event, before_id, limit):

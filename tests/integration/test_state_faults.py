@@ -387,3 +387,14 @@ echo cleanup-end >> "{order_file}"'
             bad.append((attempt, "a pre- hook ran before the undo had ended", lines))
     assert bad == [], bad
     assert outcomes.count(0) >= 15, outcomes
+
+
+def test_a_history_replaced_by_a_directory_during_a_run_is_a_warning_not_an_error(tree):
+    assert run_hookrun("run", *tree.args(), "--", "true").returncode == 0
+    tree.hook("pre-backup.d/10-replace", 'cd "$HOOKRUN_STATE_DIR" && '
+                                         'rm -f history.sqlite3* && mkdir history.sqlite3')
+    metrics = tree.base / "hookrun.prom"
+    result = run_hookrun("run", *tree.args("--metrics-file", str(metrics)), "--", "true")
+    assert result.returncode == 0, result.stderr
+    assert "internal error" not in result.stderr and "not recorded" in result.stderr
+    assert 'hookrun_last_run_status{event="backup",status="success"} 1' in metrics.read_text()
