@@ -296,6 +296,7 @@ def test_a_history_moved_aside_during_a_run_gets_the_runs_whole_record(tree, how
 
 
 def test_a_concurrent_run_that_moves_the_history_aside_loses_no_record(tree):
+    tree.events("other")
     tree.hook("pre-backup.d/10-hold", f"""
         [ "$HOOKRUN_EVENT" = backup ] || exit 0
         echo up > "{tree.marks}/up"
