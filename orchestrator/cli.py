@@ -65,6 +65,9 @@ RUN = COMMON + (
     (("--notify-url",), {"metavar": "URL", "help": "healthchecks-style URL to ping"}),
     (("--metrics-push-url",), {"metavar": "URL",
                                "help": "Prometheus Pushgateway to push the metrics to"}),
+    (("--trigger",), {"metavar": "NAME",
+                      "help": "who started this run, e.g. timer (default manual when stdin is "
+                              "a terminal, else scheduled)"}),
 )
 COMMAND = {"nargs": "...", "metavar": "COMMAND [ARG...]"}
 COMPLETION_SHELLS = ("bash",)

@@ -30,6 +30,8 @@ PHASE_FINALLY = "finally"
 PHASE_RECOVER = "recover"
 
 DEFAULT_EVENT = "backup"
+TRIGGER_MANUAL = "manual"  # --trigger when stdin is a terminal
+TRIGGER_SCHEDULED = "scheduled"  # --trigger otherwise
 MAX_EVENT_LENGTH = 64
 EVENT_FIRST = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
 EVENT_REST = EVENT_FIRST | frozenset("_-")

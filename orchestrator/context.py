@@ -37,7 +37,7 @@ class Context:
     __slots__ = ("hooks_dir", "hooks_dirs", "config", "event", "state_dir", "log_file", "timeout",
                  "kill_grace", "command_timeout", "strict", "metrics_file", "metrics_push_url",
                  "notify_url", "notify_command", "path", "umask", "color", "quiet", "verbose",
-                 "json")
+                 "json", "trigger")
 
     def __init__(self, **values):
         for name in self.__slots__:
@@ -113,6 +113,24 @@ def refuse_empty(args):
         if value == "" or isinstance(value, list) and "" in value:
             raise UsageError(f"{flags}: an empty value is not a value (leave the option out "
                              "for the default)")
+
+
+def trigger_of(args):
+    """Who started this (``--trigger``): as given, else ``manual`` when stdin is a terminal
+    (someone at the console), else ``scheduled`` (cron, a timer, a script)."""
+    import sys
+
+    given = option(args, "trigger")
+    if given is None:
+        try:
+            return c.TRIGGER_MANUAL if sys.stdin.isatty() else c.TRIGGER_SCHEDULED
+        except (AttributeError, ValueError):
+            return c.TRIGGER_SCHEDULED
+    if len(given) > c.MAX_EVENT_LENGTH or not c.is_event(given):
+        raise UsageError(f"--trigger: bad name {display_name(given)!r} (up to "
+                         f"{c.MAX_EVENT_LENGTH} lower-case letters, digits, '_' and '-', "
+                         "such as timer or manual)")
+    return given
 
 
 def check_event(event):
@@ -205,7 +223,7 @@ def build_context(args, event=None, need_hooks=True, refuse_unsafe_config=True):
         notify_url=setting("notify_url") or None, notify_command=setting("notify_command"),
         path=setting("path"), umask=setting("umask"), color=option(args, "color") or "auto",
         quiet=bool(option(args, "quiet")), verbose=bool(option(args, "verbose")),
-        json=bool(option(args, "json")))
+        json=bool(option(args, "json")), trigger=trigger_of(args))
 
 
 def discover(ctx, phases):

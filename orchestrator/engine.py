@@ -30,6 +30,7 @@ from orchestrator.settings import describe, format_duration, resolve, retry_dela
 from orchestrator.timestamps import now_iso
 
 ENV_FILE = "env"
+STATS_FILE = "stats"  # $HOOKRUN_STATS: key=value lines of backup statistics
 # $1 the cleanup line, $2 its index, $3 the marks file; fd 3 holds the run's owner lock and
 # is closed for the cleanup itself, so a daemon it starts cannot keep the lock. The mark is one
 # byte written in place, into space reserved when the cleanup was registered.
@@ -45,16 +46,17 @@ sink (for the last lines of a failed step)."""
 
 class Task(namedtuple("Task", "phase name where argv env timeout on_failure retries "
                               "retry_delay shielded capture stdin hold_fd handoff recorded "
-                              "warning_codes retry_codes",
+                              "warning_codes retry_codes keep_stdout",
                       defaults=(OnFailure.WARN, 0, 0.0, False, CAPTURE_ALL, DEVNULL, None,
-                                False, True, frozenset(), frozenset()))):
+                                False, True, frozenset(), frozenset(), False))):
     """What is particular to one task: its phase and name (``where`` as the terminal and
     the log name it), what to run, its environment (a function of the attempt number), its
     timeout and retries, what its failure does, whether it is shielded from a first signal,
     which of its output streams are captured (Spec.capture), its stdin, a descriptor it
     holds as fd 3, whether a success hands its HOOKRUN_ENV values on, whether it is a task
-    of the run's record, the exit statuses that are only a warning, and the exit statuses
-    that alone are retried (empty: any failure that allows a retry)."""
+    of the run's record, the exit statuses that are only a warning, the exit statuses that
+    alone are retried (empty: any failure that allows a retry), and whether its stdout is
+    kept apart (the command's, for its statistics)."""
 
     __slots__ = ()
 
@@ -75,6 +77,7 @@ class Engine:
         self.run_dir = run_dir
         self.journal = Journal(run_dir.path)
         self.env_file = run_dir.file(ENV_FILE)
+        self.stats_file = run_dir.file(STATS_FILE)
         self.base = base_environment(ctx.config.env, ctx.path)
         self.handoff = {}
         self.later_env = {}
@@ -85,6 +88,7 @@ class Engine:
             "HOOKRUN_CLEANUP": self.journal.path, "HOOKRUN_ENV": self.env_file,
             "HOOKRUN_COMMAND": shell.join(command) if command else "",
             "HOOKRUN_PREVIOUS_RUN_ID": "", "HOOKRUN_PREVIOUS_STATUS": "",
+            "HOOKRUN_TRIGGER": ctx.trigger or "", "HOOKRUN_STATS": self.stats_file,
         }
         self.shared = None
         self.tasks_started = 0
@@ -95,6 +99,7 @@ class Engine:
         self.progress = None
         self.journal.create()
         self.empty_env_file()
+        self.empty_file(self.stats_file)
         self.own_bin = write_own_command(run_dir)
 
     # The environment
@@ -137,15 +142,19 @@ class Engine:
         env.update(self.handoff)
         env["HOOKRUN_RUN_ID"] = self.run_id
         env["HOOKRUN_EVENT"] = self.ctx.event
+        env["HOOKRUN_STATS"] = self.stats_file
         env[COOKIE] = cookie
         return env
 
     def empty_env_file(self):
+        self.empty_file(self.env_file)
+
+    def empty_file(self, path):
         try:
-            os.close(os.open(self.env_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
                              | os.O_CLOEXEC, 0o600))
         except OSError as error:
-            self.reporter.warn(f"cannot empty {self.env_file}: {error.strerror}")
+            self.reporter.warn(f"cannot empty {path}: {error.strerror}")
 
     def collect_handoff(self, where, succeeded):
         """After a task: hand on what a successful hook wrote to ``$HOOKRUN_ENV``, and leave
@@ -177,6 +186,8 @@ class Engine:
             # it; what it writes to a stream hookrun reads goes on to the terminal unchanged.
             output.live = False
             output.passed = task.capture
+        if task.keep_stdout:
+            output.keep_stdout()
         started, began = now_iso(), self.clock()
         cookie = f"{self.run_id}/{self.tasks_started + 1}"
         self.tasks_started += 1
@@ -276,7 +287,10 @@ class Engine:
         keeps stdout (progress bars, prompts) and its stderr passes through hookrun, which
         keeps it for HOOKRUN_ERROR, the error log, the log file and the history."""
         name = argv[0]
-        capture = CAPTURE_STDERR if sys.stdout.isatty() else CAPTURE_ALL
+        # A command asked for JSON (restic backup --json, borg create --json) prints no
+        # progress bar: its stdout is read for the backup's statistics, on a terminal too.
+        capture = CAPTURE_STDERR if sys.stdout.isatty() and "--json" not in argv \
+            else CAPTURE_ALL
         where = f"command/{display_name(os.path.basename(name) or name)}"
         self.reporter.event(f"{where} argv={shell.join(argv)}")
         config = self.ctx.config
@@ -287,7 +301,7 @@ class Engine:
             retries=config.get("command_retries", 0),
             retry_delay=config.get("command_retry_delay", c.DEFAULT_RETRY_DELAY),
             warning_codes=config.get("command_warning_codes", frozenset()),
-            retry_codes=config.get("command_retry_codes", frozenset())))
+            retry_codes=config.get("command_retry_codes", frozenset()), keep_stdout=True))
 
     def run_cleanups(self, journal=None, phase=c.PHASE_CLEANUP, lock_fd=None):
         """Run the pending cleanups of ``journal`` (this run's by default; ``lock_fd`` is the

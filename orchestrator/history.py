@@ -19,7 +19,7 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY, event TEXT NOT NULL, status TEXT NOT NULL, exit_code INTEGER,
     command TEXT, started TEXT NOT NULL, finished TEXT, duration REAL,
-    no_hooks INTEGER NOT NULL DEFAULT 0, error TEXT, pid INTEGER);
+    no_hooks INTEGER NOT NULL DEFAULT 0, error TEXT, pid INTEGER, trigger TEXT, stats TEXT);
 CREATE TABLE IF NOT EXISTS tasks (
     run_id TEXT NOT NULL REFERENCES runs(id), seq INTEGER NOT NULL, phase TEXT NOT NULL,
     name TEXT NOT NULL, status TEXT NOT NULL, exit_code INTEGER, attempts INTEGER,
@@ -30,10 +30,12 @@ CREATE TABLE IF NOT EXISTS running (
     run_id TEXT PRIMARY KEY, phase TEXT NOT NULL, name TEXT NOT NULL, started TEXT);
 """
 RUN_FIELDS = ("id", "event", "status", "exit_code", "command", "started", "finished",
-              "duration", "no_hooks", "error")
+              "duration", "no_hooks", "error", "trigger", "stats")
 TASK_FIELDS = ("phase", "name", "status", "exit_code", "attempts", "started", "duration",
                "cpu_seconds", "max_rss_bytes", "reason", "output")
-SCHEMA_VERSION = 1  # PRAGMA user_version once SCHEMA has been applied
+SCHEMA_VERSION = 2  # PRAGMA user_version once SCHEMA has been applied
+# What a history of an earlier version lacks, by the version it has.
+UPGRADES = {1: "ALTER TABLE runs ADD COLUMN trigger TEXT; ALTER TABLE runs ADD COLUMN stats TEXT;"}
 BUSY_TIMEOUT = 30.0
 SQLITE_CORRUPT = 11
 SQLITE_NOTADB = 26
@@ -51,11 +53,35 @@ def task_dict(task):
 
 
 def run_record(tasks, **run):
-    """A finished run in the JSON shape of design.md section 4: ``run`` holds RUN_FIELDS,
-    ``tasks`` the TaskRecords. The same shape ``hookrun show --json`` reads back."""
-    record = {key: text(run[key]) for key in RUN_FIELDS}
+    """A finished run in the JSON shape of design.md section 4: ``run`` holds RUN_FIELDS
+    (``stats`` a dict), ``tasks`` the TaskRecords. The same shape ``hookrun show --json``
+    reads back."""
+    record = {key: text(run[key]) for key in RUN_FIELDS if key != "stats"}
+    record["stats"] = dict(run["stats"])
     record["tasks"] = [task_dict(task) for task in tasks]
     return record
+
+
+def stats_text(stats):
+    """The stats column: JSON, or NULL for none."""
+    if not stats:
+        return None
+    import json
+
+    return json.dumps(stats, sort_keys=True)
+
+
+def stats_of(column):
+    """The stats dict of a stats column ({} for none or a damaged one)."""
+    if not column:
+        return {}
+    import json
+
+    try:
+        found = json.loads(column)
+    except ValueError:
+        return {}
+    return found if isinstance(found, dict) else {}
 
 
 class NoHistory:
@@ -190,11 +216,28 @@ class History:
         self.db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None)
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA synchronous=NORMAL")
-        if self.db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if version != SCHEMA_VERSION:
             # WAL (kept in the file): readers never block a run, and a commit needs no fsync
             # of its own; a power loss may lose the last transaction, never half of one.
             self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.executescript(f"{SCHEMA}PRAGMA user_version = {SCHEMA_VERSION};")
+            self.upgrade()
+
+    def upgrade(self):
+        """Bring the schema to SCHEMA_VERSION in one transaction, reading the version again
+        inside it: a concurrent run may have done it meanwhile."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            version = self.db.execute("PRAGMA user_version").fetchone()[0]
+            if version != SCHEMA_VERSION:
+                for statement in (UPGRADES.get(version, "") + SCHEMA).split(";"):
+                    if statement.strip():
+                        self.db.execute(statement)
+                self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
 
     def attempt(self, action):
         """``action()``; if SQLite finds the history damaged, move it aside, start a new one
@@ -272,12 +315,12 @@ class History:
         self.close()
         self.attempt(self.open)
 
-    def start_run(self, run_id, event, command, started, no_hooks):
+    def start_run(self, run_id, event, command, started, no_hooks, trigger=None):
         self.write(lambda: [(
-            "INSERT INTO runs (id, event, status, command, started, no_hooks, pid) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO runs (id, event, status, command, started, no_hooks, pid, trigger) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (run_id, event, RunStatus.RUNNING, text(command), started, int(no_hooks),
-             os.getpid()))])
+             os.getpid(), trigger))])
 
     def add_progress(self, run_id, tasks, current):
         """Add the finished ``tasks`` of a run going on, and say which task runs now
@@ -298,6 +341,7 @@ class History:
         anew."""
         values = [record[key] for key in RUN_FIELDS]
         values[RUN_FIELDS.index("no_hooks")] = int(record["no_hooks"])
+        values[RUN_FIELDS.index("stats")] = stats_text(record["stats"])
         run_id = record["id"]
 
         def statements():
@@ -306,7 +350,7 @@ class History:
                 f"({', '.join('?' * len(values))}) ON CONFLICT(id) DO UPDATE SET "
                 "status = excluded.status, exit_code = excluded.exit_code, "
                 "finished = excluded.finished, duration = excluded.duration, "
-                "error = excluded.error", values),
+                "error = excluded.error, stats = excluded.stats", values),
                 ("DELETE FROM running WHERE run_id = ?", (run_id,))]
             if self.next_seq(run_id) - 1 + len(tasks) == len(record["tasks"]):
                 return found + self.task_inserts(run_id, tasks)
@@ -406,6 +450,7 @@ class History:
         """The JSON shape of design.md section 4."""
         run = {key: row[key] for key in RUN_FIELDS}
         run["no_hooks"] = bool(run["no_hooks"])
+        run["stats"] = stats_of(run["stats"])
         tasks = self.query("SELECT * FROM tasks WHERE run_id = ? ORDER BY seq", (row["id"],))
         run["tasks"] = [{key: task[key] for key in TASK_FIELDS} for task in tasks]
         if run["status"] == RunStatus.RUNNING:

@@ -35,7 +35,16 @@ HELP = {
         "Runs in a row, up to the last, in which each task failed or timed out.",
     "hookrun_last_refused_timestamp_seconds":
         "Time of the last run refused before it started (exit 73, 77, 78), by reason.",
+    "hookrun_backup_bytes_added": "Bytes the last run's backup added.",
+    "hookrun_backup_files_new": "New files in the last run's backup.",
+    "hookrun_backup_files_changed": "Changed files in the last run's backup.",
+    "hookrun_backup_bytes_processed": "Bytes the last run's backup read.",
 }
+# Backup statistics (stats.KEYS) published as metrics, where the last run reported them.
+STATS_METRICS = {"hookrun_backup_bytes_added": "bytes_added",
+                 "hookrun_backup_files_new": "files_new",
+                 "hookrun_backup_files_changed": "files_changed",
+                 "hookrun_backup_bytes_processed": "bytes_processed"}
 REFUSED = "hookrun_last_refused_timestamp_seconds"
 # A task that ran and did not fail ends its run of failures; one that did not run (skipped,
 # or absent from a run) neither adds to it nor ends it.
@@ -71,10 +80,13 @@ def consecutive_failures(statuses):
     return count
 
 
-def run_samples(event, status, exit_code, finished, duration, last_success, tasks, earlier=()):
+def run_samples(event, status, exit_code, finished, duration, last_success, tasks, earlier=(),
+                stats=None):
     """Sample lines (name, labels, value) for one run of ``event``. ``earlier`` holds the
     task statuses of the event's earlier runs, newest first, one ``{(phase, name): status}``
-    per run, for hookrun_hook_consecutive_failures."""
+    per run, for hookrun_hook_consecutive_failures; ``stats`` the run's backup statistics
+    (a series each, for those it has: a run without them leaves none, not a 0 that would
+    read as "added nothing")."""
     samples = [
         ("hookrun_last_run_timestamp_seconds", labels(event=event), finished),
         ("hookrun_last_run_duration_seconds", labels(event=event), duration),
@@ -83,6 +95,8 @@ def run_samples(event, status, exit_code, finished, duration, last_success, task
     ]
     samples += [("hookrun_last_run_status", labels(event=event, status=s), int(s == status))
                 for s in RUN_STATUSES]
+    samples += [(name, labels(event=event), stats[key])
+                for name, key in STATS_METRICS.items() if key in (stats or {})]
     from orchestrator.cleanup import published_name
 
     seen = set()

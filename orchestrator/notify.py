@@ -54,6 +54,12 @@ def summary(run, failed_output):
              f"error: {display_name(run['error'] or '-')}",
              f"tasks: {counts['completed']} completed, {counts['failed']} failed, "
              f"{counts['skipped']} skipped, {len(tasks)} total"]
+    from orchestrator.stats import summary_line
+
+    if run.get("stats"):
+        lines.insert(2, summary_line(run["stats"]))
+    if run.get("trigger"):
+        lines[0] += f" trigger={run['trigger']}"
     for task in tasks:
         lines.append(f"  {task['phase']}/{display_name(task['name'])}: {task['status']}"
                      + (f" (exit {task['exit_code']})" if task["exit_code"] is not None else ""))

@@ -63,6 +63,8 @@ class TaskOutput:
         # Streams handed to the terminal as they come, bytes unchanged (the command's stderr
         # while it draws on the terminal itself); they are still kept and logged as lines.
         self.passed = ()
+        # The last blocks of stdout alone, when the command's statistics are read from it.
+        self.stdout_kept = None
 
     def tick(self, elapsed):
         if self.live:
@@ -80,6 +82,11 @@ class TaskOutput:
         if not block:
             return
         self.keep(block)
+        if stream == "stdout" and self.stdout_kept is not None:
+            self.stdout_kept.append(block)
+            while len(self.stdout_kept) > 1 and \
+                    sum(map(len, self.stdout_kept)) - len(self.stdout_kept[0]) >= TAIL_BYTES:
+                self.stdout_kept.popleft()
         if stream not in self.passed:
             self.reporter.console.output(self.where, stream, block)
         if self.reporter.log:
@@ -102,6 +109,14 @@ class TaskOutput:
             found.extend(block.split(b"\n"))
         return [line[:TAIL_LINE] + b" [...]" if len(line) > TAIL_LINE else line
                 for line in found[-lines:]]
+
+    def keep_stdout(self):
+        """Keep the last blocks of stdout apart too, for stdout_bytes()."""
+        self.stdout_kept = collections.deque()
+
+    def stdout_bytes(self):
+        """The last part of stdout (with keep_stdout()): at most about TAIL_BYTES."""
+        return b"\n".join(self.stdout_kept or ()) + b"\n"
 
     def tail_bytes(self):
         return b"".join(line + b"\n" for line in self.tail_list())

@@ -376,7 +376,12 @@ def print_run(run, out=None):
               ("exit", run["exit_code"]), ("command", run["command"] or "(none)"),
               ("started", run["started"]), ("finished", run["finished"]),
               ("duration", seconds_text(run["duration"])),
-              ("no hooks", "yes" if run["no_hooks"] else "no"), ("error", run["error"])]
+              ("no hooks", "yes" if run["no_hooks"] else "no"),
+              ("trigger", run.get("trigger")), ("error", run["error"])]
+    if run.get("stats"):
+        from orchestrator.stats import text
+
+        fields.append(("stats", text(run["stats"])))
     lines = [f"{key + ':':10} {'' if value is None else display_name(str(value))}"
              for key, value in fields]
     lines.append("tasks:")

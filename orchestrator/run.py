@@ -96,6 +96,8 @@ class Lifecycle:
         self.hooks = hooks
         self.state = RunState(command)
         self.tasks = []
+        self.stats = {}  # the backup's statistics (stats.KEYS), as they become known
+        self.stats_warned = set()
         self.started = time.monotonic()
         self.started_iso = now_iso()
         self.progress = Progress(history, self.run_id, self.reporter.warn)
@@ -124,7 +126,7 @@ class Lifecycle:
     def begin(self):
         try:
             self.history.start_run(self.run_id, self.ctx.event, self.command_text(),
-                                   self.started_iso, self.no_hooks)
+                                   self.started_iso, self.no_hooks, self.ctx.trigger)
         except StateError as error:
             self.reporter.warn(f"{error}; the run goes on")
         self.engine.progress = self.progress
@@ -174,6 +176,9 @@ class Lifecycle:
         run = self.engine.run_command(self.command)
         self.tasks.append(run.record)
         self.state.command_record = run.record
+        from orchestrator import stats
+
+        self.stats.update(stats.from_output(run.output.stdout_bytes()))
         if self.state.command_failed:
             self.note_failure(run, decisive=True)
         elif run.record.status == TaskStatus.WARNING:
@@ -288,10 +293,25 @@ class Lifecycle:
             self.reporter.warn(f"cannot write {path}: {error.strerror}")
         state.note_failure(Failure(line, record.phase, record.name, path, decisive))
 
+    def collect_stats(self):
+        """Add what the command and the hooks so far wrote to $HOOKRUN_STATS (it wins over
+        what was read from the command's output); each bad line is warned about once."""
+        from orchestrator import stats
+
+        found, warnings = stats.from_file(self.engine.stats_file)
+        self.stats.update(found)
+        for warning in warnings:
+            if warning not in self.stats_warned:
+                self.stats_warned.add(warning)
+                self.reporter.warn(f"HOOKRUN_STATS {warning}")
+
     def set_later_env(self, status):
         """The variables hooks get from post- on. The error variables are empty while the
         run has not failed: a hook that pings /fail when ERROR is set must not do so for a
         good backup with a warning."""
+        from orchestrator.stats import environment
+
+        self.collect_stats()
         failure, line = self.state.said_failure(), self.state.error_line()
         record = self.state.command_record
         exit_code = "" if record is None or record.exit_code is None else str(record.exit_code)
@@ -302,18 +322,21 @@ class Lifecycle:
             "HOOKRUN_ERROR_HOOK": failure.hook if failure else "",
             "HOOKRUN_ERROR_LOG": failure.log if failure else "",
             "HOOKRUN_WARNINGS": "\n".join(self.state.warnings),
+            **environment(self.stats),
         })
 
     # Step 9: record, metrics, notifications, release, exit
     def finish(self):
         self.observe()
+        self.collect_stats()
         status, code = self.state.status(), self.state.exit_status()
         duration = round(time.monotonic() - self.started, 6)
         record = run_record(self.tasks, id=self.run_id, event=self.ctx.event, status=status,
                             exit_code=code, command=self.command_text(),
                             started=self.started_iso, finished=now_iso(), duration=duration,
                             no_hooks=self.no_hooks, error=self.state.error_line()
-                            or (self.state.warnings[0] if self.state.warnings else None))
+                            or (self.state.warnings[0] if self.state.warnings else None),
+                            trigger=self.ctx.trigger, stats=self.stats)
         self.reporter.on_tick = None
         try:
             self.history.finish_run(record, self.progress.pending)
@@ -345,7 +368,7 @@ class Lifecycle:
         run = dict(status=status, exit_code=code, finished=round(time.time(), 3),
                    duration=duration, last_success=self.history.last_success(self.ctx.event),
                    tasks=self.tasks, earlier=self.history.recent_task_statuses(
-                       self.ctx.event, self.run_id, STREAK_RUNS))
+                       self.ctx.event, self.run_id, STREAK_RUNS), stats=self.stats)
         if self.ctx.metrics_file:
             try:
                 write_metrics(self.ctx.metrics_file, self.ctx.event, **run)

@@ -74,7 +74,8 @@ def test_the_template_itself_fails_verify_until_its_placeholder_is_replaced(tmp_
 def test_the_service_runs_the_installed_hookrun_for_the_event_named_by_the_instance(installed):
     service = unit_settings(installed / "hookrun@.service")["Service"]
     assert shlex.split(service["ExecStart"]) == [
-        hookrun_path(), "run", "-e", "%i", "--", "/etc/hookrun/%i.command"]
+        hookrun_path(), "run", "-e", "%i", "--trigger", "timer", "--",
+        "/etc/hookrun/%i.command"]
 
 
 def test_the_units_stop_gently_and_catch_up_on_missed_runs(installed):

@@ -9,7 +9,7 @@ LIST_FIELDS = {"phase", "dir", "name", "path", "runs", "reason", "critical", "on
                "timeout", "retries", "retry_delay", "when", "events", "origin", "overrides",
                "warning_codes"}
 RUN_FIELDS = {"id", "event", "status", "exit_code", "command", "started", "finished",
-              "duration", "no_hooks", "error", "tasks"}
+              "duration", "no_hooks", "error", "trigger", "stats", "tasks"}
 TASK_FIELDS = {"phase", "name", "status", "exit_code", "attempts", "started", "duration",
                "cpu_seconds", "max_rss_bytes", "reason", "output"}
 

@@ -1,0 +1,143 @@
+"""Backup statistics (design.md section 11): what the command reports of the backup it made,
+read from restic's ``backup --json`` summary, borg's ``create --json`` document, or
+``key=value`` lines in the file named by ``$HOOKRUN_STATS``. Reading them never changes what
+the command prints."""
+
+# Every statistic a run keeps; snapshot_id is text, the others whole numbers.
+KEYS = ("snapshot_id", "files_new", "files_changed", "files_unmodified", "dirs_new",
+        "bytes_added", "bytes_processed", "total_files", "total_bytes")
+COUNTS = KEYS[1:]
+MAX_ID = 128
+ID_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:-")
+# restic's summary fields -> ours
+RESTIC = {"snapshot_id": "snapshot_id", "files_new": "files_new",
+          "files_changed": "files_changed", "files_unmodified": "files_unmodified",
+          "dirs_new": "dirs_new", "data_added": "bytes_added",
+          "total_bytes_processed": "bytes_processed", "total_files_processed": "total_files"}
+# borg's archive stats -> ours
+BORG = {"deduplicated_size": "bytes_added", "original_size": "bytes_processed",
+        "nfiles": "total_files"}
+MAX_FILE = 65536  # a $HOOKRUN_STATS file is a few lines; more is not read
+
+
+def valid(key, value):
+    """``value`` as the statistic ``key`` keeps it, or None when it is not one."""
+    if key == "snapshot_id":
+        text = str(value)
+        ok = 0 < len(text) <= MAX_ID and all(ch in ID_CHARACTERS for ch in text)
+        return text if ok else None
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if value >= 0 else None
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        return int(value)
+    return None
+
+
+def from_output(data):
+    """The statistics in a command's standard output (bytes, its last part): restic's
+    ``backup --json`` summary line or borg's ``create --json`` document; {} if neither."""
+    import json
+
+    text = data.decode("utf-8", "replace")
+    for line in reversed(text.splitlines()):
+        line = line.strip()
+        if line.startswith("{") and '"summary"' in line:
+            try:
+                found = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(found, dict) and found.get("message_type") == "summary":
+                return mapped(found, RESTIC)
+    document = last_document(text)
+    archive = document.get("archive") if isinstance(document, dict) else None
+    if not isinstance(archive, dict):
+        return {}
+    found = mapped(archive.get("stats") or {}, BORG)
+    identifier = valid("snapshot_id", archive.get("id", ""))
+    if identifier:
+        found["snapshot_id"] = identifier
+    return found
+
+
+def last_document(text):
+    """The JSON document that ``text`` is, or that its last line starting with ``{`` starts
+    (borg prints one, indented, after nothing or after other output); None if none."""
+    import json
+
+    for start in (0, text.rfind("\n{") + 1):
+        try:
+            return json.loads(text[start:])
+        except ValueError:
+            continue
+    return None
+
+
+def mapped(fields, names):
+    """Of the dict ``fields``, the statistics ``names`` maps to ours, where valid."""
+    found = {}
+    if not isinstance(fields, dict):
+        return found
+    for theirs, ours in names.items():
+        value = valid(ours, fields.get(theirs)) if theirs in fields else None
+        if value is not None:
+            found[ours] = value
+    return found
+
+
+def from_file(path):
+    """(statistics, warnings) from the ``key=value`` lines of the file at ``path`` (a
+    missing or empty file: none). A line that is not a known key with a valid value is a
+    warning, named by its number (never its text), and ignored."""
+    import os
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return {}, []
+    try:
+        data = os.read(fd, MAX_FILE)
+    except OSError:
+        return {}, []
+    finally:
+        os.close(fd)
+    found, warnings = {}, []
+    for number, line in enumerate(data.decode("utf-8", "replace").split("\n"), 1):
+        if not line.strip():
+            continue
+        key, sep, value = line.partition("=")
+        key = key.strip()
+        parsed = valid(key, value.strip()) if sep and key in KEYS else None
+        if parsed is None:
+            warnings.append(f"line {number} is not KEY=VALUE with a known statistic "
+                            f"({', '.join(KEYS)}): ignored")
+            continue
+        found[key] = parsed
+    return found, warnings
+
+
+# The variable each statistic is handed to post- and later hooks in.
+VARIABLES = {"snapshot_id": "HOOKRUN_SNAPSHOT_ID", "files_new": "HOOKRUN_STAT_FILES_NEW",
+             "files_changed": "HOOKRUN_STAT_FILES_CHANGED",
+             "files_unmodified": "HOOKRUN_STAT_FILES_UNMODIFIED",
+             "dirs_new": "HOOKRUN_STAT_DIRS_NEW", "bytes_added": "HOOKRUN_STAT_BYTES_ADDED",
+             "bytes_processed": "HOOKRUN_STAT_BYTES_PROCESSED",
+             "total_files": "HOOKRUN_STAT_TOTAL_FILES",
+             "total_bytes": "HOOKRUN_STAT_TOTAL_BYTES"}
+
+
+def environment(stats):
+    """The variables post- and later hooks get (VARIABLES), each empty where the run has no
+    such statistic."""
+    return {name: str(stats.get(key, "")) for key, name in VARIABLES.items()}
+
+
+def text(stats):
+    """``snapshot_id=... bytes_added=...``: the statistics of ``stats`` in KEYS order."""
+    return " ".join(f"{key}={stats[key]}" for key in KEYS if key in stats)
+
+
+def summary_line(stats):
+    """``stats: snapshot_id=... bytes_added=...`` for notifications; "" if none."""
+    return f"stats: {text(stats)}" if stats else ""
