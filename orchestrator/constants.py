@@ -64,7 +64,10 @@ SUMMARY_OUTPUT_LINES = 20
 SUMMARY_OUTPUT_BYTES = 4096
 LOG_MAX_BYTES = 10 * 1024 * 1024
 LOG_BACKUPS = 5
-NOTIFY_TIMEOUT = 10.0
+NOTIFY_TIMEOUT = 10.0  # all told: connect, send and receive of one request
+# A run holds the metrics directory's lock for one read and one write of a small file; a lock
+# held longer is someone else's, and the file is written without it.
+METRICS_LOCK_WAIT = 5.0
 NOTIFY_MAX_BODY = 100_000
 NOTIFY_COMMAND_TIMEOUT = 60.0
 LIVE_AFTER = 1.0

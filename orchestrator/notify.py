@@ -4,27 +4,26 @@ healthchecks.io-style pings and a command fed the run's JSON record."""
 from orchestrator import constants as c
 from orchestrator.outcome import RunStatus, TaskStatus
 
-TIMEOUT = c.NOTIFY_TIMEOUT  # seconds per ping; a plain attribute, so tests can shorten it
+TIMEOUT = c.NOTIFY_TIMEOUT  # seconds per ping, all told; a plain attribute, so tests can shorten it
 END_SUFFIX = {RunStatus.SUCCESS: "", RunStatus.WARNING: "", RunStatus.FAILURE: "/fail",
               RunStatus.INTERRUPTED: "/fail", RunStatus.SKIPPED: "/log"}
 
 
 def ping(url, suffix, body=b""):
-    """POST ``body`` to ``url + suffix``; returns None, or a one-line error (never raises)."""
-    import urllib.error
-    import urllib.request
+    """POST ``body`` to ``url + suffix`` within TIMEOUT in all; returns None, or a one-line
+    error that shows the URL with its password masked (never raises)."""
+    from orchestrator import web
 
     target = url.rstrip("/") + suffix
     try:
-        request = urllib.request.Request(target, data=body[:c.NOTIFY_MAX_BODY], method="POST",
-                                         headers={"Content-Type": "text/plain; charset=utf-8",
-                                                  "User-Agent": "hookrun"})
-        with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
-            response.read(1024)
-        return None
-    except (urllib.error.URLError, OSError, ValueError) as error:
-        reason = getattr(error, "reason", None) or error
-        return f"notification to {target} failed: {reason}"
+        reply = web.send("POST", target, body[:c.NOTIFY_MAX_BODY], timeout=TIMEOUT,
+                         headers={"Content-Type": "text/plain; charset=utf-8"})
+    except (OSError, ValueError) as error:
+        return f"notification to {web.masked(target)} failed: {web.failure(error, target)}"
+    if reply.status >= 400:
+        return (f"notification to {web.masked(target)} failed: HTTP {reply.status} "
+                f"{web.scrubbed(reply.reason, target)}").rstrip()
+    return None
 
 
 def published(run):

@@ -40,23 +40,20 @@ def push_url(url, event, host):
 
 def push(url, event, run, host=None):
     """PUT this run's series (``run`` holds the keyword arguments of metrics.run_samples) to
-    the Pushgateway at ``url``; returns None, or a one-line problem (never raises)."""
-    import urllib.error
-    import urllib.request
+    the Pushgateway at ``url``, within PUSH_TIMEOUT in all; returns None, or a one-line
+    problem that shows the URL with its password masked (never raises)."""
+    from orchestrator import web
 
     target = push_url(url, event, host or socket.gethostname())
     body = metrics.render(metrics.run_samples(event, **run)).encode("utf-8")
-    request = urllib.request.Request(target, data=body, method="PUT",
-                                     headers={"Content-Type": CONTENT_TYPE,
-                                              "User-Agent": "hookrun"})
     try:
-        with urllib.request.urlopen(request, timeout=PUSH_TIMEOUT) as response:
-            response.read(1024)
-        return None
-    except urllib.error.HTTPError as error:
+        reply = web.send("PUT", target, body, headers={"Content-Type": CONTENT_TYPE},
+                         timeout=PUSH_TIMEOUT)
+    except (OSError, ValueError) as error:
+        return f"metrics push to {web.masked(target)} failed: {web.failure(error, target)}"
+    if reply.status >= 400:
         # The Pushgateway says in the body why it refused the series.
-        said = error.read(300).decode("utf-8", "replace").strip().replace("\n", " ")
-        return f"metrics push to {target} failed: HTTP {error.code} {said}".rstrip()
-    except (urllib.error.URLError, OSError, ValueError) as error:
-        reason = getattr(error, "reason", None) or error
-        return f"metrics push to {target} failed: {reason}"
+        said = reply.body[:300].decode("utf-8", "replace").strip().replace("\n", " ")
+        return web.scrubbed(f"metrics push to {web.masked(target)} failed: HTTP "
+                            f"{reply.status} {said}", target).rstrip()
+    return None

@@ -130,11 +130,15 @@ def parse_url(text):
     host = rest.split("/", 1)[0]
     if url and not (sep and scheme in ("http", "https") and host and not
                     any(ch.isspace() for ch in host)):
-        raise ValueError(f"bad URL {url!r} (use http:// or https://)")
+        from orchestrator.web import masked
+
+        raise ValueError(f"bad URL {masked(url)!r} (use http:// or https://)")
     if not url.isascii():
+        from orchestrator.web import masked
+
         # No request could carry it: http.client sends the request line as ASCII.
-        raise ValueError(f"bad URL {url!r} (not ASCII: percent-encode it, and write a "
-                         "host name in its xn-- form)")
+        raise ValueError(f"bad URL {masked(url)!r} (not ASCII: percent-encode it, and write "
+                         "a host name in its xn-- form)")
     return url
 
 

@@ -1,0 +1,237 @@
+"""HTTP requests with a total deadline, for notifications and the Pushgateway (design.md
+sections 4 and 8, "Nothing can hang a run", "Credentials in URLs").
+
+urllib's ``timeout`` bounds each read, so a server that trickles a byte every few seconds
+keeps a run (and its lock) for ever. Here every connect, send and receive of a request gets
+only what is left of one deadline, so the whole request (name lookup, TLS handshake and the
+reply included) ends by then. Credentials in a URL (``https://user:secret@host/``) become an
+HTTP basic Authorization header; the request goes to the URL without them, and messages show
+the URL as ``https://user:***@host/``.
+"""
+
+import base64
+import http.client
+import socket
+import time
+import urllib.parse
+from collections import namedtuple
+
+from orchestrator import constants as c
+
+Reply = namedtuple("Reply", "status reason body")
+Reply.__doc__ = """What a server answered: HTTP status, reason phrase, the first bytes of the
+body."""
+REPLY_BYTES = 1024  # what is read of a reply: enough for a Pushgateway's error message
+
+
+class Deadline:
+    """One moment by which a whole request must be done."""
+
+    __slots__ = ("end",)
+
+    def __init__(self, seconds):
+        self.end = time.monotonic() + seconds
+
+    def left(self):
+        """Seconds left, for the next blocking step; socket.timeout when none are."""
+        left = self.end - time.monotonic()
+        if left <= 0:
+            raise socket.timeout("timed out")
+        return left
+
+
+class DeadlineSocket(socket.socket):
+    """A socket whose every send and receive waits at most until its ``deadline``."""
+
+    deadline = None
+
+    def arm(self):
+        if self.deadline is not None:
+            self.settimeout(self.deadline.left())
+
+    def recv(self, *args):
+        self.arm()
+        return super().recv(*args)
+
+    def recv_into(self, *args):
+        self.arm()
+        return super().recv_into(*args)
+
+    def send(self, *args):
+        self.arm()
+        return super().send(*args)
+
+    def sendall(self, *args):
+        self.arm()
+        return super().sendall(*args)
+
+
+def tls_socket_class():
+    """ssl.SSLSocket with the same deadline (ssl is imported only for https URLs)."""
+    import ssl
+
+    class DeadlineSSLSocket(ssl.SSLSocket):
+        deadline = None
+        arm = DeadlineSocket.arm
+        recv = DeadlineSocket.recv
+        recv_into = DeadlineSocket.recv_into
+        send = DeadlineSocket.send
+        sendall = DeadlineSocket.sendall
+
+    return DeadlineSSLSocket
+
+
+def resolve(host, port, deadline):
+    """getaddrinfo() for ``host``, waiting at most until ``deadline``: a name lookup cannot be
+    interrupted, so a slow one runs in a daemon thread that is left behind (it holds no
+    socket and does not keep hookrun alive)."""
+    try:
+        return socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM, 0, socket.AI_NUMERICHOST)
+    except socket.gaierror:
+        pass
+    import threading
+
+    found = {}
+
+    def look_up():
+        try:
+            found["addresses"] = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
+        except OSError as error:
+            found["error"] = error
+
+    thread = threading.Thread(target=look_up, daemon=True)
+    thread.start()
+    thread.join(deadline.left())
+    if "addresses" in found:
+        return found["addresses"]
+    if "error" in found:
+        raise found["error"]
+    raise socket.timeout(f"timed out looking up {host}")
+
+
+def open_socket(host, port, deadline):
+    """A connected DeadlineSocket to ``host``:``port``, tried address by address."""
+    problem = OSError(f"no address for {host}")
+    for family, kind, proto, _name, address in resolve(host, port, deadline):
+        sock = DeadlineSocket(family, kind, proto)
+        try:
+            sock.settimeout(deadline.left())
+            sock.connect(address)
+        except OSError as error:
+            sock.close()
+            problem = error
+            continue
+        sock.deadline = deadline
+        return sock
+    raise problem
+
+
+class Connection(http.client.HTTPConnection):
+    """http.client's connection over a DeadlineSocket."""
+
+    def __init__(self, host, port, deadline):
+        super().__init__(host, port)
+        self.deadline = deadline
+
+    def connect(self):
+        self.sock = open_socket(self.host, self.port, self.deadline)
+
+
+class TLSConnection(Connection):
+    """The same over TLS, with the system's certificates and host name checking."""
+
+    default_port = http.client.HTTPS_PORT
+
+    def connect(self):
+        import ssl
+
+        sock = open_socket(self.host, self.port, self.deadline)
+        context = ssl.create_default_context()
+        context.sslsocket_class = tls_socket_class()
+        try:
+            # The handshake is one call, bounded by the socket's timeout: what is left.
+            sock.settimeout(self.deadline.left())
+            self.sock = context.wrap_socket(sock, server_hostname=self.host)
+        except BaseException:
+            sock.close()
+            raise
+        self.sock.deadline = self.deadline
+
+
+def split_credentials(url):
+    """(the URL without user and password, the Authorization header value or None);
+    ValueError for a URL that is not http(s) with a host."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("not an http:// or https:// URL with a host")
+    user, _at, host_port = parts.netloc.rpartition("@")
+    if not _at:
+        return url, None
+    name, _colon, password = user.partition(":")
+    pair = f"{urllib.parse.unquote(name)}:{urllib.parse.unquote(password)}"
+    auth = "Basic " + base64.b64encode(pair.encode("utf-8")).decode("ascii")
+    return urllib.parse.urlunsplit(parts._replace(netloc=host_port)), auth
+
+
+def masked(url):
+    """``url`` as messages show it: a password as ``***`` (``https://user:***@host/``), a user
+    name alone (often a token) as ``***``."""
+    scheme, sep, rest = url.partition("://")
+    authority = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
+    user, at, host_port = authority.rpartition("@")
+    if not (sep and at):
+        return url
+    name, colon, _password = user.partition(":")
+    hidden = f"{name}:***" if colon else "***"
+    return f"{scheme}://{hidden}@{host_port}{rest[len(authority):]}"
+
+
+def scrubbed(text, url):
+    """``text`` (a message about ``url``) with the URL's user information masked wherever it
+    appears, also percent-decoded, as a library's error message might quote it."""
+    authority = url.partition("://")[2].split("/", 1)[0]
+    user, at, _host = authority.rpartition("@")
+    if not at:
+        return text
+    text = text.replace(url, masked(url))
+    secrets = {user, urllib.parse.unquote(user)}
+    name, colon, password = user.partition(":")
+    if colon:
+        secrets |= {password, urllib.parse.unquote(password)}
+    else:
+        secrets |= {name, urllib.parse.unquote(name)}
+    for secret in sorted(filter(None, secrets), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
+def send(method, url, body=b"", headers=None, timeout=c.NOTIFY_TIMEOUT):
+    """``method`` ``body`` to ``url`` and read the start of the reply, all within ``timeout``
+    seconds; the Reply, whatever its status. OSError when the request fails or runs out of
+    time (socket.timeout, a TimeoutError), ValueError for a bad URL. Messages never hold the
+    URL's credentials."""
+    deadline = Deadline(timeout)
+    bare, auth = split_credentials(url)
+    parts = urllib.parse.urlsplit(bare)
+    kind = TLSConnection if parts.scheme == "https" else Connection
+    connection = kind(parts.hostname, parts.port, deadline)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    sent = {"User-Agent": "hookrun", "Connection": "close", **(headers or {})}
+    if auth:
+        sent["Authorization"] = auth
+    try:
+        connection.request(method, target, body=body, headers=sent)
+        response = connection.getresponse()
+        return Reply(response.status, response.reason, response.read(REPLY_BYTES))
+    except http.client.HTTPException as error:
+        raise OSError(f"bad reply ({type(error).__name__})") from None
+    finally:
+        connection.close()
+
+
+def failure(error, url):
+    """The one-line reason of a failed ``send`` to ``url``, credentials masked."""
+    reason = getattr(error, "reason", None) or getattr(error, "strerror", None) or error
+    if isinstance(error, socket.timeout) or str(reason) == "timed out":
+        reason = "timed out"
+    return scrubbed(str(reason), url)
