@@ -24,13 +24,21 @@ class NotOwnFile(OSError):
         super().__init__(errno.EPERM, message)
 
 
+class NotRegularFile(NotOwnFile):
+    """A FIFO, socket, device or directory where hookrun wants a regular file: refused at
+    once, since reading or writing it could block for ever (design.md section 8)."""
+
+    def __init__(self, path):
+        super().__init__(f"{shown(path)} is not a regular file (fix: move it away)")
+
+
 def own_file_problem(path, info, euid=None):
     """Why the existing file ``path`` (``info`` from stat) is not one hookrun may write to,
     or None."""
     euid = os.geteuid() if euid is None else euid
     name = shown(path)
     if not stat.S_ISREG(info.st_mode):
-        return f"{name} is not a regular file (fix: move it away)"
+        return NotRegularFile(path).strerror
     if info.st_uid != euid:
         return (f"{name} is owned by uid {info.st_uid}, not the user running hookrun "
                 f"(fix: remove it, or chown {euid} {name})")
@@ -42,8 +50,10 @@ def own_file_problem(path, info, euid=None):
 def open_own(path, flags, mode=PRIVATE):
     """``os.open`` of a file of hookrun's own: never through a symbolic link, created with
     ``mode`` if ``flags`` has O_CREAT, refused (NotOwnFile) if it is not a regular file of the
-    running user that only it can write."""
-    fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    running user that only it can write (NotRegularFile for a FIFO or device). Opened
+    O_NONBLOCK, so that a FIFO planted there cannot block the open; on a regular file Linux
+    ignores the flag, so the descriptor works as any other."""
+    fd = open_regular(path, flags, mode)
     try:
         problem = own_file_problem(path, os.fstat(fd))
     except OSError:
@@ -69,6 +79,24 @@ def read_sized(fd, limit):
         chunks.append(chunk)
         got += len(chunk)
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+def open_regular(path, flags, mode=PRIVATE):
+    """``os.open`` with O_NONBLOCK and O_NOFOLLOW, of a regular file only: NotRegularFile for
+    anything else (a FIFO that no one reads, opened for writing, says ENXIO)."""
+    try:
+        fd = os.open(path, flags | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    except OSError as error:
+        if error.errno == errno.ENXIO:
+            raise NotRegularFile(path) from None
+        raise
+    try:
+        regular = stat.S_ISREG(os.fstat(fd).st_mode)
+    except OSError:
+        os.close(fd)
+        raise
+    if not regular:
+        os.close(fd)
+        raise NotRegularFile(path)
+    return fd
 
 
 def write_private(path, data):
@@ -108,13 +136,16 @@ def foreign_links(path, euid=None):
 def output_file_problems(path, appended):
     """Why hookrun must not write the log or metrics file at ``path``: a symbolic link of
     another user on the way, or (for a file ``appended`` to, the log) an existing file that
-    another user owns or can write. [] when it is fine."""
+    another user owns or can write. [] when it is fine. A FIFO, socket or device is not a
+    problem here: opening it is refused with a warning, and the run goes on."""
     problems = foreign_links(path)
     if appended and not problems:
         try:
             info = os.stat(path)
         except OSError:
             return []  # nothing there to trust or not; opening it will say what is wrong
+        if not stat.S_ISREG(info.st_mode) and not stat.S_ISDIR(info.st_mode):
+            return []
         problem = own_file_problem(path, info)
         if problem:
             problems.append(problem)

@@ -6,7 +6,7 @@ import os
 import sys
 
 from orchestrator import constants as c
-from orchestrator.files import unlink_quietly
+from orchestrator.files import open_regular, unlink_quietly
 from orchestrator.printer import display, display_name
 from orchestrator.timestamps import now_iso
 
@@ -22,7 +22,12 @@ def print_task_output(log_path, run_id, where, out=None):
     found = False
     for path in [f"{log_path}.{n}" for n in range(c.LOG_BACKUPS, 0, -1)] + [log_path]:
         try:
-            with open(path, "rb") as handle:
+            # Never a FIFO planted at the log's path: reading it would wait for a writer.
+            handle = os.fdopen(open_regular(path, os.O_RDONLY), "rb")
+        except OSError:
+            continue
+        try:
+            with handle:
                 for line in handle:
                     start = line.find(b" ")
                     if line.startswith(run, start) and \

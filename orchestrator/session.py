@@ -9,7 +9,7 @@ from orchestrator import constants as c
 from orchestrator.cleanup import Journal
 from orchestrator.engine import Engine
 from orchestrator.errors import LockBusy, StateError, UnsafeError
-from orchestrator.files import NotOwnFile, output_file_problems
+from orchestrator.files import NotOwnFile, NotRegularFile, output_file_problems
 from orchestrator.lock import WAIT_STEP, EventLock
 from orchestrator.output import Reporter
 from orchestrator.printer import Console, display_name
@@ -39,8 +39,9 @@ def check_output_files(paths):
         raise UnsafeError("\n".join(f"unsafe output file: {line}" for line in problems))
 
 
-def open_log(path, run_id):
-    """The LogFile at ``path`` (parents created 0700), None if logging is off; StateError."""
+def open_log(path, run_id, warnings):
+    """The LogFile at ``path`` (parents created 0700), None if logging is off; StateError.
+    A FIFO or device there is no log file: a warning (added to ``warnings``), and None."""
     if not path:
         return None
     from orchestrator.logfile import LogFile
@@ -49,6 +50,9 @@ def open_log(path, run_id):
     try:
         os.makedirs(parent, mode=0o700, exist_ok=True)
         return LogFile(path, run_id)
+    except NotRegularFile as error:
+        warnings.append(f"log file not written: {error.strerror}")
+        return None
     except FileExistsError:
         raise StateError(f"cannot open log file {path}: {parent} is not a directory") from None
     except NotOwnFile as error:
@@ -67,7 +71,8 @@ class Session:
         ensure_state_dir(ctx.state_dir)
         check_output_files({ctx.log_file: True, metrics_file: False})
         console = Console(ctx.color, ctx.quiet, ctx.verbose)
-        self.reporter = Reporter(console, open_log(ctx.log_file, run_id))
+        warnings = list(warnings)
+        self.reporter = Reporter(console, open_log(ctx.log_file, run_id, warnings))
         for warning in warnings:
             self.reporter.warn(warning)
         self.signals = Signals()
