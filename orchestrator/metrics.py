@@ -10,7 +10,6 @@ A run refused before it starts (design.md section 10) writes only the time of it
 it too, so that the alert HookrunRunRefused can see that a run came after the refusal.
 """
 
-import errno
 import fcntl
 import os
 import re
@@ -18,6 +17,7 @@ import stat
 import tempfile
 import time
 
+from orchestrator import constants as c
 from orchestrator.outcome import RunStatus, TaskStatus
 
 RUN_STATUSES = RunStatus.ALL
@@ -53,7 +53,6 @@ RAN_STATUSES = (TaskStatus.OK, TaskStatus.WARNING, TaskStatus.ABORTED)
 # How many earlier runs of an event are read back to count a task's failures in a row.
 STREAK_RUNS = 100
 SAMPLE_RE = re.compile(r'^(hookrun_[a-z_]+)(\{.*\})? (\S+)$')
-LOCK_WAIT = 10.0  # the lock is held for one read and one write of a small file
 LOCK_STEP = 0.01
 MAX_READ = 16 << 20  # what is read back of an existing file
 
@@ -117,10 +116,13 @@ def run_samples(event, status, exit_code, finished, duration, last_success, task
 
 def kept_samples(path, replaced):
     """Samples already in the file but those that ``replaced(name, label_text)`` says the
-    new ones replace (never read through a link: see target)."""
+    new ones replace (never read through a link, nor from a FIFO or device: NotRegularFile;
+    see target)."""
+    from orchestrator.files import open_regular
+
     kept = []
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = open_regular(path, os.O_RDONLY)
     except FileNotFoundError:
         return kept
     with os.fdopen(fd, "rb") as handle:
@@ -151,41 +153,54 @@ def own_label(event):
 
 def write_metrics(path, event, **run):
     """Replace ``event``'s series in the textfile at ``path``, but for the time of its last
-    refusal; OSError if it cannot."""
+    refusal; returns None, or a warning (see replace_samples). OSError if it cannot."""
     mine = own_label(event)
-    replace_samples(path, lambda name, text: mine in text and name != REFUSED,
-                    run_samples(event, **run))
+    return replace_samples(path, lambda name, text: mine in text and name != REFUSED,
+                           run_samples(event, **run))
 
 
 def write_refused(path, event, reason, when):
     """Set ``event``'s last refusal (``reason``: state, unsafe or config; ``when``: unix
     seconds) in the textfile at ``path``, keeping every other series, of this event too: a
-    refused run did not run, so what the last run left stays true. OSError if it cannot."""
+    refused run did not run, so what the last run left stays true. Returns None or a
+    warning; OSError if it cannot."""
     mine = own_label(event)
-    replace_samples(path, lambda name, text: name == REFUSED and mine in text,
-                    [(REFUSED, labels(event=event, reason=reason), when)])
+    return replace_samples(path, lambda name, text: name == REFUSED and mine in text,
+                           [(REFUSED, labels(event=event, reason=reason), when)])
 
 
 def replace_samples(path, replaced, new):
     """Write the textfile at ``path``: what it held but the samples ``replaced(name,
-    label_text)`` picks, then ``new``. OSError if it cannot."""
+    label_text)`` picks, then ``new``. Returns None, or a warning when the lock was held too
+    long by another process and the file was written without it. OSError if it cannot be
+    written (NotRegularFile for a FIFO or device at ``path``).
+
+    The directory may be one that other users own or can write (node_exporter's textfile
+    directory): the temporary file is created O_EXCL|O_NOFOLLOW under a random name
+    (mkstemp), its mode set with fchmod on the descriptor, and it is renamed over ``path``;
+    nothing is chmod-ed, chown-ed or opened by a name that someone else could swap."""
     path = target(path)
     directory = os.path.dirname(path)
     lock = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        hold(lock)
+        # Anyone who may open the directory may flock it: waiting for ever would freeze the
+        # file at the last run's status, so after a while it is written all the same.
+        warning = None if hold(lock) else (
+            f"metrics file {path}: its directory was locked by another process for "
+            f"{c.METRICS_LOCK_WAIT:g} s; written without the lock")
         samples = kept_samples(path, replaced) + new
         fd, temporary = tempfile.mkstemp(prefix=".hookrun-", suffix=".prom.tmp", dir=directory)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                os.fchmod(handle.fileno(), 0o644)
                 handle.write(render(samples))
-            os.chmod(temporary, 0o644)
             os.replace(temporary, path)
         except BaseException:
             os.unlink(temporary)
             raise
     finally:
         os.close(lock)
+    return warning
 
 
 def target(path):
@@ -215,14 +230,15 @@ def target(path):
     return os.path.realpath(found)
 
 
-def hold(fd):
-    """flock ``fd``, waiting at most LOCK_WAIT; OSError if another writer holds it longer."""
-    deadline = time.monotonic() + LOCK_WAIT
+def hold(fd, wait=None):
+    """flock ``fd``, waiting at most ``wait`` seconds (c.METRICS_LOCK_WAIT); whether it got
+    the lock."""
+    deadline = time.monotonic() + (c.METRICS_LOCK_WAIT if wait is None else wait)
     while True:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return
+            return True
         except BlockingIOError:
             if time.monotonic() >= deadline:
-                raise OSError(errno.EWOULDBLOCK, "another run held its lock too long") from None
+                return False
             time.sleep(LOCK_STEP)

@@ -371,7 +371,7 @@ class Lifecycle:
                        self.ctx.event, self.run_id, STREAK_RUNS), stats=self.stats)
         if self.ctx.metrics_file:
             try:
-                write_metrics(self.ctx.metrics_file, self.ctx.event, **run)
+                self.warn_if(write_metrics(self.ctx.metrics_file, self.ctx.event, **run))
             except OSError as error:
                 self.reporter.warn(f"cannot write metrics file {self.ctx.metrics_file}: "
                                    f"{error.strerror or error}")
