@@ -2,7 +2,7 @@
 """Soak test of hookrun's promise that registered cleanups run exactly once (design.md 3), and
 that no fault bricks it or runs a cleanup twice (design.md 8, "Never bricked, never twice").
 
-Seven scenarios, each iteration in a fresh temporary hooks tree with its own state directory
+Nine scenarios, each iteration in a fresh temporary hooks tree with its own state directory
 (the rounds of the events scenario share one):
 
 * SIGKILL: kill ``hookrun run`` at a random moment, let the orphaned hook finish (or kill it),
@@ -36,6 +36,14 @@ Seven scenarios, each iteration in a fresh temporary hooks tree with its own sta
 
 Every iteration's history is also read for a false green (design.md 10): no run may record
 ``success`` while one of its tasks failed or timed out.
+
+* slow endpoints: a local server on 127.0.0.1 trickles its answers to the notification
+  pings and the Pushgateway push one byte every 0.5-3 s (all of them, or one at random):
+  each run still ends within the total deadline of its requests plus slack, with its own
+  exit status and a warning per trickled request, and its cleanup runs exactly once.
+* FIFOs at output paths: a FIFO at the metrics file, the log file or both, with or without
+  a reader at its other end: the run ends within WAIT_LIMIT with its own exit status and a
+  warning, the FIFO stays a FIFO and gets nothing, and the cleanup runs exactly once.
 
 Cleanups are counted by id in marker files outside the state directory; the hooks note each
 registration with the exit status of its ``hookrun defer``. Not collected by pytest. Run
@@ -1291,6 +1299,211 @@ def summarise_reads(results, took):
     return ok, [ledger_line("read-faults", results)
                 + " (cleanups of a run directory set aside as damaged may run 0 times)",
                 details]
+NOTIFY_TIMEOUT = 10.0  # hookrun's deadline for one whole request (constants.NOTIFY_TIMEOUT)
+SLOW_REQUESTS = 3  # a run's requests: the /start ping, the Pushgateway push, the end ping
+SLOW_SLACK = 20.0  # the run itself, and a loaded machine
+TRICKLE_ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nOK"
+
+
+class TrickleServer:
+    """An HTTP server on 127.0.0.1 that answers each request whose path ends with one of
+    ``slow`` one byte every ``every`` seconds (for at most ``limit`` s), the others at once."""
+
+    def __init__(self, slow, every, limit=120.0):
+        import socket
+
+        self.slow, self.every, self.limit = tuple(slow), every, limit
+        self.stopping = threading.Event()
+        self.paths = []
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        while True:
+            try:
+                conn, _address = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.answer, args=(conn,), daemon=True).start()
+
+    def answer(self, conn):
+        with conn:
+            try:
+                conn.settimeout(30)
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        return
+                    data += chunk
+                path = data.split(b" ", 2)[1].decode("latin-1")
+                self.paths.append(path)
+                if not path.endswith(self.slow):
+                    conn.sendall(TRICKLE_ANSWER)
+                    return
+                ends = time.monotonic() + self.limit
+                for byte in TRICKLE_ANSWER:
+                    if self.stopping.wait(self.every) or time.monotonic() > ends:
+                        return
+                    conn.sendall(bytes([byte]))
+            except OSError:
+                pass  # hookrun gave up on the request, as it should
+
+    def stop(self):
+        self.stopping.set()
+        self.listener.close()
+
+
+@dataclass
+class DoorResult:
+    """One iteration of a side-door mode: what was done, how the run ended, any problem."""
+
+    index: int
+    what: str
+    exit_code: object = None
+    expected_code: int = 0
+    seconds: float = 0.0
+    bound: float = 0.0
+    warnings: int = 0
+    expected_warnings: int = 0
+    lines: int = 0
+    problems: list = field(default_factory=list)
+
+    def where(self):
+        return f"({self.what})"
+
+
+def door_run(result, tree, hookrun, extra, limit):
+    """Run ``tree`` with ``extra`` options and a command exiting ``result.expected_code``;
+    check the exit status, the time taken, tracebacks and the cleanup."""
+    command = ["sh", "-c", f"exit {result.expected_code}"]
+    began = time.monotonic()
+    code, stderr = run_quietly(hookrun + ["run"] + tree.options() + list(extra) + ["--"]
+                               + command, tree.env, tree.root, limit=limit)
+    result.seconds = time.monotonic() - began
+    result.exit_code = code
+    result.lines = count_lines(tree.marker)
+    if code is None:
+        result.problems.append(f"hung: still running after {limit:g}s")
+    elif code != result.expected_code:
+        result.problems.append(f"exit status {code}, not the command's {result.expected_code}")
+    if result.seconds > result.bound:
+        result.problems.append(f"took {result.seconds:.1f}s, more than {result.bound:g}s")
+    if looks_broken(stderr):
+        result.problems.append(f"traceback or internal error: {stderr.strip()[-1500:]}")
+    if result.lines != 1:
+        result.problems.append(f"cleanup ran {result.lines} times")
+    return stderr
+
+
+def slow_endpoint_iteration(index, args, hookrun, seed):
+    """A run whose notification pings and Pushgateway push are answered a byte at a time."""
+    rng = random.Random(f"{seed}-slow-{index}")
+    root = tempfile.mkdtemp(prefix=f"slow{index:03d}-", dir=args.workdir)
+    tree = build_cleanup_tree(root, hookrun, rng)
+    # Path endings answered slowly, and how many of the run's requests that makes: the end
+    # ping is /ping/abc/fail or /ping/abc, as the run ends.
+    slow, trickled = rng.choice([(("/start",), 1), (("/fail", "/abc"), 1),
+                                 (("/event/backup",), 1),
+                                 (("/start", "/fail", "/abc", "/event/backup"), SLOW_REQUESTS)])
+    every = rng.uniform(0.5, 3.0)
+    code = rng.choice([0, 3])
+    result = DoorResult(index, f"trickled {'+'.join(slow)} every {every:.1f}s, exit {code}",
+                        expected_code=code, expected_warnings=trickled)
+    result.bound = result.expected_warnings * NOTIFY_TIMEOUT + SLOW_SLACK
+    server = TrickleServer(slow, every)
+    try:
+        stderr = door_run(result, tree, hookrun, ["--notify-url", server.url + "/ping/abc",
+                                                  "--metrics-push-url", server.url],
+                          limit=SLOW_REQUESTS * NOTIFY_TIMEOUT + WAIT_LIMIT)
+    finally:
+        server.stop()
+    result.warnings = sum("timed out" in line for line in stderr.splitlines())
+    if result.exit_code is not None and result.warnings != result.expected_warnings:
+        result.problems.append(f"{result.warnings} time-out warnings, not "
+                               f"{result.expected_warnings}")
+    finish_door(args, root, result)
+    return result
+
+
+def fifo_output_iteration(index, args, hookrun, seed):
+    """A run with a FIFO at its metrics file, log file or both, read or not at the other end."""
+    rng = random.Random(f"{seed}-fifo-{index}")
+    root = tempfile.mkdtemp(prefix=f"fifo{index:03d}-", dir=args.workdir)
+    tree = build_cleanup_tree(root, hookrun, rng)
+    where = rng.choice(["metrics", "log", "both"])
+    reader = rng.random() < 0.5
+    code = rng.choice([0, 3])
+    result = DoorResult(index, f"FIFO at {where}, {'a' if reader else 'no'} reader, exit {code}",
+                        expected_code=code, bound=WAIT_LIMIT,
+                        expected_warnings=2 if where == "both" else 1)
+    metrics = os.path.join(root, "hookrun.prom")
+    tree.log = os.path.join(root, "fifo.log") if where != "metrics" else tree.log
+    fifos = [metrics] * (where != "log") + [tree.log] * (where != "metrics")
+    for path in fifos:
+        os.mkfifo(path)
+    # A reader holds each FIFO open (O_RDWR never blocks) and counts what reaches it.
+    readers = [os.open(path, os.O_RDWR | os.O_NONBLOCK) for path in fifos] if reader else []
+    try:
+        stderr = door_run(result, tree, hookrun, ["--metrics-file", metrics],
+                          limit=WAIT_LIMIT)
+        for fd in readers:
+            try:
+                if os.read(fd, 65536):
+                    result.problems.append("hookrun wrote into a FIFO")
+            except BlockingIOError:
+                pass
+    finally:
+        for fd in readers:
+            os.close(fd)
+    result.warnings = sum("not a regular file" in line for line in stderr.splitlines())
+    if result.exit_code is not None and result.warnings != result.expected_warnings:
+        result.problems.append(f"{result.warnings} FIFO warnings, not "
+                               f"{result.expected_warnings}")
+    if not all(stat_is_fifo(path) for path in fifos):
+        result.problems.append("a FIFO was replaced")
+    finish_door(args, root, result)
+    return result
+
+
+def stat_is_fifo(path):
+    import stat
+
+    return stat.S_ISFIFO(os.lstat(path).st_mode)
+
+
+def finish_door(args, root, result):
+    if result.problems and args.keep:
+        print(f"  kept {root} for inspection", file=sys.stderr)
+    else:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def summarise_doors(name, results, took):
+    ok = bool(results) and not any(r.problems for r in results)
+    slowest = max((r.seconds for r in results), default=0.0)
+    line = (f"{name}: {sum(not r.problems for r in results)}/{len(results)} runs ended in "
+            f"time with their own exit status, the expected warnings and the cleanup run "
+            f"once; exit statuses {counted(r.exit_code for r in results)}; hangs "
+            f"{sum(r.exit_code is None for r in results)}; slowest {slowest:.1f}s; "
+            f"{took:.0f}s")
+    return ok, [line]
+
+
+def run_door_modes(args, hookrun):
+    """The slow-endpoint and FIFO modes: (targets met, summary lines)."""
+    ok = True
+    lines = []
+    for name, count, worker in (("slow-endpoints", args.slow_endpoints,
+                                 slow_endpoint_iteration),
+                                ("fifo-outputs", args.fifo_outputs, fifo_output_iteration)):
+        if count:
+            results, took = run_many(name, count, worker, args, hookrun)
+            good, more = summarise_doors(name, results, took)
+            ok &= good
+            lines += more
+    return ok, lines
 
 
 def run_many(name, count, worker, args, hookrun):
@@ -1410,11 +1623,13 @@ def summarise_io(results, took):
 
 
 MODES = ("kills", "terms", "concurrent", "events", "event_rounds", "disk_full", "io_faults",
-         "read_faults")
+         "read_faults", "slow_endpoints", "fifo_outputs")
 DEFAULTS = {"kills": 100, "terms": 100, "concurrent": 20, "events": 20, "event_rounds": 3,
-            "disk_full": 0, "io_faults": 0, "read_faults": 0}
+            "disk_full": 0, "io_faults": 0, "read_faults": 0, "slow_endpoints": 6,
+            "fifo_outputs": 20}
 QUICK = {"kills": 10, "terms": 10, "concurrent": 5, "events": 5, "event_rounds": 2,
-         "disk_full": 5, "io_faults": 10, "read_faults": 10}
+         "disk_full": 5, "io_faults": 10, "read_faults": 10, "slow_endpoints": 2,
+         "fifo_outputs": 5}
 
 
 def parse_args(argv=None):
@@ -1450,11 +1665,16 @@ def parse_args(argv=None):
                              "and exit; an iteration then reproduces by hand as PYTHONPATH=DIR "
                              "HOOKRUN_SOAK_FAULTS=... HOOKRUN_SOAK_FIU_SEED=... fiu-run -x -f "
                              "'' hookrun run ...")
+    parser.add_argument("--slow-endpoints", type=int,
+                        help="runs whose notification and Pushgateway server trickles its "
+                             "answers a byte at a time (6; each takes up to 30-50 s)")
+    parser.add_argument("--fifo-outputs", type=int,
+                        help="runs with a FIFO at the metrics file, the log file or both (20)")
     parser.add_argument("--quick", action="store_true",
                         help="a short run of every mode: 10 SIGKILL, 10 SIGTERM, 5 concurrent, "
-                             "5 events x 2 rounds, 5 disk-full, 10 I/O-fault, 10 read-fault "
-                             "iterations "
-                             "(options given explicitly still win)")
+                             "5 events x 2 rounds, 5 disk-full, 10 I/O-fault, 10 read-fault, "
+                             "2 slow-endpoint, 5 FIFO iterations (options given explicitly "
+                             "still win)")
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: random)")
     parser.add_argument("--jobs", type=int, default=2,
                         help="iterations run side by side (2; each has its own temp dir)")
@@ -1581,10 +1801,12 @@ def main(argv=None):
           f"subreaper {'yes' if subreaper else 'no'}")
     ok, lines = run_signal_modes(args, hookrun)
     good, more = run_fault_modes(args, hookrun)
+    doors_good, doors = run_door_modes(args, hookrun)
     REAPER.reap()
-    print("\n".join(lines + more))
-    print("all targets met" if ok and good else "TARGETS MISSED")
-    return 0 if ok and good else 1
+    print("\n".join(lines + more + doors))
+    ok = ok and good and doors_good
+    print("all targets met" if ok else "TARGETS MISSED")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
