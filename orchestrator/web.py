@@ -40,8 +40,9 @@ class Deadline:
         return left
 
 
-class DeadlineSocket(socket.socket):
-    """A socket whose every send and receive waits at most until its ``deadline``."""
+class Deadlined:
+    """A socket mixin: every send and receive waits at most until the socket's
+    ``deadline``."""
 
     deadline = None
 
@@ -66,19 +67,15 @@ class DeadlineSocket(socket.socket):
         return super().sendall(*args)
 
 
+class DeadlineSocket(Deadlined, socket.socket):
+    """A plain socket with a deadline."""
+
+
 def tls_socket_class():
     """ssl.SSLSocket with the same deadline (ssl is imported only for https URLs)."""
     import ssl
 
-    class DeadlineSSLSocket(ssl.SSLSocket):
-        deadline = None
-        arm = DeadlineSocket.arm
-        recv = DeadlineSocket.recv
-        recv_into = DeadlineSocket.recv_into
-        send = DeadlineSocket.send
-        sendall = DeadlineSocket.sendall
-
-    return DeadlineSSLSocket
+    return type("DeadlineSSLSocket", (Deadlined, ssl.SSLSocket), {})
 
 
 def resolve(host, port, deadline):

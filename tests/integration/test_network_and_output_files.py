@@ -5,14 +5,16 @@ Every server here listens on 127.0.0.1 only."""
 import base64
 import json
 import os
+import shutil
 import socket
 import stat
+import subprocess
 import threading
 import time
 
 import pytest
 
-from tests.conftest import run_hookrun, show_last
+from tests.conftest import require, run_hookrun, show_last
 
 TRICKLE_EVERY = 2.0  # seconds between two bytes of a trickled answer
 TRICKLE_FOR = 150.0  # how long a trickle lasts at most: past any test's time bound
@@ -26,8 +28,9 @@ class Server:
     answers it with ANSWER at once, or one byte every TRICKLE_EVERY seconds when its path
     ends with one of ``trickled``; or with ``status`` when it is not 200."""
 
-    def __init__(self, trickled=(), status=200):
+    def __init__(self, trickled=(), status=200, tls=None):
         self.trickled = tuple(trickled)
+        self.tls = tls
         self.status = status
         self.requests = []
         self.stopping = threading.Event()
@@ -37,6 +40,8 @@ class Server:
         self.thread.start()
 
     def url(self, userinfo="", path="/ping/abc"):
+        if self.tls:
+            return f"https://{userinfo}localhost:{self.port}{path}"
         return f"http://{userinfo}127.0.0.1:{self.port}{path}"
 
     def serve(self):
@@ -51,6 +56,8 @@ class Server:
         with conn:
             conn.settimeout(30)
             try:
+                if self.tls:
+                    conn = self.tls.wrap_socket(conn, server_side=True)
                 data = b""
                 while b"\r\n\r\n" not in data:
                     chunk = conn.recv(65536)
@@ -137,6 +144,35 @@ def test_a_pushgateway_answering_one_byte_every_two_seconds_is_cut_off_at_its_de
     assert "metrics push to" in result.stderr and "timed out" in result.stderr
     assert [method for method, _p, _h in server.requests] == ["PUT"]
     assert show_last(tree)["status"] == "failure"
+
+
+def test_https_carries_credentials_and_a_trickled_answer_is_cut_off_too(tree, server_factory):
+    """Over TLS (a certificate the test makes, trusted through SSL_CERT_FILE), the deadline
+    holds for the handshake and the reply alike, and the credentials still become basic
+    auth."""
+    import ssl
+
+    openssl = require(shutil.which("openssl"), "openssl")
+    cert, key = tree.base / "cert.pem", tree.base / "key.pem"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True,
+                   timeout=60)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server = server_factory(trickled=["/start"], tls=context)
+    tree.hook("pre-backup.d/10-x", "true")
+    began = time.monotonic()
+    result = run_hookrun("run", *tree.args("--notify-url", server.url(f"{USER}:{SECRET}@")),
+                         "--", "true", env={"SSL_CERT_FILE": str(cert)}, timeout=300)
+    assert time.monotonic() - began < ONE_REQUEST_BOUND, result.stderr
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if "notification to" in line]
+    assert len(warnings) == 1 and "/start" in warnings[0] and "timed out" in warnings[0]
+    assert SECRET not in result.stderr
+    expected = "Basic " + base64.b64encode(f"{USER}:{SECRET}".encode()).decode()
+    assert [(path, auth_of(headers)) for _m, path, headers in server.requests] == [
+        ("/ping/abc/start", expected), ("/ping/abc", expected)]
 
 
 @pytest.mark.parametrize("option", ["--metrics-file", "--log-file"])
