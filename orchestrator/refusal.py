@@ -50,7 +50,8 @@ def tell(known, reason, error):
         from orchestrator.metrics import write_refused
 
         try:
-            write_refused(known.metrics_file, known.event, reason, round(time.time(), 3))
+            warnings.append(write_refused(known.metrics_file, known.event, reason,
+                                          round(time.time(), 3)))
         except OSError as problem:
             warnings.append(f"cannot write metrics file {known.metrics_file}: "
                             f"{problem.strerror or problem}")
