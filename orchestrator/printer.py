@@ -230,7 +230,7 @@ class Console:
     def warn(self, text):
         self.write("stderr", f"hookrun: warning: {display_name(text)}\n")
 
-    def summary(self, run_status, records, exit_code):
+    def summary(self, run_status, records, exit_code, what="run"):
         rows = [("PHASE", "HOOK", "STATUS", "EXIT", "TRIES", "DURATION")]
         for r in records:
             rows.append((r.phase, display_name(r.name), r.status,
@@ -243,7 +243,7 @@ class Console:
             if n:
                 cells[2] = self.status_word(row[2]) + " " * (widths[2] - len(row[2]))
             lines.append("  ".join(cells).rstrip())
-        lines.append(f"run {self.status_word(run_status)}, exit {exit_code}")
+        lines.append(f"{what} {self.status_word(run_status)}, exit {exit_code}")
         self.write("stdout", "\n".join(lines) + "\n")
 
 
@@ -265,7 +265,8 @@ def plan_items(planned, show_all=False):
                 "events": list(s.events) if s and s.events else None,
                 "origin": as_text(entry.origin), "overrides": [as_text(p) for p in
                                                                entry.overrides],
-                "warning_codes": sorted(s.warning_codes) if s else None})
+                "warning_codes": sorted(s.warning_codes) if s else None,
+                "dry_run": s.dry_run if s else None})
     return items
 
 

@@ -23,7 +23,7 @@ DIGITS = frozenset("0123456789")
 DEFAULTABLE_HOOK_KEYS = ("timeout", "retries", "retry_delay")
 HOOK_DEFAULTS = {"timeout": c.DEFAULT_TIMEOUT, "retries": 0,
                  "retry_delay": c.DEFAULT_RETRY_DELAY, "when": When.RAN, "events": None,
-                 "warning_codes": frozenset()}
+                 "warning_codes": frozenset(), "dry_run": False}
 
 
 def resolve(name, layers, default=None):
@@ -212,9 +212,10 @@ HOOK_KEYS = {"critical": ("on_failure", parse_critical),
              "timeout": ("timeout", parse_duration), "retries": ("retries", parse_retries),
              "retry_delay": ("retry_delay", parse_duration), "when": ("when", parse_when),
              "events": ("events", parse_events),
-             "warning_codes": ("warning_codes", parse_codes)}
+             "warning_codes": ("warning_codes", parse_codes),
+             "dry_run": ("dry_run", parse_bool)}
 KNOWN_HOOK_KEYS = ("critical, on-failure, timeout, retries, retry-delay, when, events, "
-                   "warning-codes")
+                   "warning-codes, dry-run")
 # Settings and values that only mean something in some phases; elsewhere a config error.
 ONLY_IN = {"when": ((c.PHASE_POST,), "post-EVENT.d"),
            "events": ((c.PHASE_ON_ERROR, c.PHASE_ON_SUCCESS, c.PHASE_FINALLY),
@@ -234,10 +235,11 @@ HOOKRUN_PARSERS = {
 
 class HookSettings(namedtuple("HookSettings",
                               "on_failure timeout retries retry_delay when events "
-                              "warning_codes", defaults=(frozenset(),))):
+                              "warning_codes dry_run", defaults=(frozenset(), False))):
     """What one hook runs with. ``on_failure`` is stop, warn, ignore or skip-run; ``when``
     is None outside post-EVENT.d; ``events`` None unless set (every event);
-    ``warning_codes`` the exit statuses that are a warning, not a failure."""
+    ``warning_codes`` the exit statuses that are a warning, not a failure; ``dry_run``
+    whether it takes part in a dry run (it promises to change nothing there)."""
 
     __slots__ = ()
 
@@ -476,7 +478,8 @@ def effective_settings(kind, header, section, config, overrides):
     return HookSettings(on_failure=found["on_failure"], timeout=found["timeout"],
                         retries=found["retries"], retry_delay=found["retry_delay"],
                         when=found["when"] if kind == c.PHASE_POST else None,
-                        events=found["events"], warning_codes=found["warning_codes"])
+                        events=found["events"], warning_codes=found["warning_codes"],
+                        dry_run=found["dry_run"])
 
 
 def describe(settings):
@@ -491,6 +494,8 @@ def describe(settings):
         text += f" events={','.join(settings.events)}"
     if settings.warning_codes:
         text += f" warning-codes={format_codes(settings.warning_codes)}"
+    if settings.dry_run:
+        text += " dry-run=yes"
     return text
 
 

@@ -217,3 +217,15 @@ def test_default_directories_for_root_and_for_other_users(monkeypatch, tmp_path)
     assert context.default_state_dir() == str(tmp_path / ".local" / "state" / "hookrun")
     monkeypatch.setenv("HOOKRUN_DIR", "/srv/hooks")
     assert context.default_hooks_dir() == "/srv/hooks"
+
+
+def test_dry_run_is_a_yes_no_directive_and_a_section_key_off_by_default():
+    assert effective_settings("pre", {}, {}, Config(), {}).dry_run is False
+    found, _warnings = parse_header(b"# hookrun: dry-run=yes", "h", "post")
+    assert effective_settings("post", found, {}, Config(), {}).dry_run is True
+    # The [hook] section overrides the header, also to switch it off.
+    config = parse_config("[hook post-backup.d/h]\ndry-run = no\n", "c")
+    section = config.hooks["post-backup.d/h"]
+    assert effective_settings("post", found, section, config, {}).dry_run is False
+    with pytest.raises(ConfigError, match="h:1:"):
+        parse_header(b"# hookrun: dry-run=maybe", "h", "pre")
