@@ -56,7 +56,9 @@ RUN = COMMON + (
     (("--no-hooks",), {"action": "store_true",
                        "help": "run only the command (emergency): no hook directory is read"}),
     (("--dry-run",), {"action": "store_true",
-                      "help": "print the plan and the command, execute nothing"}),
+                      "help": "print the plan and the command; run only the hooks with "
+                              "dry-run=yes (HOOKRUN_DRY_RUN=1), never the command, and "
+                              "record nothing"}),
     WAIT,
     (("--command-timeout",), {"metavar": "DURATION",
                               "help": "timeout of the command (default none; expiry exits 124)"}),
@@ -81,6 +83,10 @@ SUBCOMMANDS = {
     "phase": ("run one phase directory", COMMON + (
         (("--status",), {"choices": ("success", "failure", "not-run"), "default": "success",
                          "help": "the command status post- hooks see (default success)"}),
+        (("--only",), {"metavar": "NAME", "action": "append",
+                       "help": "run only this hook of the directory (repeatable)"}),
+        (("--dry-run",), {"action": "store_true",
+                          "help": "run only the hooks with dry-run=yes (HOOKRUN_DRY_RUN=1)"}),
         WAIT), (("phase_dir", {"metavar": "PHASE-DIR", "help": "e.g. pre-backup or finally"}),)),
     "defer": ("register a cleanup (inside a hook only)", (), (("command", COMMAND),)),
     "recover": ("run the cleanups that crashed runs left pending", COMMON, ()),

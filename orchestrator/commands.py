@@ -99,7 +99,8 @@ def phase(args):
     if not any(os.path.isdir(os.path.join(d, found[0].dirname)) for d in ctx.hooks_dirs):
         raise UsageError(f"phase: there is no directory {found[0].dirname} in "
                          f"{':'.join(ctx.hooks_dirs)}{discovery.events_hint(ctx.hooks_dirs)}")
-    return phase_command(ctx, found[0], args.status, wait_seconds(args.wait))
+    return phase_command(ctx, found[0], args.status, wait_seconds(args.wait),
+                         only=args.only or (), dry_run=args.dry_run)
 
 
 def defer(args):

@@ -89,6 +89,9 @@ class Engine:
             "HOOKRUN_COMMAND": shell.join(command) if command else "",
             "HOOKRUN_PREVIOUS_RUN_ID": "", "HOOKRUN_PREVIOUS_STATUS": "",
             "HOOKRUN_TRIGGER": ctx.trigger or "", "HOOKRUN_STATS": self.stats_file,
+            # Set here, empty, so that one inherited from hookrun's own environment can
+            # never make the hooks of a real run believe they are in a dry run.
+            "HOOKRUN_DRY_RUN": "",
         }
         self.shared = None
         self.tasks_started = 0
@@ -107,6 +110,11 @@ class Engine:
     def set_previous(self, run_id, status):
         self.fixed["HOOKRUN_PREVIOUS_RUN_ID"] = run_id or ""
         self.fixed["HOOKRUN_PREVIOUS_STATUS"] = status or ""
+        self.shared = None
+
+    def set_dry_run(self):
+        """Tell every hook and cleanup from now on that this is a dry run."""
+        self.fixed["HOOKRUN_DRY_RUN"] = "1"
         self.shared = None
 
     def set_later_env(self, values):

@@ -169,11 +169,12 @@ class RunState:
     skipped it, ``pre/10-x (soft skip (exit 75))``, or True. ``warned``: something failed
     that does not fail the run; ``warnings`` its lines (HOOKRUN_WARNINGS). ``failure``: the
     failure that decided the run (HOOKRUN_ERROR). ``command``: the command given (a list,
-    maybe empty); ``command_record``: its TaskRecord once it ran.
+    maybe empty); ``command_record``: its TaskRecord once it ran. ``dry_success``: a dry
+    run reached the command, which it does not run, and takes it as succeeded.
     """
 
     __slots__ = ("command", "command_record", "stopped", "skipped", "warned", "interrupted_by",
-                 "failure", "warnings")
+                 "failure", "warnings", "dry_success")
 
     def __init__(self, command=()):
         self.command = list(command)
@@ -184,6 +185,7 @@ class RunState:
         self.interrupted_by = None
         self.failure = None
         self.warnings = []
+        self.dry_success = False
 
     @property
     def command_failed(self):
@@ -221,6 +223,8 @@ class RunState:
         """The command as post- hooks see it: success, failure or not-run. No command is a
         success, unless the run was stopped, skipped or interrupted before it."""
         if self.command_record is None:
+            if self.dry_success:
+                return CommandState.SUCCESS
             if self.command or self.command_skip_reason():
                 return CommandState.NOT_RUN
             return CommandState.SUCCESS

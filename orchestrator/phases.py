@@ -1,8 +1,11 @@
 """One phase directory run by the rules of design.md section 1: order, skips, critical stops,
 the exit-code protocol. Shared by ``hookrun run`` and ``hookrun phase``."""
 
+from orchestrator.errors import UsageError
 from orchestrator.outcome import Verdict
 from orchestrator.printer import display_name
+
+DRY_RUN_SKIP = "dry run: no dry-run=yes"
 
 
 class PhaseResult:
@@ -22,6 +25,32 @@ def runnable(hooks):
     return [hook for hook in hooks if hook.entry.runs]
 
 
+def select_only(phase, hooks, names, dry_run=False):
+    """The names of ``hooks`` (the PlannedHooks of PhaseDir ``phase``, layered) that
+    ``phase --only`` chose: each of ``names`` must be a hook a run of the directory would
+    start (UsageError, exit 2, naming the hooks there, or why a run passes it over); under
+    a dry run it must also take part in one. Returns the ``selected`` of run_phase."""
+    by_name = {hook.entry.name: hook for hook in hooks}
+    for name in names:
+        hook = by_name.get(name)
+        if not name:
+            raise UsageError("phase: --only: an empty value is not a value (give a hook's "
+                             "file name)")
+        if hook is None:
+            there = [display_name(h.entry.name) for h in hooks if h.entry.runs]
+            raise UsageError(f"phase: --only {name}: no such hook in {phase.dirname} "
+                             f"({'its hooks: ' + ', '.join(there) if there else 'it has none'})")
+        entry = hook.entry
+        if not entry.runs:
+            raise UsageError(f"phase: --only {name}: {entry.key} is not run ({entry.reason}); "
+                             "a run passes it over, and so does --only")
+        if dry_run and not hook.settings.dry_run:
+            raise UsageError(f"phase: --only {name}: {entry.key} has no dry-run=yes, so a dry "
+                             "run does not run it")
+    chosen = frozenset(names)
+    return lambda hook: hook.entry.name in chosen
+
+
 def note_silent_skips(reporter, hooks):
     """Note the files passed over without a word (shown with -v)."""
     for hook in hooks:
@@ -30,20 +59,30 @@ def note_silent_skips(reporter, hooks):
             reporter.note(f"{display_name(entry.key)}: skipped: {entry.reason}")
 
 
-def run_phase(engine, hooks, skip_reason=lambda hook: None, after_stop=lambda hook: False):
+def run_phase(engine, hooks, skip_reason=lambda hook: None, after_stop=lambda hook: False,
+              selected=None):
     """Run the runnable ``hooks`` in order; a hook that cannot start (not executable, a
     broken symlink, a missing interpreter) is a task ``failed``, judged by its settings like
     any failure; a directory, fifo, socket or device is a warning and a task ``skipped``,
     and so is a hook whose ``events=`` does not name the run's event. ``skip_reason(hook)``
     returns why a hook must not run (or None); it is asked before each hook, so it can see
     signals that came meanwhile. Once a hook stopped the phase, only the hooks for which
-    ``after_stop(hook)`` is true still run."""
+    ``after_stop(hook)`` is true still run. With ``selected`` (``phase --only``), the hooks
+    for which it is false are passed over without a record or a warning, yet keep their
+    places: HOOKRUN_INDEX and HOOKRUN_COUNT are what a whole run would give."""
     result = PhaseResult()
-    note_silent_skips(engine.reporter, hooks)
+    chosen = hooks if selected is None else [hook for hook in hooks if selected(hook)]
+    for hook in hooks:
+        if selected is not None and not selected(hook):
+            engine.reporter.note(f"{display_name(hook.entry.key)}: not selected by --only")
+    note_silent_skips(engine.reporter, chosen)
     todo = runnable(hooks)
     index = 0
     for hook in hooks:
         entry = hook.entry
+        if selected is not None and not selected(hook):
+            index += 1 if entry.runs else 0
+            continue
         if entry.warn:
             engine.reporter.warn(f"{display_name(entry.key)}: skipped: {entry.reason}")
             result.records.append(engine.skipped(entry.phase.kind, entry.name, entry.reason))

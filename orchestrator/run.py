@@ -23,7 +23,7 @@ from orchestrator.outcome import (
     When,
     when_skip_reason,
 )
-from orchestrator.phases import run_phase
+from orchestrator.phases import DRY_RUN_SKIP, run_phase, select_only
 from orchestrator.printer import display_name, print_plan, print_warnings
 from orchestrator.session import Session, new_run_id, recover
 from orchestrator.statedir import count_dead_runs
@@ -58,10 +58,14 @@ class Run:
         plan = context.load_plan(ctx, phases,
                                  commands=context.trusted_commands(ctx, self.command))
         warnings = plan_warnings(plan)
+        hooks = {phase.kind: planned for phase, planned in plan.phases}
         if self.dry_run:
             print_warnings(warnings)
             print_plan(plan.phases, command=self.command, no_hooks=self.no_hooks)
-            return c.EXIT_OK
+            if not any(hook.entry.runs and hook.settings.dry_run
+                       for planned in hooks.values() for hook in planned):
+                return c.EXIT_OK  # nothing takes part: no lock, no state directory
+            return self.dry(hooks)
         run_id = new_run_id()
         with Session(ctx, run_id, warnings, ctx.metrics_file) as session:
             if not session.take_lock(self.wait):
@@ -72,16 +76,27 @@ class Run:
                 engine = session.open_run(self.command)
                 if engine is None:
                     return c.SIGNAL_EXIT_BASE + session.signals.first
-                hooks = {phase.kind: planned for phase, planned in plan.phases}
                 self.started = True
                 return Lifecycle(session, history, engine, self.command, self.no_hooks,
                                  hooks).run()
             finally:
                 history.close()
 
+    def dry(self, hooks):
+        """The hooks of a dry run (design.md 11), under the event's lock, its warnings
+        already printed with the plan; returns the exit status."""
+        with Session(self.ctx, new_run_id()) as session:
+            if not session.take_lock(self.wait):
+                return c.SIGNAL_EXIT_BASE + session.signals.first
+            engine = session.open_run(self.command, recorded=False)
+            self.started = True
+            return DryRun(session, None, engine, self.command, False, hooks).run()
+
 
 class Lifecycle:
     """Steps 3 to 9 of one run, with everything they need from the start."""
+
+    dry_run = False
 
     def __init__(self, session, history, engine, command, no_hooks, hooks):
         self.ctx = session.ctx
@@ -158,7 +173,7 @@ class Lifecycle:
         def skip_reason(_hook):
             return "interrupted" if self.signals.first else None
 
-        result = self.absorb(run_phase(self.engine, self.hooks[c.PHASE_PRE], skip_reason))
+        result = self.absorb(self.run_hooks(c.PHASE_PRE, skip_reason))
         self.state.stopped = bool(result.stopped)
         if result.soft_skip:
             record = result.soft_skip.record
@@ -196,8 +211,10 @@ class Lifecycle:
 
         # After a stop, the hooks that run "whatever happened" still do (Borgitory's
         # run-on-failure hooks).
-        result = self.absorb(run_phase(self.engine, self.hooks[c.PHASE_POST], skip_reason,
-                                       after_stop=lambda hook: hook.settings.when == When.ALWAYS))
+        def always(hook):
+            return hook.settings.when == When.ALWAYS
+
+        result = self.absorb(self.run_hooks(c.PHASE_POST, skip_reason, after_stop=always))
         if result.stopped and self.state.status() != RunStatus.FAILURE:
             self.state.stopped = True
 
@@ -207,7 +224,7 @@ class Lifecycle:
         self.set_later_env(self.state.status())
         kind = self.state.handlers()
         if kind:
-            self.absorb(run_phase(self.engine, self.hooks[kind]), decisive=False)
+            self.absorb(self.run_hooks(kind), decisive=False)
 
     # Step 8: cleanups (last registered first), then finally.d
     def wind_down(self):
@@ -234,7 +251,7 @@ class Lifecycle:
     def run_finally(self):
         self.observe()
         self.set_later_env(self.state.status())
-        self.absorb(run_phase(self.engine, self.hooks[c.PHASE_FINALLY]), decisive=False)
+        self.absorb(self.run_hooks(c.PHASE_FINALLY), decisive=False)
 
     def fault_safe(self, what, step, cleanups=False):
         """Run ``step``; a fault in it is a warning and makes the run no success. The
@@ -250,6 +267,17 @@ class Lifecycle:
                     f"{fault_text(error)}")
             self.state.note_warning(line)
             self.reporter.warn(f"{line}; the wind-down goes on")
+
+    def run_hooks(self, kind, skip_reason=lambda hook: None, after_stop=lambda hook: False):
+        """Run the phase ``kind`` (run_phase); in a dry run only its hooks with dry-run=yes
+        run, the others are skipped tasks."""
+        def reason(hook):
+            found = skip_reason(hook)  # asked first: it also looks at the signals
+            if self.dry_run and not hook.settings.dry_run:
+                return DRY_RUN_SKIP
+            return found
+
+        return run_phase(self.engine, self.hooks[kind], reason, after_stop)
 
     def add_records(self, records):
         """Take cleanup and recovery records: a failed one makes the run a warning."""
@@ -400,6 +428,56 @@ class Lifecycle:
             self.warn_if(self.engine.run_notify_command(self.ctx.notify_command, record))
 
 
+class DryRun(Lifecycle):
+    """A dry run with hooks that take part (design.md 11): the lifecycle of a run whose
+    command is taken as succeeded, never run; only the hooks with dry-run=yes run, told
+    HOOKRUN_DRY_RUN=1, and their cleanups; the others are skipped tasks. Nothing is
+    recovered, recorded, measured or notified: a test of the tree is not a backup."""
+
+    dry_run = True
+
+    def run(self):
+        self.begin()
+        try:
+            self.report_pending()
+            self.pre()
+            self.run_command()
+            self.post()
+            self.handlers()
+        finally:
+            self.wind_down()
+        return self.finish()
+
+    def begin(self):
+        self.engine.set_dry_run()
+        self.engine.set_previous(*previous_run(self.ctx))
+        self.reporter.event(f"run {self.run_id} event={self.ctx.event} start dry-run "
+                            f"command={self.command_text() or '-'}")
+
+    def report_pending(self):
+        pending = count_dead_runs(self.ctx.state_dir)
+        if pending:
+            self.reporter.warn(f"{pending} crashed run(s) left cleanups pending; a dry run "
+                               "does not run them: run 'hookrun recover'")
+
+    def run_command(self):
+        self.observe()
+        reason = self.state.command_skip_reason()
+        if reason is None:
+            self.state.dry_success = True
+        self.tasks.append(self.engine.skipped(c.PHASE_COMMAND, self.command[0],
+                                              reason or "dry run"))
+
+    def finish(self):
+        self.observe()
+        status, code = self.state.status(), self.state.exit_status()
+        self.reporter.event(f"run {self.run_id} end dry-run status={status} exit={code}")
+        if not self.ctx.json:
+            self.reporter.console.summary(status, self.tasks, code, what="dry run")
+        self.session.close_run(self.engine)
+        return code
+
+
 def warning_line(record, said):
     """A HOOKRUN_WARNINGS line: ``pre/20-x failed (exit 1): what it said last``. A cleanup
     is named by its command word (its line may hold a password, and this line may become
@@ -413,11 +491,15 @@ def warning_line(record, said):
     return f"{line}: {display_name(said)}" if said else line
 
 
-def phase_command(ctx, phase, status=When.SUCCESS, wait=None):
+def phase_command(ctx, phase, status=When.SUCCESS, wait=None, only=(), dry_run=False):
     """``hookrun phase``: one directory (a PhaseDir) by the rules of a run, with the lock and
-    the deferred cleanups, recording nothing. Returns the exit status (0, 69, 128+N)."""
+    the deferred cleanups, recording nothing. ``only``: the names of the hooks to run (the
+    others are passed over without a record); ``dry_run``: only the hooks with dry-run=yes
+    run, told HOOKRUN_DRY_RUN=1, the others are skipped tasks. Returns the exit status
+    (0, 69, 128+N)."""
     plan = context.load_plan(ctx, [phase])
     hooks = plan.phases[0][1]
+    selected = select_only(phase, hooks, only, dry_run) if only else None
     with Session(ctx, new_run_id(), plan_warnings(plan)) as session:
         if not session.take_lock(wait):
             return c.SIGNAL_EXIT_BASE + session.signals.first
@@ -425,16 +507,20 @@ def phase_command(ctx, phase, status=When.SUCCESS, wait=None):
         if engine is None:
             return c.SIGNAL_EXIT_BASE + session.signals.first
         engine.set_previous(*previous_run(ctx))
+        if dry_run:
+            engine.set_dry_run()
         if phase.kind != c.PHASE_PRE:
             engine.set_later_env({"HOOKRUN_STATUS": status, "BACKUP_STATUS": status})
 
         def skip_reason(hook):
             if session.signals.first and phase.kind in (c.PHASE_PRE, c.PHASE_POST):
                 return "interrupted"
+            if dry_run and not hook.settings.dry_run:
+                return DRY_RUN_SKIP
             return when_skip_reason(hook.settings.when, status)
 
         try:
-            stopped = run_phase(engine, hooks, skip_reason).stopped
+            stopped = run_phase(engine, hooks, skip_reason, selected=selected).stopped
         finally:
             engine.run_cleanups()
             session.close_run(engine)

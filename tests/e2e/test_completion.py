@@ -28,15 +28,16 @@ def bash():
     return require(shutil.which("bash"), "bash")
 
 
-def complete(*words, env=None, path=None):
-    """What the completion offers for the command line ``words``."""
+def complete(*words, env=None, path=None, cwd=None):
+    """What the completion offers for the command line ``words`` (run in ``cwd``)."""
     full_env = dict(os.environ)
     full_env.pop("HOOKRUN_DIR", None)
     full_env.update(env or {})
     if path is not None:
         full_env["PATH"] = path
     result = subprocess.run([bash(), "-c", CALL, "bash", str(COMPLETION), *words],
-                            capture_output=True, text=True, env=full_env, timeout=60)
+                            capture_output=True, text=True, env=full_env, timeout=60,
+                            cwd=cwd)
     assert result.returncode == 0 and result.stderr == "", result.stderr
     return [line for line in result.stdout.splitlines() if line]
 
@@ -112,6 +113,48 @@ def test_without_d_the_hooks_directory_is_hookrun_dir(hooks, tmp_path):
 def test_phase_offers_the_phase_directories_of_the_tree(hooks):
     assert complete("hookrun", "phase", "-d", str(hooks), "") == \
         ["finally", "on-error", "post-backup", "post-prune", "pre-backup"]
+
+
+def only_tree(hooks):
+    """pre-backup.d with two hooks, and names a run passes over or that are no literal word."""
+    phase = hooks / "pre-backup.d"
+    for name in ("10-dump", "20-snapshot", "30-old.disabled", ".hidden", "40-edit~",
+                 "$(touch evaluated)"):
+        (phase / name).write_text("#!/bin/sh\n")
+        (phase / name).chmod(0o755)
+    (phase / "50-dir").mkdir()
+    return phase
+
+
+def test_phase_only_offers_the_hooks_of_the_phase_directory_as_literal_words(hooks, tmp_path):
+    only_tree(hooks)
+    assert complete("hookrun", "phase", "-d", str(hooks), "pre-backup", "--only", "") == \
+        ["10-dump", "20-snapshot"]
+    assert complete("hookrun", "phase", "pre-backup.d", "-d", str(hooks), "--only", "=",
+                    "2", cwd=tmp_path) == ["20-snapshot"]
+    assert complete("hookrun", "phase", "-d", str(hooks), "pre-backup", "--only", "10-dump",
+                    "--only", "$(") == []
+    assert not (tmp_path / "evaluated").exists()
+    # No phase directory yet, or a phase directory that is a path: nothing to offer.
+    assert complete("hookrun", "phase", "-d", str(hooks), "--only", "") == []
+    assert complete("hookrun", "phase", "-d", str(hooks), "../hooks/pre-backup", "--only",
+                    "") == []
+
+
+def test_phase_only_offers_the_hooks_of_every_hooks_directory_on_the_line(hooks, tmp_path):
+    only_tree(hooks)
+    lower = tmp_path / "lower"
+    (lower / "pre-backup.d").mkdir(parents=True)
+    (lower / "pre-backup.d" / "05-shipped").write_text("#!/bin/sh\n")
+    assert complete("hookrun", "phase", "-d", str(lower), "-d", str(hooks), "pre-backup",
+                    "--only", "") == ["05-shipped", "10-dump", "20-snapshot"]
+
+
+def test_phase_only_offers_nothing_from_a_phase_directory_others_can_write(hooks):
+    phase = only_tree(hooks)
+    phase.chmod(0o777)
+    assert complete("hookrun", "phase", "-d", str(hooks), "pre-backup", "--only", "") == []
+    phase.chmod(0o755)
 
 
 # Values and commands

@@ -149,3 +149,14 @@ def test_the_error_line_puts_the_interruption_first():
 def test_63_has_the_same_reason_in_every_phase():
     assert {judge(kind, exited(63), "stop").reason for kind in ("pre", "post", "finally")} == \
         {"ABORT_STOP"}
+
+
+def test_a_dry_run_takes_the_command_it_reached_as_succeeded_and_only_that_one():
+    reached = state()
+    reached.dry_success = True
+    assert (reached.command_state(), reached.status(), reached.exit_status(),
+            reached.handlers()) == (CommandState.SUCCESS, RunStatus.SUCCESS, 0, "on-success")
+    # Stopped before the command: it was not reached, so post- is told it did not run.
+    stopped = state(stopped=True)
+    assert (stopped.command_state(), stopped.exit_status()) == \
+        (CommandState.NOT_RUN, c.EXIT_HOOK_STOPPED)
