@@ -37,6 +37,9 @@ COMMON = (
     (("-e", "--event"), {"metavar": "EVENT", "help": "event name (default backup)"}),
     (("--log-file",), {"metavar": "FILE", "help": "log file ('' for none)"}),
     (("--timeout",), {"metavar": "DURATION", "help": "timeout of every hook"}),
+    (("--stall-timeout",), {"metavar": "DURATION",
+                            "help": "a hook or the command that prints nothing for this long "
+                            "is timed out (default none)"}),
     (("--kill-grace",), {"metavar": "DURATION",
                          "help": "wait between SIGTERM and SIGKILL (default 10s)"}),
     (("--insecure",), {"action": "store_true",

@@ -19,9 +19,9 @@ Plan.__doc__ = """What a command that runs hooks works from: [(PhaseDir, [Planne
 permission problems --insecure let through, and warnings about the headers."""
 
 # hookrun's own settings, their parsers on the command line, and their built-in defaults.
-DURATION_OPTIONS = ("timeout", "kill_grace", "command_timeout")
+DURATION_OPTIONS = ("timeout", "kill_grace", "command_timeout", "stall_timeout")
 URL_OPTIONS = ("notify_url", "metrics_push_url")
-DEFAULTS = {"kill_grace": c.DEFAULT_KILL_GRACE, "command_timeout": 0.0,
+DEFAULTS = {"kill_grace": c.DEFAULT_KILL_GRACE, "command_timeout": 0.0, "stall_timeout": 0.0,
             "strict_permissions": True, "umask": -1}
 # Options an empty value of which would silently be the default or the current directory.
 # (An empty --log-file, --metrics-file, --notify-url or --metrics-push-url is "none".)
@@ -32,12 +32,14 @@ NOT_EMPTY = (("hooks_dir", "-d/--hooks-dir"), ("config", "-c/--config"),
 class Context:
     """Everything a subcommand needs that the command line and the config file decide.
     ``hooks_dirs`` are the layered hooks directories, earliest lowest (design.md 12);
-    ``hooks_dir`` is the last of them, the admin's."""
+    ``hooks_dir`` is the last of them, the admin's. ``timeout`` and ``stall`` are the
+    command line's, which override every hook's; ``stall_timeout`` is the command's (the
+    command line's, else the config's)."""
 
     __slots__ = ("hooks_dir", "hooks_dirs", "config", "event", "state_dir", "log_file", "timeout",
                  "kill_grace", "command_timeout", "strict", "metrics_file", "metrics_push_url",
                  "notify_url", "notify_command", "path", "umask", "color", "quiet", "verbose",
-                 "json", "trigger")
+                 "json", "trigger", "stall", "stall_timeout")
 
     def __init__(self, **values):
         for name in self.__slots__:
@@ -216,7 +218,8 @@ def build_context(args, event=None, need_hooks=True, refuse_unsafe_config=True):
         event=check_event(event or option(args, "event") or c.DEFAULT_EVENT),
         state_dir=state_dir, log_file=os.path.abspath(log_file) if log_file else None,
         timeout=layers[0]["timeout"], kill_grace=setting("kill_grace"),
-        command_timeout=setting("command_timeout"),
+        command_timeout=setting("command_timeout"), stall=layers[0]["stall_timeout"],
+        stall_timeout=setting("stall_timeout"),
         strict=bool(unsafe) or setting("strict_permissions"),
         metrics_file=os.path.abspath(metrics_file) if metrics_file else None,
         metrics_push_url=setting("metrics_push_url") or None,
@@ -243,7 +246,7 @@ def plan(ctx, discovered, heads, warnings=None):
     """[(PhaseDir, [PlannedHook])]: every header parsed and every setting merged; raises
     ConfigError (78) naming file and line at the first bad directive. Comments that look
     like directives but are not are added to ``warnings``."""
-    overrides = {"timeout": ctx.timeout}
+    overrides = {"timeout": ctx.timeout, "stall": ctx.stall}
     result = []
     for phase, entries in discovered:
         hooks = []

@@ -46,17 +46,18 @@ sink (for the last lines of a failed step)."""
 
 class Task(namedtuple("Task", "phase name where argv env timeout on_failure retries "
                               "retry_delay shielded capture stdin hold_fd handoff recorded "
-                              "warning_codes retry_codes keep_stdout",
+                              "warning_codes retry_codes keep_stdout stall",
                       defaults=(OnFailure.WARN, 0, 0.0, False, CAPTURE_ALL, DEVNULL, None,
-                                False, True, frozenset(), frozenset(), False))):
+                                False, True, frozenset(), frozenset(), False, 0.0))):
     """What is particular to one task: its phase and name (``where`` as the terminal and
     the log name it), what to run, its environment (a function of the attempt number), its
     timeout and retries, what its failure does, whether it is shielded from a first signal,
     which of its output streams are captured (Spec.capture), its stdin, a descriptor it
     holds as fd 3, whether a success hands its HOOKRUN_ENV values on, whether it is a task
     of the run's record, the exit statuses that are only a warning, the exit statuses that
-    alone are retried (empty: any failure that allows a retry), and whether its stdout is
-    kept apart (the command's, for its statistics)."""
+    alone are retried (empty: any failure that allows a retry), whether its stdout is kept
+    apart (the command's, for its statistics), and how long it may print nothing before that
+    is a timeout (0: for ever)."""
 
     __slots__ = ()
 
@@ -209,7 +210,8 @@ class Engine:
             outcome = self.supervisor.run(Spec(
                 argv=task.argv, env=task.env(attempt, cookie), timeout=task.timeout or None,
                 kill_grace=self.ctx.kill_grace, capture=task.capture, stdin=task.stdin,
-                umask=self.ctx.umask, shielded=task.shielded, hold_fd=task.hold_fd), output)
+                umask=self.ctx.umask, shielded=task.shielded, hold_fd=task.hold_fd,
+                stall=task.stall), output)
             output.finish()
             cpu += outcome.cpu_seconds
             if outcome.max_rss_bytes is not None:
@@ -273,7 +275,7 @@ class Engine:
             env=self.hook_env(kind, entry.name, entry.path, index, count),
             timeout=settings.timeout, on_failure=settings.on_failure, retries=settings.retries,
             retry_delay=settings.retry_delay, warning_codes=settings.warning_codes,
-            shielded=kind in WIND_DOWN, handoff=True))
+            shielded=kind in WIND_DOWN, handoff=True, stall=settings.stall))
 
     def cannot_start(self, hook):
         """The TaskRun of a PlannedHook that cannot start (``hook.entry.fails``): a failure
@@ -309,7 +311,8 @@ class Engine:
             retries=config.get("command_retries", 0),
             retry_delay=config.get("command_retry_delay", c.DEFAULT_RETRY_DELAY),
             warning_codes=config.get("command_warning_codes", frozenset()),
-            retry_codes=config.get("command_retry_codes", frozenset()), keep_stdout=True))
+            retry_codes=config.get("command_retry_codes", frozenset()), keep_stdout=True,
+            stall=self.ctx.stall_timeout or 0.0))
 
     def run_cleanups(self, journal=None, phase=c.PHASE_CLEANUP, lock_fd=None):
         """Run the pending cleanups of ``journal`` (this run's by default; ``lock_fd`` is the

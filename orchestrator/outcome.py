@@ -109,7 +109,7 @@ def judge(kind, outcome, on_failure, warning_codes=()):
     failure = OnFailure.VERDICTS[on_failure]
     broken = Verdict.STOP if failure == Verdict.SOFT_SKIP else failure
     if outcome.timed_out:
-        return Judgement(TaskStatus.TIMEOUT, "timed out", True, broken)
+        return Judgement(TaskStatus.TIMEOUT, timeout_reason(outcome), True, broken)
     if outcome.interrupted_by:
         return Judgement(TaskStatus.FAILED, f"interrupted ({signal_name(outcome.interrupted_by)})",
                          False, broken)
@@ -135,6 +135,15 @@ def judge(kind, outcome, on_failure, warning_codes=()):
     if failure == Verdict.SOFT_SKIP:
         return Judgement(TaskStatus.FAILED, f"skip-run after exit {code}", True, failure)
     return Judgement(TaskStatus.FAILED, f"exit {code}", True, failure)
+
+
+def timeout_reason(outcome):
+    """``timed out``, or ``no output for 30m`` when the timeout was a stall."""
+    if outcome.stalled:
+        from orchestrator.settings import format_duration
+
+        return f"no output for {format_duration(outcome.stalled)}"
+    return "timed out"
 
 
 def cannot_start(reason, on_failure):

@@ -266,7 +266,8 @@ def plan_items(planned, show_all=False):
                 "origin": as_text(entry.origin), "overrides": [as_text(p) for p in
                                                                entry.overrides],
                 "warning_codes": sorted(s.warning_codes) if s else None,
-                "dry_run": s.dry_run if s else None})
+                "dry_run": s.dry_run if s else None,
+                "stall": s.stall or None if s else None})
     return items
 
 

@@ -51,15 +51,18 @@ CAPTURE_NONE = ()
 STREAM_FDS = (("stdout", 1), ("stderr", 2))
 
 
-class Spec(namedtuple("Spec", "argv env timeout kill_grace capture stdin umask shielded hold_fd",
+class Spec(namedtuple("Spec", "argv env timeout kill_grace capture stdin umask shielded hold_fd "
+                              "stall",
                       defaults=(None, c.DEFAULT_KILL_GRACE, CAPTURE_ALL, DEVNULL, -1, False,
-                                None))):
-    """What to run. ``timeout`` 0 or None means none; ``capture`` names the streams read
-    through pipes (CAPTURE_ALL, CAPTURE_STDERR, CAPTURE_NONE): the others are hookrun's own
-    stdout and stderr, written to directly; ``stdin`` None inherits hookrun's stdin. A
-    ``shielded`` process (the wind-down: handlers, cleanups, finally.d) is not sent hookrun's
-    first signal, only killed by a second one. ``hold_fd`` is handed to the child as fd 3.
-    ``env`` carries the task's cookie (HOOKRUN_TASK)."""
+                                None, None))):
+    """What to run. ``timeout`` 0 or None means none; ``stall`` (0 or None: none) is how long
+    it may print nothing on the streams hookrun reads before that counts as a timeout too
+    (what it writes to a stream it inherits, the terminal, is not seen); ``capture`` names
+    the streams read through pipes (CAPTURE_ALL, CAPTURE_STDERR, CAPTURE_NONE): the others
+    are hookrun's own stdout and stderr, written to directly; ``stdin`` None inherits
+    hookrun's stdin. A ``shielded`` process (the wind-down: handlers, cleanups, finally.d)
+    is not sent hookrun's first signal, only killed by a second one. ``hold_fd`` is handed
+    to the child as fd 3. ``env`` carries the task's cookie (HOOKRUN_TASK)."""
 
     __slots__ = ()
 
@@ -69,12 +72,14 @@ class Spec(namedtuple("Spec", "argv env timeout kill_grace capture stdin umask s
 
 
 class Outcome(namedtuple("Outcome", "exit_code killed_by timed_out interrupted_by spawn_error "
-                                    "cpu_seconds max_rss_bytes stragglers",
-                         defaults=(None, False, None, None, 0.0, None, ()))):
+                                    "cpu_seconds max_rss_bytes stragglers stalled",
+                         defaults=(None, False, None, None, 0.0, None, (), None))):
     """How a process ended. ``exit_code`` is shell-style (128+N for signal N); when it could
     not start, ``spawn_error`` says why and ``exit_code`` is 126 or 127. ``max_rss_bytes``
     is None when the process stayed below hookrun's own peak: Linux counts the memory of the
-    parent a child was spawned from in the child's ru_maxrss, so smaller peaks are unknown."""
+    parent a child was spawned from in the child's ru_maxrss, so smaller peaks are unknown.
+    ``stalled``: the stall timeout (seconds) that ended it, when its timeout was one of
+    printing nothing for that long."""
 
     __slots__ = ()
 
@@ -144,7 +149,7 @@ class Signals:
 
 
 # The states of a watched process.
-RUNNING = "running"          # it runs; its timeout, if any, is the deadline
+RUNNING = "running"          # it runs; its timeout or its stall, if any, is the deadline
 TERMINATING = "terminating"  # its group got SIGTERM (or hookrun's signal); kill_grace runs
 KILLING = "killing"          # SIGKILL went to its tree; waiting a while for the tree to end
 DRAINING = "draining"        # it ended, but something still holds its output open
@@ -166,11 +171,15 @@ class Stop:
     """
 
     __slots__ = ("state", "deadline", "grace", "shielded", "exited", "reading", "timed_out",
-                 "interrupted_by", "signum")
+                 "interrupted_by", "signum", "timeout_at", "stall", "last_output", "stalled")
 
-    def __init__(self, now, timeout, grace, shielded=False):
+    def __init__(self, now, timeout, grace, shielded=False, stall=None):
         self.state = RUNNING
-        self.deadline = now + timeout if timeout else None
+        self.timeout_at = now + timeout if timeout else None
+        self.stall = stall or None
+        self.last_output = now
+        self.stalled = False
+        self.deadline = self.running_deadline()
         self.grace = grace
         self.shielded = shielded
         self.exited = False
@@ -189,6 +198,20 @@ class Stop:
 
     def go(self, state, deadline):
         self.state, self.deadline = state, deadline
+
+    def running_deadline(self):
+        """The deadline while it runs: its timeout, or ``stall`` after its last output."""
+        moments = [self.timeout_at]
+        if self.stall:
+            moments.append(self.last_output + self.stall)
+        moments = [moment for moment in moments if moment is not None]
+        return min(moments) if moments else None
+
+    def output_seen(self, now):
+        """It printed something: its stall deadline moves on."""
+        if self.stall and self.state == RUNNING:
+            self.last_output = now
+            self.deadline = self.running_deadline()
 
     def process_exited(self, now):
         """The watched process was reaped."""
@@ -236,6 +259,8 @@ class Stop:
             return None
         if self.state == RUNNING:
             self.timed_out = True
+            self.stalled = bool(self.stall) and not (self.timeout_at is not None
+                                                     and now >= self.timeout_at)
             self.signum = signal.SIGTERM
             self.go(TERMINATING, now + self.grace)
             return TERMINATE
@@ -538,7 +563,7 @@ class Watch:
         self.sink = sink
         self.started = started
         self.seen_signals = seen_signals  # how many of signals.received came before it
-        self.stop = Stop(started, spec.timeout, spec.kill_grace, spec.shielded)
+        self.stop = Stop(started, spec.timeout, spec.kill_grace, spec.shielded, spec.stall)
         self.poller = select.poll()
         self.streams = {}
         for name, fd in (("stdout", proc.stdout), ("stderr", proc.stderr)):
@@ -602,6 +627,7 @@ class Watch:
         if fd in self.streams:
             data = os.read(fd, READ_SIZE)
             if data:
+                self.stop.output_seen(self.clock())
                 self.sink(self.streams[fd], data)
             else:
                 self.close_stream(fd)
@@ -705,7 +731,8 @@ class Watch:
                 rss = self.rusage.ru_maxrss * 1024
         return Outcome(exit_code=exit_code, killed_by=killed_by, timed_out=self.stop.timed_out,
                        interrupted_by=self.stop.interrupted_by, cpu_seconds=round(cpu, 6),
-                       max_rss_bytes=rss, stragglers=self.stragglers)
+                       max_rss_bytes=rss, stragglers=self.stragglers,
+                       stalled=self.stop.stall if self.stop.stalled else None)
 
     def close(self):
         if self.status is None:

@@ -23,7 +23,8 @@ DIGITS = frozenset("0123456789")
 DEFAULTABLE_HOOK_KEYS = ("timeout", "retries", "retry_delay")
 HOOK_DEFAULTS = {"timeout": c.DEFAULT_TIMEOUT, "retries": 0,
                  "retry_delay": c.DEFAULT_RETRY_DELAY, "when": When.RAN, "events": None,
-                 "warning_codes": frozenset(), "dry_run": False}
+                 "warning_codes": frozenset(), "dry_run": False, "stall": 0.0, "user": None,
+                 "group": None}
 
 
 def resolve(name, layers, default=None):
@@ -213,9 +214,9 @@ HOOK_KEYS = {"critical": ("on_failure", parse_critical),
              "retry_delay": ("retry_delay", parse_duration), "when": ("when", parse_when),
              "events": ("events", parse_events),
              "warning_codes": ("warning_codes", parse_codes),
-             "dry_run": ("dry_run", parse_bool)}
+             "dry_run": ("dry_run", parse_bool), "stall": ("stall", parse_duration)}
 KNOWN_HOOK_KEYS = ("critical, on-failure, timeout, retries, retry-delay, when, events, "
-                   "warning-codes, dry-run")
+                   "warning-codes, dry-run, stall")
 # Settings and values that only mean something in some phases; elsewhere a config error.
 ONLY_IN = {"when": ((c.PHASE_POST,), "post-EVENT.d"),
            "events": ((c.PHASE_ON_ERROR, c.PHASE_ON_SUCCESS, c.PHASE_FINALLY),
@@ -229,17 +230,19 @@ HOOKRUN_PARSERS = {
     "umask": parse_umask, "retries": parse_retries, "retry_delay": parse_duration,
     "events": parse_event_list, "command_warning_codes": parse_codes,
     "command_retry_codes": parse_codes, "command_retries": parse_retries,
-    "command_retry_delay": parse_duration,
+    "command_retry_delay": parse_duration, "stall_timeout": parse_duration,
 }
 
 
 class HookSettings(namedtuple("HookSettings",
                               "on_failure timeout retries retry_delay when events "
-                              "warning_codes dry_run", defaults=(frozenset(), False))):
+                              "warning_codes dry_run stall",
+                              defaults=(frozenset(), False, 0.0))):
     """What one hook runs with. ``on_failure`` is stop, warn, ignore or skip-run; ``when``
     is None outside post-EVENT.d; ``events`` None unless set (every event);
     ``warning_codes`` the exit statuses that are a warning, not a failure; ``dry_run``
-    whether it takes part in a dry run (it promises to change nothing there)."""
+    whether it takes part in a dry run (it promises to change nothing there); ``stall`` how
+    long it may print nothing before that is a timeout (0: for ever)."""
 
     __slots__ = ()
 
@@ -471,6 +474,7 @@ def effective_settings(kind, header, section, config, overrides):
     defaults, the built-in defaults."""
     headers = {name: value for name, (value, _line) in header.items()}
     defaults = {name: config.get(name) for name in DEFAULTABLE_HOOK_KEYS}
+    defaults["stall"] = config.get("stall_timeout")
     layers = (overrides, section, headers, defaults)
     builtin = dict(HOOK_DEFAULTS, on_failure=OnFailure.STOP if kind == c.PHASE_PRE
                    else OnFailure.WARN)
@@ -479,7 +483,7 @@ def effective_settings(kind, header, section, config, overrides):
                         retries=found["retries"], retry_delay=found["retry_delay"],
                         when=found["when"] if kind == c.PHASE_POST else None,
                         events=found["events"], warning_codes=found["warning_codes"],
-                        dry_run=found["dry_run"])
+                        dry_run=found["dry_run"], stall=found["stall"])
 
 
 def describe(settings):
@@ -496,6 +500,8 @@ def describe(settings):
         text += f" warning-codes={format_codes(settings.warning_codes)}"
     if settings.dry_run:
         text += " dry-run=yes"
+    if settings.stall:
+        text += f" stall={format_duration(settings.stall)}"
     return text
 
 

@@ -180,3 +180,29 @@ def test_any_order_of_events_keeps_the_machine_sound(events, shielded, timeout):
         now += p.AFTER_KILL_WAIT + c.STRAY_DRAIN_SECONDS + GRACE
         stop.due(now)
     assert stop.done
+
+
+def test_a_stall_is_a_timeout_that_output_pushes_back():
+    stop = p.Stop(now=100.0, timeout=TIMEOUT, grace=GRACE, stall=3.0)
+    assert stop.deadline == 103.0
+    stop.output_seen(102.0)
+    assert stop.deadline == 105.0
+    assert stop.due(104.0) is None
+    assert stop.due(105.0) == p.TERMINATE
+    assert stop.timed_out and stop.stalled
+    assert stop.state == p.TERMINATING and stop.deadline == 105.0 + GRACE
+
+
+def test_output_never_pushes_the_stall_past_the_timeout():
+    stop = p.Stop(now=100.0, timeout=TIMEOUT, grace=GRACE, stall=3.0)
+    for now in (102.0, 104.0, 106.0, 108.0, 109.5):
+        stop.output_seen(now)
+    assert stop.deadline == 110.0
+    assert stop.due(110.0) == p.TERMINATE
+    assert stop.timed_out and not stop.stalled
+
+
+def test_without_a_stall_output_changes_no_deadline():
+    stop = untimed()
+    stop.output_seen(150.0)
+    assert stop.deadline is None and not stop.stalled
