@@ -10,6 +10,13 @@ its end; a cleanup cut off by a crash is not marked and runs again at recovery. 
 reserved (fallocate) before a cleanup is registered, so marking one done never needs a block
 that a full disk could refuse: a cleanup never runs twice because its mark could not be
 written.
+
+A hook that runs as another user (``user=``) gets a journal of its own, ``cleanup.task-N``
+with its marks, created by hookrun and given to that user, and reached only through
+descriptors it inherits (``$HOOKRUN_CLEANUP`` is ``/dev/fd/N``): the run directory stays
+root's. hookrun writes ``#hookrun-journal cleanup.task-N`` into the run's journal where that
+hook's turn came, so the order of all cleanups is kept, and runs that journal's lines as the
+user who owns it: a line cannot say whom it runs as.
 """
 
 import errno
@@ -26,6 +33,9 @@ MARKS = "cleanup.marks"
 DONE = b"\x01"
 RESERVED = 65536  # bytes of marks reserved when a run starts: journals up to 64 KiB
 MAX_JOURNAL = 4 << 20  # what is read of a journal; lines past it are reported, not run
+SUB_PREFIX = "cleanup.task-"
+SUB_LINE = b"#hookrun-journal "
+FD_PREFIX = "/dev/fd/"
 
 
 def command_word(line):
@@ -52,10 +62,34 @@ def marks_path(journal_path):
     return os.path.join(os.path.dirname(journal_path), MARKS)
 
 
-def reserve(journal_path, size):
+def inherited_fd(path):
+    """The descriptor number of a ``/dev/fd/N`` path, else None."""
+    number = path[len(FD_PREFIX):] if path and path.startswith(FD_PREFIX) else ""
+    return int(number) if number.isascii() and number.isdigit() else None
+
+
+def open_journal_file(path, flags):
+    """open_own(), or for ``/dev/fd/N`` (a hook run as another user) a new descriptor of
+    that inherited file, checked as open_own checks."""
+    number = inherited_fd(path)
+    if number is None:
+        return open_own(path, flags)
+    fd = os.open(path, (flags & ~os.O_CREAT) | os.O_CLOEXEC)
+    import stat as _stat
+
+    from orchestrator.files import own_file_problem
+
+    problem = own_file_problem(path, os.fstat(fd))
+    if problem or not _stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise NotOwnFile(problem or f"{path} is not a regular file")
+    return fd
+
+
+def reserve(journal_path, size, marks=None):
     """Reserve ``size`` bytes of marks (one per possible line of a journal that long);
     OSError (ENOSPC) if the disk cannot hold them."""
-    fd = open_own(marks_path(journal_path), os.O_WRONLY | os.O_CREAT)
+    fd = open_journal_file(marks or marks_path(journal_path), os.O_WRONLY | os.O_CREAT)
     try:
         if os.fstat(fd).st_size < size:
             os.posix_fallocate(fd, 0, size)
@@ -63,7 +97,7 @@ def reserve(journal_path, size):
         os.close(fd)
 
 
-def defer(argv, journal_path):
+def defer(argv, journal_path, marks=None):
     """Append ``argv`` to the journal of the running hook's run (``hookrun defer``), once the
     space its done-mark needs is reserved; StateError (73) if the disk cannot hold either. A
     registration either lands whole or not at all: a write cut short is taken back."""
@@ -79,7 +113,7 @@ def defer(argv, journal_path):
         raise UsageError("defer: a cleanup command cannot contain a newline or NUL")
     data = (line + "\n").encode("utf-8", "surrogateescape")
     try:
-        fd = open_own(journal_path, os.O_RDWR | os.O_APPEND)
+        fd = open_journal_file(journal_path, os.O_RDWR | os.O_APPEND)
     except (FileNotFoundError, NotADirectoryError) as error:
         raise UsageError(f"defer: not inside a live hookrun run ({journal_path}: "
                          f"{error.strerror})") from None
@@ -88,7 +122,7 @@ def defer(argv, journal_path):
                          f"{error.strerror or error}") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        append_whole(fd, journal_path, data, line)
+        append_whole(fd, journal_path, data, line, marks)
         try:
             os.fsync(fd)
         except OSError as error:
@@ -102,7 +136,7 @@ def defer(argv, journal_path):
     return line
 
 
-def append_whole(fd, journal_path, data, line):
+def append_whole(fd, journal_path, data, line, marks=None):
     """Append ``data`` to the journal open at ``fd``, whole or not at all (StateError)."""
     size = os.fstat(fd).st_size
     if size and os.pread(fd, 1, size - 1) != b"\n":
@@ -110,7 +144,7 @@ def append_whole(fd, journal_path, data, line):
         # so it is reported and never run, and is not glued to this registration.
         data = b"\0\n" + data
     try:
-        reserve(journal_path, size + len(data))
+        reserve(journal_path, size + len(data), marks)
         if os.write(fd, data) != len(data):
             raise OSError(errno.ENOSPC, "No space left on device")
     except OSError as error:
@@ -125,14 +159,55 @@ def append_whole(fd, journal_path, data, line):
 class Journal:
     """The cleanup journal of one run directory."""
 
-    def __init__(self, run_dir_path):
-        self.path = os.path.join(run_dir_path, JOURNAL)
-        self.marks_path = os.path.join(run_dir_path, MARKS)
+    def __init__(self, run_dir_path, name=JOURNAL, owner=None):
+        self.run_dir_path = run_dir_path
+        self.path = os.path.join(run_dir_path, name)
+        self.marks_path = os.path.join(run_dir_path, MARKS if name == JOURNAL
+                                       else f"{name}.marks")
+        # None: hookrun's own journal; else the uid its lines run as (a user= hook's).
+        self.owner = owner
         self.damaged = []  # (line number or None, why) of what the last read() did not run
         # Set when its cleanups could not be read or run to the end (an I/O error, a fault):
         # they wait for recovery.
         self.unreadable = False
         self.read_failed = False  # set when the journal itself could not be read
+        self.subs = []  # (line index, sub-journal name) of the user= hooks' journals
+
+    def open(self, path, flags):
+        """A file of this journal: hookrun's own (open_own), or, for a user's journal, a
+        regular file that only its owner can write, never through a link (nor a FIFO:
+        open_regular)."""
+        if self.owner is None:
+            return open_own(path, flags)
+        from orchestrator.files import open_regular, own_file_problem
+
+        fd = open_regular(path, flags)
+        info = os.fstat(fd)
+        problem = own_file_problem(path, info, euid=info.st_uid)
+        if problem:
+            os.close(fd)
+            raise NotOwnFile(problem)
+        self.owner = info.st_uid
+        return fd
+
+    def create_for(self, uid, gid):
+        """Create this (user's) journal and its marks for ``uid``: new files (O_EXCL, never
+        through a link) given to that user; returns (journal fd, marks fd), open for the
+        user's hook to inherit."""
+        fds = []
+        try:
+            for path in (self.path, self.marks_path):
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                             | os.O_CLOEXEC | os.O_APPEND * (path == self.path), 0o600)
+                fds.append(fd)
+                os.fchown(fd, uid, gid)
+            os.posix_fallocate(fds[1], 0, RESERVED)
+        except BaseException:
+            for fd in fds:
+                os.close(fd)
+            raise
+        self.owner = uid
+        return tuple(fds)
 
     def create(self):
         """Create the empty journal and the marks, with their first reservation."""
@@ -142,7 +217,16 @@ class Journal:
     def reserve_all(self):
         """Reserve marks for every line the journal can hold now (lines a hook appended by
         hand, past the first reservation); OSError if the disk cannot hold them."""
-        reserve(self.path, os.lstat(self.path).st_size)
+        if self.owner is None:
+            reserve(self.path, os.lstat(self.path).st_size)
+            return
+        fd = self.open(self.marks_path, os.O_WRONLY)
+        try:
+            size = os.lstat(self.path).st_size
+            if os.fstat(fd).st_size < size:
+                os.posix_fallocate(fd, 0, size)
+        finally:
+            os.close(fd)
 
     def read(self):
         """The complete lines as (index, line) in registration order (blank and # lines
@@ -150,7 +234,7 @@ class Journal:
         when the journal cannot be read now."""
         self.damaged = []
         try:
-            fd = open_own(self.path, READ)
+            fd = self.open(self.path, READ)
         except FileNotFoundError:
             return []
         except NotOwnFile as error:
@@ -169,7 +253,12 @@ class Journal:
         lines = raw.split(b"\n")
         rest = lines.pop()
         entries = []
+        self.subs = []
         for index, line in enumerate(lines):
+            if self.owner is None and line.startswith(SUB_LINE):
+                name = line[len(SUB_LINE):].decode("ascii", "replace")
+                if name.startswith(SUB_PREFIX) and name[len(SUB_PREFIX):].isdigit():
+                    self.subs.append((index, name))
             if b"\0" in line:
                 self.damaged.append((index + 1, "holds a NUL byte"))
             elif line.strip() and not line.lstrip().startswith(b"#"):
@@ -184,7 +273,7 @@ class Journal:
         """The indexes of the cleanups marked done. OSError when the marks cannot be read
         now (they are not taken for "none done": that would run every cleanup again)."""
         try:
-            fd = open_own(self.marks_path, READ)
+            fd = self.open(self.marks_path, READ)
         except FileNotFoundError:
             return set()
         try:
@@ -195,14 +284,35 @@ class Journal:
         return {index for index, mark in enumerate(marks.rstrip(b"\0")) if mark}
 
     def pending(self):
-        """(index, line) of the cleanups not yet run to their end, last registered first."""
+        """(journal, index, line) of the cleanups not yet run to their end, last registered
+        first: this journal's, and where a user= hook's turn came, that hook's journal's."""
         entries = self.read()
         done = self.done()
-        return [entry for entry in reversed(entries) if entry[0] not in done]
+        found = []
+        turns = sorted([(index, None, line) for index, line in entries]
+                       + [(index, name, None) for index, name in self.subs])
+        for index, name, line in turns:
+            if name is None:
+                if index not in done:
+                    found.append((self, index, line))
+                continue
+            sub = Journal(self.run_dir_path, name, owner=-1)
+            found += reversed(sub.pending())
+            self.damaged += [(number, f"({name}) {why}") for number, why in sub.damaged]
+        return list(reversed(found))
+
+    def add_sub(self, name):
+        """Note in this journal that the cleanups of the user's journal ``name`` come here."""
+        fd = self.open(self.path, os.O_RDWR | os.O_APPEND)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            append_whole(fd, self.path, SUB_LINE + name.encode() + b"\n", name)
+        finally:
+            os.close(fd)
 
     def mark_done(self, index):
         """Set the mark of line ``index``, in space reserved for it."""
-        fd = open_own(self.marks_path, os.O_WRONLY)
+        fd = self.open(self.marks_path, os.O_WRONLY)
         try:
             os.pwrite(fd, DONE, index)
             os.fsync(fd)

@@ -106,7 +106,8 @@ def phase(args):
 def defer(args):
     from orchestrator.cleanup import defer as register
 
-    register(strip_separator(args.command), os.environ.get("HOOKRUN_CLEANUP"))
+    register(strip_separator(args.command), os.environ.get("HOOKRUN_CLEANUP"),
+             os.environ.get("HOOKRUN_CLEANUP_MARKS"))
     return c.EXIT_OK
 
 

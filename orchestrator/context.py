@@ -259,9 +259,32 @@ def plan(ctx, discovered, heads, warnings=None):
                 section = ctx.config.hooks.get(entry.key, {})
                 hook_settings = settings.effective_settings(phase.kind, header, section,
                                                             ctx.config, overrides)
+                check_identity(hook_settings, header, section, entry, ctx.config.path)
             hooks.append(PlannedHook(entry, hook_settings))
         result.append((phase, hooks))
     return result
+
+
+def check_identity(hook_settings, header, section, entry, config_path):
+    """ConfigError (78) naming file and line when a hook's ``user=`` or ``group=`` names an
+    account the system does not know, or asks a hookrun that is not root to be someone
+    else (naming the user hookrun runs as is allowed, and changes nothing)."""
+    if hook_settings.user is None and hook_settings.group is None:
+        return
+    from orchestrator.process import identity_of
+
+    try:
+        identity_of(hook_settings.user, hook_settings.group)
+    except (LookupError, PermissionError) as error:
+        message = str(error)
+        key = "group" if "group" in message.split()[:2] or hook_settings.user is None \
+            else "user"
+        if key in section:
+            where = f"{config_path}: [hook {display_name(entry.key)}]"
+        else:
+            where = f"{display_name(entry.path)}:{header[key][1]}"
+        raise ConfigError(f"{where}: {key}={display_name(getattr(hook_settings, key))}: "
+                          f"{message}") from None
 
 
 def hooks_path(ctx):

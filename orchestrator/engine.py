@@ -13,8 +13,14 @@ from collections import namedtuple
 
 from orchestrator import constants as c
 from orchestrator import shell
-from orchestrator.cleanup import Journal
-from orchestrator.environment import base_environment, read_handoff
+from orchestrator.cleanup import SUB_PREFIX, Journal
+from orchestrator.environment import (
+    MAX_HANDOFF_FILE,
+    base_environment,
+    parse_handoff,
+    read_handoff,
+)
+from orchestrator.errors import StateError
 from orchestrator.files import write_private
 from orchestrator.outcome import (
     OnFailure,
@@ -25,18 +31,28 @@ from orchestrator.outcome import (
     judge,
 )
 from orchestrator.printer import display_name
-from orchestrator.process import CAPTURE_ALL, CAPTURE_STDERR, COOKIE, DEVNULL, Spec
+from orchestrator.process import (
+    CAPTURE_ALL,
+    CAPTURE_STDERR,
+    COOKIE,
+    DEVNULL,
+    Identity,
+    Spec,
+    as_identity_argv,
+    identity_of,
+)
 from orchestrator.settings import describe, format_duration, resolve, retry_delays
 from orchestrator.timestamps import now_iso
 
 ENV_FILE = "env"
 STATS_FILE = "stats"  # $HOOKRUN_STATS: key=value lines of backup statistics
-# $1 the cleanup line, $2 its index, $3 the marks file; fd 3 holds the run's owner lock and
-# is closed for the cleanup itself, so a daemon it starts cannot keep the lock. The mark is one
-# byte written in place, into space reserved when the cleanup was registered.
-CLEANUP_WRAPPER = ('/bin/sh -c "$1" 3>&-; status=$?; '
-                   'printf "\\001" | dd of="$3" bs=1 seek="$2" count=1 conv=notrunc 2>/dev/null; '
-                   'exit $status')
+# $1 the cleanup line, $2 its index, $3 the marks file, and the words after them (if any) run
+# the cleanup as the user who deferred it (process.as_identity_argv); fd 3 holds the run's
+# owner lock and is closed for the cleanup itself, so a daemon it starts cannot keep the lock.
+# The mark is one byte written in place, into space reserved when the cleanup was registered.
+CLEANUP_WRAPPER = ('line=$1 index=$2 marks=$3; shift 3; "$@" /bin/sh -c "$line" 3>&-; '
+                   'status=$?; printf "\\001" | dd of="$marks" bs=1 seek="$index" count=1 '
+                   'conv=notrunc 2>/dev/null; exit $status')
 WIND_DOWN = (c.PHASE_ON_ERROR, c.PHASE_ON_SUCCESS, c.PHASE_FINALLY)
 
 TaskRun = namedtuple("TaskRun", "record verdict output")
@@ -46,9 +62,9 @@ sink (for the last lines of a failed step)."""
 
 class Task(namedtuple("Task", "phase name where argv env timeout on_failure retries "
                               "retry_delay shielded capture stdin hold_fd handoff recorded "
-                              "warning_codes retry_codes keep_stdout stall",
+                              "warning_codes retry_codes keep_stdout stall identity pass_fds",
                       defaults=(OnFailure.WARN, 0, 0.0, False, CAPTURE_ALL, DEVNULL, None,
-                                False, True, frozenset(), frozenset(), False, 0.0))):
+                                False, True, frozenset(), frozenset(), False, 0.0, None, ()))):
     """What is particular to one task: its phase and name (``where`` as the terminal and
     the log name it), what to run, its environment (a function of the attempt number), its
     timeout and retries, what its failure does, whether it is shielded from a first signal,
@@ -56,8 +72,9 @@ class Task(namedtuple("Task", "phase name where argv env timeout on_failure retr
     holds as fd 3, whether a success hands its HOOKRUN_ENV values on, whether it is a task
     of the run's record, the exit statuses that are only a warning, the exit statuses that
     alone are retried (empty: any failure that allows a retry), whether its stdout is kept
-    apart (the command's, for its statistics), and how long it may print nothing before that
-    is a timeout (0: for ever)."""
+    apart (the command's, for its statistics), how long it may print nothing before that is
+    a timeout (0: for ever), whom it runs as (a process.Identity, or None) and the
+    descriptors it inherits then."""
 
     __slots__ = ()
 
@@ -184,11 +201,38 @@ class Engine:
             self.shared = None
         self.empty_env_file()
 
+    def collect_user_handoff(self, where, path, succeeded):
+        """collect_handoff() for the HOOKRUN_ENV file of a hook run as another user: read,
+        never through a link, and emptied through the descriptor for a next attempt."""
+        fd = None
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+            if os.fstat(fd).st_size > MAX_HANDOFF_FILE:
+                self.reporter.warn(f"{where}: HOOKRUN_ENV is larger than "
+                                   f"{MAX_HANDOFF_FILE >> 20} MiB: ignored")
+            elif succeeded:
+                data = os.pread(fd, MAX_HANDOFF_FILE, 0)
+                values, warnings = parse_handoff(data, path_fixed=bool(self.ctx.path))
+                for warning in warnings:
+                    self.reporter.warn(f"{where}: HOOKRUN_ENV {warning}")
+                for name in values:
+                    self.reporter.note(f"{where} hands on {name}")
+                self.handoff.update(values)
+                self.shared = None
+            os.ftruncate(fd, 0)
+        except OSError as error:
+            self.reporter.warn(f"{where}: cannot read its HOOKRUN_ENV: "
+                               f"{error.strerror or error}")
+        finally:
+            if fd is not None:
+                os.close(fd)
+
     # The skeleton
 
-    def run_task(self, task):
+    def run_task(self, task, handoff_file=None):
         """Run ``task`` with its retries; returns a TaskRun (its record reported, and told to
-        the progress, if it is ``recorded``)."""
+        the progress, if it is ``recorded``). ``handoff_file``: its HOOKRUN_ENV file, when it
+        is not the run's (a hook run as another user)."""
         output = self.reporter.sink(task.where)
         if "stdout" not in task.capture:
             # A process that writes to the terminal itself must not have a live line garble
@@ -211,7 +255,7 @@ class Engine:
                 argv=task.argv, env=task.env(attempt, cookie), timeout=task.timeout or None,
                 kill_grace=self.ctx.kill_grace, capture=task.capture, stdin=task.stdin,
                 umask=self.ctx.umask, shielded=task.shielded, hold_fd=task.hold_fd,
-                stall=task.stall), output)
+                stall=task.stall, identity=task.identity, pass_fds=task.pass_fds), output)
             output.finish()
             cpu += outcome.cpu_seconds
             if outcome.max_rss_bytes is not None:
@@ -219,8 +263,11 @@ class Engine:
             judgement = judge(task.phase, outcome, task.on_failure, task.warning_codes)
             self.report_strays(task.where, outcome)
             self.report_protocol(task.where, judgement)
-            self.collect_handoff(task.where, task.handoff
-                                 and judgement.status in TaskStatus.SUCCEEDED)
+            succeeded = judgement.status in TaskStatus.SUCCEEDED
+            if handoff_file:
+                self.collect_user_handoff(task.where, handoff_file, succeeded)
+            else:
+                self.collect_handoff(task.where, task.handoff and succeeded)
             if not judgement.retry or attempt > task.retries or self.signals.first or \
                     task.retry_codes and outcome.exit_code not in task.retry_codes:
                 break
@@ -270,12 +317,61 @@ class Engine:
         kind = entry.phase.kind
         where = f"{kind}/{display_name(entry.name)}"
         self.reporter.note(f"{where}: {describe(settings)}")
-        return self.run_task(Task(
+        task = Task(
             phase=kind, name=entry.name, where=where, argv=(entry.path,),
             env=self.hook_env(kind, entry.name, entry.path, index, count),
             timeout=settings.timeout, on_failure=settings.on_failure, retries=settings.retries,
             retry_delay=settings.retry_delay, warning_codes=settings.warning_codes,
-            shielded=kind in WIND_DOWN, handoff=True, stall=settings.stall))
+            shielded=kind in WIND_DOWN, handoff=True, stall=settings.stall)
+        identity = None
+        if settings.user is not None or settings.group is not None:
+            identity = identity_of(settings.user, settings.group)
+        if identity is None:
+            return self.run_task(task)
+        return self.run_as(task, identity)
+
+    def run_as(self, task, identity):
+        """Run a hook ``task`` as ``identity``: its cleanup journal (with marks), its
+        HOOKRUN_ENV file and hookrun's own command reach it as inherited descriptors
+        (/dev/fd/N), files hookrun made for that user in the run directory, which stays
+        root's: no path it could open, and none another user could redirect."""
+        number = self.tasks_started + 1
+        sub = Journal(self.run_dir.path, f"{SUB_PREFIX}{number}")
+        env_path = self.run_dir.file(f"{ENV_FILE}.task-{number}")
+        fds = []
+        try:
+            fds += sub.create_for(identity.uid, identity.gid)
+            self.journal.add_sub(os.path.basename(sub.path))
+            env_fd = os.open(env_path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                             | os.O_CLOEXEC, 0o600)
+            fds.append(env_fd)
+            os.fchown(env_fd, identity.uid, identity.gid)
+            fds.append(os.open(self.own_bin, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
+        except OSError as error:
+            for fd in fds:
+                os.close(fd)
+            raise StateError(f"{task.where}: cannot prepare its files for user "
+                              f"{identity.name}: {error.strerror or error}") from None
+        journal_fd, marks_fd, env_fd, bin_fd = fds
+        hook_env = task.env
+
+        def env(attempt, cookie):
+            found = dict(hook_env(attempt, cookie))
+            found.update({"HOME": identity.home, "USER": identity.name,
+                          "LOGNAME": identity.name,
+                          "HOOKRUN_CLEANUP": f"/dev/fd/{journal_fd}",
+                          "HOOKRUN_CLEANUP_MARKS": f"/dev/fd/{marks_fd}",
+                          "HOOKRUN_ENV": f"/dev/fd/{env_fd}"})
+            found["PATH"] = found["PATH"].replace(self.own_bin, f"/dev/fd/{bin_fd}")
+            return found
+
+        try:
+            return self.run_task(task._replace(env=env, identity=identity, pass_fds=fds,
+                                               handoff=False),
+                                 handoff_file=env_path)
+        finally:
+            for fd in fds:
+                os.close(fd)
 
     def cannot_start(self, hook):
         """The TaskRun of a PlannedHook that cannot start (``hook.entry.fails``): a failure
@@ -341,13 +437,13 @@ class Engine:
             self.report_damage(journal)
             if not pending:
                 break
-            for number, (index, line) in enumerate(pending, 1):
+            for number, (owner, index, line) in enumerate(pending, 1):
                 if self.signals.hard_stop:
                     break
                 runs.append(self.run_cleanup(line, phase, number, len(pending),
-                                             (index, journal, lock_fd)))
+                                             (index, owner, lock_fd)))
                 if not self.signals.hard_stop:
-                    self.mark_done(journal, index)
+                    self.mark_done(owner, index)
         return runs
 
     def read_pending(self, journal):
@@ -370,12 +466,22 @@ class Engine:
         journal_index, journal, lock_fd = entry
         timeout = resolve("timeout", ({"timeout": self.ctx.timeout}, self.ctx.config.values),
                           c.DEFAULT_TIMEOUT)
+        env, as_user = self.hook_env(c.PHASE_CLEANUP, line, "", index, count), ()
+        if journal.owner is not None and journal.owner != os.geteuid():
+            identity = identity_of_uid(journal.owner)
+            as_user = as_identity_argv(identity)
+            hook_env = env
+
+            def env(attempt, cookie):
+                found = dict(hook_env(attempt, cookie))
+                found.update({"HOME": identity.home, "USER": identity.name,
+                              "LOGNAME": identity.name})
+                return found
         return self.run_task(Task(
             phase=phase, name=line, where=f"{phase}/{display_name(line)}",
             argv=("/bin/sh", "-c", CLEANUP_WRAPPER, "hookrun-cleanup", line,
-                  str(journal_index), journal.marks_path),
-            env=self.hook_env(c.PHASE_CLEANUP, line, "", index, count), timeout=timeout,
-            shielded=True, hold_fd=lock_fd))
+                  str(journal_index), journal.marks_path, *as_user),
+            env=env, timeout=timeout, shielded=True, hold_fd=lock_fd))
 
     def run_notify_command(self, argv, record):
         """Run ``notify_command`` with the run's JSON record on stdin; returns a one-line
@@ -429,6 +535,19 @@ def fault_text(error):
     return getattr(error, "strerror", None) or str(error) or type(error).__name__
 
 
+def identity_of_uid(uid):
+    """The Identity of ``uid`` (a user's cleanup journal's owner), from the passwd entry;
+    without one, that uid with itself as group."""
+    import pwd
+
+    try:
+        entry = pwd.getpwuid(uid)
+    except KeyError:
+        return Identity(str(uid), uid, uid, (uid,), "/")
+    return Identity(entry.pw_name, uid, entry.pw_gid,
+                    tuple(os.getgrouplist(entry.pw_name, entry.pw_gid)), entry.pw_dir)
+
+
 def write_own_command(run_dir):
     """A directory in ``run_dir`` holding ``hookrun``: this very hookrun (its interpreter
     and its package), for hooks to call; returns its path.
@@ -445,7 +564,10 @@ def write_own_command(run_dir):
             "from orchestrator.cli import main; sys.exit(main())")
     script = (f"#!/bin/sh\nexec {shell.quote(sys.executable)} -I -c {shell.quote(code)} "
               '"$@"\n')
-    os.mkdir(directory, 0o700)
+    # 0755 inside the run directory (0700, root's): no other user reaches it by a path, but a
+    # hook run as another user does through the descriptor it inherits (Engine.run_as).
+    os.mkdir(directory, 0o755)
+    os.chmod(directory, 0o755)
     write_private(os.path.join(directory, "hookrun"), script.encode())
-    os.chmod(os.path.join(directory, "hookrun"), 0o700)
+    os.chmod(os.path.join(directory, "hookrun"), 0o755)
     return directory

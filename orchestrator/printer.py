@@ -267,7 +267,8 @@ def plan_items(planned, show_all=False):
                                                                entry.overrides],
                 "warning_codes": sorted(s.warning_codes) if s else None,
                 "dry_run": s.dry_run if s else None,
-                "stall": s.stall or None if s else None})
+                "stall": s.stall or None if s else None,
+                "user": s.user if s else None})
     return items
 
 

@@ -52,9 +52,9 @@ STREAM_FDS = (("stdout", 1), ("stderr", 2))
 
 
 class Spec(namedtuple("Spec", "argv env timeout kill_grace capture stdin umask shielded hold_fd "
-                              "stall",
+                              "stall identity pass_fds",
                       defaults=(None, c.DEFAULT_KILL_GRACE, CAPTURE_ALL, DEVNULL, -1, False,
-                                None, None))):
+                                None, None, None, ()))):
     """What to run. ``timeout`` 0 or None means none; ``stall`` (0 or None: none) is how long
     it may print nothing on the streams hookrun reads before that counts as a timeout too
     (what it writes to a stream it inherits, the terminal, is not seen); ``capture`` names
@@ -62,7 +62,9 @@ class Spec(namedtuple("Spec", "argv env timeout kill_grace capture stdin umask s
     are hookrun's own stdout and stderr, written to directly; ``stdin`` None inherits
     hookrun's stdin. A ``shielded`` process (the wind-down: handlers, cleanups, finally.d)
     is not sent hookrun's first signal, only killed by a second one. ``hold_fd`` is handed
-    to the child as fd 3. ``env`` carries the task's cookie (HOOKRUN_TASK)."""
+    to the child as fd 3. ``env`` carries the task's cookie (HOOKRUN_TASK). ``identity``
+    (an Identity, hookrun being root) is whom it runs as; ``pass_fds`` are descriptors it
+    inherits under their own numbers (only with an identity)."""
 
     __slots__ = ()
 
@@ -82,6 +84,53 @@ class Outcome(namedtuple("Outcome", "exit_code killed_by timed_out interrupted_b
     printing nothing for that long."""
 
     __slots__ = ()
+
+
+class Identity(namedtuple("Identity", "name uid gid groups home")):
+    """Whom a process runs as: user name, uid, primary gid, supplementary gids, home."""
+
+    __slots__ = ()
+
+
+def identity_of(user=None, group=None):
+    """The Identity of ``user`` (a name; None: the running user) with ``group`` (a name;
+    None: the user's own) as primary group, and the user's supplementary groups
+    (initgroups); None when that is who hookrun already is. LookupError (its message
+    says which name is unknown) for a user or group the system does not know;
+    PermissionError when hookrun is not root and would have to change who it is."""
+    import grp
+    import pwd
+
+    try:
+        entry = pwd.getpwnam(user) if user is not None else pwd.getpwuid(os.geteuid())
+    except KeyError:
+        raise LookupError(f"unknown user {user!r}") from None
+    gid = entry.pw_gid
+    if group is not None:
+        try:
+            gid = grp.getgrnam(group).gr_gid
+        except KeyError:
+            raise LookupError(f"unknown group {group!r}") from None
+    if entry.pw_uid == os.geteuid() and gid == os.getegid():
+        return None
+    if os.geteuid() != 0:
+        raise PermissionError("only root can run a hook as another user or group")
+    groups = tuple(os.getgrouplist(entry.pw_name, gid))
+    return Identity(entry.pw_name, entry.pw_uid, gid, groups, entry.pw_dir)
+
+
+# Run as ``python -I -S -c DROP UID GID GROUPS ARGV...``: become that identity, then exec
+# ARGV. The wrapper shell of a cleanup runs as root (it holds the run's lock and marks the
+# cleanup done) and only the cleanup itself runs as the user who deferred it.
+DROP = ("import os, sys; a = sys.argv; "
+        "os.setgroups([int(g) for g in a[3].split(',') if g]); "
+        "os.setgid(int(a[2])); os.setuid(int(a[1])); os.execv(a[4], a[4:])")
+
+
+def as_identity_argv(identity):
+    """The words that, put before an argv, run it as ``identity`` (see DROP)."""
+    return (sys.executable, "-I", "-S", "-c", DROP, str(identity.uid), str(identity.gid),
+            ",".join(str(g) for g in identity.groups))
 
 
 class Signals:
@@ -371,10 +420,29 @@ def spawn(path, argv, env, actions, umask):
             os.umask(old)
 
 
+def spawn_as(path, argv, spec, stdin, stdout, stderr):
+    """Start ``argv`` (the file ``path``) as ``spec.identity``, in a new session: the C
+    fork-exec of subprocess sets the groups, gid and uid between fork and exec, which
+    posix_spawn cannot. Returns the pid; OSError when it cannot start."""
+    import subprocess
+
+    identity = spec.identity
+    popen = subprocess.Popen(
+        argv, executable=path, env=spec.env, stdin=stdin, stdout=stdout, stderr=stderr,
+        pass_fds=tuple(spec.pass_fds), start_new_session=True, restore_signals=True,
+        user=identity.uid, group=identity.gid, extra_groups=list(identity.groups),
+        umask=spec.umask)
+    # The Watch reaps it (wait4); Popen must never wait for it, nor its __del__.
+    popen.returncode = 0
+    return popen.pid
+
+
 def start(spec):
-    """Start ``spec`` in a new session (posix_spawn: no Python between fork and exec); a file
-    with no shebang runs under /bin/sh, as a shell would run it. Returns a Child; raises
-    OSError when it cannot start."""
+    """Start ``spec`` in a new session (posix_spawn: no Python between fork and exec; as
+    another identity, subprocess's fork-exec); a file with no shebang runs under /bin/sh, as
+    a shell would run it. Returns a Child; raises OSError when it cannot start."""
+    if spec.identity is not None:
+        return start_as(spec)
     actions = stdin_action(spec.stdin)
     if spec.hold_fd is not None:
         actions.append((os.POSIX_SPAWN_DUP2, spec.hold_fd, HELD_FD))
@@ -394,6 +462,41 @@ def start(spec):
             if error.errno != errno.ENOEXEC:
                 raise
             pid = spawn("/bin/sh", ["/bin/sh", path] + argv[1:], spec.env, actions, spec.umask)
+    except BaseException:
+        for read_end, write_end in pipes.values():
+            os.close(read_end)
+            os.close(write_end)
+        raise
+    for _read_end, write_end in pipes.values():
+        os.close(write_end)
+    return Child(pid, **{name: ends[0] for name, ends in pipes.items()})
+
+
+def start_as(spec):
+    """start() for a Spec with an identity."""
+    import subprocess
+
+    pipes = {}
+    for name, _target in STREAM_FDS:
+        if name in spec.capture:
+            read_end, _write_end = pipes[name] = os.pipe()
+            enlarge_pipe(read_end)
+    if spec.stdin is DEVNULL:
+        stdin = subprocess.DEVNULL
+    else:
+        stdin = None if spec.stdin is None else spec.stdin.fileno()
+    streams = {name: ends[1] for name, ends in pipes.items()}
+    argv = list(spec.argv)
+    try:
+        path = resolve(argv[0], spec.env)
+        try:
+            pid = spawn_as(path, argv, spec, stdin, streams.get("stdout"),
+                           streams.get("stderr"))
+        except OSError as error:
+            if error.errno != errno.ENOEXEC:
+                raise
+            pid = spawn_as("/bin/sh", ["/bin/sh", path] + argv[1:], spec, stdin,
+                           streams.get("stdout"), streams.get("stderr"))
     except BaseException:
         for read_end, write_end in pipes.values():
             os.close(read_end)

@@ -112,6 +112,14 @@ def parse_argv(text):
     return argv
 
 
+def parse_account(text):
+    """A user or group name: not empty, no blank, no colon, no NUL."""
+    name = text.strip()
+    if not name or any(ch.isspace() or ch in ":\0" for ch in name):
+        raise ValueError(f"bad user or group name {text!r}")
+    return name
+
+
 def parse_text(text):
     return text.strip()
 
@@ -214,9 +222,10 @@ HOOK_KEYS = {"critical": ("on_failure", parse_critical),
              "retry_delay": ("retry_delay", parse_duration), "when": ("when", parse_when),
              "events": ("events", parse_events),
              "warning_codes": ("warning_codes", parse_codes),
-             "dry_run": ("dry_run", parse_bool), "stall": ("stall", parse_duration)}
+             "dry_run": ("dry_run", parse_bool), "stall": ("stall", parse_duration),
+             "user": ("user", parse_account), "group": ("group", parse_account)}
 KNOWN_HOOK_KEYS = ("critical, on-failure, timeout, retries, retry-delay, when, events, "
-                   "warning-codes, dry-run, stall")
+                   "warning-codes, dry-run, stall, user, group")
 # Settings and values that only mean something in some phases; elsewhere a config error.
 ONLY_IN = {"when": ((c.PHASE_POST,), "post-EVENT.d"),
            "events": ((c.PHASE_ON_ERROR, c.PHASE_ON_SUCCESS, c.PHASE_FINALLY),
@@ -236,13 +245,14 @@ HOOKRUN_PARSERS = {
 
 class HookSettings(namedtuple("HookSettings",
                               "on_failure timeout retries retry_delay when events "
-                              "warning_codes dry_run stall",
-                              defaults=(frozenset(), False, 0.0))):
+                              "warning_codes dry_run stall user group",
+                              defaults=(frozenset(), False, 0.0, None, None))):
     """What one hook runs with. ``on_failure`` is stop, warn, ignore or skip-run; ``when``
     is None outside post-EVENT.d; ``events`` None unless set (every event);
     ``warning_codes`` the exit statuses that are a warning, not a failure; ``dry_run``
     whether it takes part in a dry run (it promises to change nothing there); ``stall`` how
-    long it may print nothing before that is a timeout (0: for ever)."""
+    long it may print nothing before that is a timeout (0: for ever); ``user`` and
+    ``group`` whom it runs as (None: hookrun's own)."""
 
     __slots__ = ()
 
@@ -483,7 +493,8 @@ def effective_settings(kind, header, section, config, overrides):
                         retries=found["retries"], retry_delay=found["retry_delay"],
                         when=found["when"] if kind == c.PHASE_POST else None,
                         events=found["events"], warning_codes=found["warning_codes"],
-                        dry_run=found["dry_run"], stall=found["stall"])
+                        dry_run=found["dry_run"], stall=found["stall"], user=found["user"],
+                        group=found["group"])
 
 
 def describe(settings):
@@ -502,6 +513,10 @@ def describe(settings):
         text += " dry-run=yes"
     if settings.stall:
         text += f" stall={format_duration(settings.stall)}"
+    if settings.user:
+        text += f" user={settings.user}"
+    if settings.group:
+        text += f" group={settings.group}"
     return text
 
 

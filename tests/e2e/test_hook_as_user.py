@@ -1,0 +1,152 @@
+"""A hook as another user (design.md section 11): ``user=`` runs a hook with that user's
+ids, groups and home, hands it its cleanup journal and HOOKRUN_ENV file as inherited
+descriptors only, runs what it defers as that user, and kills its processes at a timeout;
+through the installed hookrun, with the real second account and the test PostgreSQL."""
+
+import os
+import subprocess
+import tempfile
+
+import psutil
+import pytest
+
+from tests.conftest import Tree, run_hookrun, show_last
+from tests.e2e.conftest import as_user, user_env
+from tests.e2e.test_example_tree import pg_connection, psql
+
+
+@pytest.fixture
+def tree(sticky_dir):
+    """A hooks tree the second user can reach (pytest's own directories are closed to it)."""
+    base = sticky_dir / "base"
+    base.mkdir(mode=0o755)
+    base.chmod(0o755)
+    return Tree(base)
+
+
+def shared_marks(tree):
+    """A directory the second user can write (the tree's own is under pytest's 0700 base)."""
+    marks = tempfile.mkdtemp(prefix="hookrun-as-user-")
+    os.chmod(marks, 0o1777)
+    return marks
+
+
+def test_a_hook_with_user_runs_with_that_users_ids_and_home_and_its_cleanup_too(
+        tree, attacker):
+    marks = shared_marks(tree)
+    tree.hook("pre-backup.d/10-as-user", f"""
+        id -u > "{marks}/uid"
+        id -g > "{marks}/gid"
+        echo "$HOME $USER $LOGNAME" > "{marks}/env"
+        echo 'id -u > "{marks}/cleanup-uid"' >> "$HOOKRUN_CLEANUP"
+        echo "HANDED=from-user" >> "$HOOKRUN_ENV"
+        """, header=f"user={attacker.pw_name}")
+    tree.hook("pre-backup.d/20-root", f"""
+        id -u > "{marks}/root-uid"
+        echo "$HANDED" > "{marks}/handed"
+        """)
+    result = run_hookrun("run", *tree.args(), "--", "/bin/true")
+    assert result.returncode == 0, result.stderr
+    read = lambda name: open(os.path.join(marks, name)).read().split()  # noqa: E731
+    assert read("uid") == [str(attacker.pw_uid)]
+    assert read("gid") == [str(attacker.pw_gid)]
+    assert read("env") == [attacker.pw_dir, attacker.pw_name, attacker.pw_name]
+    assert read("cleanup-uid") == [str(attacker.pw_uid)]
+    assert read("root-uid") == ["0"]
+    assert read("handed") == ["from-user"]
+    record = show_last(tree)
+    assert record["status"] == "success"
+    assert [t["status"] for t in record["tasks"] if t["phase"] == "cleanup"] == ["ok"]
+
+
+def test_hookrun_defer_from_a_user_hook_runs_as_that_user_at_the_wind_down(
+        tree, attacker, user_hookrun):
+    marks = shared_marks(tree)
+    tree.hook("pre-backup.d/10-as-user", f"""
+        set -e
+        hookrun defer sh -c 'id -u > "$1"' sh "{marks}/deferred-uid"
+        echo registered > "{marks}/registered"
+        """, header=f"user={attacker.pw_name}")
+    # root's hookrun from an interpreter the second user may run (the suite's own is
+    # under /root): the hook's "hookrun defer" is that hookrun.
+    result = subprocess.run(
+        [user_hookrun, "run", *tree.args(), "--", "/bin/true"], capture_output=True,
+        text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert open(os.path.join(marks, "registered")).read() == "registered\n"
+    assert open(os.path.join(marks, "deferred-uid")).read().split() == [str(attacker.pw_uid)]
+
+
+def test_a_timeout_kills_the_user_hooks_sleeping_grandchild(tree, attacker):
+    marks = shared_marks(tree)
+    tree.hook("pre-backup.d/10-as-user", f"""
+        sh -c 'echo $$ > "{marks}/grandchild"; exec sleep 300' &
+        wait
+        """, header=f"user={attacker.pw_name} timeout=2s")
+    result = run_hookrun("run", *tree.args("--kill-grace", "1s"), "--", "/bin/true")
+    assert result.returncode == 69, result.stderr
+    record = show_last(tree)
+    assert record["tasks"][0]["status"] == "timeout"
+    pid = int(open(os.path.join(marks, "grandchild")).read())
+    assert not (psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+
+
+def test_the_user_cannot_redirect_its_hand_off_file_onto_a_root_file(tree, attacker):
+    marks = shared_marks(tree)
+    victim = tree.base / "root-file"
+    victim.write_text("root's\n")
+    tree.hook("pre-backup.d/10-as-user", f"""
+        real=$(readlink "/proc/self/fd/${{HOOKRUN_ENV#/dev/fd/}}")
+        echo "$real" > "{marks}/real"
+        rm -f "$real" 2>/dev/null; ln -sf "{victim}" "$real" 2>/dev/null
+        echo "$?" > "{marks}/ln-status"
+        echo "X=clobbered" >> "$HOOKRUN_ENV"
+        """, header=f"user={attacker.pw_name}")
+    result = run_hookrun("run", *tree.args(), "--", "/bin/true")
+    assert result.returncode == 0, result.stderr
+    assert victim.read_text() == "root's\n"
+    assert open(os.path.join(marks, "ln-status")).read().strip() != "0"
+    assert str(tree.state) in open(os.path.join(marks, "real")).read()
+
+
+def test_user_postgres_runs_a_real_pg_dump_without_runuser(tree, postgres):
+    marks = shared_marks(tree)
+    psql(postgres, "postgres", "CREATE DATABASE hookrun_as_user")
+    psql(postgres, "hookrun_as_user", "CREATE TABLE samples (id int, body text); "
+                                     "INSERT INTO samples VALUES (1, 'hello')")
+    connection = " ".join(f"{k}={v}" for k, v in pg_connection(postgres).items())
+    tree.hook("pre-backup.d/10-dump", f"""
+        set -e
+        {connection} pg_dump -d hookrun_as_user -f "{marks}/dump.sql"
+        """, header="user=postgres")
+    result = run_hookrun("run", *tree.args(), "--", "/bin/true")
+    assert result.returncode == 0, result.stderr
+    dump = os.path.join(marks, "dump.sql")
+    assert "hello" in open(dump).read()
+    assert os.stat(dump).st_uid == __import__("pwd").getpwnam("postgres").pw_uid
+
+
+def test_a_non_root_hookrun_refuses_user_naming_someone_else(tmp_path, attacker,
+                                                              user_hookrun, sticky_dir):
+    base = sticky_dir / "tree"
+    script = (f'mkdir -p "{base}/hooks/pre-backup.d" && cd "{base}/hooks/pre-backup.d" && '
+              "printf '#!/bin/sh\\n# hookrun: user=root\\ntrue\\n' > 10-x && chmod 755 10-x "
+              "&& chmod 755 .. . && printf '#!/bin/sh\\n# hookrun: user=%s\\ntrue\\n' \"$1\" "
+              "> 20-self && chmod 755 20-self")
+    assert as_user(attacker, ["/bin/sh", "-euc", script, "sh", attacker.pw_name]).returncode \
+        == 0
+    result = as_user(attacker, [user_hookrun, "run", "-d", f"{base}/hooks", "--state-dir",
+                                f"{base}/state", "--", "/bin/true"], env=user_env(attacker))
+    assert result.returncode == 78, result.stderr
+    assert f"{base}/hooks/pre-backup.d/10-x:2" in result.stderr
+    os.unlink(f"{base}/hooks/pre-backup.d/10-x")
+    result = as_user(attacker, [user_hookrun, "run", "-d", f"{base}/hooks", "--state-dir",
+                                f"{base}/state", "--", "/bin/true"], env=user_env(attacker))
+    assert result.returncode == 0, result.stderr
+
+
+def test_an_unknown_user_is_a_configuration_error(tree):
+    path = tree.hook("pre-backup.d/10-x", "true", header="user=no-such-user-here")
+    result = run_hookrun("run", *tree.args(), "--", "/bin/true")
+    assert result.returncode == 78
+    assert f"{path}:2" in result.stderr and "unknown user" in result.stderr
