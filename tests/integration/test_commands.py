@@ -7,7 +7,7 @@ from tests.conftest import marker_hook, order, run_hookrun
 
 LIST_FIELDS = {"phase", "dir", "name", "path", "runs", "reason", "critical", "on_failure",
                "timeout", "retries", "retry_delay", "when", "events", "origin", "overrides",
-               "warning_codes", "dry_run"}
+               "warning_codes", "dry_run", "stall", "user"}
 RUN_FIELDS = {"id", "event", "status", "exit_code", "command", "started", "finished",
               "duration", "no_hooks", "error", "trigger", "stats", "tasks"}
 TASK_FIELDS = {"phase", "name", "status", "exit_code", "attempts", "started", "duration",
