@@ -96,6 +96,7 @@ class Engine:
         self.journal = Journal(run_dir.path)
         self.env_file = run_dir.file(ENV_FILE)
         self.stats_file = run_dir.file(STATS_FILE)
+        self.stats_files = []  # the HOOKRUN_STATS files of user= hooks, read after the run's
         self.base = base_environment(ctx.config.env, ctx.path)
         self.handoff = {}
         self.later_env = {}
@@ -332,27 +333,30 @@ class Engine:
 
     def run_as(self, task, identity):
         """Run a hook ``task`` as ``identity``: its cleanup journal (with marks), its
-        HOOKRUN_ENV file and hookrun's own command reach it as inherited descriptors
-        (/dev/fd/N), files hookrun made for that user in the run directory, which stays
-        root's: no path it could open, and none another user could redirect."""
+        HOOKRUN_ENV and HOOKRUN_STATS files and hookrun's own command reach it as inherited
+        descriptors (/dev/fd/N), files hookrun made for that user in the run directory, which
+        stays root's: no path it could open, and none another user could redirect."""
         number = self.tasks_started + 1
         sub = Journal(self.run_dir.path, f"{SUB_PREFIX}{number}")
         env_path = self.run_dir.file(f"{ENV_FILE}.task-{number}")
+        stats_path = self.run_dir.file(f"{STATS_FILE}.task-{number}")
         fds = []
         try:
             fds += sub.create_for(identity.uid, identity.gid)
             self.journal.add_sub(os.path.basename(sub.path))
-            env_fd = os.open(env_path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+            for path in (env_path, stats_path):
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
                              | os.O_CLOEXEC, 0o600)
-            fds.append(env_fd)
-            os.fchown(env_fd, identity.uid, identity.gid)
+                fds.append(fd)
+                os.fchown(fd, identity.uid, identity.gid)
+            self.stats_files.append(stats_path)
             fds.append(os.open(self.own_bin, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
         except OSError as error:
             for fd in fds:
                 os.close(fd)
             raise StateError(f"{task.where}: cannot prepare its files for user "
                               f"{identity.name}: {error.strerror or error}") from None
-        journal_fd, marks_fd, env_fd, bin_fd = fds
+        journal_fd, marks_fd, env_fd, stats_fd, bin_fd = fds
         hook_env = task.env
 
         def env(attempt, cookie):
@@ -361,7 +365,8 @@ class Engine:
                           "LOGNAME": identity.name,
                           "HOOKRUN_CLEANUP": f"/dev/fd/{journal_fd}",
                           "HOOKRUN_CLEANUP_MARKS": f"/dev/fd/{marks_fd}",
-                          "HOOKRUN_ENV": f"/dev/fd/{env_fd}"})
+                          "HOOKRUN_ENV": f"/dev/fd/{env_fd}",
+                          "HOOKRUN_STATS": f"/dev/fd/{stats_fd}"})
             found["PATH"] = found["PATH"].replace(self.own_bin, f"/dev/fd/{bin_fd}")
             return found
 

@@ -326,8 +326,11 @@ class Lifecycle:
         what was read from the command's output); each bad line is warned about once."""
         from orchestrator import stats
 
-        found, warnings = stats.from_file(self.engine.stats_file)
-        self.stats.update(found)
+        warnings = []
+        for path in [self.engine.stats_file] + self.engine.stats_files:
+            found, said = stats.from_file(path)
+            self.stats.update(found)
+            warnings += said
         for warning in warnings:
             if warning not in self.stats_warned:
                 self.stats_warned.add(warning)

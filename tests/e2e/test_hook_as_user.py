@@ -40,6 +40,7 @@ def test_a_hook_with_user_runs_with_that_users_ids_and_home_and_its_cleanup_too(
         echo "$HOME $USER $LOGNAME" > "{marks}/env"
         echo 'id -u > "{marks}/cleanup-uid"' >> "$HOOKRUN_CLEANUP"
         echo "HANDED=from-user" >> "$HOOKRUN_ENV"
+        echo "files_new=5" >> "$HOOKRUN_STATS"
         """, header=f"user={attacker.pw_name}")
     tree.hook("pre-backup.d/20-root", f"""
         id -u > "{marks}/root-uid"
@@ -57,6 +58,8 @@ def test_a_hook_with_user_runs_with_that_users_ids_and_home_and_its_cleanup_too(
     record = show_last(tree)
     assert record["status"] == "success"
     assert [t["status"] for t in record["tasks"] if t["phase"] == "cleanup"] == ["ok"]
+    # Its HOOKRUN_STATS is a file of its own too, read with the run's.
+    assert record["stats"] == {"files_new": 5}
 
 
 def test_hookrun_defer_from_a_user_hook_runs_as_that_user_at_the_wind_down(
