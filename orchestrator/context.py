@@ -181,7 +181,8 @@ def config_problems(hooks_dirs, config_path):
 
 
 def unsafe_error(problems):
-    return UnsafeError("\n".join(f"unsafe permissions: {problem}" for problem in problems)
+    return UnsafeError("\n".join(f"unsafe permissions: {problem}"
+                                 for problem in safety.grouped(problems))
                        + " (or use --insecure)")
 
 
@@ -562,7 +563,10 @@ def check_tree(ctx, all_events=False):
                 plan(ctx, [(phase, [entry])], heads, near)
             except ConfigError as error:
                 errors.append(str(error))
-    unsafe = [Problem(display_name(path), *fix_of(text))
+    fixes = safety.shared_fixes(checker.problems)
+    unsafe = [Problem(display_name(path), safety.bare(text), fixes[text.owner])
+              if getattr(text, "owner", None) in fixes else Problem(display_name(path),
+                                                                   *fix_of(text))
               for path, text in zip(checker.problem_paths, checker.problems)]
     problems = [Problem(display_name(e.path), e.fails, start_fix(e))
                 for _p, entries in discovered for e in entries if e.fails]

@@ -313,7 +313,14 @@ def print_warnings(warnings):
 def print_check(ctx, errors, unsafe, problems, warnings):
     """What ``hookrun check`` found: problems on stderr, a last line when nothing fails."""
     lines = [f"hookrun: error: {display_name(line)}" for line in errors]
-    lines += [f"hookrun: error: unsafe permissions: {problem_text(p)}" for p in unsafe]
+    # A fix that several paths share (another user's tree) is said once, after them.
+    fixes = [p.fix for p in unsafe]
+    shared = [fix for position, fix in enumerate(fixes)
+              if fix and fixes.count(fix) > 1 and fixes.index(fix) == position]
+    lines += [f"hookrun: error: unsafe permissions: "
+              f"{problem_text(p._replace(fix='') if p.fix in shared else p)}" for p in unsafe]
+    lines += [f"hookrun: error: unsafe permissions: the {fixes.count(fix)} paths above "
+              f"(fix: {display_name(fix)})" for fix in shared]
     lines += [f"hookrun: error: {problem_text(p)}" for p in problems]
     lines += [f"hookrun: warning: {display_name(line)}" for line in warnings]
     if lines:

@@ -69,17 +69,119 @@ def user(uid):
         return f"uid {uid}"
 
 
+# Directories whose owner is the system's: advice to chown one of them (or anything under
+# the first group) would break the machine, or hand another user's home to root.
+SYSTEM_DIRS = frozenset(("/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib32",
+                         "/lib64", "/media", "/mnt", "/opt", "/proc", "/root", "/run", "/sbin",
+                         "/srv", "/sys", "/tmp", "/usr", "/var", "/var/lib", "/var/tmp"))
+SYSTEM_TREES = ("/usr/", "/bin/", "/sbin/", "/lib/", "/lib32/", "/lib64/", "/boot/", "/proc/",
+                "/sys/", "/dev/")
+
+
+class ForeignOwner(str):
+    """A problem line about an entry owned by another user: ``owner`` is that uid,
+    ``entry`` the path, ``keep`` whether its owner must not be changed (a home or system
+    directory). grouped() gives one piece of advice for all of them."""
+
+    owner = entry = None
+    keep = False
+
+
+def home_dirs():
+    import pwd
+
+    return {entry.pw_dir.rstrip("/") for entry in pwd.getpwall() if entry.pw_dir.startswith("/")}
+
+
+def keeps_its_owner(entry):
+    """Whether ``entry`` is a system directory, is in a system tree, or is (or holds, as
+    /home/alice does) a user's home: never advise a chown of it."""
+    path = os.path.normpath(entry)
+    if path in SYSTEM_DIRS or path.startswith(SYSTEM_TREES):
+        return True
+    if os.path.dirname(path) == "/home":
+        return True
+    return path in home_dirs()
+
+
 def owner_problem(entry, info, owners):
     """Why ``entry`` has the wrong owner (``owners`` are those allowed; the last of them runs
-    hookrun), or None."""
+    hookrun), or None: a ForeignOwner line."""
     if info.st_uid in owners:
         return None
     name = shown(entry)
     runner = user(owners[-1])
     allowed = runner if set(owners) == {owners[-1]} else f"root or {runner}"
-    login = runner if owners[-1] == 0 else str(owners[-1])
-    return (f"{name} is owned by {user(info.st_uid)}, not {allowed}, who runs hookrun "
-            f"(fix: chown {login} {name}, or use a path of your own)")
+    text = f"{name} is owned by {user(info.st_uid)}, not {allowed}, who runs hookrun"
+    keep = keeps_its_owner(entry)
+    if not keep:
+        login = runner if owners[-1] == 0 else str(owners[-1])
+        text += f" (fix: chown {login} {name}, or use a tree of your own)"
+    problem = ForeignOwner(text)
+    problem.owner, problem.entry, problem.keep = info.st_uid, entry, keep
+    return problem
+
+
+def shared_fixes(problems, runner=None):
+    """{owner: fix} for the other users whose entries get one fix for all instead of one
+    each: those with several entries among ``problems``, or with a home or system
+    directory among them (whose owner must not change)."""
+    runner = os.geteuid() if runner is None else runner
+    by_owner = {}
+    for problem in problems:
+        if isinstance(problem, ForeignOwner):
+            by_owner.setdefault(problem.owner, []).append(problem)
+    return {owner: owner_fix(owner, found, runner) for owner, found in by_owner.items()
+            if len(found) > 1 or any(p.keep for p in found)}
+
+
+def grouped(problems, runner=None):
+    """``problems`` as a refusal shows them: the lines of shared_fixes() lose their own fix,
+    and one line at the end per owner gives it once. Returns the list of lines."""
+    fixes = shared_fixes(problems, runner)
+    lines = [bare(p) if getattr(p, "owner", None) in fixes else p for p in problems]
+    for owner, fix in fixes.items():
+        count = sum(getattr(p, "owner", None) == owner for p in problems)
+        paths = "the path above is" if count == 1 else f"the {count} paths above are"
+        lines.append(f"{paths} owned by {owner_name(owner)} (fix: {fix})")
+    return lines
+
+
+def bare(problem):
+    """A problem line without its own fix."""
+    return str.__str__(problem).split(" (fix: ", 1)[0]
+
+
+def overflow_uid():
+    """The uid that files of ids unmapped in this user namespace show (65534), or None."""
+    try:
+        with open("/proc/sys/kernel/overflowuid") as file:
+            return int(file.read())
+    except (OSError, ValueError):
+        return None
+
+
+def owner_name(owner):
+    if owner == overflow_uid():
+        return f"uid {owner}, an id outside this user namespace"
+    return user(owner)
+
+
+def owner_fix(owner, found, runner):
+    """The one fix for the entries ``found`` that ``owner`` has."""
+    them = user(runner)
+    if not any(p.keep for p in found):
+        top = min((p.entry for p in found), key=len)
+        login = them if runner == 0 else str(runner)
+        return (f"chown -R {login} {shown(top)} if they are meant to be {them}'s, or use a "
+                "tree of your own")
+    own = "/etc/hookrun" if runner == 0 else "~/.config/hookrun"
+    if owner == overflow_uid():
+        instead = "run hookrun outside the user namespace"
+    else:
+        instead = f"a tree of your own such as {own}, or run hookrun as {user(owner)}"
+    return (f"do not chown a home or system directory: {instead}; --insecure runs it "
+            f"anyway, and then {owner_name(owner)} decides what {them} runs")
 
 
 def writable_problem(entry, info):

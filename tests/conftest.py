@@ -160,14 +160,23 @@ def show_last(tree, *extra):
     return json.loads(result.stdout)
 
 
-def require(found, what):
-    """``found`` if it is truthy; else skip the test, or fail it under HOOKRUN_REQUIRE_TOOLS=1."""
+def require(found, what, missing="is not installed"):
+    """``found`` if it is truthy; else skip the test, or fail it under HOOKRUN_REQUIRE_TOOLS=1.
+    ``missing`` says what is wrong with ``what`` (a probe that failed: "does not work here")."""
     if found:
         return found
-    message = f"{what} is not installed"
+    message = f"{what} {missing}"
     if os.environ.get("HOOKRUN_REQUIRE_TOOLS") == "1":
         pytest.fail(f"{message} (HOOKRUN_REQUIRE_TOOLS=1)")
     pytest.skip(message)
+
+
+def needs_root(why):
+    """Skip the test, saying so, unless it runs as root: ``why`` names what only root may do
+    (mount, chown to another user, create an account). Never a failure, even under
+    HOOKRUN_REQUIRE_TOOLS=1: the tools are there, the permission is not."""
+    if os.geteuid() != 0:
+        pytest.skip(f"needs root: {why}")
 
 
 def make_unwritable_for_others(path):

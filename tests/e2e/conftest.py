@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import require
+from tests.conftest import needs_root, require
 from tests.e2e import restic_keys
 from tests.e2e.test_example_tree import free_port, postgres_server, restic
 
@@ -84,8 +84,7 @@ def restic_template(tmp_path_factory, worker_id):
 @pytest.fixture(scope="session")
 def attacker():
     """The pwd entry of an unprivileged account, created if missing (CI runs as root)."""
-    if os.geteuid() != 0:
-        pytest.skip("the security tests create a second user: run them as root")
+    needs_root("creates a second account (useradd) and runs as it (setpriv)")
     useradd = require(shutil.which("useradd"), "useradd")
     # Test workers running side by side each ask for the account: one creates it.
     with locked(ACCOUNTS_LOCK):

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import hookrun_cmd, run_hookrun
+from tests.conftest import hookrun_cmd, needs_root, run_hookrun
 from tests.e2e.test_example_tree import require
 
 CONTRIB = Path(__file__).resolve().parents[2] / "orchestrator" / "contrib"
@@ -46,9 +46,11 @@ def unshare_pid():
     """The unshare command that starts hookrun as PID 1, or a skip (a failure under
     HOOKRUN_REQUIRE_TOOLS=1) when PID namespaces are not available here."""
     unshare = require(shutil.which("unshare"), "unshare (util-linux)")
+    needs_root("unshare --pid --mount-proc (a PID namespace with its own /proc)")
     argv = [unshare, "--pid", "--fork", "--mount-proc", "--kill-child"]
     probe = subprocess.run(argv + ["true"], capture_output=True, timeout=DEADLINE)
-    require(probe.returncode == 0, f"unshare --pid ({probe.stderr.decode().strip()})")
+    require(probe.returncode == 0, "unshare --pid",
+            f"does not work here ({probe.stderr.decode().strip()})")
     return argv
 
 

@@ -1,4 +1,4 @@
-"""End-to-end tests of the worked migration trees in hooks.d.example/migrations/: each test
+"""End-to-end tests of the worked migration trees in examples/migrations/: each test
 runs the installed ``hookrun`` on a copy of one tree and ports an example of the system it
 replaces (Backrest's error policies, Barman's standard and retry scripts, Borgitory's critical
 and run-on-failure hooks, resticm's four hooks, borgmatic's soft failure, resticprofile's
@@ -43,9 +43,11 @@ from tests.e2e.test_example_tree import (
 # PostgreSQL server comes from conftest.py).
 restic_repo = example_tree.restic_repo
 
-MIGRATIONS = EXAMPLE / "migrations"
-SYSTEMS = ("backrest", "barman", "borgitory", "borgmatic", "resticm", "resticprofile")
 ROOT = EXAMPLE.parent
+# Beside the example tree, not in it: cp -a hooks.d.example/. /etc/hookrun copies a hooks tree
+# and nothing else.
+MIGRATIONS = ROOT / "examples" / "migrations"
+SYSTEMS = ("backrest", "barman", "borgitory", "borgmatic", "resticm", "resticprofile")
 EXIT_HOOK_STOPPED = 69
 WRONG_PASSWORD = "Fatal: wrong password or no key found"
 # run-parts (without --lsbsysinit) runs only names made of these characters; one .hookignore

@@ -18,7 +18,15 @@ import pytest
 
 from orchestrator import constants as c
 from orchestrator.cleanup import Journal
-from tests.conftest import hookrun_cmd, marker_hook, order, require, run_hookrun, show_last
+from tests.conftest import (
+    hookrun_cmd,
+    marker_hook,
+    needs_root,
+    order,
+    require,
+    run_hookrun,
+    show_last,
+)
 from tests.integration.test_process_control import alive, start, wait_for
 
 DEAD_RUN = "20200101T000000-0a0b0c"
@@ -183,10 +191,12 @@ FILL_THE_DISK = 'dd if=/dev/zero of="$HOOKRUN_STATE_DIR/filler" bs=64k count=128
 @pytest.fixture
 def small_disk():
     """A 4 MiB tmpfs mounted for the test (root only), unmounted after it."""
+    needs_root("mount -t tmpfs (a small disk that fills up)")
     base = Path(tempfile.mkdtemp(prefix="hookrun-small-disk-"))
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs",
                               str(base)], capture_output=True, text=True)
-    require(mounted.returncode == 0, f"a tmpfs mount ({mounted.stderr.strip()})")
+    require(mounted.returncode == 0, "mount -t tmpfs",
+            f"does not work here ({mounted.stderr.strip()})")
     yield base
     subprocess.run(["umount", "-l", str(base)], capture_output=True)
     shutil.rmtree(base, ignore_errors=True)

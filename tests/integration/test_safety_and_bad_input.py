@@ -5,10 +5,18 @@ import os
 import resource
 import socket
 import subprocess
+import tempfile
 
 import pytest
 
-from tests.conftest import hookrun_cmd, marker_hook, order, run_hookrun, show_last
+from tests.conftest import (
+    hookrun_cmd,
+    marker_hook,
+    needs_root,
+    order,
+    run_hookrun,
+    show_last,
+)
 
 NOBODY = 65534
 
@@ -34,6 +42,7 @@ def test_group_or_world_writable_paths_are_refused_with_77(tree, target):
 
 
 def test_a_file_owned_by_another_user_is_refused(tree):
+    needs_root("chown of a hook to another user")
     hook = marker_hook(tree, "pre-backup.d/10-a")
     os.chown(hook, NOBODY, -1)
     result = run_hookrun("run", *tree.args(), "--", "true")
@@ -143,7 +152,12 @@ def test_odd_names_fifos_sockets_directories_and_empty_files(tree):
     marker_hook(tree, "pre-backup.d/10-normal")
     os.mkfifo(d / "20-fifo")
     sock = socket.socket(socket.AF_UNIX)
-    sock.bind(str(d / "30-socket"))
+    # Bound where the path is short (a socket path holds 107 bytes, and an ordinary user's
+    # pytest directory is longer than root's), then moved into the phase directory.
+    short = tempfile.mkdtemp()
+    sock.bind(os.path.join(short, "s"))
+    os.replace(os.path.join(short, "s"), d / "30-socket")
+    os.rmdir(short)
     (d / "40-dir").mkdir(mode=0o755)
     empty = d / "50-empty"
     empty.write_bytes(b"")
