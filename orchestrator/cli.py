@@ -264,18 +264,28 @@ def build_parser(only=None):
     """The argparse parser; with ``only``, that subcommand's alone (the others cost time)."""
     import argparse
 
+    known = set()  # every option of every subcommand, for "did you mean"
+
     class Parser(argparse.ArgumentParser):
-        """argparse whose errors are one line and exit status 2."""
+        """argparse whose errors are one line and exit status 2, that takes no abbreviated
+        option (``--dry`` for ``--dry-run`` would silently change meaning the day another
+        option starts the same way) and suggests the option meant."""
+
+        def __init__(self, *args, **kwargs):
+            kwargs["allow_abbrev"] = False
+            super().__init__(*args, **kwargs)
 
         def error(self, message):
             # main() prefixes "hookrun: "; a subcommand's parser adds its own name.
             _, _, sub = self.prog.partition(" ")
-            raise UsageError(f"{sub + ': ' if sub else ''}{message} (see --help)")
+            raise UsageError(f"{sub + ': ' if sub else ''}{message}{suggestion(message, known)}"
+                             " (see --help)")
 
     parser = Parser(prog="hookrun", description="Run drop-in hook scripts around a backup "
                     "command, with cleanups that always run.")
     parser.add_argument("--version", action="version", version=f"hookrun {__version__}")
-    subparsers = parser.add_subparsers(dest="subcommand", metavar="COMMAND",
+    # Not "COMMAND": that is the backup command hookrun runs.
+    subparsers = parser.add_subparsers(dest="subcommand", metavar="SUBCOMMAND",
                                        parser_class=Parser)
     subparsers.required = True
     for name, (text, options, positionals) in SUBCOMMANDS.items():
@@ -283,12 +293,28 @@ def build_parser(only=None):
             continue
         sub = subparsers.add_parser(name, help=text)
         for flags, keywords in options:
+            known.update(flag for flag in flags if flag.startswith("--"))
             if keywords.get("type") == "count":
                 keywords = dict(keywords, type=count)
             sub.add_argument(*flags, **keywords)
         for dest, keywords in positionals:
             sub.add_argument(dest, **keywords)
     return parser
+
+
+def suggestion(message, known):
+    """`` (did you mean --dry-run?)`` for an unrecognized ``--option`` in argparse's
+    ``message`` that is close to one of ``known``; else ""."""
+    if "unrecognized arguments: " not in message:
+        return ""
+    import difflib
+
+    meant = []
+    for word in message.split("unrecognized arguments: ", 1)[1].split():
+        if word.startswith("--"):
+            meant += difflib.get_close_matches(word.split("=", 1)[0], sorted(known), n=1,
+                                               cutoff=0.7)
+    return f" (did you mean {' or '.join(dict.fromkeys(meant))}?)" if meant else ""
 
 
 def command():

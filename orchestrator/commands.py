@@ -128,6 +128,14 @@ def open_history(args):
     except StateError as error:
         raise HookrunError(f"{error} (the next run moves a damaged history aside)", 1) from None
     if history is None:
+        try:
+            os.lstat(os.path.join(ctx.state_dir, c.HISTORY_NAME))
+        except PermissionError:
+            raise HookrunError(f"cannot read the history in {ctx.state_dir}: permission denied "
+                               "(another user's state directory: run as its owner, or give "
+                               "--state-dir)", 1) from None
+        except OSError:
+            pass
         raise HookrunError(f"no history yet in {ctx.state_dir}", 1)
     return ctx, history
 
@@ -169,6 +177,10 @@ def show(args):
     if args.output:
         from orchestrator.logfile import print_task_output
 
+        tasks = [f"{task['phase']}/{task['name']}" for task in record["tasks"]]
+        if args.output not in tasks:
+            raise HookrunError(f"show: run {record['id']} has no task {args.output} (its tasks: "
+                               f"{', '.join(dict.fromkeys(tasks)) or 'none'})", 1)
         if not print_task_output(ctx.log_file, record["id"], args.output):
             raise HookrunError(f"no output of {args.output} in run {record['id']} in the log "
                                f"{ctx.log_file or '(off)'} (a task that printed nothing, a log "

@@ -439,7 +439,7 @@ def tree_warnings(ctx, discovered):
     found = [line for d in ctx.hooks_dirs for line in discovery.near_misses(d, known)]
     found += [warning for phase, entries in discovered
               if (warning := discovery.hidden_by_ignore(phase, entries))]
-    found += unmatched_sections(ctx)
+    found += unmatched_sections(ctx) + quoted_env_values(ctx)
     return found
 
 
@@ -449,6 +449,15 @@ def unmatched_sections(ctx):
     return [f"{ctx.config.path}: [hook {display_name(key)}] names no file in {shown_dirs(ctx)}"
             for key in ctx.config.hooks
             if not any(os.path.lexists(os.path.join(d, key)) for d in ctx.hooks_dirs)]
+
+
+def quoted_env_values(ctx):
+    """An ``[env]`` value in quotes (``KEY = "a b"``): the quotes are part of it, and the
+    usual victim is a password that then never matches. The value itself is not shown."""
+    return [f"{ctx.config.path}: [env] {display_name(key)}: the value is in quotes, and "
+            "they are kept as part of it (values are taken literally: remove them)"
+            for key, value in ctx.config.env.items()
+            if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'"]
 
 
 def shown_dirs(ctx):
@@ -583,7 +592,7 @@ def check_tree(ctx, all_events=False):
     if ctx.notify_command and "notify_command" not in dict(commands):
         warnings.append(f"notify_command {display_name(ctx.notify_command[0])}: not found "
                         "in the PATH hooks get")
-    warnings += checker.warnings + unmatched_sections(ctx)
+    warnings += checker.warnings + unmatched_sections(ctx) + quoted_env_values(ctx)
     return errors, unsafe, problems, warnings
 
 

@@ -2,6 +2,7 @@
 fix advice that never harms, messages that say what is so, and each run's output kept
 whatever another run prints. The README's own blocks are run by test_readme.py."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -104,3 +105,86 @@ def test_in_a_user_namespace_no_chown_of_the_system_directories(attacker, user_h
         assert f"chown -R root {system} " not in result.stderr + " ", result.stderr
     advice = [line for line in result.stderr.splitlines() if "(fix:" in line]
     assert len(advice) == 1 and "outside the user namespace" in advice[0], result.stderr
+
+
+# Item 6: messages that say what is so.
+
+def test_history_of_a_state_directory_you_cannot_read_says_permission_denied(
+        attacker, user_hookrun, tree):
+    tree.hook("pre-backup.d/10-x", "true")
+    assert run_hookrun("run", *tree.args(), "--", "true").returncode == 0
+    tree.state.chmod(0o700)  # root's, as hookrun makes it
+    result = as_user(attacker, [user_hookrun, "history", "--state-dir", str(tree.state)],
+                     env=user_env(attacker, HOME="/nonexistent"))
+    assert result.returncode == 1, result.stderr
+    assert "permission denied" in result.stderr and "no history yet" not in result.stderr
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+
+
+def test_show_output_of_a_task_that_is_not_there_lists_the_tasks_there_are(tree):
+    tree.hook("pre-backup.d/10-dump", "echo dumped")
+    assert run_hookrun("run", *tree.args(), "--", "true").returncode == 0
+    result = run_hookrun("show", "last", "--output", "pre/10-dmp", *tree.args())
+    assert result.returncode == 1 and len(result.stderr.splitlines()) == 1, result.stderr
+    assert "pre/10-dump" in result.stderr and "command/true" in result.stderr
+    shown = run_hookrun("show", "last", "--output", "pre/10-dump", *tree.args())
+    assert shown.returncode == 0 and "dumped" in shown.stdout
+
+
+def test_a_timeout_says_the_limit(tree):
+    tree.hook("pre-backup.d/10-slow", "sleep 30", header="timeout=1s")
+    result = run_hookrun("run", *tree.args(), "--", "true")
+    assert result.returncode == 69, result.stderr
+    record = json.loads(run_hookrun("show", "last", "--json", *tree.args()).stdout)
+    (task,) = [t for t in record["tasks"] if t["name"] == "10-slow"]
+    assert task["status"] == "timeout" and task["reason"] == "timed out after 1s", task
+    assert "timed out after 1s" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("quoted", ['"a b"', "'secret'"])
+def test_a_quoted_env_value_is_warned_about_and_not_shown(tree, quoted):
+    tree.hook("pre-backup.d/10-x", f'printf %s "$PW" > "{tree.marks}/seen"')
+    tree.config(f"[env]\nPW = {quoted}\n")
+    for argv in (["run", *tree.args(), "--", "true"], ["check", *tree.args()]):
+        result = run_hookrun(*argv)
+        assert result.returncode == 0, result.stderr
+        warned = [line for line in result.stderr.splitlines() if "[env] PW" in line]
+        assert len(warned) == 1 and "quotes" in warned[0], result.stderr
+        assert quoted not in result.stderr
+    # Kept literally, as documented: the warning changes nothing of the value.
+    assert tree.read("seen") == quoted
+
+
+def test_install_units_as_an_ordinary_user_is_one_line_and_77(attacker, user_hookrun):
+    contrib = Path(__file__).resolve().parents[2] / "orchestrator" / "contrib" / "systemd"
+    copy = Path(tempfile.mkdtemp(prefix="install-units-"))
+    try:
+        copy.chmod(0o755)
+        for name in ("install-units", "hookrun@.service", "hookrun@.timer"):
+            shutil.copy2(contrib / name, copy / name)
+        units = copy / "system"  # root's, as /etc/systemd/system is
+        units.mkdir(mode=0o755)
+        result = as_user(attacker, ["/bin/sh", str(copy / "install-units"), user_hookrun,
+                                    str(units)], env=user_env(attacker, PATH="/usr/bin:/bin"))
+        assert list(units.iterdir()) == []
+    finally:
+        shutil.rmtree(copy, ignore_errors=True)
+    assert result.returncode == 77, result.stdout + result.stderr
+    assert len(result.stderr.splitlines()) == 1 and "run it as root" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_usage_errors_say_subcommand_not_command():
+    result = run_hookrun("bogus")
+    assert result.returncode == 2 and "argument SUBCOMMAND" in result.stderr
+    assert "COMMAND:" not in result.stderr.replace("SUBCOMMAND", "")
+
+
+@pytest.mark.parametrize("typed", ["--dryrun", "--dry", "--dry_run"])
+def test_an_unknown_or_abbreviated_option_is_refused_with_a_suggestion(tree, typed):
+    tree.hook("pre-backup.d/10-x", f'touch "{tree.marks}/ran"')
+    result = run_hookrun("run", typed, *tree.args(), "--", "true")
+    assert result.returncode == 2 and len(result.stderr.splitlines()) == 1, result.stderr
+    assert "did you mean --dry-run?" in result.stderr
+    assert tree.read("ran") is None
+    assert not tree.state.exists() or not list(tree.state.glob("runs/*"))

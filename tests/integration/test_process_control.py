@@ -90,7 +90,7 @@ def test_a_hung_hook_times_out_and_the_run_goes_on(tree):
     assert result.returncode == 0, result.stderr
     assert tree.read("next") == ""
     task = show_last(tree)["tasks"][0]
-    assert (task["status"], task["reason"]) == ("timeout", "timed out")
+    assert (task["status"], task["reason"]) == ("timeout", "timed out after 1s")
 
 
 def test_a_setsid_escapee_that_ignores_sigterm_is_killed_after_the_grace(tree, reaper):
