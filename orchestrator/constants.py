@@ -64,6 +64,11 @@ SUMMARY_OUTPUT_LINES = 20
 SUMMARY_OUTPUT_BYTES = 4096
 LOG_MAX_BYTES = 10 * 1024 * 1024
 LOG_BACKUPS = 5
+# What one task may write to the log file (log_task_max_bytes): one hook printing 100 MB must
+# not rotate every earlier run's output away. The rest is counted, and its tail kept in the
+# history.
+LOG_TASK_MAX_BYTES = 4 * 1024 * 1024
+MAX_LOG_TASK_BYTES = LOG_MAX_BYTES * (LOG_BACKUPS + 1)
 NOTIFY_TIMEOUT = 10.0  # all told: connect, send and receive of one request
 # A run holds the metrics directory's lock for one read and one write of a small file; a lock
 # held longer is someone else's, and the file is written without it.

@@ -22,7 +22,8 @@ permission problems --insecure let through, and warnings about the headers."""
 DURATION_OPTIONS = ("timeout", "kill_grace", "command_timeout", "stall_timeout")
 URL_OPTIONS = ("notify_url", "metrics_push_url")
 DEFAULTS = {"kill_grace": c.DEFAULT_KILL_GRACE, "command_timeout": 0.0, "stall_timeout": 0.0,
-            "strict_permissions": True, "umask": -1}
+            "strict_permissions": True, "umask": -1,
+            "log_task_max_bytes": c.LOG_TASK_MAX_BYTES}
 # Options an empty value of which would silently be the default or the current directory.
 # (An empty --log-file, --metrics-file, --notify-url or --metrics-push-url is "none".)
 NOT_EMPTY = (("hooks_dir", "-d/--hooks-dir"), ("config", "-c/--config"),
@@ -39,7 +40,7 @@ class Context:
     __slots__ = ("hooks_dir", "hooks_dirs", "config", "event", "state_dir", "log_file", "timeout",
                  "kill_grace", "command_timeout", "strict", "metrics_file", "metrics_push_url",
                  "notify_url", "notify_command", "path", "umask", "color", "quiet", "verbose",
-                 "json", "trigger", "stall", "stall_timeout")
+                 "json", "trigger", "stall", "stall_timeout", "log_task_max_bytes")
 
     def __init__(self, **values):
         for name in self.__slots__:
@@ -227,7 +228,8 @@ def build_context(args, event=None, need_hooks=True, refuse_unsafe_config=True):
         notify_url=setting("notify_url") or None, notify_command=setting("notify_command"),
         path=setting("path"), umask=setting("umask"), color=option(args, "color") or "auto",
         quiet=bool(option(args, "quiet")), verbose=bool(option(args, "verbose")),
-        json=bool(option(args, "json")), trigger=trigger_of(args))
+        json=bool(option(args, "json")), trigger=trigger_of(args),
+        log_task_max_bytes=setting("log_task_max_bytes"))
 
 
 def discover(ctx, phases):

@@ -45,9 +45,13 @@ class LogFile:
     LOG_BACKUPS kept (``hookrun.log.1`` is the newest old one, as logging.handlers names them).
     Written with one write() per chunk and no buffering, so a killed run leaves a useful log."""
 
-    def __init__(self, path, run_id):
+    def __init__(self, path, run_id, task_max_bytes=None):
         self.path = path
         self.run_id = run_id.encode()
+        # Each task's output logged so far, and what was left out past task_max_bytes.
+        self.task_max_bytes = task_max_bytes or 0
+        self.logged = {}
+        self.left_out = {}
         self.fd = None
         self.size = 0
         self.error = None
@@ -99,12 +103,43 @@ class LogFile:
             self.close()
 
     def lines(self, where, stream, block):
-        """A block of lines of ``where`` (e.g. ``pre/10-x``) on ``stream``, each prefixed."""
-        prefix = b"%s %s %s %s: " % (now_iso().encode(), self.run_id, where, stream.encode())
-        self.write(prefix, block.replace(b"\n", b"\n" + prefix), b"\n")
+        """A block of lines of ``where`` (e.g. ``pre/10-x``) on ``stream``, each prefixed;
+        past ``task_max_bytes`` of the task's output, a note once and then nothing."""
+        capped = False
+        if self.task_max_bytes:
+            block, capped = self.within_cap(where, block)
+        if block:
+            prefix = b"%s %s %s %s: " % (now_iso().encode(), self.run_id, where, stream.encode())
+            self.write(prefix, block.replace(b"\n", b"\n" + prefix), b"\n")
+        if capped:
+            name = where.decode("utf-8", "surrogateescape")
+            self.event(f"{name} output truncated after {self.task_max_bytes} bytes "
+                       "(log_task_max_bytes): the rest is not logged, its last lines are in "
+                       "the history")
+
+    def within_cap(self, where, block):
+        """(what of ``block`` the task ``where`` may still log, cut after a whole line where
+        it can be, or b""; whether this block reached the cap)."""
+        logged = self.logged.get(where, 0)
+        room = self.task_max_bytes - logged
+        if room <= 0:
+            self.left_out[where] = self.left_out.get(where, 0) + len(block) + 1
+            return b"", False
+        if len(block) + 1 <= room:
+            self.logged[where] = logged + len(block) + 1
+            return block, False
+        cut = block.rfind(b"\n", 0, room)
+        # A line is cut only when the task's very first one is longer than the cap.
+        kept = block[:cut] if cut > 0 else block[:room - 1] if not logged else b""
+        self.left_out[where] = len(block) + 1 - len(kept) - (1 if kept else 0)
+        self.logged[where] = self.task_max_bytes
+        return kept, True
 
     def finished(self, where, record):
         """The end of a task, as a record of its own."""
+        key = where.encode("utf-8", "surrogateescape") if isinstance(where, str) else where
+        if self.left_out.get(key):
+            self.event(f"{where} output truncated, {self.left_out.pop(key)} bytes more")
         self.event(f"{where} end status={record.status} exit={record.exit_code} "
                    f"attempts={record.attempts} duration={record.duration:.3f}"
                    + (f" reason={record.reason}" if record.reason else ""))

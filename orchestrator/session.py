@@ -39,7 +39,7 @@ def check_output_files(paths):
         raise UnsafeError("\n".join(f"unsafe output file: {line}" for line in problems))
 
 
-def open_log(path, run_id, warnings):
+def open_log(path, run_id, warnings, task_max_bytes=None):
     """The LogFile at ``path`` (parents created 0700), None if logging is off; StateError.
     A FIFO or device there is no log file: a warning (added to ``warnings``), and None."""
     if not path:
@@ -49,7 +49,7 @@ def open_log(path, run_id, warnings):
     parent = os.path.dirname(os.path.abspath(path))
     try:
         os.makedirs(parent, mode=0o700, exist_ok=True)
-        return LogFile(path, run_id)
+        return LogFile(path, run_id, task_max_bytes)
     except NotRegularFile as error:
         warnings.append(f"log file not written: {error.strerror}")
         return None
@@ -72,7 +72,8 @@ class Session:
         check_output_files({ctx.log_file: True, metrics_file: False})
         console = Console(ctx.color, ctx.quiet, ctx.verbose)
         warnings = list(warnings)
-        self.reporter = Reporter(console, open_log(ctx.log_file, run_id, warnings))
+        self.reporter = Reporter(console, open_log(ctx.log_file, run_id, warnings,
+                                                     ctx.log_task_max_bytes))
         for warning in warnings:
             self.reporter.warn(warning)
         self.signals = Signals()

@@ -172,6 +172,23 @@ def parse_events(text):
     return events
 
 
+SIZE_UNITS = {"": 1, "k": 1024, "m": 1024 * 1024, "g": 1024 * 1024 * 1024}
+
+
+def parse_size(text):
+    """A size in bytes: ``4M``, ``512K``, ``1048576`` (K, M, G are 1024-based); 0 is none."""
+    digits = text.strip().lower()
+    unit = digits[-1:] if digits[-1:] in ("k", "m", "g") else ""
+    number = digits[:len(digits) - len(unit)]
+    if not (number and set(number) <= DIGITS and len(number) <= 12):
+        raise ValueError(f"bad size {text!r} (bytes, or a whole number with K, M or G, e.g. 4M)")
+    size = int(number) * SIZE_UNITS[unit]
+    if size > c.MAX_LOG_TASK_BYTES:
+        raise ValueError(f"bad size {text!r} (at most {c.MAX_LOG_TASK_BYTES // 1048576}M, "
+                         "all the log files together)")
+    return size
+
+
 def parse_codes(text):
     """Exit statuses and ranges of them, ``3`` or ``1,100-107``: a frozenset of 1..255."""
     codes = set()
@@ -240,6 +257,7 @@ HOOKRUN_PARSERS = {
     "events": parse_event_list, "command_warning_codes": parse_codes,
     "command_retry_codes": parse_codes, "command_retries": parse_retries,
     "command_retry_delay": parse_duration, "stall_timeout": parse_duration,
+    "log_task_max_bytes": parse_size,
 }
 
 

@@ -188,3 +188,42 @@ def test_an_unknown_or_abbreviated_option_is_refused_with_a_suggestion(tree, typ
     assert "did you mean --dry-run?" in result.stderr
     assert tree.read("ran") is None
     assert not tree.state.exists() or not list(tree.state.glob("runs/*"))
+
+
+# Item 4: a noisy night keeps every earlier night's output.
+
+NOISY = 'head -c 30000000 /dev/zero | tr "\\0" x | fold -w 99\necho "the last line"'
+
+
+def test_a_noisy_hook_never_rotates_an_earlier_runs_output_away(tree):
+    tree.hook("pre-backup.d/10-quiet", 'echo "quiet night $HOOKRUN_RUN_ID"')
+    assert run_hookrun("run", "-q", *tree.args(), "--", "true").returncode == 0
+    first = json.loads(run_hookrun("show", "last", "--json", *tree.args()).stdout)["id"]
+    tree.hook("pre-backup.d/20-noisy", NOISY)
+    tree.config("[hookrun]\nlog_task_max_bytes = 1M\n")
+    for _night in range(2):  # 60 MB of output: every log file, uncapped
+        noisy = run_hookrun("run", "-q", *tree.args(), "--", "true")
+        assert noisy.returncode == 0, noisy.stderr
+    shown = run_hookrun("show", first, "--output", "pre/10-quiet", *tree.args())
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout == f"quiet night {first}\n"
+    # The noisy run: its log says what it left out, its history keeps the last lines.
+    log = (tree.state / "hookrun.log").read_bytes()
+    assert b"pre/20-noisy output truncated after 1048576 bytes" in log
+    assert b"pre/20-noisy output truncated, " in log and b" bytes more" in log
+    assert not (tree.state / "hookrun.log.1").exists()
+    record = json.loads(run_hookrun("show", "last", "--json", *tree.args()).stdout)
+    (task,) = [t for t in record["tasks"] if t["name"] == "20-noisy"]
+    assert task["status"] == "ok" and task["output"].endswith("the last line")
+    logged = run_hookrun("show", "last", "--output", "pre/20-noisy", *tree.args()).stdout
+    assert 1_000_000 < len(logged) <= 1_048_576 and "the last line" not in logged
+
+
+def test_log_task_max_bytes_takes_sizes_and_refuses_others(tree):
+    tree.hook("pre-backup.d/10-x", "true")
+    tree.config("[hookrun]\nlog_task_max_bytes = lots\n")
+    result = run_hookrun("run", *tree.args(), "--", "true")
+    assert result.returncode == 78 and len(result.stderr.splitlines()) == 1, result.stderr
+    assert "log_task_max_bytes" in result.stderr
+    tree.config("[hookrun]\nlog_task_max_bytes = 0\n")
+    assert run_hookrun("run", *tree.args(), "--", "true").returncode == 0
