@@ -4,6 +4,7 @@ whatever another run prints. The README's own blocks are run by test_readme.py."
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -227,3 +228,44 @@ def test_log_task_max_bytes_takes_sizes_and_refuses_others(tree):
     assert "log_task_max_bytes" in result.stderr
     tree.config("[hookrun]\nlog_task_max_bytes = 0\n")
     assert run_hookrun("run", *tree.args(), "--", "true").returncode == 0
+
+
+# Item 7: the example tree is a hooks tree only, and its config names every [hook] key.
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "hooks.d.example"
+
+
+def test_the_example_tree_holds_a_hooks_tree_and_nothing_else(tmp_path):
+    extra = [entry.name for entry in EXAMPLE.iterdir()
+             if entry.name not in ("hookrun.conf", ".hookignore")
+             and not (entry.is_dir() and entry.name.endswith(".d"))]
+    assert extra == [], f"cp -a hooks.d.example/. /etc/hookrun/ would copy {extra}"
+    copy = tmp_path / "etc-hookrun"
+    subprocess.run(["cp", "-a", f"{EXAMPLE}/.", str(copy)], check=True, timeout=TIMEOUT)
+    subprocess.run(["chmod", "-R", "go-w", str(copy)], check=True, timeout=TIMEOUT)
+    result = run_hookrun("check", "-d", str(copy))
+    assert result.returncode == 0, result.stderr
+    assert "names no file" not in result.stderr and "looks like" not in result.stderr
+
+
+def test_the_example_config_names_every_hook_key():
+    from orchestrator.settings import HOOK_KEYS
+
+    text = (EXAMPLE / "hookrun.conf").read_text()
+    comment = text[text.index("# Settings of one hook"):]
+    comment = " ".join(comment.replace("#", " ").split()).replace("-", "_")
+    missing = [key for key in HOOK_KEYS if key not in comment]
+    assert not missing, f"hooks.d.example/hookrun.conf does not name the [hook] keys {missing}"
+
+
+def test_every_install_units_path_the_docs_give_exists():
+    root = EXAMPLE.parent
+    named = {}
+    for doc in [root / "README.md", root / "examples" / "README.md",
+                *(root / "orchestrator" / "contrib").rglob("*")]:
+        if doc.is_file():
+            for path in re.findall(r"\bsh (\S*install-units)\b", doc.read_text()):
+                named.setdefault(path, doc.name)
+    assert named, "no doc names install-units"
+    wrong = {path: doc for path, doc in named.items() if not (root / path).is_file()}
+    assert not wrong, f"paths of install-units that do not exist (from the checkout): {wrong}"

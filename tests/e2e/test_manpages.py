@@ -170,6 +170,39 @@ def test_mandoc_lint_is_clean(page):
     assert (result.returncode, result.stdout + result.stderr) == (0, "")
 
 
+# A double quote in a macro line's argument ends or starts an argument: mandoc and groff both
+# drop it, so ``.Ql ENTRYPOINT ["hookrun", "run"]`` renders as ["hookrun", run]. Inside
+# macro lines a quote is written \(dq; only .Bl's -width and -column take quoted words.
+QUOTED_ARGUMENTS = re.compile(r'^\.(?!Bl |\\")\S+ .*"', re.M)
+
+
+@pytest.mark.parametrize("page", [MAN8, MAN5], ids=lambda p: p.name)
+def test_no_macro_line_holds_a_bare_double_quote(page):
+    lines = [line for line in page.read_text().splitlines() if QUOTED_ARGUMENTS.match(line)]
+    assert not lines, f"write \\(dq in these macro lines of {page.name}: {lines}"
+
+
+@pytest.mark.parametrize("renderer", ["mandoc", "groff"])
+def test_quoted_examples_render_with_their_quotes(renderer):
+    program = shutil.which(renderer)
+    if program is None:
+        if os.environ.get("HOOKRUN_REQUIRE_TOOLS") == "1":
+            pytest.fail(f"{renderer} is not installed and HOOKRUN_REQUIRE_TOOLS=1")
+        pytest.skip(f"{renderer} is not installed")
+    argv = [program, "-Tutf8"] if renderer == "mandoc" else [program, "-mdoc", "-Tutf8",
+                                                                "-rLL=200n"]
+    shown = {}
+    for page in (MAN8, MAN5):
+        result = subprocess.run(argv + [str(page)], capture_output=True, timeout=60,
+                                check=True, env={**os.environ, "MANWIDTH": "200"})
+        text = re.sub(r".\x08", "", result.stdout.decode("utf-8", "replace"))
+        shown[page.name] = " ".join(text.split())
+    assert 'ENTRYPOINT ["hookrun", "run"]' in shown["hookrun.8"]
+    assert '{"ok", "problems": [{"path", "what", "fix"}], "warnings": [...]}' \
+        in shown["hookrun.8"].replace("‐ ", "").replace("- ", "-")
+    assert 'Volume group "vg0" not found' in shown["hookrun.5"]
+
+
 # --- (b) hookrun(8) against --help -------------------------------------------------------
 
 def test_help_parsing_finds_something(top_help):
