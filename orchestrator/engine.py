@@ -262,7 +262,7 @@ class Engine:
             if outcome.max_rss_bytes is not None:
                 rss = max(rss or 0, outcome.max_rss_bytes)
             judgement = judge(task.phase, outcome, task.on_failure, task.warning_codes)
-            if outcome.timed_out and task.timeout:
+            if outcome.timed_out and task.timeout and not outcome.stalled:
                 # The limit, not only the fact: "timed out" after 4.25s says nothing of a 1s
                 # timeout one slow machine made late.
                 judgement = judgement._replace(
