@@ -9,20 +9,19 @@ END_SUFFIX = {RunStatus.SUCCESS: "", RunStatus.WARNING: "", RunStatus.FAILURE: "
               RunStatus.INTERRUPTED: "/fail", RunStatus.SKIPPED: "/log"}
 
 
-def ping(url, suffix, body=b""):
-    """POST ``body`` to ``url + suffix`` within TIMEOUT in all; returns None, or a one-line
-    error that shows the URL with its password masked (never raises)."""
-    from orchestrator import web
+def ping(url, suffix, body=b"", run_id=None):
+    """POST ``body`` to ``url + suffix`` (with ``?rid=``, the same for a run's start and
+    end, when ``run_id`` is given), tried up to channels.TRIES times within TIMEOUT in all;
+    returns None, or a one-line error that shows the URL with its password masked (never
+    raises)."""
+    from orchestrator import channels, web
 
     target = url.rstrip("/") + suffix
-    try:
-        reply = web.send("POST", target, body[:c.NOTIFY_MAX_BODY], timeout=TIMEOUT,
-                         headers={"Content-Type": "text/plain; charset=utf-8"})
-    except (OSError, ValueError) as error:
-        return f"notification to {web.masked(target)} failed: {web.failure(error, target)}"
-    if reply.status >= 400:
-        return (f"notification to {web.masked(target)} failed: HTTP {reply.status} "
-                f"{web.scrubbed(reply.reason, target)}").rstrip()
+    sent = channels.with_query(target, rid=channels.rid(run_id)) if run_id else target
+    request = channels.Request("POST", sent, channels.TEXT_TYPE, body[:c.NOTIFY_MAX_BODY])
+    problem = channels.deliver(request, (), timeout=TIMEOUT)
+    if problem:
+        return f"notification to {web.masked(target)} failed: {problem}"
     return None
 
 
@@ -36,9 +35,10 @@ def published(run):
     return dict(run, tasks=tasks)
 
 
-def summary(run, failed_output):
+def summary(run, failed_output, error=None):
     """The body of the end ping: status, error, task counts, last lines of the failed step.
-    ``run`` is a published() record; every line is escaped, so none can be forged."""
+    ``run`` is a published() record; every line is escaped, so none can be forged.
+    ``error``: the error line to show, when not the record's own (one without output)."""
     from orchestrator.printer import display, display_name
 
     tasks = run["tasks"]
@@ -50,7 +50,7 @@ def summary(run, failed_output):
     }
     lines = [f"hookrun run {run['id']} event={run['event']} status={run['status']} "
              f"exit={run['exit_code']} duration={run['duration']}s",
-             f"error: {display_name(run['error'] or '-')}",
+             f"error: {display_name((run['error'] if error is None else error) or '-')}",
              f"tasks: {counts['completed']} completed, {counts['failed']} failed, "
              f"{counts['skipped']} skipped, {len(tasks)} total"]
     from orchestrator.stats import summary_line

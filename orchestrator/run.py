@@ -113,6 +113,9 @@ class Lifecycle:
         self.tasks = []
         self.stats = {}  # the backup's statistics (stats.KEYS), as they become known
         self.stats_warned = set()
+        # Each error or warning line that ends in output, and the same line without it: what
+        # a channel with send_output = no may carry.
+        self.without_output = {}
         self.started = time.monotonic()
         self.started_iso = now_iso()
         self.progress = Progress(history, self.run_id, self.reporter.warn)
@@ -149,7 +152,11 @@ class Lifecycle:
         if self.ctx.notify_url:
             from orchestrator import notify
 
-            self.warn_if(notify.ping(self.ctx.notify_url, "/start"))
+            self.warn_if(notify.ping(self.ctx.notify_url, "/start", run_id=self.run_id))
+        if self.ctx.config.notify:
+            from orchestrator import channels
+
+            self.tell_channels(channels.START)
         self.reporter.event(f"run {self.run_id} event={self.ctx.event} start "
                             f"command={self.command_text() or '-'} no_hooks={self.no_hooks}")
 
@@ -197,7 +204,7 @@ class Lifecycle:
         if self.state.command_failed:
             self.note_failure(run, decisive=True)
         elif run.record.status == TaskStatus.WARNING:
-            self.state.note_warning(warning_line(run.record, run.output.last_line()))
+            self.warning(run.record, run.output.last_line())
 
     # Step 6: post-EVENT.d
     def post(self):
@@ -285,7 +292,7 @@ class Lifecycle:
         for record in records:
             if record.failed:
                 said = [line for line in (record.output or "").split("\n") if line.strip()]
-                self.state.note_warning(warning_line(record, said[-1] if said else ""))
+                self.warning(record, said[-1] if said else "")
 
     def absorb(self, result, decisive=True):
         """Take a phase's records; its failures make the run a warning (and the first, or a
@@ -297,7 +304,7 @@ class Lifecycle:
                 self.state.warned = True
                 self.note_failure(run, decisive and run.verdict == Verdict.STOP)
             elif run.record.status == TaskStatus.WARNING:
-                self.state.note_warning(warning_line(run.record, run.output.last_line()))
+                self.warning(run.record, run.output.last_line())
         return result
 
     def note_failure(self, run, decisive):
@@ -305,7 +312,7 @@ class Lifecycle:
         with its error log; any other for HOOKRUN_WARNINGS."""
         state, record = self.state, run.record
         if not state.takes_failure(decisive):
-            state.note_warning(warning_line(record, run.output.last_line()))
+            self.warning(record, run.output.last_line())
             return
         what = "command" if record.phase == c.PHASE_COMMAND else f"{record.phase} hook"
         line = f"{what} {display_name(record.name)} {record.status} ({record.reason})"
@@ -313,6 +320,7 @@ class Lifecycle:
         if said:
             # What the failed step said last (restic's "Fatal: wrong password"), as resticm
             # hands BACKUP_ERROR on.
+            self.without_output[f"{line}: {said}"] = line
             line += f": {said}"
         path = self.engine.run_dir.file(ERROR_LOG)
         try:
@@ -320,6 +328,20 @@ class Lifecycle:
         except OSError as error:
             self.reporter.warn(f"cannot write {path}: {error.strerror}")
         state.note_failure(Failure(line, record.phase, record.name, path, decisive))
+
+    def warning(self, record, said):
+        """Tell the run's state of a warning (HOOKRUN_WARNINGS) about ``record``, which
+        said ``said`` last."""
+        line = warning_line(record, said)
+        self.without_output[line] = warning_line(record, "")
+        self.state.note_warning(line)
+
+    def private(self, text):
+        """``text`` (the record's error) without the output lines in it."""
+        for full, bare in self.without_output.items():
+            if full != bare and text:
+                text = text.replace(full, bare)
+        return text
 
     def collect_stats(self):
         """Add what the command and the hooks so far wrote to $HOOKRUN_STATS (it wins over
@@ -378,7 +400,7 @@ class Lifecycle:
             self.reporter.console.summary(status, self.tasks, code)
         if self.ctx.metrics_file or self.ctx.metrics_push_url:
             self.write_metrics(status, code, duration)
-        if self.ctx.notify_url or self.ctx.notify_command:
+        if self.ctx.notify_url or self.ctx.notify_command or self.ctx.config.notify:
             self.notify_end(record)
         self.session.close_run(self.engine)
         if self.ctx.json:
@@ -412,23 +434,47 @@ class Lifecycle:
             self.warn_if(pushgateway.push(self.ctx.metrics_push_url, self.ctx.event, run))
 
     def notify_end(self, record):
-        """The end ping and the notify_command, fed the run's record (as ``hookrun show
-        --json`` prints it, but for the cleanups' lines); failures only warn."""
+        """The end ping, the [notify] channels and the notify_command, fed the run's record
+        (as ``hookrun show --json`` prints it, but for the cleanups' lines); failures only
+        warn."""
         from orchestrator import notify
 
         record = notify.published(record)
+        failed_output = b""
+        if self.state.failure and (self.ctx.notify_url or self.ctx.config.notify):
+            try:
+                with open(self.state.failure.log, "rb") as handle:
+                    failed_output = handle.read()
+            except OSError:
+                pass
         if self.ctx.notify_url:
-            failed_output = b""
-            if self.state.failure:
-                try:
-                    with open(self.state.failure.log, "rb") as handle:
-                        failed_output = handle.read()
-                except OSError:
-                    pass
             self.warn_if(notify.ping(self.ctx.notify_url, notify.END_SUFFIX[record["status"]],
-                                     notify.summary(record, failed_output)))
+                                     notify.summary(record, failed_output), self.run_id))
+        if self.ctx.config.notify:
+            self.tell_channels(record["status"], record, failed_output)
         if self.ctx.notify_command:
             self.warn_if(self.engine.run_notify_command(self.ctx.notify_command, record))
+
+    def tell_channels(self, status, record=None, failed_output=b""):
+        """Send the [notify] channels that want ``status`` (channels.START, or the run's, with
+        its published ``record``) their message; each failure is a warning."""
+        import socket
+
+        from orchestrator import channels, notify
+
+        message = channels.Message(status=status, run_id=self.run_id, event=self.ctx.event,
+                                   host=socket.gethostname(), trigger=self.ctx.trigger,
+                                   record=record)
+        if record is not None:
+            private = self.private(record["error"])
+            message.error, message.error_private = record["error"], private
+            message.output = failed_output
+            message.summary = notify.summary(record, failed_output).decode("utf-8", "replace")
+            message.summary_private = notify.summary(record, b"", private or "").decode(
+                "utf-8", "replace")
+        for problem in channels.send_all(channels.channels_of(self.ctx.config), message,
+                                         self.ctx.trigger):
+            self.reporter.warn(problem)
 
 
 class DryRun(Lifecycle):

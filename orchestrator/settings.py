@@ -260,6 +260,10 @@ HOOKRUN_PARSERS = {
     "log_task_max_bytes": parse_size,
 }
 
+# The keys of a [notify NAME] section; channels.parse_key reads their values.
+CHANNEL_PARSERS = ("type", "url", "token", "on", "triggers", "send_output", "method", "header",
+                   "body")
+
 
 class HookSettings(namedtuple("HookSettings",
                               "on_failure timeout retries retry_delay when events "
@@ -283,13 +287,14 @@ class Config:
     """The config file, parsed and checked; empty when there is none. ``values`` holds the
     [hookrun] section, ``env`` the [env] section, ``hooks`` the [hook ...] sections."""
 
-    __slots__ = ("path", "values", "env", "hooks")
+    __slots__ = ("path", "values", "env", "hooks", "notify")
 
     def __init__(self, path=None):
         self.path = path
         self.values = {}
         self.env = {}
         self.hooks = {}
+        self.notify = {}  # name -> the [notify NAME] section's settings (channels.CHANNEL_KEYS)
 
     def get(self, key, default=None):
         return self.values.get(key, default)
@@ -345,15 +350,42 @@ def parse_config(text, path):
         if not sep:
             raise ConfigError(f"{where}: expected 'key = value', got {stripped!r}")
         key = key.strip() if section == "env" else normalise_key(key)
-        if key in seen:
+        if key in seen and not (parsers is CHANNEL_PARSERS and key == "header"):
             raise ConfigError(f"{where}: duplicate key '{key}' in [{section}]")
         seen.add(key)
         if parsers is HOOK_KEYS:
             setting, parsed = hook_setting(key, value.strip(), phase_kind(section[5:]), where)
             target[setting] = parsed
             continue
+        if parsers is CHANNEL_PARSERS:
+            channel_setting(target, key, value.strip(), section, where)
+            continue
         target[key] = parse_value(key, value.strip(), parsers, section, where)
+    from orchestrator.channels import check_section
+
+    for name, found in config.notify.items():
+        check_section(name, found)
     return config
+
+
+def channel_setting(target, key, value, section, where):
+    """Add ``key = value`` of the [notify NAME] section ``section`` to its dict ``target``;
+    ``header`` lines add up. Every value is checked by channels.parse_key (its ValueError
+    becomes a ConfigError naming file and line)."""
+    from orchestrator.channels import parse_key
+
+    if key not in CHANNEL_PARSERS:
+        raise ConfigError(f"{where}: unknown key '{key}' in [{section}] (known: "
+                          f"{', '.join(CHANNEL_PARSERS)})")
+    try:
+        parsed = parse_key(key, value)
+    except ValueError as error:
+        raise ConfigError(f"{where}: {key}: {error}") from None
+    target["lines"][key] = where
+    if key == "header":
+        target.setdefault("headers", []).append(parsed)
+    else:
+        target[key] = parsed
 
 
 def is_hook_key(text):
@@ -377,8 +409,20 @@ def open_section(config, header, where):
     if kind == "hook" and is_hook_key(hook):
         config.hooks.setdefault(hook, {})
         return name, config.hooks[hook], HOOK_KEYS
-    raise ConfigError(f"{where}: unknown section [{name}] (use [hookrun], [env] or "
-                      "[hook PHASE-DIR.d/NAME])")
+    if kind == "notify":
+        if not is_channel_name(hook):
+            raise ConfigError(f"{where}: bad notification name in [{name}] (letters, digits, "
+                              "'.', '_' and '-', e.g. [notify phone])")
+        config.notify[hook] = {"name": hook, "lines": {"section": where}}
+        return f"notify {hook}", config.notify[hook], CHANNEL_PARSERS
+    raise ConfigError(f"{where}: unknown section [{name}] (use [hookrun], [env], "
+                      "[hook PHASE-DIR.d/NAME] or [notify NAME])")
+
+
+def is_channel_name(text):
+    """A [notify NAME] name: 1-64 of ASCII letters, digits, '.', '_', '-'."""
+    return 0 < len(text) <= c.MAX_EVENT_LENGTH and text.isascii() and all(
+        ch.isalnum() or ch in "._-" for ch in text)
 
 
 def parse_value(key, value, parsers, section, where):

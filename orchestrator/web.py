@@ -214,7 +214,8 @@ def send(method, url, body=b"", headers=None, timeout=c.NOTIFY_TIMEOUT):
     connection = kind(parts.hostname, parts.port, deadline)
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     sent = {"User-Agent": "hookrun", "Connection": "close", **(headers or {})}
-    if auth:
+    if auth and not any(name.lower() == "authorization" for name in sent):
+        # A token given on its own (a [notify] section's) is the one meant.
         sent["Authorization"] = auth
     try:
         connection.request(method, target, body=body, headers=sent)

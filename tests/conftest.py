@@ -184,13 +184,18 @@ def make_unwritable_for_others(path):
 
 
 class Recorder(http.server.BaseHTTPRequestHandler):
+    """Records (path without the query, body) in ``requests``, the query in ``queries``."""
+
     requests = None
+    queries = None
     delay = 0.0
 
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         time.sleep(self.delay)
-        self.requests.append((self.path, body.decode("utf-8", "replace")))
+        path, _mark, query = self.path.partition("?")
+        self.queries.append(query)
+        self.requests.append((path, body.decode("utf-8", "replace")))
         try:
             self.send_response(200)
             self.end_headers()
@@ -207,12 +212,13 @@ class Recorder(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def checker():
     """A healthchecks-style server on 127.0.0.1 recording (path, body) of each request."""
-    handler = type("Handler", (Recorder,), {"requests": []})
+    handler = type("Handler", (Recorder,), {"requests": [], "queries": []})
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     server.url = f"http://127.0.0.1:{server.server_address[1]}/ping/abc"
     server.requests = handler.requests
+    server.queries = handler.queries
     server.handler = handler
     yield server
     server.shutdown()

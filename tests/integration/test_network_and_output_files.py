@@ -67,6 +67,7 @@ class Server:
                 head, _sep, body = data.partition(b"\r\n\r\n")
                 lines = head.decode("latin-1").split("\r\n")
                 method, path, _version = lines[0].split(" ", 2)
+                path = path.partition("?")[0]  # without the pings' ?rid=
                 headers = {k.strip().lower(): v.strip()
                            for k, _c, v in (line.partition(":") for line in lines[1:])}
                 length = int(headers.get("content-length", 0))

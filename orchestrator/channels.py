@@ -1,0 +1,501 @@
+"""Notification channels: the ``[notify NAME]`` sections of the config (design.md section
+11, "Notification channels"), each speaking one service's documented API.
+
+What a channel sends is built here from the run's record (``Message``) and sent by
+``deliver``: every request has one total deadline (web.py), is tried up to TRIES times within
+it, and its failure is a warning that names the channel, never its URL or token (a Discord
+webhook URL, a healthchecks UUID or an ntfy topic is itself the secret). The channels of one
+moment of a run (its start, its end) are sent side by side, so that a run waits at most about
+one deadline for all of them together.
+
+No channel runs a command: the only command that notifications run is ``notify_command``,
+which is checked like a hook (design.md section 8).
+"""
+
+import json
+import time
+from collections import namedtuple
+
+from orchestrator import constants as c
+from orchestrator.outcome import RunStatus
+
+TYPES = ("webhook", "healthchecks", "ntfy", "gotify", "discord", "slack", "uptime-kuma",
+         "cronitor")
+START = "start"  # the run began (after the checks and the lock): not a run status
+ON_VALUES = (START,) + RunStatus.ALL
+# What a type sends when ``on`` is not set: monitors (that alert on a missing ping) every
+# status they understand; chats and webhooks only what someone must act on, or (webhook)
+# every end, for the machine that reads it.
+CHAT = (RunStatus.FAILURE, RunStatus.INTERRUPTED, RunStatus.WARNING)
+DEFAULT_ON = {
+    "healthchecks": ON_VALUES, "cronitor": ON_VALUES,
+    "uptime-kuma": (RunStatus.SUCCESS, RunStatus.WARNING, RunStatus.FAILURE,
+                    RunStatus.INTERRUPTED),
+    "ntfy": CHAT, "gotify": CHAT, "discord": CHAT, "slack": CHAT,
+    "webhook": RunStatus.ALL,
+}
+NO_START = ("uptime-kuma",)  # a push monitor has no "started" state
+TOKEN = {"ntfy": "optional", "gotify": "required", "webhook": "optional"}
+WEBHOOK_ONLY = ("method", "header", "body")
+METHODS = ("GET", "POST", "PUT", "PATCH")
+TRIES = 3
+RETRY_PAUSE = 0.5  # seconds before the second try, doubled before the third
+TIMEOUT = c.NOTIFY_TIMEOUT  # all tries of one channel together; tests shorten it
+DISCORD_MAX = 2000  # characters of a Discord message's content
+NTFY_MAX = 4096  # bytes of an ntfy message; a longer one becomes an attachment
+QUERY_TEXT_MAX = 1000  # characters of a message carried in a URL query
+# A fixed namespace: uuid5(RID_NAMESPACE, run id) is the same for a run's start and end.
+RID_NAMESPACE = "6f1d7c1e-54b4-5d1c-9a87-3b4e2a0f9c11"
+VARIABLES = ("status", "event", "host", "run_id", "exit_code", "duration", "error",
+             "summary", "output", "trigger")
+NTFY_PRIORITY = {RunStatus.FAILURE: "high", RunStatus.INTERRUPTED: "high",
+                 RunStatus.WARNING: "default", RunStatus.SUCCESS: "low",
+                 RunStatus.SKIPPED: "low", START: "min"}
+NTFY_TAGS = {RunStatus.FAILURE: "rotating_light", RunStatus.INTERRUPTED: "stop_sign",
+             RunStatus.WARNING: "warning", RunStatus.SUCCESS: "white_check_mark",
+             RunStatus.SKIPPED: "fast_forward", START: "arrow_forward"}
+GOTIFY_PRIORITY = {RunStatus.FAILURE: 8, RunStatus.INTERRUPTED: 8, RunStatus.WARNING: 5,
+                   RunStatus.SUCCESS: 2, RunStatus.SKIPPED: 2, START: 1}
+
+Channel = namedtuple("Channel", "name type url token on triggers send_output method headers "
+                                "body")
+Channel.__doc__ = """One [notify NAME] section, checked: ``on`` and ``triggers`` tuples
+(``triggers`` None: every trigger), ``headers`` [(name, value)], ``body`` a template or None."""
+
+Request = namedtuple("Request", "method url headers body")
+Request.__doc__ = """One HTTP request a channel sends: ``body`` bytes."""
+
+
+# Reading the config -----------------------------------------------------------------------
+
+def parse_key(key, value):
+    """The value of ``key`` (a key of a [notify] section) as written; ValueError if bad."""
+    if key == "type":
+        if value not in TYPES:
+            raise ValueError(f"unknown type {value!r} (one of {', '.join(TYPES)})")
+        return value
+    if key == "url":
+        from orchestrator.settings import parse_url
+
+        if not value:
+            raise ValueError("empty (a channel needs its URL)")
+        return parse_url(value)
+    if key == "token":
+        if not value or not value.isascii() or any(ch.isspace() or ord(ch) < 32 for ch in value):
+            # Never quoted: a token is never shown.
+            raise ValueError("bad token (printable ASCII without blanks)")
+        return value
+    if key == "on":
+        return word_list(value, ON_VALUES, "status")
+    if key == "triggers":
+        return word_list(value, None, "trigger")
+    if key == "send_output":
+        from orchestrator.settings import parse_bool
+
+        return parse_bool(value)
+    if key == "method":
+        if value.upper() not in METHODS:
+            raise ValueError(f"bad method {value!r} (one of {', '.join(METHODS)})")
+        return value.upper()
+    if key == "header":
+        return parse_header_line(value)
+    return parse_template(value)
+
+
+def word_list(text, allowed, what):
+    """Names separated by blanks or commas, each one of ``allowed`` (or, for None, a trigger
+    name as --trigger takes it); a tuple."""
+    words = tuple(text.replace(",", " ").split())
+    if not words:
+        raise ValueError(f"empty (name at least one {what})")
+    for word in words:
+        good = word in allowed if allowed else (c.is_event(word)
+                                                and len(word) <= c.MAX_EVENT_LENGTH)
+        if not good:
+            hint = f"one of {', '.join(allowed)}" if allowed else "e.g. timer scheduled manual"
+            raise ValueError(f"bad {what} {word!r} ({hint})")
+    return words
+
+
+def parse_header_line(text):
+    """``Name: value`` as (name, value); the name an HTTP token, the value one printable
+    line (http.client sends headers as Latin-1)."""
+    name, colon, value = text.partition(":")
+    name, value = name.strip(), value.strip()
+    token = name.isascii() and name and all(ch.isalnum() or ch in "!#$%&'*+-.^_`|~"
+                                            for ch in name)
+    if not (colon and token):
+        raise ValueError("expected 'header = Name: value'")
+    if not value.isascii() or any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise ValueError(f"header {name}: the value must be printable ASCII")
+    return name, value
+
+
+def parse_template(text):
+    """A body template, checked: every ``$name`` is known (``$stats_*`` any statistic);
+    ``$$`` is a dollar."""
+    for kind, piece in template_parts(text):
+        if kind == "name" and piece not in VARIABLES and not (
+                piece.startswith("stats_") and len(piece) > 6):
+            raise ValueError(f"unknown variable ${piece} (known: "
+                             f"{', '.join('$' + v for v in VARIABLES)}, $stats_NAME, $$)")
+    return text
+
+
+def template_parts(text):
+    """[("text", str) or ("name", str)] of a template: ``$name``, ``${name}``, ``$$``.
+    ValueError for a ``$`` that starts none of them."""
+    parts, start, position = [], 0, 0
+    while True:
+        position = text.find("$", start)
+        if position < 0:
+            parts.append(("text", text[start:]))
+            return parts
+        parts.append(("text", text[start:position]))
+        rest = text[position + 1:]
+        if rest.startswith("$"):
+            parts.append(("text", "$"))
+            start = position + 2
+            continue
+        braced = rest.startswith("{")
+        if braced:
+            end = rest.find("}")
+            name = rest[1:end] if end > 0 else ""
+            width = end + 1
+        else:
+            width = 0
+            while width < len(rest) and (rest[width].isascii() and
+                                         (rest[width].isalnum() or rest[width] == "_")):
+                width += 1
+            name = rest[:width]
+        if not name or not all(ch.isascii() and (ch.isalnum() or ch == "_") for ch in name):
+            raise ValueError(f"a '$' at column {position + 1} names no variable (write $$ for "
+                             "a dollar)")
+        parts.append(("name", name))
+        start = position + 1 + width
+
+
+def check_section(name, found):
+    """ConfigError, naming the file and line, for a [notify NAME] section that cannot work:
+    no type or url, a key its type does not take, a token missing or not used."""
+    from orchestrator.errors import ConfigError
+
+    lines = found["lines"]
+    where = lines["section"]
+    for key in ("type", "url"):
+        if key not in found:
+            raise ConfigError(f"{where}: [notify {name}] needs '{key} = ...'")
+    kind = found["type"]
+    for key in WEBHOOK_ONLY:
+        if key in lines and kind != "webhook":
+            raise ConfigError(f"{lines[key]}: {key} is for type webhook only, not {kind}")
+    if "token" in found and kind not in TOKEN:
+        raise ConfigError(f"{lines['token']}: type {kind} takes no token (its URL carries "
+                          "the key)")
+    if TOKEN.get(kind) == "required" and "token" not in found:
+        raise ConfigError(f"{where}: [notify {name}] of type {kind} needs 'token = ...'")
+    if kind in NO_START and START in found.get("on", ()):
+        raise ConfigError(f"{lines['on']}: type {kind} has no start message")
+
+
+def channels_of(config):
+    """The Channels of a Config's [notify] sections, in the order the file names them."""
+    return [Channel(name=name, type=found["type"], url=found["url"], token=found.get("token"),
+                    on=found.get("on") or DEFAULT_ON[found["type"]],
+                    triggers=found.get("triggers"),
+                    send_output=found.get("send_output", True),
+                    method=found.get("method", "POST"), headers=found.get("headers", []),
+                    body=found.get("body"))
+            for name, found in config.notify.items()]
+
+
+def wanted(channel, status, trigger):
+    """Whether ``channel`` sends for a run's ``status`` (or START) started by ``trigger``."""
+    if status not in channel.on:
+        return False
+    return channel.triggers is None or trigger in channel.triggers
+
+
+# What is sent ------------------------------------------------------------------------------
+
+class Message:
+    """What a run tells its channels at one moment: ``status`` is START or the run status;
+    ``record`` the run's published record (None at the start); ``error`` and ``error_private``
+    its error line with and without output; ``output`` the failed step's last lines (bytes);
+    ``summary`` and ``summary_private`` the summary with and without them."""
+
+    __slots__ = ("status", "run_id", "event", "host", "trigger", "record", "error",
+                 "error_private", "output", "summary", "summary_private")
+
+    def __init__(self, **values):
+        for name in self.__slots__:
+            setattr(self, name, values.get(name))
+
+    def values(self, private):
+        """The template variables, as text; ``private``: no output lines."""
+        record = self.record or {}
+        code = record.get("exit_code")
+        values = {"status": self.status, "event": self.event, "host": self.host,
+                  "run_id": self.run_id, "trigger": self.trigger or "",
+                  "exit_code": "" if code is None else str(code),
+                  "duration": "" if record.get("duration") is None else str(record["duration"]),
+                  "error": (self.error_private if private else self.error) or "",
+                  "summary": self.text(private),
+                  "output": "" if private else self.output_text()}
+        for key, value in (record.get("stats") or {}).items():
+            values[f"stats_{key}"] = str(value)
+        return values
+
+    def output_text(self):
+        from orchestrator.printer import display
+
+        return display(self.output or b"").rstrip("\n")
+
+    def text(self, private):
+        """The summary (the started line at the start)."""
+        if self.status == START:
+            return (f"hookrun run {self.run_id} event={self.event} started on {self.host}"
+                    + (f" trigger={self.trigger}" if self.trigger else ""))
+        return self.summary_private if private else self.summary
+
+    def title(self):
+        return f"hookrun {self.event} {self.status} on {self.host}"
+
+
+def rid(run_id):
+    """The healthchecks run id of ``run_id``: the same UUID for its start and end pings."""
+    import uuid
+
+    return str(uuid.uuid5(uuid.UUID(RID_NAMESPACE), run_id))
+
+
+def with_query(url, **params):
+    """``url`` with ``params`` set in its query (replacing any of the same names)."""
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(url)
+    kept = [(k, v) for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+            if k not in params]
+    query = urllib.parse.urlencode(kept + list(params.items()), quote_via=urllib.parse.quote)
+    return urllib.parse.urlunsplit(parts._replace(query=query))
+
+
+def with_path(url, suffix):
+    """``url`` with ``suffix`` added to its path (its query kept)."""
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(url)
+    return urllib.parse.urlunsplit(parts._replace(path=parts.path.rstrip("/") + suffix))
+
+
+def healthchecks_suffix(status, exit_code):
+    """The healthchecks.io path of a ping: /start, "" (success), /EXIT, /fail, /log."""
+    if status == START:
+        return "/start"
+    if status in RunStatus.SUCCESSES:
+        return ""
+    if status == RunStatus.SKIPPED:
+        return "/log"
+    return f"/{exit_code}" if isinstance(exit_code, int) and 0 < exit_code < 256 else "/fail"
+
+
+def latin1_header(text):
+    """A header value: one line, non-ASCII as '?' (http.client sends Latin-1)."""
+    from orchestrator.printer import display_name
+
+    return display_name(text).encode("ascii", "replace").decode("ascii")
+
+
+def json_body(value):
+    return json.dumps(value, ensure_ascii=False).encode("utf-8")
+
+
+JSON_TYPE = {"Content-Type": "application/json"}
+TEXT_TYPE = {"Content-Type": "text/plain; charset=utf-8"}
+
+
+def request(channel, message):
+    """The Request ``channel`` sends for ``message``, as its service documents it."""
+    private = not channel.send_output
+    text = message.text(private)
+    status, kind = message.status, channel.type
+    if kind == "healthchecks":
+        code = (message.record or {}).get("exit_code")
+        url = with_query(with_path(channel.url, healthchecks_suffix(status, code)),
+                         rid=rid(message.run_id))
+        body = b"" if status == START else text.encode("utf-8", "replace")
+        return Request("POST", url, TEXT_TYPE, body[:c.NOTIFY_MAX_BODY])
+    if kind == "ntfy":
+        headers = dict(TEXT_TYPE, Title=latin1_header(message.title()),
+                       Priority=NTFY_PRIORITY[status],
+                       Tags=f"{NTFY_TAGS[status]},{message.event}")
+        if channel.token:
+            headers["Authorization"] = f"Bearer {channel.token}"
+        return Request("POST", channel.url, headers,
+                       truncate(text.encode("utf-8", "replace"), NTFY_MAX))
+    if kind == "gotify":
+        headers = dict(JSON_TYPE, **{"X-Gotify-Key": channel.token})
+        return Request("POST", with_path(channel.url, "/message"), headers,
+                       json_body({"title": message.title(), "message": text,
+                                  "priority": GOTIFY_PRIORITY[status]}))
+    if kind == "discord":
+        content = f"**{message.title()}**\n{text}"
+        if len(content) > DISCORD_MAX:
+            content = content[:DISCORD_MAX - 1] + "…"
+        return Request("POST", channel.url, JSON_TYPE, json_body({"content": content}))
+    if kind == "slack":
+        return Request("POST", channel.url, JSON_TYPE,
+                       json_body({"text": f"*{message.title()}*\n{text}"[:c.NOTIFY_MAX_BODY]}))
+    if kind == "uptime-kuma":
+        up = "up" if status in RunStatus.SUCCESSES else "down"
+        duration = (message.record or {}).get("duration")
+        ping = "" if duration is None else str(round(duration * 1000))
+        return Request("GET", with_query(channel.url, status=up,
+                                         msg=short(message, private), ping=ping), {}, b"")
+    if kind == "cronitor":
+        state = {START: "run", RunStatus.SUCCESS: "complete", RunStatus.WARNING: "complete",
+                 RunStatus.SKIPPED: "complete"}.get(status, "fail")
+        params = {"state": state, "series": rid(message.run_id), "host": message.host}
+        if status != START:
+            params["message"] = short(message, private)
+            code = (message.record or {}).get("exit_code")
+            if code is not None:
+                params["status_code"] = str(code)
+        return Request("GET", with_query(channel.url, **params), {}, b"")
+    return webhook_request(channel, message, private)
+
+
+def short(message, private):
+    """A one-line message for a URL query: the status and the error, if any."""
+    error = (message.error_private if private else message.error) or ""
+    text = f"{message.status}: {error}" if error else message.status
+    return text[:QUERY_TEXT_MAX]
+
+
+def truncate(data, size):
+    return data if len(data) <= size else data[:size - 3] + b"..."
+
+
+def webhook_request(channel, message, private):
+    """The request of a ``webhook`` channel: its method, headers and body template; without
+    a body, the run's JSON record (its task output and error kept back when private)."""
+    headers = dict(channel.headers)
+    if channel.token and not any(k.lower() == "authorization" for k in headers):
+        headers["Authorization"] = f"Bearer {channel.token}"
+    content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), None)
+    if channel.body is None:
+        record = message.record or {"id": message.run_id, "event": message.event,
+                                    "status": START, "trigger": message.trigger}
+        if private and message.record:
+            record = dict(record, error=message.error_private,
+                          tasks=[dict(t, output=None) for t in record["tasks"]])
+        body = json_body(record)
+        if content_type is None:
+            headers.update(JSON_TYPE)
+    else:
+        as_json = ("json" in (content_type or "").lower()
+                   or channel.body.lstrip().startswith(("{", "[")))
+        body = render(channel.body, message.values(private), as_json).encode("utf-8")
+        if content_type is None:
+            headers.update(JSON_TYPE if as_json else TEXT_TYPE)
+    if channel.method == "GET":
+        body = b""
+    return Request(channel.method, channel.url, headers, body[:c.NOTIFY_MAX_BODY])
+
+
+def render(template, values, as_json):
+    """``template`` with its variables replaced by ``values`` (JSON-escaped, without the
+    quotes, when ``as_json``); an unknown $stats_* is empty."""
+    pieces = []
+    for kind, piece in template_parts(template):
+        if kind == "text":
+            pieces.append(piece)
+            continue
+        value = values.get(piece, "")
+        pieces.append(json.dumps(value, ensure_ascii=False)[1:-1] if as_json else value)
+    return "".join(pieces)
+
+
+# Sending -----------------------------------------------------------------------------------
+
+def retryable(reply_status):
+    """Whether an HTTP status may pass if asked again: a server error or too many requests."""
+    return reply_status >= 500 or reply_status in (408, 429)
+
+
+def deliver(req, secrets, timeout=None):
+    """Send ``req``, trying up to TRIES times while ``timeout`` seconds (all tries together)
+    last; None when it arrived, else a one-line reason with ``secrets`` (the token, the
+    URL) masked. Never raises."""
+    from orchestrator import web
+
+    end = time.monotonic() + (TIMEOUT if timeout is None else timeout)
+    reason, pause = "not sent", RETRY_PAUSE
+    for attempt in range(1, TRIES + 1):
+        left = end - time.monotonic()
+        if left <= 0:
+            break
+        try:
+            reply = web.send(req.method, req.url, req.body, headers=req.headers, timeout=left)
+        except (OSError, ValueError) as error:
+            reason = web.failure(error, req.url)
+            if isinstance(error, ValueError):
+                break
+        else:
+            if reply.status < 400:
+                return None
+            reason = f"HTTP {reply.status} {web.scrubbed(reply.reason, req.url)}".rstrip()
+            if not retryable(reply.status):
+                break
+        if attempt < TRIES and end - time.monotonic() > pause:
+            time.sleep(pause)
+            pause *= 2
+    return f"{hide(reason, secrets)} (after {attempt} {'try' if attempt == 1 else 'tries'})"
+
+
+def hide(text, secrets):
+    """``text`` with every secret (and the URL's path, which may be one) masked."""
+    for secret in sorted(filter(None, secrets), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
+def secrets_of(channel, req):
+    """What must never be shown of a channel: its token, its URL and the URL sent."""
+    import urllib.parse
+
+    secrets = {channel.token, channel.url, req.url}
+    for url in (channel.url, req.url):
+        parts = urllib.parse.urlsplit(url)
+        secrets |= {parts.path, parts.query, parts.netloc.rpartition("@")[0]}
+    return {s for s in secrets if s and s not in ("/",)}
+
+
+def send_all(channels, message, trigger):
+    """Send ``message`` to each of ``channels`` that wants it, side by side; returns the
+    warnings (one line per channel that failed, naming it by its section)."""
+    import threading
+
+    todo = [ch for ch in channels if wanted(ch, message.status, trigger)]
+    problems = {}
+
+    def send_one(channel):
+        try:
+            req = request(channel, message)
+            problem = deliver(req, secrets_of(channel, req))
+        except Exception as error:  # noqa: BLE001 - a notification is never the run's failure
+            problem = hide(f"{type(error).__name__}: {error}", {channel.token, channel.url})
+        if problem:
+            problems[channel.name] = (f"notification [notify {channel.name}] "
+                                      f"({channel.type}) failed: {problem}")
+
+    threads = [threading.Thread(target=send_one, args=(ch,), daemon=True) for ch in todo]
+    for thread in threads:
+        thread.start()
+    end = time.monotonic() + (TIMEOUT + 1)
+    for thread, channel in zip(threads, todo):
+        thread.join(max(0.0, end - time.monotonic()))
+        if thread.is_alive():
+            problems.setdefault(channel.name, f"notification [notify {channel.name}] "
+                                              f"({channel.type}) failed: timed out")
+    return [problems[ch.name] for ch in todo if ch.name in problems]
