@@ -75,6 +75,9 @@ RUN = COMMON + (
                               "a terminal, else scheduled)"}),
 )
 COMMAND = {"nargs": "...", "metavar": "COMMAND [ARG...]"}
+RUN_STATUSES = ("success", "warning", "failure", "skipped", "interrupted", "running")
+SINCE = (("--since",), {"metavar": "DURATION",
+                        "help": "only runs started this long ago or later (e.g. 7d, 12h, 30m)"})
 COMPLETION_SHELLS = ("bash",)
 # name: (help, options, positionals as (dest, add_argument keywords))
 SUBCOMMANDS = {
@@ -95,11 +98,16 @@ SUBCOMMANDS = {
     "recover": ("run the cleanups that crashed runs left pending", COMMON, ()),
     "history": ("list recent runs", COMMON + (
         (("-n",), {"type": "count", "default": 20, "metavar": "N",
-                   "help": f"how many (default 20, at most {MAX_COUNT})"}),), ()),
+                   "help": f"how many (default 20, at most {MAX_COUNT})"}),
+        (("--status",), {"choices": RUN_STATUSES, "metavar": "STATUS",
+                         "help": "only runs that ended so (" + ", ".join(RUN_STATUSES) + ")"}),
+        SINCE), ()),
+    "stats": ("runs, failures, durations and their trend, per event and per hook",
+              COMMON + (SINCE,), ()),
     "show": ("show one run and its tasks", COMMON + (
         (("--output",), {"metavar": "PHASE/NAME",
                          "help": "print the whole output of one task, from the log file"}),),
-        (("run_id", {"metavar": "RUN_ID|last"}),)),
+        (("run_id", {"metavar": "RUN_ID|last|last~N"}),)),
     "completion": ("print the shell completion script", (),
                    (("shell", {"choices": COMPLETION_SHELLS, "metavar": "SHELL",
                                "help": "the shell: bash"}),)),

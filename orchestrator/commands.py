@@ -140,11 +140,32 @@ def open_history(args):
     return ctx, history
 
 
+def since_seconds(text, command):
+    """The Unix time ``--since DURATION`` ago: ``90``, ``90s``, ``30m``, ``12h``, ``7d``;
+    UsageError (2) for anything else."""
+    if text is None:
+        return None
+    import time
+
+    number, unit = text, "s"
+    if text[-1:] in ("s", "m", "h", "d"):
+        number, unit = text[:-1], text[-1]
+    whole, _dot, fraction = number.partition(".")
+    if not (whole.isascii() and whole.isdigit() and len(whole) <= 6
+            and (not _dot or fraction.isascii() and fraction.isdigit())):
+        from orchestrator.printer import display_name
+
+        raise UsageError(f"{command}: --since: bad duration {display_name(text)!r} (e.g. 7d, "
+                         "12h, 30m, 90s)")
+    return time.time() - float(number) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[unit]
+
+
 def history(args):
     from orchestrator import printer
 
+    since = since_seconds(args.since, "history")
     _ctx, found = open_history(args)
-    runs = found.runs(args.event, args.n)
+    runs = found.runs(args.event, args.n, status=args.status, since=since)
     if args.json:
         printer.dump_json(runs)
     else:
@@ -152,11 +173,27 @@ def history(args):
     return c.EXIT_OK
 
 
+def stats(args):
+    """``hookrun stats``: runs, failures, success rate, median and p95 duration, the last
+    failure and the last durations, per event and per hook."""
+    from orchestrator import printer
+    from orchestrator.trends import trends
+
+    since = since_seconds(args.since, "stats")
+    _ctx, found = open_history(args)
+    result = trends(found.ended_runs(args.event, since), found.ended_tasks(args.event, since))
+    if args.json:
+        printer.dump_json(result)
+    else:
+        printer.print_trends(result)
+    return c.EXIT_OK
+
+
 def check_run_id(run_id):
     """UsageError (2) for a run id no run can have: empty, or not valid UTF-8 (a byte that
     the command line could not decode), which the history could not even be asked for."""
     if not run_id:
-        raise UsageError("show: the run id is empty (give RUN_ID or last)")
+        raise UsageError("show: the run id is empty (give RUN_ID, last or last~N)")
     try:
         run_id.encode("utf-8")
     except UnicodeEncodeError:
@@ -213,4 +250,5 @@ def completion(args):
 
 
 HANDLERS = {"run": run, "list": list_plan, "check": check, "phase": phase, "defer": defer,
-            "recover": recover, "history": history, "show": show, "completion": completion}
+            "recover": recover, "history": history, "stats": stats, "show": show,
+            "completion": completion}

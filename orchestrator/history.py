@@ -40,6 +40,18 @@ BUSY_TIMEOUT = 30.0
 SQLITE_CORRUPT = 11
 SQLITE_NOTADB = 26
 COMPANIONS = ("-wal", "-shm", "-journal")
+UNIX_EPOCH_JULIAN_DAY = 2440587.5
+
+
+def back_from_last(run_id):
+    """How many runs before the last ``run_id`` names: 0 for ``last``, N for ``last~N``
+    (ASCII digits); None for a run id."""
+    if run_id == "last":
+        return 0
+    head, tilde, number = run_id.partition("~")
+    if head == "last" and tilde and number.isascii() and number.isdigit() and len(number) < 10:
+        return int(number)
+    return None
 
 
 def task_dict(task):
@@ -419,18 +431,61 @@ class History:
             runs.setdefault(run_id, {}).setdefault((phase, name), status)
         return list(runs.values())
 
-    def runs(self, event=None, limit=20):
-        """The last ``limit`` runs (newest first) as JSON-ready dicts, with their tasks."""
-        where, params = ("WHERE event = ?", [event]) if event else ("", [])
-        rows = self.query(f"SELECT * FROM runs {where} ORDER BY rowid DESC LIMIT ?",
-                          params + [limit])
+    def runs(self, event=None, limit=20, status=None, since=None, offset=0):
+        """The last ``limit`` runs (newest first) as JSON-ready dicts, with their tasks; only
+        those of ``event``, with ``status``, started at Unix time ``since`` or later (each
+        when given), past the newest ``offset``."""
+        where, params = self.filters(event, status, since)
+        rows = self.query(f"SELECT * FROM runs {where} ORDER BY rowid DESC LIMIT ? OFFSET ?",
+                          params + [limit, offset])
         return [self.as_dict(row) for row in rows]
 
+    @staticmethod
+    def filters(event=None, status=None, since=None, table=""):
+        """(a WHERE clause, its parameters) for runs of ``event``, with ``status``, started
+        since the Unix time ``since``; ``table`` prefixes the columns (``r.``). SQLite's
+        julianday() reads the times' UTC offsets, so runs under other offsets compare
+        right."""
+        clauses, params = [], []
+        if event:
+            clauses.append(f"{table}event = ?")
+            params.append(event)
+        if status:
+            clauses.append(f"{table}status = ?")
+            params.append(status)
+        if since is not None:
+            clauses.append(f"julianday({table}started) >= ?")
+            params.append(since / 86400.0 + UNIX_EPOCH_JULIAN_DAY)
+        return ("WHERE " + " AND ".join(clauses) if clauses else ""), params
+
+    def ended_runs(self, event=None, since=None):
+        """[(event, status, started, duration)] of the runs that ended, oldest first."""
+        where, params = self.filters(event, None, since)
+        where = (where + " AND" if where else "WHERE") + " status != ?"
+        return self.query(f"SELECT event, status, started, duration FROM runs {where} "
+                          "ORDER BY rowid", params + [RunStatus.RUNNING])
+
+    def ended_tasks(self, event=None, since=None):
+        """[(event, phase, name, status, started, duration)] of the tasks of ended runs,
+        oldest first."""
+        where, params = self.filters(event, None, since, table="r.")
+        where = (where + " AND" if where else "WHERE") + " r.status != ?"
+        return self.query(
+            "SELECT r.event, t.phase, t.name, t.status, t.started, t.duration FROM tasks t "
+            f"JOIN runs r ON r.id = t.run_id {where} ORDER BY r.rowid, t.seq",
+            params + [RunStatus.RUNNING])
+
     def get(self, run_id, event=None):
-        """The run ``run_id`` (or the newest for ``last``) as a dict; HookrunError if none."""
-        if run_id == "last":
-            found = self.runs(event, 1)
+        """The run ``run_id`` (or the newest for ``last``, the one before it for ``last~1``)
+        as a dict; HookrunError if none."""
+        back = back_from_last(run_id)
+        if back is not None:
+            found = self.runs(event, 1, offset=back)
             if not found:
+                if back and self.runs(event, 1):
+                    raise HookrunError(f"no run {run_id}: fewer than {back + 1} runs"
+                                       + (f" of event '{event}'" if event else "")
+                                       + " recorded", 1)
                 raise HookrunError(self.nothing_of(event), 1)
             return found[0]
         rows = self.query("SELECT * FROM runs WHERE id = ?", (run_id,))

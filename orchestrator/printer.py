@@ -371,13 +371,65 @@ def table(rows):
 
 def print_history(runs, out=None):
     out = out or sys.stdout
-    rows = [("ID", "EVENT", "STATUS", "EXIT", "DURATION", "COMMAND")]
+    rows = [("ID", "EVENT", "STARTED", "STATUS", "EXIT", "DURATION", "COMMAND")]
     for run in runs:
         command = ("[no-hooks] " if run["no_hooks"] else "") + (run["command"] or "")
-        rows.append((display_name(run["id"]), display_name(run["event"]), run["status"],
+        rows.append((display_name(run["id"]), display_name(run["event"]),
+                     time_text(run["started"]), run["status"],
                      "" if run["exit_code"] is None else str(run["exit_code"]),
                      seconds_text(run["duration"]), display_name(command)))
     out.write("\n".join(table(rows)) + "\n")
+
+
+def time_text(iso):
+    """A recorded time as a table shows it: ``2026-11-21 23:23:27``, local as recorded."""
+    return display_name(iso or "")[:19].replace("T", " ")
+
+
+def can_encode(text, out):
+    """Whether ``out`` (its encoding, the locale's) can write ``text``."""
+    try:
+        text.encode(getattr(out, "encoding", None) or "ascii")
+    except (UnicodeEncodeError, LookupError):
+        return False
+    return True
+
+
+def utf8_locale():
+    """Whether the locale (LC_ALL, else LC_CTYPE, else LANG) says UTF-8. Python reads a C
+    locale as UTF-8 (PEP 538), but the terminal of a user who chose it may not."""
+    for name in ("LC_ALL", "LC_CTYPE", "LANG"):
+        value = os.environ.get(name)
+        if value:
+            return "utf-8" in value.lower() or "utf8" in value.lower()
+    return False
+
+
+def print_trends(found, out=None):
+    """``hookrun stats``: a table of events, then one of hooks (trends.trends())."""
+    from orchestrator.trends import BLOCKS, sparkline
+
+    out = out or sys.stdout
+    unicode = utf8_locale() and can_encode(BLOCKS, out)
+
+    def cells(item):
+        rate = item["success_rate"]
+        return (str(item["runs"]), str(item["failures"]),
+                "" if rate is None else f"{rate * 100:.0f}%",
+                seconds_text(item["median_duration"]), seconds_text(item["p95_duration"]),
+                time_text(item["last_failure"]) or "-", sparkline(item["durations"], unicode))
+
+    numbers = ("RUNS", "FAILURES", "SUCCESS", "MEDIAN", "P95", "LAST FAILURE", "LAST 20")
+    rows = [("EVENT",) + numbers]
+    rows += [(display_name(item["event"]),) + cells(item) for item in found["events"]]
+    lines = table(rows)
+    if found["hooks"]:
+        rows = [("EVENT", "HOOK") + numbers]
+        rows += [(display_name(item["event"]),
+                  f"{item['phase']}/{display_name(item['name'])}") + cells(item)
+                 for item in found["hooks"]]
+        lines += [""] + table(rows)
+    out.write("\n".join(lines) + "\n")
 
 
 def print_run(run, out=None):
