@@ -361,10 +361,11 @@ def parse_config(text, path):
             channel_setting(target, key, value.strip(), section, where)
             continue
         target[key] = parse_value(key, value.strip(), parsers, section, where)
-    from orchestrator.channels import check_section
+    if config.notify:
+        from orchestrator.channels import check_section
 
-    for name, found in config.notify.items():
-        check_section(name, found)
+        for name, found in config.notify.items():
+            check_section(name, found)
     return config
 
 

@@ -166,6 +166,24 @@ def test_values_of_color_and_status_also_after_an_equals_sign():
     assert complete("hookrun", "run", "--timeout", "") == []
 
 
+def test_history_status_offers_run_statuses_and_stats_is_a_subcommand():
+    assert complete("hookrun", "history", "--status", "") == [
+        "success", "warning", "failure", "skipped", "interrupted", "running"]
+    assert complete("hookrun", "history", "--status", "=", "s") == ["success", "skipped"]
+    assert complete("hookrun", "phase", "--status", "") == ["success", "failure", "not-run"]
+    assert complete("hookrun", "st") == ["stats"]
+    assert complete("hookrun", "stats", "--si") == ["--since"]
+    assert complete("hookrun", "stats", "--since", "") == []
+
+
+def test_show_offers_last_tilde_one_and_keeps_a_typed_last_tilde_n(tree):
+    history_of(tree)
+    assert complete("hookrun", "show", "--state-dir", str(tree.state), "last~") == ["last~1"]
+    assert complete("hookrun", "show", "--state-dir", str(tree.state), "last~12") == [
+        "last~12"]
+    assert complete("hookrun", "show", "--state-dir", str(tree.state), "last~$(x)") == []
+
+
 def test_the_command_of_run_and_defer_is_completed_as_a_command_then_as_files(tmp_path):
     (tmp_path / "snapshot-list").write_text("")
     assert "true" in complete("hookrun", "run", "--", "tru")
