@@ -193,14 +193,19 @@ class Engine:
             self.empty_env_file()
             return
         if succeeded:
-            values, warnings = read_handoff(self.env_file, path_fixed=bool(self.ctx.path))
-            for warning in warnings:
-                self.reporter.warn(f"{where}: HOOKRUN_ENV {warning}")
-            for name in values:
-                self.reporter.note(f"{where} hands on {name}")
-            self.handoff.update(values)
-            self.shared = None
+            self.take_handoff(where, *read_handoff(self.env_file,
+                                                   path_fixed=bool(self.ctx.path)))
         self.empty_env_file()
+
+    def take_handoff(self, where, values, warnings):
+        """Hand on what a hook wrote to its HOOKRUN_ENV (``values``), warning of the lines
+        that were not taken."""
+        for warning in warnings:
+            self.reporter.warn(f"{where}: HOOKRUN_ENV {warning}")
+        for name in values:
+            self.reporter.note(f"{where} hands on {name}")
+        self.handoff.update(values)
+        self.shared = None
 
     def collect_user_handoff(self, where, path, succeeded):
         """collect_handoff() for the HOOKRUN_ENV file of a hook run as another user: read,
@@ -213,13 +218,7 @@ class Engine:
                                    f"{MAX_HANDOFF_FILE >> 20} MiB: ignored")
             elif succeeded:
                 data = os.pread(fd, MAX_HANDOFF_FILE, 0)
-                values, warnings = parse_handoff(data, path_fixed=bool(self.ctx.path))
-                for warning in warnings:
-                    self.reporter.warn(f"{where}: HOOKRUN_ENV {warning}")
-                for name in values:
-                    self.reporter.note(f"{where} hands on {name}")
-                self.handoff.update(values)
-                self.shared = None
+                self.take_handoff(where, *parse_handoff(data, path_fixed=bool(self.ctx.path)))
             os.ftruncate(fd, 0)
         except OSError as error:
             self.reporter.warn(f"{where}: cannot read its HOOKRUN_ENV: "

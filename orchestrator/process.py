@@ -453,15 +453,24 @@ def start(spec):
             read_end, write_end = pipes[name] = os.pipe()
             enlarge_pipe(read_end)
             actions.append((os.POSIX_SPAWN_DUP2, write_end, target))
+    return launched(spec, pipes,
+                    lambda path, argv: spawn(path, argv, spec.env, actions, spec.umask))
+
+
+def launched(spec, pipes, spawn_one):
+    """The Child of ``spec`` started by ``spawn_one(path, argv)`` (a pid), with ``pipes``
+    ({stream: (read end, write end)}): a file with no shebang runs under /bin/sh, as a shell
+    would run it; the write ends are closed here once the child has them. OSError when it
+    cannot start, every pipe closed."""
     argv = list(spec.argv)
     try:
         path = resolve(argv[0], spec.env)
         try:
-            pid = spawn(path, argv, spec.env, actions, spec.umask)
+            pid = spawn_one(path, argv)
         except OSError as error:
             if error.errno != errno.ENOEXEC:
                 raise
-            pid = spawn("/bin/sh", ["/bin/sh", path] + argv[1:], spec.env, actions, spec.umask)
+            pid = spawn_one("/bin/sh", ["/bin/sh", path] + argv[1:])
     except BaseException:
         for read_end, write_end in pipes.values():
             os.close(read_end)
@@ -486,25 +495,8 @@ def start_as(spec):
     else:
         stdin = None if spec.stdin is None else spec.stdin.fileno()
     streams = {name: ends[1] for name, ends in pipes.items()}
-    argv = list(spec.argv)
-    try:
-        path = resolve(argv[0], spec.env)
-        try:
-            pid = spawn_as(path, argv, spec, stdin, streams.get("stdout"),
-                           streams.get("stderr"))
-        except OSError as error:
-            if error.errno != errno.ENOEXEC:
-                raise
-            pid = spawn_as("/bin/sh", ["/bin/sh", path] + argv[1:], spec, stdin,
-                           streams.get("stdout"), streams.get("stderr"))
-    except BaseException:
-        for read_end, write_end in pipes.values():
-            os.close(read_end)
-            os.close(write_end)
-        raise
-    for _read_end, write_end in pipes.values():
-        os.close(write_end)
-    return Child(pid, **{name: ends[0] for name, ends in pipes.items()})
+    return launched(spec, pipes, lambda path, argv: spawn_as(
+        path, argv, spec, stdin, streams.get("stdout"), streams.get("stderr")))
 
 
 def enlarge_pipe(fd):
