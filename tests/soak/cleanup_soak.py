@@ -1337,7 +1337,8 @@ class TrickleServer:
                     if not chunk:
                         return
                     data += chunk
-                path = data.split(b" ", 2)[1].decode("latin-1")
+                # The path without its query: pings carry ?rid= (healthchecks' run id).
+                path = data.split(b" ", 2)[1].decode("latin-1").partition("?")[0]
                 self.paths.append(path)
                 if not path.endswith(self.slow):
                     conn.sendall(TRICKLE_ANSWER)
