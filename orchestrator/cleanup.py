@@ -28,7 +28,7 @@ from orchestrator import shell
 from orchestrator.errors import StateError, UsageError
 from orchestrator.files import READ, NotOwnFile, open_own, read_sized
 
-JOURNAL = "cleanup"
+JOURNAL = c.JOURNAL_NAME
 MARKS = "cleanup.marks"
 DONE = b"\x01"
 RESERVED = 65536  # bytes of marks reserved when a run starts: journals up to 64 KiB

@@ -39,6 +39,7 @@ ENV_FIRST = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_")
 ENV_REST = ENV_FIRST | frozenset("0123456789")
 
 CONFIG_NAME = "hookrun.conf"
+JOURNAL_NAME = "cleanup"  # a run directory's cleanup journal (its marks: JOURNAL_NAME.marks)
 IGNORE_NAME = ".hookignore"
 LOG_NAME = "hookrun.log"
 HISTORY_NAME = "history.sqlite3"

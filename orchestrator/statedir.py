@@ -15,6 +15,7 @@ import os
 import stat
 import time
 
+from orchestrator import constants as c
 from orchestrator import safety
 from orchestrator.errors import StateError, UnsafeError
 from orchestrator.files import NEW, PRIVATE, READ, open_own, read_sized, remove_tree, write_all
@@ -23,7 +24,7 @@ RUNS = "runs"
 LOCKS = "locks"
 OWNER_LOCK = "owner.lock"
 META = "meta.json"
-JOURNAL = "cleanup"
+JOURNAL = c.JOURNAL_NAME
 NEW_PREFIX = ".new-"
 KEPT_PREFIX = ".damaged-"
 GONE_PREFIX = ".removing-"

@@ -37,9 +37,14 @@ def test_runtime_dependencies_are_exactly_the_three_allowed():
     assert "from orchestrator.cli import command" in (TOP / script).read_text()
 
 
-def test_pyproject_holds_only_the_build_system():
+def test_pyproject_holds_the_build_system_and_the_lint_settings_only():
+    """The metadata stays in setup.cfg; pyproject.toml has the build system and the settings
+    of the tools that read only it (ruff), which .ci/run uses as they are."""
     text = (TOP / "pyproject.toml").read_text()
-    assert re.findall(r"^\[(.+)\]", text, re.M) == ["build-system"]
+    assert re.findall(r"^\[(.+)\]", text, re.M) == ["build-system", "tool.ruff",
+                                                     "tool.ruff.lint"]
+    ci = (TOP / ".ci" / "run").read_text()
+    assert "ruff check orchestrator tests" in ci and "--select" not in ci
 
 
 def test_every_data_file_to_install_exists():
