@@ -171,7 +171,8 @@ def postgres_server():
     if owner:
         os.chown(base, owner.pw_uid, owner.pw_gid)
     data, sockets = os.path.join(base, "data"), os.path.join(base, "sockets")
-    port = free_port()
+    log = os.path.join(base, "server.log")
+    port = None
 
     def pg_ctl(*args, check=True):
         return execute([*as_owner, os.path.join(bindir, "pg_ctl"), "-D", data, *args],
@@ -182,14 +183,36 @@ def postgres_server():
         execute([*as_owner, os.path.join(bindir, "initdb"), "-D", data, "--auth=trust",
                  "--username=postgres", "--encoding=UTF8", "--locale=C", "--no-sync"],
                 cwd=base)
-        pg_ctl("-l", os.path.join(base, "server.log"), "-w", "-t", "60", "-o",
-               f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off", "start")
+        for attempt in range(1, PG_START_ATTEMPTS + 1):
+            # A port found free may be taken before the server binds it (other workers'
+            # servers and clients use the same range): then another one is tried.
+            port = free_port()
+            options = (f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 "
+                       "-c fsync=off")
+            started = pg_ctl("-l", log, "-w", "-t", "60", "-o", options, "start", check=False)
+            if started.returncode == 0:
+                break
+            if attempt == PG_START_ATTEMPTS or not port_taken(log):
+                pytest.fail(f"pg_ctl start exited {started.returncode}\n{started.stdout}\n"
+                            f"{started.stderr}\n{open(log, errors='replace').read()[-2000:]}")
         yield {"PGHOST": "127.0.0.1", "PGPORT": str(port), "PGUSER": "postgres",
                "bindir": bindir}
     finally:
         if os.path.exists(os.path.join(data, "postmaster.pid")):
             pg_ctl("-w", "-t", "60", "-m", "fast", "stop", check=False)
         shutil.rmtree(base, ignore_errors=True)
+
+
+PG_START_ATTEMPTS = 3
+
+
+def port_taken(log):
+    """Whether the PostgreSQL server log ``log`` says its port was in use."""
+    try:
+        with open(log, encoding="utf-8", errors="replace") as handle:
+            return "Address already in use" in handle.read()
+    except OSError:
+        return False
 
 
 def free_port():
