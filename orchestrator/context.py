@@ -424,20 +424,21 @@ def known_events(ctx, everything=False):
 
 def require_known_event(ctx):
     """Refuse (ConfigError, 78) an event nothing in the tree or config knows: ``-e bakup``
-    would otherwise run the command without any of its pre- hooks."""
+    would otherwise run the command without any of its pre- hooks. Returns the events it
+    found known."""
     found = known_events(ctx)
     if ctx.event not in found:
         raise ConfigError(f"unknown event {display_name(ctx.event)!r} in {shown_dirs(ctx)} "
                           f"(known events: {', '.join(sorted(found))}; an event is known by "
                           "its pre-EVENT.d or post-EVENT.d directory, a hook's events=, or "
                           "the config's events key)")
+    return found
 
 
-def tree_warnings(ctx, discovered):
+def tree_warnings(ctx, discovered, known):
     """What a run and ``list`` warn about in the tree before anything runs: directories that
     look like phase directories but are not, a ``.hookignore`` that hides a whole phase, a
-    ``[hook]`` section that names no file."""
-    known = known_events(ctx)
+    ``[hook]`` section that names no file. ``known``: the events the tree knows."""
     found = [line for d in ctx.hooks_dirs for line in discovery.near_misses(d, known)]
     found += [warning for phase, entries in discovered
               if (warning := discovery.hidden_by_ignore(phase, entries))]
@@ -472,14 +473,13 @@ def load_plan(ctx, phases, check=True, commands=()):
     is safe (step 1 of a run; not for ``list``, without ``check``), mark the hooks that
     cannot start, and parse every header: a Plan. An unknown event is refused (78) before
     anything else."""
-    if phases:
-        require_known_event(ctx)
+    known = require_known_event(ctx) if phases else ()
     discovered = discover(ctx, phases)
     heads = read_heads(discovered)
     checker = check_paths(ctx, discovered, commands) if check else safety.Checker()
     discovered = mark_start_problems(ctx, discovered, heads, checker)
     problems = refuse_unsafe(ctx, checker.problems) if check else []
-    warnings = tree_warnings(ctx, discovered) if phases else []
+    warnings = tree_warnings(ctx, discovered, known) if phases else []
     return Plan(plan(ctx, discovered, heads, warnings), problems, warnings)
 
 

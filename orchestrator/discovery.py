@@ -132,32 +132,27 @@ def silent_skip_reason(name):
     return None
 
 
-def file_skip_reason(path):
-    """Why the entry at ``path`` is passed over with a warning (a directory, fifo, socket or
-    device: not a hook), or None when it is a file meant to run."""
+def classify(path):
+    """(warning, start problem) of the entry at ``path``, from one stat (and a readlink for
+    a symbolic link): ("masked", None) for a link to /dev/null; a warning for a directory,
+    fifo, socket or device (not a hook); else the reason a file meant to run cannot start
+    (``not executable``, ``broken symlink``), or None when it can. Whether the running user
+    may execute it is the kernel's answer (access(2)), as run-parts asks it."""
     try:
-        info = os.stat(path)
-    except OSError:
-        return None  # judged by start_problem()
-    if stat.S_ISDIR(info.st_mode):
-        return "directory (no recursion)"
-    if not stat.S_ISREG(info.st_mode):
-        return "not a regular file (fifo, socket or device)"
-    return None
-
-
-def start_problem(path):
-    """Why the file at ``path``, meant to run, cannot start; None when it can. Whether the
-    running user may execute it is the kernel's answer (access(2)), as run-parts asks it."""
-    try:
-        os.stat(path)
+        info = os.lstat(path)
+        if stat.S_ISLNK(info.st_mode):
+            if os.readlink(path) == os.devnull:
+                return "masked", None
+            info = os.stat(path)
     except FileNotFoundError:
-        return "broken symlink" if os.path.islink(path) else "vanished"
+        return None, "broken symlink" if os.path.islink(path) else "vanished"
     except OSError as error:
-        return f"cannot stat: {error.strerror}"
-    if not os.access(path, os.X_OK):
-        return "not executable"
-    return None
+        return None, f"cannot stat: {error.strerror}"
+    if stat.S_ISDIR(info.st_mode):
+        return "directory (no recursion)", None
+    if not stat.S_ISREG(info.st_mode):
+        return "not a regular file (fifo, socket or device)", None
+    return None, None if os.access(path, os.X_OK) else "not executable"
 
 
 def discover(hooks_dirs, phase, ignores):
@@ -191,27 +186,18 @@ def discover(hooks_dirs, phase, ignores):
     return [chosen[name] for name in sorted(chosen, key=os.fsencode)]
 
 
-def is_mask(path):
-    """Whether ``path`` is a symbolic link to /dev/null: a mask, as systemd's."""
-    try:
-        return os.readlink(path) == os.devnull
-    except OSError:
-        return False
-
-
 def judge_entry(phase, name, path, ignore):
     """The Entry of one name in a phase directory, before layering."""
     reason = silent_skip_reason(name)
     if reason is None and ignore.matches(f"{phase.dirname}/{name}"):
         reason = f"matched by {c.IGNORE_NAME}"
-    if reason is None and is_mask(path):
-        reason = "masked"
     if reason is not None:
         return Entry(phase, name, path, runs=False, reason=reason)
-    reason = file_skip_reason(path)
+    reason, problem = classify(path)
+    if reason == "masked":  # a link to /dev/null, as systemd masks a unit
+        return Entry(phase, name, path, runs=False, reason=reason)
     if reason is not None:
         return Entry(phase, name, path, runs=False, reason=reason, warn=True)
-    problem = start_problem(path)
     return Entry(phase, name, path, runs=True, reason=problem, fails=problem)
 
 
