@@ -164,7 +164,7 @@ def prepare(argv):
         if token in ("--", "-") or (sub == "run" and not token.startswith("-")):
             break
         if token == "--wait":
-            from orchestrator.settings import looks_like_duration
+            from orchestrator.plan.settings import looks_like_duration
 
             following = rest[position + 1] if position + 1 < len(rest) else ""
             given = following == following.strip() and looks_like_duration(following)
@@ -352,7 +352,7 @@ def main(argv=None):
     except HookrunError as error:
         if debug:
             raise
-        from orchestrator.printer import display_name
+        from orchestrator.report.printer import display_name
 
         # One line per problem: an unsafe tree names every unsafe path. Each is escaped
         # whole: a message may quote a file name or a config line as it is.

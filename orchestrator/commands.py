@@ -16,14 +16,14 @@ def wait_seconds(value):
         return None
     if value == "inf":
         return float("inf")
-    from orchestrator.context import parse_option
-    from orchestrator.settings import parse_duration
+    from orchestrator.plan.context import parse_option
+    from orchestrator.plan.settings import parse_duration
 
     return parse_option(value, parse_duration, "wait")
 
 
 def run(args):
-    from orchestrator.context import build_context
+    from orchestrator.plan.context import build_context
     from orchestrator.run import Run
 
     command = strip_separator(args.command)
@@ -44,14 +44,15 @@ def run(args):
         # A run refused for a reason that refuses every later run too is made seen
         # (design.md section 10); a dry run only shows what would happen.
         if not args.dry_run and not (runner and runner.started):
-            from orchestrator.refusal import report
+            from orchestrator.report.refusal import report
 
             report(args, ctx, error)
         raise
 
 
 def list_plan(args):
-    from orchestrator import context, discovery, printer
+    from orchestrator.plan import context, discovery
+    from orchestrator.report import printer
 
     ctx = context.build_context(args)
     plan = context.load_plan(ctx, discovery.phase_dirs(ctx.event), check=False)
@@ -64,7 +65,8 @@ def list_plan(args):
 
 
 def check(args):
-    from orchestrator import context, printer
+    from orchestrator.plan import context
+    from orchestrator.report import printer
 
     ctx = context.build_context(args, refuse_unsafe_config=False)
     errors, unsafe, problems, warnings = context.check_tree(ctx, all_events=not args.event)
@@ -83,8 +85,8 @@ def check(args):
 
 
 def phase(args):
-    from orchestrator import discovery
-    from orchestrator.context import build_context
+    from orchestrator.plan import discovery
+    from orchestrator.plan.context import build_context
     from orchestrator.run import phase_command
 
     found = discovery.phase_dir_named(args.phase_dir)
@@ -104,7 +106,7 @@ def phase(args):
 
 
 def defer(args):
-    from orchestrator.cleanup import defer as register
+    from orchestrator.state.cleanup import defer as register
 
     register(strip_separator(args.command), os.environ.get("HOOKRUN_CLEANUP"),
              os.environ.get("HOOKRUN_CLEANUP_MARKS"))
@@ -112,15 +114,15 @@ def defer(args):
 
 
 def recover(args):
-    from orchestrator.context import build_context
+    from orchestrator.plan.context import build_context
     from orchestrator.run import recover_command
 
     return recover_command(build_context(args, need_hooks=False))
 
 
 def open_history(args):
-    from orchestrator.context import build_context
-    from orchestrator.history import History
+    from orchestrator.plan.context import build_context
+    from orchestrator.state.history import History
 
     ctx = build_context(args, need_hooks=False)
     try:
@@ -153,7 +155,7 @@ def since_seconds(text, command):
     whole, _dot, fraction = number.partition(".")
     if not (whole.isascii() and whole.isdigit() and len(whole) <= 6
             and (not _dot or fraction.isascii() and fraction.isdigit())):
-        from orchestrator.printer import display_name
+        from orchestrator.report.printer import display_name
 
         raise UsageError(f"{command}: --since: bad duration {display_name(text)!r} (e.g. 7d, "
                          "12h, 30m, 90s)")
@@ -161,7 +163,7 @@ def since_seconds(text, command):
 
 
 def history(args):
-    from orchestrator import printer
+    from orchestrator.report import printer
 
     since = since_seconds(args.since, "history")
     _ctx, found = open_history(args)
@@ -176,8 +178,8 @@ def history(args):
 def stats(args):
     """``hookrun stats``: runs, failures, success rate, median and p95 duration, the last
     failure and the last durations, per event and per hook."""
-    from orchestrator import printer
-    from orchestrator.trends import trends
+    from orchestrator.report import printer
+    from orchestrator.report.trends import trends
 
     since = since_seconds(args.since, "stats")
     _ctx, found = open_history(args)
@@ -197,14 +199,14 @@ def check_run_id(run_id):
     try:
         run_id.encode("utf-8")
     except UnicodeEncodeError:
-        from orchestrator.printer import display_name
+        from orchestrator.report.printer import display_name
 
         raise UsageError(f"show: the run id {display_name(run_id)!r} is not valid UTF-8 "
                          "(see hookrun history for the ids)") from None
 
 
 def show(args):
-    from orchestrator import printer
+    from orchestrator.report import printer
 
     check_run_id(args.run_id)
     if args.output == "":
@@ -212,7 +214,7 @@ def show(args):
     ctx, found = open_history(args)
     record = found.get(args.run_id, args.event)
     if args.output:
-        from orchestrator.logfile import print_task_output
+        from orchestrator.report.logfile import print_task_output
 
         tasks = [f"{task['phase']}/{task['name']}" for task in record["tasks"]]
         if args.output not in tasks:

@@ -13,7 +13,6 @@ from collections import namedtuple
 
 from orchestrator import constants as c
 from orchestrator import shell
-from orchestrator.cleanup import SUB_PREFIX, Journal
 from orchestrator.environment import (
     MAX_HANDOFF_FILE,
     base_environment,
@@ -30,7 +29,7 @@ from orchestrator.outcome import (
     cannot_start,
     judge,
 )
-from orchestrator.printer import display_name
+from orchestrator.plan.settings import describe, format_duration, resolve, retry_delays
 from orchestrator.process import (
     CAPTURE_ALL,
     CAPTURE_STDERR,
@@ -41,7 +40,8 @@ from orchestrator.process import (
     as_identity_argv,
     identity_of,
 )
-from orchestrator.settings import describe, format_duration, resolve, retry_delays
+from orchestrator.report.printer import display_name
+from orchestrator.state.cleanup import SUB_PREFIX, Journal
 from orchestrator.timestamps import now_iso
 
 ENV_FILE = "env"

@@ -7,7 +7,7 @@ import errno
 import os
 import stat
 
-from orchestrator.safety import WRITABLE_BY_OTHERS, chain, shown
+from orchestrator.plan.safety import WRITABLE_BY_OTHERS, chain, shown
 
 PRIVATE = 0o600
 NEW = os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC

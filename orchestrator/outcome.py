@@ -140,7 +140,7 @@ def judge(kind, outcome, on_failure, warning_codes=()):
 def timeout_reason(outcome):
     """``timed out``, or ``no output for 30m`` when the timeout was a stall."""
     if outcome.stalled:
-        from orchestrator.settings import format_duration
+        from orchestrator.plan.settings import format_duration
 
         return f"no output for {format_duration(outcome.stalled)}"
     return "timed out"

@@ -10,10 +10,9 @@ import os
 import time
 
 from orchestrator import constants as c
-from orchestrator import context, discovery, shell
+from orchestrator import shell
 from orchestrator.errors import StateError
 from orchestrator.files import write_private
-from orchestrator.history import Progress, open_history, run_record
 from orchestrator.outcome import (
     Failure,
     RunState,
@@ -24,9 +23,11 @@ from orchestrator.outcome import (
     when_skip_reason,
 )
 from orchestrator.phases import DRY_RUN_SKIP, run_phase, select_only
-from orchestrator.printer import display_name, print_plan, print_warnings
+from orchestrator.plan import context, discovery
+from orchestrator.report.printer import display_name, print_plan, print_warnings
 from orchestrator.session import Session, new_run_id, recover
-from orchestrator.statedir import count_dead_runs
+from orchestrator.state.history import Progress, open_history, run_record
+from orchestrator.state.statedir import count_dead_runs
 from orchestrator.timestamps import now_iso
 
 ERROR_LOG = "error.log"
@@ -150,11 +151,11 @@ class Lifecycle:
         self.engine.progress = self.progress
         self.reporter.on_tick = self.progress.flush
         if self.ctx.notify_url:
-            from orchestrator import notify
+            from orchestrator.report import notify
 
             self.warn_if(notify.ping(self.ctx.notify_url, "/start", run_id=self.run_id))
         if self.ctx.config.notify:
-            from orchestrator import channels
+            from orchestrator.report import channels
 
             self.tell_channels(channels.START)
         self.reporter.event(f"run {self.run_id} event={self.ctx.event} start "
@@ -198,7 +199,7 @@ class Lifecycle:
         run = self.engine.run_command(self.command)
         self.tasks.append(run.record)
         self.state.command_record = run.record
-        from orchestrator import stats
+        from orchestrator.report import stats
 
         self.stats.update(stats.from_output(run.output.stdout_bytes()))
         if self.state.command_failed:
@@ -346,7 +347,7 @@ class Lifecycle:
     def collect_stats(self):
         """Add what the command and the hooks so far wrote to $HOOKRUN_STATS (it wins over
         what was read from the command's output); each bad line is warned about once."""
-        from orchestrator import stats
+        from orchestrator.report import stats
 
         warnings = []
         for path in [self.engine.stats_file] + self.engine.stats_files:
@@ -362,7 +363,7 @@ class Lifecycle:
         """The variables hooks get from post- on. The error variables are empty while the
         run has not failed: a hook that pings /fail when ERROR is set must not do so for a
         good backup with a warning."""
-        from orchestrator.stats import environment
+        from orchestrator.report.stats import environment
 
         self.collect_stats()
         failure, line = self.state.said_failure(), self.state.error_line()
@@ -416,7 +417,7 @@ class Lifecycle:
 
     def write_metrics(self, status, code, duration):
         """The metrics file, and the same series pushed to the Pushgateway; failures warn."""
-        from orchestrator.metrics import STREAK_RUNS, write_metrics
+        from orchestrator.report.metrics import STREAK_RUNS, write_metrics
 
         run = dict(status=status, exit_code=code, finished=round(time.time(), 3),
                    duration=duration, last_success=self.history.last_success(self.ctx.event),
@@ -429,7 +430,7 @@ class Lifecycle:
                 self.reporter.warn(f"cannot write metrics file {self.ctx.metrics_file}: "
                                    f"{error.strerror or error}")
         if self.ctx.metrics_push_url:
-            from orchestrator import pushgateway
+            from orchestrator.report import pushgateway
 
             self.warn_if(pushgateway.push(self.ctx.metrics_push_url, self.ctx.event, run))
 
@@ -437,7 +438,7 @@ class Lifecycle:
         """The end ping, the [notify] channels and the notify_command, fed the run's record
         (as ``hookrun show --json`` prints it, but for the cleanups' lines); failures only
         warn."""
-        from orchestrator import notify
+        from orchestrator.report import notify
 
         record = notify.published(record)
         failed_output = b""
@@ -460,7 +461,7 @@ class Lifecycle:
         its published ``record``) their message; each failure is a warning."""
         import socket
 
-        from orchestrator import channels, notify
+        from orchestrator.report import channels, notify
 
         message = channels.Message(status=status, run_id=self.run_id, event=self.ctx.event,
                                    host=socket.gethostname(), trigger=self.ctx.trigger,
@@ -531,7 +532,7 @@ def warning_line(record, said):
     """A HOOKRUN_WARNINGS line: ``pre/20-x failed (exit 1): what it said last``. A cleanup
     is named by its command word (its line may hold a password, and this line may become
     the record's ``error``, which notifications carry)."""
-    from orchestrator.cleanup import published_name
+    from orchestrator.state.cleanup import published_name
 
     name = published_name(record.phase, record.name)
     if record.phase == c.PHASE_COMMAND:
@@ -580,7 +581,7 @@ def phase_command(ctx, phase, status=When.SUCCESS, wait=None, only=(), dry_run=F
 
 def previous_run(ctx):
     """(id, status) of the last recorded run of the event, without creating a history."""
-    from orchestrator.history import History
+    from orchestrator.state.history import History
 
     try:
         history = History.existing(os.path.join(ctx.state_dir, c.HISTORY_NAME))

@@ -6,15 +6,15 @@ import os
 import time
 
 from orchestrator import constants as c
-from orchestrator.cleanup import Journal
 from orchestrator.engine import Engine
 from orchestrator.errors import LockBusy, StateError, UnsafeError
 from orchestrator.files import NotOwnFile, NotRegularFile, output_file_problems
-from orchestrator.lock import WAIT_STEP, EventLock
-from orchestrator.output import Reporter
-from orchestrator.printer import Console, display_name
 from orchestrator.process import Signals, Supervisor
-from orchestrator.statedir import (
+from orchestrator.report.output import Reporter
+from orchestrator.report.printer import Console, display_name
+from orchestrator.state.cleanup import Journal
+from orchestrator.state.lock import WAIT_STEP, EventLock
+from orchestrator.state.statedir import (
     RunDir,
     dead_runs,
     ensure_state_dir,
@@ -44,7 +44,7 @@ def open_log(path, run_id, warnings, task_max_bytes=None):
     A FIFO or device there is no log file: a warning (added to ``warnings``), and None."""
     if not path:
         return None
-    from orchestrator.logfile import LogFile
+    from orchestrator.report.logfile import LogFile
 
     parent = os.path.dirname(os.path.abspath(path))
     try:

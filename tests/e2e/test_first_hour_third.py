@@ -249,7 +249,7 @@ def test_the_example_tree_holds_a_hooks_tree_and_nothing_else(tmp_path):
 
 
 def test_the_example_config_names_every_hook_key():
-    from orchestrator.settings import HOOK_KEYS
+    from orchestrator.plan.settings import HOOK_KEYS
 
     text = (EXAMPLE / "hookrun.conf").read_text()
     comment = text[text.index("# Settings of one hook"):]

@@ -41,7 +41,7 @@ SWAPPER = textwrap.dedent("""
 # file each time the attacker's link was renamed over it.
 WRITER = textwrap.dedent("""
     import os, sys
-    from orchestrator.metrics import write_metrics
+    from orchestrator.report.metrics import write_metrics
     path, attempts = sys.argv[1], int(sys.argv[2])
     for _ in range(attempts):
         if os.path.islink(path):

@@ -8,8 +8,8 @@ import urllib.request
 
 import pytest
 
-from orchestrator import pushgateway
 from orchestrator.outcome import TaskRecord, TaskStatus
+from orchestrator.report import pushgateway
 from tests.conftest import run_hookrun
 from tests.e2e.conftest import poll, query, scrape_config
 from tests.e2e.test_example_tree import free_port

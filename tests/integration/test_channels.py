@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from orchestrator import channels
+from orchestrator.report import channels
 from tests.conftest import run_hookrun, show_last
 
 TOKEN = "tk_S3cretToken42"

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator import constants as c
-from orchestrator.cleanup import Journal
+from orchestrator.state.cleanup import Journal
 from tests.conftest import (
     hookrun_cmd,
     marker_hook,

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from orchestrator import notify
+from orchestrator.report import notify
 from tests.conftest import hookrun_cmd, run_hookrun, show_last
 
 parser = pytest.importorskip("prometheus_client.parser")

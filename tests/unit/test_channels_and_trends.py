@@ -3,7 +3,7 @@ sparklines."""
 
 import pytest
 
-from orchestrator import channels, trends
+from orchestrator.report import channels, trends
 
 
 def test_a_template_replaces_variables_json_escaped_and_keeps_dollars():

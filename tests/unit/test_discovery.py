@@ -5,7 +5,7 @@ import os
 import pytest
 
 from orchestrator import constants as c
-from orchestrator.discovery import (
+from orchestrator.plan.discovery import (
     IgnoreRules,
     PhaseDir,
     discover,
@@ -81,13 +81,13 @@ def test_hooks_that_cannot_start_are_tasks_that_fail_not_skips(hooks):
     ("pre-backup.d", None), ("postgres", None), ("migrations", None), ("pre-prune.d", None),
 ])
 def test_near_miss_directories_name_what_they_were_meant_to_be(name, meant):
-    from orchestrator.discovery import meant_phase_dir
+    from orchestrator.plan.discovery import meant_phase_dir
 
     assert meant_phase_dir(name, ("backup",)) == meant
 
 
 def test_a_hookignore_that_hides_a_whole_phase_is_named(hooks):
-    from orchestrator.discovery import hidden_by_ignore
+    from orchestrator.plan.discovery import hidden_by_ignore
 
     d = hooks / "pre-backup.d"
     make(d, "10-dump.sh")

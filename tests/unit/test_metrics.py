@@ -5,8 +5,8 @@ import os
 
 import pytest
 
-from orchestrator.metrics import consecutive_failures, render, run_samples, write_metrics
 from orchestrator.outcome import TaskRecord, TaskStatus
+from orchestrator.report.metrics import consecutive_failures, render, run_samples, write_metrics
 
 
 def test_failures_in_a_row_are_counted_back_to_the_last_run_that_did_not_fail():

@@ -10,17 +10,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from orchestrator import shell
-from orchestrator.cleanup import Journal, defer
-from orchestrator.discovery import IgnoreRules, PhaseDir, discover
 from orchestrator.environment import parse_handoff
 from orchestrator.errors import ConfigError
-from orchestrator.settings import (
+from orchestrator.plan.discovery import IgnoreRules, PhaseDir, discover
+from orchestrator.plan.settings import (
     format_duration,
     parse_config,
     parse_duration,
     parse_header,
 )
-from orchestrator.statedir import flat_json
+from orchestrator.state.cleanup import Journal, defer
+from orchestrator.state.statedir import flat_json
 
 ENV_NAMES = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,20}", fullmatch=True).filter(
     lambda name: not name.startswith("HOOKRUN_"))

@@ -2,9 +2,9 @@
 
 import pytest
 
-from orchestrator import pushgateway
 from orchestrator.errors import ConfigError
-from orchestrator.settings import parse_config
+from orchestrator.plan.settings import parse_config
+from orchestrator.report import pushgateway
 
 
 def test_the_grouping_key_is_job_hookrun_the_host_and_the_event():

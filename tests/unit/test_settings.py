@@ -4,7 +4,7 @@ import pytest
 
 from orchestrator import constants as c
 from orchestrator.errors import ConfigError
-from orchestrator.settings import (
+from orchestrator.plan.settings import (
     Config,
     effective_settings,
     format_duration,
@@ -201,7 +201,7 @@ def test_only_newline_ends_a_config_line():
 
 
 def test_default_directories_for_root_and_for_other_users(monkeypatch, tmp_path):
-    from orchestrator import context
+    from orchestrator.plan import context
 
     monkeypatch.delenv("HOOKRUN_DIR", raising=False)
     monkeypatch.setattr(context.os, "geteuid", lambda: 0)

@@ -35,7 +35,7 @@ def report(args, ctx, error):
         warnings = tell(known_settings(args, ctx), reason, error)
     except Exception as problem:  # noqa: BLE001 - the refusal's own exit status must stand
         warnings = [f"cannot report the refused run: {type(problem).__name__}: {problem}"]
-    from orchestrator.printer import Console
+    from orchestrator.report.printer import Console
 
     console = Console(getattr(args, "color", None) or "auto")
     for warning in filter(None, warnings):
@@ -47,7 +47,7 @@ def tell(known, reason, error):
     where; returns the warnings (None for none)."""
     warnings = []
     if known.metrics_file:
-        from orchestrator.metrics import write_refused
+        from orchestrator.report.metrics import write_refused
 
         try:
             warnings.append(write_refused(known.metrics_file, known.event, reason,
@@ -56,7 +56,7 @@ def tell(known, reason, error):
             warnings.append(f"cannot write metrics file {known.metrics_file}: "
                             f"{problem.strerror or problem}")
     if known.notify_url:
-        from orchestrator import notify
+        from orchestrator.report import notify
 
         warnings.append(notify.ping(known.notify_url, "/fail", message(error)))
     return warnings
@@ -65,7 +65,7 @@ def tell(known, reason, error):
 def message(error):
     """The body of the ``/fail`` ping: the error as stderr shows it, one line per problem,
     control characters escaped so that no line can be forged."""
-    from orchestrator.printer import display_name
+    from orchestrator.report.printer import display_name
 
     lines = [f"hookrun: {display_name(line)}" for line in str(error).split("\n")]
     return "\n".join(lines).encode("utf-8", "replace")[:c.NOTIFY_MAX_BODY]
@@ -81,7 +81,7 @@ def known_settings(args, ctx):
     layers = [given]
     if config is not None and trusted(config, given):
         layers.append(config.values)
-    from orchestrator.settings import resolve
+    from orchestrator.plan.settings import resolve
 
     metrics_file = resolve("metrics_file", layers)
     event = ctx.event if ctx is not None else getattr(args, "event", None) or c.DEFAULT_EVENT
@@ -94,7 +94,7 @@ def url_option(text):
     a usage error before any refusal, unless the config failed first)."""
     if text is None:
         return None
-    from orchestrator.settings import parse_url
+    from orchestrator.plan.settings import parse_url
 
     try:
         return parse_url(text)
@@ -105,9 +105,9 @@ def url_option(text):
 def readable_config(args):
     """The config file a run would have read, when building its Context failed: None if it
     cannot be read or parsed (then only the command line is known)."""
-    from orchestrator.context import config_path_in, find_hooks_dirs
     from orchestrator.errors import ConfigError
-    from orchestrator.settings import load_config
+    from orchestrator.plan.context import config_path_in, find_hooks_dirs
+    from orchestrator.plan.settings import load_config
 
     path = getattr(args, "config", None)
     try:
@@ -122,11 +122,11 @@ def trusted(config, given):
     every directory above it pass them."""
     if config.path is None:
         return True
-    from orchestrator.settings import resolve
+    from orchestrator.plan.settings import resolve
 
     if not resolve("strict_permissions", (given, config.values), True):
         return True
-    from orchestrator.safety import Checker
+    from orchestrator.plan.safety import Checker
 
     checker = Checker()
     checker.check(os.path.abspath(config.path))

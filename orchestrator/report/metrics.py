@@ -96,7 +96,7 @@ def run_samples(event, status, exit_code, finished, duration, last_success, task
                 for s in RUN_STATUSES]
     samples += [(name, labels(event=event), stats[key])
                 for name, key in STATS_METRICS.items() if key in (stats or {})]
-    from orchestrator.cleanup import published_name
+    from orchestrator.state.cleanup import published_name
 
     seen = set()
     for task in tasks:
@@ -212,7 +212,7 @@ def target(path):
     without following a link (ELOOP: a link planted after this look refuses the write) and
     replaced by a rename, which follows none either."""
     from orchestrator.files import NotOwnFile, foreign_links
-    from orchestrator.safety import shown
+    from orchestrator.plan.safety import shown
 
     problems = foreign_links(path)
     if problems:

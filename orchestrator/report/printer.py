@@ -275,7 +275,7 @@ def plan_items(planned, show_all=False):
 def print_plan(planned, command=None, no_hooks=False, show_all=False, out=None, origins=False):
     """The plan as ``list`` and ``--dry-run`` print it; with ``origins`` (layered hooks
     directories) each hook's line names its hooks directory and what it replaces."""
-    from orchestrator.settings import describe
+    from orchestrator.plan.settings import describe
 
     out = out or sys.stdout
     lines = []
@@ -407,7 +407,7 @@ def utf8_locale():
 
 def print_trends(found, out=None):
     """``hookrun stats``: a table of events, then one of hooks (trends.trends())."""
-    from orchestrator.trends import BLOCKS, sparkline
+    from orchestrator.report.trends import BLOCKS, sparkline
 
     out = out or sys.stdout
     unicode = utf8_locale() and can_encode(BLOCKS, out)
@@ -441,7 +441,7 @@ def print_run(run, out=None):
               ("no hooks", "yes" if run["no_hooks"] else "no"),
               ("trigger", run.get("trigger")), ("error", run["error"])]
     if run.get("stats"):
-        from orchestrator.stats import text
+        from orchestrator.report.stats import text
 
         fields.append(("stats", text(run["stats"])))
     lines = [f"{key + ':':10} {'' if value is None else display_name(str(value))}"

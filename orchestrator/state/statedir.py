@@ -16,9 +16,9 @@ import stat
 import time
 
 from orchestrator import constants as c
-from orchestrator import safety
 from orchestrator.errors import StateError, UnsafeError
 from orchestrator.files import NEW, PRIVATE, READ, open_own, read_sized, remove_tree, write_all
+from orchestrator.plan import safety
 
 RUNS = "runs"
 LOCKS = "locks"

@@ -127,7 +127,7 @@ def defer(argv, journal_path, marks=None):
             os.fsync(fd)
         except OSError as error:
             # The line is in the journal and runs; only a power loss now could lose it.
-            from orchestrator.printer import print_warnings
+            from orchestrator.report.printer import print_warnings
 
             print_warnings([f"defer: registered, but not synced to disk: "
                             f"{error.strerror or error}"])

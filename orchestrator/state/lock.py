@@ -13,7 +13,7 @@ import time
 
 from orchestrator.errors import LockBusy, StateError
 from orchestrator.files import open_own
-from orchestrator.statedir import LOCKS
+from orchestrator.state.statedir import LOCKS
 
 WAIT_STEP = 0.1
 

@@ -75,7 +75,7 @@ def parse_key(key, value):
             raise ValueError(f"unknown type {value!r} (one of {', '.join(TYPES)})")
         return value
     if key == "url":
-        from orchestrator.settings import parse_url
+        from orchestrator.plan.settings import parse_url
 
         if not value:
             raise ValueError("empty (a channel needs its URL)")
@@ -90,7 +90,7 @@ def parse_key(key, value):
     if key == "triggers":
         return word_list(value, None, "trigger")
     if key == "send_output":
-        from orchestrator.settings import parse_bool
+        from orchestrator.plan.settings import parse_bool
 
         return parse_bool(value)
     if key == "method":
@@ -247,7 +247,7 @@ class Message:
         return values
 
     def output_text(self):
-        from orchestrator.printer import display
+        from orchestrator.report.printer import display
 
         return display(self.output or b"").rstrip("\n")
 
@@ -301,7 +301,7 @@ def healthchecks_suffix(status, exit_code):
 
 def latin1_header(text):
     """A header value: one line, non-ASCII as '?' (http.client sends Latin-1)."""
-    from orchestrator.printer import display_name
+    from orchestrator.report.printer import display_name
 
     return display_name(text).encode("ascii", "replace").decode("ascii")
 
@@ -427,7 +427,7 @@ def deliver(req, secrets, timeout=None):
     """Send ``req``, trying up to TRIES times while ``timeout`` seconds (all tries together)
     last; None when it arrived, else a one-line reason with ``secrets`` (the token, the
     URL) masked. Never raises."""
-    from orchestrator import web
+    from orchestrator.report import web
 
     end = time.monotonic() + (TIMEOUT if timeout is None else timeout)
     reason, pause = "not sent", RETRY_PAUSE

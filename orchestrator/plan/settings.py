@@ -139,11 +139,11 @@ def parse_url(text):
     host = rest.split("/", 1)[0]
     if url and not (sep and scheme in ("http", "https") and host and not
                     any(ch.isspace() for ch in host)):
-        from orchestrator.web import masked
+        from orchestrator.report.web import masked
 
         raise ValueError(f"bad URL {masked(url)!r} (use http:// or https://)")
     if not url.isascii():
-        from orchestrator.web import masked
+        from orchestrator.report.web import masked
 
         # No request could carry it: http.client sends the request line as ASCII.
         raise ValueError(f"bad URL {masked(url)!r} (not ASCII: percent-encode it, and write "
@@ -362,7 +362,7 @@ def parse_config(text, path):
             continue
         target[key] = parse_value(key, value.strip(), parsers, section, where)
     if config.notify:
-        from orchestrator.channels import check_section
+        from orchestrator.report.channels import check_section
 
         for name, found in config.notify.items():
             check_section(name, found)
@@ -373,7 +373,7 @@ def channel_setting(target, key, value, section, where):
     """Add ``key = value`` of the [notify NAME] section ``section`` to its dict ``target``;
     ``header`` lines add up. Every value is checked by channels.parse_key (its ValueError
     becomes a ConfigError naming file and line)."""
-    from orchestrator.channels import parse_key
+    from orchestrator.report.channels import parse_key
 
     if key not in CHANNEL_PARSERS:
         raise ConfigError(f"{where}: unknown key '{key}' in [{section}] (known: "

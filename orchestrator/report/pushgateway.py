@@ -11,7 +11,7 @@ import socket
 import urllib.parse
 
 from orchestrator import constants as c
-from orchestrator import metrics
+from orchestrator.report import metrics
 
 JOB = "hookrun"
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -42,7 +42,7 @@ def push(url, event, run, host=None):
     """PUT this run's series (``run`` holds the keyword arguments of metrics.run_samples) to
     the Pushgateway at ``url``, within PUSH_TIMEOUT in all; returns None, or a one-line
     problem that shows the URL with its password masked (never raises)."""
-    from orchestrator import web
+    from orchestrator.report import web
 
     target = push_url(url, event, host or socket.gethostname())
     body = metrics.render(metrics.run_samples(event, **run)).encode("utf-8")

@@ -14,7 +14,7 @@ def ping(url, suffix, body=b"", run_id=None):
     end, when ``run_id`` is given), tried up to channels.TRIES times within TIMEOUT in all;
     returns None, or a one-line error that shows the URL with its password masked (never
     raises)."""
-    from orchestrator import channels, web
+    from orchestrator.report import channels, web
 
     target = url.rstrip("/") + suffix
     sent = channels.with_query(target, rid=channels.rid(run_id)) if run_id else target
@@ -28,7 +28,7 @@ def ping(url, suffix, body=b"", run_id=None):
 def published(run):
     """The run's record as notifications carry it: a cleanup named by its command word, not
     by its whole line (which may hold a password)."""
-    from orchestrator.cleanup import published_name
+    from orchestrator.state.cleanup import published_name
 
     tasks = [dict(task, name=published_name(task["phase"], task["name"]))
              for task in run["tasks"]]
@@ -39,7 +39,7 @@ def summary(run, failed_output, error=None):
     """The body of the end ping: status, error, task counts, last lines of the failed step.
     ``run`` is a published() record; every line is escaped, so none can be forged.
     ``error``: the error line to show, when not the record's own (one without output)."""
-    from orchestrator.printer import display, display_name
+    from orchestrator.report.printer import display, display_name
 
     tasks = run["tasks"]
     counts = {
@@ -53,7 +53,7 @@ def summary(run, failed_output, error=None):
              f"error: {display_name((run['error'] if error is None else error) or '-')}",
              f"tasks: {counts['completed']} completed, {counts['failed']} failed, "
              f"{counts['skipped']} skipped, {len(tasks)} total"]
-    from orchestrator.stats import summary_line
+    from orchestrator.report.stats import summary_line
 
     if run.get("stats"):
         lines.insert(2, summary_line(run["stats"]))
