@@ -99,7 +99,7 @@ retry is allowed, and the verdict if no retry follows."""
 
 def judge(kind, outcome, on_failure, warning_codes=()):
     """Judge one attempt of a task of phase ``kind`` that ended with ``outcome`` (a
-    process.Outcome), given what its failures do (``on_failure``) and which exit statuses
+    process.ProcessResult), given what its failures do (``on_failure``) and which exit statuses
     are only warnings (``warning_codes``: restic's 3, borg's 1, rsync's 24). With
     ``ignore``, exit statuses 62, 63 and 75 mean nothing special. The command is judged
     with ``stop``. A check that could not give its answer (a timeout, a signal, a failure

@@ -2,7 +2,7 @@
 
 Every hook and the command run in a session of their own. One loop per process waits, with a
 deadline on every wait, for output, for the process's exit (a pidfd), for hookrun's own signals
-(a wakeup pipe) and for the next deadline of its Stop, the explicit state machine of a
+(a wakeup pipe) and for the next deadline of its WatchState, the explicit state machine of a
 watched process: running -> terminating -> killing -> draining -> done. A timeout or a signal
 sends SIGTERM (or the received signal) to the process group, then after ``kill_grace`` SIGKILL
 to every process left in the tree, including those that left the group. The group is
@@ -73,9 +73,10 @@ class Spec(namedtuple("Spec", "argv env timeout kill_grace capture stdin umask s
         return self.env.get(COOKIE)
 
 
-class Outcome(namedtuple("Outcome", "exit_code killed_by timed_out interrupted_by spawn_error "
-                                    "cpu_seconds max_rss_bytes stragglers stalled",
-                         defaults=(None, False, None, None, 0.0, None, (), None))):
+class ProcessResult(namedtuple("ProcessResult",
+                               "exit_code killed_by timed_out interrupted_by spawn_error "
+                               "cpu_seconds max_rss_bytes stragglers stalled",
+                               defaults=(None, False, None, None, 0.0, None, (), None))):
     """How a process ended. ``exit_code`` is shell-style (128+N for signal N); when it could
     not start, ``spawn_error`` says why and ``exit_code`` is 126 or 127. ``max_rss_bytes``
     is None when the process stayed below hookrun's own peak: Linux counts the memory of the
@@ -204,14 +205,14 @@ KILLING = "killing"          # SIGKILL went to its tree; waiting a while for the
 DRAINING = "draining"        # it ended, but something still holds its output open
 DONE = "done"
 
-# What the watching loop must do (Stop tells it, the loop does it).
-TERMINATE = "terminate"  # signal the group with Stop.signum, note the tree
+# What the watching loop must do (WatchState tells it, the loop does it).
+TERMINATE = "terminate"  # signal the group with WatchState.signum, note the tree
 KILL = "kill"            # SIGKILL to the group and every process of the tree
 STOP_READING = "stop reading and name the strays"
 GIVE_UP = "give up"      # stop reading; a process SIGKILL did not end counts as killed
 
 
-class Stop:
+class WatchState:
     """The state machine of one watched process, without any I/O: events in (it exited, its
     output closed, a signal came, the clock moved), actions out, and one next deadline.
 
@@ -361,11 +362,11 @@ def libc_function(name):
 
 
 def spawn_error_outcome(error):
-    """The Outcome of a process that could not be started: 127 not found, 126 otherwise."""
+    """The ProcessResult of a process that could not be started: 127 not found, 126 otherwise."""
     if error.errno == errno.ENOENT:
-        return Outcome(exit_code=c.EXIT_NOT_FOUND,
+        return ProcessResult(exit_code=c.EXIT_NOT_FOUND,
                        spawn_error="not found (or its interpreter is missing)")
-    return Outcome(exit_code=c.EXIT_NOT_EXECUTABLE,
+    return ProcessResult(exit_code=c.EXIT_NOT_EXECUTABLE,
                    spawn_error=f"cannot execute: {error.strerror or error}")
 
 
@@ -538,7 +539,7 @@ class Supervisor:
         """Run ``spec`` to its end, handing output chunks to ``sink(stream, data)`` (and,
         about once a second once it has run a second, ``sink.tick(elapsed)``).
 
-        Returns an Outcome. Signals that arrive while it runs are forwarded (see module doc).
+        Returns an ProcessResult. Signals that arrive while it runs are forwarded (see module doc).
         """
         started = self.clock()
         # Signals from now on are this process's: one that comes while it starts, before the
@@ -646,7 +647,7 @@ class Supervisor:
 
 
 class Watch:
-    """The waiting loop of one process: it does the I/O, its Stop decides. See
+    """The waiting loop of one process: it does the I/O, its WatchState decides. See
     Supervisor.run."""
 
     def __init__(self, supervisor, proc, spec, sink, started, seen_signals):
@@ -658,7 +659,7 @@ class Watch:
         self.sink = sink
         self.started = started
         self.seen_signals = seen_signals  # how many of signals.received came before it
-        self.stop = Stop(started, spec.timeout, spec.kill_grace, spec.shielded, spec.stall)
+        self.stop = WatchState(started, spec.timeout, spec.kill_grace, spec.shielded, spec.stall)
         self.poller = select.poll()
         self.streams = {}
         for name, fd in (("stdout", proc.stdout), ("stderr", proc.stderr)):
@@ -758,7 +759,7 @@ class Watch:
             self.act(self.stop.signalled(signum, self.seen_signals >= 2, now))
 
     def act(self, action):
-        """Do what the Stop decided."""
+        """Do what the WatchState decided."""
         if action == TERMINATE:
             self.signal_group(self.stop.signum)
             self.tree = self.task_processes()
@@ -824,9 +825,10 @@ class Watch:
             cpu = self.rusage.ru_utime + self.rusage.ru_stime
             if self.supervisor.above_own_peak(self.rusage.ru_maxrss):
                 rss = self.rusage.ru_maxrss * 1024
-        return Outcome(exit_code=exit_code, killed_by=killed_by, timed_out=self.stop.timed_out,
-                       interrupted_by=self.stop.interrupted_by, cpu_seconds=round(cpu, 6),
-                       max_rss_bytes=rss, stragglers=self.stragglers,
+        return ProcessResult(exit_code=exit_code, killed_by=killed_by,
+                                   timed_out=self.stop.timed_out,
+                             interrupted_by=self.stop.interrupted_by, cpu_seconds=round(cpu, 6),
+                             max_rss_bytes=rss, stragglers=self.stragglers,
                        stalled=self.stop.stall if self.stop.stalled else None)
 
     def close(self):

@@ -12,11 +12,11 @@ from orchestrator.outcome import (
     Verdict,
     judge,
 )
-from orchestrator.process import Outcome
+from orchestrator.process import ProcessResult
 
 
 def exited(code, **kw):
-    return Outcome(exit_code=code, **kw)
+    return ProcessResult(exit_code=code, **kw)
 
 
 @pytest.mark.parametrize("kind, code, on_failure, status, retry, verdict", [

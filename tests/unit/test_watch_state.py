@@ -1,4 +1,4 @@
-"""process.Stop, the state machine of a watched process, driven by a fake clock: no process,
+"""process.WatchState, the state machine of a watched process, driven by a fake clock: no process,
 no sleeping. Every transition of running -> terminating -> killing -> draining -> done."""
 
 import signal
@@ -13,11 +13,11 @@ TIMEOUT, GRACE = 10.0, 2.0
 
 
 def timed(shielded=False):
-    return p.Stop(now=100.0, timeout=TIMEOUT, grace=GRACE, shielded=shielded)
+    return p.WatchState(now=100.0, timeout=TIMEOUT, grace=GRACE, shielded=shielded)
 
 
 def untimed():
-    return p.Stop(now=100.0, timeout=None, grace=GRACE)
+    return p.WatchState(now=100.0, timeout=None, grace=GRACE)
 
 
 def test_a_process_that_exits_and_closes_its_output_is_done_without_an_action():
@@ -131,7 +131,7 @@ def test_without_a_timeout_the_clock_alone_never_stops_it():
 
 
 def test_a_long_wait_is_cut_into_steps_poll_can_take():
-    stop = p.Stop(now=0.0, timeout=10 * p.MAX_WAIT, grace=GRACE)
+    stop = p.WatchState(now=0.0, timeout=10 * p.MAX_WAIT, grace=GRACE)
     assert stop.wait(0.0) == p.MAX_WAIT
     assert stop.wait(20 * p.MAX_WAIT) == 0.0
 
@@ -147,7 +147,7 @@ def test_any_order_of_events_keeps_the_machine_sound(events, shielded, timeout):
     done is final, a deadline exists in every state but done, and once the process has
     exited, its output closed and its tree gone, the clock alone brings it to done."""
     now = 0.0
-    stop = p.Stop(now, timeout, GRACE, shielded)
+    stop = p.WatchState(now, timeout, GRACE, shielded)
     actions, signals = [], 0
     for event, step in events:
         was_done = stop.done
@@ -183,7 +183,7 @@ def test_any_order_of_events_keeps_the_machine_sound(events, shielded, timeout):
 
 
 def test_a_stall_is_a_timeout_that_output_pushes_back():
-    stop = p.Stop(now=100.0, timeout=TIMEOUT, grace=GRACE, stall=3.0)
+    stop = p.WatchState(now=100.0, timeout=TIMEOUT, grace=GRACE, stall=3.0)
     assert stop.deadline == 103.0
     stop.output_seen(102.0)
     assert stop.deadline == 105.0
@@ -194,7 +194,7 @@ def test_a_stall_is_a_timeout_that_output_pushes_back():
 
 
 def test_output_never_pushes_the_stall_past_the_timeout():
-    stop = p.Stop(now=100.0, timeout=TIMEOUT, grace=GRACE, stall=3.0)
+    stop = p.WatchState(now=100.0, timeout=TIMEOUT, grace=GRACE, stall=3.0)
     for now in (102.0, 104.0, 106.0, 108.0, 109.5):
         stop.output_seen(now)
     assert stop.deadline == 110.0
