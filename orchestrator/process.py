@@ -826,10 +826,10 @@ class Watch:
             if self.supervisor.above_own_peak(self.rusage.ru_maxrss):
                 rss = self.rusage.ru_maxrss * 1024
         return ProcessResult(exit_code=exit_code, killed_by=killed_by,
-                                   timed_out=self.stop.timed_out,
+                             timed_out=self.stop.timed_out,
                              interrupted_by=self.stop.interrupted_by, cpu_seconds=round(cpu, 6),
                              max_rss_bytes=rss, stragglers=self.stragglers,
-                       stalled=self.stop.stall if self.stop.stalled else None)
+                             stalled=self.stop.stall if self.stop.stalled else None)
 
     def close(self):
         if self.status is None:

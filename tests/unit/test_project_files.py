@@ -39,10 +39,10 @@ def test_runtime_dependencies_are_exactly_the_three_allowed():
 
 def test_pyproject_holds_the_build_system_and_the_lint_settings_only():
     """The metadata stays in setup.cfg; pyproject.toml has the build system and the settings
-    of the tools that read only it (ruff), which .ci/run uses as they are."""
+    of the tools that read only it (ruff, mypy), which .ci/run uses as they are."""
     text = (TOP / "pyproject.toml").read_text()
     assert re.findall(r"^\[(.+)\]", text, re.M) == ["build-system", "tool.ruff",
-                                                     "tool.ruff.lint"]
+                                                     "tool.ruff.lint", "tool.mypy"]
     ci = (TOP / ".ci" / "run").read_text()
     assert "ruff check orchestrator tests" in ci and "--select" not in ci
 
