@@ -8,8 +8,8 @@ three wings hold what it uses: plan/ (what will run), state/ (what stays on disk
    hooks tree, plan), with plan.discovery (which files run), plan.settings (headers, config),
    plan.safety (trust rules) and report.refusal (a refused run made seen);
 2. the lock and the run directory: session, state.lock, state.statedir;
-3. recovery of crashed runs: session.recover, state.cleanup (journals), state.statedir (dead
-   runs);
+3. recovery of crashed runs: state.cleanup (the whole cleanup feature: journals, their
+   replay, dead runs, recovery), on state.statedir's run directories;
 4-8. pre-, the command, post-, on-error/on-success, cleanups and finally.d: run.Lifecycle,
    deciding through outcome.RunState, each phase through phases.run_phase, each task through
    engine.Engine.run_task, each process through process (the only module that spawns and

@@ -39,13 +39,24 @@ ENV_FIRST = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_")
 ENV_REST = ENV_FIRST | frozenset("0123456789")
 
 CONFIG_NAME = "hookrun.conf"
-JOURNAL_NAME = "cleanup"  # a run directory's cleanup journal (its marks: JOURNAL_NAME.marks)
 IGNORE_NAME = ".hookignore"
 LOG_NAME = "hookrun.log"
 HISTORY_NAME = "history.sqlite3"
 ROOT_HOOKS_DIR = "/etc/hookrun"
 ROOT_LIB_HOOKS_DIR = "/usr/lib/hookrun"  # hooks that packages ship, below the admin's
 ROOT_STATE_DIR = "/var/lib/hookrun"
+
+# The files of a run directory (STATE_DIR/runs/RUN_ID/), named here only.
+RUN_META = "meta.json"  # run id, event, pid, for recovery
+RUN_OWNER_LOCK = "owner.lock"  # flocked by the run for its whole life
+JOURNAL_NAME = "cleanup"  # the cleanup journal ($HOOKRUN_CLEANUP)
+JOURNAL_MARKS = "cleanup.marks"  # one byte per journal line, set once it has run
+SUB_JOURNAL_PREFIX = "cleanup.task-"  # cleanup.task-N: a user= hook's journal (marks: .marks)
+RUN_ENV_FILE = "env"  # $HOOKRUN_ENV (a user= hook's: env.task-N)
+RUN_STATS_FILE = "stats"  # $HOOKRUN_STATS (a user= hook's: stats.task-N)
+RUN_ERROR_LOG = "error.log"  # $HOOKRUN_ERROR_LOG: the last output of what failed
+RUN_RECORD = "record.json"  # the record notify_command reads on stdin
+RUN_BIN = "bin"  # hookrun's own command, first on the hooks' PATH
 
 # Defaults (design.md sections 1, 3, 4, 7).
 DEFAULT_TIMEOUT = 300.0

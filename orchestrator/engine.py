@@ -41,18 +41,9 @@ from orchestrator.process import (
     identity_of,
 )
 from orchestrator.report.printer import display_name
-from orchestrator.state.cleanup import SUB_PREFIX, Journal
+from orchestrator.state.cleanup import CLEANUP_WRAPPER, Journal, Replay
 from orchestrator.timestamps import now_iso
 
-ENV_FILE = "env"
-STATS_FILE = "stats"  # $HOOKRUN_STATS: key=value lines of backup statistics
-# $1 the cleanup line, $2 its index, $3 the marks file, and the words after them (if any) run
-# the cleanup as the user who deferred it (process.as_identity_argv); fd 3 holds the run's
-# owner lock and is closed for the cleanup itself, so a daemon it starts cannot keep the lock.
-# The mark is one byte written in place, into space reserved when the cleanup was registered.
-CLEANUP_WRAPPER = ('line=$1 index=$2 marks=$3; shift 3; "$@" /bin/sh -c "$line" 3>&-; '
-                   'status=$?; printf "\\001" | dd of="$marks" bs=1 seek="$index" count=1 '
-                   'conv=notrunc 2>/dev/null; exit $status')
 WIND_DOWN = (c.PHASE_ON_ERROR, c.PHASE_ON_SUCCESS, c.PHASE_FINALLY)
 
 TaskRun = namedtuple("TaskRun", "record verdict output")
@@ -94,8 +85,8 @@ class Engine:
         self.run_id = run_id
         self.run_dir = run_dir
         self.journal = Journal(run_dir.path)
-        self.env_file = run_dir.file(ENV_FILE)
-        self.stats_file = run_dir.file(STATS_FILE)
+        self.env_file = run_dir.file(c.RUN_ENV_FILE)
+        self.stats_file = run_dir.file(c.RUN_STATS_FILE)
         self.stats_files = []  # the HOOKRUN_STATS files of user= hooks, read after the run's
         self.base = base_environment(ctx.config.env, ctx.path)
         self.handoff = {}
@@ -114,9 +105,7 @@ class Engine:
         }
         self.shared = None
         self.tasks_started = 0
-        # (journal path, line number, why) of damage already warned about: a journal is
-        # read again at each pass of the wind-down, and each damage is told once.
-        self.damage_reported = set()
+        self.replay = Replay(self)
         # Told of each task's start and end (the history of a run going on), if set.
         self.progress = None
         self.journal.create()
@@ -341,9 +330,9 @@ class Engine:
         descriptors (/dev/fd/N), files hookrun made for that user in the run directory, which
         stays root's: no path it could open, and none another user could redirect."""
         number = self.tasks_started + 1
-        sub = Journal(self.run_dir.path, f"{SUB_PREFIX}{number}")
-        env_path = self.run_dir.file(f"{ENV_FILE}.task-{number}")
-        stats_path = self.run_dir.file(f"{STATS_FILE}.task-{number}")
+        sub = Journal(self.run_dir.path, f"{c.SUB_JOURNAL_PREFIX}{number}")
+        env_path = self.run_dir.file(f"{c.RUN_ENV_FILE}.task-{number}")
+        stats_path = self.run_dir.file(f"{c.RUN_STATS_FILE}.task-{number}")
         fds = []
         try:
             fds += sub.create_for(identity.uid, identity.gid)
@@ -421,50 +410,11 @@ class Engine:
 
     def run_cleanups(self, journal=None, phase=c.PHASE_CLEANUP, lock_fd=None):
         """Run the pending cleanups of ``journal`` (this run's by default; ``lock_fd`` is the
-        owner lock of its run directory), last registered first, each marked done once it
-        has run to its end; cleanups registered meanwhile run too. A second signal stops here
-        and leaves the rest pending. Lines that are never run are reported, and left in
-        ``journal.damaged``. Returns TaskRuns."""
+        owner lock of its run directory), last registered first (cleanup.Replay). Returns
+        TaskRuns."""
         if journal is None:
             journal, lock_fd = self.journal, self.run_dir.lock_fd
-        try:
-            journal.reserve_all()
-        except OSError as error:
-            self.reporter.warn(f"cannot reserve space to mark cleanups done in "
-                               f"{journal.marks_path}: {error.strerror or error}; a cleanup "
-                               "cut off by a crash now may run again at recovery")
-        runs = []
-        while not self.signals.hard_stop:
-            try:
-                pending = self.read_pending(journal)
-            except (OSError, MemoryError) as error:
-                journal.unreadable = True
-                self.reporter.warn(f"cannot read the cleanups of {journal.path}: "
-                                   f"{fault_text(error)}; they are left pending for "
-                                   "'hookrun recover' and the next run")
-                break
-            self.report_damage(journal)
-            if not pending:
-                break
-            for number, (owner, index, line) in enumerate(pending, 1):
-                if self.signals.hard_stop:
-                    break
-                runs.append(self.run_cleanup(line, phase, number, len(pending),
-                                             (index, owner, lock_fd)))
-                if not self.signals.hard_stop:
-                    self.mark_done(owner, index)
-        return runs
-
-    def read_pending(self, journal):
-        """journal.pending(), tried JOURNAL_READ_ATTEMPTS times: an I/O error may pass, and
-        until the journal is read its cleanups cannot run. OSError from the last attempt."""
-        for attempt in range(1, c.JOURNAL_READ_ATTEMPTS + 1):
-            try:
-                return journal.pending()
-            except (OSError, MemoryError):
-                if attempt == c.JOURNAL_READ_ATTEMPTS or self.signals.hard_stop:
-                    raise
-                self.signals.sleep(c.JOURNAL_RETRY_DELAY)
+        return self.replay.run(journal, phase, lock_fd)
 
     def run_cleanup(self, line, phase, index, count, entry):
         """One cleanup line, in a wrapper shell that marks it done itself when it ends and
@@ -497,7 +447,7 @@ class Engine:
         problem or None. It is not a task of the run: its output is shown, not recorded."""
         import json
 
-        path = self.run_dir.file("record.json")
+        path = self.run_dir.file(c.RUN_RECORD)
         try:
             write_private(path, json.dumps(record, ensure_ascii=False).encode())
         except OSError as error:
@@ -512,36 +462,12 @@ class Engine:
             return f"notify_command {argv[0]} failed: {run.record.reason}"
         return None
 
-    def report_damage(self, journal):
-        """Warn about each line of ``journal`` that is never run, once per Engine."""
-        for number, why in journal.damaged:
-            if (journal.path, number, why) not in self.damage_reported:
-                self.damage_reported.add((journal.path, number, why))
-                where = f"line {number}" if number else "it"
-                self.reporter.warn(f"cleanup journal {display_name(journal.path)}: {where} "
-                                   f"{why}: not run, kept for inspection")
-
-    def mark_done(self, journal, index):
-        try:
-            journal.mark_done(index)
-        except OSError as error:
-            # The wrapper shell marked it already, unless it was killed.
-            self.reporter.warn(f"cannot mark cleanup {index + 1} done in {journal.marks_path}: "
-                               f"{error.strerror or error}")
-
     def skipped(self, kind, name, reason):
         """The record of a task that did not run."""
         record = TaskRecord(kind, name, TaskStatus.SKIPPED, reason=reason)
         self.reporter.finished(f"{kind}/{display_name(name)}", record)
         self.task_finished(record)
         return record
-
-
-def fault_text(error):
-    """What an OSError or another fault (a MemoryError says nothing itself) was, in words."""
-    if isinstance(error, MemoryError):
-        return "out of memory"
-    return getattr(error, "strerror", None) or str(error) or type(error).__name__
 
 
 def identity_of_uid(uid):
@@ -567,7 +493,7 @@ def write_own_command(run_dir):
     package is found by the one directory named here, explicitly."""
     import orchestrator
 
-    directory = run_dir.file("bin")
+    directory = run_dir.file(c.RUN_BIN)
     package_parent = os.path.dirname(os.path.dirname(os.path.abspath(orchestrator.__file__)))
     code = (f"import sys; sys.path.insert(0, {package_parent!r}); "
             "from orchestrator.cli import main; sys.exit(main())")

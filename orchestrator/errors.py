@@ -32,3 +32,10 @@ class StateError(HookrunError):
 
 class LockBusy(HookrunError):
     exit_status = c.EXIT_LOCKED
+
+
+def fault_text(error):
+    """What an OSError or another fault (a MemoryError says nothing itself) was, in words."""
+    if isinstance(error, MemoryError):
+        return "out of memory"
+    return getattr(error, "strerror", None) or str(error) or type(error).__name__

@@ -11,7 +11,7 @@ import time
 
 from orchestrator import constants as c
 from orchestrator import shell
-from orchestrator.errors import StateError
+from orchestrator.errors import StateError, fault_text
 from orchestrator.files import write_private
 from orchestrator.outcome import (
     Failure,
@@ -25,12 +25,10 @@ from orchestrator.outcome import (
 from orchestrator.phases import DRY_RUN_SKIP, run_phase, select_only
 from orchestrator.plan import context, discovery
 from orchestrator.report.printer import display_name, print_plan, print_warnings
-from orchestrator.session import Session, new_run_id, recover
+from orchestrator.session import Session, new_run_id
+from orchestrator.state.cleanup import count_dead_runs, recover
 from orchestrator.state.history import Progress, open_history, run_record
-from orchestrator.state.statedir import count_dead_runs
 from orchestrator.timestamps import now_iso
-
-ERROR_LOG = "error.log"
 
 
 def plan_warnings(plan):
@@ -268,8 +266,6 @@ class Lifecycle:
         try:
             step()
         except Exception as error:  # noqa: BLE001 - the wind-down must go on whatever failed
-            from orchestrator.engine import fault_text
-
             self.engine.journal.unreadable = self.engine.journal.unreadable or cleanups
             line = (f"internal fault while running {what}: {type(error).__name__}: "
                     f"{fault_text(error)}")
@@ -323,7 +319,7 @@ class Lifecycle:
             # hands BACKUP_ERROR on.
             self.without_output[f"{line}: {said}"] = line
             line += f": {said}"
-        path = self.engine.run_dir.file(ERROR_LOG)
+        path = self.engine.run_dir.file(c.RUN_ERROR_LOG)
         try:
             write_private(path, run.output.tail_bytes())
         except OSError as error:

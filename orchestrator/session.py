@@ -1,22 +1,19 @@
 """What every command that runs things holds (a Session: the state directory, the log, the
-terminal, the signal watch, the process supervisor, the event lock, the run's directory), and
-the recovery of the runs that died with cleanups pending."""
+terminal, the signal watch, the process supervisor, the event lock, the run's directory)."""
 
 import os
 import time
 
-from orchestrator import constants as c
 from orchestrator.engine import Engine
 from orchestrator.errors import LockBusy, StateError, UnsafeError
 from orchestrator.files import NotOwnFile, NotRegularFile, output_file_problems
 from orchestrator.process import Signals, Supervisor
 from orchestrator.report.output import Reporter
 from orchestrator.report.printer import Console, display_name
-from orchestrator.state.cleanup import Journal
+from orchestrator.state.cleanup import close_run_dir
 from orchestrator.state.lock import WAIT_STEP, EventLock
 from orchestrator.state.statedir import (
     RunDir,
-    dead_runs,
     ensure_state_dir,
     live_rivals,
     process_start,
@@ -167,65 +164,3 @@ class Session:
         """Remove the run's directory, unless a second signal left cleanups pending in it
         for ``hookrun recover``, or its journal had lines that were not run."""
         close_run_dir(self.reporter, engine.run_dir, engine.journal, self.signals.hard_stop)
-
-
-def close_run_dir(reporter, run_dir, journal, hard_stop, recovered=False):
-    """Remove a run directory whose cleanups have run. Keep it, for ``hookrun recover``,
-    when its cleanups could not be read or a second signal (``hard_stop``) left cleanups
-    pending; keep it aside, for a person to look at, when its journal was damaged, or when
-    recovery (``recovered``) too found the journal unreadable: a read error must not stop
-    every later run."""
-    if journal.unreadable:
-        if recovered and journal.read_failed:
-            reporter.warn(f"cleanup journal {display_name(journal.path)} cannot be read: its "
-                          f"run directory is set aside as damaged in {run_dir.keep()}, its "
-                          "cleanups not run (fix: inspect it, run what is still needed, then "
-                          "remove it)")
-        else:
-            run_dir.release()
-        return
-    if hard_stop:
-        try:
-            pending = bool(journal.pending())
-        except OSError:
-            pending = True
-        if pending:
-            reporter.warn("interrupted twice: cleanups left pending for 'hookrun recover'")
-            run_dir.release()
-            return
-    if journal.damaged:
-        reporter.warn(f"cleanup journal kept for inspection in {run_dir.keep()}")
-    else:
-        run_dir.remove()
-
-
-def recover(engine, history, state_dir):
-    """Replay the pending cleanups of every dead run, last registered first, recording them
-    in the dead run's history (phase ``recover``); returns the records. The processes a dead
-    run left running are ended first, so that no undo races the hook it undoes."""
-    records = []
-    found_dead, refused = dead_runs(state_dir)
-    for line in refused:
-        engine.reporter.warn(line)
-    for dead in found_dead:
-        if engine.signals.hard_stop:
-            dead.release()
-            continue
-        dead_id = dead.run_id
-        engine.reporter.warn(f"recovering run {display_name(dead_id)}: it ended without "
-                             "running its cleanups")
-        ended = engine.supervisor.end_leftovers(dead_id, engine.ctx.kill_grace)
-        if ended:
-            engine.reporter.warn(f"ended what run {display_name(dead_id)} left running: "
-                                 f"{', '.join(ended)}")
-        journal = Journal(dead.path)
-        found = [run.record for run in engine.run_cleanups(journal, c.PHASE_RECOVER,
-                                                           dead.lock_fd)]
-        if dead.meta.get("recorded", True):
-            try:
-                history.add_recovered(dead_id, dead.meta.get("event"), found)
-            except StateError as error:
-                engine.reporter.warn(str(error))
-        records.extend(found)
-        close_run_dir(engine.reporter, dead, journal, engine.signals.hard_stop, recovered=True)
-    return records

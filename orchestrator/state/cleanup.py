@@ -1,4 +1,7 @@
-"""Deferred cleanups: the journal a run's hooks append to, and its replay, last first.
+"""Deferred cleanups, the whole feature: the journal a run's hooks append to (Journal,
+defer), its replay, last registered first (Replay, with the wrapper shell that marks each
+cleanup done), the runs that died with cleanups pending (dead_runs) and their recovery
+(recover), and what becomes of a run directory once its cleanups ran (close_run_dir).
 
 The journal (``$HOOKRUN_CLEANUP``) holds one /bin/sh command line per line; ``hookrun defer``
 appends ``shell.join(argv)``, so the quoting of its arguments is kept. Only complete lines
@@ -25,17 +28,24 @@ import os
 
 from orchestrator import constants as c
 from orchestrator import shell
-from orchestrator.errors import StateError, UsageError
+from orchestrator.errors import StateError, UsageError, fault_text
 from orchestrator.files import READ, NotOwnFile, open_own, read_sized
+from orchestrator.plan import safety
+from orchestrator.report.printer import display_name
+from orchestrator.state.statedir import RunDir, damage, run_dir_problem, scan, try_lock
 
-JOURNAL = c.JOURNAL_NAME
-MARKS = "cleanup.marks"
 DONE = b"\x01"
 RESERVED = 65536  # bytes of marks reserved when a run starts: journals up to 64 KiB
 MAX_JOURNAL = 4 << 20  # what is read of a journal; lines past it are reported, not run
-SUB_PREFIX = "cleanup.task-"
 SUB_LINE = b"#hookrun-journal "
 FD_PREFIX = "/dev/fd/"
+# $1 the cleanup line, $2 its index, $3 the marks file, and the words after them (if any) run
+# the cleanup as the user who deferred it (process.as_identity_argv); fd 3 holds the run's
+# owner lock and is closed for the cleanup itself, so a daemon it starts cannot keep the lock.
+# The mark is one byte written in place, into space reserved when the cleanup was registered.
+CLEANUP_WRAPPER = ('line=$1 index=$2 marks=$3; shift 3; "$@" /bin/sh -c "$line" 3>&-; '
+                   'status=$?; printf "\\001" | dd of="$marks" bs=1 seek="$index" count=1 '
+                   'conv=notrunc 2>/dev/null; exit $status')
 
 
 def command_word(line):
@@ -59,7 +69,7 @@ def published_name(phase, name):
 
 
 def marks_path(journal_path):
-    return os.path.join(os.path.dirname(journal_path), MARKS)
+    return os.path.join(os.path.dirname(journal_path), c.JOURNAL_MARKS)
 
 
 def inherited_fd(path):
@@ -159,10 +169,10 @@ def append_whole(fd, journal_path, data, line, marks=None):
 class Journal:
     """The cleanup journal of one run directory."""
 
-    def __init__(self, run_dir_path, name=JOURNAL, owner=None):
+    def __init__(self, run_dir_path, name=c.JOURNAL_NAME, owner=None):
         self.run_dir_path = run_dir_path
         self.path = os.path.join(run_dir_path, name)
-        self.marks_path = os.path.join(run_dir_path, MARKS if name == JOURNAL
+        self.marks_path = os.path.join(run_dir_path, c.JOURNAL_MARKS if name == c.JOURNAL_NAME
                                        else f"{name}.marks")
         # None: hookrun's own journal; else the uid its lines run as (a user= hook's).
         self.owner = owner
@@ -257,7 +267,8 @@ class Journal:
         for index, line in enumerate(lines):
             if self.owner is None and line.startswith(SUB_LINE):
                 name = line[len(SUB_LINE):].decode("ascii", "replace")
-                if name.startswith(SUB_PREFIX) and name[len(SUB_PREFIX):].isdigit():
+                number = name[len(c.SUB_JOURNAL_PREFIX):]
+                if name.startswith(c.SUB_JOURNAL_PREFIX) and number.isdigit():
                     self.subs.append((index, name))
             if b"\0" in line:
                 self.damaged.append((index + 1, "holds a NUL byte"))
@@ -318,3 +329,180 @@ class Journal:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def dead_runs(state_dir, set_aside=True):
+    """RunDirs of runs that died with their directory still there, each now locked by us,
+    and a line for each dead run that is not replayed: not hookrun's own, or damaged (a
+    meta.json or journal that is not a regular file or cannot be read), which is set aside
+    as ``.damaged-NAME`` (if ``set_aside``) so that it stops no later run."""
+    euid = os.geteuid()
+    found, refused = [], []
+    for name, path in scan(state_dir):
+        problem = run_dir_problem(path, euid)
+        if problem:
+            refused.append(f"run directory {safety.shown(path)} is not replayed: {problem} "
+                           "(fix: inspect it, then remove it)")
+            continue
+        fd = try_lock(os.path.join(path, c.RUN_OWNER_LOCK))
+        if fd is None:
+            continue
+        problem, meta = damage(path)
+        if problem is None:
+            meta.setdefault("run_id", name)
+            found.append(RunDir(path, fd, meta))
+        elif set_aside:
+            kept = RunDir(path, fd, {}).keep()
+            refused.append(f"run directory {safety.shown(path)} is damaged ({problem}): set "
+                           f"aside as {safety.shown(kept)}, its cleanups not run (fix: "
+                           "inspect it, run what is still needed, then remove it)")
+        else:
+            os.close(fd)
+            refused.append(f"run directory {safety.shown(path)} is damaged ({problem}); "
+                           "'hookrun recover' sets it aside")
+    return found, refused
+
+
+def count_dead_runs(state_dir):
+    """How many dead runs wait for recovery, and a line for each that is not replayed,
+    without taking their locks for long or changing anything."""
+    dead, refused = dead_runs(state_dir, set_aside=False)
+    for run_dir in dead:
+        run_dir.release()
+    return len(dead), refused
+
+
+class Replay:
+    """Runs the pending cleanups of journals, last registered first, through a ``runner``
+    (the Engine: its run_cleanup runs one line as a task, with its reporter and signals)."""
+
+    def __init__(self, runner):
+        self.runner = runner
+        self.reporter = runner.reporter
+        self.signals = runner.signals
+        # (journal path, line number, why) of damage already warned about: a journal is
+        # read again at each pass of the wind-down, and each damage is told once.
+        self.damage_reported = set()
+
+    def run(self, journal, phase, lock_fd):
+        """Run the pending cleanups of ``journal`` (``lock_fd`` is the owner lock of its run
+        directory), last registered first, each marked done once it has run to its end;
+        cleanups registered meanwhile run too. A second signal stops here
+        and leaves the rest pending. Lines that are never run are reported, and left in
+        ``journal.damaged``. Returns TaskRuns."""
+        try:
+            journal.reserve_all()
+        except OSError as error:
+            self.reporter.warn(f"cannot reserve space to mark cleanups done in "
+                               f"{journal.marks_path}: {error.strerror or error}; a cleanup "
+                               "cut off by a crash now may run again at recovery")
+        runs = []
+        while not self.signals.hard_stop:
+            try:
+                pending = self.read_pending(journal)
+            except (OSError, MemoryError) as error:
+                journal.unreadable = True
+                self.reporter.warn(f"cannot read the cleanups of {journal.path}: "
+                                   f"{fault_text(error)}; they are left pending for "
+                                   "'hookrun recover' and the next run")
+                break
+            self.report_damage(journal)
+            if not pending:
+                break
+            for number, (owner, index, line) in enumerate(pending, 1):
+                if self.signals.hard_stop:
+                    break
+                runs.append(self.runner.run_cleanup(line, phase, number, len(pending),
+                                                    (index, owner, lock_fd)))
+                if not self.signals.hard_stop:
+                    self.mark_done(owner, index)
+        return runs
+
+    def read_pending(self, journal):
+        """journal.pending(), tried JOURNAL_READ_ATTEMPTS times: an I/O error may pass, and
+        until the journal is read its cleanups cannot run. OSError from the last attempt."""
+        for attempt in range(1, c.JOURNAL_READ_ATTEMPTS + 1):
+            try:
+                return journal.pending()
+            except (OSError, MemoryError):
+                if attempt == c.JOURNAL_READ_ATTEMPTS or self.signals.hard_stop:
+                    raise
+                self.signals.sleep(c.JOURNAL_RETRY_DELAY)
+
+    def report_damage(self, journal):
+        """Warn about each line of ``journal`` that is never run, once per Replay."""
+        for number, why in journal.damaged:
+            if (journal.path, number, why) not in self.damage_reported:
+                self.damage_reported.add((journal.path, number, why))
+                where = f"line {number}" if number else "it"
+                self.reporter.warn(f"cleanup journal {display_name(journal.path)}: {where} "
+                                   f"{why}: not run, kept for inspection")
+
+    def mark_done(self, journal, index):
+        try:
+            journal.mark_done(index)
+        except OSError as error:
+            # The wrapper shell marked it already, unless it was killed.
+            self.reporter.warn(f"cannot mark cleanup {index + 1} done in {journal.marks_path}: "
+                               f"{error.strerror or error}")
+
+
+def close_run_dir(reporter, run_dir, journal, hard_stop, recovered=False):
+    """Remove a run directory whose cleanups have run. Keep it, for ``hookrun recover``,
+    when its cleanups could not be read or a second signal (``hard_stop``) left cleanups
+    pending; keep it aside, for a person to look at, when its journal was damaged, or when
+    recovery (``recovered``) too found the journal unreadable: a read error must not stop
+    every later run."""
+    if journal.unreadable:
+        if recovered and journal.read_failed:
+            reporter.warn(f"cleanup journal {display_name(journal.path)} cannot be read: its "
+                          f"run directory is set aside as damaged in {run_dir.keep()}, its "
+                          "cleanups not run (fix: inspect it, run what is still needed, then "
+                          "remove it)")
+        else:
+            run_dir.release()
+        return
+    if hard_stop:
+        try:
+            pending = bool(journal.pending())
+        except OSError:
+            pending = True
+        if pending:
+            reporter.warn("interrupted twice: cleanups left pending for 'hookrun recover'")
+            run_dir.release()
+            return
+    if journal.damaged:
+        reporter.warn(f"cleanup journal kept for inspection in {run_dir.keep()}")
+    else:
+        run_dir.remove()
+
+
+def recover(engine, history, state_dir):
+    """Replay the pending cleanups of every dead run, last registered first, recording them
+    in the dead run's history (phase ``recover``); returns the records. The processes a dead
+    run left running are ended first, so that no undo races the hook it undoes."""
+    records = []
+    found_dead, refused = dead_runs(state_dir)
+    for line in refused:
+        engine.reporter.warn(line)
+    for dead in found_dead:
+        if engine.signals.hard_stop:
+            dead.release()
+            continue
+        dead_id = dead.run_id
+        engine.reporter.warn(f"recovering run {display_name(dead_id)}: it ended without "
+                             "running its cleanups")
+        ended = engine.supervisor.end_leftovers(dead_id, engine.ctx.kill_grace)
+        if ended:
+            engine.reporter.warn(f"ended what run {display_name(dead_id)} left running: "
+                                 f"{', '.join(ended)}")
+        journal = Journal(dead.path)
+        found = [run.record for run in engine.run_cleanups(journal, c.PHASE_RECOVER, dead.lock_fd)]
+        if dead.meta.get("recorded", True):
+            try:
+                history.add_recovered(dead_id, dead.meta.get("event"), found)
+            except StateError as error:
+                engine.reporter.warn(str(error))
+        records.extend(found)
+        close_run_dir(engine.reporter, dead, journal, engine.signals.hard_stop, recovered=True)
+    return records

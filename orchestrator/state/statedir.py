@@ -22,9 +22,6 @@ from orchestrator.plan import safety
 
 RUNS = "runs"
 LOCKS = "locks"
-OWNER_LOCK = "owner.lock"
-META = "meta.json"
-JOURNAL = c.JOURNAL_NAME
 NEW_PREFIX = ".new-"
 KEPT_PREFIX = ".damaged-"
 GONE_PREFIX = ".removing-"
@@ -111,7 +108,7 @@ def read_meta(path):
     object. OSError when it cannot be read (an I/O error) or is not a regular file of our
     own: that run directory is damaged."""
     try:
-        fd = open_own(os.path.join(path, META), READ)
+        fd = open_own(os.path.join(path, c.RUN_META), READ)
     except FileNotFoundError:
         return {}
     import json
@@ -159,9 +156,9 @@ class RunDir:
         lock_fd = None
         try:
             os.mkdir(hidden, 0o700)
-            lock_fd = os.open(os.path.join(hidden, OWNER_LOCK), os.O_RDWR | NEW, PRIVATE)
+            lock_fd = os.open(os.path.join(hidden, c.RUN_OWNER_LOCK), os.O_RDWR | NEW, PRIVATE)
             fcntl.flock(lock_fd, fcntl.LOCK_EX)
-            write_new(os.path.join(hidden, META), flat_json(meta).encode())
+            write_new(os.path.join(hidden, c.RUN_META), flat_json(meta).encode())
             os.rename(hidden, final)
         except OSError as error:
             remove_tree(hidden)
@@ -219,7 +216,7 @@ def run_dir_problem(path, euid):
     """Why the run directory ``path`` must not be replayed, or None: it and its journal must
     be hookrun's own and writable by no one else. (A journal that is not a regular file is
     damage, found by ``damage``.)"""
-    for entry, want_dir in ((path, True), (os.path.join(path, JOURNAL), False)):
+    for entry, want_dir in ((path, True), (os.path.join(path, c.JOURNAL_NAME), False)):
         try:
             info = os.lstat(entry)
         except FileNotFoundError:
@@ -261,7 +258,7 @@ def remove_if_stale(path):
             return
     except OSError:
         return
-    fd = try_lock(os.path.join(path, OWNER_LOCK))
+    fd = try_lock(os.path.join(path, c.RUN_OWNER_LOCK))
     if fd is not None:
         remove_tree(path)
         os.close(fd)
@@ -271,7 +268,7 @@ def damage(path):
     """(why, None) when the run directory ``path`` of a dead run is damaged: its journal is
     not a regular file, or its meta.json is not one or cannot be read (an I/O error); else
     (None, its meta)."""
-    journal = os.path.join(path, JOURNAL)
+    journal = os.path.join(path, c.JOURNAL_NAME)
     try:
         if not stat.S_ISREG(os.lstat(journal).st_mode):
             return f"{safety.shown(journal)} is not a regular file", None
@@ -282,48 +279,7 @@ def damage(path):
     try:
         return None, read_meta(path)
     except OSError as error:
-        return f"{safety.shown(os.path.join(path, META))}: {error.strerror or error}", None
-
-
-def dead_runs(state_dir, set_aside=True):
-    """RunDirs of runs that died with their directory still there, each now locked by us,
-    and a line for each dead run that is not replayed: not hookrun's own, or damaged (a
-    meta.json or journal that is not a regular file or cannot be read), which is set aside
-    as ``.damaged-NAME`` (if ``set_aside``) so that it stops no later run."""
-    euid = os.geteuid()
-    found, refused = [], []
-    for name, path in scan(state_dir):
-        problem = run_dir_problem(path, euid)
-        if problem:
-            refused.append(f"run directory {safety.shown(path)} is not replayed: {problem} "
-                           "(fix: inspect it, then remove it)")
-            continue
-        fd = try_lock(os.path.join(path, OWNER_LOCK))
-        if fd is None:
-            continue
-        problem, meta = damage(path)
-        if problem is None:
-            meta.setdefault("run_id", name)
-            found.append(RunDir(path, fd, meta))
-        elif set_aside:
-            kept = RunDir(path, fd, {}).keep()
-            refused.append(f"run directory {safety.shown(path)} is damaged ({problem}): set "
-                           f"aside as {safety.shown(kept)}, its cleanups not run (fix: "
-                           "inspect it, run what is still needed, then remove it)")
-        else:
-            os.close(fd)
-            refused.append(f"run directory {safety.shown(path)} is damaged ({problem}); "
-                           "'hookrun recover' sets it aside")
-    return found, refused
-
-
-def count_dead_runs(state_dir):
-    """How many dead runs wait for recovery, and a line for each that is not replayed,
-    without taking their locks for long or changing anything."""
-    dead, refused = dead_runs(state_dir, set_aside=False)
-    for run_dir in dead:
-        run_dir.release()
-    return len(dead), refused
+        return f"{safety.shown(os.path.join(path, c.RUN_META))}: {error.strerror or error}", None
 
 
 def live_rivals(state_dir, own):
@@ -342,7 +298,7 @@ def live_rivals(state_dir, own):
             continue  # damaged: whose it is cannot be told; recovery sets it aside if dead
         if not meta.get("exclusive") or meta.get("event") != own.meta.get("event"):
             continue
-        fd = try_lock(os.path.join(path, OWNER_LOCK))
+        fd = try_lock(os.path.join(path, c.RUN_OWNER_LOCK))
         if fd is not None:
             os.close(fd)  # dead: recovery's business, not a rival
             continue
