@@ -19,9 +19,12 @@ three wings hold what it uses: plan/ (what will run), state/ (what stays on disk
    the log, report.stats for the backup's statistics, report.trends for ``hookrun stats``.
 
 The outcome nouns: a TaskRecord is one task's row (status, exit code, reason); a Judgement is
-what one attempt of a task means (outcome.judge); a Verdict is what the run does after a
-task's last attempt; a Failure is the failure HOOKRUN_ERROR tells of; RunState holds what has
-happened in a run and decides its status and exit status.
+what one attempt of a task means (outcome.judge: its status, the exit status its record keeps,
+what to warn of); a Verdict is what the run does after a task's last attempt; a Failure is the
+failure HOOKRUN_ERROR tells of; RunState is the run's state machine: its one state field is the
+run's status so far, moved only by the facts the lifecycle tells it (pre_finished,
+command_finished, ...), and it decides what follows; a ProcessResult is how one process ended;
+a WatchState is the state machine of a process being watched.
 """
 
 __version__ = "0.1.0"

@@ -25,7 +25,6 @@ from orchestrator.outcome import (
     OnFailure,
     TaskRecord,
     TaskStatus,
-    Verdict,
     cannot_start,
     judge,
 )
@@ -256,7 +255,8 @@ class Engine:
                 judgement = judgement._replace(
                     reason=f"timed out after {format_duration(task.timeout)}")
             self.report_strays(task.where, outcome)
-            self.report_protocol(task.where, judgement)
+            if judgement.notice:
+                self.reporter.warn(f"{task.where} {judgement.notice}")
             succeeded = judgement.status in TaskStatus.SUCCEEDED
             if handoff_file:
                 self.collect_user_handoff(task.where, handoff_file, succeeded)
@@ -271,12 +271,9 @@ class Engine:
             self.signals.sleep(delay)
             if self.signals.first:
                 break
-        code = outcome.exit_code
-        if task.phase == c.PHASE_COMMAND and judgement.status == TaskStatus.TIMEOUT:
-            code = c.EXIT_COMMAND_TIMEOUT
-        record = TaskRecord(task.phase, task.name, judgement.status, code, attempt, started,
-                            round(self.clock() - began, 6), round(cpu, 6), rss, judgement.reason,
-                            output.tail_text())
+        record = TaskRecord(task.phase, task.name, judgement.status, judgement.exit_code,
+                            attempt, started, round(self.clock() - began, 6), round(cpu, 6), rss,
+                            judgement.reason, output.tail_text())
         if task.recorded:
             self.reporter.finished(task.where, record)
             self.task_finished(record)
@@ -286,14 +283,6 @@ class Engine:
         if outcome.stragglers:
             self.reporter.warn(f"{where} left processes running that hold its output open "
                                f"(not killed): {', '.join(outcome.stragglers)}")
-
-    def report_protocol(self, where, judgement):
-        """Say what a hook's exit status 62 or 63 did, since it is not a plain failure."""
-        if judgement.reason == "ABORT_CONTINUE":
-            self.reporter.warn(f"{where} gave up (exit 62, ABORT_CONTINUE)")
-        elif judgement.reason == "ABORT_STOP" and judgement.verdict == Verdict.CONTINUE:
-            self.reporter.warn(f"{where} exited 63 (ABORT_STOP), which only stops the run "
-                               "in pre-: the chain goes on")
 
     def task_started(self, phase, name, started):
         if self.progress:

@@ -92,12 +92,24 @@ class TaskRecord(namedtuple("TaskRecord", (
         return self.status in TaskStatus.FAILURES
 
 
-Judgement = namedtuple("Judgement", "status reason retry verdict")
+Judgement = namedtuple("Judgement", "status reason retry verdict exit_code notice",
+                       defaults=(None, None))
 Judgement.__doc__ = """The meaning of one attempt: the task status, the reason shown, whether a
-retry is allowed, and the verdict if no retry follows."""
+retry is allowed, the verdict if no retry follows, the exit status its record keeps (124 for
+a command that timed out), and a notice to warn with (what exit 62 or 63 did), or None."""
 
 
 def judge(kind, outcome, on_failure, warning_codes=()):
+    """Judge one attempt of a task of phase ``kind`` that ended with ``outcome`` (see
+    judge_status), with the exit status its record keeps: a command that timed out exits
+    124, as timeout(1)'s does."""
+    judgement = judge_status(kind, outcome, on_failure, warning_codes)
+    if kind == c.PHASE_COMMAND and judgement.status == TaskStatus.TIMEOUT:
+        return judgement._replace(exit_code=c.EXIT_COMMAND_TIMEOUT)
+    return judgement._replace(exit_code=outcome.exit_code)
+
+
+def judge_status(kind, outcome, on_failure, warning_codes=()):
     """Judge one attempt of a task of phase ``kind`` that ended with ``outcome`` (a
     process.ProcessResult), given what its failures do (``on_failure``) and which exit statuses
     are only warnings (``warning_codes``: restic's 3, borg's 1, rsync's 24). With
@@ -124,12 +136,15 @@ def judge(kind, outcome, on_failure, warning_codes=()):
         return Judgement(TaskStatus.WARNING, f"exit {code}: a warning code", False, Verdict.OK)
     if failure != Verdict.IGNORE and kind != c.PHASE_COMMAND:
         if code == c.HOOK_ABORT_CONTINUE:
-            return Judgement(TaskStatus.ABORTED, "ABORT_CONTINUE", False, Verdict.CONTINUE)
+            return Judgement(TaskStatus.ABORTED, "ABORT_CONTINUE", False, Verdict.CONTINUE,
+                             notice="gave up (exit 62, ABORT_CONTINUE)")
         if code == c.HOOK_ABORT_STOP and kind == c.PHASE_PRE:
             return Judgement(TaskStatus.FAILED, "ABORT_STOP", False, Verdict.STOP)
         if code == c.HOOK_ABORT_STOP:
             # Outside pre- there is no run left to stop: 63 gives up as 62 does.
-            return Judgement(TaskStatus.ABORTED, "ABORT_STOP", False, Verdict.CONTINUE)
+            return Judgement(TaskStatus.ABORTED, "ABORT_STOP", False, Verdict.CONTINUE,
+                             notice="exited 63 (ABORT_STOP), which only stops the run in "
+                                    "pre-: the chain goes on")
         if code == c.HOOK_SOFT_SKIP and kind == c.PHASE_PRE:
             return Judgement(TaskStatus.ABORTED, "soft skip (exit 75)", False, Verdict.SOFT_SKIP)
     if failure == Verdict.SOFT_SKIP:
@@ -171,60 +186,121 @@ failed step, the file with its last output lines, and whether it decided the run
 class RunState:
     """What has happened in a run so far, and all that follows from it: the run's status,
     what post- hooks are told of the command, which handlers run, hookrun's exit status. The
-    lifecycle tells it what happens; every decision is taken here, and tested as a table.
+    lifecycle tells it the facts of each step, through its transitions (signal,
+    pre_finished, command_finished, post_finished, cleanups_finished, and take_failure and
+    warn for a task's failure or warning); every decision is taken here, and tested as a
+    table.
 
-    ``stopped``: a hook stopped the run (a pre- stop or 63, or a critical post- failure after
-    a successful command). ``skipped``: a pre- hook skipped the run (75, skip-run): what
-    skipped it, ``pre/10-x (soft skip (exit 75))``, or True. ``warned``: something failed
-    that does not fail the run; ``warnings`` its lines (HOOKRUN_WARNINGS). ``failure``: the
-    failure that decided the run (HOOKRUN_ERROR). ``command``: the command given (a list,
-    maybe empty); ``command_record``: its TaskRecord once it ran. ``dry_success``: a dry
-    run reached the command, which it does not run, and takes it as succeeded.
+    ``status`` is its one state field: the run's status so far. It only moves up RANK
+    (success, warning, failure, skipped, interrupted): a later fact can make a run worse,
+    never better. The rest is what that state is about: ``interrupted_by``, the first
+    signal; ``skipped_by``, what skipped the run (``pre/10-x (soft skip (exit 75))``);
+    ``failure``, the failure HOOKRUN_ERROR tells of; ``warnings``, HOOKRUN_WARNINGS's lines;
+    ``command``, the command given (a list, maybe empty); ``command_record``, its TaskRecord
+    once it ran; ``dry_success``: a dry run reached the command, which it does not run, and
+    takes it as succeeded.
     """
 
-    __slots__ = ("command", "command_record", "stopped", "skipped", "warned", "interrupted_by",
+    RANK = (RunStatus.SUCCESS, RunStatus.WARNING, RunStatus.FAILURE, RunStatus.SKIPPED,
+            RunStatus.INTERRUPTED)
+
+    __slots__ = ("status", "command", "command_record", "skipped_by", "interrupted_by",
                  "failure", "warnings", "dry_success")
 
     def __init__(self, command=()):
+        self.status = RunStatus.SUCCESS
         self.command = list(command)
         self.command_record = None
-        self.stopped = False
-        self.skipped = False
-        self.warned = False
+        self.skipped_by = None
         self.interrupted_by = None
         self.failure = None
         self.warnings = []
         self.dry_success = False
+
+    def become(self, status):
+        """Move to ``status`` if it is worse than the status so far."""
+        if self.RANK.index(status) > self.RANK.index(self.status):
+            self.status = status
+
+    # The transitions: the facts of each step.
+
+    def signal(self, signum):
+        """hookrun received ``signum`` (the first signal; None or 0 if none came yet)."""
+        if signum and self.interrupted_by is None:
+            self.interrupted_by = signum
+            self.become(RunStatus.INTERRUPTED)
+
+    def pre_finished(self, stopped, skipped_by=None):
+        """pre- ended: a hook ``stopped`` the run, or one skipped it (``skipped_by``: what
+        skipped it, in its own words)."""
+        if skipped_by:
+            self.skipped_by = skipped_by
+            self.become(RunStatus.SKIPPED)
+        elif stopped:
+            self.become(RunStatus.FAILURE)
+
+    def command_finished(self, record, dry_run=False):
+        """The command ended with ``record``; in a dry run (``dry_run``) it was reached, not
+        run (``record`` None), and is taken as succeeded."""
+        if dry_run:
+            self.dry_success = True
+            return
+        self.command_record = record
+        if self.command_failed:
+            self.become(RunStatus.FAILURE)
+
+    def post_finished(self, stopped):
+        """post- ended; a critical post- hook that failed ``stopped`` the run: a run whose
+        command succeeded is then a failure."""
+        if stopped:
+            self.become(RunStatus.FAILURE)
+
+    def cleanups_finished(self, journal_path, unreadable, damaged):
+        """The wind-down ended, its cleanups' journal ``unreadable`` (left for recovery) or
+        with ``damaged`` lines not run: an undo that did not happen is not a success."""
+        if unreadable:
+            self.warn(f"cleanup journal {journal_path} could not be read: its cleanups are "
+                      "left for 'hookrun recover'")
+        if damaged:
+            self.warn(f"cleanup journal {journal_path}: {damaged} damaged line(s) not run")
+
+    def takes_failure(self, decisive):
+        """Whether a failure (``decisive``: it decides the run) would now be the one
+        HOOKRUN_ERROR tells of: the first decisive one. Others are warnings."""
+        return decisive and self.failure is None
+
+    def take_failure(self, failure):
+        """A task failed, and its ``failure`` is the one HOOKRUN_ERROR tells of (see
+        takes_failure). A failure alone makes a run a warning; what stops it, fails it."""
+        if self.takes_failure(failure.decisive):
+            self.failure = failure
+        self.become(RunStatus.WARNING)
+
+    def warn(self, line):
+        """Something failed, or warned, that leaves the run a warning: ``line`` is for
+        HOOKRUN_WARNINGS."""
+        self.warnings.append(line)
+        self.become(RunStatus.WARNING)
+
+    # What follows from the state.
 
     @property
     def command_failed(self):
         record = self.command_record
         return record is not None and record.status not in TaskStatus.SUCCEEDED
 
-    def status(self):
-        if self.interrupted_by:
-            return RunStatus.INTERRUPTED
-        if self.skipped:
-            return RunStatus.SKIPPED
-        if self.stopped or self.command_failed:
-            return RunStatus.FAILURE
-        if self.warned:
-            return RunStatus.WARNING
-        return RunStatus.SUCCESS
-
     def skip_text(self):
         """``run skipped by pre/10-x (soft skip (exit 75))``: what skipped the run, in its
         own words (a skip-run after exit 1 is not an exit 75)."""
-        return f"run skipped by {self.skipped}" if isinstance(self.skipped, str) \
-            else "run skipped"
+        return f"run skipped by {self.skipped_by}" if self.skipped_by else "run skipped"
 
     def command_skip_reason(self):
         """Why the command must not run now, or None."""
         if self.interrupted_by:
             return "interrupted"
-        if self.skipped:
+        if self.skipped_by:
             return self.skip_text()
-        if self.stopped:
+        if self.status == RunStatus.FAILURE:
             return "pre- hook stopped the run"
         return None
 
@@ -242,7 +318,7 @@ class RunState:
     def post_skip_reason(self, when, interrupted_before):
         """Why a post- hook with ``when`` must not run, or None; ``interrupted_before`` says
         whether the interruption came before post- began."""
-        if self.skipped:
+        if self.skipped_by:
             return self.skip_text()
         if self.interrupted_by and not interrupted_before:
             return "interrupted"
@@ -252,43 +328,23 @@ class RunState:
 
     def handlers(self):
         """The phase of handlers this run gets: on-error, on-success, or None (skipped)."""
-        status = self.status()
-        if status == RunStatus.SKIPPED:
+        if self.status == RunStatus.SKIPPED:
             return None
-        return c.PHASE_ON_ERROR if status in RunStatus.FAILURES else c.PHASE_ON_SUCCESS
+        return c.PHASE_ON_ERROR if self.status in RunStatus.FAILURES else c.PHASE_ON_SUCCESS
 
     def exit_status(self):
         """hookrun's exit status (design.md section 2)."""
-        if self.interrupted_by:
+        if self.status == RunStatus.INTERRUPTED:
             return c.SIGNAL_EXIT_BASE + self.interrupted_by
-        if self.skipped:
-            return c.EXIT_OK
-        if self.command_failed:
-            return self.command_record.exit_code
-        if self.stopped:
-            return c.EXIT_HOOK_STOPPED
+        if self.status == RunStatus.FAILURE:
+            return self.command_record.exit_code if self.command_failed \
+                else c.EXIT_HOOK_STOPPED
         return c.EXIT_OK
-
-    def takes_failure(self, decisive):
-        """Whether a failure (``decisive``: it decides the run) would now be the one
-        HOOKRUN_ERROR tells of: the first decisive one. Others are warnings."""
-        return decisive and self.failure is None
-
-    def note_failure(self, failure):
-        """Remember ``failure`` for HOOKRUN_ERROR if it takes it (see takes_failure); a
-        failure that does not decide the run is a warning."""
-        if self.takes_failure(failure.decisive):
-            self.failure = failure
-
-    def note_warning(self, line):
-        """A failure that leaves the run a warning, for HOOKRUN_WARNINGS."""
-        self.warned = True
-        self.warnings.append(line)
 
     def error_line(self):
         """HOOKRUN_ERROR: what failed, after what interrupted the run; "" unless the run (so
         far) failed or was interrupted: a run that is a warning has no error to tell of."""
-        if self.status() not in RunStatus.FAILURES:
+        if self.status not in RunStatus.FAILURES:
             return ""
         line = self.failure.line if self.failure else ""
         if self.interrupted_by:
@@ -298,7 +354,7 @@ class RunState:
 
     def said_failure(self):
         """The failure HOOKRUN_ERROR_* tell of, or None while the run has not failed."""
-        return self.failure if self.status() in RunStatus.FAILURES else None
+        return self.failure if self.status in RunStatus.FAILURES else None
 
 
 def when_skip_reason(when, state):

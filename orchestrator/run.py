@@ -16,7 +16,6 @@ from orchestrator.files import write_private
 from orchestrator.outcome import (
     Failure,
     RunState,
-    RunStatus,
     TaskStatus,
     Verdict,
     When,
@@ -163,8 +162,8 @@ class Lifecycle:
         return shell.join(self.command) if self.command else ""
 
     def observe(self):
-        """Bring the signals received so far into the run's state."""
-        self.state.interrupted_by = self.signals.first
+        """Tell the run's state of the signal received so far, if any."""
+        self.state.signal(self.signals.first)
 
     def report_pending(self):
         pending, refused = count_dead_runs(self.ctx.state_dir)
@@ -180,10 +179,11 @@ class Lifecycle:
             return "interrupted" if self.signals.first else None
 
         result = self.absorb(self.run_hooks(c.PHASE_PRE, skip_reason))
-        self.state.stopped = bool(result.stopped)
+        skipped_by = None
         if result.soft_skip:
             record = result.soft_skip.record
-            self.state.skipped = f"{record.phase}/{display_name(record.name)} ({record.reason})"
+            skipped_by = f"{record.phase}/{display_name(record.name)} ({record.reason})"
+        self.state.pre_finished(bool(result.stopped), skipped_by)
 
     # Step 5: the command
     def run_command(self):
@@ -196,7 +196,7 @@ class Lifecycle:
             return
         run = self.engine.run_command(self.command)
         self.tasks.append(run.record)
-        self.state.command_record = run.record
+        self.state.command_finished(run.record)
         from orchestrator.report import stats
 
         self.stats.update(stats.from_output(run.output.stdout_bytes()))
@@ -221,13 +221,12 @@ class Lifecycle:
             return hook.settings.when == When.ALWAYS
 
         result = self.absorb(self.run_hooks(c.PHASE_POST, skip_reason, after_stop=always))
-        if result.stopped and self.state.status() != RunStatus.FAILURE:
-            self.state.stopped = True
+        self.state.post_finished(bool(result.stopped))
 
     # Step 7: on-error.d or on-success.d
     def handlers(self):
         self.observe()
-        self.set_later_env(self.state.status())
+        self.set_later_env(self.state.status)
         kind = self.state.handlers()
         if kind:
             self.absorb(self.run_hooks(kind), decisive=False)
@@ -242,21 +241,17 @@ class Lifecycle:
         # Cleanups left for recovery, as their journal could not be read, and lines of it
         # too damaged to run: an undo that did not happen is not a success.
         journal = self.engine.journal
-        if journal.unreadable:
-            self.state.note_warning(f"cleanup journal {display_name(journal.path)} could not be "
-                                    "read: its cleanups are left for 'hookrun recover'")
-        if journal.damaged:
-            self.state.note_warning(f"cleanup journal {display_name(journal.path)}: "
-                                    f"{len(journal.damaged)} damaged line(s) not run")
+        self.state.cleanups_finished(display_name(journal.path), journal.unreadable,
+                                     len(journal.damaged))
 
     def run_cleanups(self):
         self.observe()
-        self.set_later_env(self.state.status())
+        self.set_later_env(self.state.status)
         self.add_records([run.record for run in self.engine.run_cleanups()])
 
     def run_finally(self):
         self.observe()
-        self.set_later_env(self.state.status())
+        self.set_later_env(self.state.status)
         self.absorb(self.run_hooks(c.PHASE_FINALLY), decisive=False)
 
     def fault_safe(self, what, step, cleanups=False):
@@ -269,7 +264,7 @@ class Lifecycle:
             self.engine.journal.unreadable = self.engine.journal.unreadable or cleanups
             line = (f"internal fault while running {what}: {type(error).__name__}: "
                     f"{fault_text(error)}")
-            self.state.note_warning(line)
+            self.state.warn(line)
             self.reporter.warn(f"{line}; the wind-down goes on")
 
     def run_hooks(self, kind, skip_reason=lambda hook: None, after_stop=lambda hook: False):
@@ -298,7 +293,6 @@ class Lifecycle:
         self.tasks += result.records
         for run in result.runs:
             if run.record.failed and run.verdict != Verdict.IGNORE:
-                self.state.warned = True
                 self.note_failure(run, decisive and run.verdict == Verdict.STOP)
             elif run.record.status == TaskStatus.WARNING:
                 self.warning(run.record, run.output.last_line())
@@ -324,14 +318,14 @@ class Lifecycle:
             write_private(path, run.output.tail_bytes())
         except OSError as error:
             self.reporter.warn(f"cannot write {path}: {error.strerror}")
-        state.note_failure(Failure(line, record.phase, record.name, path, decisive))
+        state.take_failure(Failure(line, record.phase, record.name, path, decisive))
 
     def warning(self, record, said):
         """Tell the run's state of a warning (HOOKRUN_WARNINGS) about ``record``, which
         said ``said`` last."""
         line = warning_line(record, said)
         self.without_output[line] = warning_line(record, "")
-        self.state.note_warning(line)
+        self.state.warn(line)
 
     def private(self, text):
         """``text`` (the record's error) without the output lines in it."""
@@ -379,7 +373,7 @@ class Lifecycle:
     def finish(self):
         self.observe()
         self.collect_stats()
-        status, code = self.state.status(), self.state.exit_status()
+        status, code = self.state.status, self.state.exit_status()
         duration = round(time.monotonic() - self.started, 6)
         record = run_record(self.tasks, id=self.run_id, event=self.ctx.event, status=status,
                             exit_code=code, command=self.command_text(),
@@ -510,13 +504,13 @@ class DryRun(Lifecycle):
         self.observe()
         reason = self.state.command_skip_reason()
         if reason is None:
-            self.state.dry_success = True
+            self.state.command_finished(None, dry_run=True)
         self.tasks.append(self.engine.skipped(c.PHASE_COMMAND, self.command[0],
                                               reason or "dry run"))
 
     def finish(self):
         self.observe()
-        status, code = self.state.status(), self.state.exit_status()
+        status, code = self.state.status, self.state.exit_status()
         self.reporter.event(f"run {self.run_id} end dry-run status={status} exit={code}")
         if not self.ctx.json:
             self.reporter.console.summary(status, self.tasks, code, what="dry run")

@@ -73,14 +73,19 @@ def test_an_interrupted_hook_is_not_retried():
 
 def state(command=("restic", "backup"), ran=None, stopped=False, skipped=False,
           warned=False, interrupted=None):
-    """A RunState as a run leaves it: ``ran`` is the command's status (and exit code, 3 for
-    a failure), None when it did not run."""
+    """A RunState as a run leaves it, told the facts through its transitions in a run's
+    order: ``ran`` is the command's status (and exit code, 3 for a failure), None when it did
+    not run; ``stopped`` a stop in pre- (when the command did not run) or in post-."""
     found = RunState(command)
+    if warned:
+        found.warn("pre/20-x failed (exit 1)")
+    found.pre_finished(stopped and ran is None, "pre/10-x (soft skip (exit 75))"
+                       if skipped else None)
     if ran is not None:
-        found.command_record = TaskRecord("command", command[0], ran,
-                                          0 if ran == TaskStatus.OK else 3)
-    found.stopped, found.skipped, found.warned = stopped, skipped, warned
-    found.interrupted_by = interrupted
+        found.command_finished(TaskRecord("command", command[0], ran,
+                                          0 if ran == TaskStatus.OK else 3))
+        found.post_finished(stopped)
+    found.signal(interrupted)
     return found
 
 
@@ -109,7 +114,7 @@ OK, FAILED = TaskStatus.OK, TaskStatus.FAILED
 ])
 def test_run_state_table(facts, status, code, handlers, command_state):
     found = state(**facts)
-    assert found.status() == status
+    assert found.status == status
     assert found.exit_status() == code
     assert found.handlers() == handlers
     assert found.command_state() == command_state
@@ -136,12 +141,12 @@ def test_the_error_line_puts_the_interruption_first():
     from orchestrator.outcome import Failure
 
     found = state(ran=FAILED)
-    found.note_failure(Failure("post hook 10-x failed (exit 1)", "post", "10-x", "", False))
-    found.note_failure(Failure("command restic failed (exit 3)", "command", "restic", "", True))
-    found.note_failure(Failure("finally hook 90-y failed (exit 1)", "finally", "90-y", "",
+    found.take_failure(Failure("post hook 10-x failed (exit 1)", "post", "10-x", "", False))
+    found.take_failure(Failure("command restic failed (exit 3)", "command", "restic", "", True))
+    found.take_failure(Failure("finally hook 90-y failed (exit 1)", "finally", "90-y", "",
                                False))
     assert found.error_line() == "command restic failed (exit 3)"
-    found.interrupted_by = 15
+    found.signal(15)
     assert found.error_line() == "interrupted by SIGTERM; command restic failed (exit 3)"
     assert state(interrupted=2).error_line() == "interrupted by SIGINT"
 
@@ -153,10 +158,103 @@ def test_63_has_the_same_reason_in_every_phase():
 
 def test_a_dry_run_takes_the_command_it_reached_as_succeeded_and_only_that_one():
     reached = state()
-    reached.dry_success = True
-    assert (reached.command_state(), reached.status(), reached.exit_status(),
+    reached.command_finished(None, dry_run=True)
+    assert (reached.command_state(), reached.status, reached.exit_status(),
             reached.handlers()) == (CommandState.SUCCESS, RunStatus.SUCCESS, 0, "on-success")
     # Stopped before the command: it was not reached, so post- is told it did not run.
     stopped = state(stopped=True)
     assert (stopped.command_state(), stopped.exit_status()) == \
         (CommandState.NOT_RUN, c.EXIT_HOOK_STOPPED)
+
+
+def failure(decisive, line="pre hook 10-x failed (exit 1)"):
+    from orchestrator.outcome import Failure
+
+    return Failure(line, "pre", "10-x", "", decisive)
+
+
+CMD_OK = TaskRecord("command", "restic", TaskStatus.OK, 0)
+CMD_FAILED = TaskRecord("command", "restic", TaskStatus.FAILED, 3)
+CMD_WARNED = TaskRecord("command", "restic", TaskStatus.WARNING, 3)
+
+
+@pytest.mark.parametrize("facts, status, code, handlers", [
+    # Each row: the transitions a run makes, in order, and where they leave it.
+    ([], RunStatus.SUCCESS, 0, "on-success"),
+    ([("warn", "x")], RunStatus.WARNING, 0, "on-success"),
+    ([("take_failure", failure(False))], RunStatus.WARNING, 0, "on-success"),
+    ([("take_failure", failure(True)), ("pre_finished", True)], RunStatus.FAILURE,
+     c.EXIT_HOOK_STOPPED, "on-error"),
+    ([("pre_finished", False, "pre/10-x (soft skip (exit 75))")], RunStatus.SKIPPED, 0, None),
+    ([("pre_finished", False), ("command_finished", CMD_OK)], RunStatus.SUCCESS, 0,
+     "on-success"),
+    ([("pre_finished", False), ("command_finished", CMD_WARNED)], RunStatus.SUCCESS, 0,
+     "on-success"),
+    ([("pre_finished", False), ("command_finished", CMD_FAILED)], RunStatus.FAILURE, 3,
+     "on-error"),
+    ([("command_finished", CMD_OK), ("post_finished", True)], RunStatus.FAILURE,
+     c.EXIT_HOOK_STOPPED, "on-error"),
+    ([("command_finished", CMD_FAILED), ("post_finished", True)], RunStatus.FAILURE, 3,
+     "on-error"),
+    # A later fact never makes a run better.
+    ([("command_finished", CMD_FAILED), ("warn", "x"), ("post_finished", False)],
+     RunStatus.FAILURE, 3, "on-error"),
+    ([("pre_finished", False, "pre/10-x (skip-run after exit 1)"), ("warn", "cleanup failed"),
+      ("cleanups_finished", "cleanup", True, 2)], RunStatus.SKIPPED, 0, None),
+    ([("cleanups_finished", "cleanup", False, 1)], RunStatus.WARNING, 0, "on-success"),
+    ([("cleanups_finished", "cleanup", True, 0)], RunStatus.WARNING, 0, "on-success"),
+    ([("cleanups_finished", "cleanup", False, 0)], RunStatus.SUCCESS, 0, "on-success"),
+    # A signal wins over everything, and only the first counts.
+    ([("signal", 15), ("signal", 2)], RunStatus.INTERRUPTED, 143, "on-error"),
+    ([("command_finished", CMD_FAILED), ("signal", 2)], RunStatus.INTERRUPTED, 130,
+     "on-error"),
+    ([("pre_finished", False, "pre/10-x (soft skip (exit 75))"), ("signal", 1)],
+     RunStatus.INTERRUPTED, 129, "on-error"),
+    ([("signal", None), ("signal", 0)], RunStatus.SUCCESS, 0, "on-success"),
+])
+def test_run_state_transitions_table(facts, status, code, handlers):
+    found = RunState(("restic", "backup"))
+    for name, *args in facts:
+        getattr(found, name)(*args)
+    assert (found.status, found.exit_status(), found.handlers()) == (status, code, handlers)
+
+
+def test_the_warnings_of_the_wind_down_name_the_journal_and_what_was_lost():
+    found = RunState()
+    found.cleanups_finished("/state/runs/x/cleanup", True, 2)
+    assert found.warnings == [
+        "cleanup journal /state/runs/x/cleanup could not be read: its cleanups are left for "
+        "'hookrun recover'", "cleanup journal /state/runs/x/cleanup: 2 damaged line(s) not run"]
+
+
+def test_a_skipped_run_that_is_interrupted_still_tells_post_hooks_what_skipped_it():
+    found = RunState(("restic",))
+    found.pre_finished(False, "pre/10-x (soft skip (exit 75))")
+    found.signal(15)
+    assert found.post_skip_reason("always", False) == \
+        "run skipped by pre/10-x (soft skip (exit 75))"
+    assert found.command_skip_reason() == "interrupted"
+
+
+def test_only_the_first_decisive_failure_is_the_runs_error():
+    found = RunState()
+    found.take_failure(failure(False, "post hook 20-y failed (exit 1)"))
+    found.take_failure(failure(True, "pre hook 10-x failed (exit 1)"))
+    found.take_failure(failure(True, "pre hook 30-z failed (exit 1)"))
+    found.pre_finished(True)
+    assert found.error_line() == "pre hook 10-x failed (exit 1)"
+
+
+@pytest.mark.parametrize("kind, result, code, notice", [
+    ("command", exited(143, timed_out=True), c.EXIT_COMMAND_TIMEOUT, None),
+    ("pre", exited(143, timed_out=True), 143, None),
+    ("command", exited(3), 3, None),
+    ("pre", exited(62), 62, "gave up (exit 62, ABORT_CONTINUE)"),
+    ("post", exited(63), 63, "exited 63 (ABORT_STOP), which only stops the run in pre-: the "
+                             "chain goes on"),
+    ("pre", exited(63), 63, None),
+])
+def test_the_judgement_gives_the_exit_status_to_record_and_what_to_warn(kind, result, code,
+                                                                         notice):
+    judgement = judge(kind, result, "stop")
+    assert (judgement.exit_code, judgement.notice) == (code, notice)
