@@ -2,7 +2,7 @@
 
 Where each step of a run (design.md section 2) lives. The lifecycle core is flat at the top;
 three wings hold what it uses: plan/ (what will run), state/ (what stays on disk), report/
-(what is told); the base (constants, errors, files, shell, timestamps) serves them all.
+(what is told); the base (constants, errors, files, shell, text, timestamps) serves them all.
 
 1. checks: cli (arguments) -> commands (one function per subcommand) -> plan.context (config,
    hooks tree, plan), with plan.discovery (which files run), plan.settings (headers, config),

@@ -352,7 +352,7 @@ def main(argv=None):
     except HookrunError as error:
         if debug:
             raise
-        from orchestrator.report.printer import display_name
+        from orchestrator.text import display_name
 
         # One line per problem: an unsafe tree names every unsafe path. Each is escaped
         # whole: a message may quote a file name or a config line as it is.

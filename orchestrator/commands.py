@@ -155,7 +155,7 @@ def since_seconds(text, command):
     whole, _dot, fraction = number.partition(".")
     if not (whole.isascii() and whole.isdigit() and len(whole) <= 6
             and (not _dot or fraction.isascii() and fraction.isdigit())):
-        from orchestrator.report.printer import display_name
+        from orchestrator.text import display_name
 
         raise UsageError(f"{command}: --since: bad duration {display_name(text)!r} (e.g. 7d, "
                          "12h, 30m, 90s)")
@@ -199,7 +199,7 @@ def check_run_id(run_id):
     try:
         run_id.encode("utf-8")
     except UnicodeEncodeError:
-        from orchestrator.report.printer import display_name
+        from orchestrator.text import display_name
 
         raise UsageError(f"show: the run id {display_name(run_id)!r} is not valid UTF-8 "
                          "(see hookrun history for the ids)") from None

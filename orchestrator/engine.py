@@ -39,8 +39,8 @@ from orchestrator.process import (
     as_identity_argv,
     identity_of,
 )
-from orchestrator.report.printer import display_name
 from orchestrator.state.cleanup import CLEANUP_WRAPPER, Journal, Replay
+from orchestrator.text import display_name
 from orchestrator.timestamps import now_iso
 
 WIND_DOWN = (c.PHASE_ON_ERROR, c.PHASE_ON_SUCCESS, c.PHASE_FINALLY)

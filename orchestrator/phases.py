@@ -3,7 +3,7 @@ the exit-code protocol. Shared by ``hookrun run`` and ``hookrun phase``."""
 
 from orchestrator.errors import UsageError
 from orchestrator.outcome import Verdict
-from orchestrator.report.printer import display_name
+from orchestrator.text import display_name
 
 DRY_RUN_SKIP = "dry run: no dry-run=yes"
 

@@ -23,10 +23,11 @@ from orchestrator.outcome import (
 )
 from orchestrator.phases import DRY_RUN_SKIP, run_phase, select_only
 from orchestrator.plan import context, discovery
-from orchestrator.report.printer import display_name, print_plan, print_warnings
+from orchestrator.report.printer import print_plan, print_warnings
 from orchestrator.session import Session, new_run_id
 from orchestrator.state.cleanup import count_dead_runs, recover
 from orchestrator.state.history import Progress, open_history, run_record
+from orchestrator.text import display_name
 from orchestrator.timestamps import now_iso
 
 

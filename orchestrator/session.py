@@ -9,7 +9,7 @@ from orchestrator.errors import LockBusy, StateError, UnsafeError
 from orchestrator.files import NotOwnFile, NotRegularFile, output_file_problems
 from orchestrator.process import Signals, Supervisor
 from orchestrator.report.output import Reporter
-from orchestrator.report.printer import Console, display_name
+from orchestrator.report.printer import Console
 from orchestrator.state.cleanup import close_run_dir
 from orchestrator.state.lock import WAIT_STEP, EventLock
 from orchestrator.state.statedir import (
@@ -18,6 +18,7 @@ from orchestrator.state.statedir import (
     live_rivals,
     process_start,
 )
+from orchestrator.text import display_name
 
 
 def new_run_id():

@@ -8,7 +8,7 @@ from collections import namedtuple
 from orchestrator import constants as c
 from orchestrator.errors import ConfigError, UnsafeError, UsageError
 from orchestrator.plan import discovery, safety, settings
-from orchestrator.report.printer import display_name
+from orchestrator.text import display_name
 
 PlannedHook = namedtuple("PlannedHook", "entry settings", defaults=(None,))
 PlannedHook.__doc__ = """An entry of a phase directory with the settings it would run with

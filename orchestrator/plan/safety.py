@@ -52,7 +52,7 @@ def chain(path, lstat=os.lstat):
 
 def shown(path):
     """A path as a message shows it: undecodable bytes and control characters escaped."""
-    from orchestrator.report.printer import display_name
+    from orchestrator.text import display_name
 
     return display_name(path)
 

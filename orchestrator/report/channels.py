@@ -247,7 +247,7 @@ class Message:
         return values
 
     def output_text(self):
-        from orchestrator.report.printer import display
+        from orchestrator.text import display
 
         return display(self.output or b"").rstrip("\n")
 
@@ -301,7 +301,7 @@ def healthchecks_suffix(status, exit_code):
 
 def latin1_header(text):
     """A header value: one line, non-ASCII as '?' (http.client sends Latin-1)."""
-    from orchestrator.report.printer import display_name
+    from orchestrator.text import display_name
 
     return display_name(text).encode("ascii", "replace").decode("ascii")
 

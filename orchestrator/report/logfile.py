@@ -7,7 +7,7 @@ import sys
 
 from orchestrator import constants as c
 from orchestrator.files import open_regular, unlink_quietly
-from orchestrator.report.printer import display, display_name
+from orchestrator.text import display, display_name
 from orchestrator.timestamps import now_iso
 
 

@@ -39,7 +39,7 @@ def summary(run, failed_output, error=None):
     """The body of the end ping: status, error, task counts, last lines of the failed step.
     ``run`` is a published() record; every line is escaped, so none can be forged.
     ``error``: the error line to show, when not the record's own (one without output)."""
-    from orchestrator.report.printer import display, display_name
+    from orchestrator.text import display, display_name
 
     tasks = run["tasks"]
     counts = {

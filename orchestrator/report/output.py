@@ -10,7 +10,7 @@ pieces and the tail kept for error logs is bounded, so memory stays flat whateve
 import collections
 
 from orchestrator import constants as c
-from orchestrator.report.printer import display_name
+from orchestrator.text import display_name
 
 MAX_LINE = 65536
 TAIL_LINE = 4096  # bytes of a line kept for the error log and history; the log keeps all

@@ -2,8 +2,8 @@
 the text of ``list``, ``check``, ``history`` and ``show``, and JSON. The only module that knows
 how hookrun's output looks; what others hand it is data.
 
-Every line shown passes through display_name() or display(): control characters are escaped,
-so no name, argument or output line can forge a line or move the cursor.
+Every line shown passes through display_name() or display() (orchestrator.text): control
+characters are escaped, so no name, argument or output line can forge a line or move the cursor.
 """
 
 import os
@@ -13,40 +13,13 @@ import sys
 from orchestrator import constants as c
 from orchestrator import shell
 from orchestrator.outcome import RunStatus, TaskStatus
+from orchestrator.text import UNSAFE, as_text, display, display_name
 
-# Bytes the terminal must not get raw: controls other than tab and newline, and DEL.
-UNSAFE = bytes(range(9)) + bytes(range(11, 32)) + b"\x7f"
-CONTROL = {code: f"\\x{code:02x}" for code in list(range(32)) + [127] if code not in (9, 10)}
-# C1 controls: a UTF-8 terminal may take U+009B for the escape that starts a command.
-CONTROL.update({code: f"\\u{code:04x}" for code in range(0x80, 0xA0)})
-LINE_CONTROL = {**CONTROL, 10: "\\x0a"}
 STATUS_COLOURS = {TaskStatus.OK: "GREEN", RunStatus.SUCCESS: "GREEN", TaskStatus.FAILED: "RED",
                   RunStatus.FAILURE: "RED", TaskStatus.TIMEOUT: "RED",
                   RunStatus.INTERRUPTED: "RED", TaskStatus.ABORTED: "YELLOW",
                   RunStatus.WARNING: "YELLOW", TaskStatus.SKIPPED: "CYAN",
                   TaskStatus.RUNNING: "CYAN"}
-
-
-def display(data):
-    """Bytes as terminal text: UTF-8 with invalid bytes replaced, control characters (C0 other
-    than tab and newline, DEL, C1) escaped."""
-    return data.decode("utf-8", "replace").translate(CONTROL)
-
-
-def as_text(value):
-    """Text safe for JSON and SQLite: surrogate escapes (undecodable bytes) replaced."""
-    if value is None or not isinstance(value, str):
-        return value
-    return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-
-
-def display_name(name):
-    """A file name (str with surrogate escapes, or bytes) as one line of text: undecodable
-    bytes replaced, control characters, newline included, escaped. Every line hookrun shows
-    or logs passes through it, so no name, argument or reason can forge a line."""
-    if isinstance(name, str):
-        name = name.encode("utf-8", "surrogateescape")
-    return name.decode("utf-8", "replace").translate(LINE_CONTROL)
 
 
 def raw_fd(stream):

@@ -65,7 +65,7 @@ def tell(known, reason, error):
 def message(error):
     """The body of the ``/fail`` ping: the error as stderr shows it, one line per problem,
     control characters escaped so that no line can be forged."""
-    from orchestrator.report.printer import display_name
+    from orchestrator.text import display_name
 
     lines = [f"hookrun: {display_name(line)}" for line in str(error).split("\n")]
     return "\n".join(lines).encode("utf-8", "replace")[:c.NOTIFY_MAX_BODY]

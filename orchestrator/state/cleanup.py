@@ -31,8 +31,8 @@ from orchestrator import shell
 from orchestrator.errors import StateError, UsageError, fault_text
 from orchestrator.files import READ, NotOwnFile, open_own, read_sized
 from orchestrator.plan import safety
-from orchestrator.report.printer import display_name
 from orchestrator.state.statedir import RunDir, damage, run_dir_problem, scan, try_lock
+from orchestrator.text import display_name
 
 DONE = b"\x01"
 RESERVED = 65536  # bytes of marks reserved when a run starts: journals up to 64 KiB

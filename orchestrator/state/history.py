@@ -13,7 +13,7 @@ import time
 
 from orchestrator.errors import HookrunError, StateError
 from orchestrator.outcome import RunStatus
-from orchestrator.report.printer import as_text as text
+from orchestrator.text import as_text as text
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (

@@ -7,7 +7,8 @@ import os
 from orchestrator.report import printer
 from orchestrator.report.logfile import LogFile
 from orchestrator.report.output import MAX_LINE, TAIL_LINE, LineSplitter, Reporter, TaskOutput
-from orchestrator.report.printer import Console, display, display_name
+from orchestrator.report.printer import Console
+from orchestrator.text import display, display_name
 
 
 def test_splitter_returns_complete_lines_and_keeps_the_rest():
