@@ -1,5 +1,7 @@
 """Exit statuses, hook exit codes, phase and directory names, defaults: one place for each."""
 
+from __future__ import annotations
+
 # Exit statuses of hookrun itself (design.md section 2).
 EXIT_OK = 0
 EXIT_CHECK_FAILED = 1  # hookrun check: a hook would fail to start (design.md 10)
@@ -96,12 +98,12 @@ SKIP_SUFFIXES = (
 )
 
 
-def is_event(name):
+def is_event(name: str) -> bool:
     """Whether ``name`` is an event name: [a-z0-9][a-z0-9_-]* (any length; see
     MAX_EVENT_LENGTH). Checked with sets, not a regular expression: ``re`` costs start-up."""
     return bool(name) and name[0] in EVENT_FIRST and all(ch in EVENT_REST for ch in name)
 
 
-def is_env_name(name):
+def is_env_name(name: str) -> bool:
     """Whether ``name`` is an environment variable name: [A-Za-z_][A-Za-z0-9_]*."""
     return bool(name) and name[0] in ENV_FIRST and all(ch in ENV_REST for ch in name)

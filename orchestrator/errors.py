@@ -1,5 +1,7 @@
 """Errors that end a command with a documented exit status and one line on stderr."""
 
+from __future__ import annotations
+
 from orchestrator import constants as c
 
 
@@ -8,7 +10,7 @@ class HookrunError(Exception):
 
     exit_status = 1
 
-    def __init__(self, message, exit_status=None):
+    def __init__(self, message: str, exit_status: int | None = None) -> None:
         super().__init__(message)
         if exit_status is not None:
             self.exit_status = exit_status

@@ -3,6 +3,8 @@
 exclusively (O_EXCL) with mode 0600, and an existing file only when it is a regular file of
 the user running hookrun that no one else can write to."""
 
+from __future__ import annotations
+
 import errno
 import os
 import stat
@@ -20,7 +22,7 @@ READ_STEP = 65536
 class NotOwnFile(OSError):
     """An existing file that hookrun must not write to: its message says why, with the fix."""
 
-    def __init__(self, message):
+    def __init__(self, message: str) -> None:
         super().__init__(errno.EPERM, message)
 
 
@@ -28,11 +30,11 @@ class NotRegularFile(NotOwnFile):
     """A FIFO, socket, device or directory where hookrun wants a regular file: refused at
     once, since reading or writing it could block for ever (design.md section 8)."""
 
-    def __init__(self, path):
+    def __init__(self, path: str) -> None:
         super().__init__(f"{shown(path)} is not a regular file (fix: move it away)")
 
 
-def own_file_problem(path, info, euid=None):
+def own_file_problem(path: str, info: os.stat_result, euid: int | None = None) -> str | None:
     """Why the existing file ``path`` (``info`` from stat) is not one hookrun may write to,
     or None."""
     euid = os.geteuid() if euid is None else euid
@@ -47,7 +49,7 @@ def own_file_problem(path, info, euid=None):
     return None
 
 
-def open_own(path, flags, mode=PRIVATE):
+def open_own(path: str, flags: int, mode: int = PRIVATE) -> int:
     """``os.open`` of a file of hookrun's own: never through a symbolic link, created with
     ``mode`` if ``flags`` has O_CREAT, refused (NotOwnFile) if it is not a regular file of the
     running user that only it can write (NotRegularFile for a FIFO or device). Opened
@@ -65,13 +67,14 @@ def open_own(path, flags, mode=PRIVATE):
     return fd
 
 
-def read_sized(fd, limit):
+def read_sized(fd: int, limit: int) -> bytes:
     """Up to ``limit`` bytes from the file open at ``fd``, in buffers sized by what the file
     holds (fstat), not by ``limit``: a read must not ask for megabytes that a small file does
     not need, which a tight address-space limit refuses (MemoryError). Reads on to the end,
     so a file that grew since the fstat is read whole too (up to ``limit``)."""
     size = os.fstat(fd).st_size
-    chunks, got = [], 0
+    chunks: list[bytes] = []
+    got = 0
     while got < limit:
         chunk = os.read(fd, min(limit - got, max(size - got, 0) + READ_STEP))
         if not chunk:
@@ -79,7 +82,9 @@ def read_sized(fd, limit):
         chunks.append(chunk)
         got += len(chunk)
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-def open_regular(path, flags, mode=PRIVATE):
+
+
+def open_regular(path: str, flags: int, mode: int = PRIVATE) -> int:
     """``os.open`` with O_NONBLOCK and O_NOFOLLOW, of a regular file only: NotRegularFile for
     anything else (a FIFO that no one reads, opened for writing, says ENXIO)."""
     try:
@@ -99,7 +104,7 @@ def open_regular(path, flags, mode=PRIVATE):
     return fd
 
 
-def write_private(path, data):
+def write_private(path: str, data: bytes) -> None:
     """Write ``data`` (bytes) to ``path``, mode 0600, replacing what a file of hookrun's own
     held there. Not synced: what is written this way only serves the live run."""
     fd = open_own(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
@@ -109,7 +114,7 @@ def write_private(path, data):
         os.close(fd)
 
 
-def write_all(fd, data):
+def write_all(fd: int, data: bytes) -> None:
     """Write all of ``data``; OSError (ENOSPC) when the disk takes only part of it."""
     view = memoryview(data)
     while view:
@@ -119,7 +124,7 @@ def write_all(fd, data):
         view = view[written:]
 
 
-def foreign_links(path, euid=None):
+def foreign_links(path: str, euid: int | None = None) -> list[str]:
     """Problem lines for every symbolic link on the way to ``path`` that another user owns:
     whoever owns a link can point it elsewhere between our check and our open."""
     euid = os.geteuid() if euid is None else euid
@@ -133,7 +138,7 @@ def foreign_links(path, euid=None):
             if stat.S_ISLNK(info.st_mode) and info.st_uid not in (0, euid)]
 
 
-def output_file_problems(path, appended):
+def output_file_problems(path: str, appended: bool) -> list[str]:
     """Why hookrun must not write the log or metrics file at ``path``: a symbolic link of
     another user on the way, or (for a file ``appended`` to, the log) an existing file that
     another user owns or can write. [] when it is fine. A FIFO, socket or device is not a
@@ -152,7 +157,7 @@ def output_file_problems(path, appended):
     return problems
 
 
-def remove_tree(path):
+def remove_tree(path: str) -> None:
     """Remove ``path`` and everything under it, as far as possible, never following a
     symbolic link (a link is removed, not what it points to). What cannot be removed stays:
     shutil.rmtree(ignore_errors=True), without importing shutil and the compressors it
@@ -180,7 +185,7 @@ def remove_tree(path):
         pass
 
 
-def unlink_quietly(path):
+def unlink_quietly(path: str) -> None:
     try:
         os.unlink(path)
     except OSError:

@@ -2,10 +2,12 @@
 (``2026-11-21T23:23:27.123+01:00``), from the time module alone (``datetime`` costs start-up
 time every run), and back to Unix time for the metrics."""
 
+from __future__ import annotations
+
 import time
 
 
-def now_iso():
+def now_iso() -> str:
     """The current local time, ISO 8601 with milliseconds and the UTC offset."""
     now = time.time()
     date_time, offset = local_second(int(now))
@@ -13,10 +15,10 @@ def now_iso():
 
 
 # The last second local_second() spelled: the log asks for the time many times a second.
-LAST_SECOND = {}
+LAST_SECOND: dict[int, tuple[str, str]] = {}
 
 
-def local_second(second):
+def local_second(second: int) -> tuple[str, str]:
     """(``YYYY-MM-DDTHH:MM:SS``, ``+HH:MM``) of the Unix time ``second``, in local time."""
     if second not in LAST_SECOND:
         local = time.localtime(second)
@@ -28,7 +30,7 @@ def local_second(second):
     return LAST_SECOND[second]
 
 
-def unix_time(iso):
+def unix_time(iso: str) -> float | None:
     """Unix time (seconds, 3 decimals) of a time as now_iso() writes it; None if it is not
     one."""
     import datetime
