@@ -2,6 +2,8 @@
 prefix (time, run, task, stream), and every task's start and end; rotated at LOG_MAX_BYTES with
 LOG_BACKUPS kept. Also reads a task's whole output back (``hookrun show --output``)."""
 
+from __future__ import annotations
+
 import os
 import sys
 
@@ -10,8 +12,16 @@ from orchestrator.files import open_regular, unlink_quietly
 from orchestrator.text import display, display_name
 from orchestrator.timestamps import now_iso
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import threading
+    from typing import TextIO
 
-def print_task_output(log_path, run_id, where, out=None):
+    from orchestrator.outcome import TaskRecord
+
+
+def print_task_output(log_path: str | None, run_id: str, where: str,
+                      out: TextIO | None = None) -> bool:
     """Print every output line of the task ``where`` (``PHASE/NAME`` as the log and
     ``show`` name it) of run ``run_id``, from the log file and its rotations, oldest first,
     escaped as the terminal shows output; returns whether there was any."""
@@ -45,27 +55,31 @@ class LogFile:
     LOG_BACKUPS kept (``hookrun.log.1`` is the newest old one, as logging.handlers names them).
     Written with one write() per chunk and no buffering, so a killed run leaves a useful log."""
 
-    def __init__(self, path, run_id, task_max_bytes=None):
+    def __init__(self, path: str, run_id: str, task_max_bytes: int | None = None) -> None:
         self.path = path
         self.run_id = run_id.encode()
         # Each task's output logged so far, and what was left out past task_max_bytes.
         self.task_max_bytes = task_max_bytes or 0
-        self.logged = {}
-        self.left_out = {}
-        self.fd = None
+        self.logged: dict[bytes, int] = {}
+        self.left_out: dict[bytes, int] = {}
+        self.fd: int | None = None
         self.size = 0
-        self.error = None
-        self.removers = []
+        self.error: str | None = None
+        self.removers: list[threading.Thread] = []
         self.open()
 
-    def open(self):
+    def open(self) -> None:
         from orchestrator.files import open_own
 
         self.fd = open_own(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
         self.size = os.fstat(self.fd).st_size
 
-    def rotate(self):
-        os.close(self.fd)
+    def rotate(self) -> None:
+        # No descriptor is kept while the files move: if a move or the new open fails, the
+        # write's error path must not close the closed (or by then reused) descriptor again.
+        fd, self.fd = self.fd, None
+        if fd is not None:
+            os.close(fd)
         self.discard(f"{self.path}.{c.LOG_BACKUPS}")
         for n in range(c.LOG_BACKUPS - 1, 0, -1):
             older = f"{self.path}.{n}"
@@ -74,7 +88,7 @@ class LogFile:
         os.replace(self.path, f"{self.path}.1")
         self.open()
 
-    def discard(self, path):
+    def discard(self, path: str) -> None:
         """Remove the oldest log out of the way at once, and free its blocks in a thread:
         unlinking 10 MiB costs a hook streaming output as much as writing it."""
         import threading
@@ -88,7 +102,7 @@ class LogFile:
         remover.start()
         self.removers.append(remover)
 
-    def write(self, *parts):
+    def write(self, *parts: bytes) -> None:
         if self.fd is None:
             return
         size = sum(map(len, parts))
@@ -102,7 +116,7 @@ class LogFile:
             self.error = f"log file {self.path}: {error.strerror}; logging stopped"
             self.close()
 
-    def lines(self, where, stream, block):
+    def lines(self, where: bytes, stream: str, block: bytes) -> None:
         """A block of lines of ``where`` (e.g. ``pre/10-x``) on ``stream``, each prefixed;
         past ``task_max_bytes`` of the task's output, a note once and then nothing."""
         capped = False
@@ -117,7 +131,7 @@ class LogFile:
                        "(log_task_max_bytes): the rest is not logged, its last lines are in "
                        "the history")
 
-    def within_cap(self, where, block):
+    def within_cap(self, where: bytes, block: bytes) -> tuple[bytes, bool]:
         """(what of ``block`` the task ``where`` may still log, cut after a whole line where
         it can be, or b""; whether this block reached the cap)."""
         logged = self.logged.get(where, 0)
@@ -135,7 +149,7 @@ class LogFile:
         self.logged[where] = self.task_max_bytes
         return kept, True
 
-    def finished(self, where, record):
+    def finished(self, where: str, record: TaskRecord) -> None:
         """The end of a task, as a record of its own."""
         key = where.encode("utf-8", "surrogateescape") if isinstance(where, str) else where
         if self.left_out.get(key):
@@ -144,11 +158,11 @@ class LogFile:
                    f"attempts={record.attempts} duration={record.duration:.3f}"
                    + (f" reason={record.reason}" if record.reason else ""))
 
-    def event(self, text):
+    def event(self, text: str) -> None:
         self.write(b"%s %s %s\n" % (now_iso().encode(), self.run_id,
                                     display_name(text).encode()))
 
-    def close(self):
+    def close(self) -> None:
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None

@@ -88,6 +88,19 @@ def test_the_log_rotates_at_10_mib_and_keeps_5(tmp_path):
     assert all((tmp_path / name).stat().st_mode & 0o777 == 0o600 for name in names)
 
 
+def test_a_rotation_that_fails_stops_logging_with_a_warning_and_never_raises(tmp_path):
+    log = LogFile(str(tmp_path / "hookrun.log"), "RUN1")
+    # The oldest log cannot be moved aside: a non-empty directory sits where it would go.
+    (tmp_path / "hookrun.log.5").write_bytes(b"old\n")
+    (tmp_path / "hookrun.log.5.removing").mkdir()
+    (tmp_path / "hookrun.log.5.removing" / "keep").write_bytes(b"")
+    log.size = 10 * 1024 * 1024
+    log.lines(b"pre/x", "stdout", b"one more line")
+    assert log.fd is None and "logging stopped" in log.error
+    log.lines(b"pre/x", "stdout", b"and nothing after it")
+    log.close()
+
+
 def test_a_lost_stdout_never_stops_the_run_even_when_dev_null_cannot_be_opened(monkeypatch):
     read_end, write_end = os.pipe()
     os.close(read_end)  # every write now fails with EPIPE, as to a closed pipe
