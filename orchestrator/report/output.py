@@ -7,10 +7,20 @@ joined by newlines, never in a Python loop per line; a line longer than MAX_LINE
 pieces and the tail kept for error logs is bounded, so memory stays flat whatever a hook prints.
 """
 
+from __future__ import annotations
+
 import collections
 
 from orchestrator import constants as c
 from orchestrator.text import display_name
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from orchestrator.outcome import TaskRecord
+    from orchestrator.report.logfile import LogFile
+    from orchestrator.report.printer import Console
 
 MAX_LINE = 65536
 TAIL_LINE = 4096  # bytes of a line kept for the error log and history; the log keeps all
@@ -22,10 +32,10 @@ class LineSplitter:
     """Turns chunks into blocks of complete lines (joined by newlines, no final one), keeping
     the unterminated rest for the next chunk."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.rest = b""
 
-    def feed(self, data):
+    def feed(self, data: bytes) -> bytes | None:
         """The block of complete lines in what came so far, or None."""
         if self.rest:
             data = self.rest + data
@@ -42,7 +52,7 @@ class LineSplitter:
             return data
         return data[:cut]
 
-    def flush(self):
+    def flush(self) -> bytes | None:
         rest, self.rest = self.rest, b""
         return rest or None
 
@@ -52,33 +62,33 @@ class TaskOutput:
     error log and the history (the last TAIL_BYTES of blocks; lines are counted only when
     the tail is read)."""
 
-    def __init__(self, reporter, where):
+    def __init__(self, reporter: Reporter, where: str) -> None:
         self.reporter = reporter
         self.where = where
         self.where_bytes = where.encode("utf-8", "surrogateescape")
         self.splitters = {"stdout": LineSplitter(), "stderr": LineSplitter()}
-        self.tail = collections.deque()
+        self.tail: collections.deque[bytes] = collections.deque()
         self.tail_size = 0
         self.live = reporter.console.live_enabled
         # Streams handed to the terminal as they come, bytes unchanged (the command's stderr
         # while it draws on the terminal itself); they are still kept and logged as lines.
-        self.passed = ()
+        self.passed: tuple[str, ...] = ()
         # The last blocks of stdout alone, when the command's statistics are read from it.
-        self.stdout_kept = None
+        self.stdout_kept: collections.deque[bytes] | None = None
 
-    def tick(self, elapsed):
+    def tick(self, elapsed: float) -> None:
         if self.live:
             self.reporter.console.live(self.where, elapsed)
         if self.reporter.on_tick:
             self.reporter.on_tick()
 
-    def __call__(self, stream, data):
+    def __call__(self, stream: str, data: bytes) -> None:
         if stream in self.passed:
             # Written before it is split: a prompt or a progress line has no newline yet.
             self.reporter.console.passthrough(stream, data)
         self.emit(stream, self.splitters[stream].feed(data))
 
-    def emit(self, stream, block):
+    def emit(self, stream: str, block: bytes | None) -> None:
         if not block:
             return
         self.keep(block)
@@ -92,43 +102,44 @@ class TaskOutput:
         if self.reporter.log:
             self.reporter.log.lines(self.where_bytes, stream, block)
 
-    def keep(self, block):
+    def keep(self, block: bytes) -> None:
         self.tail.append(block)
         self.tail_size += len(block)
         while len(self.tail) > 1 and self.tail_size - len(self.tail[0]) >= TAIL_BYTES:
             self.tail_size -= len(self.tail.popleft())
 
-    def finish(self):
+    def finish(self) -> None:
         for stream, splitter in self.splitters.items():
             self.emit(stream, splitter.flush())
 
-    def tail_list(self, lines=c.ERROR_LOG_LINES):
+    def tail_list(self, lines: int = c.ERROR_LOG_LINES) -> list[bytes]:
         """The last ``lines`` lines, each cut to TAIL_LINE bytes."""
-        found = []
+        found: list[bytes] = []
         for block in self.tail:
             found.extend(block.split(b"\n"))
         return [line[:TAIL_LINE] + b" [...]" if len(line) > TAIL_LINE else line
                 for line in found[-lines:]]
 
-    def keep_stdout(self):
+    def keep_stdout(self) -> None:
         """Keep the last blocks of stdout apart too, for stdout_bytes()."""
         self.stdout_kept = collections.deque()
 
-    def stdout_bytes(self):
+    def stdout_bytes(self) -> bytes:
         """The last part of stdout (with keep_stdout()): at most about TAIL_BYTES."""
         return b"\n".join(self.stdout_kept or ()) + b"\n"
 
-    def tail_bytes(self):
+    def tail_bytes(self) -> bytes:
         return b"".join(line + b"\n" for line in self.tail_list())
 
-    def tail_text(self, lines=c.SUMMARY_OUTPUT_LINES, limit=c.SUMMARY_OUTPUT_BYTES):
+    def tail_text(self, lines: int = c.SUMMARY_OUTPUT_LINES,
+                  limit: int = c.SUMMARY_OUTPUT_BYTES) -> str:
         """The last ``lines`` lines as text, at most ``limit`` bytes of them (the last)."""
         data = b"\n".join(self.tail_list(lines))
         if len(data) > limit:
             data = b"[...]" + data[len(data) - limit + 5:]
         return data.decode("utf-8", "replace")
 
-    def last_line(self, limit=ERROR_LINE):
+    def last_line(self, limit: int = ERROR_LINE) -> str:
         """The last output line that is not blank, as one line of text (or ""): of a line
         redrawn with carriage returns (a progress line), what a terminal shows last."""
         for block in reversed(self.tail):
@@ -144,7 +155,7 @@ class TaskOutput:
         return ""
 
 
-def redrawn(line):
+def redrawn(line: bytes) -> bytes:
     """The last stretch of ``line`` (bytes) after a carriage return that is not blank,
     stripped: "scanning 20%\\rFatal: ..." ends in the error, and a CRLF line in its text."""
     for part in reversed(line.split(b"\r")):
@@ -157,38 +168,39 @@ def redrawn(line):
 class Reporter:
     """The terminal and the log file together, as the lifecycle sees them."""
 
-    def __init__(self, console, log=None):
+    def __init__(self, console: Console, log: LogFile | None = None) -> None:
         self.console = console
         self.log = log
-        self.on_tick = None  # called about once a second while a task has run a second
+        # Called about once a second while a task has run a second.
+        self.on_tick: Callable[[], object] | None = None
 
-    def sink(self, where):
+    def sink(self, where: str) -> TaskOutput:
         return TaskOutput(self, where)
 
-    def started(self, where, text=""):
+    def started(self, where: str, text: str = "") -> None:
         if self.log:
             self.log.event(f"{where} start{text}")
 
-    def finished(self, where, record):
+    def finished(self, where: str, record: TaskRecord) -> None:
         self.console.finished(where, record)
         if self.log:
             self.log.finished(where, record)
         self.check_log()
 
-    def warn(self, text):
+    def warn(self, text: str) -> None:
         self.console.warn(text)
         if self.log:
             self.log.event(f"warning: {text}")
         self.check_log()
 
-    def note(self, text):
+    def note(self, text: str) -> None:
         self.console.note(text)
 
-    def event(self, text):
+    def event(self, text: str) -> None:
         if self.log:
             self.log.event(text)
 
-    def check_log(self):
+    def check_log(self) -> None:
         if self.log and self.log.error:
             error, self.log.error = self.log.error, None
             self.console.warn(error)

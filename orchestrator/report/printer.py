@@ -6,6 +6,8 @@ Every line shown passes through display_name() or display() (orchestrator.text):
 characters are escaped, so no name, argument or output line can forge a line or move the cursor.
 """
 
+from __future__ import annotations
+
 import os
 import stat
 import sys
@@ -15,6 +17,20 @@ from orchestrator import shell
 from orchestrator.outcome import RunStatus, TaskStatus
 from orchestrator.text import UNSAFE, as_text, display, display_name
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping, Sequence
+    from typing import Any, TextIO
+
+    from orchestrator.outcome import TaskRecord
+    from orchestrator.plan.context import Context, PlannedHook, Problem
+    from orchestrator.plan.discovery import PhaseDir
+
+    # A run's record, or a trends item, as JSON carries it: values of many types.
+    Record = Mapping[str, Any]
+    # The plan: each phase's directory with its hooks in order.
+    Planned = Iterable[tuple[PhaseDir, Sequence[PlannedHook]]]
+
 STATUS_COLOURS = {TaskStatus.OK: "GREEN", RunStatus.SUCCESS: "GREEN", TaskStatus.FAILED: "RED",
                   RunStatus.FAILURE: "RED", TaskStatus.TIMEOUT: "RED",
                   RunStatus.INTERRUPTED: "RED", TaskStatus.ABORTED: "YELLOW",
@@ -22,7 +38,7 @@ STATUS_COLOURS = {TaskStatus.OK: "GREEN", RunStatus.SUCCESS: "GREEN", TaskStatus
                   TaskStatus.RUNNING: "CYAN"}
 
 
-def raw_fd(stream):
+def raw_fd(stream: TextIO) -> int | None:
     """The descriptor under a text stream, flushed through, or None (e.g. a test's capture)."""
     try:
         stream.buffer.flush()
@@ -31,7 +47,7 @@ def raw_fd(stream):
         return None
 
 
-def is_null_device(fd):
+def is_null_device(fd: int | None) -> bool:
     """Whether ``fd`` is /dev/null (``> /dev/null`` in a crontab line), where output shown
     would be thrown away: then hookrun does not format it (as GNU tar does not read the files
     it archives to /dev/null)."""
@@ -48,7 +64,8 @@ class Console:
     """The terminal: status lines, hook output and the summary; colour only when asked for or
     when writing to a terminal with NO_COLOR unset."""
 
-    def __init__(self, color="auto", quiet=False, verbose=False, out=None, err=None):
+    def __init__(self, color: str = "auto", quiet: bool = False, verbose: bool = False,
+                 out: TextIO | None = None, err: TextIO | None = None) -> None:
         self.out = out or sys.stdout
         self.err = err or sys.stderr
         self.quiet = quiet
@@ -60,27 +77,28 @@ class Console:
         # Streams whose hook output is thrown away: /dev/null, or a stream that is gone.
         self.discarded = {stream: is_null_device(fd) for stream, fd in self.fds.items()}
 
-    def pick_colours(self, color):
+    def pick_colours(self, color: str) -> dict[str, str] | None:
         if color == "never":
             return None
         if color == "auto" and (os.environ.get("NO_COLOR") or not self.out.isatty()):
             return None
         from colorama import Fore, Style
 
-        palette = {name: getattr(Fore, name) for name in set(STATUS_COLOURS.values())}
+        palette: dict[str, str] = {name: getattr(Fore, name)
+                                   for name in set(STATUS_COLOURS.values())}
         palette["RESET"] = Style.RESET_ALL
         palette["DIM"] = Style.DIM
         return palette
 
-    def paint(self, text, colour):
+    def paint(self, text: str, colour: str) -> str:
         if not self.colours:
             return text
         return f"{self.colours[colour]}{text}{self.colours['RESET']}"
 
-    def status_word(self, status):
+    def status_word(self, status: str) -> str:
         return self.paint(status, STATUS_COLOURS.get(status, "RESET"))
 
-    def write(self, stream, text):
+    def write(self, stream: str, text: str) -> None:
         """Write to the terminal (or pipe). One that is gone (a closed pipe, a hung-up
         terminal) must not stop the run, its cleanups or finally.d: see lost()."""
         target = self.out if stream == "stdout" else self.err
@@ -90,7 +108,7 @@ class Console:
         except (OSError, ValueError):
             self.lost(stream)
 
-    def write_utf8(self, text):
+    def write_utf8(self, text: str) -> None:
         """Write ``text`` to stdout as UTF-8 whatever the locale's encoding (JSON is UTF-8)."""
         fd = self.fds["stdout"]
         if fd is None:
@@ -103,7 +121,7 @@ class Console:
         except OSError:
             self.lost("stdout")
 
-    def lost(self, stream):
+    def lost(self, stream: str) -> None:
         """Send what follows on ``stream`` to /dev/null; the log file still has everything."""
         fd = self.fds[stream]
         self.fds[stream] = None
@@ -126,18 +144,18 @@ class Console:
         except (OSError, ValueError):
             pass
 
-    def live(self, where, elapsed):
+    def live(self, where: str, elapsed: float) -> None:
         """Show, on one line updated in place, that ``where`` has run ``elapsed`` seconds."""
         if self.live_enabled:
             self.write("stdout", f"\r\x1b[K... {where} running {elapsed:.0f}s")
             self.live_shown = True
 
-    def clear_live(self):
+    def clear_live(self) -> None:
         if self.live_shown:
             self.live_shown = False
             self.write("stdout", "\r\x1b[K")
 
-    def output(self, where, stream, block):
+    def output(self, where: str, stream: str, block: bytes) -> None:
         """A block of a task's output lines, each prefixed with ``where``."""
         if self.quiet or self.discarded[stream]:
             return
@@ -145,9 +163,9 @@ class Console:
         fd = self.fds[stream]
         if fd is not None and block.isascii() and len(block.translate(None, UNSAFE)) == len(block):
             # Plain ASCII needs no decoding or escaping: straight to the descriptor.
-            prefix = f"{where}: ".encode("utf-8", "surrogateescape")
+            head = f"{where}: ".encode("utf-8", "surrogateescape")
             try:
-                os.writev(fd, [prefix, block.replace(b"\n", b"\n" + prefix), b"\n"])
+                os.writev(fd, [head, block.replace(b"\n", b"\n" + head), b"\n"])
             except OSError:
                 self.lost(stream)
             return
@@ -155,7 +173,7 @@ class Console:
         text = display(block)
         self.write(stream, prefix + ("\n" + prefix).join(text.split("\n")) + "\n")
 
-    def passthrough(self, stream, data):
+    def passthrough(self, stream: str, data: bytes) -> None:
         """Bytes of the command's ``stream`` while it draws on the terminal itself, written
         at once and unchanged, as if it wrote them there: its prompts and progress (``\r``,
         colour) work, and escaping them would guard nothing, since its stdout is the
@@ -172,7 +190,7 @@ class Console:
         except OSError:
             self.lost(stream)
 
-    def finished(self, where, record):
+    def finished(self, where: str, record: TaskRecord) -> None:
         """The status line of a task that ended (or was skipped)."""
         self.clear_live()
         if self.quiet and record.status in (TaskStatus.OK, TaskStatus.SKIPPED):
@@ -196,15 +214,16 @@ class Console:
                       if line]
         self.write("stdout", "\n".join(lines) + "\n")
 
-    def note(self, text):
+    def note(self, text: str) -> None:
         if self.verbose:
             self.write("stdout", self.paint(f"    {display_name(text)}", "DIM") + "\n")
 
-    def warn(self, text):
+    def warn(self, text: str) -> None:
         self.write("stderr", f"hookrun: warning: {display_name(text)}\n")
 
-    def summary(self, run_status, records, exit_code, what="run"):
-        rows = [("PHASE", "HOOK", "STATUS", "EXIT", "TRIES", "DURATION")]
+    def summary(self, run_status: str, records: Iterable[TaskRecord], exit_code: int,
+                what: str = "run") -> None:
+        rows: list[tuple[str, ...]] = [("PHASE", "HOOK", "STATUS", "EXIT", "TRIES", "DURATION")]
         for r in records:
             rows.append((r.phase, display_name(r.name), r.status,
                          "" if r.exit_code is None else str(r.exit_code), str(r.attempts),
@@ -220,9 +239,9 @@ class Console:
         self.write("stdout", "\n".join(lines) + "\n")
 
 
-def plan_items(planned, show_all=False):
+def plan_items(planned: Planned, show_all: bool = False) -> list[dict[str, object]]:
     """``hookrun list --json`` items for [(PhaseDir, [PlannedHook])]."""
-    items = []
+    items: list[dict[str, object]] = []
     for phase, hooks in planned:
         for hook in hooks:
             entry, s = hook.entry, hook.settings
@@ -245,13 +264,15 @@ def plan_items(planned, show_all=False):
     return items
 
 
-def print_plan(planned, command=None, no_hooks=False, show_all=False, out=None, origins=False):
+def print_plan(planned: Planned, command: Sequence[str] | None = None, no_hooks: bool = False,
+               show_all: bool = False, out: TextIO | None = None,
+               origins: bool = False) -> None:
     """The plan as ``list`` and ``--dry-run`` print it; with ``origins`` (layered hooks
     directories) each hook's line names its hooks directory and what it replaces."""
     from orchestrator.plan.settings import describe
 
     out = out or sys.stdout
-    lines = []
+    lines: list[str] = []
     for phase, hooks in planned:
         lines.append(f"{phase.dirname}/")
         shown = [h for h in hooks if show_all or h.entry.runs or h.entry.warn]
@@ -278,12 +299,13 @@ def print_plan(planned, command=None, no_hooks=False, show_all=False, out=None, 
     out.write("\n".join(lines) + "\n")
 
 
-def print_warnings(warnings):
+def print_warnings(warnings: Iterable[str]) -> None:
     if warnings:
         sys.stderr.write("".join(f"hookrun: warning: {display_name(w)}\n" for w in warnings))
 
 
-def print_check(ctx, errors, unsafe, problems, warnings):
+def print_check(ctx: Context, errors: Sequence[str], unsafe: Sequence[Problem],
+                problems: Sequence[Problem], warnings: Sequence[str]) -> None:
     """What ``hookrun check`` found: problems on stderr, a last line when nothing fails."""
     lines = [f"hookrun: error: {display_name(line)}" for line in errors]
     # A fix that several paths share (another user's tree) is said once, after them.
@@ -303,14 +325,15 @@ def print_check(ctx, errors, unsafe, problems, warnings):
               + (f" ({len(warnings)} warning(s))" if warnings else ""))
 
 
-def problem_text(problem):
+def problem_text(problem: Problem) -> str:
     """One line for a check Problem: ``PATH: what (fix: ...)``."""
     text = problem.what if problem.what.startswith(problem.path) \
         else f"{problem.path}: {problem.what}"
     return display_name(f"{text} (fix: {problem.fix})" if problem.fix else text)
 
 
-def check_items(errors, unsafe, problems, warnings):
+def check_items(errors: Sequence[str], unsafe: Sequence[Problem], problems: Sequence[Problem],
+                warnings: Sequence[str]) -> dict[str, object]:
     """``hookrun check --json``: {"ok", "problems": [{"path", "what", "fix"}], "warnings"}.
     Configuration errors and unsafe permissions are problems too."""
     items = [{"path": as_text(line.split(":", 1)[0]), "what": as_text(line), "fix": ""}
@@ -320,7 +343,7 @@ def check_items(errors, unsafe, problems, warnings):
     return {"ok": not items, "problems": items, "warnings": [as_text(w) for w in warnings]}
 
 
-def dump_json(value, out=None):
+def dump_json(value: object, out: TextIO | None = None) -> None:
     """JSON is UTF-8, whatever the locale says: written as bytes where there is a buffer."""
     import json
 
@@ -335,16 +358,17 @@ def dump_json(value, out=None):
     buffer.flush()
 
 
-def table(rows):
+def table(rows: Sequence[Sequence[str]]) -> list[str]:
     """Lines of ``rows`` (tuples of text) in columns two spaces apart, the last one ragged."""
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     return ["  ".join([cell.ljust(width) for cell, width in zip(row, widths)] + [row[-1]])
             .rstrip() for row in rows]
 
 
-def print_history(runs, out=None):
+def print_history(runs: Iterable[Record], out: TextIO | None = None) -> None:
     out = out or sys.stdout
-    rows = [("ID", "EVENT", "STARTED", "STATUS", "EXIT", "DURATION", "COMMAND")]
+    rows: list[tuple[str, ...]] = [
+        ("ID", "EVENT", "STARTED", "STATUS", "EXIT", "DURATION", "COMMAND")]
     for run in runs:
         command = ("[no-hooks] " if run["no_hooks"] else "") + (run["command"] or "")
         rows.append((display_name(run["id"]), display_name(run["event"]),
@@ -354,12 +378,12 @@ def print_history(runs, out=None):
     out.write("\n".join(table(rows)) + "\n")
 
 
-def time_text(iso):
+def time_text(iso: str | None) -> str:
     """A recorded time as a table shows it: ``2026-11-21 23:23:27``, local as recorded."""
     return display_name(iso or "")[:19].replace("T", " ")
 
 
-def can_encode(text, out):
+def can_encode(text: str, out: TextIO) -> bool:
     """Whether ``out`` (its encoding, the locale's) can write ``text``."""
     try:
         text.encode(getattr(out, "encoding", None) or "ascii")
@@ -368,7 +392,7 @@ def can_encode(text, out):
     return True
 
 
-def utf8_locale():
+def utf8_locale() -> bool:
     """Whether the locale (LC_ALL, else LC_CTYPE, else LANG) says UTF-8. Python reads a C
     locale as UTF-8 (PEP 538), but the terminal of a user who chose it may not."""
     for name in ("LC_ALL", "LC_CTYPE", "LANG"):
@@ -378,14 +402,14 @@ def utf8_locale():
     return False
 
 
-def print_trends(found, out=None):
+def print_trends(found: Record, out: TextIO | None = None) -> None:
     """``hookrun stats``: a table of events, then one of hooks (trends.trends())."""
     from orchestrator.report.trends import BLOCKS, sparkline
 
     out = out or sys.stdout
     unicode = utf8_locale() and can_encode(BLOCKS, out)
 
-    def cells(item):
+    def cells(item: Record) -> tuple[str, ...]:
         rate = item["success_rate"]
         return (str(item["runs"]), str(item["failures"]),
                 "" if rate is None else f"{rate * 100:.0f}%",
@@ -393,7 +417,7 @@ def print_trends(found, out=None):
                 time_text(item["last_failure"]) or "-", sparkline(item["durations"], unicode))
 
     numbers = ("RUNS", "FAILURES", "SUCCESS", "MEDIAN", "P95", "LAST FAILURE", "LAST 20")
-    rows = [("EVENT",) + numbers]
+    rows: list[tuple[str, ...]] = [("EVENT",) + numbers]
     rows += [(display_name(item["event"]),) + cells(item) for item in found["events"]]
     lines = table(rows)
     if found["hooks"]:
@@ -405,14 +429,15 @@ def print_trends(found, out=None):
     out.write("\n".join(lines) + "\n")
 
 
-def print_run(run, out=None):
+def print_run(run: Record, out: TextIO | None = None) -> None:
     out = out or sys.stdout
-    fields = [("id", run["id"]), ("event", run["event"]), ("status", run["status"]),
-              ("exit", run["exit_code"]), ("command", run["command"] or "(none)"),
-              ("started", run["started"]), ("finished", run["finished"]),
-              ("duration", seconds_text(run["duration"])),
-              ("no hooks", "yes" if run["no_hooks"] else "no"),
-              ("trigger", run.get("trigger")), ("error", run["error"])]
+    fields: list[tuple[str, object]] = [
+        ("id", run["id"]), ("event", run["event"]), ("status", run["status"]),
+        ("exit", run["exit_code"]), ("command", run["command"] or "(none)"),
+        ("started", run["started"]), ("finished", run["finished"]),
+        ("duration", seconds_text(run["duration"])),
+        ("no hooks", "yes" if run["no_hooks"] else "no"),
+        ("trigger", run.get("trigger")), ("error", run["error"])]
     if run.get("stats"):
         from orchestrator.report.stats import text
 
@@ -420,9 +445,9 @@ def print_run(run, out=None):
     lines = [f"{key + ':':10} {'' if value is None else display_name(str(value))}"
              for key, value in fields]
     lines.append("tasks:")
-    rows = [("  PHASE", "NAME", "STATUS", "EXIT", "TRIES", "DURATION", "CPU", "MAX RSS",
-             "REASON")]
-    outputs = []
+    rows: list[tuple[str, ...]] = [("  PHASE", "NAME", "STATUS", "EXIT", "TRIES", "DURATION",
+                                    "CPU", "MAX RSS", "REASON")]
+    outputs: list[list[str]] = []
     for task in run["tasks"]:
         ran = task["status"] not in (TaskStatus.SKIPPED, TaskStatus.RUNNING)
         rows.append((f"  {task['phase']}", display_name(task["name"]), task["status"],
@@ -440,16 +465,16 @@ def print_run(run, out=None):
     out.write("\n".join(lines) + "\n")
 
 
-def seconds_text(value):
+def seconds_text(value: float | None) -> str:
     return "" if value is None else f"{value:.2f}s"
 
 
-def reason_text(reason, exit_code):
+def reason_text(reason: str | None, exit_code: int | None) -> str:
     """A task's reason, unless it only repeats its exit status."""
     if not reason or reason == f"exit {exit_code}":
         return ""
     return display_name(reason)
 
 
-def rss_text(value):
+def rss_text(value: float | None) -> str:
     return "-" if value is None else f"{value / 1048576:.1f} MiB"
