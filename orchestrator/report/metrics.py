@@ -10,6 +10,8 @@ A run refused before it starts (design.md section 10) writes only the time of it
 it too, so that the alert HookrunRunRefused can see that a run came after the refusal.
 """
 
+from __future__ import annotations
+
 import fcntl
 import os
 import re
@@ -19,6 +21,18 @@ import time
 
 from orchestrator import constants as c
 from orchestrator.outcome import RunStatus, TaskStatus
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Mapping
+    from typing import Any, Union
+
+    from orchestrator.outcome import TaskRecord
+
+    # One sample line: metric name, label text ({...} or ""), value (a string when read back).
+    Sample = tuple[str, str, Union[float, str]]
+    # Whether a sample already in the file, by name and label text, is replaced.
+    Replaced = Callable[[str, str], bool]
 
 RUN_STATUSES = RunStatus.ALL
 TASK_STATUSES = TaskStatus.ALL
@@ -57,17 +71,17 @@ LOCK_STEP = 0.01
 MAX_READ = 16 << 20  # what is read back of an existing file
 
 
-def escape(value):
+def escape(value: str) -> str:
     """A label value escaped as the exposition format wants it."""
     text = value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     return text.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
-def labels(**pairs):
+def labels(**pairs: object) -> str:
     return "{" + ",".join(f'{key}="{escape(str(value))}"' for key, value in pairs.items()) + "}"
 
 
-def consecutive_failures(statuses):
+def consecutive_failures(statuses: Iterable[str | None]) -> int:
     """How many runs in a row a task failed, given its status in each run, newest first
     (None for a run it was not part of)."""
     count = 0
@@ -79,14 +93,16 @@ def consecutive_failures(statuses):
     return count
 
 
-def run_samples(event, status, exit_code, finished, duration, last_success, tasks, earlier=(),
-                stats=None):
+def run_samples(event: str, status: str, exit_code: int, finished: float, duration: float,
+                last_success: float | None, tasks: Iterable[TaskRecord],
+                earlier: Iterable[Mapping[tuple[str, str], str]] = (),
+                stats: Mapping[str, int | str] | None = None) -> list[Sample]:
     """Sample lines (name, labels, value) for one run of ``event``. ``earlier`` holds the
     task statuses of the event's earlier runs, newest first, one ``{(phase, name): status}``
     per run, for hookrun_hook_consecutive_failures; ``stats`` the run's backup statistics
     (a series each, for those it has: a run without them leaves none, not a 0 that would
     read as "added nothing")."""
-    samples = [
+    samples: list[Sample] = [
         ("hookrun_last_run_timestamp_seconds", labels(event=event), finished),
         ("hookrun_last_run_duration_seconds", labels(event=event), duration),
         ("hookrun_last_run_exit_code", labels(event=event), exit_code),
@@ -94,11 +110,12 @@ def run_samples(event, status, exit_code, finished, duration, last_success, task
     ]
     samples += [("hookrun_last_run_status", labels(event=event, status=s), int(s == status))
                 for s in RUN_STATUSES]
-    samples += [(name, labels(event=event), stats[key])
-                for name, key in STATS_METRICS.items() if key in (stats or {})]
+    if stats:
+        samples += [(name, labels(event=event), stats[key])
+                    for name, key in STATS_METRICS.items() if key in stats]
     from orchestrator.state.cleanup import published_name
 
-    seen = set()
+    seen: set[tuple[str, str]] = set()
     for task in tasks:
         key = (task.phase, published_name(task.phase, task.name))
         if key in seen:
@@ -114,13 +131,13 @@ def run_samples(event, status, exit_code, finished, duration, last_success, task
     return samples
 
 
-def kept_samples(path, replaced):
+def kept_samples(path: str, replaced: Replaced) -> list[Sample]:
     """Samples already in the file but those that ``replaced(name, label_text)`` says the
     new ones replace (never read through a link, nor from a FIFO or device: NotRegularFile;
     see target)."""
     from orchestrator.files import open_regular
 
-    kept = []
+    kept: list[Sample] = []
     try:
         fd = open_regular(path, os.O_RDONLY)
     except FileNotFoundError:
@@ -134,8 +151,8 @@ def kept_samples(path, replaced):
     return kept
 
 
-def render(samples):
-    by_name = {}
+def render(samples: Iterable[Sample]) -> str:
+    by_name: dict[str, list[str]] = {}
     for name, label_text, value in samples:
         by_name.setdefault(name, []).append(f"{name}{label_text} {value}")
     lines = []
@@ -146,20 +163,21 @@ def render(samples):
     return "\n".join(lines) + "\n"
 
 
-def own_label(event):
+def own_label(event: str) -> str:
     """The text that the labels of ``event``'s series hold, and no other event's do."""
     return f'event="{escape(event)}"'
 
 
-def write_metrics(path, event, **run):
+def write_metrics(path: str, event: str, **run: Any) -> str | None:
     """Replace ``event``'s series in the textfile at ``path``, but for the time of its last
-    refusal; returns None, or a warning (see replace_samples). OSError if it cannot."""
+    refusal; returns None, or a warning (see replace_samples). OSError if it cannot.
+    ``run``: the keyword arguments of run_samples (of as many types as it has)."""
     mine = own_label(event)
     return replace_samples(path, lambda name, text: mine in text and name != REFUSED,
                            run_samples(event, **run))
 
 
-def write_refused(path, event, reason, when):
+def write_refused(path: str, event: str, reason: str, when: float) -> str | None:
     """Set ``event``'s last refusal (``reason``: state, unsafe or config; ``when``: unix
     seconds) in the textfile at ``path``, keeping every other series, of this event too: a
     refused run did not run, so what the last run left stays true. Returns None or a
@@ -169,7 +187,7 @@ def write_refused(path, event, reason, when):
                            [(REFUSED, labels(event=event, reason=reason), when)])
 
 
-def replace_samples(path, replaced, new):
+def replace_samples(path: str, replaced: Replaced, new: list[Sample]) -> str | None:
     """Write the textfile at ``path``: what it held but the samples ``replaced(name,
     label_text)`` picks, then ``new``. Returns None, or a warning when the lock was held too
     long by another process and the file was written without it. OSError if it cannot be
@@ -203,7 +221,7 @@ def replace_samples(path, replaced, new):
     return warning
 
 
-def target(path):
+def target(path: str) -> str:
     """The file the textfile at ``path`` really is, looked at now, at the end of a run that
     may have lasted hours since its checks (design.md section 8): NotOwnFile when a symbolic
     link on the way belongs to another user, who could have planted it meanwhile to make root
@@ -230,7 +248,7 @@ def target(path):
     return os.path.realpath(found)
 
 
-def hold(fd, wait=None):
+def hold(fd: int, wait: float | None = None) -> bool:
     """flock ``fd``, waiting at most ``wait`` seconds (c.METRICS_LOCK_WAIT); whether it got
     the lock."""
     deadline = time.monotonic() + (c.METRICS_LOCK_WAIT if wait is None else wait)

@@ -1,15 +1,24 @@
 """Notifications, which are not hooks and so still work with --no-hooks (design.md section 4):
 healthchecks.io-style pings and a command fed the run's JSON record."""
 
+from __future__ import annotations
+
 from orchestrator import constants as c
 from orchestrator.outcome import RunStatus, TaskStatus
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    # A run's record as JSON carries it (state.history.run_record): values of many types.
+    Record = dict[str, Any]
 
 TIMEOUT = c.NOTIFY_TIMEOUT  # seconds per ping, all told; a plain attribute, so tests can shorten it
 END_SUFFIX = {RunStatus.SUCCESS: "", RunStatus.WARNING: "", RunStatus.FAILURE: "/fail",
               RunStatus.INTERRUPTED: "/fail", RunStatus.SKIPPED: "/log"}
 
 
-def ping(url, suffix, body=b"", run_id=None):
+def ping(url: str, suffix: str, body: bytes = b"", run_id: str | None = None) -> str | None:
     """POST ``body`` to ``url + suffix`` (with ``?rid=``, the same for a run's start and
     end, when ``run_id`` is given), tried up to channels.TRIES times within TIMEOUT in all;
     returns None, or a one-line error that shows the URL with its password masked (never
@@ -25,7 +34,7 @@ def ping(url, suffix, body=b"", run_id=None):
     return None
 
 
-def published(run):
+def published(run: Record) -> Record:
     """The run's record as notifications carry it: a cleanup named by its command word, not
     by its whole line (which may hold a password)."""
     from orchestrator.state.cleanup import published_name
@@ -35,7 +44,7 @@ def published(run):
     return dict(run, tasks=tasks)
 
 
-def summary(run, failed_output, error=None):
+def summary(run: Record, failed_output: bytes, error: str | None = None) -> bytes:
     """The body of the end ping: status, error, task counts, last lines of the failed step.
     ``run`` is a published() record; every line is escaped, so none can be forged.
     ``error``: the error line to show, when not the record's own (one without output)."""

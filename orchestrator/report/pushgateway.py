@@ -6,6 +6,8 @@ one group per host and event, so that events and hosts do not replace each other
 while a PUT replaces the whole group, so the series of a hook that is gone do not linger.
 """
 
+from __future__ import annotations
+
 import base64
 import socket
 import urllib.parse
@@ -17,12 +19,17 @@ JOB = "hookrun"
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 PUSH_TIMEOUT = c.NOTIFY_TIMEOUT
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from typing import Any
 
-def grouping_path(pairs):
+
+def grouping_path(pairs: Iterable[tuple[str, str]]) -> str:
     """The URL path of a grouping key, ``/job/hookrun/instance/HOST/...``, from (label,
     value) pairs. A value that is empty or holds a "/" is written in the base64url form of
     the Pushgateway API (``instance@base64/Zm9v``); the others are percent-encoded."""
-    parts = []
+    parts: list[str] = []
     for label, value in pairs:
         if not value or "/" in value:
             encoded = base64.urlsafe_b64encode(value.encode("utf-8")).decode("ascii")
@@ -32,13 +39,13 @@ def grouping_path(pairs):
     return "/" + "/".join(parts)
 
 
-def push_url(url, event, host):
+def push_url(url: str, event: str, host: str) -> str:
     """Where the series of ``event`` on ``host`` are PUT: URL/metrics/job/hookrun/..."""
     key = grouping_path((("job", JOB), ("instance", host), ("event", event)))
     return url.rstrip("/") + "/metrics" + key
 
 
-def push(url, event, run, host=None):
+def push(url: str, event: str, run: dict[str, Any], host: str | None = None) -> str | None:
     """PUT this run's series (``run`` holds the keyword arguments of metrics.run_samples) to
     the Pushgateway at ``url``, within PUSH_TIMEOUT in all; returns None, or a one-line
     problem that shows the URL with its password masked (never raises)."""
