@@ -8,12 +8,27 @@ The parsers use string methods, not regular expressions: ``re`` would cost every
 start-up time, for a few simple shapes.
 """
 
+from __future__ import annotations
+
 import os
 from collections import namedtuple
 
 from orchestrator import constants as c
 from orchestrator.errors import ConfigError
 from orchestrator.outcome import OnFailure, When
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Mapping
+    from typing import Any
+
+    # A setting's parsed value: its type is its parser's (HOOKRUN_PARSERS, HOOK_KEYS), which
+    # depends on the key, so a mapping of settings can only say Any.
+    Value = Any
+    Parser = Callable[[str], object]
+    # What a section's lines are read with: HOOKRUN_PARSERS, HOOK_KEYS, CHANNEL_PARSERS, or
+    # None for [env].
+    Parsers = Mapping[str, Any] | tuple[str, ...] | None
 
 UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600}
 BOOLEANS = {"yes": True, "true": True, "on": True, "1": True,
@@ -27,7 +42,7 @@ HOOK_DEFAULTS = {"timeout": c.DEFAULT_TIMEOUT, "retries": 0,
                  "group": None}
 
 
-def resolve(name, layers, default=None):
+def resolve(name: str, layers: Iterable[Mapping[str, Value]], default: Value = None) -> Value:
     """The value of ``name`` in the first of ``layers`` (mappings, highest precedence first)
     that sets it (to anything but None), else ``default``."""
     for layer in layers:
@@ -37,7 +52,7 @@ def resolve(name, layers, default=None):
     return default
 
 
-def parse_duration(text):
+def parse_duration(text: str) -> float:
     """Seconds (float) for ``90``, ``90s``, ``2.5m``, ``1h``, at most 100 days; ValueError for
     anything else."""
     spelled = text.strip()
@@ -54,7 +69,7 @@ def parse_duration(text):
     return seconds
 
 
-def looks_like_duration(text):
+def looks_like_duration(text: str) -> bool:
     try:
         parse_duration(text)
     except ValueError as error:
@@ -62,7 +77,7 @@ def looks_like_duration(text):
     return True
 
 
-def format_duration(seconds):
+def format_duration(seconds: float) -> str:
     """The shortest spelling of a duration that parse_duration reads back."""
     if seconds == int(seconds):
         seconds = int(seconds)
@@ -72,14 +87,14 @@ def format_duration(seconds):
     return f"{seconds}s"
 
 
-def parse_bool(text):
+def parse_bool(text: str) -> bool:
     try:
         return BOOLEANS[text.strip().lower()]
     except KeyError:
         raise ValueError(f"bad yes/no value {text!r}") from None
 
 
-def parse_retries(text):
+def parse_retries(text: str) -> int:
     digits = text.strip()
     if not (digits and set(digits) <= DIGITS and len(digits) <= 3
             and int(digits) <= c.MAX_RETRIES):
@@ -87,20 +102,20 @@ def parse_retries(text):
     return int(text)
 
 
-def parse_when(text):
+def parse_when(text: str) -> str:
     if text.strip() not in When.ALL:
         raise ValueError(f"bad when {text!r} (one of {', '.join(When.ALL)})")
     return text.strip()
 
 
-def parse_umask(text):
+def parse_umask(text: str) -> int:
     digits = text.strip()
     if not (1 <= len(digits) <= 4 and set(digits) <= OCTAL):
         raise ValueError(f"bad umask {text!r} (octal, e.g. 077)")
     return int(digits, 8)
 
 
-def parse_argv(text):
+def parse_argv(text: str) -> list[str]:
     from orchestrator import shell
 
     try:
@@ -112,7 +127,7 @@ def parse_argv(text):
     return argv
 
 
-def parse_account(text):
+def parse_account(text: str) -> str:
     """A user or group name: not empty, no blank, no colon, no NUL."""
     name = text.strip()
     if not name or any(ch.isspace() or ch in ":\0" for ch in name):
@@ -120,11 +135,11 @@ def parse_account(text):
     return name
 
 
-def parse_text(text):
+def parse_text(text: str) -> str:
     return text.strip()
 
 
-def parse_required_text(text):
+def parse_required_text(text: str) -> str:
     """A value that must not be empty: an empty state_dir would be the current directory,
     an empty path the inherited PATH, neither of which the line says."""
     if not text.strip():
@@ -132,7 +147,7 @@ def parse_required_text(text):
     return text.strip()
 
 
-def parse_url(text):
+def parse_url(text: str) -> str:
     """An http(s) URL, or empty for none."""
     url = text.strip()
     scheme, sep, rest = url.partition("://")
@@ -151,18 +166,18 @@ def parse_url(text):
     return url
 
 
-def parse_critical(text):
+def parse_critical(text: str) -> str:
     """``critical=yes|no``: the older spelling of ``on-failure=stop|warn``."""
     return OnFailure.STOP if parse_bool(text) else OnFailure.WARN
 
 
-def parse_on_failure(text):
+def parse_on_failure(text: str) -> str:
     if text.strip() not in OnFailure.ALL:
         raise ValueError(f"bad on-failure {text!r} (one of {', '.join(OnFailure.ALL)})")
     return text.strip()
 
 
-def parse_events(text):
+def parse_events(text: str) -> tuple[str, ...]:
     """A comma list of event names, as a tuple."""
     events = tuple(part.strip() for part in text.split(","))
     for event in events:
@@ -175,7 +190,7 @@ def parse_events(text):
 SIZE_UNITS = {"": 1, "k": 1024, "m": 1024 * 1024, "g": 1024 * 1024 * 1024}
 
 
-def parse_size(text):
+def parse_size(text: str) -> int:
     """A size in bytes: ``4M``, ``512K``, ``1048576`` (K, M, G are 1024-based); 0 is none."""
     digits = text.strip().lower()
     unit = digits[-1:] if digits[-1:] in ("k", "m", "g") else ""
@@ -189,9 +204,9 @@ def parse_size(text):
     return size
 
 
-def parse_codes(text):
+def parse_codes(text: str) -> frozenset[int]:
     """Exit statuses and ranges of them, ``3`` or ``1,100-107``: a frozenset of 1..255."""
-    codes = set()
+    codes: set[int] = set()
     for part in text.replace(" ", "").split(","):
         low, dash, high = part.partition("-")
         plain = low.isascii() and low.isdigit()
@@ -206,12 +221,16 @@ def parse_codes(text):
     return frozenset(codes)
 
 
-def format_codes(codes):
+def format_codes(codes: Iterable[int]) -> str:
     """``1,100-107``: exit codes as the config writes them."""
-    parts, ordered = [], sorted(codes)
-    start = previous = None
-    for code in ordered + [None]:
-        if start is not None and code == previous + 1:
+    parts: list[str] = []
+    ordered: list[int | None] = [*sorted(codes), None]
+    start: int | None = None
+    previous: int | None = None
+    for code in ordered:
+        # previous is None only while start is
+        if start is not None and previous is not None and code == previous + 1:
+
             previous = code
             continue
         if start is not None:
@@ -220,7 +239,7 @@ def format_codes(codes):
     return ",".join(parts)
 
 
-def parse_event_list(text):
+def parse_event_list(text: str) -> tuple[str, ...]:
     """The config's ``events``: event names separated by blanks or commas, as a tuple."""
     events = tuple(text.replace(",", " ").split())
     if not events:
@@ -233,7 +252,7 @@ def parse_event_list(text):
 
 
 # What each hook key, as written, sets, and how its value is read.
-HOOK_KEYS = {"critical": ("on_failure", parse_critical),
+HOOK_KEYS: dict[str, tuple[str, Parser]] = {"critical": ("on_failure", parse_critical),
              "on_failure": ("on_failure", parse_on_failure),
              "timeout": ("timeout", parse_duration), "retries": ("retries", parse_retries),
              "retry_delay": ("retry_delay", parse_duration), "when": ("when", parse_when),
@@ -248,7 +267,7 @@ ONLY_IN = {"when": ((c.PHASE_POST,), "post-EVENT.d"),
            "events": ((c.PHASE_ON_ERROR, c.PHASE_ON_SUCCESS, c.PHASE_FINALLY),
                       "on-error.d, on-success.d and finally.d"),
            OnFailure.SKIP_RUN: ((c.PHASE_PRE,), "pre-EVENT.d")}
-HOOKRUN_PARSERS = {
+HOOKRUN_PARSERS: dict[str, Parser] = {
     "state_dir": parse_required_text, "log_file": parse_text, "timeout": parse_duration,
     "command_timeout": parse_duration, "kill_grace": parse_duration,
     "strict_permissions": parse_bool, "metrics_file": parse_text, "notify_url": parse_url,
@@ -279,8 +298,8 @@ class HookSettings(namedtuple("HookSettings",
     __slots__ = ()
 
     @property
-    def critical(self):
-        return self.on_failure == OnFailure.STOP
+    def critical(self) -> bool:
+        return bool(self.on_failure == OnFailure.STOP)  # on_failure: a namedtuple's Any
 
 
 class Config:
@@ -289,22 +308,23 @@ class Config:
 
     __slots__ = ("path", "values", "env", "hooks", "notify")
 
-    def __init__(self, path=None):
+    def __init__(self, path: str | None = None) -> None:
         self.path = path
-        self.values = {}
-        self.env = {}
-        self.hooks = {}
-        self.notify = {}  # name -> the [notify NAME] section's settings (channels.CHANNEL_KEYS)
+        self.values: dict[str, Value] = {}
+        self.env: dict[str, str] = {}
+        self.hooks: dict[str, dict[str, Value]] = {}
+        # name -> the [notify NAME] section's settings (channels.CHANNEL_KEYS)
+        self.notify: dict[str, dict[str, Value]] = {}
 
-    def get(self, key, default=None):
+    def get(self, key: str, default: Value = None) -> Value:
         return self.values.get(key, default)
 
 
-def normalise_key(key):
+def normalise_key(key: str) -> str:
     return key.strip().lower().replace("-", "_")
 
 
-def load_config(path, required):
+def load_config(path: str, required: bool) -> Config:
     """Parse the INI file at ``path``; a missing optional file is an empty Config.
 
     Every error is a ConfigError naming file and line.
@@ -326,11 +346,14 @@ def load_config(path, required):
     return parse_config(text, path)
 
 
-def parse_config(text, path):
+def parse_config(text: str, path: str) -> Config:
     """A Config from INI text; ``path`` only names the file in errors."""
     config = Config(path=path)
-    section, target, parsers, seen = None, None, None, set()
-    sections = set()
+    section: str | None = None
+    target: dict[str, Value] = {}
+    parsers: Parsers = None
+    seen: set[str] = set()
+    sections: set[str] = set()
     # Only "\n" ends a line: str.splitlines() would also split at \x1c, \x85 and others.
     for number, line in enumerate(text.split("\n"), 1):
         stripped = line.strip()
@@ -357,7 +380,7 @@ def parse_config(text, path):
             setting, parsed = hook_setting(key, value.strip(), phase_kind(section[5:]), where)
             target[setting] = parsed
             continue
-        if parsers is CHANNEL_PARSERS:
+        if isinstance(parsers, tuple):  # CHANNEL_PARSERS, the only tuple of them
             channel_setting(target, key, value.strip(), section, where)
             continue
         target[key] = parse_value(key, value.strip(), parsers, section, where)
@@ -369,7 +392,8 @@ def parse_config(text, path):
     return config
 
 
-def channel_setting(target, key, value, section, where):
+def channel_setting(target: dict[str, Value], key: str, value: str, section: str,
+                    where: str) -> None:
     """Add ``key = value`` of the [notify NAME] section ``section`` to its dict ``target``;
     ``header`` lines add up. Every value is checked by channels.parse_key (its ValueError
     becomes a ConfigError naming file and line)."""
@@ -389,14 +413,15 @@ def channel_setting(target, key, value, section, where):
         target[key] = parsed
 
 
-def is_hook_key(text):
+def is_hook_key(text: str) -> bool:
     """``PHASE-DIR.d/NAME``: one slash, a directory ending in .d, a name."""
     directory, sep, name = text.partition("/")
     return bool(sep and name and "/" not in name and directory.endswith(".d")
                 and len(directory) > 2)
 
 
-def open_section(config, header, where):
+def open_section(config: Config, header: str,
+                 where: str) -> tuple[str, dict[str, Value], Parsers]:
     """Start a section; returns (name, the dict it fills, its parsers or None for [env])."""
     if not header.endswith("]"):
         raise ConfigError(f"{where}: unterminated section header {header!r}")
@@ -420,13 +445,14 @@ def open_section(config, header, where):
                       "[hook PHASE-DIR.d/NAME] or [notify NAME])")
 
 
-def is_channel_name(text):
+def is_channel_name(text: str) -> bool:
     """A [notify NAME] name: 1-64 of ASCII letters, digits, '.', '_', '-'."""
     return 0 < len(text) <= c.MAX_EVENT_LENGTH and text.isascii() and all(
         ch.isalnum() or ch in "._-" for ch in text)
 
 
-def parse_value(key, value, parsers, section, where):
+def parse_value(key: str, value: str, parsers: Mapping[str, Parser] | None, section: str,
+                where: str) -> object:
     if parsers is None:
         if not c.is_env_name(key):
             raise ConfigError(f"{where}: bad environment variable name {key!r}")
@@ -441,7 +467,7 @@ def parse_value(key, value, parsers, section, where):
         raise ConfigError(f"{where}: {key}: {error}") from None
 
 
-def read_head(path):
+def read_head(path: str) -> bytes:
     """The first bytes of the file at ``path`` (b"" if it cannot be read): one open, read
     and close per hook, without a buffered file's seek and terminal check."""
     try:
@@ -456,7 +482,7 @@ def read_head(path):
         os.close(fd)
 
 
-def phase_kind(key):
+def phase_kind(key: str) -> str | None:
     """The phase (``pre``, ``post``, ``on-error``...) of ``PHASE-DIR.d/NAME`` or of a
     directory name; None if it names none."""
     dirname = key.split("/", 1)[0]
@@ -469,7 +495,7 @@ def phase_kind(key):
     return None
 
 
-def hook_setting(key, value, kind, where):
+def hook_setting(key: str, value: str, kind: str | None, where: str) -> tuple[str, object]:
     """(setting, value) for the hook key ``key`` as written at ``where`` (file:line) in a
     hook of phase ``kind``; ConfigError for an unknown key, a bad value, or a setting that
     means nothing in that phase."""
@@ -490,7 +516,7 @@ def hook_setting(key, value, kind, where):
     return setting, parsed
 
 
-def directive(line):
+def directive(line: bytes) -> bytes | None:
     """The directive text of a header line (bytes), ``# hookrun: ...``, or None."""
     text = line.lstrip()
     if not text.startswith(b"#"):
@@ -499,7 +525,7 @@ def directive(line):
     return text[8:] if text.startswith(b"hookrun:") else None
 
 
-def near_directive(line):
+def near_directive(line: bytes) -> bool:
     """Whether a comment line means to be a directive but is not one: ``# hookrun
     timeout=1s``, ``# HookRun: ...``, ``## hook-run: ...``."""
     text = line.lstrip()
@@ -512,7 +538,8 @@ def near_directive(line):
     return rest.startswith(b"run") and (len(rest) == 3 or not rest[3:4].isalnum())
 
 
-def parse_header(head, path, kind=None):
+def parse_header(head: bytes, path: str, kind: str | None = None
+                 ) -> tuple[dict[str, tuple[Value, int]], list[str]]:
     """The header directives in ``head``, the first bytes of the script ``path`` of phase
     ``kind``: ({setting: (value, line_number)}, [warnings]). A warning names a comment that
     looks like a directive but is not one. Binary executables (ELF, or a NUL in the first
@@ -520,7 +547,8 @@ def parse_header(head, path, kind=None):
     value or a key that means nothing in the hook's phase."""
     if head.startswith(b"\x7fELF") or b"\0" in head:
         return {}, []
-    found, warnings = {}, []
+    found: dict[str, tuple[Value, int]] = {}
+    warnings: list[str] = []
     for number, line in enumerate(head.split(b"\n")[:c.HEADER_LINES], 1):
         if b"hook" not in line.lower():
             continue
@@ -540,7 +568,9 @@ def parse_header(head, path, kind=None):
     return found, warnings
 
 
-def effective_settings(kind, header, section, config, overrides):
+def effective_settings(kind: str, header: Mapping[str, tuple[Value, int]],
+                       section: Mapping[str, Value], config: Config,
+                       overrides: Mapping[str, Value]) -> HookSettings:
     """HookSettings for a hook of phase ``kind`` (``pre``, ``post``, ...), by ``resolve``:
     ``overrides`` (the command line, e.g. {"timeout": 60.0}), ``section`` (the config's
     [hook ...] dict, or {}), ``header`` (setting -> (value, line)), the config's [hookrun]
@@ -560,7 +590,7 @@ def effective_settings(kind, header, section, config, overrides):
                         group=found["group"])
 
 
-def describe(settings):
+def describe(settings: HookSettings) -> str:
     """A hook's effective settings as ``list`` and ``-v`` show them."""
     text = (f"on-failure={settings.on_failure} timeout={format_duration(settings.timeout)} "
             f"retries={settings.retries}")
@@ -583,6 +613,7 @@ def describe(settings):
     return text
 
 
-def retry_delays(first, retries):
+def retry_delays(first: float, retries: int) -> list[float]:
+
     """The wait before each retry: ``first``, doubling, at most MAX_RETRY_DELAY."""
     return [min(first * 2 ** n, c.MAX_RETRY_DELAY) for n in range(retries)]
