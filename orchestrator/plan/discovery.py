@@ -5,12 +5,21 @@ for editor and package-manager leftovers and ``.hookignore`` matches, warnings f
 look like hooks but cannot run.
 """
 
+from __future__ import annotations
+
 import os
 import stat
 from collections import namedtuple
 
 from orchestrator import constants as c
 from orchestrator.errors import ConfigError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping, Sequence
+    from types import ModuleType
+
+    import pathspec
 
 EXEC_BITS = stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH
 
@@ -31,19 +40,19 @@ class Entry(namedtuple("Entry", "phase name path runs reason warn fails origin o
     __slots__ = ()
 
     @property
-    def key(self):
+    def key(self) -> str:
         """The name the config file uses for it: ``pre-backup.d/10-x``."""
         return f"{self.phase.dirname}/{self.name}"
 
 
-def phase_dirs(event):
+def phase_dirs(event: str) -> list[PhaseDir]:
     """The phases of ``event`` in the order a run visits them (cleanups are not a directory)."""
     return [PhaseDir(c.PHASE_PRE, f"pre-{event}.d"), PhaseDir(c.PHASE_POST, f"post-{event}.d"),
             PhaseDir(c.PHASE_ON_ERROR, "on-error.d"), PhaseDir(c.PHASE_ON_SUCCESS, "on-success.d"),
             PhaseDir(c.PHASE_FINALLY, "finally.d")]
 
 
-def phase_dir_named(dirname):
+def phase_dir_named(dirname: str) -> tuple[PhaseDir, str | None] | None:
     """The PhaseDir for a directory name given by a user (``pre-backup`` or ``pre-backup.d``)
     and the event it implies (None for the shared phases); None if it is no phase directory."""
     base = dirname[:-2] if dirname.endswith(".d") else dirname
@@ -57,16 +66,16 @@ def phase_dir_named(dirname):
     return None
 
 
-def events_in(hooks_dirs):
+def events_in(hooks_dirs: str | Iterable[str]) -> list[str]:
     """The events the hooks directories ``hooks_dirs`` (a list, or one path) have a pre- or
     post- directory for, sorted."""
-    names = []
+    names: list[str] = []
     for hooks_dir in [hooks_dirs] if isinstance(hooks_dirs, str) else hooks_dirs:
         try:
             names += os.listdir(hooks_dir)
         except OSError:
             pass
-    found = set()
+    found: set[str] = set()
     for name in names:
         for prefix in ("pre-", "post-"):
             event = name[len(prefix):-2] if name.startswith(prefix) and name.endswith(".d") \
@@ -76,7 +85,7 @@ def events_in(hooks_dirs):
     return sorted(found)
 
 
-def events_hint(hooks_dirs):
+def events_hint(hooks_dirs: str | Iterable[str]) -> str:
     """`` (events here: backup, prune)``, or `` (no pre- or post- directory here)``."""
     events = events_in(hooks_dirs)
     if not events:
@@ -88,9 +97,9 @@ class IgnoreRules:
     """``.hookignore`` patterns (gitignore syntax) relative to the hooks directory. A line
     pathspec cannot read is a ConfigError (78) naming file and line."""
 
-    def __init__(self, hooks_dir):
+    def __init__(self, hooks_dir: str) -> None:
         self.path = os.path.join(hooks_dir, c.IGNORE_NAME)
-        self.spec = None
+        self.spec: pathspec.GitIgnoreSpec | None = None
         try:
             with open(self.path, encoding="utf-8", errors="surrogateescape") as handle:
                 lines = handle.read().split("\n")
@@ -105,7 +114,7 @@ class IgnoreRules:
         except ValueError:
             raise ConfigError(self.bad_line(pathspec, lines)) from None
 
-    def bad_line(self, pathspec, lines):
+    def bad_line(self, pathspec: ModuleType, lines: list[str]) -> str:
         """The error line for the first line of ``lines`` that pathspec refuses."""
         for number, line in enumerate(lines, 1):
             try:
@@ -114,11 +123,11 @@ class IgnoreRules:
                 return f"{self.path}:{number}: bad pattern {line!r} (gitignore syntax)"
         return f"{self.path}: bad patterns (gitignore syntax)"
 
-    def matches(self, relative):
+    def matches(self, relative: str) -> bool:
         return self.spec is not None and self.spec.match_file(relative)
 
 
-def silent_skip_reason(name):
+def silent_skip_reason(name: str) -> str | None:
     """Why run-parts would pass over ``name`` without a word, or None."""
     if name.startswith("."):
         return "hidden file"
@@ -132,7 +141,7 @@ def silent_skip_reason(name):
     return None
 
 
-def classify(path):
+def classify(path: str) -> tuple[str | None, str | None]:
     """(warning, start problem) of the entry at ``path``, from one stat (and a readlink for
     a symbolic link): ("masked", None) for a link to /dev/null; a warning for a directory,
     fifo, socket or device (not a hook); else the reason a file meant to run cannot start
@@ -155,17 +164,18 @@ def classify(path):
     return None, None if os.access(path, os.X_OK) else "not executable"
 
 
-def discover(hooks_dirs, phase, ignores):
+def discover(hooks_dirs: str | Sequence[str], phase: PhaseDir,
+             ignores: IgnoreRules | Mapping[str, IgnoreRules]) -> list[Entry]:
     """The entries of ``phase`` in the layered ``hooks_dirs`` (earliest lowest; or one
     path), merged by name in byte-wise order; [] if none has the directory. A file in a later
     directory replaces the file of that name in an earlier one; a later symbolic link to
     /dev/null masks it. ``ignores`` maps each hooks directory to its IgnoreRules (or is the
     IgnoreRules of a single one): each ``.hookignore`` hides names of its own directory
     only, and a hidden name replaces nothing."""
-    if isinstance(hooks_dirs, str):
-        hooks_dirs, ignores = [hooks_dirs], {hooks_dirs: ignores}
-    chosen = {}
-    for hooks_dir in hooks_dirs:
+    layers = [hooks_dirs] if isinstance(hooks_dirs, str) else hooks_dirs
+    rules = {layers[0]: ignores} if isinstance(ignores, IgnoreRules) else ignores
+    chosen: dict[str, Entry] = {}
+    for hooks_dir in layers:
         directory = os.path.join(hooks_dir, phase.dirname)
         try:
             names = os.listdir(directory)
@@ -173,7 +183,7 @@ def discover(hooks_dirs, phase, ignores):
             continue
         for name in names:
             earlier = chosen.get(name)
-            entry = judge_entry(phase, name, os.path.join(directory, name), ignores[hooks_dir])
+            entry = judge_entry(phase, name, os.path.join(directory, name), rules[hooks_dir])
             if earlier is not None and not entry.runs and not entry.warn and \
                     not entry.reason.startswith("masked"):
                 continue  # a name hidden here takes no part: the earlier file stays
@@ -186,7 +196,7 @@ def discover(hooks_dirs, phase, ignores):
     return [chosen[name] for name in sorted(chosen, key=os.fsencode)]
 
 
-def judge_entry(phase, name, path, ignore):
+def judge_entry(phase: PhaseDir, name: str, path: str, ignore: IgnoreRules) -> Entry:
     """The Entry of one name in a phase directory, before layering."""
     reason = silent_skip_reason(name)
     if reason is None and ignore.matches(f"{phase.dirname}/{name}"):
@@ -201,7 +211,7 @@ def judge_entry(phase, name, path, ignore):
     return Entry(phase, name, path, runs=True, reason=problem, fails=problem)
 
 
-def hidden_by_ignore(phase, entries):
+def hidden_by_ignore(phase: PhaseDir, entries: Sequence[Entry]) -> str | None:
     """A warning when ``.hookignore`` hides every file of a phase directory that has files:
     a pattern such as ``*.*`` that switches a whole phase off is surely a mistake."""
     ignored = [e for e in entries if not e.runs and e.reason == f"matched by {c.IGNORE_NAME}"]
@@ -216,7 +226,7 @@ SHARED_DIRS = tuple(f"{kind}.d" for kind in (c.PHASE_ON_ERROR, c.PHASE_ON_SUCCES
                                               c.PHASE_FINALLY))
 
 
-def meant_phase_dir(name, known_events):
+def meant_phase_dir(name: str, known_events: Iterable[str]) -> str | None:
     """The phase directory a directory called ``name`` was likely meant to be (``on_error.d``,
     ``pre_backup.d``, ``prebackup.d``, ``pre-backup``, ``Post-Backup.d``), or None when it is
     one already or resembles none. A ``-`` is only guessed in before a known event, so that
@@ -240,7 +250,8 @@ def meant_phase_dir(name, known_events):
     return None
 
 
-def near_miss_dirs(hooks_dir, known_events=(c.DEFAULT_EVENT,)):
+def near_miss_dirs(hooks_dir: str, known_events: Iterable[str] = (c.DEFAULT_EVENT,)
+                   ) -> list[tuple[str, str, str]]:
     """[(path, what, meant)] for each directory in ``hooks_dir`` that is no phase directory
     but looks like one (``known_events`` as for meant_phase_dir): its hooks never run."""
     try:
@@ -256,7 +267,8 @@ def near_miss_dirs(hooks_dir, known_events=(c.DEFAULT_EVENT,)):
     return found
 
 
-def near_misses(hooks_dir, known_events=(c.DEFAULT_EVENT,)):
+def near_misses(hooks_dir: str, known_events: Iterable[str] = (c.DEFAULT_EVENT,)) -> list[str]:
+
     """Warning lines for near_miss_dirs() (design.md 10)."""
     return [f"{path}/ is {what}: did you mean {meant}/? (rename it)"
             for path, what, meant in near_miss_dirs(hooks_dir, known_events)]

@@ -8,15 +8,27 @@ replace ours. The entry itself, the thing hookrun executes, reads or keeps its s
 to a stricter rule of its own (``HOOK_RULE``, ``STATE_RULE``), as OpenSSH's StrictModes does.
 """
 
+from __future__ import annotations
+
 import errno
 import os
 import stat
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Sequence
+    from typing import Literal
+
+    # A rule judges one entry (path, its lstat, the owners allowed) and says why it is unsafe,
+    # or None.
+    Rule = Callable[[str, os.stat_result, Sequence[int]], str | None]
 
 WRITABLE_BY_OTHERS = stat.S_IWGRP | stat.S_IWOTH
 MAX_LINKS = 40  # symbolic links followed in one path, as Linux's own limit
 
 
-def chain(path, lstat=os.lstat):
+def chain(path: str, lstat: Callable[[str], os.stat_result] = os.lstat
+          ) -> tuple[list[tuple[str, os.stat_result]], bool]:
     """What the kernel looks at to resolve the absolute ``path``: a list of (entry, lstat) for
     every directory passed through and every symbolic link followed, in order, ending with
     the path itself; and whether the path exists. OSError (ELOOP) on a symbolic link loop."""
@@ -50,14 +62,14 @@ def chain(path, lstat=os.lstat):
     return found, True
 
 
-def shown(path):
+def shown(path: str) -> str:
     """A path as a message shows it: undecodable bytes and control characters escaped."""
     from orchestrator.text import display_name
 
     return display_name(path)
 
 
-def user(uid):
+def user(uid: int) -> str:
     """``uid 999 (mallory)``, or ``root``."""
     if uid == 0:
         return "root"
@@ -83,17 +95,19 @@ class ForeignOwner(str):
     ``entry`` the path, ``keep`` whether its owner must not be changed (a home or system
     directory). grouped() gives one piece of advice for all of them."""
 
-    owner = entry = None
+    # Set by owner_problem(), the one maker of them.
+    owner: int
+    entry: str
     keep = False
 
 
-def home_dirs():
+def home_dirs() -> set[str]:
     import pwd
 
     return {entry.pw_dir.rstrip("/") for entry in pwd.getpwall() if entry.pw_dir.startswith("/")}
 
 
-def keeps_its_owner(entry):
+def keeps_its_owner(entry: str) -> bool:
     """Whether ``entry`` is a system directory, is in a system tree, or is (or holds, as
     /home/alice does) a user's home: never advise a chown of it."""
     path = os.path.normpath(entry)
@@ -104,7 +118,8 @@ def keeps_its_owner(entry):
     return path in home_dirs()
 
 
-def owner_problem(entry, info, owners):
+def owner_problem(entry: str, info: os.stat_result,
+                  owners: Sequence[int]) -> ForeignOwner | None:
     """Why ``entry`` has the wrong owner (``owners`` are those allowed; the last of them runs
     hookrun), or None: a ForeignOwner line."""
     if info.st_uid in owners:
@@ -122,12 +137,12 @@ def owner_problem(entry, info, owners):
     return problem
 
 
-def shared_fixes(problems, runner=None):
+def shared_fixes(problems: Iterable[str], runner: int | None = None) -> dict[int, str]:
     """{owner: fix} for the other users whose entries get one fix for all instead of one
     each: those with several entries among ``problems``, or with a home or system
     directory among them (whose owner must not change)."""
     runner = os.geteuid() if runner is None else runner
-    by_owner = {}
+    by_owner: dict[int, list[ForeignOwner]] = {}
     for problem in problems:
         if isinstance(problem, ForeignOwner):
             by_owner.setdefault(problem.owner, []).append(problem)
@@ -135,7 +150,7 @@ def shared_fixes(problems, runner=None):
             if len(found) > 1 or any(p.keep for p in found)}
 
 
-def grouped(problems, runner=None):
+def grouped(problems: Sequence[str], runner: int | None = None) -> list[str]:
     """``problems`` as a refusal shows them: the lines of shared_fixes() lose their own fix,
     and one line at the end per owner gives it once. Returns the list of lines."""
     fixes = shared_fixes(problems, runner)
@@ -147,12 +162,12 @@ def grouped(problems, runner=None):
     return lines
 
 
-def bare(problem):
+def bare(problem: str) -> str:
     """A problem line without its own fix."""
     return str.__str__(problem).split(" (fix: ", 1)[0]
 
 
-def overflow_uid():
+def overflow_uid() -> int | None:
     """The uid that files of ids unmapped in this user namespace show (65534), or None."""
     try:
         with open("/proc/sys/kernel/overflowuid") as file:
@@ -161,13 +176,13 @@ def overflow_uid():
         return None
 
 
-def owner_name(owner):
+def owner_name(owner: int) -> str:
     if owner == overflow_uid():
         return f"uid {owner}, an id outside this user namespace"
     return user(owner)
 
 
-def owner_fix(owner, found, runner):
+def owner_fix(owner: int, found: Sequence[ForeignOwner], runner: int) -> str:
     """The one fix for the entries ``found`` that ``owner`` has."""
     them = user(runner)
     if not any(p.keep for p in found):
@@ -184,12 +199,12 @@ def owner_fix(owner, found, runner):
             f"anyway, and then {owner_name(owner)} decides what {them} runs")
 
 
-def writable_problem(entry, info):
+def writable_problem(entry: str, info: os.stat_result) -> str:
     name = shown(entry)
     return f"{name} is writable by group or others (fix: chmod go-w {name})"
 
 
-def passage_problem(entry, info, owners):
+def passage_problem(entry: str, info: os.stat_result, owners: Sequence[int]) -> str | None:
     """Why ``entry``, passed through on the way to another path, is unsafe; or None. A sticky
     directory may be writable by others; a symbolic link's own mode means nothing."""
     problem = owner_problem(entry, info, owners)
@@ -201,7 +216,7 @@ def passage_problem(entry, info, owners):
     return None
 
 
-def hook_rule(entry, info, owners):
+def hook_rule(entry: str, info: os.stat_result, owners: Sequence[int]) -> str | None:
     """Section 5's rule for what hookrun executes or reads its settings from: the hooks tree,
     a hook, an interpreter, the config file, ``.hookignore``."""
     if info.st_mode & WRITABLE_BY_OTHERS:
@@ -215,7 +230,7 @@ def hook_rule(entry, info, owners):
     return None
 
 
-def state_rule(entry, info, owners):
+def state_rule(entry: str, info: os.stat_result, owners: Sequence[int]) -> str | None:
     """The rule for the state directory and its ``runs/`` and ``locks/``: a real directory of
     the user running hookrun that no one else can write to."""
     name = shown(entry)
@@ -236,19 +251,19 @@ class Checker:
     Hooks share their directories and mostly their interpreter: what one check has looked at
     (lstat), judged or found executable is not looked at again by the next."""
 
-    def __init__(self, euid=None):
+    def __init__(self, euid: int | None = None) -> None:
         self.euid = os.geteuid() if euid is None else euid
         self.owners = (0, self.euid)
-        self.problems = []
-        self.problem_paths = []  # the path each of ``problems`` is about
-        self.warnings = []  # the caller's lines that refuse nothing
-        self.flagged = set()
-        self.looked_at = {}
-        self.judged = set()
-        self.checked = {}
-        self.executable = {}
+        self.problems: list[str] = []
+        self.problem_paths: list[str] = []  # the path each of ``problems`` is about
+        self.warnings: list[str] = []  # the caller's lines that refuse nothing
+        self.flagged: set[str] = set()
+        self.looked_at: dict[str, os.stat_result | Literal[False]] = {}
+        self.judged: set[tuple[str, Rule]] = set()
+        self.checked: dict[tuple[str, Rule], bool] = {}
+        self.executable: dict[str, bool] = {}
 
-    def lstat(self, path):
+    def lstat(self, path: str) -> os.stat_result:
         """os.lstat, once per path; a missing path raises FileNotFoundError each time."""
         info = self.looked_at.get(path)
         if info is None:
@@ -261,26 +276,26 @@ class Checker:
             raise FileNotFoundError(errno.ENOENT, "No such file or directory", path)
         return info
 
-    def judge(self, entry, info, rule):
+    def judge(self, entry: str, info: os.stat_result, rule: Rule) -> None:
         """``rule``'s verdict on ``entry``, added to the problems; once per entry and rule."""
         if (entry, rule) not in self.judged:
             self.judged.add((entry, rule))
             self.add(entry, rule(entry, info, self.owners))
 
-    def add(self, entry, problem):
+    def add(self, entry: str, problem: str | None) -> None:
         if problem and entry not in self.flagged:
             self.flagged.add(entry)
             self.problems.append(problem)
             self.problem_paths.append(entry)
 
-    def check(self, path, rule=hook_rule):
+    def check(self, path: str, rule: Rule = hook_rule) -> bool:
         """Check everything the kernel passes through to reach ``path`` and, if it exists,
         the path itself by ``rule``; returns whether it exists."""
         if (path, rule) not in self.checked:
             self.checked[path, rule] = self.check_once(path, rule)
         return self.checked[path, rule]
 
-    def check_once(self, path, rule):
+    def check_once(self, path: str, rule: Rule) -> bool:
         try:
             found, exists = chain(os.path.abspath(path), self.lstat)
         except OSError as error:
@@ -294,7 +309,7 @@ class Checker:
             self.judge(entry, info, rule)
         return exists
 
-    def check_here(self, path, rule):
+    def check_here(self, path: str, rule: Rule) -> bool:
         """Check ``path`` itself by ``rule``, as lstat(2) sees it: a symbolic link there is
         judged as a link, never followed. Returns whether it exists."""
         try:
@@ -307,7 +322,7 @@ class Checker:
         self.add(path, rule(path, info, self.owners))
         return True
 
-    def check_interpreter(self, head, env_path):
+    def check_interpreter(self, head: bytes, env_path: str | None) -> str | None:
         """Check the interpreter named by a script's first line (``head``, bytes), and for
         ``#!/usr/bin/env NAME`` also NAME as found in ``env_path``, by the trust rules;
         returns why the script cannot start (``interpreter /usr/bin/python9 not found``,
@@ -324,13 +339,13 @@ class Checker:
         return None
 
 
-def crlf_shebang(head):
+def crlf_shebang(head: bytes) -> bool:
     """Whether a script's ``#!`` line ends in a carriage return: the kernel then looks for an
     interpreter whose name ends in one, and finds none."""
     return head.startswith(b"#!") and head.split(b"\n", 1)[0].endswith(b"\r")
 
 
-def shebang(head):
+def shebang(head: bytes) -> list[str]:
     """The words of a script's ``#!`` line (str, surrogate-escaped), or [] if it has none."""
     if not head.startswith(b"#!"):
         return []
@@ -340,7 +355,7 @@ def shebang(head):
     return [os.fsdecode(word) for word in line.split(b" ") if word]
 
 
-def interpreters(head, env_path):
+def interpreters(head: bytes, env_path: str | None) -> list[tuple[str, str | None]]:
     """The programs a script's shebang makes the kernel run, as [(name, path)]: the
     interpreter, and for ``/usr/bin/env [OPTIONS] [NAME=VALUE...] NAME`` the program NAME
     resolves to in ``env_path`` (path None when it resolves to nothing)."""
@@ -349,7 +364,7 @@ def interpreters(head, env_path):
     words = shebang(head)
     if not words or not words[0].startswith("/"):
         return []
-    found = [(words[0], words[0])]
+    found: list[tuple[str, str | None]] = [(words[0], words[0])]
     if os.path.basename(words[0]) == "env" and len(words) > 1:
         program = env_program(words[1:])
         if program:
@@ -358,7 +373,8 @@ def interpreters(head, env_path):
     return found
 
 
-def env_program(words):
+def env_program(words: list[str]) -> str | None:
+
     """The program ``env`` runs, from its arguments (options, assignments, ``-S STRING``)."""
     for position, word in enumerate(words):
         if word == "-S" or word == "--split-string":
