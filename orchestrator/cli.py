@@ -8,6 +8,8 @@ everything else (help, abbreviations, mistakes) and explains what is wrong. Impo
 and building its parsers would cost more than the rest of hookrun's start-up.
 """
 
+from __future__ import annotations
+
 import gc
 import os
 import sys
@@ -16,6 +18,14 @@ from types import SimpleNamespace
 from orchestrator import __version__
 from orchestrator import constants as c
 from orchestrator.errors import HookrunError, UsageError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+
+    # Parsed arguments: parse()'s for an ordinary command line, argparse's for the rest;
+    # an option's attribute is named by destination().
+    Arguments = argparse.Namespace | SimpleNamespace
 
 INTERNAL_ERROR = 70
 # Collect young objects after this many allocations rather than 700: hookrun makes few

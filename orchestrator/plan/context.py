@@ -2,6 +2,8 @@
 state directory, effective options, and the plan of hooks (every check of step 1 of a run,
 and those of ``hookrun check``)."""
 
+from __future__ import annotations
+
 import os
 from collections import namedtuple
 
@@ -9,6 +11,20 @@ from orchestrator import constants as c
 from orchestrator.errors import ConfigError, UnsafeError, UsageError
 from orchestrator.plan import discovery, safety, settings
 from orchestrator.text import display_name
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+    from typing import Any, TypeVar
+
+    from orchestrator.cli import Arguments
+    from orchestrator.plan.discovery import Entry, PhaseDir
+    from orchestrator.plan.settings import Config, HookSettings, Value
+
+    T = TypeVar("T")
+    # What discovery found, phase by phase, and what a plan makes of it.
+    Discovered = Sequence[tuple[PhaseDir, Sequence[Entry]]]
+    Planned = list[tuple[PhaseDir, list["PlannedHook"]]]
 
 PlannedHook = namedtuple("PlannedHook", "entry settings", defaults=(None,))
 PlannedHook.__doc__ = """An entry of a phase directory with the settings it would run with
@@ -42,12 +58,37 @@ class Context:
                  "notify_url", "notify_command", "path", "umask", "color", "quiet", "verbose",
                  "json", "trigger", "stall", "stall_timeout", "log_task_max_bytes")
 
-    def __init__(self, **values):
+    hooks_dir: str
+    hooks_dirs: list[str]
+    config: Config
+    event: str
+    state_dir: str
+    log_file: str | None
+    timeout: float | None
+    kill_grace: float
+    command_timeout: float
+    strict: bool
+    metrics_file: str | None
+    metrics_push_url: str | None
+    notify_url: str | None
+    notify_command: list[str] | None
+    path: str | None
+    umask: int
+    color: str
+    quiet: bool
+    verbose: bool
+    json: bool
+    trigger: str
+    stall: float | None
+    stall_timeout: float
+    log_task_max_bytes: int
+
+    def __init__(self, **values: object) -> None:
         for name in self.__slots__:
             setattr(self, name, values.get(name))
 
 
-def default_hooks_dirs():
+def default_hooks_dirs() -> tuple[list[str], bool]:
     """(the hooks directories when -d is not given, whether they were named): the colon list
     in $HOOKRUN_DIR; for root /usr/lib/hookrun (what packages ship) then /etc/hookrun (the
     admin's); for others $XDG_CONFIG_HOME/hookrun."""
@@ -59,12 +100,12 @@ def default_hooks_dirs():
     return [os.path.join(base, "hookrun")], True
 
 
-def default_hooks_dir():
+def default_hooks_dir() -> str:
     """The last of default_hooks_dirs(): the admin's directory."""
     return default_hooks_dirs()[0][-1]
 
 
-def config_path_in(hooks_dirs):
+def config_path_in(hooks_dirs: Sequence[str]) -> str:
     """The config file of layered ``hooks_dirs``: the last directory's that has one (its
     path in the last directory when none has)."""
     for directory in reversed(hooks_dirs):
@@ -74,18 +115,20 @@ def config_path_in(hooks_dirs):
     return os.path.join(hooks_dirs[-1], c.CONFIG_NAME)
 
 
-def default_state_dir():
+def default_state_dir() -> str:
     if os.geteuid() == 0:
         return c.ROOT_STATE_DIR
     base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
     return os.path.join(base, "hookrun")
 
 
-def option(args, name):
+def option(args: Arguments, name: str) -> Any:
+    """The option ``name`` of ``args``; None if this subcommand has no such option (its type
+    is the option's, which only the name tells)."""
     return getattr(args, name, None)
 
 
-def parse_option(text, parse, name):
+def parse_option(text: str | None, parse: Callable[[str], T], name: str) -> T | None:
     """``parse(text)`` for the command-line option ``--name``; None stays None; a bad value
     is a usage error (exit 2)."""
     if text is None:
@@ -96,10 +139,11 @@ def parse_option(text, parse, name):
         raise UsageError(f"--{name.replace('_', '-')}: {error}") from None
 
 
-def command_line(args):
+def command_line(args: Arguments) -> dict[str, Value]:
     """hookrun's own settings given on the command line, parsed: the first layer of
     ``settings.resolve``. An empty ``--log-file`` or ``--metrics-file`` is a value: none."""
-    given = {name: option(args, name) for name in ("state_dir", "log_file", "metrics_file")}
+    given: dict[str, Value] = {name: option(args, name)
+                               for name in ("state_dir", "log_file", "metrics_file")}
     given.update({name: parse_option(option(args, name), settings.parse_duration, name)
                   for name in DURATION_OPTIONS})
     given.update({name: parse_option(option(args, name), settings.parse_url, name)
@@ -109,7 +153,7 @@ def command_line(args):
     return given
 
 
-def refuse_empty(args):
+def refuse_empty(args: Arguments) -> None:
     """UsageError (2) for an option given an empty value that is not a value."""
     for name, flags in NOT_EMPTY:
         value = option(args, name)
@@ -118,12 +162,12 @@ def refuse_empty(args):
                              "for the default)")
 
 
-def trigger_of(args):
+def trigger_of(args: Arguments) -> str:
     """Who started this (``--trigger``): as given, else ``manual`` when stdin is a terminal
     (someone at the console), else ``scheduled`` (cron, a timer, a script)."""
     import sys
 
-    given = option(args, "trigger")
+    given: str | None = option(args, "trigger")
     if given is None:
         try:
             return c.TRIGGER_MANUAL if sys.stdin.isatty() else c.TRIGGER_SCHEDULED
@@ -136,7 +180,7 @@ def trigger_of(args):
     return given
 
 
-def check_event(event):
+def check_event(event: str) -> str:
     if len(event) > c.MAX_EVENT_LENGTH or not c.is_event(event):
         raise ConfigError(f"bad event name {display_name(event)!r} (use up to "
                           f"{c.MAX_EVENT_LENGTH} lower-case letters, digits, '_' and '-', "
@@ -144,15 +188,15 @@ def check_event(event):
     return event
 
 
-def find_hooks_dirs(args, required):
+def find_hooks_dirs(args: Arguments, required: bool) -> list[str]:
     """The absolute hooks directories, earliest lowest; ConfigError (78) if they are
     ``required`` and one named with -d or $HOOKRUN_DIR (or root's /etc/hookrun) is missing.
     Of root's defaults, a missing /usr/lib/hookrun is no error: no package shipped hooks."""
-    given = option(args, "hooks_dir")
+    given: str | list[str] | None = option(args, "hooks_dir")
     if isinstance(given, str):
         given = [given]
     named = bool(given)
-    if not named:
+    if not given:
         given, named = default_hooks_dirs()
     # Absolute, so that every path handed to hooks still works after they change directory.
     dirs = [os.path.abspath(directory) for directory in given]
@@ -167,7 +211,7 @@ def find_hooks_dirs(args, required):
     return dirs
 
 
-def config_problems(hooks_dirs, config_path):
+def config_problems(hooks_dirs: Sequence[str], config_path: str) -> list[str]:
     """What makes the config file at ``config_path`` unsafe to read, by the rules of section
     5 (owner, mode, every directory and link above it, and the hooks directory holding it):
     a list of lines, empty when it is safe or does not exist."""
@@ -181,13 +225,14 @@ def config_problems(hooks_dirs, config_path):
     return checker.problems
 
 
-def unsafe_error(problems):
+def unsafe_error(problems: Sequence[str]) -> UnsafeError:
     return UnsafeError("\n".join(f"unsafe permissions: {problem}"
                                  for problem in safety.grouped(problems))
                        + " (or use --insecure)")
 
 
-def build_context(args, event=None, need_hooks=True, refuse_unsafe_config=True):
+def build_context(args: Arguments, event: str | None = None, need_hooks: bool = True,
+                  refuse_unsafe_config: bool = True) -> Context:
     """A Context from parsed arguments; reads and checks the config file (ConfigError, 78).
     Without ``need_hooks`` (--no-hooks, history, show, recover) a missing hooks directory is
     no error: the config file is then the one named by -c, if any, and defaults apply.
@@ -200,16 +245,16 @@ def build_context(args, event=None, need_hooks=True, refuse_unsafe_config=True):
     and the context is strict whatever it says."""
     refuse_empty(args)
     hooks_dirs = find_hooks_dirs(args, need_hooks)
-    config_path = option(args, "config")
+    config_path: str | None = option(args, "config")
     config_file = config_path or config_path_in(hooks_dirs)
     insecure = bool(option(args, "insecure"))
-    unsafe = not insecure and config_problems(hooks_dirs, config_file)
+    unsafe = [] if insecure else config_problems(hooks_dirs, config_file)
     if unsafe and refuse_unsafe_config:
         raise unsafe_error(unsafe)
     config = settings.load_config(config_file, required=bool(config_path))
     layers = (command_line(args), config.values)
 
-    def setting(name, default=None):
+    def setting(name: str, default: Value = None) -> Value:
         return settings.resolve(name, layers, DEFAULTS.get(name, default))
 
     state_dir = os.path.abspath(setting("state_dir", default_state_dir()))
@@ -232,25 +277,26 @@ def build_context(args, event=None, need_hooks=True, refuse_unsafe_config=True):
         log_task_max_bytes=setting("log_task_max_bytes"))
 
 
-def discover(ctx, phases):
+def discover(ctx: Context, phases: Sequence[PhaseDir]) -> list[tuple[PhaseDir, list[Entry]]]:
     """[(PhaseDir, [Entry])] for ``phases`` of the layered hooks directories."""
-    ignores = {d: discovery.IgnoreRules(d) for d in ctx.hooks_dirs} if phases else None
+    ignores = {d: discovery.IgnoreRules(d) for d in ctx.hooks_dirs} if phases else {}
     return [(phase, discovery.discover(ctx.hooks_dirs, phase, ignores)) for phase in phases]
 
 
-def read_heads(discovered):
+def read_heads(discovered: Discovered) -> dict[str, bytes]:
     """{path: first bytes} of every hook that would run: read once, for its shebang (the
     interpreter is checked) and its header directives."""
     return {entry.path: settings.read_head(entry.path)
             for _phase, entries in discovered for entry in entries if entry.runs}
 
 
-def plan(ctx, discovered, heads, warnings=None):
+def plan(ctx: Context, discovered: Discovered, heads: Mapping[str, bytes],
+         warnings: list[str] | None = None) -> Planned:
     """[(PhaseDir, [PlannedHook])]: every header parsed and every setting merged; raises
     ConfigError (78) naming file and line at the first bad directive. Comments that look
     like directives but are not are added to ``warnings``."""
     overrides = {"timeout": ctx.timeout, "stall": ctx.stall}
-    result = []
+    result: Planned = []
     for phase, entries in discovered:
         hooks = []
         for entry in entries:
@@ -268,7 +314,8 @@ def plan(ctx, discovered, heads, warnings=None):
     return result
 
 
-def check_identity(hook_settings, header, section, entry, config_path):
+def check_identity(hook_settings: HookSettings, header: Mapping[str, tuple[Value, int]],
+                   section: Mapping[str, Value], entry: Entry, config_path: str | None) -> None:
     """ConfigError (78) naming file and line when a hook's ``user=`` or ``group=`` names an
     account the system does not know, or asks a hookrun that is not root to be someone
     else (naming the user hookrun runs as is allowed, and changes nothing)."""
@@ -290,16 +337,16 @@ def check_identity(hook_settings, header, section, entry, config_path):
                           f"{message}") from None
 
 
-def hooks_path(ctx):
+def hooks_path(ctx: Context) -> str | None:
     """The PATH hooks get: where ``#!/usr/bin/env NAME`` finds NAME."""
     return ctx.path or ctx.config.env.get("PATH") or os.environ.get("PATH")
 
 
-def within(path, directory):
+def within(path: str, directory: str) -> bool:
     return path == directory or path.startswith(directory.rstrip("/") + "/")
 
 
-def trusted_commands(ctx, command=None):
+def trusted_commands(ctx: Context, command: Sequence[str] | None = None) -> list[tuple[str, str]]:
     """What a run executes besides the hooks and must trust as it trusts a hook: [(what,
     path)] of ``notify_command``, found as it will be run, and of the command when it is a
     file in or below a hooks directory (the unit's HOOKS_DIR/EVENT.command; a program such
@@ -309,12 +356,12 @@ def trusted_commands(ctx, command=None):
 
     env_path = hooks_path(ctx)
 
-    def found(argv0):
+    def found(argv0: str) -> str | None:
         if "/" in argv0:
             return os.path.abspath(argv0)
         return find_in_path(argv0, env_path)
 
-    found_commands = []
+    found_commands: list[tuple[str, str]] = []
     if command is None:
         for hooks_dir in ctx.hooks_dirs:
             try:
@@ -335,7 +382,8 @@ def trusted_commands(ctx, command=None):
     return found_commands
 
 
-def check_paths(ctx, discovered, commands=()):
+def check_paths(ctx: Context, discovered: Discovered,
+                commands: Iterable[tuple[str, str]] = ()) -> safety.Checker:
     """A safety.Checker that has checked everything whose permissions guard what runs:
     HOOKS_DIR, the config, .hookignore, each phase directory and each hook that would run
     (none for --no-hooks), the ``commands`` (trusted_commands) and their interpreters, and
@@ -368,14 +416,15 @@ def check_paths(ctx, discovered, commands=()):
     return checker
 
 
-def mark_start_problems(ctx, discovered, heads, checker):
+def mark_start_problems(ctx: Context, discovered: Discovered, heads: Mapping[str, bytes],
+                        checker: safety.Checker) -> list[tuple[PhaseDir, list[Entry]]]:
     """``discovered`` with each hook whose interpreter is missing, not executable or named
     with a carriage return marked as one that cannot start (Entry.fails); the interpreters
     that exist are checked by ``checker``'s trust rules."""
     env_path = hooks_path(ctx)
     marked = []
     for phase, entries in discovered:
-        found = []
+        found: list[Entry] = []
         for entry in entries:
             if entry.runs and not entry.fails:
                 problem = checker.check_interpreter(heads[entry.path], env_path)
@@ -386,7 +435,7 @@ def mark_start_problems(ctx, discovered, heads, checker):
     return marked
 
 
-def refuse_unsafe(ctx, found):
+def refuse_unsafe(ctx: Context, found: list[str]) -> list[str]:
     """Refuse (UnsafeError, 77) an unsafe tree when strict, naming every unsafe path; else
     return the problems, to be warned about."""
     if found and ctx.strict:
@@ -394,7 +443,7 @@ def refuse_unsafe(ctx, found):
     return found
 
 
-def known_events(ctx, everything=False):
+def known_events(ctx: Context, everything: bool = False) -> set[str]:
     """The events this tree and config know (design.md 10): ``backup``, those with a pre- or
     post- directory, those the config's ``events`` key lists, and those a hook's
     ``events=`` (header or [hook] section) names. Without ``everything`` it stops reading
@@ -422,7 +471,7 @@ def known_events(ctx, everything=False):
     return found
 
 
-def require_known_event(ctx):
+def require_known_event(ctx: Context) -> set[str]:
     """Refuse (ConfigError, 78) an event nothing in the tree or config knows: ``-e bakup``
     would otherwise run the command without any of its pre- hooks. Returns the events it
     found known."""
@@ -435,7 +484,7 @@ def require_known_event(ctx):
     return found
 
 
-def tree_warnings(ctx, discovered, known):
+def tree_warnings(ctx: Context, discovered: Discovered, known: Collection[str]) -> list[str]:
     """What a run and ``list`` warn about in the tree before anything runs: directories that
     look like phase directories but are not, a ``.hookignore`` that hides a whole phase, a
     ``[hook]`` section that names no file. ``known``: the events the tree knows."""
@@ -446,7 +495,7 @@ def tree_warnings(ctx, discovered, known):
     return found
 
 
-def unmatched_sections(ctx):
+def unmatched_sections(ctx: Context) -> list[str]:
     """A ``[hook PHASE-DIR.d/NAME]`` whose file does not exist: its settings silently apply
     to nothing (a typo such as ``10-okk``)."""
     return [f"{ctx.config.path}: [hook {display_name(key)}] names no file in {shown_dirs(ctx)}"
@@ -454,7 +503,7 @@ def unmatched_sections(ctx):
             if not any(os.path.lexists(os.path.join(d, key)) for d in ctx.hooks_dirs)]
 
 
-def quoted_env_values(ctx):
+def quoted_env_values(ctx: Context) -> list[str]:
     """An ``[env]`` value in quotes (``KEY = "a b"``): the quotes are part of it, and the
     usual victim is a password that then never matches. The value itself is not shown."""
     return [f"{ctx.config.path}: [env] {display_name(key)}: the value is in quotes, and "
@@ -463,17 +512,18 @@ def quoted_env_values(ctx):
             if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'"]
 
 
-def shown_dirs(ctx):
+def shown_dirs(ctx: Context) -> str:
     """The hooks directories as a message names them: ``/usr/lib/hookrun:/etc/hookrun``."""
     return display_name(":".join(ctx.hooks_dirs))
 
 
-def load_plan(ctx, phases, check=True, commands=()):
+def load_plan(ctx: Context, phases: Sequence[PhaseDir], check: bool = True,
+              commands: Iterable[tuple[str, str]] = ()) -> Plan:
     """Discover ``phases``, check that what would run (with ``commands``, trusted_commands)
     is safe (step 1 of a run; not for ``list``, without ``check``), mark the hooks that
     cannot start, and parse every header: a Plan. An unknown event is refused (78) before
     anything else."""
-    known = require_known_event(ctx) if phases else ()
+    known: Collection[str] = require_known_event(ctx) if phases else ()
     discovered = discover(ctx, phases)
     heads = read_heads(discovered)
     checker = check_paths(ctx, discovered, commands) if check else safety.Checker()
@@ -483,7 +533,7 @@ def load_plan(ctx, phases, check=True, commands=()):
     return Plan(plan(ctx, discovered, heads, warnings), problems, warnings)
 
 
-def crlf_warnings(discovered, heads):
+def crlf_warnings(discovered: Discovered, heads: Mapping[str, bytes]) -> list[str]:
     """A hook that can start (its ``#!`` line is clean) but has CRLF line endings further
     on: a shell reads each carriage return as part of a word."""
     return [f"{display_name(entry.key)}: CRLF line endings (fix: dos2unix, or sed -i "
@@ -492,13 +542,13 @@ def crlf_warnings(discovered, heads):
             if entry.runs and not entry.fails and b"\r\n" in heads[entry.path]]
 
 
-def missing_shebangs(discovered, heads):
+def missing_shebangs(discovered: Discovered, heads: Mapping[str, bytes]) -> list[str]:
     return [f"{display_name(entry.key)}: no shebang line, run by /bin/sh"
             for _phase, entries in discovered for entry in entries
             if entry.runs and heads[entry.path][:2] not in (b"#!", b"\x7fE")]
 
 
-def numeric_prefix(name):
+def numeric_prefix(name: str) -> str:
     """The ASCII digits a name starts with ("" if none)."""
     digits = 0
     while digits < len(name) and name[digits] in "0123456789":
@@ -506,12 +556,12 @@ def numeric_prefix(name):
     return name[:digits]
 
 
-def uneven_prefixes(discovered):
+def uneven_prefixes(discovered: Discovered) -> list[str]:
     """Warnings for phases whose numeric prefixes have different widths (100-x sorts before
     20-x)."""
     warnings = []
     for phase, entries in discovered:
-        widths = {}
+        widths: dict[int, str] = {}
         for entry in entries:
             prefix = numeric_prefix(entry.name)
             if prefix and entry.runs:
@@ -534,7 +584,7 @@ START_FIXES = {
 }
 
 
-def start_fix(entry):
+def start_fix(entry: Entry) -> str:
     """What to do about a hook that cannot start."""
     fix = START_FIXES.get(entry.fails)
     if fix:
@@ -544,18 +594,19 @@ def start_fix(entry):
     return "make it a file that can run, or rename it *.disabled to switch it off"
 
 
-def check_phases(ctx, all_events):
+def check_phases(ctx: Context, all_events: bool) -> list[PhaseDir]:
     """The phase directories ``check`` looks at: the event's, or with ``all_events`` those
     of every event the tree knows (each shared directory once)."""
     events = sorted(known_events(ctx, everything=True)) if all_events else [ctx.event]
-    phases = {}
+    phases: dict[str, PhaseDir] = {}
     for event in events:
         for phase in discovery.phase_dirs(event):
             phases.setdefault(phase.dirname, phase)
     return list(phases.values())
 
 
-def check_tree(ctx, all_events=False):
+def check_tree(ctx: Context, all_events: bool = False
+               ) -> tuple[list[str], list[Problem], list[Problem], list[str]]:
     """What ``hookrun check`` finds: (errors, permission problems as Problems, problems as
     Problems, warnings). ``errors`` are configuration errors (78): every header is parsed,
     not only up to the first bad one. ``problems`` are hooks that cannot start and
@@ -567,7 +618,8 @@ def check_tree(ctx, all_events=False):
     commands = trusted_commands(ctx)
     checker = check_paths(ctx, discovered, commands)
     discovered = mark_start_problems(ctx, discovered, heads, checker)
-    errors, near = [], []
+    errors: list[str] = []
+    near: list[str] = []
     for phase, entries in discovered:
         for entry in entries:
             try:
@@ -576,8 +628,8 @@ def check_tree(ctx, all_events=False):
                 errors.append(str(error))
     fixes = safety.shared_fixes(checker.problems)
     unsafe = [Problem(display_name(path), safety.bare(text), fixes[text.owner])
-              if getattr(text, "owner", None) in fixes else Problem(display_name(path),
-                                                                   *fix_of(text))
+              if isinstance(text, safety.ForeignOwner) and text.owner in fixes
+              else Problem(display_name(path), *fix_of(text))
               for path, text in zip(checker.problem_paths, checker.problems)]
     problems = [Problem(display_name(e.path), e.fails, start_fix(e))
                 for _p, entries in discovered for e in entries if e.fails]
@@ -598,7 +650,8 @@ def check_tree(ctx, all_events=False):
     return errors, unsafe, problems, warnings
 
 
-def fix_of(text):
+def fix_of(text: str) -> tuple[str, str]:
+
     """(what, fix) of a permission problem's line, ``... (fix: chmod go-w X)``."""
     what, sep, fix = text.rpartition(" (fix: ")
     return (what, fix[:-1]) if sep and fix.endswith(")") else (text, "")
