@@ -1,17 +1,28 @@
 """One function per subcommand: parsed arguments -> the work -> exit status. Each imports
 what it needs, so that a subcommand pays only for its own modules."""
 
+from __future__ import annotations
+
 import os
 
 from orchestrator import constants as c
 from orchestrator.errors import HookrunError, StateError, UsageError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
-def strip_separator(command):
+    from orchestrator.cli import Arguments
+    from orchestrator.plan.context import Context
+    from orchestrator.run import Run
+    from orchestrator.state.history import History
+
+
+def strip_separator(command: list[str]) -> list[str]:
     return command[1:] if command and command[0] == "--" else command
 
 
-def wait_seconds(value):
+def wait_seconds(value: str | None) -> float | None:
     if value is None:
         return None
     if value == "inf":
@@ -22,7 +33,7 @@ def wait_seconds(value):
     return parse_option(value, parse_duration, "wait")
 
 
-def run(args):
+def run(args: Arguments) -> int:
     from orchestrator.plan.context import build_context
     from orchestrator.run import Run
 
@@ -33,7 +44,8 @@ def run(args):
         raise UsageError("run: needs a command (hookrun run [OPTIONS] -- COMMAND [ARG...]): "
                          "without one it would back up nothing, yet count as a success; to "
                          "run the hooks of one directory alone, use 'hookrun phase'")
-    ctx = runner = None
+    ctx: Context | None = None
+    runner: Run | None = None
     try:
         ctx = build_context(args, need_hooks=not args.no_hooks,
                             refuse_unsafe_config=False)
@@ -50,7 +62,7 @@ def run(args):
         raise
 
 
-def list_plan(args):
+def list_plan(args: Arguments) -> int:
     from orchestrator.plan import context, discovery
     from orchestrator.report import printer
 
@@ -64,7 +76,7 @@ def list_plan(args):
     return c.EXIT_OK
 
 
-def check(args):
+def check(args: Arguments) -> int:
     from orchestrator.plan import context
     from orchestrator.report import printer
 
@@ -84,7 +96,7 @@ def check(args):
     return c.EXIT_CHECK_FAILED if problems else c.EXIT_OK
 
 
-def phase(args):
+def phase(args: Arguments) -> int:
     from orchestrator.plan import discovery
     from orchestrator.plan.context import build_context
     from orchestrator.run import phase_command
@@ -105,7 +117,7 @@ def phase(args):
                          only=args.only or (), dry_run=args.dry_run)
 
 
-def defer(args):
+def defer(args: Arguments) -> int:
     from orchestrator.state.cleanup import defer as register
 
     register(strip_separator(args.command), os.environ.get("HOOKRUN_CLEANUP"),
@@ -113,14 +125,14 @@ def defer(args):
     return c.EXIT_OK
 
 
-def recover(args):
+def recover(args: Arguments) -> int:
     from orchestrator.plan.context import build_context
     from orchestrator.run import recover_command
 
     return recover_command(build_context(args, need_hooks=False))
 
 
-def open_history(args):
+def open_history(args: Arguments) -> tuple[Context, History]:
     from orchestrator.plan.context import build_context
     from orchestrator.state.history import History
 
@@ -142,7 +154,7 @@ def open_history(args):
     return ctx, history
 
 
-def since_seconds(text, command):
+def since_seconds(text: str | None, command: str) -> float | None:
     """The Unix time ``--since DURATION`` ago: ``90``, ``90s``, ``30m``, ``12h``, ``7d``;
     UsageError (2) for anything else."""
     if text is None:
@@ -162,7 +174,7 @@ def since_seconds(text, command):
     return time.time() - float(number) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[unit]
 
 
-def history(args):
+def history(args: Arguments) -> int:
     from orchestrator.report import printer
 
     since = since_seconds(args.since, "history")
@@ -175,7 +187,7 @@ def history(args):
     return c.EXIT_OK
 
 
-def stats(args):
+def stats(args: Arguments) -> int:
     """``hookrun stats``: runs, failures, success rate, median and p95 duration, the last
     failure and the last durations, per event and per hook."""
     from orchestrator.report import printer
@@ -191,7 +203,7 @@ def stats(args):
     return c.EXIT_OK
 
 
-def check_run_id(run_id):
+def check_run_id(run_id: str) -> None:
     """UsageError (2) for a run id no run can have: empty, or not valid UTF-8 (a byte that
     the command line could not decode), which the history could not even be asked for."""
     if not run_id:
@@ -205,7 +217,7 @@ def check_run_id(run_id):
                          "(see hookrun history for the ids)") from None
 
 
-def show(args):
+def show(args: Arguments) -> int:
     from orchestrator.report import printer
 
     check_run_id(args.run_id)
@@ -232,7 +244,7 @@ def show(args):
     return c.EXIT_OK
 
 
-def completion(args):
+def completion(args: Arguments) -> int:
     """Print the completion script of ``args.shell``: a virtualenv install cannot put it where
     bash-completion looks, so the user redirects this output there (or sources it)."""
     import sys
@@ -251,6 +263,7 @@ def completion(args):
     return c.EXIT_OK
 
 
-HANDLERS = {"run": run, "list": list_plan, "check": check, "phase": phase, "defer": defer,
-            "recover": recover, "history": history, "stats": stats, "show": show,
-            "completion": completion}
+HANDLERS: dict[str, Callable[[Arguments], int]] = {
+    "run": run, "list": list_plan, "check": check, "phase": phase, "defer": defer,
+    "recover": recover, "history": history, "stats": stats, "show": show,
+    "completion": completion}

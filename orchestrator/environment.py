@@ -1,9 +1,15 @@
 """What hooks and the command are given: their environment (design.md section 2) and the
 ``HOOKRUN_ENV`` hand-off of values from one hook to everything after it."""
 
+from __future__ import annotations
+
 import os
 
 from orchestrator import constants as c
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 MAX_HANDOFF_FILE = 1 << 20  # a larger HOOKRUN_ENV file is ignored, with a warning
 # Linux refuses to execute a program one of whose environment strings is longer than this
@@ -11,7 +17,7 @@ MAX_HANDOFF_FILE = 1 << 20  # a larger HOOKRUN_ENV file is ignored, with a warni
 MAX_VALUE = 128 * 1024 - 1
 
 
-def base_environment(config_env, path):
+def base_environment(config_env: Mapping[str, str], path: str | None) -> dict[str, str]:
     """hookrun's own environment plus config ``[env]`` and the ``path`` setting."""
     env = dict(os.environ)
     env.update(config_env)
@@ -20,7 +26,7 @@ def base_environment(config_env, path):
     return env
 
 
-def parse_handoff(data, path_fixed=False):
+def parse_handoff(data: bytes, path_fixed: bool = False) -> tuple[dict[str, str], list[str]]:
     """``NAME=value`` lines written to ``$HOOKRUN_ENV`` -> (values, warnings).
 
     Names must match [A-Za-z_][A-Za-z0-9_]*; HOOKRUN_* names, malformed lines and values too
@@ -28,7 +34,8 @@ def parse_handoff(data, path_fixed=False):
     config's ``path`` setting decides it). A warning names the line by its number, never its
     text, which may hold a secret. Blank lines are ignored; a value may contain '='.
     """
-    values, warnings = {}, []
+    values: dict[str, str] = {}
+    warnings: list[str] = []
     text = data.decode("utf-8", "surrogateescape")
     for number, line in enumerate(text.split("\n"), 1):
         if not line.strip():
@@ -51,7 +58,8 @@ def parse_handoff(data, path_fixed=False):
     return values, warnings
 
 
-def read_handoff(path, path_fixed=False):
+def read_handoff(path: str, path_fixed: bool = False) -> tuple[dict[str, str], list[str]]:
+
     """parse_handoff of the file at ``path`` (missing or unreadable: nothing; larger than
     MAX_HANDOFF_FILE: nothing, and a warning)."""
     try:
