@@ -22,7 +22,13 @@ from orchestrator.errors import HookrunError, UsageError
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
+    from collections.abc import Iterable, Mapping, Sequence
+    from typing import Any, NoReturn
 
+    # add_argument's keyword arguments: each keyword's type is argparse's for it.
+    Keywords = dict[str, Any]
+    Options = tuple[tuple[tuple[str, ...], Keywords], ...]  # (flags, keywords) of each
+    Positionals = tuple[tuple[str, Keywords], ...]  # (attribute, keywords) of each
     # Parsed arguments: parse()'s for an ordinary command line, argparse's for the rest;
     # an option's attribute is named by destination().
     Arguments = argparse.Namespace | SimpleNamespace
@@ -90,7 +96,7 @@ SINCE = (("--since",), {"metavar": "DURATION",
                         "help": "only runs started this long ago or later (e.g. 7d, 12h, 30m)"})
 COMPLETION_SHELLS = ("bash",)
 # name: (help, options, positionals as (dest, add_argument keywords))
-SUBCOMMANDS = {
+SUBCOMMANDS: dict[str, tuple[str, Options, Positionals]] = {
     "run": ("run the hooks around a command", RUN, (("command", COMMAND),)),
     "list": ("print the plan, phase by phase",
              COMMON + ((("--all",), {"action": "store_true", "help": "show skipped files too"}),),
@@ -124,12 +130,12 @@ SUBCOMMANDS = {
 }
 
 
-def is_flag(keywords):
+def is_flag(keywords: Keywords) -> bool:
     """Whether an option declared with ``keywords`` takes no value."""
     return keywords.get("action") == "store_true"
 
 
-def takes_value(options, token):
+def takes_value(options: Options, token: str) -> bool:
     """Whether ``token`` is an option of ``options`` that takes the next word as its value."""
     for flags, keywords in options:
         if token in flags:
@@ -137,12 +143,65 @@ def takes_value(options, token):
     return False
 
 
-def known(token):
+def known(token: str) -> bool:
     """The options of any subcommand, for options given before the subcommand."""
     return any(token in flags for spec in SUBCOMMANDS.values() for flags, _kw in spec[1])
 
 
-def prepare(argv):
+def takes_value_anywhere(token: str) -> bool:
+    """Whether ``token``, given before the subcommand, is an option that takes the next word
+    as its value in some subcommand."""
+    return known(token) and any(takes_value(spec[1], token) for spec in SUBCOMMANDS.values())
+
+
+def leading_options(argv: list[str]) -> tuple[list[str], int]:
+    """The options (with their values) that ``argv`` starts with, before any subcommand; and
+    the position of the first word after them."""
+    before: list[str] = []
+    position = 0
+    while position < len(argv) and argv[position].startswith("-") and argv[position] != "--":
+        width = 2 if takes_value_anywhere(argv[position]) else 1
+        before += argv[position:position + width]
+        position += width
+    return before, position
+
+
+def wait_option(following: str) -> tuple[str, int]:
+    """``--wait`` as argparse must see it, given the word ``following`` it ("" if none):
+    ``--wait=DURATION`` when that word reads as a duration, else ``--wait=inf``; and how
+    many words that took."""
+    from orchestrator.plan.settings import looks_like_duration
+
+    given = following == following.strip() and looks_like_duration(following)
+    wait_value = following if given else "inf"
+    return f"--wait={wait_value}", 2 if wait_value != "inf" else 1
+
+
+def ends_own_options(sub: str, token: str) -> bool:
+    """Whether ``token`` ends the subcommand ``sub``'s options: ``--``, ``-``, or for ``run``
+    the command's first word."""
+    return token in ("--", "-") or (sub == "run" and not token.startswith("-"))
+
+
+def own_options(sub: str, rest: list[str]) -> tuple[list[str], int]:
+    """The options of the subcommand ``sub`` that ``rest`` (the words after it) starts with,
+    ``--wait`` spelled with its value; and the position of the first word after them."""
+    options = SUBCOMMANDS[sub][1]
+    own: list[str] = []
+    position = 0
+    while position < len(rest) and not ends_own_options(sub, rest[position]):
+        if rest[position] == "--wait":
+            following = rest[position + 1] if position + 1 < len(rest) else ""
+            word, width = wait_option(following)
+            own.append(word)
+        else:
+            width = 2 if takes_value(options, rest[position]) else 1
+            own += rest[position:position + width]
+        position += width
+    return own, position
+
+
+def prepare(argv: list[str]) -> tuple[str | None, list[str], bool]:
     """(the subcommand or None, argv as argparse must see it, whether --debug was given).
 
     Options given before the subcommand move after it (``hookrun -d DIR run`` is ``hookrun
@@ -151,13 +210,7 @@ def prepare(argv):
     command waits for ever. The command's own words are never looked at: ``--debug`` among
     them is the command's.
     """
-    before, position = [], 0
-    while position < len(argv) and argv[position].startswith("-") and argv[position] != "--":
-        token = argv[position]
-        width = 2 if known(token) and any(takes_value(spec[1], token)
-                                           for spec in SUBCOMMANDS.values()) else 1
-        before += argv[position:position + width]
-        position += width
+    before, position = leading_options(argv)
     first = [t for t in before if t in STAY_FIRST]
     moved = [t for t in before if t not in STAY_FIRST]
     if position >= len(argv) or argv[position] not in SUBCOMMANDS:
@@ -167,29 +220,12 @@ def prepare(argv):
         if moved:
             raise UsageError("defer: takes no options (hookrun defer [--] COMMAND [ARG...])")
         return sub, first + [sub] + rest, False
-    options = SUBCOMMANDS[sub][1]
-    own, position = [], 0
-    while position < len(rest):
-        token = rest[position]
-        if token in ("--", "-") or (sub == "run" and not token.startswith("-")):
-            break
-        if token == "--wait":
-            from orchestrator.plan.settings import looks_like_duration
-
-            following = rest[position + 1] if position + 1 < len(rest) else ""
-            given = following == following.strip() and looks_like_duration(following)
-            wait_value = following if given else "inf"
-            own.append(f"--wait={wait_value}")
-            position += 2 if wait_value != "inf" else 1
-            continue
-        width = 2 if takes_value(options, token) else 1
-        own += rest[position:position + width]
-        position += width
+    own, position = own_options(sub, rest)
     debug = "--debug" in moved + own
     return sub, first + [sub] + moved + own + rest[position:], debug
 
 
-def count(text):
+def count(text: str) -> int:
     """A whole number of runs, 0 to MAX_COUNT, for ``history -n``."""
     if valid_count(text):
         return int(text)
@@ -200,77 +236,131 @@ def count(text):
                                      f"to {MAX_COUNT})")
 
 
-def destination(flags):
+def destination(flags: Sequence[str]) -> str:
     """The attribute an option is stored in, named as argparse names it."""
     long = [flag for flag in flags if flag.startswith("--")]
     return (long or flags)[0].lstrip("-").replace("-", "_")
 
 
-def parse(argv):
+def option_table(options: Options) -> dict[str, tuple[str, Keywords]]:
+    """{flag: (the attribute it is stored in, its keywords)} of every flag of ``options``."""
+    return {flag: (destination(flags), keywords) for flags, keywords in options
+            for flag in flags}
+
+
+def split_option(token: str) -> tuple[str, str, str]:
+    """(name, "=" or "", value) of an option word: only a long option carries its value."""
+    return token.partition("=") if token.startswith("--") else (token, "", "")
+
+
+def store(values: dict[str, Any], dest: str, keywords: Keywords, value: str) -> None:
+    """Put an option's ``value`` in ``values`` as argparse would: appended, counted or as
+    it is."""
+    if keywords.get("action") == "append":
+        values[dest] = (values[dest] or []) + [value]
+    else:
+        values[dest] = count(value) if keywords.get("type") == "count" else value
+
+
+def read_option(argv: list[str], position: int, table: Mapping[str, tuple[str, Keywords]],
+                values: dict[str, Any]) -> int | None:
+    """Read the option at ``argv[position]`` (with its value) into ``values``; the position
+    after it, or None when argparse must read it (unknown, a flag given a value, a missing or
+    refused value)."""
+    name, equals, value = split_option(argv[position])
+    if name not in table:
+        return None
+    dest, keywords = table[name]
+    if is_flag(keywords):
+        if equals:
+            return None
+        values[dest] = True
+        return position + 1
+    if not equals:
+        if position + 1 >= len(argv):
+            return None
+        position += 1
+        value = argv[position]
+    if not acceptable(value, keywords):
+        return None
+    store(values, dest, keywords, value)
+    return position + 1
+
+
+def starts_remainder(token: str) -> bool:
+    """Whether ``token`` starts the words of a command (``run``'s, ``defer``'s)."""
+    return token in ("--", "-") or not token.startswith("-")
+
+
+def is_positional(token: str) -> bool:
+    return not token.startswith("-") or token == "-"
+
+
+def read_words(argv: list[str], table: Mapping[str, tuple[str, Keywords]],
+               values: dict[str, Any], remainder: bool) -> list[str] | None:
+    """Read the options of ``argv`` (after the subcommand) into ``values``; the positional
+    words (with ``remainder``, from the command's first word on), or None when argparse must
+    read the line."""
+    words: list[str] = []
+    position = 1
+    while position < len(argv):
+        token = argv[position]
+        if remainder and starts_remainder(token):
+            return words + argv[position:]
+        if token == "--":  # argparse's reading of it depends on what came before
+            return None
+        if is_positional(token):
+            words.append(token)
+            position += 1
+            continue
+        after = read_option(argv, position, table, values)
+        if after is None:
+            return None
+        position = after
+    return words
+
+
+def positional_values(positionals: Positionals, words: list[str],
+                      remainder: bool) -> dict[str, Any] | None:
+    """{attribute: value} of the positional ``words``, or None when argparse must read them
+    (too few, too many, not one of the choices)."""
+    if remainder:
+        return {positionals[0][0]: words}
+    if len(words) == len(positionals) and all(
+            word in keywords.get("choices", (word,))
+            for word, (_dest, keywords) in zip(words, positionals)):
+        return dict(zip((dest for dest, _keywords in positionals), words))
+    return None
+
+
+def parse(argv: list[str]) -> SimpleNamespace | None:
     """The arguments of an ordinary, prepared command line (``prepare``), as argparse's
     Namespace holds them; None for anything argparse must read: help, an unknown or
     abbreviated option, a value it would refuse."""
     if not argv or argv[0] not in SUBCOMMANDS:
         return None
-    sub, words = argv[0], []
+    sub = argv[0]
     _help, options, positionals = SUBCOMMANDS[sub]
-    table = {flag: (destination(flags), keywords) for flags, keywords in options
-             for flag in flags}
+    table = option_table(options)
     values = {dest: keywords.get("default", False if is_flag(keywords) else None)
               for dest, keywords in table.values()}
-    remainder = positionals and positionals[-1][1] is COMMAND
-    position = 1
-    while position < len(argv):
-        token = argv[position]
-        if remainder and (token in ("--", "-") or not token.startswith("-")):
-            words += argv[position:]
-            break
-        if token == "--":  # argparse's reading of it depends on what came before
-            return None
-        if not token.startswith("-") or token == "-":
-            words.append(token)
-            position += 1
-            continue
-        name, equals, value = token.partition("=") if token.startswith("--") else (token, "", "")
-        if name not in table:
-            return None
-        dest, keywords = table[name]
-        position += 1
-        if is_flag(keywords):
-            if equals:
-                return None
-            values[dest] = True
-            continue
-        if not equals:
-            if position >= len(argv):
-                return None
-            value = argv[position]
-            position += 1
-        if not acceptable(value, keywords):
-            return None
-        if keywords.get("action") == "append":
-            values[dest] = (values[dest] or []) + [value]
-        else:
-            values[dest] = count(value) if keywords.get("type") == "count" else value
-    if remainder:
-        values[positionals[0][0]] = words
-    elif len(words) == len(positionals) and all(
-            word in keywords.get("choices", (word,))
-            for word, (_dest, keywords) in zip(words, positionals)):
-        values.update(zip((dest for dest, _keywords in positionals), words))
-    else:
+    remainder = bool(positionals) and positionals[-1][1] is COMMAND
+    words = read_words(argv, table, values, remainder)
+    found = None if words is None else positional_values(positionals, words, remainder)
+    if found is None:
         return None
+    values.update(found)
     return SimpleNamespace(subcommand=sub, **values)
 
 
-def acceptable(value, keywords):
+def acceptable(value: str, keywords: Keywords) -> bool:
     """Whether argparse would take ``value`` for an option declared with ``keywords``."""
     if value.startswith("-") or value not in keywords.get("choices", (value,)):
         return False
     return keywords.get("type") != "count" or valid_count(value)
 
 
-def valid_count(text):
+def valid_count(text: str) -> bool:
     """Whether ``text`` is ASCII digits (str.isdigit() also takes "²", which int() refuses,
     and "٣", which it reads as 3) for a number up to MAX_COUNT."""
     digits = text.strip()
@@ -278,22 +368,22 @@ def valid_count(text):
             and int(digits) <= MAX_COUNT)
 
 
-def build_parser(only=None):
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The argparse parser; with ``only``, that subcommand's alone (the others cost time)."""
     import argparse
 
-    known = set()  # every option of every subcommand, for "did you mean"
+    known: set[str] = set()  # every option of every subcommand, for "did you mean"
 
     class Parser(argparse.ArgumentParser):
         """argparse whose errors are one line and exit status 2, that takes no abbreviated
         option (``--dry`` for ``--dry-run`` would silently change meaning the day another
         option starts the same way) and suggests the option meant."""
 
-        def __init__(self, *args, **kwargs):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
             kwargs["allow_abbrev"] = False
             super().__init__(*args, **kwargs)
 
-        def error(self, message):
+        def error(self, message: str) -> NoReturn:
             # main() prefixes "hookrun: "; a subcommand's parser adds its own name.
             _, _, sub = self.prog.partition(" ")
             raise UsageError(f"{sub + ': ' if sub else ''}{message}{suggestion(message, known)}"
@@ -320,14 +410,14 @@ def build_parser(only=None):
     return parser
 
 
-def suggestion(message, known):
+def suggestion(message: str, known: Iterable[str]) -> str:
     """`` (did you mean --dry-run?)`` for an unrecognized ``--option`` in argparse's
     ``message`` that is close to one of ``known``; else ""."""
     if "unrecognized arguments: " not in message:
         return ""
     import difflib
 
-    meant = []
+    meant: list[str] = []
     for word in message.split("unrecognized arguments: ", 1)[1].split():
         if word.startswith("--"):
             meant += difflib.get_close_matches(word.split("=", 1)[0], sorted(known), n=1,
@@ -335,7 +425,7 @@ def suggestion(message, known):
     return f" (did you mean {' or '.join(dict.fromkeys(meant))}?)" if meant else ""
 
 
-def command():
+def command() -> NoReturn:
     """hookrun as a process (its script and ``python -m orchestrator``): main(), then exit.
     Every file and the history are closed when main() returns, so after flushing the two
     standard streams the process ends at once: interpreter shutdown, which tears down every
@@ -350,7 +440,7 @@ def command():
     os._exit(status)
 
 
-def main(argv=None):
+def main(argv: Iterable[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     debug = False
     try:
@@ -380,7 +470,8 @@ def main(argv=None):
         return INTERNAL_ERROR
 
 
-def say(text):
+def say(text: str) -> None:
+
     """One or more lines on stderr; an stderr that cannot take them changes no exit status."""
     try:
         print(text, file=sys.stderr, flush=True)
