@@ -5,15 +5,33 @@ transaction when it ends, so a run never leaves a half-written record and no hoo
 commit.
 """
 
-# The sqlite3 package is this C module plus adapters for datetime values, which hookrun never
-# stores; importing them (and datetime) would cost a twentieth of a short run's start-up.
-import _sqlite3 as sqlite3
+from __future__ import annotations
+
 import os
 import time
 
 from orchestrator.errors import HookrunError, StateError
 from orchestrator.outcome import RunStatus
 from orchestrator.text import as_text as text
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import sqlite3
+    from collections.abc import Callable, Iterable, Sequence
+    from typing import Any, TypeVar
+
+    from orchestrator.outcome import TaskRecord
+
+    T = TypeVar("T")
+    # A run or task in the JSON shape of design.md section 4.
+    Record = dict[str, Any]
+    Statements = list[tuple[str, Sequence[object]]]
+    Warn = Callable[[str], None]
+else:
+    # The sqlite3 package is this C module plus adapters for datetime values, which hookrun
+    # never stores; importing them (and datetime) would cost a twentieth of a short run's
+    # start-up.
+    import _sqlite3 as sqlite3
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -43,7 +61,7 @@ COMPANIONS = ("-wal", "-shm", "-journal")
 UNIX_EPOCH_JULIAN_DAY = 2440587.5
 
 
-def back_from_last(run_id):
+def back_from_last(run_id: str) -> int | None:
     """How many runs before the last ``run_id`` names: 0 for ``last``, N for ``last~N``
     (ASCII digits); None for a run id."""
     if run_id == "last":
@@ -54,7 +72,7 @@ def back_from_last(run_id):
     return None
 
 
-def task_dict(task):
+def task_dict(task: TaskRecord) -> Record:
     """A TaskRecord in the JSON shape of design.md section 4 (keys in TASK_FIELDS order, which
     is also the order of the tasks table's columns)."""
     return {"phase": task.phase, "name": text(task.name), "status": task.status,
@@ -64,7 +82,7 @@ def task_dict(task):
             "output": text(task.output)}
 
 
-def run_record(tasks, **run):
+def run_record(tasks: Iterable[TaskRecord], **run: Any) -> Record:
     """A finished run in the JSON shape of design.md section 4: ``run`` holds RUN_FIELDS
     (``stats`` a dict), ``tasks`` the TaskRecords. The same shape ``hookrun show --json``
     reads back."""
@@ -74,7 +92,7 @@ def run_record(tasks, **run):
     return record
 
 
-def stats_text(stats):
+def stats_text(stats: dict[str, object] | None) -> str | None:
     """The stats column: JSON, or NULL for none."""
     if not stats:
         return None
@@ -83,7 +101,7 @@ def stats_text(stats):
     return json.dumps(stats, sort_keys=True)
 
 
-def stats_of(column):
+def stats_of(column: str | None) -> dict[str, Any]:
     """The stats dict of a stats column ({} for none or a damaged one)."""
     if not column:
         return {}
@@ -99,28 +117,28 @@ def stats_of(column):
 class NoHistory:
     """Stands in for a history that cannot be opened: the run goes on, unrecorded."""
 
-    def start_run(self, *args):
+    def start_run(self, *args: object) -> None:
         pass
 
-    def finish_run(self, *args):
+    def finish_run(self, *args: object) -> None:
         pass
 
-    def add_recovered(self, *args):
+    def add_recovered(self, *args: object) -> None:
         pass
 
-    def add_progress(self, *args):
+    def add_progress(self, *args: object) -> None:
         pass
 
-    def previous(self, *args):
+    def previous(self, *args: object) -> tuple[None, None]:
         return None, None
 
-    def last_success(self, *args):
+    def last_success(self, *args: object) -> None:
         return None
 
-    def recent_task_statuses(self, *args):
+    def recent_task_statuses(self, *args: object) -> list[dict[tuple[str, str], str]]:
         return []
 
-    def close(self):
+    def close(self) -> None:
         pass
 
 
@@ -129,23 +147,23 @@ class Progress:
     are written when a task has run a second (flush, on the output sink's tick), never once
     per hook, and what is left at the run's end."""
 
-    def __init__(self, history, run_id, warn):
+    def __init__(self, history: History | NoHistory, run_id: str, warn: Warn) -> None:
         self.history = history
         self.run_id = run_id
         self.warn = warn
-        self.pending = []
-        self.current = None
-        self.written = None
+        self.pending: list[TaskRecord] = []
+        self.current: tuple[str, str, str | None] | None = None
+        self.written: tuple[str, str, str | None] | None = None
         self.failed = False
 
-    def started(self, phase, name, started):
+    def started(self, phase: str, name: str, started: str | None) -> None:
         self.current = (phase, name, started)
 
-    def finished(self, record):
+    def finished(self, record: TaskRecord) -> None:
         self.pending.append(record)
         self.current = None
 
-    def flush(self):
+    def flush(self) -> None:
         if not self.pending and self.current == self.written:
             return
         try:
@@ -159,7 +177,7 @@ class Progress:
         self.written = self.current
 
 
-def open_history(path, warn):
+def open_history(path: str, warn: Warn) -> History | NoHistory:
     """History at ``path``; if it cannot be opened, ``warn`` says so and NoHistory stands in.
     A damaged one is moved aside (``warn`` says where) and a new one started."""
     try:
@@ -169,17 +187,17 @@ def open_history(path, warn):
         return NoHistory()
 
 
-def damaged(error):
+def damaged(error: sqlite3.Error) -> bool:
     """Whether an sqlite3 error says the file is damaged or is no database at all (rather
     than busy, read-only or full)."""
-    code = getattr(error, "sqlite_errorcode", None)
+    code: int | None = getattr(error, "sqlite_errorcode", None)
     if code is not None:
         return code & 0xFF in (SQLITE_CORRUPT, SQLITE_NOTADB)
     text = str(error)
     return "malformed" in text or "not a database" in text
 
 
-def check_companions(path):
+def check_companions(path: str) -> None:
     """SQLite opens ``path``-wal, -shm and -journal by name: refuse (StateError) to use a
     history one of whose companions is a link or not hookrun's own."""
     from orchestrator.files import own_file_problem
@@ -201,19 +219,19 @@ class History:
     StateError."""
 
     @classmethod
-    def existing(cls, path, warn=None):
+    def existing(cls, path: str, warn: Warn | None = None) -> History | None:
         """The history at ``path`` if there is one, else None (nothing is created). Without
         ``warn``, a damaged one is an error rather than moved aside."""
         return cls(path, warn) if os.path.lexists(path) else None
 
-    def __init__(self, path, warn=None):
+    def __init__(self, path: str, warn: Warn | None = None) -> None:
         self.path = path
         self.warn = warn
-        self.db = None
-        self.identity = None
+        self.db: sqlite3.Connection | None = None
+        self.identity: tuple[int, int] | None = None
         self.attempt(self.open)
 
-    def open(self):
+    def open(self) -> None:
         from orchestrator.files import open_own
 
         check_companions(self.path)
@@ -225,48 +243,50 @@ class History:
         info = os.fstat(fd)
         self.identity = (info.st_dev, info.st_ino)
         os.close(fd)
-        self.db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None)
-        self.db.row_factory = sqlite3.Row
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        self.db = db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None)
+        db.row_factory = sqlite3.Row
+        db.execute("PRAGMA synchronous=NORMAL")
+        version = db.execute("PRAGMA user_version").fetchone()[0]
         if version != SCHEMA_VERSION:
             # WAL (kept in the file): readers never block a run, and a commit needs no fsync
             # of its own; a power loss may lose the last transaction, never half of one.
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.upgrade()
+            db.execute("PRAGMA journal_mode=WAL")
+            self.upgrade(db)
 
-    def upgrade(self):
-        """Bring the schema to SCHEMA_VERSION in one transaction, reading the version again
-        inside it: a concurrent run may have done it meanwhile."""
-        self.db.execute("BEGIN IMMEDIATE")
+    @staticmethod
+    def upgrade(db: sqlite3.Connection) -> None:
+        """Bring the schema of ``db`` to SCHEMA_VERSION in one transaction, reading the version
+        again inside it: a concurrent run may have done it meanwhile."""
+        db.execute("BEGIN IMMEDIATE")
         try:
-            version = self.db.execute("PRAGMA user_version").fetchone()[0]
+            version = db.execute("PRAGMA user_version").fetchone()[0]
             if version != SCHEMA_VERSION:
                 for statement in (UPGRADES.get(version, "") + SCHEMA).split(";"):
                     if statement.strip():
-                        self.db.execute(statement)
-                self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            self.db.execute("COMMIT")
+                        db.execute(statement)
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            db.execute("COMMIT")
         except BaseException:
-            self.db.execute("ROLLBACK")
+            db.execute("ROLLBACK")
             raise
 
-    def attempt(self, action):
+    def attempt(self, action: Callable[[], T]) -> T:
         """``action()``; if SQLite finds the history damaged, move it aside, start a new one
         and try once more. Other SQLite errors become StateError."""
         try:
             try:
                 return action()
             except sqlite3.DatabaseError as error:
-                if not (damaged(error) and self.warn):
+                warn = self.warn
+                if not (damaged(error) and warn):
                     raise
-                self.move_aside(error)
+                self.move_aside(error, warn)
                 self.open()
                 return action()
         except sqlite3.Error as error:
             raise StateError(f"cannot use history {self.path}: {error}") from None
 
-    def move_aside(self, error):
+    def move_aside(self, error: sqlite3.Error, warn: Warn) -> None:
         self.close()
         try:
             now = os.stat(self.path)
@@ -280,37 +300,41 @@ class History:
                     os.rename(self.path + suffix, aside + suffix)
                 except FileNotFoundError:
                     pass
-            self.warn(f"history {self.path} is damaged ({error}): moved aside to {aside}, "
+            warn(f"history {self.path} is damaged ({error}): moved aside to {aside}, "
                       "a new one started")
 
-    def close(self):
+    def close(self) -> None:
         if self.db is not None:
             self.db.close()
             self.db = None
 
-    def query(self, sql, params=()):
+    def query(self, sql: str, params: Sequence[object] = ()) -> list[sqlite3.Row]:
         self.require_open()
-        return self.attempt(lambda: self.db.execute(sql, params).fetchall())
+        # The connection is looked up at each try: a retry uses the history opened anew.
+        return self.attempt(lambda: self.require_open().execute(sql, params).fetchall())
 
-    def require_open(self):
-        """StateError if the history could not be opened again after it was moved aside."""
+    def require_open(self) -> sqlite3.Connection:
+        """The open connection; StateError if the history could not be opened again after it
+        was moved aside."""
         if self.db is None:
             raise StateError(f"cannot use history {self.path}: it could not be opened again")
+        return self.db
 
-    def write(self, statements):
+    def write(self, statements: Callable[[], Statements]) -> None:
         """Run the statements that ``statements()`` returns, ``[(sql, params), ...]``, in one
         transaction (built inside it, so that a retry in a new history builds them anew),
         in the history that is at ``path`` now."""
-        def transaction():
-            with self.db:
-                self.db.execute("BEGIN IMMEDIATE")
+        def transaction() -> None:
+            db = self.require_open()
+            with db:
+                db.execute("BEGIN IMMEDIATE")
                 for sql, params in statements():
-                    self.db.execute(sql, params)
+                    db.execute(sql, params)
         self.follow()
         self.require_open()
         self.attempt(transaction)
 
-    def follow(self):
+    def follow(self) -> None:
         """If the history was moved aside or replaced since it was opened (another run found
         it damaged), open the one at ``path`` now (created if none), so that what is written
         next is not lost in the old file; ``warn`` says so."""
@@ -327,17 +351,19 @@ class History:
         self.close()
         self.attempt(self.open)
 
-    def start_run(self, run_id, event, command, started, no_hooks, trigger=None):
+    def start_run(self, run_id: str, event: str, command: str | None, started: str,
+                  no_hooks: bool, trigger: str | None = None) -> None:
         self.write(lambda: [(
             "INSERT INTO runs (id, event, status, command, started, no_hooks, pid, trigger) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (run_id, event, RunStatus.RUNNING, text(command), started, int(no_hooks),
              os.getpid(), trigger))])
 
-    def add_progress(self, run_id, tasks, current):
+    def add_progress(self, run_id: str, tasks: Sequence[TaskRecord],
+                     current: tuple[str, str, str | None] | None) -> None:
         """Add the finished ``tasks`` of a run going on, and say which task runs now
         (``current``: (phase, name, started), or None), in one transaction."""
-        def statements():
+        def statements() -> Statements:
             found = self.task_inserts(run_id, tasks)
             found.append(("DELETE FROM running WHERE run_id = ?", (run_id,)))
             if current:
@@ -346,7 +372,7 @@ class History:
             return found
         self.write(statements)
 
-    def finish_run(self, record, tasks):
+    def finish_run(self, record: Record, tasks: Sequence[TaskRecord]) -> None:
         """Complete the row of ``record`` (see run_record) and add ``tasks`` (those not yet
         added), in one transaction. In a history started afresh meanwhile (the run's tasks
         added so far are not all in it) the row and every task of ``record`` are written
@@ -356,8 +382,8 @@ class History:
         values[RUN_FIELDS.index("stats")] = stats_text(record["stats"])
         run_id = record["id"]
 
-        def statements():
-            found = [(
+        def statements() -> Statements:
+            found: Statements = [(
                 f"INSERT INTO runs ({', '.join(RUN_FIELDS)}) VALUES "
                 f"({', '.join('?' * len(values))}) ON CONFLICT(id) DO UPDATE SET "
                 "status = excluded.status, exit_code = excluded.exit_code, "
@@ -372,18 +398,20 @@ class History:
                 for seq, task in enumerate(record["tasks"], 1)]
         self.write(statements)
 
-    def task_inserts(self, run_id, tasks):
+    def task_inserts(self, run_id: str, tasks: Iterable[TaskRecord]) -> Statements:
         first = self.next_seq(run_id)
         return [("INSERT INTO tasks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                  (run_id, first + n, *task_dict(task).values()))
                 for n, task in enumerate(tasks)]
 
-    def next_seq(self, run_id):
-        row = self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM tasks WHERE run_id = ?",
-                              (run_id,)).fetchone()
-        return row[0] + 1
+    def next_seq(self, run_id: str) -> int:
+        row = self.require_open().execute(
+            "SELECT COALESCE(MAX(seq), 0) FROM tasks WHERE run_id = ?", (run_id,)).fetchone()
+        last: int = row[0]
+        return last + 1
 
-    def add_recovered(self, run_id, event, tasks):
+    def add_recovered(self, run_id: str, event: str | None,
+                      tasks: Iterable[TaskRecord]) -> None:
         """Mark a dead run ``interrupted`` (if it was still ``running``; a row is made if the
         history has none) and add its replayed cleanups as ``recover`` tasks."""
         interrupted = RunStatus.INTERRUPTED
@@ -394,13 +422,13 @@ class History:
              (interrupted, run_id, RunStatus.RUNNING))]
             + self.task_inserts(run_id, tasks))
 
-    def previous(self, event, before_id):
+    def previous(self, event: str, before_id: str) -> tuple[str, str] | tuple[None, None]:
         """(id, status) of the last run of ``event`` before ``before_id``, or (None, None)."""
         rows = self.query("SELECT id, status FROM runs WHERE event = ? AND id != ? "
                           "ORDER BY rowid DESC LIMIT 1", (event, before_id))
         return (rows[0]["id"], rows[0]["status"]) if rows else (None, None)
 
-    def last_success(self, event):
+    def last_success(self, event: str) -> float | None:
         """Unix time at which the last ``success`` or ``warning`` run of ``event`` ended; None
         if none did, or the history cannot be read."""
         from orchestrator.timestamps import unix_time
@@ -413,7 +441,8 @@ class History:
             return None  # the metrics go on without it
         return unix_time(rows[0][0]) if rows else None
 
-    def recent_task_statuses(self, event, before_id, limit):
+    def recent_task_statuses(self, event: str, before_id: str,
+                             limit: int) -> list[dict[tuple[str, str], str]]:
         """The task statuses of the last ``limit`` finished runs of ``event`` other than
         ``before_id``, newest first: one ``{(phase, name): status}`` per run that has tasks
         (a name's first task in the run). [] when the history cannot be read."""
@@ -426,12 +455,13 @@ class History:
                 (event, before_id, RunStatus.RUNNING, limit))
         except StateError:
             return []
-        runs = {}
+        runs: dict[str, dict[tuple[str, str], str]] = {}
         for run_id, phase, name, status in rows:
             runs.setdefault(run_id, {}).setdefault((phase, name), status)
         return list(runs.values())
 
-    def runs(self, event=None, limit=20, status=None, since=None, offset=0):
+    def runs(self, event: str | None = None, limit: int = 20, status: str | None = None,
+             since: float | None = None, offset: int = 0) -> list[Record]:
         """The last ``limit`` runs (newest first) as JSON-ready dicts, with their tasks; only
         those of ``event``, with ``status``, started at Unix time ``since`` or later (each
         when given), past the newest ``offset``."""
@@ -441,12 +471,14 @@ class History:
         return [self.as_dict(row) for row in rows]
 
     @staticmethod
-    def filters(event=None, status=None, since=None, table=""):
+    def filters(event: str | None = None, status: str | None = None,
+                since: float | None = None, table: str = "") -> tuple[str, list[object]]:
         """(a WHERE clause, its parameters) for runs of ``event``, with ``status``, started
         since the Unix time ``since``; ``table`` prefixes the columns (``r.``). SQLite's
         julianday() reads the times' UTC offsets, so runs under other offsets compare
         right."""
-        clauses, params = [], []
+        clauses: list[str] = []
+        params: list[object] = []
         if event:
             clauses.append(f"{table}event = ?")
             params.append(event)
@@ -458,14 +490,16 @@ class History:
             params.append(since / 86400.0 + UNIX_EPOCH_JULIAN_DAY)
         return ("WHERE " + " AND ".join(clauses) if clauses else ""), params
 
-    def ended_runs(self, event=None, since=None):
+    def ended_runs(self, event: str | None = None,
+                   since: float | None = None) -> list[sqlite3.Row]:
         """[(event, status, started, duration)] of the runs that ended, oldest first."""
         where, params = self.filters(event, None, since)
         where = (where + " AND" if where else "WHERE") + " status != ?"
         return self.query(f"SELECT event, status, started, duration FROM runs {where} "
                           "ORDER BY rowid", params + [RunStatus.RUNNING])
 
-    def ended_tasks(self, event=None, since=None):
+    def ended_tasks(self, event: str | None = None,
+                    since: float | None = None) -> list[sqlite3.Row]:
         """[(event, phase, name, status, started, duration)] of the tasks of ended runs,
         oldest first."""
         where, params = self.filters(event, None, since, table="r.")
@@ -475,7 +509,7 @@ class History:
             f"JOIN runs r ON r.id = t.run_id {where} ORDER BY r.rowid, t.seq",
             params + [RunStatus.RUNNING])
 
-    def get(self, run_id, event=None):
+    def get(self, run_id: str, event: str | None = None) -> Record:
         """The run ``run_id`` (or the newest for ``last``, the one before it for ``last~1``)
         as a dict; HookrunError if none."""
         back = back_from_last(run_id)
@@ -493,7 +527,7 @@ class History:
             raise HookrunError(f"no run with id {run_id!r}", 1)
         return self.as_dict(rows[0])
 
-    def nothing_of(self, event):
+    def nothing_of(self, event: str | None) -> str:
         """Why there is no last run: none at all, or none of ``event`` (naming the others)."""
         events = [row[0] for row in self.query("SELECT DISTINCT event FROM runs ORDER BY event")]
         if not events:
@@ -501,9 +535,9 @@ class History:
         return (f"no runs of event '{event}' recorded (events with runs: "
                 f"{', '.join(e for e in events if e)})")
 
-    def as_dict(self, row):
+    def as_dict(self, row: sqlite3.Row) -> Record:
         """The JSON shape of design.md section 4."""
-        run = {key: row[key] for key in RUN_FIELDS}
+        run: Record = {key: row[key] for key in RUN_FIELDS}
         run["no_hooks"] = bool(run["no_hooks"])
         run["stats"] = stats_of(run["stats"])
         tasks = self.query("SELECT * FROM tasks WHERE run_id = ? ORDER BY seq", (row["id"],))

@@ -7,6 +7,8 @@ it is opened again. A lock file deleted while held is caught by the run director
 ``statedir.live_rivals``.
 """
 
+from __future__ import annotations
+
 import fcntl
 import os
 import time
@@ -15,26 +17,31 @@ from orchestrator.errors import LockBusy, StateError
 from orchestrator.files import open_own
 from orchestrator.state.statedir import LOCKS
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from orchestrator.process import Signals
+
 WAIT_STEP = 0.1
 
 
 class EventLock:
     """Holds the lock of ``event`` once acquire() returned True."""
 
-    def __init__(self, state_dir, event):
+    def __init__(self, state_dir: str, event: str) -> None:
         self.path = os.path.join(state_dir, LOCKS, f"{event}.lock")
         self.event = event
-        self.fd = None
+        self.fd: int | None = None
         self.holder = "unknown"
 
-    def open(self):
+    def open(self) -> int:
         try:
-            return open_own(self.path, os.O_RDWR | os.O_CREAT)
+            fd: int = open_own(self.path, os.O_RDWR | os.O_CREAT)
+            return fd
         except OSError as error:
             raise StateError(f"cannot create lock file {self.path}: "
                              f"{error.strerror or error}") from None
 
-    def try_acquire(self):
+    def try_acquire(self) -> bool:
         """Take the lock if it is free; False if another process holds it."""
         while True:
             fd = self.open()
@@ -56,7 +63,7 @@ class EventLock:
         self.fd = fd
         return True
 
-    def acquire(self, wait=None, signals=None):
+    def acquire(self, wait: float | None = None, signals: Signals | None = None) -> bool:
         """Take the lock; wait up to ``wait`` seconds (inf: for ever) if it is held.
 
         Raises LockBusy naming the holder's pid. Returns False if a signal came while waiting.
@@ -74,19 +81,19 @@ class EventLock:
                 time.sleep(step)
         return True
 
-    def busy(self, waited=False, holder=None):
+    def busy(self, waited: bool = False, holder: object = None) -> LockBusy:
         """The LockBusy error for this event, naming the holder's pid."""
         advice = "gave up waiting" if waited else "try again later or use --wait"
         return LockBusy(f"event '{self.event}' is locked by another hookrun run "
                         f"(pid {holder or self.holder}); {advice}")
 
-    def release(self):
+    def release(self) -> None:
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
 
 
-def still_at(fd, path):
+def still_at(fd: int, path: str) -> bool:
     try:
         now = os.lstat(path)
     except OSError:
@@ -95,7 +102,7 @@ def still_at(fd, path):
     return (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino)
 
 
-def read_pid(fd):
+def read_pid(fd: int) -> str:
     try:
         return os.pread(fd, 32, 0).decode().strip() or "unknown"
     except (OSError, UnicodeDecodeError):
