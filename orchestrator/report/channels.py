@@ -12,12 +12,22 @@ No channel runs a command: the only command that notifications run is ``notify_c
 which is checked like a hook (design.md section 8).
 """
 
+from __future__ import annotations
+
 import json
 import time
 from collections import namedtuple
 
 from orchestrator import constants as c
 from orchestrator.outcome import RunStatus
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping, Sequence
+    from typing import Any, NamedTuple
+
+    from orchestrator.plan.settings import Config
+    from orchestrator.state.history import Record
 
 TYPES = ("webhook", "healthchecks", "ntfy", "gotify", "discord", "slack", "uptime-kuma",
          "cronitor")
@@ -57,18 +67,38 @@ NTFY_TAGS = {RunStatus.FAILURE: "rotating_light", RunStatus.INTERRUPTED: "stop_s
 GOTIFY_PRIORITY = {RunStatus.FAILURE: 8, RunStatus.INTERRUPTED: 8, RunStatus.WARNING: 5,
                    RunStatus.SUCCESS: 2, RunStatus.SKIPPED: 2, START: 1}
 
-Channel = namedtuple("Channel", "name type url token on triggers send_output method headers "
-                                "body")
+if TYPE_CHECKING:
+    class Channel(NamedTuple):
+        name: str
+        type: str
+        url: str
+        token: str | None
+        on: tuple[str, ...]
+        triggers: tuple[str, ...] | None
+        send_output: bool
+        method: str
+        headers: list[tuple[str, str]]
+        body: str | None
+else:
+    Channel = namedtuple("Channel", "name type url token on triggers send_output method "
+                                    "headers body")
 Channel.__doc__ = """One [notify NAME] section, checked: ``on`` and ``triggers`` tuples
 (``triggers`` None: every trigger), ``headers`` [(name, value)], ``body`` a template or None."""
 
-Request = namedtuple("Request", "method url headers body")
+if TYPE_CHECKING:
+    class Request(NamedTuple):
+        method: str
+        url: str
+        headers: dict[str, str]
+        body: bytes
+else:
+    Request = namedtuple("Request", "method url headers body")
 Request.__doc__ = """One HTTP request a channel sends: ``body`` bytes."""
 
 
 # Reading the config -----------------------------------------------------------------------
 
-def parse_key(key, value):
+def parse_key(key: str, value: str) -> str | bool | tuple[str, ...]:
     """The value of ``key`` (a key of a [notify] section) as written; ValueError if bad."""
     if key == "type":
         if value not in TYPES:
@@ -79,7 +109,8 @@ def parse_key(key, value):
 
         if not value:
             raise ValueError("empty (a channel needs its URL)")
-        return parse_url(value)
+        url: str = parse_url(value)
+        return url
     if key == "token":
         if not value or not value.isascii() or any(ch.isspace() or ord(ch) < 32 for ch in value):
             # Never quoted: a token is never shown.
@@ -92,7 +123,8 @@ def parse_key(key, value):
     if key == "send_output":
         from orchestrator.plan.settings import parse_bool
 
-        return parse_bool(value)
+        flag: bool = parse_bool(value)
+        return flag
     if key == "method":
         if value.upper() not in METHODS:
             raise ValueError(f"bad method {value!r} (one of {', '.join(METHODS)})")
@@ -102,7 +134,7 @@ def parse_key(key, value):
     return parse_template(value)
 
 
-def word_list(text, allowed, what):
+def word_list(text: str, allowed: Sequence[str] | None, what: str) -> tuple[str, ...]:
     """Names separated by blanks or commas, each one of ``allowed`` (or, for None, a trigger
     name as --trigger takes it); a tuple."""
     words = tuple(text.replace(",", " ").split())
@@ -117,7 +149,7 @@ def word_list(text, allowed, what):
     return words
 
 
-def parse_header_line(text):
+def parse_header_line(text: str) -> tuple[str, str]:
     """``Name: value`` as (name, value); the name an HTTP token, the value one printable
     line (http.client sends headers as Latin-1)."""
     name, colon, value = text.partition(":")
@@ -131,7 +163,7 @@ def parse_header_line(text):
     return name, value
 
 
-def parse_template(text):
+def parse_template(text: str) -> str:
     """A body template, checked: every ``$name`` is known (``$stats_*`` any statistic);
     ``$$`` is a dollar."""
     for kind, piece in template_parts(text):
@@ -142,10 +174,11 @@ def parse_template(text):
     return text
 
 
-def template_parts(text):
+def template_parts(text: str) -> list[tuple[str, str]]:
     """[("text", str) or ("name", str)] of a template: ``$name``, ``${name}``, ``$$``.
     ValueError for a ``$`` that starts none of them."""
-    parts, start, position = [], 0, 0
+    parts: list[tuple[str, str]] = []
+    start, position = 0, 0
     while True:
         position = text.find("$", start)
         if position < 0:
@@ -175,7 +208,7 @@ def template_parts(text):
         start = position + 1 + width
 
 
-def check_section(name, found):
+def check_section(name: str, found: Mapping[str, Any]) -> None:
     """ConfigError, naming the file and line, for a [notify NAME] section that cannot work:
     no type or url, a key its type does not take, a token missing or not used."""
     from orchestrator.errors import ConfigError
@@ -198,7 +231,7 @@ def check_section(name, found):
         raise ConfigError(f"{lines['on']}: type {kind} has no start message")
 
 
-def channels_of(config):
+def channels_of(config: Config) -> list[Channel]:
     """The Channels of a Config's [notify] sections, in the order the file names them."""
     return [Channel(name=name, type=found["type"], url=found["url"], token=found.get("token"),
                     on=found.get("on") or DEFAULT_ON[found["type"]],
@@ -209,7 +242,7 @@ def channels_of(config):
             for name, found in config.notify.items()]
 
 
-def wanted(channel, status, trigger):
+def wanted(channel: Channel, status: str, trigger: str | None) -> bool:
     """Whether ``channel`` sends for a run's ``status`` (or START) started by ``trigger``."""
     if status not in channel.on:
         return False
@@ -226,12 +259,23 @@ class Message:
 
     __slots__ = ("status", "run_id", "event", "host", "trigger", "record", "error",
                  "error_private", "output", "summary", "summary_private")
+    status: str
+    run_id: str
+    event: str
+    host: str
+    trigger: str | None
+    record: Record | None
+    error: str | None
+    error_private: str | None
+    output: bytes | None
+    summary: str | None
+    summary_private: str | None
 
-    def __init__(self, **values):
+    def __init__(self, **values: object) -> None:
         for name in self.__slots__:
             setattr(self, name, values.get(name))
 
-    def values(self, private):
+    def values(self, private: bool) -> dict[str, str]:
         """The template variables, as text; ``private``: no output lines."""
         record = self.record or {}
         code = record.get("exit_code")
@@ -246,30 +290,34 @@ class Message:
             values[f"stats_{key}"] = str(value)
         return values
 
-    def output_text(self):
+    def output_text(self) -> str:
         from orchestrator.text import display
 
-        return display(self.output or b"").rstrip("\n")
+        shown: str = display(self.output or b"")
+        return shown.rstrip("\n")
 
-    def text(self, private):
+    def text(self, private: bool) -> str:
         """The summary (the started line at the start)."""
         if self.status == START:
             return (f"hookrun run {self.run_id} event={self.event} started on {self.host}"
                     + (f" trigger={self.trigger}" if self.trigger else ""))
-        return self.summary_private if private else self.summary
+        summary = self.summary_private if private else self.summary
+        # The message of a run's end always has its summaries (run.py tell_channels).
+        assert summary is not None
+        return summary
 
-    def title(self):
+    def title(self) -> str:
         return f"hookrun {self.event} {self.status} on {self.host}"
 
 
-def rid(run_id):
+def rid(run_id: str) -> str:
     """The healthchecks run id of ``run_id``: the same UUID for its start and end pings."""
     import uuid
 
     return str(uuid.uuid5(uuid.UUID(RID_NAMESPACE), run_id))
 
 
-def with_query(url, **params):
+def with_query(url: str, **params: str) -> str:
     """``url`` with ``params`` set in its query (replacing any of the same names)."""
     import urllib.parse
 
@@ -280,7 +328,7 @@ def with_query(url, **params):
     return urllib.parse.urlunsplit(parts._replace(query=query))
 
 
-def with_path(url, suffix):
+def with_path(url: str, suffix: str) -> str:
     """``url`` with ``suffix`` added to its path (its query kept)."""
     import urllib.parse
 
@@ -288,7 +336,7 @@ def with_path(url, suffix):
     return urllib.parse.urlunsplit(parts._replace(path=parts.path.rstrip("/") + suffix))
 
 
-def healthchecks_suffix(status, exit_code):
+def healthchecks_suffix(status: str, exit_code: object) -> str:
     """The healthchecks.io path of a ping: /start, "" (success), /EXIT, /fail, /log."""
     if status == START:
         return "/start"
@@ -299,14 +347,15 @@ def healthchecks_suffix(status, exit_code):
     return f"/{exit_code}" if isinstance(exit_code, int) and 0 < exit_code < 256 else "/fail"
 
 
-def latin1_header(text):
+def latin1_header(text: str) -> str:
     """A header value: one line, non-ASCII as '?' (http.client sends Latin-1)."""
     from orchestrator.text import display_name
 
-    return display_name(text).encode("ascii", "replace").decode("ascii")
+    line: str = display_name(text)
+    return line.encode("ascii", "replace").decode("ascii")
 
 
-def json_body(value):
+def json_body(value: object) -> bytes:
     return json.dumps(value, ensure_ascii=False).encode("utf-8")
 
 
@@ -314,7 +363,7 @@ JSON_TYPE = {"Content-Type": "application/json"}
 TEXT_TYPE = {"Content-Type": "text/plain; charset=utf-8"}
 
 
-def request(channel, message):
+def request(channel: Channel, message: Message) -> Request:
     """The Request ``channel`` sends for ``message``, as its service documents it."""
     private = not channel.send_output
     text = message.text(private)
@@ -365,18 +414,18 @@ def request(channel, message):
     return webhook_request(channel, message, private)
 
 
-def short(message, private):
+def short(message: Message, private: bool) -> str:
     """A one-line message for a URL query: the status and the error, if any."""
     error = (message.error_private if private else message.error) or ""
     text = f"{message.status}: {error}" if error else message.status
     return text[:QUERY_TEXT_MAX]
 
 
-def truncate(data, size):
+def truncate(data: bytes, size: int) -> bytes:
     return data if len(data) <= size else data[:size - 3] + b"..."
 
 
-def webhook_request(channel, message, private):
+def webhook_request(channel: Channel, message: Message, private: bool) -> Request:
     """The request of a ``webhook`` channel: its method, headers and body template; without
     a body, the run's JSON record (its task output and error kept back when private)."""
     headers = dict(channel.headers)
@@ -384,7 +433,7 @@ def webhook_request(channel, message, private):
         headers["Authorization"] = f"Bearer {channel.token}"
     content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), None)
     if channel.body is None:
-        record = message.record or {"id": message.run_id, "event": message.event,
+        record: Record = message.record or {"id": message.run_id, "event": message.event,
                                     "status": START, "trigger": message.trigger}
         if private and message.record:
             record = dict(record, error=message.error_private,
@@ -403,10 +452,10 @@ def webhook_request(channel, message, private):
     return Request(channel.method, channel.url, headers, body[:c.NOTIFY_MAX_BODY])
 
 
-def render(template, values, as_json):
+def render(template: str, values: Mapping[str, str], as_json: bool) -> str:
     """``template`` with its variables replaced by ``values`` (JSON-escaped, without the
     quotes, when ``as_json``); an unknown $stats_* is empty."""
-    pieces = []
+    pieces: list[str] = []
     for kind, piece in template_parts(template):
         if kind == "text":
             pieces.append(piece)
@@ -418,12 +467,13 @@ def render(template, values, as_json):
 
 # Sending -----------------------------------------------------------------------------------
 
-def retryable(reply_status):
+def retryable(reply_status: int) -> bool:
     """Whether an HTTP status may pass if asked again: a server error or too many requests."""
     return reply_status >= 500 or reply_status in (408, 429)
 
 
-def deliver(req, secrets, timeout=None):
+def deliver(req: Request, secrets: Iterable[str | None],
+            timeout: float | None = None) -> str | None:
     """Send ``req``, trying up to TRIES times while ``timeout`` seconds (all tries together)
     last; None when it arrived, else a one-line reason with ``secrets`` (the token, the
     URL) masked. Never raises."""
@@ -453,33 +503,34 @@ def deliver(req, secrets, timeout=None):
     return f"{hide(reason, secrets)} (after {attempt} {'try' if attempt == 1 else 'tries'})"
 
 
-def hide(text, secrets):
+def hide(text: str, secrets: Iterable[str | None]) -> str:
     """``text`` with every secret (and the URL's path, which may be one) masked."""
     for secret in sorted(filter(None, secrets), key=len, reverse=True):
         text = text.replace(secret, "***")
     return text
 
 
-def secrets_of(channel, req):
+def secrets_of(channel: Channel, req: Request) -> set[str]:
     """What must never be shown of a channel: its token, its URL and the URL sent."""
     import urllib.parse
 
-    secrets = {channel.token, channel.url, req.url}
+    secrets: set[str | None] = {channel.token, channel.url, req.url}
     for url in (channel.url, req.url):
         parts = urllib.parse.urlsplit(url)
         secrets |= {parts.path, parts.query, parts.netloc.rpartition("@")[0]}
     return {s for s in secrets if s and s not in ("/",)}
 
 
-def send_all(channels, message, trigger):
+def send_all(channels: Iterable[Channel], message: Message,
+             trigger: str | None) -> list[str]:
     """Send ``message`` to each of ``channels`` that wants it, side by side; returns the
     warnings (one line per channel that failed, naming it by its section)."""
     import threading
 
     todo = [ch for ch in channels if wanted(ch, message.status, trigger)]
-    problems = {}
+    problems: dict[str, str] = {}
 
-    def send_one(channel):
+    def send_one(channel: Channel) -> None:
         try:
             req = request(channel, message)
             problem = deliver(req, secrets_of(channel, req))

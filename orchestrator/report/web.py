@@ -9,6 +9,8 @@ HTTP basic Authorization header; the request goes to the URL without them, and m
 the URL as ``https://user:***@host/``.
 """
 
+from __future__ import annotations
+
 import base64
 import http.client
 import socket
@@ -18,7 +20,24 @@ from collections import namedtuple
 
 from orchestrator import constants as c
 
-Reply = namedtuple("Reply", "status reason body")
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import ssl
+    from collections.abc import Mapping, Sequence
+    from typing import Any, NamedTuple
+
+    # One address of a host: family, type, protocol, canonical name, address to connect to.
+    AddrInfo = tuple[socket.AddressFamily, socket.SocketKind, int, str, tuple[Any, ...]]
+    # Deadlined is mixed into socket classes only.
+    SocketBase = socket.socket
+
+    class Reply(NamedTuple):
+        status: int
+        reason: str
+        body: bytes
+else:
+    SocketBase = object
+    Reply = namedtuple("Reply", "status reason body")
 Reply.__doc__ = """What a server answered: HTTP status, reason phrase, the first bytes of the
 body."""
 REPLY_BYTES = 1024  # what is read of a reply: enough for a Pushgateway's error message
@@ -29,10 +48,10 @@ class Deadline:
 
     __slots__ = ("end",)
 
-    def __init__(self, seconds):
+    def __init__(self, seconds: float) -> None:
         self.end = time.monotonic() + seconds
 
-    def left(self):
+    def left(self) -> float:
         """Seconds left, for the next blocking step; socket.timeout when none are."""
         left = self.end - time.monotonic()
         if left <= 0:
@@ -40,29 +59,30 @@ class Deadline:
         return left
 
 
-class Deadlined:
+class Deadlined(SocketBase):
     """A socket mixin: every send and receive waits at most until the socket's
     ``deadline``."""
 
-    deadline = None
+    deadline: Deadline | None = None
 
-    def arm(self):
+    # The arguments are passed on as they come: socket.socket and ssl.SSLSocket differ.
+    def arm(self) -> None:
         if self.deadline is not None:
             self.settimeout(self.deadline.left())
 
-    def recv(self, *args):
+    def recv(self, *args: Any) -> bytes:
         self.arm()
         return super().recv(*args)
 
-    def recv_into(self, *args):
+    def recv_into(self, *args: Any) -> int:
         self.arm()
         return super().recv_into(*args)
 
-    def send(self, *args):
+    def send(self, *args: Any) -> int:
         self.arm()
         return super().send(*args)
 
-    def sendall(self, *args):
+    def sendall(self, *args: Any) -> None:
         self.arm()
         return super().sendall(*args)
 
@@ -71,14 +91,17 @@ class DeadlineSocket(Deadlined, socket.socket):
     """A plain socket with a deadline."""
 
 
-def tls_socket_class():
+def tls_socket_class() -> type[ssl.SSLSocket]:
     """ssl.SSLSocket with the same deadline (ssl is imported only for https URLs)."""
     import ssl
 
-    return type("DeadlineSSLSocket", (Deadlined, ssl.SSLSocket), {})
+    class DeadlineSSLSocket(Deadlined, ssl.SSLSocket):
+        pass
+
+    return DeadlineSSLSocket
 
 
-def resolve(host, port, deadline):
+def resolve(host: str, port: int, deadline: Deadline) -> Sequence[AddrInfo]:
     """getaddrinfo() for ``host``, waiting at most until ``deadline``: a name lookup cannot be
     interrupted, so a slow one runs in a daemon thread that is left behind (it holds no
     socket and does not keep hookrun alive)."""
@@ -88,25 +111,26 @@ def resolve(host, port, deadline):
         pass
     import threading
 
-    found = {}
+    addresses: list[Sequence[AddrInfo]] = []
+    errors: list[OSError] = []
 
-    def look_up():
+    def look_up() -> None:
         try:
-            found["addresses"] = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
+            addresses.append(socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM))
         except OSError as error:
-            found["error"] = error
+            errors.append(error)
 
     thread = threading.Thread(target=look_up, daemon=True)
     thread.start()
     thread.join(deadline.left())
-    if "addresses" in found:
-        return found["addresses"]
-    if "error" in found:
-        raise found["error"]
+    if addresses:
+        return addresses[0]
+    if errors:
+        raise errors[0]
     raise socket.timeout(f"timed out looking up {host}")
 
 
-def open_socket(host, port, deadline):
+def open_socket(host: str, port: int, deadline: Deadline) -> DeadlineSocket:
     """A connected DeadlineSocket to ``host``:``port``, tried address by address."""
     problem = OSError(f"no address for {host}")
     for family, kind, proto, _name, address in resolve(host, port, deadline):
@@ -126,11 +150,11 @@ def open_socket(host, port, deadline):
 class Connection(http.client.HTTPConnection):
     """http.client's connection over a DeadlineSocket."""
 
-    def __init__(self, host, port, deadline):
+    def __init__(self, host: str, port: int | None, deadline: Deadline) -> None:
         super().__init__(host, port)
         self.deadline = deadline
 
-    def connect(self):
+    def connect(self) -> None:
         self.sock = open_socket(self.host, self.port, self.deadline)
 
 
@@ -139,7 +163,7 @@ class TLSConnection(Connection):
 
     default_port = http.client.HTTPS_PORT
 
-    def connect(self):
+    def connect(self) -> None:
         import ssl
 
         sock = open_socket(self.host, self.port, self.deadline)
@@ -148,14 +172,17 @@ class TLSConnection(Connection):
         try:
             # The handshake is one call, bounded by the socket's timeout: what is left.
             sock.settimeout(self.deadline.left())
-            self.sock = context.wrap_socket(sock, server_hostname=self.host)
+            wrapped = context.wrap_socket(sock, server_hostname=self.host)
+            self.sock = wrapped
         except BaseException:
             sock.close()
             raise
-        self.sock.deadline = self.deadline
+        # context.sslsocket_class (tls_socket_class) makes every socket it wraps Deadlined.
+        assert isinstance(wrapped, Deadlined)
+        wrapped.deadline = self.deadline
 
 
-def split_credentials(url):
+def split_credentials(url: str) -> tuple[str, str | None]:
     """(the URL without user and password, the Authorization header value or None);
     ValueError for a URL that is not http(s) with a host."""
     parts = urllib.parse.urlsplit(url)
@@ -170,7 +197,7 @@ def split_credentials(url):
     return urllib.parse.urlunsplit(parts._replace(netloc=host_port)), auth
 
 
-def masked(url):
+def masked(url: str) -> str:
     """``url`` as messages show it: a password as ``***`` (``https://user:***@host/``), a user
     name alone (often a token) as ``***``."""
     scheme, sep, rest = url.partition("://")
@@ -183,7 +210,7 @@ def masked(url):
     return f"{scheme}://{hidden}@{host_port}{rest[len(authority):]}"
 
 
-def scrubbed(text, url):
+def scrubbed(text: str, url: str) -> str:
     """``text`` (a message about ``url``) with the URL's user information masked wherever it
     appears, also percent-decoded, as a library's error message might quote it."""
     authority = url.partition("://")[2].split("/", 1)[0]
@@ -202,7 +229,8 @@ def scrubbed(text, url):
     return text
 
 
-def send(method, url, body=b"", headers=None, timeout=c.NOTIFY_TIMEOUT):
+def send(method: str, url: str, body: bytes = b"", headers: Mapping[str, str] | None = None,
+         timeout: float = c.NOTIFY_TIMEOUT) -> Reply:
     """``method`` ``body`` to ``url`` and read the start of the reply, all within ``timeout``
     seconds; the Reply, whatever its status. OSError when the request fails or runs out of
     time (socket.timeout, a TimeoutError), ValueError for a bad URL. Messages never hold the
@@ -211,6 +239,8 @@ def send(method, url, body=b"", headers=None, timeout=c.NOTIFY_TIMEOUT):
     bare, auth = split_credentials(url)
     parts = urllib.parse.urlsplit(bare)
     kind = TLSConnection if parts.scheme == "https" else Connection
+    # split_credentials refused a URL without a host, and ``bare`` has the same host.
+    assert parts.hostname is not None
     connection = kind(parts.hostname, parts.port, deadline)
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     sent = {"User-Agent": "hookrun", "Connection": "close", **(headers or {})}
@@ -227,7 +257,7 @@ def send(method, url, body=b"", headers=None, timeout=c.NOTIFY_TIMEOUT):
         connection.close()
 
 
-def failure(error, url):
+def failure(error: OSError | ValueError, url: str) -> str:
     """The one-line reason of a failed ``send`` to ``url``, credentials masked."""
     reason = getattr(error, "reason", None) or getattr(error, "strerror", None) or error
     if isinstance(error, socket.timeout) or str(reason) == "timed out":
