@@ -11,11 +11,22 @@ are off), as a run would trust it. A config file that another user can write nev
 where root writes or what it sends.
 """
 
+from __future__ import annotations
+
 import os
 import time
 from collections import namedtuple
 
 from orchestrator import constants as c
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from argparse import Namespace
+    from collections.abc import Mapping
+
+    from orchestrator.errors import HookrunError
+    from orchestrator.plan.context import Context
+    from orchestrator.plan.settings import Config
 
 REASONS = {c.EXIT_CANT_CREATE: "state", c.EXIT_UNSAFE: "unsafe", c.EXIT_CONFIG: "config"}
 
@@ -24,7 +35,7 @@ Known.__doc__ = """Where a refused run's event is reported: its metrics file and
 (None: not known)."""
 
 
-def report(args, ctx, error):
+def report(args: Namespace, ctx: Context | None, error: HookrunError) -> None:
     """Make the refusal ``error`` (a HookrunError) seen, if its exit status is one of
     REASONS; ``ctx`` is the run's Context, or None when building it failed. Failures to write
     or ping are warnings on stderr; nothing here raises."""
@@ -42,10 +53,10 @@ def report(args, ctx, error):
         console.warn(warning)
 
 
-def tell(known, reason, error):
+def tell(known: Known, reason: str, error: HookrunError) -> list[str | None]:
     """Write the refusal to the metrics file and ping URL/fail, as far as ``known`` says
     where; returns the warnings (None for none)."""
-    warnings = []
+    warnings: list[str | None] = []
     if known.metrics_file:
         from orchestrator.report.metrics import write_refused
 
@@ -62,23 +73,23 @@ def tell(known, reason, error):
     return warnings
 
 
-def message(error):
+def message(error: HookrunError) -> bytes:
     """The body of the ``/fail`` ping: the error as stderr shows it, one line per problem,
     control characters escaped so that no line can be forged."""
     from orchestrator.text import display_name
 
-    lines = [f"hookrun: {display_name(line)}" for line in str(error).split("\n")]
+    lines: list[str] = [f"hookrun: {display_name(line)}" for line in str(error).split("\n")]
     return "\n".join(lines).encode("utf-8", "replace")[:c.NOTIFY_MAX_BODY]
 
 
-def known_settings(args, ctx):
+def known_settings(args: Namespace, ctx: Context | None) -> Known:
     """The Known of a refused run, from the command line and a trusted config file."""
-    given = {"metrics_file": getattr(args, "metrics_file", None),
+    given: dict[str, object] = {"metrics_file": getattr(args, "metrics_file", None),
              "notify_url": url_option(getattr(args, "notify_url", None))}
     if getattr(args, "insecure", False):
         given["strict_permissions"] = False
     config = ctx.config if ctx is not None else readable_config(args)
-    layers = [given]
+    layers: list[Mapping[str, object]] = [given]
     if config is not None and trusted(config, given):
         layers.append(config.values)
     from orchestrator.plan.settings import resolve
@@ -89,7 +100,7 @@ def known_settings(args, ctx):
                  resolve("notify_url", layers) or None)
 
 
-def url_option(text):
+def url_option(text: str | None) -> str | None:
     """``--notify-url`` parsed; None when absent or not a URL (a run stops at a bad one with
     a usage error before any refusal, unless the config failed first)."""
     if text is None:
@@ -97,12 +108,13 @@ def url_option(text):
     from orchestrator.plan.settings import parse_url
 
     try:
-        return parse_url(text)
+        url: str = parse_url(text)
     except ValueError:
         return None
+    return url
 
 
-def readable_config(args):
+def readable_config(args: Namespace) -> Config | None:
     """The config file a run would have read, when building its Context failed: None if it
     cannot be read or parsed (then only the command line is known)."""
     from orchestrator.errors import ConfigError
@@ -111,13 +123,14 @@ def readable_config(args):
 
     path = getattr(args, "config", None)
     try:
-        return load_config(path or config_path_in(find_hooks_dirs(args, required=False)),
-                           required=bool(path))
+        config: Config = load_config(
+            path or config_path_in(find_hooks_dirs(args, required=False)), required=bool(path))
     except ConfigError:
         return None
+    return config
 
 
-def trusted(config, given):
+def trusted(config: Config, given: Mapping[str, object]) -> bool:
     """Whether a run would trust ``config``: no file, permission checks off, or the file and
     every directory above it pass them."""
     if config.path is None:

@@ -3,6 +3,15 @@ read from restic's ``backup --json`` summary, borg's ``create --json`` document,
 ``key=value`` lines in the file named by ``$HOOKRUN_STATS``. Reading them never changes what
 the command prints."""
 
+from __future__ import annotations
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    # A run's statistics: snapshot_id text, the others whole numbers.
+    Stats = dict[str, str | int]
+
 # Every statistic a run keeps; snapshot_id is text, the others whole numbers.
 KEYS = ("snapshot_id", "files_new", "files_changed", "files_unmodified", "dirs_new",
         "bytes_added", "bytes_processed", "total_files", "total_bytes")
@@ -20,7 +29,7 @@ BORG = {"deduplicated_size": "bytes_added", "original_size": "bytes_processed",
 MAX_FILE = 65536  # a $HOOKRUN_STATS file is a few lines; more is not read
 
 
-def valid(key, value):
+def valid(key: str, value: object) -> str | int | None:
     """``value`` as the statistic ``key`` keeps it, or None when it is not one."""
     if key == "snapshot_id":
         text = str(value)
@@ -35,7 +44,7 @@ def valid(key, value):
     return None
 
 
-def from_output(data):
+def from_output(data: bytes) -> Stats:
     """The statistics in a command's standard output (bytes, its last part): restic's
     ``backup --json`` summary line or borg's ``create --json`` document; {} if neither."""
     import json
@@ -45,11 +54,11 @@ def from_output(data):
         line = line.strip()
         if line.startswith("{") and '"summary"' in line:
             try:
-                found = json.loads(line)
+                summary = json.loads(line)
             except ValueError:
                 continue
-            if isinstance(found, dict) and found.get("message_type") == "summary":
-                return mapped(found, RESTIC)
+            if isinstance(summary, dict) and summary.get("message_type") == "summary":
+                return mapped(summary, RESTIC)
     document = last_document(text)
     archive = document.get("archive") if isinstance(document, dict) else None
     if not isinstance(archive, dict):
@@ -61,7 +70,7 @@ def from_output(data):
     return found
 
 
-def last_document(text):
+def last_document(text: str) -> object:
     """The JSON document that ``text`` is, or that its last line starting with ``{`` starts
     (borg prints one, indented, after nothing or after other output); None if none."""
     import json
@@ -74,9 +83,9 @@ def last_document(text):
     return None
 
 
-def mapped(fields, names):
+def mapped(fields: object, names: Mapping[str, str]) -> Stats:
     """Of the dict ``fields``, the statistics ``names`` maps to ours, where valid."""
-    found = {}
+    found: Stats = {}
     if not isinstance(fields, dict):
         return found
     for theirs, ours in names.items():
@@ -86,7 +95,7 @@ def mapped(fields, names):
     return found
 
 
-def from_file(path):
+def from_file(path: str) -> tuple[Stats, list[str]]:
     """(statistics, warnings) from the ``key=value`` lines of the file at ``path`` (a
     missing or empty file: none). A line that is not a known key with a valid value is a
     warning, named by its number (never its text), and ignored."""
@@ -102,7 +111,8 @@ def from_file(path):
         return {}, []
     finally:
         os.close(fd)
-    found, warnings = {}, []
+    found: Stats = {}
+    warnings: list[str] = []
     for number, line in enumerate(data.decode("utf-8", "replace").split("\n"), 1):
         if not line.strip():
             continue
@@ -127,17 +137,17 @@ VARIABLES = {"snapshot_id": "HOOKRUN_SNAPSHOT_ID", "files_new": "HOOKRUN_STAT_FI
              "total_bytes": "HOOKRUN_STAT_TOTAL_BYTES"}
 
 
-def environment(stats):
+def environment(stats: Mapping[str, object]) -> dict[str, str]:
     """The variables post- and later hooks get (VARIABLES), each empty where the run has no
     such statistic."""
     return {name: str(stats.get(key, "")) for key, name in VARIABLES.items()}
 
 
-def text(stats):
+def text(stats: Mapping[str, object]) -> str:
     """``snapshot_id=... bytes_added=...``: the statistics of ``stats`` in KEYS order."""
     return " ".join(f"{key}={stats[key]}" for key in KEYS if key in stats)
 
 
-def summary_line(stats):
+def summary_line(stats: Mapping[str, object]) -> str:
     """``stats: snapshot_id=... bytes_added=...`` for notifications; "" if none."""
     return f"stats: {text(stats)}" if stats else ""

@@ -2,8 +2,19 @@
 runs, how many failed, the median and 95th percentile duration, the last failure, and the
 last durations for a sparkline. Pure functions over rows the history returns."""
 
+from __future__ import annotations
+
 from orchestrator import constants as c
 from orchestrator.outcome import RunStatus, TaskStatus
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import sqlite3
+    from collections.abc import Container, Iterable, Sequence
+    from typing import Any
+
+    # (status, started, duration) of one run or task
+    Row = tuple[str, str, float | None]
 
 SPARK_RUNS = 20
 BLOCKS = "▁▂▃▄▅▆▇█"
@@ -12,7 +23,7 @@ PHASE_ORDER = (c.PHASE_RECOVER, c.PHASE_PRE, c.PHASE_COMMAND, c.PHASE_POST, c.PH
                c.PHASE_ON_SUCCESS, c.PHASE_CLEANUP, c.PHASE_FINALLY)
 
 
-def median(values):
+def median(values: Iterable[float]) -> float | None:
     """The middle value of ``values`` (the mean of the two middle ones for an even count);
     None for none."""
     ordered = sorted(values)
@@ -24,7 +35,7 @@ def median(values):
     return (ordered[middle - 1] + ordered[middle]) / 2
 
 
-def percentile(values, percent):
+def percentile(values: Iterable[float], percent: int) -> float | None:
     """The nearest-rank ``percent``-th percentile (a whole number) of ``values``: the
     smallest value that at least that share of them is not above; None for none."""
     ordered = sorted(values)
@@ -34,7 +45,7 @@ def percentile(values, percent):
     return ordered[max(rank, 1) - 1]
 
 
-def summarise(rows, failed):
+def summarise(rows: Sequence[Row], failed: Container[str]) -> dict[str, Any]:
     """The fields of one event or hook from its ``rows`` [(status, started, duration)],
     oldest first; ``failed`` the statuses that count as failures."""
     durations = [duration for _status, _started, duration in rows if duration is not None]
@@ -48,17 +59,18 @@ def summarise(rows, failed):
             "durations": [rounded(d) for d in durations[-SPARK_RUNS:]]}
 
 
-def rounded(value):
+def rounded(value: float | None) -> float | None:
     return None if value is None else round(value, 6)
 
 
-def trends(run_rows, task_rows):
+def trends(run_rows: Iterable[sqlite3.Row],
+           task_rows: Iterable[sqlite3.Row]) -> dict[str, list[dict[str, Any]]]:
     """``stats --json``: {"events": [...], "hooks": [...]} from the history's ended_runs()
     and ended_tasks() rows. A task that did not run (skipped) is not counted."""
-    events = {}
+    events: dict[str, list[Row]] = {}
     for event, status, started, duration in run_rows:
         events.setdefault(event, []).append((status, started, duration))
-    hooks = {}
+    hooks: dict[tuple[str, str, str], list[Row]] = {}
     for event, phase, name, status, started, duration in task_rows:
         if status == TaskStatus.SKIPPED:
             continue
@@ -75,7 +87,7 @@ def trends(run_rows, task_rows):
     }
 
 
-def sparkline(values, unicode=True):
+def sparkline(values: Sequence[float | None], unicode: bool = True) -> str:
     """One character per value, from the lowest block (the smallest) to the highest (the
     largest); ASCII ``_.-=#`` when ``unicode`` is false."""
     blocks = BLOCKS if unicode else ASCII_BLOCKS
@@ -84,7 +96,7 @@ def sparkline(values, unicode=True):
         return ""
     low, high = min(present), max(present)
     span = high - low
-    line = []
+    line: list[str] = []
     for value in values:
         if value is None:
             line.append(" ")
