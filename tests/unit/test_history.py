@@ -1,0 +1,55 @@
+"""The history when it cannot be used again: SQLite finds it damaged, it is moved aside, and a
+new one cannot be created. Every later use is then a StateError (or the documented stand-in
+answer), never an error about a connection that is not there."""
+
+import sqlite3
+
+import pytest
+
+from orchestrator import files
+from orchestrator.errors import StateError
+from orchestrator.outcome import TaskRecord
+from orchestrator.state.history import History, run_record
+
+STARTED = "2026-12-07T01:02:03+00:00"
+
+
+def test_a_history_that_cannot_be_opened_again_is_a_state_error_at_every_use(tmp_path,
+                                                                             monkeypatch):
+    path = str(tmp_path / "history.sqlite3")
+    said = []
+    history = History(path, said.append)
+    history.start_run("r1", "backup", None, STARTED, False)
+    # SQLite finds the history damaged at its next statement...
+    garbage = tmp_path / "garbage"
+    garbage.write_bytes(b"not a database " * 512)
+    history.db.close()
+    history.db = sqlite3.connect(str(garbage), isolation_level=None)
+
+    # ...and the new one cannot be created.
+    def refused(*args):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(files, "open_own", refused)
+    with pytest.raises(StateError, match="cannot open history"):
+        history.previous("backup", "r2")
+    assert len(said) == 1 and "moved aside" in said[0]
+    assert list(tmp_path.glob("history.sqlite3.corrupt-*"))
+    assert history.db is None
+
+    with pytest.raises(StateError, match="could not be opened again"):
+        history.previous("backup", "r2")
+    with pytest.raises(StateError, match="could not be opened again"):
+        history.runs()
+    assert history.last_success("backup") is None
+    assert history.recent_task_statuses("backup", "r2", 5) == []
+    task = TaskRecord("pre", "10-x", "ok", 0, 1, STARTED, 0.1)
+    with pytest.raises(StateError, match="could not be opened again"):
+        history.add_progress("r1", [task], ("pre", "20-y", STARTED))
+    record = run_record([task], id="r1", event="backup", status="success", exit_code=0,
+                        command=None, started=STARTED, finished=STARTED, duration=0.2,
+                        no_hooks=False, error=None, trigger=None, stats={})
+    with pytest.raises(StateError, match="could not be opened again"):
+        history.finish_run(record, [task])
+    history.close()
+    assert len(said) == 1
