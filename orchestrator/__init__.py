@@ -14,9 +14,11 @@ three wings hold what it uses: plan/ (what will run), state/ (what stays on disk
    deciding through outcome.RunState, each phase through phases.run_phase, each task through
    engine.Engine.run_task, each process through process (the only module that spawns and
    kills);
-9. the record: state.history, report.metrics, report.pushgateway, report.notify and
-   report.channels (through report.web), report.printer for the terminal, report.logfile for
-   the log, report.stats for the backup's statistics, report.trends for ``hookrun stats``.
+9. the record: one state.history.RunRecord, built once, from which derive the history row
+   and --json (state.history), the terminal's summary (report.printer), report.metrics,
+   report.pushgateway, report.notify and report.channels (through report.web); besides,
+   report.logfile for the log, report.stats for the backup's statistics, report.trends for
+   ``hookrun stats``.
 
 The outcome nouns: a TaskRecord is one task's row (status, exit code, reason); a Judgement is
 what one attempt of a task means (outcome.judge: its status, the exit status its record keeps,

@@ -178,9 +178,10 @@ def signal_name(signum):
         return f"signal {signum}"
 
 
-Failure = namedtuple("Failure", "line phase hook log decisive")
+Failure = namedtuple("Failure", "line phase hook log decisive output", defaults=(b"",))
 Failure.__doc__ = """The failure HOOKRUN_ERROR tells of: its line, the phase and name of the
-failed step, the file with its last output lines, and whether it decided the run."""
+failed step, the file with its last output lines (HOOKRUN_ERROR_LOG), whether it decided the
+run, and those last output lines themselves (what notifications carry)."""
 
 
 class RunState:

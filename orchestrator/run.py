@@ -26,7 +26,7 @@ from orchestrator.plan import context, discovery
 from orchestrator.report.printer import print_plan, print_warnings
 from orchestrator.session import Session, new_run_id
 from orchestrator.state.cleanup import count_dead_runs, recover
-from orchestrator.state.history import Progress, open_history, run_record
+from orchestrator.state.history import Progress, RunRecord, open_history
 from orchestrator.text import display_name
 from orchestrator.timestamps import now_iso
 
@@ -314,12 +314,12 @@ class Lifecycle:
             # hands BACKUP_ERROR on.
             self.without_output[f"{line}: {said}"] = line
             line += f": {said}"
-        path = self.engine.run_dir.file(c.RUN_ERROR_LOG)
+        path, tail = self.engine.run_dir.file(c.RUN_ERROR_LOG), run.output.tail_bytes()
         try:
-            write_private(path, run.output.tail_bytes())
+            write_private(path, tail)
         except OSError as error:
             self.reporter.warn(f"cannot write {path}: {error.strerror}")
-        state.take_failure(Failure(line, record.phase, record.name, path, decisive))
+        state.take_failure(Failure(line, record.phase, record.name, path, decisive, tail))
 
     def warning(self, record, said):
         """Tell the run's state of a warning (HOOKRUN_WARNINGS) about ``record``, which
@@ -374,24 +374,18 @@ class Lifecycle:
     def finish(self):
         self.observe()
         self.collect_stats()
-        status, code = self.state.status, self.state.exit_status()
-        duration = round(time.monotonic() - self.started, 6)
-        record = run_record(self.tasks, id=self.run_id, event=self.ctx.event, status=status,
-                            exit_code=code, command=self.command_text(),
-                            started=self.started_iso, finished=now_iso(), duration=duration,
-                            no_hooks=self.no_hooks, error=self.state.error_line()
-                            or (self.state.warnings[0] if self.state.warnings else None),
-                            trigger=self.ctx.trigger, stats=self.stats)
+        record = self.record()
         self.reporter.on_tick = None
         try:
-            self.history.finish_run(record, self.progress.pending)
+            self.history.finish_run(record.as_json(), self.progress.pending)
         except StateError as error:
             self.reporter.warn(f"{error}; this run is not recorded")
-        self.reporter.event(f"run {self.run_id} end status={status} exit={code}")
+        self.reporter.event(f"run {self.run_id} end status={record.status} "
+                            f"exit={record.exit_code}")
         if not self.ctx.json:
-            self.reporter.console.summary(status, self.tasks, code)
+            self.reporter.console.summary(record.status, record.tasks, record.exit_code)
         if self.ctx.metrics_file or self.ctx.metrics_push_url:
-            self.write_metrics(status, code, duration)
+            self.write_metrics(record)
         if self.ctx.notify_url or self.ctx.notify_command or self.ctx.config.notify:
             self.notify_end(record)
         self.session.close_run(self.engine)
@@ -399,21 +393,34 @@ class Lifecycle:
             import json
 
             # The very last line of stdout, whatever notify_command printed before it.
-            self.reporter.console.write_utf8(json.dumps(record, ensure_ascii=False) + "\n")
-        return code
+            self.reporter.console.write_utf8(
+                json.dumps(record.as_json(), ensure_ascii=False) + "\n")
+        return record.exit_code
+
+    def record(self):
+        """The run's RunRecord, built once: all that tells of the run derives from it."""
+        state = self.state
+        failure = state.said_failure()
+        return RunRecord(
+            id=self.run_id, event=self.ctx.event, status=state.status,
+            exit_code=state.exit_status(), command=self.command_text(),
+            started=self.started_iso, finished=now_iso(),
+            duration=round(time.monotonic() - self.started, 6), no_hooks=self.no_hooks,
+            error=state.error_line() or (state.warnings[0] if state.warnings else None),
+            trigger=self.ctx.trigger, stats=self.stats, tasks=self.tasks,
+            finished_unix=time.time(), failed_output=failure.output if failure else b"")
 
     def warn_if(self, problem):
         if problem:
             self.reporter.warn(problem)
 
-    def write_metrics(self, status, code, duration):
+    def write_metrics(self, record):
         """The metrics file, and the same series pushed to the Pushgateway; failures warn."""
         from orchestrator.report.metrics import STREAK_RUNS, write_metrics
 
-        run = dict(status=status, exit_code=code, finished=round(time.time(), 3),
-                   duration=duration, last_success=self.history.last_success(self.ctx.event),
-                   tasks=self.tasks, earlier=self.history.recent_task_statuses(
-                       self.ctx.event, self.run_id, STREAK_RUNS), stats=self.stats)
+        run = record.samples_input(
+            self.history.last_success(self.ctx.event),
+            self.history.recent_task_statuses(self.ctx.event, self.run_id, STREAK_RUNS))
         if self.ctx.metrics_file:
             try:
                 self.warn_if(write_metrics(self.ctx.metrics_file, self.ctx.event, **run))
@@ -425,20 +432,14 @@ class Lifecycle:
 
             self.warn_if(pushgateway.push(self.ctx.metrics_push_url, self.ctx.event, run))
 
-    def notify_end(self, record):
+    def notify_end(self, run):
         """The end ping, the [notify] channels and the notify_command, fed the run's record
-        (as ``hookrun show --json`` prints it, but for the cleanups' lines); failures only
-        warn."""
+        (as ``hookrun show --json`` prints it, but for the cleanups' lines) and the last
+        output of the failure that decided it; failures only warn."""
         from orchestrator.report import notify
 
-        record = notify.published(record)
-        failed_output = b""
-        if self.state.failure and (self.ctx.notify_url or self.ctx.config.notify):
-            try:
-                with open(self.state.failure.log, "rb") as handle:
-                    failed_output = handle.read()
-            except OSError:
-                pass
+        record = notify.published(run.as_json())
+        failed_output = run.failed_output
         if self.ctx.notify_url:
             self.warn_if(notify.ping(self.ctx.notify_url, notify.END_SUFFIX[record["status"]],
                                      notify.summary(record, failed_output), self.run_id))

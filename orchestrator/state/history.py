@@ -82,14 +82,43 @@ def task_dict(task: TaskRecord) -> Record:
             "output": text(task.output)}
 
 
-def run_record(tasks: Iterable[TaskRecord], **run: Any) -> Record:
-    """A finished run in the JSON shape of design.md section 4: ``run`` holds RUN_FIELDS
-    (``stats`` a dict), ``tasks`` the TaskRecords. The same shape ``hookrun show --json``
-    reads back."""
-    record = {key: text(run[key]) for key in RUN_FIELDS if key != "stats"}
-    record["stats"] = dict(run["stats"])
-    record["tasks"] = [task_dict(task) for task in tasks]
-    return record
+class RunRecord:
+    """A finished run, built once when it ends, from which everything that tells of it
+    derives: the history row and ``--json`` (as_json, the shape of design.md section 4), the
+    summary, the metrics and the Pushgateway (samples_input), the notifications (as_json
+    and ``failed_output``, the last output of the failure that decided the run)."""
+
+    __slots__ = ("id", "event", "status", "exit_code", "command", "started", "finished",
+                 "duration", "no_hooks", "error", "trigger", "stats", "tasks",
+                 "finished_unix", "failed_output")
+
+    def __init__(self, *, id: str, event: str, status: str, exit_code: int, command: str,
+                 started: str, finished: str, duration: float, no_hooks: bool,
+                 error: str | None, trigger: str | None, stats: dict[str, int | str],
+                 tasks: list[TaskRecord], finished_unix: float,
+                 failed_output: bytes = b"") -> None:
+        self.id, self.event, self.status, self.exit_code = id, event, status, exit_code
+        self.command, self.started, self.finished = command, started, finished
+        self.duration, self.no_hooks, self.error = duration, no_hooks, error
+        self.trigger, self.stats, self.tasks = trigger, stats, tasks
+        self.finished_unix, self.failed_output = finished_unix, failed_output
+
+    def as_json(self) -> Record:
+        """The run in the JSON shape of design.md section 4: RUN_FIELDS, then its tasks. The
+        same shape ``hookrun show --json`` reads back."""
+        record = {key: text(getattr(self, key)) for key in RUN_FIELDS if key != "stats"}
+        record["stats"] = dict(self.stats)
+        record["tasks"] = [task_dict(task) for task in self.tasks]
+        return record
+
+    def samples_input(self, last_success: float | None,
+                      earlier: list[dict[tuple[str, str], str]]) -> dict[str, Any]:
+        """The keyword arguments of metrics.run_samples for this run, given the time of the
+        event's last success and the task statuses of its earlier runs (from the history)."""
+        return dict(status=self.status, exit_code=self.exit_code,
+                    finished=round(self.finished_unix, 3), duration=self.duration,
+                    last_success=last_success, tasks=self.tasks, earlier=earlier,
+                    stats=self.stats)
 
 
 def stats_text(stats: dict[str, object] | None) -> str | None:
@@ -373,7 +402,7 @@ class History:
         self.write(statements)
 
     def finish_run(self, record: Record, tasks: Sequence[TaskRecord]) -> None:
-        """Complete the row of ``record`` (see run_record) and add ``tasks`` (those not yet
+        """Complete the row of ``record`` (RunRecord.as_json) and add ``tasks`` (those not yet
         added), in one transaction. In a history started afresh meanwhile (the run's tasks
         added so far are not all in it) the row and every task of ``record`` are written
         anew."""
