@@ -12,11 +12,11 @@ import time
 
 from orchestrator.errors import HookrunError, StateError
 from orchestrator.outcome import RunStatus
+from orchestrator.speed import sqlite3
 from orchestrator.text import as_text as text
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    import sqlite3
     from collections.abc import Callable, Iterable, Sequence
     from typing import Any, TypeVar
 
@@ -27,11 +27,6 @@ if TYPE_CHECKING:
     Record = dict[str, Any]
     Statements = list[tuple[str, Sequence[object]]]
     Warn = Callable[[str], None]
-else:
-    # The sqlite3 package is this C module plus adapters for datetime values, which hookrun
-    # never stores; importing them (and datetime) would cost a twentieth of a short run's
-    # start-up.
-    import _sqlite3 as sqlite3
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (

@@ -45,6 +45,8 @@ def test_pyproject_holds_the_build_system_and_the_lint_settings_only():
                                                      "tool.ruff.lint", "tool.mypy"]
     ci = (TOP / ".ci" / "run").read_text()
     assert "ruff check orchestrator tests" in ci and "--select" not in ci
+    assert re.search(r"^mypy$", ci, re.M), "CI runs mypy with pyproject.toml's settings"
+    assert re.search(r"^strict = true$", text, re.M)
 
 
 def test_every_data_file_to_install_exists():
