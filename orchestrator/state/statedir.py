@@ -10,6 +10,8 @@ one else, and so must every directory above them (design.md section 8): otherwis
 could plant a journal for root to replay, or a link for root to write through.
 """
 
+from __future__ import annotations
+
 import fcntl
 import os
 import stat
@@ -19,6 +21,13 @@ from orchestrator import constants as c
 from orchestrator.errors import StateError, UnsafeError
 from orchestrator.files import NEW, PRIVATE, READ, open_own, read_sized, remove_tree, write_all
 from orchestrator.plan import safety
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+    # meta.json as read: a JSON object, whose values are whatever the file holds.
+    Meta = dict[str, object]
 
 RUNS = "runs"
 LOCKS = "locks"
@@ -31,7 +40,7 @@ MAX_META = 65536
 STALE_NEW_SECONDS = 3600
 
 
-def ensure_state_dir(path):
+def ensure_state_dir(path: str) -> None:
     """Create the state directory with ``runs/`` and ``locks/`` (mode 0700, and so every
     directory it has to create above them) and check that they can be trusted: UnsafeError
     (77) naming each untrusted path and its fix, StateError (73) when they cannot be made."""
@@ -52,12 +61,12 @@ def ensure_state_dir(path):
     refuse_if(checker.problems)
 
 
-def refuse_if(problems):
+def refuse_if(problems: list[str]) -> None:
     if problems:
         raise UnsafeError("\n".join(f"unsafe state directory: {line}" for line in problems))
 
 
-def create(make, path):
+def create(make: Callable[[str], None], path: str) -> None:
     try:
         make(path)
     except OSError as error:
@@ -65,16 +74,16 @@ def create(make, path):
                          f"{error.strerror or error}") from None
 
 
-def make_dir(path):
+def make_dir(path: str) -> None:
     try:
         os.mkdir(path, 0o700)
     except FileExistsError:
         pass
 
 
-def make_dirs(path):
+def make_dirs(path: str) -> None:
     """Like os.makedirs, but every directory it creates gets mode 0700."""
-    missing = []
+    missing: list[str] = []
     while not os.path.lexists(path):
         missing.append(path)
         path = os.path.dirname(path)
@@ -82,7 +91,7 @@ def make_dirs(path):
         make_dir(directory)
 
 
-def try_lock(path):
+def try_lock(path: str) -> int | None:
     """An fd holding an exclusive flock on ``path``, or None if someone holds it (or it is
     not a file of our own). A run directory that lost its lock file is made one: it belongs
     to no live run, since a live run never lets go of its own."""
@@ -103,7 +112,7 @@ def try_lock(path):
     return fd
 
 
-def read_meta(path):
+def read_meta(path: str) -> Meta:
     """The meta.json of the run directory ``path``; {} if it is missing or holds no JSON
     object. OSError when it cannot be read (an I/O error) or is not a regular file of our
     own: that run directory is damaged."""
@@ -122,14 +131,14 @@ def read_meta(path):
     return meta if isinstance(meta, dict) else {}
 
 
-def flat_json(record):
+def flat_json(record: Mapping[str, str | int]) -> str:
     """A JSON object of ``record``'s str, bool and int values (what json.dumps writes,
     without importing json, whose decoder imports re: every run writes one, few read one)."""
     return "{" + ", ".join(f"{json_value(name)}: {json_value(value)}"
                            for name, value in record.items()) + "}"
 
 
-def json_value(value):
+def json_value(value: str | int) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
@@ -143,13 +152,13 @@ class RunDir:
     """The directory of one run, created under a hidden name and renamed once locked, so no
     recovery ever sees it unlocked."""
 
-    def __init__(self, path, lock_fd, meta):
+    def __init__(self, path: str, lock_fd: int | None, meta: Mapping[str, object]) -> None:
         self.path = path
         self.lock_fd = lock_fd
         self.meta = meta
 
     @classmethod
-    def create(cls, state_dir, run_id, meta):
+    def create(cls, state_dir: str, run_id: str, meta: Mapping[str, str | int]) -> RunDir:
         runs = os.path.join(state_dir, RUNS)
         hidden = os.path.join(runs, NEW_PREFIX + run_id)
         final = os.path.join(runs, run_id)
@@ -169,13 +178,16 @@ class RunDir:
         return cls(final, lock_fd, meta)
 
     @property
-    def run_id(self):
-        return self.meta.get("run_id") or os.path.basename(self.path)
+    def run_id(self) -> str:
+        """Its meta's run id; its directory's name (the same) if meta.json has none, or one
+        that is not a string (a hand-edited file), which no message could show."""
+        run_id = self.meta.get("run_id")
+        return run_id if isinstance(run_id, str) and run_id else os.path.basename(self.path)
 
-    def file(self, name):
+    def file(self, name: str) -> str:
         return os.path.join(self.path, name)
 
-    def remove(self):
+    def remove(self) -> None:
         """Remove the directory of a run whose cleanups have all run. It is first renamed
         out of recovery's sight, so that a crash half-way through removing it cannot leave
         a journal without its marks, or a directory without its lock, for recovery to see."""
@@ -187,7 +199,7 @@ class RunDir:
         remove_tree(gone)
         self.release()
 
-    def keep(self):
+    def keep(self) -> str:
         """Move the directory aside, out of recovery's way, for a person to inspect (its
         journal had lines that were not run); returns where it is now."""
         kept = os.path.join(os.path.dirname(self.path), KEPT_PREFIX + os.path.basename(self.path))
@@ -198,13 +210,13 @@ class RunDir:
         self.release()
         return kept
 
-    def release(self):
+    def release(self) -> None:
         if self.lock_fd is not None:
             os.close(self.lock_fd)
             self.lock_fd = None
 
 
-def write_new(path, data):
+def write_new(path: str, data: bytes) -> None:
     fd = os.open(path, os.O_WRONLY | NEW, PRIVATE)
     try:
         write_all(fd, data)
@@ -212,7 +224,7 @@ def write_new(path, data):
         os.close(fd)
 
 
-def run_dir_problem(path, euid):
+def run_dir_problem(path: str, euid: int) -> str | None:
     """Why the run directory ``path`` must not be replayed, or None: it and its journal must
     be hookrun's own and writable by no one else. (A journal that is not a regular file is
     damage, found by ``damage``.)"""
@@ -232,7 +244,7 @@ def run_dir_problem(path, euid):
     return None
 
 
-def scan(state_dir):
+def scan(state_dir: str) -> list[tuple[str, str]]:
     """The run directories in ``runs/``, except those still being made: [(name, path)]. A
     hidden one long past making is a run that died making it: removed, if its lock is free."""
     runs = os.path.join(state_dir, RUNS)
@@ -240,7 +252,7 @@ def scan(state_dir):
         names = sorted(os.listdir(runs))
     except (FileNotFoundError, NotADirectoryError):
         return []
-    found = []
+    found: list[tuple[str, str]] = []
     for name in names:
         path = os.path.join(runs, name)
         if name.startswith(NEW_PREFIX):
@@ -252,7 +264,7 @@ def scan(state_dir):
     return found
 
 
-def remove_if_stale(path):
+def remove_if_stale(path: str) -> None:
     try:
         if time.time() - os.lstat(path).st_mtime < STALE_NEW_SECONDS:
             return
@@ -264,7 +276,7 @@ def remove_if_stale(path):
         os.close(fd)
 
 
-def damage(path):
+def damage(path: str) -> tuple[str, None] | tuple[None, Meta]:
     """(why, None) when the run directory ``path`` of a dead run is damaged: its journal is
     not a regular file, or its meta.json is not one or cannot be read (an I/O error); else
     (None, its meta)."""
@@ -282,13 +294,14 @@ def damage(path):
         return f"{safety.shown(os.path.join(path, c.RUN_META))}: {error.strerror or error}", None
 
 
-def live_rivals(state_dir, own):
+def live_rivals(state_dir: str, own: RunDir) -> tuple[list[Meta], list[Meta]]:
     """The meta of every other run directory that holds the event lock of the same event as
     the RunDir ``own`` and is locked: a second guard behind the event lock, which a deleted
     lock file would otherwise defeat. Returns (rivals, recovering): live runs, and dead runs
     whose lock another process holds (a recovery, or a cleanup the dead run left running),
     which must be waited for, never taken for the dead run itself."""
-    rivals, recovering = [], []
+    rivals: list[Meta] = []
+    recovering: list[Meta] = []
     for _name, path in scan(state_dir):
         if path == own.path:
             continue
@@ -308,7 +321,7 @@ def live_rivals(state_dir, own):
     return rivals, recovering
 
 
-def process_start(pid):
+def process_start(pid: int) -> int | None:
     """When the process ``pid`` started (clock ticks since boot, /proc/PID/stat), so that a
     recycled pid is not taken for it; None if there is no such live process (or no /proc)."""
     try:
@@ -321,7 +334,7 @@ def process_start(pid):
     return int(fields[19])
 
 
-def run_alive(meta):
+def run_alive(meta: Mapping[str, object]) -> bool:
     """Whether the run of ``meta`` (its pid, and when that process started) still lives.
     Without a pid it is taken for alive: a guard must not be let down by a guess."""
     pid = meta.get("pid")
