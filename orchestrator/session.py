@@ -1,6 +1,8 @@
 """What every command that runs things holds (a Session: the state directory, the log, the
 terminal, the signal watch, the process supervisor, the event lock, the run's directory)."""
 
+from __future__ import annotations
+
 import os
 import time
 
@@ -20,16 +22,23 @@ from orchestrator.state.statedir import (
 )
 from orchestrator.text import display_name
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping, Sequence
 
-def new_run_id():
+    from orchestrator.plan.context import Context
+    from orchestrator.report.logfile import LogFile
+
+
+def new_run_id() -> str:
     return time.strftime("%Y%m%dT%H%M%S") + "-" + os.urandom(3).hex()
 
 
-def check_output_files(paths):
+def check_output_files(paths: Mapping[str | None, bool]) -> None:
     """Refuse (UnsafeError, 77) to write a log or metrics file through another user's
     symbolic link, or to append to a log file another user owns or can write to.
     ``paths`` maps each path (None: not written) to whether it is appended to."""
-    problems = []
+    problems: list[str] = []
     for path, appended in paths.items():
         if path:
             problems += output_file_problems(path, appended)
@@ -37,7 +46,8 @@ def check_output_files(paths):
         raise UnsafeError("\n".join(f"unsafe output file: {line}" for line in problems))
 
 
-def open_log(path, run_id, warnings, task_max_bytes=None):
+def open_log(path: str | None, run_id: str, warnings: list[str],
+             task_max_bytes: int | None = None) -> LogFile | None:
     """The LogFile at ``path`` (parents created 0700), None if logging is off; StateError.
     A FIFO or device there is no log file: a warning (added to ``warnings``), and None."""
     if not path:
@@ -63,41 +73,43 @@ class Session:
     """The state directory (checked and created), the log, the terminal, the signal watch
     and the process supervisor of one command. Use as a context manager."""
 
-    def __init__(self, ctx, run_id, warnings=(), metrics_file=None):
+    def __init__(self, ctx: Context, run_id: str, warnings: Iterable[str] = (),
+                 metrics_file: str | None = None) -> None:
         self.ctx = ctx
         self.run_id = run_id
         ensure_state_dir(ctx.state_dir)
         check_output_files({ctx.log_file: True, metrics_file: False})
         console = Console(ctx.color, ctx.quiet, ctx.verbose)
-        warnings = list(warnings)
-        self.reporter = Reporter(console, open_log(ctx.log_file, run_id, warnings,
+        lines = list(warnings)
+        self.reporter = Reporter(console, open_log(ctx.log_file, run_id, lines,
                                                      ctx.log_task_max_bytes))
-        for warning in warnings:
+        for warning in lines:
             self.reporter.warn(warning)
         self.signals = Signals()
-        self.supervisor = None
-        self.lock = None
-        self.deadline = None  # of --wait: for the event lock, then for a recovery going on
+        self.supervisor: Supervisor | None = None  # made on entering: it becomes the subreaper
+        self.lock: EventLock | None = None
+        # of --wait: for the event lock, then for a recovery going on
+        self.deadline: float | None = None
 
-    def __enter__(self):
+    def __enter__(self) -> Session:
         self.signals.install()
         self.supervisor = Supervisor(self.signals)
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         if self.lock:
             self.lock.release()
         self.signals.restore()
         if self.reporter.log:
             self.reporter.log.close()
 
-    def take_lock(self, wait):
+    def take_lock(self, wait: float | None) -> bool:
         """The event lock (LockBusy, 75); False if a signal came while waiting for it."""
         self.deadline = None if wait is None else time.monotonic() + wait
         self.lock = EventLock(self.ctx.state_dir, self.ctx.event)
         return self.lock.acquire(wait, self.signals)
 
-    def open_run(self, command=(), recorded=True):
+    def open_run(self, command: Sequence[str] = (), recorded: bool = True) -> Engine | None:
         """Create the run's directory (locked for its life) and the Engine that runs its
         tasks; None if a signal came while it waited for a recovery. ``recorded`` False: no
         history row belongs to it (phase, recover). A run that holds the event lock gives
@@ -105,8 +117,9 @@ class Session:
         so the lock file was deleted under it. (Two that start in the same instant of such
         a deletion may both give way: never both run.)"""
         exclusive = self.lock is not None
-        meta = {"run_id": self.run_id, "event": self.ctx.event, "recorded": recorded,
-                "exclusive": exclusive, "pid": os.getpid()}
+        meta: dict[str, str | int] = {"run_id": self.run_id, "event": self.ctx.event,
+                                      "recorded": recorded, "exclusive": exclusive,
+                                      "pid": os.getpid()}
         started = process_start(os.getpid()) if exclusive else None
         if started is not None:
             meta["pid_start"] = started
@@ -114,6 +127,8 @@ class Session:
         if exclusive and not self.give_way(run_dir):
             run_dir.remove()
             return None
+        # __enter__ made it: every command holds its Session in a with statement.
+        assert self.supervisor is not None
         try:
             return Engine(self.ctx, self.reporter, self.supervisor, self.run_id, run_dir,
                           command)
@@ -122,12 +137,14 @@ class Session:
             raise StateError(f"cannot create the cleanup journal in {run_dir.path}: "
                              f"{error.strerror or error}") from None
 
-    def give_way(self, run_dir):
+    def give_way(self, run_dir: RunDir) -> bool:
         """Wait, up to the --wait deadline, until no other run of the event holds its run
         directory: a live one is a rival (LockBusy naming its pid); a dead one whose
         cleanups another process is running (a recovery) is waited for, and without --wait
         (or past it) is LockBusy saying so, never naming the dead run's pid. False if a
         signal came while waiting."""
+        # Only open_run gives way, and only when this Session holds the event lock.
+        assert self.lock is not None
         while True:
             rivals, recovering = live_rivals(self.ctx.state_dir, run_dir)
             if rivals:
@@ -146,7 +163,7 @@ class Session:
             if self.signals.first:
                 return False
 
-    def wait_for_recoveries(self, run_dir):
+    def wait_for_recoveries(self, run_dir: RunDir) -> None:
         """After the run's own recovery: wait, up to the --wait deadline, for the recoveries
         of its event's crashed runs that another process took up meanwhile, so that no undo
         races the hooks of this run; past it, or without --wait, say so and go on."""
@@ -161,7 +178,7 @@ class Session:
                 return
             self.signals.sleep(min(WAIT_STEP, max(0.0, self.deadline - time.monotonic())))
 
-    def close_run(self, engine):
+    def close_run(self, engine: Engine) -> None:
         """Remove the run's directory, unless a second signal left cleanups pending in it
         for ``hookrun recover``, or its journal had lines that were not run."""
         close_run_dir(self.reporter, engine.run_dir, engine.journal, self.signals.hard_stop)
