@@ -22,6 +22,8 @@ hook's turn came, so the order of all cleanups is kept, and runs that journal's 
 user who owns it: a line cannot say whom it runs as.
 """
 
+from __future__ import annotations
+
 import errno
 import fcntl
 import os
@@ -33,6 +35,19 @@ from orchestrator.files import READ, NotOwnFile, open_own, read_sized
 from orchestrator.plan import safety
 from orchestrator.state.statedir import RunDir, damage, run_dir_problem, scan, try_lock
 from orchestrator.text import display_name
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from orchestrator.engine import Engine, TaskRun
+    from orchestrator.outcome import TaskRecord
+    from orchestrator.process import Signals
+    from orchestrator.report.output import Reporter
+    from orchestrator.state.history import History, NoHistory
+
+    # A cleanup not yet run: its journal, its line's index there, the line.
+    Pending = tuple["Journal", int, str]
 
 DONE = b"\x01"
 RESERVED = 65536  # bytes of marks reserved when a run starts: journals up to 64 KiB
@@ -48,7 +63,7 @@ CLEANUP_WRAPPER = ('line=$1 index=$2 marks=$3; shift 3; "$@" /bin/sh -c "$line" 
                    'conv=notrunc 2>/dev/null; exit $status')
 
 
-def command_word(line):
+def command_word(line: str) -> str:
     """What a cleanup is called where its whole line must not go (the metrics file, which
     others may read, and notifications): its first word that is not a NAME=value assignment,
     since the rest of a line may hold a password."""
@@ -63,22 +78,22 @@ def command_word(line):
     return "cleanup"
 
 
-def published_name(phase, name):
+def published_name(phase: str, name: str) -> str:
     """A task's name as metrics and notifications show it: a cleanup by its command word."""
     return command_word(name) if phase in (c.PHASE_CLEANUP, c.PHASE_RECOVER) else name
 
 
-def marks_path(journal_path):
+def marks_path(journal_path: str) -> str:
     return os.path.join(os.path.dirname(journal_path), c.JOURNAL_MARKS)
 
 
-def inherited_fd(path):
+def inherited_fd(path: str) -> int | None:
     """The descriptor number of a ``/dev/fd/N`` path, else None."""
     number = path[len(FD_PREFIX):] if path and path.startswith(FD_PREFIX) else ""
     return int(number) if number.isascii() and number.isdigit() else None
 
 
-def open_journal_file(path, flags):
+def open_journal_file(path: str, flags: int) -> int:
     """open_own(), or for ``/dev/fd/N`` (a hook run as another user) a new descriptor of
     that inherited file, checked as open_own checks."""
     number = inherited_fd(path)
@@ -96,7 +111,7 @@ def open_journal_file(path, flags):
     return fd
 
 
-def reserve(journal_path, size, marks=None):
+def reserve(journal_path: str, size: int, marks: str | None = None) -> None:
     """Reserve ``size`` bytes of marks (one per possible line of a journal that long);
     OSError (ENOSPC) if the disk cannot hold them."""
     fd = open_journal_file(marks or marks_path(journal_path), os.O_WRONLY | os.O_CREAT)
@@ -107,7 +122,7 @@ def reserve(journal_path, size, marks=None):
         os.close(fd)
 
 
-def defer(argv, journal_path, marks=None):
+def defer(argv: Sequence[str], journal_path: str | None, marks: str | None = None) -> str:
     """Append ``argv`` to the journal of the running hook's run (``hookrun defer``), once the
     space its done-mark needs is reserved; StateError (73) if the disk cannot hold either. A
     registration either lands whole or not at all: a write cut short is taken back."""
@@ -146,7 +161,8 @@ def defer(argv, journal_path, marks=None):
     return line
 
 
-def append_whole(fd, journal_path, data, line, marks=None):
+def append_whole(fd: int, journal_path: str, data: bytes, line: str,
+                 marks: str | None = None) -> None:
     """Append ``data`` to the journal open at ``fd``, whole or not at all (StateError)."""
     size = os.fstat(fd).st_size
     if size and os.pread(fd, 1, size - 1) != b"\n":
@@ -169,21 +185,24 @@ def append_whole(fd, journal_path, data, line, marks=None):
 class Journal:
     """The cleanup journal of one run directory."""
 
-    def __init__(self, run_dir_path, name=c.JOURNAL_NAME, owner=None):
+    def __init__(self, run_dir_path: str, name: str = c.JOURNAL_NAME,
+                 owner: int | None = None) -> None:
         self.run_dir_path = run_dir_path
         self.path = os.path.join(run_dir_path, name)
         self.marks_path = os.path.join(run_dir_path, c.JOURNAL_MARKS if name == c.JOURNAL_NAME
                                        else f"{name}.marks")
         # None: hookrun's own journal; else the uid its lines run as (a user= hook's).
         self.owner = owner
-        self.damaged = []  # (line number or None, why) of what the last read() did not run
+        # (line number or None, why) of what the last read() did not run
+        self.damaged: list[tuple[int | None, str]] = []
         # Set when its cleanups could not be read or run to the end (an I/O error, a fault):
         # they wait for recovery.
         self.unreadable = False
         self.read_failed = False  # set when the journal itself could not be read
-        self.subs = []  # (line index, sub-journal name) of the user= hooks' journals
+        # (line index, sub-journal name) of the user= hooks' journals
+        self.subs: list[tuple[int, str]] = []
 
-    def open(self, path, flags):
+    def open(self, path: str, flags: int) -> int:
         """A file of this journal: hookrun's own (open_own), or, for a user's journal, a
         regular file that only its owner can write, never through a link (nor a FIFO:
         open_regular)."""
@@ -200,11 +219,11 @@ class Journal:
         self.owner = info.st_uid
         return fd
 
-    def create_for(self, uid, gid):
+    def create_for(self, uid: int, gid: int) -> tuple[int, ...]:
         """Create this (user's) journal and its marks for ``uid``: new files (O_EXCL, never
         through a link) given to that user; returns (journal fd, marks fd), open for the
         user's hook to inherit."""
-        fds = []
+        fds: list[int] = []
         try:
             for path in (self.path, self.marks_path):
                 fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
@@ -219,12 +238,12 @@ class Journal:
         self.owner = uid
         return tuple(fds)
 
-    def create(self):
+    def create(self) -> None:
         """Create the empty journal and the marks, with their first reservation."""
         os.close(open_own(self.path, os.O_WRONLY | os.O_CREAT))
         reserve(self.path, RESERVED)
 
-    def reserve_all(self):
+    def reserve_all(self) -> None:
         """Reserve marks for every line the journal can hold now (lines a hook appended by
         hand, past the first reservation); OSError if the disk cannot hold them."""
         if self.owner is None:
@@ -238,7 +257,7 @@ class Journal:
         finally:
             os.close(fd)
 
-    def read(self):
+    def read(self) -> list[tuple[int, str]]:
         """The complete lines as (index, line) in registration order (blank and # lines
         dropped). What is never run is left in ``self.damaged``: (line number, why). OSError
         when the journal cannot be read now."""
@@ -248,7 +267,7 @@ class Journal:
         except FileNotFoundError:
             return []
         except NotOwnFile as error:
-            self.damaged.append((None, error.strerror))
+            self.damaged.append((None, error.strerror or str(error)))
             return []
         except OSError:
             self.read_failed = True
@@ -262,7 +281,7 @@ class Journal:
             os.close(fd)
         lines = raw.split(b"\n")
         rest = lines.pop()
-        entries = []
+        entries: list[tuple[int, str]] = []
         self.subs = []
         for index, line in enumerate(lines):
             if self.owner is None and line.startswith(SUB_LINE):
@@ -280,7 +299,7 @@ class Journal:
             self.damaged.append((len(lines) + 1, "is not complete (no newline at its end)"))
         return entries
 
-    def done(self):
+    def done(self) -> set[int]:
         """The indexes of the cleanups marked done. OSError when the marks cannot be read
         now (they are not taken for "none done": that would run every cleanup again)."""
         try:
@@ -294,14 +313,14 @@ class Journal:
         # Only the marked part is looked at, not the whole reservation.
         return {index for index, mark in enumerate(marks.rstrip(b"\0")) if mark}
 
-    def pending(self):
+    def pending(self) -> list[Pending]:
         """(journal, index, line) of the cleanups not yet run to their end, last registered
         first: this journal's, and where a user= hook's turn came, that hook's journal's."""
         entries = self.read()
         done = self.done()
-        found = []
+        found: list[Pending] = []
         turns = sorted([(index, None, line) for index, line in entries]
-                       + [(index, name, None) for index, name in self.subs])
+                       + [(index, name, "") for index, name in self.subs])
         for index, name, line in turns:
             if name is None:
                 if index not in done:
@@ -312,7 +331,7 @@ class Journal:
             self.damaged += [(number, f"({name}) {why}") for number, why in sub.damaged]
         return list(reversed(found))
 
-    def add_sub(self, name):
+    def add_sub(self, name: str) -> None:
         """Note in this journal that the cleanups of the user's journal ``name`` come here."""
         fd = self.open(self.path, os.O_RDWR | os.O_APPEND)
         try:
@@ -321,7 +340,7 @@ class Journal:
         finally:
             os.close(fd)
 
-    def mark_done(self, index):
+    def mark_done(self, index: int) -> None:
         """Set the mark of line ``index``, in space reserved for it."""
         fd = self.open(self.marks_path, os.O_WRONLY)
         try:
@@ -331,13 +350,14 @@ class Journal:
             os.close(fd)
 
 
-def dead_runs(state_dir, set_aside=True):
+def dead_runs(state_dir: str, set_aside: bool = True) -> tuple[list[RunDir], list[str]]:
     """RunDirs of runs that died with their directory still there, each now locked by us,
     and a line for each dead run that is not replayed: not hookrun's own, or damaged (a
     meta.json or journal that is not a regular file or cannot be read), which is set aside
     as ``.damaged-NAME`` (if ``set_aside``) so that it stops no later run."""
     euid = os.geteuid()
-    found, refused = [], []
+    found: list[RunDir] = []
+    refused: list[str] = []
     for name, path in scan(state_dir):
         problem = run_dir_problem(path, euid)
         if problem:
@@ -348,7 +368,7 @@ def dead_runs(state_dir, set_aside=True):
         if fd is None:
             continue
         problem, meta = damage(path)
-        if problem is None:
+        if meta is not None:  # undamaged
             meta.setdefault("run_id", name)
             found.append(RunDir(path, fd, meta))
         elif set_aside:
@@ -363,7 +383,7 @@ def dead_runs(state_dir, set_aside=True):
     return found, refused
 
 
-def count_dead_runs(state_dir):
+def count_dead_runs(state_dir: str) -> tuple[int, list[str]]:
     """How many dead runs wait for recovery, and a line for each that is not replayed,
     without taking their locks for long or changing anything."""
     dead, refused = dead_runs(state_dir, set_aside=False)
@@ -376,15 +396,15 @@ class Replay:
     """Runs the pending cleanups of journals, last registered first, through a ``runner``
     (the Engine: its run_cleanup runs one line as a task, with its reporter and signals)."""
 
-    def __init__(self, runner):
+    def __init__(self, runner: Engine) -> None:
         self.runner = runner
-        self.reporter = runner.reporter
-        self.signals = runner.signals
+        self.reporter: Reporter = runner.reporter
+        self.signals: Signals = runner.signals
         # (journal path, line number, why) of damage already warned about: a journal is
         # read again at each pass of the wind-down, and each damage is told once.
-        self.damage_reported = set()
+        self.damage_reported: set[tuple[str, int | None, str]] = set()
 
-    def run(self, journal, phase, lock_fd):
+    def run(self, journal: Journal, phase: str, lock_fd: int | None) -> list[TaskRun]:
         """Run the pending cleanups of ``journal`` (``lock_fd`` is the owner lock of its run
         directory), last registered first, each marked done once it has run to its end;
         cleanups registered meanwhile run too. A second signal stops here
@@ -396,7 +416,7 @@ class Replay:
             self.reporter.warn(f"cannot reserve space to mark cleanups done in "
                                f"{journal.marks_path}: {error.strerror or error}; a cleanup "
                                "cut off by a crash now may run again at recovery")
-        runs = []
+        runs: list[TaskRun] = []
         while not self.signals.hard_stop:
             try:
                 pending = self.read_pending(journal)
@@ -418,18 +438,20 @@ class Replay:
                     self.mark_done(owner, index)
         return runs
 
-    def read_pending(self, journal):
+    def read_pending(self, journal: Journal) -> list[Pending]:
         """journal.pending(), tried JOURNAL_READ_ATTEMPTS times: an I/O error may pass, and
         until the journal is read its cleanups cannot run. OSError from the last attempt."""
-        for attempt in range(1, c.JOURNAL_READ_ATTEMPTS + 1):
+        attempt = 1
+        while True:
             try:
                 return journal.pending()
             except (OSError, MemoryError):
-                if attempt == c.JOURNAL_READ_ATTEMPTS or self.signals.hard_stop:
+                if attempt >= c.JOURNAL_READ_ATTEMPTS or self.signals.hard_stop:
                     raise
+                attempt += 1
                 self.signals.sleep(c.JOURNAL_RETRY_DELAY)
 
-    def report_damage(self, journal):
+    def report_damage(self, journal: Journal) -> None:
         """Warn about each line of ``journal`` that is never run, once per Replay."""
         for number, why in journal.damaged:
             if (journal.path, number, why) not in self.damage_reported:
@@ -438,7 +460,7 @@ class Replay:
                 self.reporter.warn(f"cleanup journal {display_name(journal.path)}: {where} "
                                    f"{why}: not run, kept for inspection")
 
-    def mark_done(self, journal, index):
+    def mark_done(self, journal: Journal, index: int) -> None:
         try:
             journal.mark_done(index)
         except OSError as error:
@@ -447,7 +469,8 @@ class Replay:
                                f"{error.strerror or error}")
 
 
-def close_run_dir(reporter, run_dir, journal, hard_stop, recovered=False):
+def close_run_dir(reporter: Reporter, run_dir: RunDir, journal: Journal, hard_stop: bool,
+                  recovered: bool = False) -> None:
     """Remove a run directory whose cleanups have run. Keep it, for ``hookrun recover``,
     when its cleanups could not be read or a second signal (``hard_stop``) left cleanups
     pending; keep it aside, for a person to look at, when its journal was damaged, or when
@@ -477,11 +500,11 @@ def close_run_dir(reporter, run_dir, journal, hard_stop, recovered=False):
         run_dir.remove()
 
 
-def recover(engine, history, state_dir):
+def recover(engine: Engine, history: History | NoHistory, state_dir: str) -> list[TaskRecord]:
     """Replay the pending cleanups of every dead run, last registered first, recording them
     in the dead run's history (phase ``recover``); returns the records. The processes a dead
     run left running are ended first, so that no undo races the hook it undoes."""
-    records = []
+    records: list[TaskRecord] = []
     found_dead, refused = dead_runs(state_dir)
     for line in refused:
         engine.reporter.warn(line)
@@ -500,7 +523,8 @@ def recover(engine, history, state_dir):
         found = [run.record for run in engine.run_cleanups(journal, c.PHASE_RECOVER, dead.lock_fd)]
         if dead.meta.get("recorded", True):
             try:
-                history.add_recovered(dead_id, dead.meta.get("event"), found)
+                event = dead.meta.get("event")
+                history.add_recovered(dead_id, event if isinstance(event, str) else None, found)
             except StateError as error:
                 engine.reporter.warn(str(error))
         records.extend(found)
