@@ -21,6 +21,7 @@ from orchestrator import constants as c
 from orchestrator.errors import StateError, UnsafeError
 from orchestrator.files import NEW, PRIVATE, READ, open_own, read_sized, remove_tree, write_all
 from orchestrator.plan import safety
+from orchestrator.speed import flat_json
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -129,23 +130,6 @@ def read_meta(path: str) -> Meta:
     finally:
         os.close(fd)
     return meta if isinstance(meta, dict) else {}
-
-
-def flat_json(record: Mapping[str, str | int]) -> str:
-    """A JSON object of ``record``'s str, bool and int values (what json.dumps writes,
-    without importing json, whose decoder imports re: every run writes one, few read one)."""
-    return "{" + ", ".join(f"{json_value(name)}: {json_value(value)}"
-                           for name, value in record.items()) + "}"
-
-
-def json_value(value: str | int) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
-    return '"' + "".join(f"\\u{ord(ch):04x}" if ch < " " or "\ud800" <= ch <= "\udfff" else ch
-                         for ch in escaped) + '"'
 
 
 class RunDir:

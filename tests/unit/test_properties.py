@@ -19,8 +19,8 @@ from orchestrator.plan.settings import (
     parse_duration,
     parse_header,
 )
+from orchestrator.speed import flat_json
 from orchestrator.state.cleanup import Journal, defer
-from orchestrator.state.statedir import flat_json
 
 ENV_NAMES = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,20}", fullmatch=True).filter(
     lambda name: not name.startswith("HOOKRUN_"))
