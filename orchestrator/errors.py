@@ -36,8 +36,9 @@ class LockBusy(HookrunError):
     exit_status = c.EXIT_LOCKED
 
 
-def fault_text(error):
+def fault_text(error: BaseException) -> str:
     """What an OSError or another fault (a MemoryError says nothing itself) was, in words."""
     if isinstance(error, MemoryError):
         return "out of memory"
-    return getattr(error, "strerror", None) or str(error) or type(error).__name__
+    strerror: str | None = getattr(error, "strerror", None)
+    return strerror or str(error) or type(error).__name__

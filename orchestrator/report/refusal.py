@@ -21,9 +21,9 @@ from orchestrator import constants as c
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from argparse import Namespace
     from collections.abc import Mapping
 
+    from orchestrator.cli import Arguments
     from orchestrator.errors import HookrunError
     from orchestrator.plan.context import Context
     from orchestrator.plan.settings import Config
@@ -35,7 +35,7 @@ Known.__doc__ = """Where a refused run's event is reported: its metrics file and
 (None: not known)."""
 
 
-def report(args: Namespace, ctx: Context | None, error: HookrunError) -> None:
+def report(args: Arguments, ctx: Context | None, error: HookrunError) -> None:
     """Make the refusal ``error`` (a HookrunError) seen, if its exit status is one of
     REASONS; ``ctx`` is the run's Context, or None when building it failed. Failures to write
     or ping are warnings on stderr; nothing here raises."""
@@ -82,7 +82,7 @@ def message(error: HookrunError) -> bytes:
     return "\n".join(lines).encode("utf-8", "replace")[:c.NOTIFY_MAX_BODY]
 
 
-def known_settings(args: Namespace, ctx: Context | None) -> Known:
+def known_settings(args: Arguments, ctx: Context | None) -> Known:
     """The Known of a refused run, from the command line and a trusted config file."""
     given: dict[str, object] = {"metrics_file": getattr(args, "metrics_file", None),
              "notify_url": url_option(getattr(args, "notify_url", None))}
@@ -114,7 +114,7 @@ def url_option(text: str | None) -> str | None:
     return url
 
 
-def readable_config(args: Namespace) -> Config | None:
+def readable_config(args: Arguments) -> Config | None:
     """The config file a run would have read, when building its Context failed: None if it
     cannot be read or parsed (then only the command line is known)."""
     from orchestrator.errors import ConfigError
