@@ -1,7 +1,8 @@
 """Opening the files hookrun writes, so that no other user can redirect or read them
 (design.md section 8): never through a symbolic link (O_NOFOLLOW), new files created
 exclusively (O_EXCL) with mode 0600, and an existing file only when it is a regular file of
-the user running hookrun that no one else can write to."""
+the user running hookrun that no one else can write to. Also what the kernel passes through
+to resolve a path (chain), which plan.safety's trust rules judge."""
 
 from __future__ import annotations
 
@@ -9,7 +10,50 @@ import errno
 import os
 import stat
 
-from orchestrator.plan.safety import WRITABLE_BY_OTHERS, chain, shown
+from orchestrator.text import shown
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+WRITABLE_BY_OTHERS = stat.S_IWGRP | stat.S_IWOTH
+MAX_LINKS = 40  # symbolic links followed in one path, as Linux's own limit
+
+
+def chain(path: str, lstat: Callable[[str], os.stat_result] = os.lstat
+          ) -> tuple[list[tuple[str, os.stat_result]], bool]:
+    """What the kernel looks at to resolve the absolute ``path``: a list of (entry, lstat) for
+    every directory passed through and every symbolic link followed, in order, ending with
+    the path itself; and whether the path exists. OSError (ELOOP) on a symbolic link loop."""
+    todo = [part for part in reversed(path.split("/")) if part]
+    current = "/"
+    found = [("/", lstat("/"))]
+    links = 0
+    while todo:
+        name = todo.pop()
+        if name == ".":
+            continue
+        if name == "..":
+            current = os.path.dirname(current)
+            continue
+        candidate = os.path.join(current, name)
+        try:
+            info = lstat(candidate)
+        except (FileNotFoundError, NotADirectoryError):
+            return found, False
+        found.append((candidate, info))
+        if stat.S_ISLNK(info.st_mode):
+            links += 1
+            if links > MAX_LINKS:
+                raise OSError(errno.ELOOP, "too many levels of symbolic links", path)
+            target = os.readlink(candidate)
+            if target.startswith("/"):
+                current = "/"
+            todo.extend(part for part in reversed(target.split("/")) if part)
+        else:
+            current = candidate
+    return found, True
+
 
 PRIVATE = 0o600
 NEW = os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC

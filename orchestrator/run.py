@@ -524,7 +524,7 @@ def warning_line(record, said):
     """A HOOKRUN_WARNINGS line: ``pre/20-x failed (exit 1): what it said last``. A cleanup
     is named by its command word (its line may hold a password, and this line may become
     the record's ``error``, which notifications carry)."""
-    from orchestrator.state.cleanup import published_name
+    from orchestrator.text import published_name
 
     name = published_name(record.phase, record.name)
     if record.phase == c.PHASE_COMMAND:

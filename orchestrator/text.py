@@ -1,6 +1,8 @@
 """Everything that makes text safe to show, log or publish: names and output bytes as one
-terminal line (control characters escaped, undecodable bytes replaced), and text made safe for
-JSON and SQLite (surrogate escapes replaced).
+terminal line (control characters escaped, undecodable bytes replaced), paths as messages show
+them (shown), text made safe for JSON and SQLite (surrogate escapes replaced), URLs with their
+password masked (masked), and a cleanup named by its command word where its whole line, which
+may hold a password, must not go (published_name).
 
 The printer, the log, the history, the notifications and the checks that name a file all pass
 their text through here, so no name, argument, reason or output line can forge a line or move
@@ -8,6 +10,9 @@ the cursor; none of them needs the printer for that.
 """
 
 from __future__ import annotations
+
+from orchestrator import constants as c
+from orchestrator import shell
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -47,3 +52,41 @@ def display_name(name: str | bytes) -> str:
     if isinstance(name, str):
         name = name.encode("utf-8", "surrogateescape")
     return name.decode("utf-8", "replace").translate(LINE_CONTROL)
+
+
+def shown(path: str) -> str:
+    """A path as a message shows it: undecodable bytes and control characters escaped."""
+    return display_name(path)
+
+
+def masked(url: str) -> str:
+    """``url`` as messages show it: a password as ``***`` (``https://user:***@host/``), a user
+    name alone (often a token) as ``***``."""
+    scheme, sep, rest = url.partition("://")
+    authority = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
+    user, at, host_port = authority.rpartition("@")
+    if not (sep and at):
+        return url
+    name, colon, _password = user.partition(":")
+    hidden = f"{name}:***" if colon else "***"
+    return f"{scheme}://{hidden}@{host_port}{rest[len(authority):]}"
+
+
+def command_word(line: str) -> str:
+    """What a cleanup is called where its whole line must not go (the metrics file, which
+    others may read, and notifications): its first word that is not a NAME=value assignment,
+    since the rest of a line may hold a password."""
+    try:
+        words = shell.split(line)
+    except ValueError:
+        words = line.split()
+    for word in words:
+        name, sep, _value = word.partition("=")
+        if not (sep and c.is_env_name(name)):
+            return word
+    return "cleanup"
+
+
+def published_name(phase: str, name: str) -> str:
+    """A task's name as metrics and notifications show it: a cleanup by its command word."""
+    return command_word(name) if phase in (c.PHASE_CLEANUP, c.PHASE_RECOVER) else name

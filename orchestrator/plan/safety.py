@@ -14,6 +14,9 @@ import errno
 import os
 import stat
 
+from orchestrator.files import WRITABLE_BY_OTHERS, chain
+from orchestrator.text import shown
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
@@ -22,51 +25,6 @@ if TYPE_CHECKING:
     # A rule judges one entry (path, its lstat, the owners allowed) and says why it is unsafe,
     # or None.
     Rule = Callable[[str, os.stat_result, Sequence[int]], str | None]
-
-WRITABLE_BY_OTHERS = stat.S_IWGRP | stat.S_IWOTH
-MAX_LINKS = 40  # symbolic links followed in one path, as Linux's own limit
-
-
-def chain(path: str, lstat: Callable[[str], os.stat_result] = os.lstat
-          ) -> tuple[list[tuple[str, os.stat_result]], bool]:
-    """What the kernel looks at to resolve the absolute ``path``: a list of (entry, lstat) for
-    every directory passed through and every symbolic link followed, in order, ending with
-    the path itself; and whether the path exists. OSError (ELOOP) on a symbolic link loop."""
-    todo = [part for part in reversed(path.split("/")) if part]
-    current = "/"
-    found = [("/", lstat("/"))]
-    links = 0
-    while todo:
-        name = todo.pop()
-        if name == ".":
-            continue
-        if name == "..":
-            current = os.path.dirname(current)
-            continue
-        candidate = os.path.join(current, name)
-        try:
-            info = lstat(candidate)
-        except (FileNotFoundError, NotADirectoryError):
-            return found, False
-        found.append((candidate, info))
-        if stat.S_ISLNK(info.st_mode):
-            links += 1
-            if links > MAX_LINKS:
-                raise OSError(errno.ELOOP, "too many levels of symbolic links", path)
-            target = os.readlink(candidate)
-            if target.startswith("/"):
-                current = "/"
-            todo.extend(part for part in reversed(target.split("/")) if part)
-        else:
-            current = candidate
-    return found, True
-
-
-def shown(path: str) -> str:
-    """A path as a message shows it: undecodable bytes and control characters escaped."""
-    from orchestrator.text import display_name
-
-    return display_name(path)
 
 
 def user(uid: int) -> str:

@@ -154,11 +154,11 @@ def parse_url(text: str) -> str:
     host = rest.split("/", 1)[0]
     if url and not (sep and scheme in ("http", "https") and host and not
                     any(ch.isspace() for ch in host)):
-        from orchestrator.report.web import masked
+        from orchestrator.text import masked
 
         raise ValueError(f"bad URL {masked(url)!r} (use http:// or https://)")
     if not url.isascii():
-        from orchestrator.report.web import masked
+        from orchestrator.text import masked
 
         # No request could carry it: http.client sends the request line as ASCII.
         raise ValueError(f"bad URL {masked(url)!r} (not ASCII: percent-encode it, and write "
@@ -279,7 +279,7 @@ HOOKRUN_PARSERS: dict[str, Parser] = {
     "log_task_max_bytes": parse_size,
 }
 
-# The keys of a [notify NAME] section; channels.parse_key reads their values.
+# The keys of a [notify NAME] section; channel_config.parse_key reads their values.
 CHANNEL_PARSERS = ("type", "url", "token", "on", "triggers", "send_output", "method", "header",
                    "body")
 
@@ -313,7 +313,7 @@ class Config:
         self.values: dict[str, Value] = {}
         self.env: dict[str, str] = {}
         self.hooks: dict[str, dict[str, Value]] = {}
-        # name -> the [notify NAME] section's settings (channels.CHANNEL_KEYS)
+        # name -> the [notify NAME] section's settings (channel_config.CHANNEL_KEYS)
         self.notify: dict[str, dict[str, Value]] = {}
 
     def get(self, key: str, default: Value = None) -> Value:
@@ -385,7 +385,7 @@ def parse_config(text: str, path: str) -> Config:
             continue
         target[key] = parse_value(key, value.strip(), parsers, section, where)
     if config.notify:
-        from orchestrator.report.channels import check_section
+        from orchestrator.plan.channel_config import check_section
 
         for name, found in config.notify.items():
             check_section(name, found)
@@ -395,9 +395,9 @@ def parse_config(text: str, path: str) -> Config:
 def channel_setting(target: dict[str, Value], key: str, value: str, section: str,
                     where: str) -> None:
     """Add ``key = value`` of the [notify NAME] section ``section`` to its dict ``target``;
-    ``header`` lines add up. Every value is checked by channels.parse_key (its ValueError
+    ``header`` lines add up. Every value is checked by channel_config.parse_key (its ValueError
     becomes a ConfigError naming file and line)."""
-    from orchestrator.report.channels import parse_key
+    from orchestrator.plan.channel_config import parse_key
 
     if key not in CHANNEL_PARSERS:
         raise ConfigError(f"{where}: unknown key '{key}' in [{section}] (known: "

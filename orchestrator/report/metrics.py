@@ -113,7 +113,7 @@ def run_samples(event: str, status: str, exit_code: int, finished: float, durati
     if stats:
         samples += [(name, labels(event=event), stats[key])
                     for name, key in STATS_METRICS.items() if key in stats]
-    from orchestrator.state.cleanup import published_name
+    from orchestrator.text import published_name
 
     seen: set[tuple[str, str]] = set()
     for task in tasks:
@@ -230,7 +230,7 @@ def target(path: str) -> str:
     without following a link (ELOOP: a link planted after this look refuses the write) and
     replaced by a rename, which follows none either."""
     from orchestrator.files import NotOwnFile, foreign_links
-    from orchestrator.plan.safety import shown
+    from orchestrator.text import shown
 
     problems = foreign_links(path)
     if problems:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from orchestrator import constants as c
 from orchestrator.outcome import RunStatus, TaskStatus
+from orchestrator.text import masked
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -23,21 +24,21 @@ def ping(url: str, suffix: str, body: bytes = b"", run_id: str | None = None) ->
     end, when ``run_id`` is given), tried up to channels.TRIES times within TIMEOUT in all;
     returns None, or a one-line error that shows the URL with its password masked (never
     raises)."""
-    from orchestrator.report import channels, web
+    from orchestrator.report import channels
 
     target = url.rstrip("/") + suffix
     sent = channels.with_query(target, rid=channels.rid(run_id)) if run_id else target
     request = channels.Request("POST", sent, channels.TEXT_TYPE, body[:c.NOTIFY_MAX_BODY])
     problem = channels.deliver(request, (), timeout=TIMEOUT)
     if problem:
-        return f"notification to {web.masked(target)} failed: {problem}"
+        return f"notification to {masked(target)} failed: {problem}"
     return None
 
 
 def published(run: Record) -> Record:
     """The run's record as notifications carry it: a cleanup named by its command word, not
     by its whole line (which may hold a password)."""
-    from orchestrator.state.cleanup import published_name
+    from orchestrator.text import published_name
 
     tasks = [dict(task, name=published_name(task["phase"], task["name"]))
              for task in run["tasks"]]

@@ -14,6 +14,7 @@ import urllib.parse
 
 from orchestrator import constants as c
 from orchestrator.report import metrics
+from orchestrator.text import masked
 
 JOB = "hookrun"
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -57,10 +58,10 @@ def push(url: str, event: str, run: dict[str, Any], host: str | None = None) -> 
         reply = web.send("PUT", target, body, headers={"Content-Type": CONTENT_TYPE},
                          timeout=PUSH_TIMEOUT)
     except (OSError, ValueError) as error:
-        return f"metrics push to {web.masked(target)} failed: {web.failure(error, target)}"
+        return f"metrics push to {masked(target)} failed: {web.failure(error, target)}"
     if reply.status >= 400:
         # The Pushgateway says in the body why it refused the series.
         said = reply.body[:300].decode("utf-8", "replace").strip().replace("\n", " ")
-        return web.scrubbed(f"metrics push to {web.masked(target)} failed: HTTP "
+        return web.scrubbed(f"metrics push to {masked(target)} failed: HTTP "
                             f"{reply.status} {said}", target).rstrip()
     return None

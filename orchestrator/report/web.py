@@ -19,6 +19,7 @@ import urllib.parse
 from collections import namedtuple
 
 from orchestrator import constants as c
+from orchestrator.text import masked
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -195,19 +196,6 @@ def split_credentials(url: str) -> tuple[str, str | None]:
     pair = f"{urllib.parse.unquote(name)}:{urllib.parse.unquote(password)}"
     auth = "Basic " + base64.b64encode(pair.encode("utf-8")).decode("ascii")
     return urllib.parse.urlunsplit(parts._replace(netloc=host_port)), auth
-
-
-def masked(url: str) -> str:
-    """``url`` as messages show it: a password as ``***`` (``https://user:***@host/``), a user
-    name alone (often a token) as ``***``."""
-    scheme, sep, rest = url.partition("://")
-    authority = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
-    user, at, host_port = authority.rpartition("@")
-    if not (sep and at):
-        return url
-    name, colon, _password = user.partition(":")
-    hidden = f"{name}:***" if colon else "***"
-    return f"{scheme}://{hidden}@{host_port}{rest[len(authority):]}"
 
 
 def scrubbed(text: str, url: str) -> str:

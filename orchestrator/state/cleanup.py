@@ -32,9 +32,8 @@ from orchestrator import constants as c
 from orchestrator import shell
 from orchestrator.errors import StateError, UsageError, fault_text
 from orchestrator.files import READ, NotOwnFile, open_own, read_sized
-from orchestrator.plan import safety
 from orchestrator.state.statedir import RunDir, damage, run_dir_problem, scan, try_lock
-from orchestrator.text import display_name
+from orchestrator.text import display_name, shown
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -61,26 +60,6 @@ FD_PREFIX = "/dev/fd/"
 CLEANUP_WRAPPER = ('line=$1 index=$2 marks=$3; shift 3; "$@" /bin/sh -c "$line" 3>&-; '
                    'status=$?; printf "\\001" | dd of="$marks" bs=1 seek="$index" count=1 '
                    'conv=notrunc 2>/dev/null; exit $status')
-
-
-def command_word(line: str) -> str:
-    """What a cleanup is called where its whole line must not go (the metrics file, which
-    others may read, and notifications): its first word that is not a NAME=value assignment,
-    since the rest of a line may hold a password."""
-    try:
-        words = shell.split(line)
-    except ValueError:
-        words = line.split()
-    for word in words:
-        name, sep, _value = word.partition("=")
-        if not (sep and c.is_env_name(name)):
-            return word
-    return "cleanup"
-
-
-def published_name(phase: str, name: str) -> str:
-    """A task's name as metrics and notifications show it: a cleanup by its command word."""
-    return command_word(name) if phase in (c.PHASE_CLEANUP, c.PHASE_RECOVER) else name
 
 
 def marks_path(journal_path: str) -> str:
@@ -361,7 +340,7 @@ def dead_runs(state_dir: str, set_aside: bool = True) -> tuple[list[RunDir], lis
     for name, path in scan(state_dir):
         problem = run_dir_problem(path, euid)
         if problem:
-            refused.append(f"run directory {safety.shown(path)} is not replayed: {problem} "
+            refused.append(f"run directory {shown(path)} is not replayed: {problem} "
                            "(fix: inspect it, then remove it)")
             continue
         fd = try_lock(os.path.join(path, c.RUN_OWNER_LOCK))
@@ -373,12 +352,12 @@ def dead_runs(state_dir: str, set_aside: bool = True) -> tuple[list[RunDir], lis
             found.append(RunDir(path, fd, meta))
         elif set_aside:
             kept = RunDir(path, fd, {}).keep()
-            refused.append(f"run directory {safety.shown(path)} is damaged ({problem}): set "
-                           f"aside as {safety.shown(kept)}, its cleanups not run (fix: "
+            refused.append(f"run directory {shown(path)} is damaged ({problem}): set "
+                           f"aside as {shown(kept)}, its cleanups not run (fix: "
                            "inspect it, run what is still needed, then remove it)")
         else:
             os.close(fd)
-            refused.append(f"run directory {safety.shown(path)} is damaged ({problem}); "
+            refused.append(f"run directory {shown(path)} is damaged ({problem}); "
                            "'hookrun recover' sets it aside")
     return found, refused
 

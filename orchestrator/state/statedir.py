@@ -19,9 +19,19 @@ import time
 
 from orchestrator import constants as c
 from orchestrator.errors import StateError, UnsafeError
-from orchestrator.files import NEW, PRIVATE, READ, open_own, read_sized, remove_tree, write_all
+from orchestrator.files import (
+    NEW,
+    PRIVATE,
+    READ,
+    WRITABLE_BY_OTHERS,
+    open_own,
+    read_sized,
+    remove_tree,
+    write_all,
+)
 from orchestrator.plan import safety
 from orchestrator.speed import flat_json
+from orchestrator.text import shown
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -218,13 +228,13 @@ def run_dir_problem(path: str, euid: int) -> str | None:
         except FileNotFoundError:
             continue
         except OSError as error:
-            return f"{safety.shown(entry)}: {error.strerror}"
+            return f"{shown(entry)}: {error.strerror}"
         if want_dir and not stat.S_ISDIR(info.st_mode):
-            return f"{safety.shown(entry)} is not a directory"
+            return f"{shown(entry)} is not a directory"
         if info.st_uid != euid:
-            return f"{safety.shown(entry)} is owned by uid {info.st_uid}"
-        if info.st_mode & safety.WRITABLE_BY_OTHERS:
-            return f"{safety.shown(entry)} is writable by group or others"
+            return f"{shown(entry)} is owned by uid {info.st_uid}"
+        if info.st_mode & WRITABLE_BY_OTHERS:
+            return f"{shown(entry)} is writable by group or others"
     return None
 
 
@@ -267,15 +277,15 @@ def damage(path: str) -> tuple[str, None] | tuple[None, Meta]:
     journal = os.path.join(path, c.JOURNAL_NAME)
     try:
         if not stat.S_ISREG(os.lstat(journal).st_mode):
-            return f"{safety.shown(journal)} is not a regular file", None
+            return f"{shown(journal)} is not a regular file", None
     except FileNotFoundError:
         pass
     except OSError as error:
-        return f"{safety.shown(journal)}: {error.strerror or error}", None
+        return f"{shown(journal)}: {error.strerror or error}", None
     try:
         return None, read_meta(path)
     except OSError as error:
-        return f"{safety.shown(os.path.join(path, c.RUN_META))}: {error.strerror or error}", None
+        return f"{shown(os.path.join(path, c.RUN_META))}: {error.strerror or error}", None
 
 
 def live_rivals(state_dir: str, own: RunDir) -> tuple[list[Meta], list[Meta]]:

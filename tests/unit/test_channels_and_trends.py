@@ -3,6 +3,7 @@ sparklines."""
 
 import pytest
 
+from orchestrator.plan import channel_config
 from orchestrator.report import channels, trends
 
 
@@ -17,7 +18,7 @@ def test_a_template_replaces_variables_json_escaped_and_keeps_dollars():
 @pytest.mark.parametrize("template", ["$nope", "cost $", "${status", "$ status", "${}"])
 def test_a_template_with_an_unknown_or_dangling_variable_is_refused(template):
     with pytest.raises(ValueError):
-        channels.parse_template(template)
+        channel_config.parse_template(template)
 
 
 def test_query_parameters_replace_those_of_the_url_and_paths_keep_the_query():
