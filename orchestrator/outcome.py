@@ -6,9 +6,18 @@ spellings from these constants. (Plain classes and named tuples: ``enum`` and ``
 cost more start-up than everything else hookrun imports.)
 """
 
+from __future__ import annotations
+
 from collections import namedtuple
 
 from orchestrator import constants as c
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Collection, Iterable
+    from typing import NamedTuple
+
+    from orchestrator.process import ProcessResult
 
 
 class TaskStatus:
@@ -77,29 +86,58 @@ class OnFailure:
                 SKIP_RUN: Verdict.SOFT_SKIP}
 
 
-class TaskRecord(namedtuple("TaskRecord", (
+# The named tuples below are collections.namedtuple at run time (typing costs start-up); the
+# checker sees a typed twin of each: the same fields, in the same order, with the same defaults.
+if TYPE_CHECKING:
+    class TaskRecordFields(NamedTuple):
+        phase: str
+        name: str
+        status: str
+        exit_code: int | None = None
+        attempts: int = 0
+        started: str | None = None
+        duration: float = 0.0
+        cpu_seconds: float = 0.0
+        max_rss_bytes: int | None = None
+        reason: str | None = None
+        output: str = ""
+else:
+    TaskRecordFields = namedtuple("TaskRecord", (
         "phase", "name", "status", "exit_code", "attempts", "started", "duration",
         "cpu_seconds", "max_rss_bytes", "reason", "output"),
-        defaults=(None, 0, None, 0.0, 0.0, None, None, ""))):
+        defaults=(None, 0, None, 0.0, 0.0, None, None, ""))
+
+
+class TaskRecord(TaskRecordFields):
     """One row of a run's tasks, as history and ``--json`` show it."""
 
     __slots__ = ()
 
     @property
-    def failed(self):
+    def failed(self) -> bool:
         """A failure, which makes the run at least a ``warning`` (unless the hook ignores its
         failures). A hook that gave up (62) is not one: it stepped aside."""
         return self.status in TaskStatus.FAILURES
 
 
-Judgement = namedtuple("Judgement", "status reason retry verdict exit_code notice",
-                       defaults=(None, None))
+if TYPE_CHECKING:
+    class Judgement(NamedTuple):
+        status: str
+        reason: str | None
+        retry: bool
+        verdict: str
+        exit_code: int | None = None
+        notice: str | None = None
+else:
+    Judgement = namedtuple("Judgement", "status reason retry verdict exit_code notice",
+                           defaults=(None, None))
 Judgement.__doc__ = """The meaning of one attempt: the task status, the reason shown, whether a
 retry is allowed, the verdict if no retry follows, the exit status its record keeps (124 for
 a command that timed out), and a notice to warn with (what exit 62 or 63 did), or None."""
 
 
-def judge(kind, outcome, on_failure, warning_codes=()):
+def judge(kind: str, outcome: ProcessResult, on_failure: str,
+          warning_codes: Collection[int] = ()) -> Judgement:
     """Judge one attempt of a task of phase ``kind`` that ended with ``outcome`` (see
     judge_status), with the exit status its record keeps: a command that timed out exits
     124, as timeout(1)'s does."""
@@ -109,7 +147,8 @@ def judge(kind, outcome, on_failure, warning_codes=()):
     return judgement._replace(exit_code=outcome.exit_code)
 
 
-def judge_status(kind, outcome, on_failure, warning_codes=()):
+def judge_status(kind: str, outcome: ProcessResult, on_failure: str,
+                 warning_codes: Collection[int] = ()) -> Judgement:
     """Judge one attempt of a task of phase ``kind`` that ended with ``outcome`` (a
     process.ProcessResult), given what its failures do (``on_failure``) and which exit statuses
     are only warnings (``warning_codes``: restic's 3, borg's 1, rsync's 24). With
@@ -152,7 +191,7 @@ def judge_status(kind, outcome, on_failure, warning_codes=()):
     return Judgement(TaskStatus.FAILED, f"exit {code}", True, failure)
 
 
-def timeout_reason(outcome):
+def timeout_reason(outcome: ProcessResult) -> str:
     """``timed out``, or ``no output for 30m`` when the timeout was a stall."""
     if outcome.stalled:
         from orchestrator.plan.settings import format_duration
@@ -161,7 +200,7 @@ def timeout_reason(outcome):
     return "timed out"
 
 
-def cannot_start(reason, on_failure):
+def cannot_start(reason: str, on_failure: str) -> Judgement:
     """The judgement of a hook that cannot start (``not executable``, ``broken symlink``,
     ``interpreter ... not found``): a failure, never retried, and never a skip."""
     failure = OnFailure.VERDICTS[on_failure]
@@ -169,7 +208,7 @@ def cannot_start(reason, on_failure):
                      Verdict.STOP if failure == Verdict.SOFT_SKIP else failure)
 
 
-def signal_name(signum):
+def signal_name(signum: int) -> str:
     import signal
 
     try:
@@ -178,7 +217,16 @@ def signal_name(signum):
         return f"signal {signum}"
 
 
-Failure = namedtuple("Failure", "line phase hook log decisive output", defaults=(b"",))
+if TYPE_CHECKING:
+    class Failure(NamedTuple):
+        line: str
+        phase: str
+        hook: str
+        log: str
+        decisive: bool
+        output: bytes = b""
+else:
+    Failure = namedtuple("Failure", "line phase hook log decisive output", defaults=(b"",))
 Failure.__doc__ = """The failure HOOKRUN_ERROR tells of: its line, the phase and name of the
 failed step, the file with its last output lines (HOOKRUN_ERROR_LOG), whether it decided the
 run, and those last output lines themselves (what notifications carry)."""
@@ -208,30 +256,30 @@ class RunState:
     __slots__ = ("status", "command", "command_record", "skipped_by", "interrupted_by",
                  "failure", "warnings", "dry_success")
 
-    def __init__(self, command=()):
-        self.status = RunStatus.SUCCESS
+    def __init__(self, command: Iterable[str] = ()) -> None:
+        self.status: str = RunStatus.SUCCESS
         self.command = list(command)
-        self.command_record = None
-        self.skipped_by = None
-        self.interrupted_by = None
-        self.failure = None
-        self.warnings = []
+        self.command_record: TaskRecord | None = None
+        self.skipped_by: str | None = None
+        self.interrupted_by: int | None = None
+        self.failure: Failure | None = None
+        self.warnings: list[str] = []
         self.dry_success = False
 
-    def become(self, status):
+    def become(self, status: str) -> None:
         """Move to ``status`` if it is worse than the status so far."""
         if self.RANK.index(status) > self.RANK.index(self.status):
             self.status = status
 
     # The transitions: the facts of each step.
 
-    def signal(self, signum):
+    def signal(self, signum: int | None) -> None:
         """hookrun received ``signum`` (the first signal; None or 0 if none came yet)."""
         if signum and self.interrupted_by is None:
             self.interrupted_by = signum
             self.become(RunStatus.INTERRUPTED)
 
-    def pre_finished(self, stopped, skipped_by=None):
+    def pre_finished(self, stopped: bool, skipped_by: str | None = None) -> None:
         """pre- ended: a hook ``stopped`` the run, or one skipped it (``skipped_by``: what
         skipped it, in its own words)."""
         if skipped_by:
@@ -240,7 +288,7 @@ class RunState:
         elif stopped:
             self.become(RunStatus.FAILURE)
 
-    def command_finished(self, record, dry_run=False):
+    def command_finished(self, record: TaskRecord | None, dry_run: bool = False) -> None:
         """The command ended with ``record``; in a dry run (``dry_run``) it was reached, not
         run (``record`` None), and is taken as succeeded."""
         if dry_run:
@@ -250,13 +298,13 @@ class RunState:
         if self.command_failed:
             self.become(RunStatus.FAILURE)
 
-    def post_finished(self, stopped):
+    def post_finished(self, stopped: bool) -> None:
         """post- ended; a critical post- hook that failed ``stopped`` the run: a run whose
         command succeeded is then a failure."""
         if stopped:
             self.become(RunStatus.FAILURE)
 
-    def cleanups_finished(self, journal_path, unreadable, damaged):
+    def cleanups_finished(self, journal_path: str, unreadable: bool, damaged: int) -> None:
         """The wind-down ended, its cleanups' journal ``unreadable`` (left for recovery) or
         with ``damaged`` lines not run: an undo that did not happen is not a success."""
         if unreadable:
@@ -265,19 +313,19 @@ class RunState:
         if damaged:
             self.warn(f"cleanup journal {journal_path}: {damaged} damaged line(s) not run")
 
-    def takes_failure(self, decisive):
+    def takes_failure(self, decisive: bool) -> bool:
         """Whether a failure (``decisive``: it decides the run) would now be the one
         HOOKRUN_ERROR tells of: the first decisive one. Others are warnings."""
         return decisive and self.failure is None
 
-    def take_failure(self, failure):
+    def take_failure(self, failure: Failure) -> None:
         """A task failed, and its ``failure`` is the one HOOKRUN_ERROR tells of (see
         takes_failure). A failure alone makes a run a warning; what stops it, fails it."""
         if self.takes_failure(failure.decisive):
             self.failure = failure
         self.become(RunStatus.WARNING)
 
-    def warn(self, line):
+    def warn(self, line: str) -> None:
         """Something failed, or warned, that leaves the run a warning: ``line`` is for
         HOOKRUN_WARNINGS."""
         self.warnings.append(line)
@@ -286,16 +334,16 @@ class RunState:
     # What follows from the state.
 
     @property
-    def command_failed(self):
+    def command_failed(self) -> bool:
         record = self.command_record
         return record is not None and record.status not in TaskStatus.SUCCEEDED
 
-    def skip_text(self):
+    def skip_text(self) -> str:
         """``run skipped by pre/10-x (soft skip (exit 75))``: what skipped the run, in its
         own words (a skip-run after exit 1 is not an exit 75)."""
         return f"run skipped by {self.skipped_by}" if self.skipped_by else "run skipped"
 
-    def command_skip_reason(self):
+    def command_skip_reason(self) -> str | None:
         """Why the command must not run now, or None."""
         if self.interrupted_by:
             return "interrupted"
@@ -305,7 +353,7 @@ class RunState:
             return "pre- hook stopped the run"
         return None
 
-    def command_state(self):
+    def command_state(self) -> str:
         """The command as post- hooks see it: success, failure or not-run. No command is a
         success, unless the run was stopped, skipped or interrupted before it."""
         if self.command_record is None:
@@ -316,7 +364,7 @@ class RunState:
             return CommandState.SUCCESS
         return CommandState.FAILURE if self.command_failed else CommandState.SUCCESS
 
-    def post_skip_reason(self, when, interrupted_before):
+    def post_skip_reason(self, when: str | None, interrupted_before: bool) -> str | None:
         """Why a post- hook with ``when`` must not run, or None; ``interrupted_before`` says
         whether the interruption came before post- began."""
         if self.skipped_by:
@@ -327,22 +375,26 @@ class RunState:
             return f"when={when}: run interrupted"
         return when_skip_reason(when, self.command_state())
 
-    def handlers(self):
+    def handlers(self) -> str | None:
         """The phase of handlers this run gets: on-error, on-success, or None (skipped)."""
         if self.status == RunStatus.SKIPPED:
             return None
         return c.PHASE_ON_ERROR if self.status in RunStatus.FAILURES else c.PHASE_ON_SUCCESS
 
-    def exit_status(self):
+    def exit_status(self) -> int:
         """hookrun's exit status (design.md section 2)."""
         if self.status == RunStatus.INTERRUPTED:
+            # Only signal() interrupts a run, and it keeps the signal before it does.
+            assert self.interrupted_by is not None
             return c.SIGNAL_EXIT_BASE + self.interrupted_by
         if self.status == RunStatus.FAILURE:
-            return self.command_record.exit_code if self.command_failed \
-                else c.EXIT_HOOK_STOPPED
+            # A command that ran has an exit status (126 or 127 if it could not start).
+            record = self.command_record
+            code = record.exit_code if record is not None and self.command_failed else None
+            return c.EXIT_HOOK_STOPPED if code is None else code
         return c.EXIT_OK
 
-    def error_line(self):
+    def error_line(self) -> str:
         """HOOKRUN_ERROR: what failed, after what interrupted the run; "" unless the run (so
         far) failed or was interrupted: a run that is a warning has no error to tell of."""
         if self.status not in RunStatus.FAILURES:
@@ -353,12 +405,12 @@ class RunState:
             return f"{interrupted}; {line}" if line else interrupted
         return line
 
-    def said_failure(self):
+    def said_failure(self) -> Failure | None:
         """The failure HOOKRUN_ERROR_* tell of, or None while the run has not failed."""
         return self.failure if self.status in RunStatus.FAILURES else None
 
 
-def when_skip_reason(when, state):
+def when_skip_reason(when: str | None, state: str) -> str | None:
     """Why a hook with ``when`` (None outside post-) must not run once the command's state
     is ``state``; None if it runs."""
     if when in (None, When.ALWAYS):

@@ -200,7 +200,8 @@ class Console:
             detail.append(f"exit {record.exit_code}")
         if record.attempts > 1:
             detail.append(f"{record.attempts} attempts")
-        if record.status != TaskStatus.OK and reason_text(record.reason, record.exit_code):
+        if record.status != TaskStatus.OK and record.reason \
+                and reason_text(record.reason, record.exit_code):
             detail.append(record.reason)
         if record.status != TaskStatus.SKIPPED:
             detail.append(f"{record.duration:.2f}s")
