@@ -6,6 +6,8 @@ its record. What differs between tasks is data: a Task. The lifecycle in run.py 
 runs and what follows.
 """
 
+from __future__ import annotations
+
 import os
 import sys
 import time
@@ -43,18 +45,65 @@ from orchestrator.state.cleanup import CLEANUP_WRAPPER, Journal, Replay
 from orchestrator.text import display_name
 from orchestrator.timestamps import now_iso
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Collection, Sequence
+    from typing import IO, Any, NamedTuple
+
+    from orchestrator.plan.context import Context, PlannedHook
+    from orchestrator.process import ProcessResult, Supervisor
+    from orchestrator.report.output import Reporter, TaskOutput
+    from orchestrator.state.history import Progress
+    from orchestrator.state.statedir import RunDir
+
+    # A task's environment, given the attempt number and its cookie.
+    EnvFunction = Callable[[int, str], dict[str, str]]
+
 WIND_DOWN = (c.PHASE_ON_ERROR, c.PHASE_ON_SUCCESS, c.PHASE_FINALLY)
 
-TaskRun = namedtuple("TaskRun", "record verdict output")
+# TaskRun and Task are collections.namedtuple at run time (typing costs start-up); the checker
+# sees a typed twin of each: the same fields, in the same order, with the same defaults.
+if TYPE_CHECKING:
+    class TaskRun(NamedTuple):
+        record: TaskRecord
+        verdict: str
+        output: TaskOutput
+
+    class TaskFields(NamedTuple):
+        phase: str
+        name: str
+        where: str
+        argv: tuple[str, ...]
+        env: EnvFunction
+        timeout: float | None
+        on_failure: str = OnFailure.WARN
+        retries: int = 0
+        retry_delay: float = 0.0
+        shielded: bool = False
+        capture: tuple[str, ...] = CAPTURE_ALL
+        stdin: str | IO[bytes] | None = DEVNULL
+        hold_fd: int | None = None
+        handoff: bool = False
+        recorded: bool = True
+        warning_codes: Collection[int] = frozenset()
+        retry_codes: Collection[int] = frozenset()
+        keep_stdout: bool = False
+        stall: float = 0.0
+        identity: Identity | None = None
+        pass_fds: Sequence[int] = ()
+else:
+    TaskRun = namedtuple("TaskRun", "record verdict output")
+    TaskFields = namedtuple("Task", "phase name where argv env timeout on_failure retries "
+                                    "retry_delay shielded capture stdin hold_fd handoff recorded "
+                                    "warning_codes retry_codes keep_stdout stall identity pass_fds",
+                            defaults=(OnFailure.WARN, 0, 0.0, False, CAPTURE_ALL, DEVNULL, None,
+                                      False, True, frozenset(), frozenset(), False, 0.0, None,
+                                      ()))
 TaskRun.__doc__ = """A finished task: its record, what it means for the run, and its output
 sink (for the last lines of a failed step)."""
 
 
-class Task(namedtuple("Task", "phase name where argv env timeout on_failure retries "
-                              "retry_delay shielded capture stdin hold_fd handoff recorded "
-                              "warning_codes retry_codes keep_stdout stall identity pass_fds",
-                      defaults=(OnFailure.WARN, 0, 0.0, False, CAPTURE_ALL, DEVNULL, None,
-                                False, True, frozenset(), frozenset(), False, 0.0, None, ()))):
+class Task(TaskFields):
     """What is particular to one task: its phase and name (``where`` as the terminal and
     the log name it), what to run, its environment (a function of the attempt number), its
     timeout and retries, what its failure does, whether it is shielded from a first signal,
@@ -74,8 +123,9 @@ class Engine:
     adds from post- on (HOOKRUN_STATUS, HOOKRUN_ERROR, ...), set with set_later_env().
     ``clock`` is a seam for tests."""
 
-    def __init__(self, ctx, reporter, supervisor, run_id, run_dir, command=(),
-                 clock=time.monotonic):
+    def __init__(self, ctx: Context, reporter: Reporter, supervisor: Supervisor, run_id: str,
+                 run_dir: RunDir, command: Sequence[str] = (),
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.ctx = ctx
         self.reporter = reporter
         self.supervisor = supervisor
@@ -86,11 +136,12 @@ class Engine:
         self.journal = Journal(run_dir.path)
         self.env_file = run_dir.file(c.RUN_ENV_FILE)
         self.stats_file = run_dir.file(c.RUN_STATS_FILE)
-        self.stats_files = []  # the HOOKRUN_STATS files of user= hooks, read after the run's
+        # the HOOKRUN_STATS files of user= hooks, read after the run's
+        self.stats_files: list[str] = []
         self.base = base_environment(ctx.config.env, ctx.path)
-        self.handoff = {}
-        self.later_env = {}
-        self.fixed = {
+        self.handoff: dict[str, str] = {}
+        self.later_env: dict[str, str] = {}
+        self.fixed: dict[str, str] = {
             "HOOKRUN_EVENT": ctx.event, "HOOKRUN_RUN_ID": run_id,
             "HOOKRUN_HOOKS_DIR": os.path.abspath(ctx.hooks_dir),
             "HOOKRUN_STATE_DIR": os.path.abspath(ctx.state_dir),
@@ -102,11 +153,11 @@ class Engine:
             # never make the hooks of a real run believe they are in a dry run.
             "HOOKRUN_DRY_RUN": "",
         }
-        self.shared = None
+        self.shared: dict[str, str] | None = None
         self.tasks_started = 0
         self.replay = Replay(self)
         # Told of each task's start and end (the history of a run going on), if set.
-        self.progress = None
+        self.progress: Progress | None = None
         self.journal.create()
         self.empty_env_file()
         self.empty_file(self.stats_file)
@@ -114,21 +165,21 @@ class Engine:
 
     # The environment
 
-    def set_previous(self, run_id, status):
+    def set_previous(self, run_id: str | None, status: str | None) -> None:
         self.fixed["HOOKRUN_PREVIOUS_RUN_ID"] = run_id or ""
         self.fixed["HOOKRUN_PREVIOUS_STATUS"] = status or ""
         self.shared = None
 
-    def set_dry_run(self):
+    def set_dry_run(self) -> None:
         """Tell every hook and cleanup from now on that this is a dry run."""
         self.fixed["HOOKRUN_DRY_RUN"] = "1"
         self.shared = None
 
-    def set_later_env(self, values):
+    def set_later_env(self, values: dict[str, str]) -> None:
         self.later_env = values
         self.shared = None
 
-    def shared_env(self):
+    def shared_env(self) -> dict[str, str]:
         """What every hook's environment holds until the next hand-off or phase change; built
         once, not once per hook."""
         if self.shared is None:
@@ -142,9 +193,10 @@ class Engine:
             self.shared = env
         return self.shared
 
-    def hook_env(self, phase, name, path, index, count):
+    def hook_env(self, phase: str, name: str, path: str, index: int, count: int
+                 ) -> EnvFunction:
         """A function of (attempt, cookie) giving a hook's environment."""
-        def env(attempt, cookie):
+        def env(attempt: int, cookie: str) -> dict[str, str]:
             found = dict(self.shared_env())
             found.update({"HOOKRUN_PHASE": phase, "HOOKRUN_HOOK": name, "HOOKRUN_HOOK_PATH": path,
                           "HOOKRUN_INDEX": str(index), "HOOKRUN_COUNT": str(count),
@@ -152,7 +204,7 @@ class Engine:
             return found
         return env
 
-    def command_env(self, _attempt, cookie):
+    def command_env(self, _attempt: int, cookie: str) -> dict[str, str]:
         env = dict(self.base)
         env.update(self.handoff)
         env["HOOKRUN_RUN_ID"] = self.run_id
@@ -161,17 +213,17 @@ class Engine:
         env[COOKIE] = cookie
         return env
 
-    def empty_env_file(self):
+    def empty_env_file(self) -> None:
         self.empty_file(self.env_file)
 
-    def empty_file(self, path):
+    def empty_file(self, path: str) -> None:
         try:
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
                              | os.O_CLOEXEC, 0o600))
         except OSError as error:
             self.reporter.warn(f"cannot empty {path}: {error.strerror}")
 
-    def collect_handoff(self, where, succeeded):
+    def collect_handoff(self, where: str, succeeded: bool) -> None:
         """After a task: hand on what a successful hook wrote to ``$HOOKRUN_ENV``, and leave
         the file empty for the next one (a stat, not a rewrite, when nothing was written)."""
         try:
@@ -185,7 +237,7 @@ class Engine:
                                                    path_fixed=bool(self.ctx.path)))
         self.empty_env_file()
 
-    def take_handoff(self, where, values, warnings):
+    def take_handoff(self, where: str, values: dict[str, str], warnings: list[str]) -> None:
         """Hand on what a hook wrote to its HOOKRUN_ENV (``values``), warning of the lines
         that were not taken."""
         for warning in warnings:
@@ -195,10 +247,10 @@ class Engine:
         self.handoff.update(values)
         self.shared = None
 
-    def collect_user_handoff(self, where, path, succeeded):
+    def collect_user_handoff(self, where: str, path: str, succeeded: bool) -> None:
         """collect_handoff() for the HOOKRUN_ENV file of a hook run as another user: read,
         never through a link, and emptied through the descriptor for a next attempt."""
-        fd = None
+        fd: int | None = None
         try:
             fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
             if os.fstat(fd).st_size > MAX_HANDOFF_FILE:
@@ -217,7 +269,7 @@ class Engine:
 
     # The skeleton
 
-    def run_task(self, task, handoff_file=None):
+    def run_task(self, task: Task, handoff_file: str | None = None) -> TaskRun:
         """Run ``task`` with its retries; returns a TaskRun (its record reported, and told to
         the progress, if it is ``recorded``). ``handoff_file``: its HOOKRUN_ENV file, when it
         is not the run's (a hook run as another user)."""
@@ -235,7 +287,8 @@ class Engine:
         if task.recorded:
             self.task_started(task.phase, task.name, started)
         delays = retry_delays(task.retry_delay, task.retries)
-        cpu, rss, attempt = 0.0, None, 0
+        cpu, attempt = 0.0, 0
+        rss: int | None = None
         while True:
             attempt += 1
             self.reporter.started(task.where, f" attempt={attempt}" if attempt > 1 else "")
@@ -279,22 +332,22 @@ class Engine:
             self.task_finished(record)
         return TaskRun(record, judgement.verdict, output)
 
-    def report_strays(self, where, outcome):
+    def report_strays(self, where: str, outcome: ProcessResult) -> None:
         if outcome.stragglers:
             self.reporter.warn(f"{where} left processes running that hold its output open "
                                f"(not killed): {', '.join(outcome.stragglers)}")
 
-    def task_started(self, phase, name, started):
+    def task_started(self, phase: str, name: str, started: str | None) -> None:
         if self.progress:
             self.progress.started(phase, name, started)
 
-    def task_finished(self, record):
+    def task_finished(self, record: TaskRecord) -> None:
         if self.progress:
             self.progress.finished(record)
 
     # The tasks
 
-    def run_hook(self, hook, index, count):
+    def run_hook(self, hook: PlannedHook, index: int, count: int) -> TaskRun:
         """Run a PlannedHook with its retries; returns a TaskRun."""
         entry, settings = hook.entry, hook.settings
         kind = entry.phase.kind
@@ -313,7 +366,7 @@ class Engine:
             return self.run_task(task)
         return self.run_as(task, identity)
 
-    def run_as(self, task, identity):
+    def run_as(self, task: Task, identity: Identity) -> TaskRun:
         """Run a hook ``task`` as ``identity``: its cleanup journal (with marks), its
         HOOKRUN_ENV and HOOKRUN_STATS files and hookrun's own command reach it as inherited
         descriptors (/dev/fd/N), files hookrun made for that user in the run directory, which
@@ -322,7 +375,7 @@ class Engine:
         sub = Journal(self.run_dir.path, f"{c.SUB_JOURNAL_PREFIX}{number}")
         env_path = self.run_dir.file(f"{c.RUN_ENV_FILE}.task-{number}")
         stats_path = self.run_dir.file(f"{c.RUN_STATS_FILE}.task-{number}")
-        fds = []
+        fds: list[int] = []
         try:
             fds += sub.create_for(identity.uid, identity.gid)
             self.journal.add_sub(os.path.basename(sub.path))
@@ -341,7 +394,7 @@ class Engine:
         journal_fd, marks_fd, env_fd, stats_fd, bin_fd = fds
         hook_env = task.env
 
-        def env(attempt, cookie):
+        def env(attempt: int, cookie: str) -> dict[str, str]:
             found = dict(hook_env(attempt, cookie))
             found.update({"HOME": identity.home, "USER": identity.name,
                           "LOGNAME": identity.name,
@@ -360,7 +413,7 @@ class Engine:
             for fd in fds:
                 os.close(fd)
 
-    def cannot_start(self, hook):
+    def cannot_start(self, hook: PlannedHook) -> TaskRun:
         """The TaskRun of a PlannedHook that cannot start (``hook.entry.fails``): a failure
         with that reason, never retried, judged by the hook's settings (outcome.cannot_start)."""
         entry = hook.entry
@@ -375,7 +428,7 @@ class Engine:
         self.task_finished(record)
         return TaskRun(record, judgement.verdict, output)
 
-    def run_command(self, argv):
+    def run_command(self, argv: Sequence[str]) -> TaskRun:
         """Run the command: stdin inherited; output captured, except that on a terminal it
         keeps stdout (progress bars, prompts) and its stderr passes through hookrun, which
         keeps it for HOOKRUN_ERROR, the error log, the log file and the history."""
@@ -397,7 +450,8 @@ class Engine:
             retry_codes=config.get("command_retry_codes", frozenset()), keep_stdout=True,
             stall=self.ctx.stall_timeout or 0.0))
 
-    def run_cleanups(self, journal=None, phase=c.PHASE_CLEANUP, lock_fd=None):
+    def run_cleanups(self, journal: Journal | None = None, phase: str = c.PHASE_CLEANUP,
+                     lock_fd: int | None = None) -> list[TaskRun]:
         """Run the pending cleanups of ``journal`` (this run's by default; ``lock_fd`` is the
         owner lock of its run directory), last registered first (cleanup.Replay). Returns
         TaskRuns."""
@@ -405,7 +459,8 @@ class Engine:
             journal, lock_fd = self.journal, self.run_dir.lock_fd
         return self.replay.run(journal, phase, lock_fd)
 
-    def run_cleanup(self, line, phase, index, count, entry):
+    def run_cleanup(self, line: str, phase: str, index: int, count: int,
+                    entry: tuple[int, Journal, int | None]) -> TaskRun:
         """One cleanup line, in a wrapper shell that marks it done itself when it ends and
         holds its run directory's owner lock meanwhile: if hookrun dies while it runs, the
         cleanup (in a session of its own) finishes, is marked, and no recovery starts it a
@@ -414,24 +469,26 @@ class Engine:
         journal_index, journal, lock_fd = entry
         timeout = resolve("timeout", ({"timeout": self.ctx.timeout}, self.ctx.config.values),
                           c.DEFAULT_TIMEOUT)
-        env, as_user = self.hook_env(c.PHASE_CLEANUP, line, "", index, count), ()
+        env = self.hook_env(c.PHASE_CLEANUP, line, "", index, count)
+        as_user: tuple[str, ...] = ()
         if journal.owner is not None and journal.owner != os.geteuid():
             identity = identity_of_uid(journal.owner)
             as_user = as_identity_argv(identity)
             hook_env = env
 
-            def env(attempt, cookie):
+            def owner_env(attempt: int, cookie: str) -> dict[str, str]:
                 found = dict(hook_env(attempt, cookie))
                 found.update({"HOME": identity.home, "USER": identity.name,
                               "LOGNAME": identity.name})
                 return found
+            env = owner_env
         return self.run_task(Task(
             phase=phase, name=line, where=f"{phase}/{display_name(line)}",
             argv=("/bin/sh", "-c", CLEANUP_WRAPPER, "hookrun-cleanup", line,
                   str(journal_index), journal.marks_path, *as_user),
             env=env, timeout=timeout, shielded=True, hold_fd=lock_fd))
 
-    def run_notify_command(self, argv, record):
+    def run_notify_command(self, argv: Sequence[str], record: dict[str, Any]) -> str | None:
         """Run ``notify_command`` with the run's JSON record on stdin; returns a one-line
         problem or None. It is not a task of the run: its output is shown, not recorded."""
         import json
@@ -451,7 +508,7 @@ class Engine:
             return f"notify_command {argv[0]} failed: {run.record.reason}"
         return None
 
-    def skipped(self, kind, name, reason):
+    def skipped(self, kind: str, name: str, reason: str) -> TaskRecord:
         """The record of a task that did not run."""
         record = TaskRecord(kind, name, TaskStatus.SKIPPED, reason=reason)
         self.reporter.finished(f"{kind}/{display_name(name)}", record)
@@ -459,7 +516,7 @@ class Engine:
         return record
 
 
-def identity_of_uid(uid):
+def identity_of_uid(uid: int) -> Identity:
     """The Identity of ``uid`` (a user's cleanup journal's owner), from the passwd entry;
     without one, that uid with itself as group."""
     import pwd
@@ -472,7 +529,7 @@ def identity_of_uid(uid):
                     tuple(os.getgrouplist(entry.pw_name, entry.pw_gid)), entry.pw_dir)
 
 
-def write_own_command(run_dir):
+def write_own_command(run_dir: RunDir) -> str:
     """A directory in ``run_dir`` holding ``hookrun``: this very hookrun (its interpreter
     and its package), for hooks to call; returns its path.
 
