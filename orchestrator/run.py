@@ -6,6 +6,8 @@ finally.d (in a ``finally``, so nothing skips them), the record. What each step 
 the next is decided by the run's RunState (outcome.py), not here.
 """
 
+from __future__ import annotations
+
 import os
 import time
 
@@ -26,22 +28,39 @@ from orchestrator.plan import context, discovery
 from orchestrator.report.printer import print_plan, print_warnings
 from orchestrator.session import Session, new_run_id
 from orchestrator.state.cleanup import count_dead_runs, recover
-from orchestrator.state.history import Progress, RunRecord, open_history
+from orchestrator.state.history import NoHistory, Progress, RunRecord, open_history
 from orchestrator.text import display_name
 from orchestrator.timestamps import now_iso
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Sequence
+    from typing import Any
 
-def plan_warnings(plan):
+    from orchestrator.engine import Engine, TaskRun
+    from orchestrator.outcome import TaskRecord
+    from orchestrator.phases import PhaseResult
+    from orchestrator.plan.context import Context, Plan, PlannedHook
+    from orchestrator.plan.discovery import PhaseDir
+    from orchestrator.state.history import History
+
+    # The PlannedHooks of each phase of the run, by its kind (pre, post, ...).
+    Hooks = dict[str, list[PlannedHook]]
+
+
+def plan_warnings(plan: Plan) -> list[str]:
     """What a run says before it starts about its plan: permission problems let through by
     --insecure, comments that look like header directives."""
+    warnings: list[str] = plan.warnings
     return [f"unsafe permissions (--insecure): {problem}" for problem in plan.problems] \
-        + plan.warnings
+        + warnings
 
 
 class Run:
     """One ``hookrun run``: the checks of step 1 and the lock, then its Lifecycle."""
 
-    def __init__(self, ctx, command, no_hooks=False, dry_run=False, wait=None):
+    def __init__(self, ctx: Context, command: Iterable[str], no_hooks: bool = False,
+                 dry_run: bool = False, wait: float | None = None) -> None:
         self.ctx = ctx
         self.command = list(command)
         self.no_hooks = no_hooks
@@ -50,7 +69,7 @@ class Run:
         # Whether the run got past its checks and the lock: an error before is a refusal.
         self.started = False
 
-    def execute(self):
+    def execute(self) -> int:
         """Run the whole lifecycle; returns hookrun's exit status."""
         ctx = self.ctx
         phases = [] if self.no_hooks else discovery.phase_dirs(ctx.event)
@@ -68,28 +87,31 @@ class Run:
         run_id = new_run_id()
         with Session(ctx, run_id, warnings, ctx.metrics_file) as session:
             if not session.take_lock(self.wait):
-                return c.SIGNAL_EXIT_BASE + session.signals.first
+                return signal_exit(session)
             history = open_history(os.path.join(ctx.state_dir, c.HISTORY_NAME),
                                    session.reporter.warn)
             try:
                 engine = session.open_run(self.command)
                 if engine is None:
-                    return c.SIGNAL_EXIT_BASE + session.signals.first
+                    return signal_exit(session)
                 self.started = True
                 return Lifecycle(session, history, engine, self.command, self.no_hooks,
                                  hooks).run()
             finally:
                 history.close()
 
-    def dry(self, hooks):
+    def dry(self, hooks: Hooks) -> int:
         """The hooks of a dry run (design.md 11), under the event's lock, its warnings
-        already printed with the plan; returns the exit status."""
+        already printed with the plan; returns the exit status. Nothing is recorded: no
+        history is opened."""
         with Session(self.ctx, new_run_id()) as session:
             if not session.take_lock(self.wait):
-                return c.SIGNAL_EXIT_BASE + session.signals.first
+                return signal_exit(session)
             engine = session.open_run(self.command, recorded=False)
+            if engine is None:
+                return signal_exit(session)
             self.started = True
-            return DryRun(session, None, engine, self.command, False, hooks).run()
+            return DryRun(session, NoHistory(), engine, self.command, False, hooks).run()
 
 
 class Lifecycle:
@@ -97,7 +119,8 @@ class Lifecycle:
 
     dry_run = False
 
-    def __init__(self, session, history, engine, command, no_hooks, hooks):
+    def __init__(self, session: Session, history: History | NoHistory, engine: Engine,
+                 command: list[str], no_hooks: bool, hooks: Hooks) -> None:
         self.ctx = session.ctx
         self.session = session
         self.signals = session.signals
@@ -109,17 +132,18 @@ class Lifecycle:
         self.no_hooks = no_hooks
         self.hooks = hooks
         self.state = RunState(command)
-        self.tasks = []
-        self.stats = {}  # the backup's statistics (stats.KEYS), as they become known
-        self.stats_warned = set()
+        self.tasks: list[TaskRecord] = []
+        # the backup's statistics (stats.KEYS), as they become known
+        self.stats: dict[str, str | int] = {}
+        self.stats_warned: set[str] = set()
         # Each error or warning line that ends in output, and the same line without it: what
         # a channel with send_output = no may carry.
-        self.without_output = {}
+        self.without_output: dict[str, str] = {}
         self.started = time.monotonic()
         self.started_iso = now_iso()
         self.progress = Progress(history, self.run_id, self.reporter.warn)
 
-    def run(self):
+    def run(self) -> int:
         """The steps of design.md section 2, 3 to 9; returns hookrun's exit status."""
         self.begin()
         try:
@@ -140,7 +164,7 @@ class Lifecycle:
                 self.wind_down()
         return self.finish()
 
-    def begin(self):
+    def begin(self) -> None:
         try:
             self.history.start_run(self.run_id, self.ctx.event, self.command_text(),
                                    self.started_iso, self.no_hooks, self.ctx.trigger)
@@ -159,14 +183,14 @@ class Lifecycle:
         self.reporter.event(f"run {self.run_id} event={self.ctx.event} start "
                             f"command={self.command_text() or '-'} no_hooks={self.no_hooks}")
 
-    def command_text(self):
+    def command_text(self) -> str:
         return shell.join(self.command) if self.command else ""
 
-    def observe(self):
+    def observe(self) -> None:
         """Tell the run's state of the signal received so far, if any."""
         self.state.signal(self.signals.first)
 
-    def report_pending(self):
+    def report_pending(self) -> None:
         pending, refused = count_dead_runs(self.ctx.state_dir)
         for line in refused:
             self.reporter.warn(line)
@@ -175,19 +199,19 @@ class Lifecycle:
                                "not run them: run 'hookrun recover'")
 
     # Step 4: pre-EVENT.d
-    def pre(self):
-        def skip_reason(_hook):
+    def pre(self) -> None:
+        def skip_reason(_hook: PlannedHook) -> str | None:
             return "interrupted" if self.signals.first else None
 
         result = self.absorb(self.run_hooks(c.PHASE_PRE, skip_reason))
-        skipped_by = None
+        skipped_by: str | None = None
         if result.soft_skip:
             record = result.soft_skip.record
             skipped_by = f"{record.phase}/{display_name(record.name)} ({record.reason})"
         self.state.pre_finished(bool(result.stopped), skipped_by)
 
     # Step 5: the command
-    def run_command(self):
+    def run_command(self) -> None:
         self.observe()
         if not self.command:
             return
@@ -207,25 +231,26 @@ class Lifecycle:
             self.warning(run.record, run.output.last_line())
 
     # Step 6: post-EVENT.d
-    def post(self):
+    def post(self) -> None:
         self.observe()
         self.set_later_env(self.state.command_state())
         interrupted_before = bool(self.state.interrupted_by)
 
-        def skip_reason(hook):
+        def skip_reason(hook: PlannedHook) -> str | None:
             self.observe()
             return self.state.post_skip_reason(hook.settings.when, interrupted_before)
 
         # After a stop, the hooks that run "whatever happened" still do (Borgitory's
         # run-on-failure hooks).
-        def always(hook):
-            return hook.settings.when == When.ALWAYS
+        def always(hook: PlannedHook) -> bool:
+            when: str | None = hook.settings.when
+            return when == When.ALWAYS
 
         result = self.absorb(self.run_hooks(c.PHASE_POST, skip_reason, after_stop=always))
         self.state.post_finished(bool(result.stopped))
 
     # Step 7: on-error.d or on-success.d
-    def handlers(self):
+    def handlers(self) -> None:
         self.observe()
         self.set_later_env(self.state.status)
         kind = self.state.handlers()
@@ -233,7 +258,7 @@ class Lifecycle:
             self.absorb(self.run_hooks(kind), decisive=False)
 
     # Step 8: cleanups (last registered first), then finally.d
-    def wind_down(self):
+    def wind_down(self) -> None:
         """Each step in turn, whatever the one before it raised (a MemoryError, any fault):
         finally.d and the remaining cleanups still run."""
         self.fault_safe("the cleanups", self.run_cleanups, cleanups=True)
@@ -245,17 +270,17 @@ class Lifecycle:
         self.state.cleanups_finished(display_name(journal.path), journal.unreadable,
                                      len(journal.damaged))
 
-    def run_cleanups(self):
+    def run_cleanups(self) -> None:
         self.observe()
         self.set_later_env(self.state.status)
         self.add_records([run.record for run in self.engine.run_cleanups()])
 
-    def run_finally(self):
+    def run_finally(self) -> None:
         self.observe()
         self.set_later_env(self.state.status)
         self.absorb(self.run_hooks(c.PHASE_FINALLY), decisive=False)
 
-    def fault_safe(self, what, step, cleanups=False):
+    def fault_safe(self, what: str, step: Callable[[], None], cleanups: bool = False) -> None:
         """Run ``step``; a fault in it is a warning and makes the run no success. The
         cleanups a faulty step of ``cleanups`` may not have got to stay in the journal for
         recovery (marked ones are not run again), never lost."""
@@ -268,10 +293,13 @@ class Lifecycle:
             self.state.warn(line)
             self.reporter.warn(f"{line}; the wind-down goes on")
 
-    def run_hooks(self, kind, skip_reason=lambda hook: None, after_stop=lambda hook: False):
+    def run_hooks(self, kind: str,
+                  skip_reason: Callable[[PlannedHook], str | None] = lambda hook: None,
+                  after_stop: Callable[[PlannedHook], bool] = lambda hook: False
+                  ) -> PhaseResult:
         """Run the phase ``kind`` (run_phase); in a dry run only its hooks with dry-run=yes
         run, the others are skipped tasks."""
-        def reason(hook):
+        def reason(hook: PlannedHook) -> str | None:
             found = skip_reason(hook)  # asked first: it also looks at the signals
             if self.dry_run and not hook.settings.dry_run:
                 return DRY_RUN_SKIP
@@ -279,7 +307,7 @@ class Lifecycle:
 
         return run_phase(self.engine, self.hooks[kind], reason, after_stop)
 
-    def add_records(self, records):
+    def add_records(self, records: list[TaskRecord]) -> None:
         """Take cleanup and recovery records: a failed one makes the run a warning."""
         self.tasks += records
         for record in records:
@@ -287,7 +315,7 @@ class Lifecycle:
                 said = [line for line in (record.output or "").split("\n") if line.strip()]
                 self.warning(record, said[-1] if said else "")
 
-    def absorb(self, result, decisive=True):
+    def absorb(self, result: PhaseResult, decisive: bool = True) -> PhaseResult:
         """Take a phase's records; its failures make the run a warning (and the first, or a
         decisive one, its HOOKRUN_ERROR), except those of on-failure=ignore hooks. Returns
         ``result``."""
@@ -299,7 +327,7 @@ class Lifecycle:
                 self.warning(run.record, run.output.last_line())
         return result
 
-    def note_failure(self, run, decisive):
+    def note_failure(self, run: TaskRun, decisive: bool) -> None:
         """Tell the run's state of a failure: the one that decides the run for HOOKRUN_ERROR,
         with its error log; any other for HOOKRUN_WARNINGS."""
         state, record = self.state, run.record
@@ -321,26 +349,26 @@ class Lifecycle:
             self.reporter.warn(f"cannot write {path}: {error.strerror}")
         state.take_failure(Failure(line, record.phase, record.name, path, decisive, tail))
 
-    def warning(self, record, said):
+    def warning(self, record: TaskRecord, said: str) -> None:
         """Tell the run's state of a warning (HOOKRUN_WARNINGS) about ``record``, which
         said ``said`` last."""
         line = warning_line(record, said)
         self.without_output[line] = warning_line(record, "")
         self.state.warn(line)
 
-    def private(self, text):
+    def private(self, text: str | None) -> str | None:
         """``text`` (the record's error) without the output lines in it."""
         for full, bare in self.without_output.items():
             if full != bare and text:
                 text = text.replace(full, bare)
         return text
 
-    def collect_stats(self):
+    def collect_stats(self) -> None:
         """Add what the command and the hooks so far wrote to $HOOKRUN_STATS (it wins over
         what was read from the command's output); each bad line is warned about once."""
         from orchestrator.report import stats
 
-        warnings = []
+        warnings: list[str] = []
         for path in [self.engine.stats_file] + self.engine.stats_files:
             found, said = stats.from_file(path)
             self.stats.update(found)
@@ -350,7 +378,7 @@ class Lifecycle:
                 self.stats_warned.add(warning)
                 self.reporter.warn(f"HOOKRUN_STATS {warning}")
 
-    def set_later_env(self, status):
+    def set_later_env(self, status: str) -> None:
         """The variables hooks get from post- on. The error variables are empty while the
         run has not failed: a hook that pings /fail when ERROR is set must not do so for a
         good backup with a warning."""
@@ -371,7 +399,7 @@ class Lifecycle:
         })
 
     # Step 9: record, metrics, notifications, release, exit
-    def finish(self):
+    def finish(self) -> int:
         self.observe()
         self.collect_stats()
         record = self.record()
@@ -397,7 +425,7 @@ class Lifecycle:
                 json.dumps(record.as_json(), ensure_ascii=False) + "\n")
         return record.exit_code
 
-    def record(self):
+    def record(self) -> RunRecord:
         """The run's RunRecord, built once: all that tells of the run derives from it."""
         state = self.state
         failure = state.said_failure()
@@ -410,11 +438,11 @@ class Lifecycle:
             trigger=self.ctx.trigger, stats=self.stats, tasks=self.tasks,
             finished_unix=time.time(), failed_output=failure.output if failure else b"")
 
-    def warn_if(self, problem):
+    def warn_if(self, problem: str | None) -> None:
         if problem:
             self.reporter.warn(problem)
 
-    def write_metrics(self, record):
+    def write_metrics(self, record: RunRecord) -> None:
         """The metrics file, and the same series pushed to the Pushgateway; failures warn."""
         from orchestrator.report.metrics import STREAK_RUNS, write_metrics
 
@@ -432,7 +460,7 @@ class Lifecycle:
 
             self.warn_if(pushgateway.push(self.ctx.metrics_push_url, self.ctx.event, run))
 
-    def notify_end(self, run):
+    def notify_end(self, run: RunRecord) -> None:
         """The end ping, the [notify] channels and the notify_command, fed the run's record
         (as ``hookrun show --json`` prints it, but for the cleanups' lines) and the last
         output of the failure that decided it; failures only warn."""
@@ -448,7 +476,8 @@ class Lifecycle:
         if self.ctx.notify_command:
             self.warn_if(self.engine.run_notify_command(self.ctx.notify_command, record))
 
-    def tell_channels(self, status, record=None, failed_output=b""):
+    def tell_channels(self, status: str, record: dict[str, Any] | None = None,
+                      failed_output: bytes = b"") -> None:
         """Send the [notify] channels that want ``status`` (channels.START, or the run's, with
         its published ``record``) their message; each failure is a warning."""
         import socket
@@ -478,7 +507,7 @@ class DryRun(Lifecycle):
 
     dry_run = True
 
-    def run(self):
+    def run(self) -> int:
         self.begin()
         try:
             self.report_pending()
@@ -490,19 +519,19 @@ class DryRun(Lifecycle):
             self.wind_down()
         return self.finish()
 
-    def begin(self):
+    def begin(self) -> None:
         self.engine.set_dry_run()
         self.engine.set_previous(*previous_run(self.ctx))
         self.reporter.event(f"run {self.run_id} event={self.ctx.event} start dry-run "
                             f"command={self.command_text() or '-'}")
 
-    def report_pending(self):
-        pending = count_dead_runs(self.ctx.state_dir)
+    def report_pending(self) -> None:
+        pending, _refused = count_dead_runs(self.ctx.state_dir)
         if pending:
             self.reporter.warn(f"{pending} crashed run(s) left cleanups pending; a dry run "
                                "does not run them: run 'hookrun recover'")
 
-    def run_command(self):
+    def run_command(self) -> None:
         self.observe()
         reason = self.state.command_skip_reason()
         if reason is None:
@@ -510,7 +539,7 @@ class DryRun(Lifecycle):
         self.tasks.append(self.engine.skipped(c.PHASE_COMMAND, self.command[0],
                                               reason or "dry run"))
 
-    def finish(self):
+    def finish(self) -> int:
         self.observe()
         status, code = self.state.status, self.state.exit_status()
         self.reporter.event(f"run {self.run_id} end dry-run status={status} exit={code}")
@@ -520,7 +549,7 @@ class DryRun(Lifecycle):
         return code
 
 
-def warning_line(record, said):
+def warning_line(record: TaskRecord, said: str) -> str:
     """A HOOKRUN_WARNINGS line: ``pre/20-x failed (exit 1): what it said last``. A cleanup
     is named by its command word (its line may hold a password, and this line may become
     the record's ``error``, which notifications carry)."""
@@ -533,7 +562,9 @@ def warning_line(record, said):
     return f"{line}: {display_name(said)}" if said else line
 
 
-def phase_command(ctx, phase, status=When.SUCCESS, wait=None, only=(), dry_run=False):
+def phase_command(ctx: Context, phase: PhaseDir, status: str = When.SUCCESS,
+                  wait: float | None = None, only: Sequence[str] = (),
+                  dry_run: bool = False) -> int:
     """``hookrun phase``: one directory (a PhaseDir) by the rules of a run, with the lock and
     the deferred cleanups, recording nothing. ``only``: the names of the hooks to run (the
     others are passed over without a record); ``dry_run``: only the hooks with dry-run=yes
@@ -544,17 +575,17 @@ def phase_command(ctx, phase, status=When.SUCCESS, wait=None, only=(), dry_run=F
     selected = select_only(phase, hooks, only, dry_run) if only else None
     with Session(ctx, new_run_id(), plan_warnings(plan)) as session:
         if not session.take_lock(wait):
-            return c.SIGNAL_EXIT_BASE + session.signals.first
+            return signal_exit(session)
         engine = session.open_run(recorded=False)
         if engine is None:
-            return c.SIGNAL_EXIT_BASE + session.signals.first
+            return signal_exit(session)
         engine.set_previous(*previous_run(ctx))
         if dry_run:
             engine.set_dry_run()
         if phase.kind != c.PHASE_PRE:
             engine.set_later_env({"HOOKRUN_STATUS": status, "BACKUP_STATUS": status})
 
-        def skip_reason(hook):
+        def skip_reason(hook: PlannedHook) -> str | None:
             if session.signals.first and phase.kind in (c.PHASE_PRE, c.PHASE_POST):
                 return "interrupted"
             if dry_run and not hook.settings.dry_run:
@@ -571,7 +602,7 @@ def phase_command(ctx, phase, status=When.SUCCESS, wait=None, only=(), dry_run=F
         return c.EXIT_HOOK_STOPPED if stopped else c.EXIT_OK
 
 
-def previous_run(ctx):
+def previous_run(ctx: Context) -> tuple[str, str] | tuple[None, None]:
     """(id, status) of the last recorded run of the event, without creating a history."""
     from orchestrator.state.history import History
 
@@ -587,10 +618,11 @@ def previous_run(ctx):
         return None, None
 
 
-def recover_command(ctx):
+def recover_command(ctx: Context) -> int:
     """``hookrun recover``: run the pending cleanups of crashed runs; returns 0."""
     with Session(ctx, new_run_id()) as session:
         engine = session.open_run(recorded=False)
+        assert engine is not None  # it gives way to no other run: it holds no event lock
         history = open_history(os.path.join(ctx.state_dir, c.HISTORY_NAME),
                                session.reporter.warn)
         try:
@@ -606,3 +638,10 @@ def recover_command(ctx):
             return c.SIGNAL_EXIT_BASE + session.signals.first
     return c.EXIT_OK
 
+
+def signal_exit(session: Session) -> int:
+    """The exit status (128+N) of a command that a signal stopped while it waited, for the
+    event lock or for a recovery to end."""
+    signum = session.signals.first
+    assert signum is not None  # those waits end early only for a signal
+    return c.SIGNAL_EXIT_BASE + signum

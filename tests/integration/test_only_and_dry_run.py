@@ -239,6 +239,55 @@ def test_a_dry_run_with_dry_run_hooks_takes_the_event_lock(tree):
     assert order(tree) == ["pre/10-dry"]  # the holder's, once released
 
 
+def dead_run(tree):
+    """The run directory of a dead exclusive run of event backup, a cleanup pending in its
+    journal; returns its path."""
+    assert run_hookrun("run", *tree.args(), "--", "true").returncode == 0  # the state dir
+    dead = tree.state / "runs" / "20000101T000000-dead01"
+    dead.mkdir(mode=0o700)
+    (dead / "meta.json").write_text(json.dumps({
+        "run_id": dead.name, "event": "backup", "exclusive": True, "recorded": False,
+        "pid": 2 ** 22 + 1}))  # above any pid_max: no such process
+    (dead / "cleanup").write_text(f"touch {tree.marks}/undone\n")
+    return dead
+
+
+def test_a_dry_run_warns_of_crashed_runs_only_when_there_are_some(tree):
+    marker_hook(tree, "pre-backup.d/10-dry", header="dry-run=yes")
+    result = run_hookrun("run", "--dry-run", *tree.args(), "--", "true")
+    assert result.returncode == 0, result.stderr
+    assert "crashed run" not in result.stderr
+    dead_run(tree)
+    result = run_hookrun("run", "--dry-run", *tree.args(), "--", "true")
+    assert result.returncode == 0, result.stderr
+    assert "1 crashed run(s) left cleanups pending" in result.stderr
+    assert tree.read("undone") is None
+
+
+def test_a_dry_run_interrupted_while_it_waits_for_a_recovery_exits_130(tree):
+    import fcntl
+
+    marker_hook(tree, "pre-backup.d/10-dry", header="dry-run=yes")
+    dead = dead_run(tree)
+    with open(dead / "owner.lock", "w") as lock:  # as a recovery going on would
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        proc = subprocess.Popen(hookrun_cmd() + ["run", "--dry-run", "--wait=60", *tree.args(),
+                                                 "--", "true"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        # Its own run directory, once made, is what waits for the recovery to end.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not [
+                run for run in dead.parent.iterdir()
+                if run != dead and not run.name.startswith(".")]:
+            time.sleep(0.05)
+        time.sleep(0.2)
+        proc.send_signal(2)
+        _out, err = proc.communicate(timeout=60)
+    assert "internal error" not in err, err
+    assert proc.returncode == 130, err
+    assert order(tree) == ["pre/10-dry"]  # the real run's, before: the dry run ran none
+
+
 def test_a_dry_run_without_dry_run_hooks_only_prints_the_plan(tree):
     marker_hook(tree, "pre-backup.d/10-wet")
     result = run_hookrun("run", "--dry-run", *tree.args(), "--", "touch",
