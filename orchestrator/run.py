@@ -177,9 +177,9 @@ class Lifecycle:
 
             self.warn_if(notify.ping(self.ctx.notify_url, "/start", run_id=self.run_id))
         if self.ctx.config.notify:
-            from orchestrator.report import channels
+            from orchestrator.plan.channel_config import START
 
-            self.tell_channels(channels.START)
+            self.tell_channels(START)
         self.reporter.event(f"run {self.run_id} event={self.ctx.event} start "
                             f"command={self.command_text() or '-'} no_hooks={self.no_hooks}")
 
@@ -478,7 +478,7 @@ class Lifecycle:
 
     def tell_channels(self, status: str, record: dict[str, Any] | None = None,
                       failed_output: bytes = b"") -> None:
-        """Send the [notify] channels that want ``status`` (channels.START, or the run's, with
+        """Send the [notify] channels that want ``status`` (channel_config.START, or the run's, with
         its published ``record``) their message; each failure is a warning."""
         import socket
 

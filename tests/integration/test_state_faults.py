@@ -425,24 +425,6 @@ def held_dead_run(tree):
     return lock
 
 
-@pytest.mark.xfail(strict=True, reason="run.py: Run.dry does not check that open_run gave "
-                   "way to a signal (None); mypy found it once session.py was typed")
-def test_a_dry_run_interrupted_while_it_waits_for_a_recovery_exits_130(tree):
-    tree.hook("pre-backup.d/10-dry", "true", header="dry-run=yes")
-    lock = held_dead_run(tree)
-    try:
-        proc = subprocess.Popen(hookrun_cmd() + ["run", *tree.args("--dry-run", "--wait=60"),
-                                                 "--", "true"],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        time.sleep(1)
-        proc.send_signal(2)
-        _out, err = proc.communicate(timeout=60)
-    finally:
-        lock.close()
-    assert "internal error" not in err, err
-    assert proc.returncode == 130, err
-
-
 def test_a_dead_runs_meta_whose_run_id_is_not_a_string_is_recovered_by_its_directory_name(
         tree):
     done = tree.marks / "undone"
