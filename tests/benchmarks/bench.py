@@ -6,6 +6,9 @@ issue printed beside each figure.
   ``run-parts DIR`` vs a bash loop, over 10, 200 and 2,000 no-op ``#!/bin/sh`` hooks; beside
   them the floor, ``floor.py``: the least a hook runner in Python does (spawn, pipes, poll,
   wait4, a header read, a log line, one SQLite transaction), run by hookrun's interpreter;
+* per-hook cost, start-up excluded (``--only perhook``, and in the hooks case when it has
+  200 and 2,000 hooks): (T(2000) - T(200)) / 1800 of ``hookrun phase`` against the floor's,
+  run-parts' beside them, from medians of ``--perhook-repeat`` interleaved runs;
 * start-up: ``hookrun run --no-hooks -- true`` vs ``python -c pass`` (same interpreter);
 * output: a hook printing 200 MB of 100-byte lines through ``hookrun phase`` (log on, stdout
   to /dev/null, where hookrun shows no output) vs the same hook piped through ``tee -a LOG``;
@@ -16,7 +19,8 @@ issue printed beside each figure.
 Every figure is the median of ``--repeat`` repetitions in which the tools take turns (their
 order rotates), so a slow moment of the machine hits them all alike. Not collected by pytest.
 Run: ``python tests/benchmarks/bench.py [--repeat N] [--quick] [--output-mb MB]
-[--profile DIR]``. Exit status 0 when every target is met, 1 otherwise.
+[--profile DIR] [--only perhook --perhook-repeat N]``. Exit status 0 when every target is
+met, 1 otherwise.
 """
 
 import argparse
@@ -43,6 +47,8 @@ KILL_GRACE = 1.0
 
 HOOKS_MAX_RATIO, HOOKS_AIM_RATIO = 1.3, 1.2
 FLAT_MAX_SPREAD = 1.5
+PERHOOK_SIZES = (200, 2000)
+PERHOOK_MAX_RATIO, PERHOOK_AIM_RATIO = 1.10, 1.05
 STARTUP_MAX_RATIO, STARTUP_AIM_RATIO = 2.5, 2.0
 OUTPUT_MAX_RATIO, OUTPUT_AIM_RATIO = 3.0, 2.0
 # Set in some shells, never by cron or systemd: unbuffered stdio would slow every tool's
@@ -220,25 +226,63 @@ class Bench:
 
     def hooks(self):
         sizes = (0,) + tuple(self.args.sizes)
-        width = len(str(max(sizes)))
+        samples = self.hook_samples(sizes, list(self.hook_tools(0)), self.args.repeat, "hooks")
+        return {key: median(values) for key, values in samples.items()}
+
+    def hook_samples(self, sizes, names, repeat, part):
+        """{(tool, size): [seconds]} of the tools ``names`` over ``sizes`` no-op hooks,
+        ``repeat`` times, tools and sizes taking turns."""
+        width = len(str(max(max(sizes), max(self.args.sizes))))
         for size in sizes:
-            hooks_tree(self.path("hooks", str(size)),
-                       {f"{n:0{width}d}-noop": NOOP_HOOK for n in range(1, size + 1)})
-        for name, argv in self.hook_tools(0).items():
-            self.check(timed(argv, self.env)[1], f"{name} (warm-up)")
+            if not os.path.isdir(self.path("hooks", str(size))):
+                hooks_tree(self.path("hooks", str(size)),
+                           {f"{n:0{width}d}-noop": NOOP_HOOK for n in range(1, size + 1)})
+        for name, argv in self.hook_tools(min(sizes)).items():
+            if name in names:
+                self.check(timed(argv, self.env)[1], f"{name} (warm-up)")
         samples = {}
-        for rep in range(self.args.repeat):
+        for rep in range(repeat):
             # The sizes take turns too: whatever a 2,000-hook run leaves the machine doing
             # (writing back its log and history, say) must not always fall on the same size.
             for size in sizes[rep % len(sizes):] + sizes[:rep % len(sizes)]:
-                tools = list(self.hook_tools(size).items())
+                tools = [(name, argv) for name, argv in self.hook_tools(size).items()
+                         if name in names]
                 shift = rep % len(tools)
                 for name, argv in tools[shift:] + tools[:shift]:
                     elapsed, code, _rss = timed(argv, self.env)
                     self.check(code, f"{name} over {size} hooks")
                     samples.setdefault((name, size), []).append(elapsed)
-            self.progress(f"hooks: repetition {rep + 1}/{self.args.repeat}")
-        return {key: median(values) for key, values in samples.items()}
+            self.progress(f"{part}: repetition {rep + 1}/{repeat}")
+        return samples
+
+    # Per-hook cost over the floor, start-up excluded: (T(2000) - T(200)) / 1800.
+    def perhook(self):
+        low, high = PERHOOK_SIZES
+        names = ["hookrun phase", "python floor", "run-parts"]
+        samples = self.hook_samples(PERHOOK_SIZES, names, self.args.perhook_repeat, "perhook")
+        print(f"\n## Per-hook cost, start-up excluded: (T({high}) - T({low})) / {high - low}, "
+              f"medians of {self.args.perhook_repeat} interleaved runs")
+        self.report_perhook({key: median(values) for key, values in samples.items()})
+
+    def report_perhook(self, medians):
+        """Print hookrun phase's per-hook cost beside the floor's and run-parts', and judge
+        its ratio to the floor's."""
+        low, high = PERHOOK_SIZES
+        cost = {name: (medians[(name, high)] - medians[(name, low)]) / (high - low)
+                for name in ("hookrun phase", "python floor", "run-parts")}
+        for name, value in cost.items():
+            print(f"{name:<14} {value * 1e6:7.0f} us per hook  (T({low}) "
+                  f"{medians[(name, low)] * 1000:7.1f} ms, T({high}) "
+                  f"{medians[(name, high)] * 1000:7.1f} ms)")
+        ratio = cost["hookrun phase"] / cost["python floor"]
+        print(f"hookrun phase per hook is {ratio:.2f}x the floor's, "
+              f"{cost['hookrun phase'] / cost['run-parts']:.2f}x run-parts'")
+        state, good = verdict(ratio, PERHOOK_MAX_RATIO, PERHOOK_AIM_RATIO)
+        self.target(f"hookrun phase per-hook cost vs the floor's, start-up excluded "
+                    f"(<= {PERHOOK_MAX_RATIO}x, aim {PERHOOK_AIM_RATIO}x)",
+                    f"{ratio:.2f}x ({cost['hookrun phase'] * 1e6:.0f} us vs "
+                    f"{cost['python floor'] * 1e6:.0f} us; run-parts "
+                    f"{cost['run-parts'] * 1e6:.0f} us)", state, good)
 
     def report_hooks(self, medians):
         sizes = self.args.sizes
@@ -256,6 +300,8 @@ class Bench:
                 cells.append(f"{total / size * 1000:>10.2f} [{marginal * 1000:6.2f}] "
                              f"{ratio:>7.2f}x  ")
             print("".join(cells))
+        if set(PERHOOK_SIZES) <= set(sizes):
+            self.report_perhook(medians)
         pivot = 200 if 200 in sizes else sizes[len(sizes) // 2]
         floor = medians[("python floor", pivot)]
         print(f"At {pivot} hooks the floor is {floor / medians[('run-parts', pivot)]:.2f}x "
@@ -518,7 +564,10 @@ def parse_args(argv=None):
     parser.add_argument("--startup-runs", type=int, default=10,
                         help="start-up runs of each tool per repetition (10)")
     parser.add_argument("--only", default="hooks,startup,output,timeout",
-                        help="comma-separated parts to run")
+                        help="comma-separated parts to run (also: perhook, hookrun phase's "
+                        "per-hook cost over the floor's at 200 and 2,000 hooks)")
+    parser.add_argument("--perhook-repeat", type=int, default=5,
+                        help="interleaved runs of the perhook part (5)")
     parser.add_argument("--hookrun", default=None,
                         help="hookrun command line (default: the installed hookrun)")
     parser.add_argument("--profile", metavar="DIR", default=None,
@@ -558,6 +607,8 @@ def main(argv=None):
     try:
         if "hooks" in args.only:
             bench.report_hooks(bench.hooks())
+        if "perhook" in args.only:
+            bench.perhook()
         if "startup" in args.only:
             bench.startup()
         if "output" in args.only:
