@@ -48,6 +48,7 @@ KILL_GRACE = 1.0
 HOOKS_MAX_RATIO, HOOKS_AIM_RATIO = 1.3, 1.2
 FLAT_MAX_SPREAD = 1.5
 PERHOOK_SIZES = (200, 2000)
+BASELINE = "baseline phase"  # --baseline: another hookrun (an older checkout), perhook only
 PERHOOK_MAX_RATIO, PERHOOK_AIM_RATIO = 1.10, 1.05
 STARTUP_MAX_RATIO, STARTUP_AIM_RATIO = 2.5, 2.0
 OUTPUT_MAX_RATIO, OUTPUT_AIM_RATIO = 3.0, 2.0
@@ -188,6 +189,7 @@ class Bench:
     def __init__(self, args):
         self.args = args
         self.hookrun = shlex.split(args.hookrun) if args.hookrun else default_hookrun()
+        self.baseline = shlex.split(args.baseline) if args.baseline else None
         self.python = interpreter_of(self.hookrun)
         self.tmp = tempfile.mkdtemp(prefix="hookrun-bench-")
         os.chmod(self.tmp, 0o755)
@@ -212,7 +214,7 @@ class Bench:
         tree = self.path("hooks", str(size))
         directory = os.path.join(tree, "pre-backup.d")
         state = self.path("state-hooks")
-        return {
+        tools = {
             "hookrun phase": self.hookrun + ["phase", "pre-backup", "-d", tree, "--state-dir",
                                              state, "--log-file", self.path("phase.log")],
             "hookrun run": self.hookrun + ["run", "-d", tree, "--state-dir", state,
@@ -223,10 +225,16 @@ class Bench:
             "python floor": [self.python, FLOOR, directory, self.path("floor.log"),
                              self.path("floor.db")],
         }
+        if self.baseline:
+            tools[BASELINE] = self.baseline + ["phase", "pre-backup", "-d", tree, "--state-dir",
+                                               self.path("state-baseline"), "--log-file",
+                                               self.path("baseline.log")]
+        return tools
 
     def hooks(self):
         sizes = (0,) + tuple(self.args.sizes)
-        samples = self.hook_samples(sizes, list(self.hook_tools(0)), self.args.repeat, "hooks")
+        names = [name for name in self.hook_tools(0) if name != BASELINE]
+        samples = self.hook_samples(sizes, names, self.args.repeat, "hooks")
         return {key: median(values) for key, values in samples.items()}
 
     def hook_samples(self, sizes, names, repeat, part):
@@ -258,7 +266,8 @@ class Bench:
     # Per-hook cost over the floor, start-up excluded: (T(2000) - T(200)) / 1800.
     def perhook(self):
         low, high = PERHOOK_SIZES
-        names = ["hookrun phase", "python floor", "run-parts"]
+        names = ["hookrun phase", "python floor", "run-parts"] + ([BASELINE] if self.baseline
+                                                                   else [])
         samples = self.hook_samples(PERHOOK_SIZES, names, self.args.perhook_repeat, "perhook")
         print(f"\n## Per-hook cost, start-up excluded: (T({high}) - T({low})) / {high - low}, "
               f"medians of {self.args.perhook_repeat} interleaved runs")
@@ -269,12 +278,16 @@ class Bench:
         its ratio to the floor's."""
         low, high = PERHOOK_SIZES
         cost = {name: (medians[(name, high)] - medians[(name, low)]) / (high - low)
-                for name in ("hookrun phase", "python floor", "run-parts")}
+                for name in ("hookrun phase", "python floor", "run-parts", BASELINE)
+                if (name, high) in medians}
         for name, value in cost.items():
             print(f"{name:<14} {value * 1e6:7.0f} us per hook  (T({low}) "
                   f"{medians[(name, low)] * 1000:7.1f} ms, T({high}) "
                   f"{medians[(name, high)] * 1000:7.1f} ms)")
         ratio = cost["hookrun phase"] / cost["python floor"]
+        if BASELINE in cost:
+            print(f"{BASELINE} per hook is {cost[BASELINE] / cost['python floor']:.2f}x the "
+                  f"floor's ({shlex.join(self.baseline)})")
         print(f"hookrun phase per hook is {ratio:.2f}x the floor's, "
               f"{cost['hookrun phase'] / cost['run-parts']:.2f}x run-parts'")
         state, good = verdict(ratio, PERHOOK_MAX_RATIO, PERHOOK_AIM_RATIO)
@@ -286,7 +299,7 @@ class Bench:
 
     def report_hooks(self, medians):
         sizes = self.args.sizes
-        names = list(self.hook_tools(0))
+        names = [name for name in self.hook_tools(0) if name != BASELINE]
         print("\n## Hooks: no-op #!/bin/sh hooks; ms per hook (median total / N), "
               "[marginal ms per hook = (T(N) - T(0)) / N], ratio to run-parts")
         header = f"{'tool':<14}{'T(0) ms':>9}" + "".join(f"{f'N={size}':>30}" for size in sizes)
@@ -568,6 +581,9 @@ def parse_args(argv=None):
                         "per-hook cost over the floor's at 200 and 2,000 hooks)")
     parser.add_argument("--perhook-repeat", type=int, default=5,
                         help="interleaved runs of the perhook part (5)")
+    parser.add_argument("--baseline", default=None,
+                        help="another hookrun command line (e.g. an older checkout) to time "
+                        "beside hookrun in the perhook part")
     parser.add_argument("--hookrun", default=None,
                         help="hookrun command line (default: the installed hookrun)")
     parser.add_argument("--profile", metavar="DIR", default=None,
