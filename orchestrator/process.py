@@ -180,8 +180,10 @@ class Signals:
         return len(self.received) >= 2
 
     def drain(self):
+        """Empty the wakeup pipe: a read that returns less than it asked for took all
+        there was (no read more to learn that it is empty)."""
         try:
-            while os.read(self.read_fd, 512):
+            while len(os.read(self.read_fd, 512)) == 512:
                 pass
         except BlockingIOError:
             pass
@@ -452,7 +454,6 @@ def start(spec):
         if name in spec.capture:
             # Python makes pipes close-on-exec; only the dup2 copy reaches the child.
             read_end, write_end = pipes[name] = os.pipe()
-            enlarge_pipe(read_end)
             actions.append((os.POSIX_SPAWN_DUP2, write_end, target))
     return launched(spec, pipes,
                     lambda path, argv: spawn(path, argv, spec.env, actions, spec.umask))
@@ -489,8 +490,7 @@ def start_as(spec):
     pipes = {}
     for name, _target in STREAM_FDS:
         if name in spec.capture:
-            read_end, _write_end = pipes[name] = os.pipe()
-            enlarge_pipe(read_end)
+            pipes[name] = os.pipe()
     if spec.stdin is DEVNULL:
         stdin = subprocess.DEVNULL
     else:
@@ -502,7 +502,9 @@ def start_as(spec):
 
 def enlarge_pipe(fd):
     """Let the pipe hold PIPE_SIZE bytes, so a hook that prints a lot is read in a few large
-    blocks rather than many 64 KiB ones; where it may not (a lower pipe-max-size), it stays."""
+    blocks rather than many 64 KiB ones; where it may not (a lower pipe-max-size), it stays.
+    Done by the Watch at a pipe's first output: a hook that prints nothing, most of them,
+    costs no fcntl, and one that prints is read at the larger size from its second read on."""
     try:
         fcntl.fcntl(fd, F_SETPIPE_SZ, PIPE_SIZE)
     except OSError:
@@ -668,6 +670,7 @@ class Watch:
                 self.poller.register(fd, POLL_IN)
         if not self.streams:
             self.stop.output_closed(started)
+        self.small_pipes = set(self.streams)  # not yet enlarged: see enlarge_pipe
         self.pidfd = self.open_pidfd()
         self.poller.register(self.signals.read_fd, POLL_IN)
         self.tree = set()
@@ -688,15 +691,22 @@ class Watch:
 
     def loop(self):
         stop = self.stop
+        signals = self.signals
+        # The wakeup byte of the last process's SIGCHLD, written as or after the poll that saw
+        # it end returned, is read now: left there, it would wake this first poll for nothing.
+        # A signal whose byte this takes is still acted on at once: see wait_ms.
+        signals.drain()
         while not stop.done:
             for fd, _event in self.poller.poll(self.wait_ms(self.clock())):
                 self.handle(fd)
             now = self.clock()
             if self.pidfd is None and self.status is None:
                 self.reap(os.WNOHANG)
-            if self.signals.child_ended:
-                self.signals.child_ended = False
-                self.supervisor.reap_orphans(watched=self.proc.pid)
+            if signals.child_ended:
+                signals.child_ended = False
+                # Once it is done, Supervisor.run reaps the ended orphans right after.
+                if not stop.done:
+                    self.supervisor.reap_orphans(watched=self.proc.pid)
             self.check_signals(now)
             self.act(stop.due(now))
             if stop.watching_tree and not self.tree_alive():
@@ -708,7 +718,11 @@ class Watch:
 
     def wait_ms(self, now):
         """How long poll() may wait: until the next deadline or tick, and not long at all
-        while a killed tree dies or there is no pidfd (nothing signals those)."""
+        while a killed tree dies or there is no pidfd (nothing signals those); not at all
+        while a signal received is not acted on yet (loop() may have drained its wakeup
+        byte)."""
+        if self.seen_signals < len(self.signals.received):
+            return 0
         moments = [self.stop.wait(now)]
         if self.tick:
             moments.append(max(0.0, self.next_tick - now))
@@ -723,6 +737,9 @@ class Watch:
         if fd in self.streams:
             data = os.read(fd, READ_SIZE)
             if data:
+                if fd in self.small_pipes:
+                    self.small_pipes.discard(fd)
+                    enlarge_pipe(fd)
                 self.stop.output_seen(self.clock())
                 self.sink(self.streams[fd], data)
             else:

@@ -447,6 +447,38 @@ def test_a_signal_that_comes_while_the_process_starts_is_forwarded_to_it(monkeyp
     assert time.monotonic() - began < 10
 
 
+def test_the_wakeup_pipe_is_drained_whatever_it_holds():
+    """Signals.drain stops at a short read; a full pipe is read to its end all the same."""
+    signals = process.Signals()
+    try:
+        for size in (0, 1, 511, 512, 513, 4096):
+            if size:
+                os.write(signals.write_fd, b"\x11" * size)
+            signals.drain()
+            with pytest.raises(BlockingIOError):
+                os.read(signals.read_fd, 1)
+    finally:
+        os.close(signals.read_fd)
+        os.close(signals.write_fd)
+
+
+def test_a_chatty_process_is_read_whole_through_pipes_enlarged_at_its_first_output():
+    """The pipes grow to PIPE_SIZE at their first output, not before: all of it arrives."""
+    chunks = []
+    spec = process.Spec(argv=["sh", "-c", "head -c 3000000 /dev/zero; echo err >&2"],
+                        env={"PATH": os.environ["PATH"], process.COOKIE: "test/1"})
+    signals = process.Signals()
+    try:
+        outcome = process.Supervisor(signals).run(spec, lambda stream, data: chunks.append(
+            (stream, len(data))))
+    finally:
+        os.close(signals.read_fd)
+        os.close(signals.write_fd)
+    assert outcome.exit_code == 0
+    assert sum(n for stream, n in chunks if stream == "stdout") == 3000000
+    assert sum(n for stream, n in chunks if stream == "stderr") == 4
+
+
 def test_hookrun_adopts_the_orphans_of_its_children_without_importing_ctypes():
     """prctl(PR_SET_CHILD_SUBREAPER) goes through _ctypes alone: a grandchild whose parent
     ended is hookrun's child then, and the ctypes package (a tenth of start-up) stays out."""
