@@ -696,10 +696,11 @@ class Watch:
         # it end returned, is read now: left there, it would wake this first poll for nothing.
         # A signal whose byte this takes is still acted on at once: see wait_ms.
         signals.drain()
+        poll, clock, handle = self.poller.poll, self.clock, self.handle
         while not stop.done:
-            for fd, _event in self.poller.poll(self.wait_ms(self.clock())):
-                self.handle(fd)
-            now = self.clock()
+            for fd, _event in poll(self.wait_ms(clock())):
+                handle(fd)
+            now = clock()
             if self.pidfd is None and self.status is None:
                 self.reap(os.WNOHANG)
             if signals.child_ended:
@@ -707,8 +708,10 @@ class Watch:
                 # Once it is done, Supervisor.run reaps the ended orphans right after.
                 if not stop.done:
                     self.supervisor.reap_orphans(watched=self.proc.pid)
-            self.check_signals(now)
-            self.act(stop.due(now))
+            if self.seen_signals < len(signals.received):
+                self.check_signals(now)
+            if stop.deadline is not None:
+                self.act(stop.due(now))
             if stop.watching_tree and not self.tree_alive():
                 stop.tree_gone(now)
             if self.tick and now >= self.next_tick:
@@ -723,6 +726,12 @@ class Watch:
         byte)."""
         if self.seen_signals < len(self.signals.received):
             return 0
+        stop = self.stop
+        if stop.deadline is None and stop.state == RUNNING and self.pidfd is not None:
+            # The common case, a process with no timeout that runs: only the tick counts.
+            if self.tick:
+                return int(min(max(0.0, self.next_tick - now), MAX_WAIT) * 1000) + 1
+            return int(MAX_WAIT * 1000)
         moments = [self.stop.wait(now)]
         if self.tick:
             moments.append(max(0.0, self.next_tick - now))
@@ -842,11 +851,10 @@ class Watch:
             cpu = self.rusage.ru_utime + self.rusage.ru_stime
             if self.supervisor.above_own_peak(self.rusage.ru_maxrss):
                 rss = self.rusage.ru_maxrss * 1024
-        return ProcessResult(exit_code=exit_code, killed_by=killed_by,
-                             timed_out=self.stop.timed_out,
-                             interrupted_by=self.stop.interrupted_by, cpu_seconds=round(cpu, 6),
-                             max_rss_bytes=rss, stragglers=self.stragglers,
-                             stalled=self.stop.stall if self.stop.stalled else None)
+        stop = self.stop
+        return ProcessResult(exit_code, killed_by, stop.timed_out, stop.interrupted_by, None,
+                             round(cpu, 6), rss, self.stragglers,
+                             stop.stall if stop.stalled else None)
 
     def close(self):
         if self.status is None:
