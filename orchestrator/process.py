@@ -454,6 +454,7 @@ def start(spec):
         if name in spec.capture:
             # Python makes pipes close-on-exec; only the dup2 copy reaches the child.
             read_end, write_end = pipes[name] = os.pipe()
+            enlarge_pipe(read_end)
             actions.append((os.POSIX_SPAWN_DUP2, write_end, target))
     return launched(spec, pipes,
                     lambda path, argv: spawn(path, argv, spec.env, actions, spec.umask))
@@ -490,7 +491,8 @@ def start_as(spec):
     pipes = {}
     for name, _target in STREAM_FDS:
         if name in spec.capture:
-            pipes[name] = os.pipe()
+            read_end, _write_end = pipes[name] = os.pipe()
+            enlarge_pipe(read_end)
     if spec.stdin is DEVNULL:
         stdin = subprocess.DEVNULL
     else:
@@ -503,8 +505,7 @@ def start_as(spec):
 def enlarge_pipe(fd):
     """Let the pipe hold PIPE_SIZE bytes, so a hook that prints a lot is read in a few large
     blocks rather than many 64 KiB ones; where it may not (a lower pipe-max-size), it stays.
-    Done by the Watch at a pipe's first output: a hook that prints nothing, most of them,
-    costs no fcntl, and one that prints is read at the larger size from its second read on."""
+    Done at creation: the hook sees the size (F_GETPIPE_SZ) from its start."""
     try:
         fcntl.fcntl(fd, F_SETPIPE_SZ, PIPE_SIZE)
     except OSError:
@@ -670,7 +671,6 @@ class Watch:
                 self.poller.register(fd, POLL_IN)
         if not self.streams:
             self.stop.output_closed(started)
-        self.small_pipes = set(self.streams)  # not yet enlarged: see enlarge_pipe
         self.pidfd = self.open_pidfd()
         self.poller.register(self.signals.read_fd, POLL_IN)
         self.tree = set()
@@ -746,9 +746,6 @@ class Watch:
         if fd in self.streams:
             data = os.read(fd, READ_SIZE)
             if data:
-                if fd in self.small_pipes:
-                    self.small_pipes.discard(fd)
-                    enlarge_pipe(fd)
                 self.stop.output_seen(self.clock())
                 self.sink(self.streams[fd], data)
             else:

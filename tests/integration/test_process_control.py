@@ -462,8 +462,8 @@ def test_the_wakeup_pipe_is_drained_whatever_it_holds():
         os.close(signals.write_fd)
 
 
-def test_a_chatty_process_is_read_whole_through_pipes_enlarged_at_its_first_output():
-    """The pipes grow to PIPE_SIZE at their first output, not before: all of it arrives."""
+def test_a_chatty_process_is_read_whole_through_its_pipes():
+    """Megabytes on stdout and a line on stderr: all of it arrives, stream by stream."""
     chunks = []
     spec = process.Spec(argv=["sh", "-c", "head -c 3000000 /dev/zero; echo err >&2"],
                         env={"PATH": os.environ["PATH"], process.COOKIE: "test/1"})
