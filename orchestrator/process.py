@@ -15,9 +15,8 @@ processes inherit (``HOOKRUN_TASK``), read from /proc only when something must b
 daemon an earlier hook left running on purpose is not the business of a later hook's timeout.
 """
 
-# The C module under ``signal``: the same functions and numbers, without the IntEnum classes
-# ``signal`` builds when imported, which would cost every run a tenth of its start-up.
-import _signal as signal
+from __future__ import annotations
+
 import errno
 import fcntl
 import os
@@ -27,6 +26,22 @@ import time
 from collections import namedtuple
 
 from orchestrator import constants as c
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import signal
+    from collections.abc import Callable, Iterable, Sequence
+    from resource import struct_rusage
+    from types import FrameType
+    from typing import Final, NamedTuple
+
+    import psutil
+    from _typeshed import HasFileno
+else:
+    # The C module under ``signal``: the same functions and numbers, without the IntEnum
+    # classes ``signal`` builds when imported, which would cost every run a tenth of its
+    # start-up. The checker reads the module ``signal``, whose stubs describe both.
+    import _signal as signal
 
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 READ_SIZE = 1 << 20
@@ -41,7 +56,7 @@ AFTER_KILL_WAIT = 5.0
 POLL_IN = select.POLLIN | select.POLLHUP | select.POLLERR
 MAX_WAIT = 60.0  # poll() takes a C int: a long timeout is waited for in steps
 COOKIE = "HOOKRUN_TASK"
-DEVNULL = "/dev/null"  # Spec.stdin: read nothing (None inherits hookrun's stdin)
+DEVNULL: Final = "/dev/null"  # Spec.stdin: read nothing (None inherits hookrun's stdin)
 RESET_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 # Spec.capture: which of the process's streams hookrun reads through a pipe (the others it
 # inherits from hookrun). The command on a terminal keeps stdout and hands stderr through.
@@ -51,10 +66,52 @@ CAPTURE_NONE = ()
 STREAM_FDS = (("stdout", 1), ("stderr", 2))
 
 
-class Spec(namedtuple("Spec", "argv env timeout kill_grace capture stdin umask shielded hold_fd "
-                              "stall identity pass_fds",
-                      defaults=(None, c.DEFAULT_KILL_GRACE, CAPTURE_ALL, DEVNULL, -1, False,
-                                None, None, None, ()))):
+if TYPE_CHECKING:
+    class SpecFields(NamedTuple):
+        argv: Sequence[str]
+        env: dict[str, str]
+        timeout: float | None = None
+        kill_grace: float = c.DEFAULT_KILL_GRACE
+        capture: tuple[str, ...] = CAPTURE_ALL
+        stdin: HasFileno | str | None = DEVNULL
+        umask: int = -1
+        shielded: bool = False
+        hold_fd: int | None = None
+        stall: float | None = None
+        identity: Identity | None = None
+        pass_fds: Sequence[int] = ()
+
+    class ProcessResultFields(NamedTuple):
+        exit_code: int | None
+        killed_by: int | None = None
+        timed_out: bool = False
+        interrupted_by: int | None = None
+        spawn_error: str | None = None
+        cpu_seconds: float = 0.0
+        max_rss_bytes: int | None = None
+        stragglers: tuple[str, ...] = ()
+        stalled: float | None = None
+
+    class IdentityFields(NamedTuple):
+        name: str
+        uid: int
+        gid: int
+        groups: tuple[int, ...]
+        home: str
+else:
+    # The same fields as the classes above, which only the checker reads.
+    SpecFields = namedtuple("Spec", "argv env timeout kill_grace capture stdin umask shielded "
+                                    "hold_fd stall identity pass_fds",
+                            defaults=(None, c.DEFAULT_KILL_GRACE, CAPTURE_ALL, DEVNULL, -1,
+                                      False, None, None, None, ()))
+    ProcessResultFields = namedtuple("ProcessResult",
+                                     "exit_code killed_by timed_out interrupted_by spawn_error "
+                                     "cpu_seconds max_rss_bytes stragglers stalled",
+                                     defaults=(None, False, None, None, 0.0, None, (), None))
+    IdentityFields = namedtuple("Identity", "name uid gid groups home")
+
+
+class Spec(SpecFields):
     """What to run. ``timeout`` 0 or None means none; ``stall`` (0 or None: none) is how long
     it may print nothing on the streams hookrun reads before that counts as a timeout too
     (what it writes to a stream it inherits, the terminal, is not seen); ``capture`` names
@@ -69,14 +126,11 @@ class Spec(namedtuple("Spec", "argv env timeout kill_grace capture stdin umask s
     __slots__ = ()
 
     @property
-    def cookie(self):
+    def cookie(self) -> str | None:
         return self.env.get(COOKIE)
 
 
-class ProcessResult(namedtuple("ProcessResult",
-                               "exit_code killed_by timed_out interrupted_by spawn_error "
-                               "cpu_seconds max_rss_bytes stragglers stalled",
-                               defaults=(None, False, None, None, 0.0, None, (), None))):
+class ProcessResult(ProcessResultFields):
     """How a process ended. ``exit_code`` is shell-style (128+N for signal N); when it could
     not start, ``spawn_error`` says why and ``exit_code`` is 126 or 127. ``max_rss_bytes``
     is None when the process stayed below hookrun's own peak: Linux counts the memory of the
@@ -87,13 +141,13 @@ class ProcessResult(namedtuple("ProcessResult",
     __slots__ = ()
 
 
-class Identity(namedtuple("Identity", "name uid gid groups home")):
+class Identity(IdentityFields):
     """Whom a process runs as: user name, uid, primary gid, supplementary gids, home."""
 
     __slots__ = ()
 
 
-def identity_of(user=None, group=None):
+def identity_of(user: str | None = None, group: str | None = None) -> Identity | None:
     """The Identity of ``user`` (a name; None: the running user) with ``group`` (a name;
     None: the user's own) as primary group, and the user's supplementary groups
     (initgroups); None when that is who hookrun already is. LookupError (its message
@@ -128,7 +182,7 @@ DROP = ("import os, sys; a = sys.argv; "
         "os.setgid(int(a[2])); os.setuid(int(a[1])); os.execv(a[4], a[4:])")
 
 
-def as_identity_argv(identity):
+def as_identity_argv(identity: Identity) -> tuple[str, ...]:
     """The words that, put before an argv, run it as ``identity`` (see DROP)."""
     return (sys.executable, "-I", "-S", "-c", DROP, str(identity.uid), str(identity.gid),
             ",".join(str(g) for g in identity.groups))
@@ -142,20 +196,20 @@ class Signals:
     that is waiting.
     """
 
-    def __init__(self):
-        self.received = []
+    def __init__(self) -> None:
+        self.received: list[int] = []
         self.child_ended = False
         self.read_fd, self.write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self.previous = {}
-        self.previous_wakeup = None
+        self.previous: dict[int, signal._HANDLER] = {}
+        self.previous_wakeup: int | None = None
 
-    def install(self):
+    def install(self) -> None:
         for signum in FORWARDED_SIGNALS:
             self.previous[signum] = signal.signal(signum, self._handle)
         self.previous[signal.SIGCHLD] = signal.signal(signal.SIGCHLD, self._child_ended)
         self.previous_wakeup = signal.set_wakeup_fd(self.write_fd, warn_on_full_buffer=False)
 
-    def restore(self):
+    def restore(self) -> None:
         for signum, handler in self.previous.items():
             signal.signal(signum, handler)
         if self.previous_wakeup is not None:
@@ -163,23 +217,23 @@ class Signals:
         os.close(self.read_fd)
         os.close(self.write_fd)
 
-    def _handle(self, signum, _frame):
+    def _handle(self, signum: int, _frame: FrameType | None) -> None:
         self.received.append(signum)
 
-    def _child_ended(self, _signum, _frame):
+    def _child_ended(self, _signum: int, _frame: FrameType | None) -> None:
         self.child_ended = True
 
     @property
-    def first(self):
+    def first(self) -> int | None:
         """The signal that interrupted the run, or None."""
         return self.received[0] if self.received else None
 
     @property
-    def hard_stop(self):
+    def hard_stop(self) -> bool:
         """True once a second signal has come: the wind-down ends at once."""
         return len(self.received) >= 2
 
-    def drain(self):
+    def drain(self) -> None:
         """Empty the wakeup pipe: a read that returns less than it asked for took all
         there was (no read more to learn that it is empty)."""
         try:
@@ -188,7 +242,7 @@ class Signals:
         except BlockingIOError:
             pass
 
-    def sleep(self, seconds):
+    def sleep(self, seconds: float) -> None:
         """Wait ``seconds`` or until a signal arrives, whichever is first."""
         seen = len(self.received)
         deadline = time.monotonic() + seconds
@@ -225,47 +279,48 @@ class WatchState:
     __slots__ = ("state", "deadline", "grace", "shielded", "exited", "reading", "timed_out",
                  "interrupted_by", "signum", "timeout_at", "stall", "last_output", "stalled")
 
-    def __init__(self, now, timeout, grace, shielded=False, stall=None):
+    def __init__(self, now: float, timeout: float | None, grace: float, shielded: bool = False,
+                 stall: float | None = None) -> None:
         self.state = RUNNING
-        self.timeout_at = now + timeout if timeout else None
+        self.timeout_at: float | None = now + timeout if timeout else None
         self.stall = stall or None
         self.last_output = now
         self.stalled = False
-        self.deadline = self.running_deadline()
+        self.deadline: float | None = self.running_deadline()
         self.grace = grace
         self.shielded = shielded
         self.exited = False
         self.reading = True
         self.timed_out = False
-        self.interrupted_by = None
-        self.signum = None
+        self.interrupted_by: int | None = None
+        self.signum: int | None = None
 
     @property
-    def done(self):
+    def done(self) -> bool:
         return self.state == DONE
 
     @property
-    def watching_tree(self):
+    def watching_tree(self) -> bool:
         return self.state in (TERMINATING, KILLING) and self.exited and not self.reading
 
-    def go(self, state, deadline):
+    def go(self, state: str, deadline: float | None) -> None:
         self.state, self.deadline = state, deadline
 
-    def running_deadline(self):
+    def running_deadline(self) -> float | None:
         """The deadline while it runs: its timeout, or ``stall`` after its last output."""
-        moments = [self.timeout_at]
+        moments: list[float | None] = [self.timeout_at]
         if self.stall:
             moments.append(self.last_output + self.stall)
-        moments = [moment for moment in moments if moment is not None]
-        return min(moments) if moments else None
+        known = [moment for moment in moments if moment is not None]
+        return min(known) if known else None
 
-    def output_seen(self, now):
+    def output_seen(self, now: float) -> None:
         """It printed something: its stall deadline moves on."""
         if self.stall and self.state == RUNNING:
             self.last_output = now
             self.deadline = self.running_deadline()
 
-    def process_exited(self, now):
+    def process_exited(self, now: float) -> None:
         """The watched process was reaped."""
         self.exited = True
         if self.state != RUNNING:
@@ -275,18 +330,18 @@ class WatchState:
         else:
             self.go(DONE, None)
 
-    def output_closed(self, now):
+    def output_closed(self, now: float) -> None:
         """Its stdout and stderr reached end of file."""
         self.reading = False
         if self.state in (RUNNING, DRAINING) and self.exited:
             self.go(DONE, None)
 
-    def tree_gone(self, now):
+    def tree_gone(self, now: float) -> None:
         """No process of the stopped tree is left."""
         if self.watching_tree:
             self.go(DONE, None)
 
-    def signalled(self, signum, hard_stop, now):
+    def signalled(self, signum: int, hard_stop: bool, now: float) -> str | None:
         """hookrun received ``signum`` (``hard_stop``: it is not the first); an action or
         None."""
         if self.state == DONE or (self.shielded and not hard_stop):
@@ -305,7 +360,7 @@ class WatchState:
             return TERMINATE
         return None
 
-    def due(self, now):
+    def due(self, now: float) -> str | None:
         """The action the clock calls for at ``now``, or None."""
         if self.deadline is None or now < self.deadline:
             return None
@@ -327,14 +382,14 @@ class WatchState:
             return STOP_READING
         return None
 
-    def wait(self, now):
+    def wait(self, now: float) -> float | None:
         """Seconds until the next deadline (None: none), no more than MAX_WAIT."""
         if self.deadline is None:
             return None
         return min(max(0.0, self.deadline - now), MAX_WAIT)
 
 
-def become_subreaper():
+def become_subreaper() -> bool:
     """Adopt orphaned descendants (Linux only); returns whether it worked."""
     if not sys.platform.startswith("linux"):
         return False
@@ -344,26 +399,30 @@ def become_subreaper():
         return False
 
 
-def libc_function(name):
+def libc_function(name: str) -> Callable[..., int]:
     """The C library's function ``name``, taking ints and returning an int, called through
     ``_ctypes``, the C half of ctypes. ``import ctypes`` itself builds some eighty classes
     and would cost a run a tenth of its start-up, for this one call."""
     import _ctypes
 
-    class Int(_ctypes._SimpleCData):
+    if TYPE_CHECKING:
+        IntBase = _ctypes._SimpleCData[int]
+    else:
+        IntBase = _ctypes._SimpleCData  # not subscriptable at run time
+
+    class Int(IntBase):
         _type_ = "i"
 
     class Function(_ctypes.CFuncPtr):
         _flags_ = _ctypes.FUNCFLAG_CDECL
         _restype_ = Int
 
-    class Libc:
-        _handle = _ctypes.dlopen(None)
+    # None: the program itself, as dlopen(3) takes NULL; typeshed allows only a path.
+    libc = _ctypes.dlopen(None)  # type: ignore[arg-type]
+    return Function(_ctypes.dlsym(libc, name))
 
-    return Function((name, Libc))
 
-
-def spawn_error_outcome(error):
+def spawn_error_outcome(error: OSError) -> ProcessResult:
     """The ProcessResult of a process that could not be started: 127 not found, 126 otherwise."""
     if error.errno == errno.ENOENT:
         return ProcessResult(exit_code=c.EXIT_NOT_FOUND,
@@ -376,14 +435,14 @@ class Child:
     """A started process: its pid, the read ends of its output pipes (None when not
     captured) and, once reaped, its return code (negative: killed by that signal)."""
 
-    def __init__(self, pid, stdout=None, stderr=None):
+    def __init__(self, pid: int, stdout: int | None = None, stderr: int | None = None) -> None:
         self.pid = pid
         self.stdout = stdout
         self.stderr = stderr
-        self.returncode = None
+        self.returncode: int | None = None
 
 
-def find_in_path(name, path):
+def find_in_path(name: str, path: str | None) -> str | None:
     """The file ``name`` (no slash in it) runs as, looked up in ``path`` (a PATH value; None:
     the default) as execvp(3) looks it up; None when there is none."""
     for directory in (os.defpath if path is None else path).split(os.pathsep):
@@ -393,7 +452,7 @@ def find_in_path(name, path):
     return None
 
 
-def resolve(argv0, env):
+def resolve(argv0: str, env: dict[str, str]) -> str:
     """The path to execute for ``argv0``, looked up in the PATH the child will get (not
     hookrun's own); raises FileNotFoundError when there is none."""
     if "/" in argv0:
@@ -404,15 +463,16 @@ def resolve(argv0, env):
     return found
 
 
-def stdin_action(stdin):
-    if stdin is DEVNULL:
+def stdin_action(stdin: HasFileno | str | None) -> list[tuple[int | str, ...]]:
+    if isinstance(stdin, str):  # DEVNULL, the only text a Spec takes
         return [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)]
     if stdin is None:
         return []
     return [(os.POSIX_SPAWN_DUP2, stdin.fileno(), 0)]
 
 
-def spawn(path, argv, env, actions, umask):
+def spawn(path: str, argv: list[str], env: dict[str, str], actions: list[tuple[int | str, ...]],
+          umask: int) -> int:
     """posix_spawn in a new session with default signal handling; the child gets ``umask``."""
     old = os.umask(umask) if umask >= 0 else None
     try:
@@ -423,13 +483,15 @@ def spawn(path, argv, env, actions, umask):
             os.umask(old)
 
 
-def spawn_as(path, argv, spec, stdin, stdout, stderr):
+def spawn_as(path: str, argv: list[str], spec: Spec, stdin: int | None, stdout: int | None,
+             stderr: int | None) -> int:
     """Start ``argv`` (the file ``path``) as ``spec.identity``, in a new session: the C
     fork-exec of subprocess sets the groups, gid and uid between fork and exec, which
     posix_spawn cannot. Returns the pid; OSError when it cannot start."""
     import subprocess
 
     identity = spec.identity
+    assert identity is not None  # start() calls start_as only for a Spec with an identity
     popen = subprocess.Popen(
         argv, executable=path, env=spec.env, stdin=stdin, stdout=stdout, stderr=stderr,
         pass_fds=tuple(spec.pass_fds), start_new_session=True, restore_signals=True,
@@ -440,7 +502,7 @@ def spawn_as(path, argv, spec, stdin, stdout, stderr):
     return popen.pid
 
 
-def start(spec):
+def start(spec: Spec) -> Child:
     """Start ``spec`` in a new session (posix_spawn: no Python between fork and exec; as
     another identity, subprocess's fork-exec); a file with no shebang runs under /bin/sh, as
     a shell would run it. Returns a Child; raises OSError when it cannot start."""
@@ -460,7 +522,8 @@ def start(spec):
                     lambda path, argv: spawn(path, argv, spec.env, actions, spec.umask))
 
 
-def launched(spec, pipes, spawn_one):
+def launched(spec: Spec, pipes: dict[str, tuple[int, int]],
+             spawn_one: Callable[[str, list[str]], int]) -> Child:
     """The Child of ``spec`` started by ``spawn_one(path, argv)`` (a pid), with ``pipes``
     ({stream: (read end, write end)}): a file with no shebang runs under /bin/sh, as a shell
     would run it; the write ends are closed here once the child has them. OSError when it
@@ -484,16 +547,17 @@ def launched(spec, pipes, spawn_one):
     return Child(pid, **{name: ends[0] for name, ends in pipes.items()})
 
 
-def start_as(spec):
+def start_as(spec: Spec) -> Child:
     """start() for a Spec with an identity."""
     import subprocess
 
-    pipes = {}
+    pipes: dict[str, tuple[int, int]] = {}
     for name, _target in STREAM_FDS:
         if name in spec.capture:
             read_end, _write_end = pipes[name] = os.pipe()
             enlarge_pipe(read_end)
-    if spec.stdin is DEVNULL:
+    stdin: int | None
+    if isinstance(spec.stdin, str):  # DEVNULL, the only text a Spec takes
         stdin = subprocess.DEVNULL
     else:
         stdin = None if spec.stdin is None else spec.stdin.fileno()
@@ -502,7 +566,7 @@ def start_as(spec):
         path, argv, spec, stdin, streams.get("stdout"), streams.get("stderr")))
 
 
-def enlarge_pipe(fd):
+def enlarge_pipe(fd: int) -> None:
     """Let the pipe hold PIPE_SIZE bytes, so a hook that prints a lot is read in a few large
     blocks rather than many 64 KiB ones; where it may not (a lower pipe-max-size), it stays.
     Done at creation: the hook sees the size (F_GETPIPE_SZ) from its start."""
@@ -512,7 +576,7 @@ def enlarge_pipe(fd):
         pass
 
 
-def protect_inherited_fds():
+def protect_inherited_fds() -> None:
     """Mark every descriptor above stderr close-on-exec, so hooks get no file hookrun's own
     parent left open (posix_spawn does not close them as Popen's close_fds does)."""
     try:
@@ -531,14 +595,14 @@ class Supervisor:
     """Runs processes one at a time under hookrun's rules; holds what outlives one process:
     the signals received and hookrun's own peak memory. ``clock`` is a seam for tests."""
 
-    def __init__(self, signals, clock=time.monotonic):
+    def __init__(self, signals: Signals, clock: Callable[[], float] = time.monotonic) -> None:
         self.signals = signals
         self.clock = clock
         self.own_peak = 0
         become_subreaper()
         protect_inherited_fds()
 
-    def run(self, spec, sink):
+    def run(self, spec: Spec, sink: Callable[[str, bytes], object]) -> ProcessResult:
         """Run ``spec`` to its end, handing output chunks to ``sink(stream, data)`` (and,
         about once a second once it has run a second, ``sink.tick(elapsed)``).
 
@@ -559,7 +623,7 @@ class Supervisor:
             watch.close()
             self.reap_orphans()
 
-    def above_own_peak(self, kib):
+    def above_own_peak(self, kib: int) -> bool:
         """Whether a child's ru_maxrss (KiB) exceeds hookrun's own peak (VmHWM), which Linux
         folds into every child's figure at exec. VmHWM only grows, so /proc is read only
         when a child's figure is above the last value read."""
@@ -568,7 +632,7 @@ class Supervisor:
         self.own_peak = vm_hwm()
         return kib > self.own_peak
 
-    def reap_orphans(self, watched=None):
+    def reap_orphans(self, watched: int | None = None) -> None:
         """Collect the exit status of adopted orphans that have ended, so none stays a zombie
         (hookrun may be PID 1 in a container). Never ``watched``'s, the process a Watch
         waits for and reaps itself: an ended child is looked at (WNOWAIT) before its status
@@ -582,7 +646,8 @@ class Supervisor:
                 return
             os.waitpid(ended.si_pid, os.WNOHANG)
 
-    def descendants(self, pid, cookie, also=(), leader=True):
+    def descendants(self, pid: int, cookie: str | None, also: Iterable[psutil.Process] = (),
+                    leader: bool = True) -> set[psutil.Process]:
         """psutil Processes of the task whose first process is ``pid``, found in one pass over
         /proc: ``pid`` and its tree while ``leader`` says it is hookrun's own unreaped child
         (only then is that pid surely the task's); the orphans hookrun adopted that are in the
@@ -592,7 +657,7 @@ class Supervisor:
         import psutil
 
         me = os.getpid()
-        children = {}
+        children: dict[int, list[psutil.Process]] = {}
         for process in psutil.process_iter(["ppid"]):
             children.setdefault(process.info["ppid"], []).append(process)
         found, todo = set(), []
@@ -616,7 +681,7 @@ class Supervisor:
                     todo.append(child.pid)
         return {p for p in found if p.pid != me}
 
-    def end_leftovers(self, run_id, kill_grace):
+    def end_leftovers(self, run_id: str, kill_grace: float) -> list[str]:
         """End the processes a dead run left behind (found by their cookie, among those whose
         real user is hookrun's): SIGTERM, then
         SIGKILL to those still there after ``kill_grace``; returns their descriptions. A
@@ -653,7 +718,9 @@ class Watch:
     """The waiting loop of one process: it does the I/O, its WatchState decides. See
     Supervisor.run."""
 
-    def __init__(self, supervisor, proc, spec, sink, started, seen_signals):
+    def __init__(self, supervisor: Supervisor, proc: Child, spec: Spec,
+                 sink: Callable[[str, bytes], object], started: float,
+                 seen_signals: int) -> None:
         self.supervisor = supervisor
         self.clock = supervisor.clock
         self.signals = supervisor.signals
@@ -673,15 +740,15 @@ class Watch:
             self.stop.output_closed(started)
         self.pidfd = self.open_pidfd()
         self.poller.register(self.signals.read_fd, POLL_IN)
-        self.tree = set()
+        self.tree: set[psutil.Process] = set()
         # The sink's tick(): the terminal's live line, the history's view of a run going on.
         self.tick = getattr(sink, "tick", None)
         self.next_tick = started + c.LIVE_AFTER
-        self.status = None
-        self.rusage = None
-        self.stragglers = ()
+        self.status: int | None = None
+        self.rusage: struct_rusage | None = None
+        self.stragglers: tuple[str, ...] = ()
 
-    def open_pidfd(self):
+    def open_pidfd(self) -> int | None:
         try:
             fd = os.pidfd_open(self.proc.pid)
         except (AttributeError, OSError):
@@ -689,7 +756,7 @@ class Watch:
         self.poller.register(fd, POLL_IN)
         return fd
 
-    def loop(self):
+    def loop(self) -> ProcessResult:
         stop = self.stop
         signals = self.signals
         # The wakeup byte of the last process's SIGCHLD, written as or after the poll that saw
@@ -719,7 +786,7 @@ class Watch:
                 self.next_tick = now + c.LIVE_AFTER
         return self.outcome()
 
-    def wait_ms(self, now):
+    def wait_ms(self, now: float) -> int:
         """How long poll() may wait: until the next deadline or tick, and not long at all
         while a killed tree dies or there is no pidfd (nothing signals those); not at all
         while a signal received is not acted on yet (loop() may have drained its wakeup
@@ -732,17 +799,17 @@ class Watch:
             if self.tick:
                 return int(min(max(0.0, self.next_tick - now), MAX_WAIT) * 1000) + 1
             return int(MAX_WAIT * 1000)
-        moments = [self.stop.wait(now)]
+        moments: list[float | None] = [self.stop.wait(now)]
         if self.tick:
             moments.append(max(0.0, self.next_tick - now))
         if self.stop.watching_tree:
             moments.append(KILLED_TICK if self.stop.state == KILLING else NO_PIDFD_TICK)
         elif self.pidfd is None and self.status is None:
             moments.append(NO_PIDFD_TICK)
-        moments = [m for m in moments if m is not None]
-        return int(min(min(moments), MAX_WAIT) * 1000) + 1 if moments else int(MAX_WAIT * 1000)
+        known = [m for m in moments if m is not None]
+        return int(min(min(known), MAX_WAIT) * 1000) + 1 if known else int(MAX_WAIT * 1000)
 
-    def handle(self, fd):
+    def handle(self, fd: int) -> None:
         if fd in self.streams:
             data = os.read(fd, READ_SIZE)
             if data:
@@ -755,13 +822,13 @@ class Watch:
         elif fd == self.signals.read_fd:
             self.signals.drain()
 
-    def close_stream(self, fd):
+    def close_stream(self, fd: int) -> None:
         self.poller.unregister(fd)
         del self.streams[fd]
         if not self.streams:
             self.stop.output_closed(self.clock())
 
-    def reap(self, flags):
+    def reap(self, flags: int) -> None:
         if self.status is not None:
             return
         pid, status, rusage = os.wait4(self.proc.pid, flags)
@@ -774,16 +841,17 @@ class Watch:
             self.poller.unregister(self.pidfd)
         self.stop.process_exited(self.clock())
 
-    def check_signals(self, now):
+    def check_signals(self, now: float) -> None:
         received = self.signals.received
         while self.seen_signals < len(received):
             signum = received[self.seen_signals]
             self.seen_signals += 1
             self.act(self.stop.signalled(signum, self.seen_signals >= 2, now))
 
-    def act(self, action):
+    def act(self, action: str | None) -> None:
         """Do what the WatchState decided."""
         if action == TERMINATE:
+            assert self.stop.signum is not None  # the WatchState sets it with TERMINATE
             self.signal_group(self.stop.signum)
             self.tree = self.task_processes()
         elif action == KILL:
@@ -791,7 +859,7 @@ class Watch:
         elif action in (STOP_READING, GIVE_UP):
             self.stop_reading(report=action == STOP_READING)
 
-    def kill_tree(self):
+    def kill_tree(self) -> None:
         """SIGKILL to every process left: the group, the tree seen at SIGTERM, their children
         and the adopted orphans that carry the task's cookie."""
         self.signal_group(signal.SIGKILL)
@@ -801,18 +869,18 @@ class Watch:
         kill_all(tree - self.tree)
         self.tree = tree
 
-    def signal_group(self, signum):
+    def signal_group(self, signum: int) -> None:
         """Signal the process group, but only while its leader is hookrun's unreaped child:
         once reaped, its pid (the group's id) may be any other process's, a stranger's that
         setsid made a group leader too. Its group is then found by task_processes()."""
         if self.status is None:
             signal_group(self.proc.pid, signum)
 
-    def task_processes(self, also=()):
+    def task_processes(self, also: Iterable[psutil.Process] = ()) -> set[psutil.Process]:
         return self.supervisor.descendants(self.proc.pid, self.spec.cookie, also,
                                            leader=self.status is None)
 
-    def tree_alive(self):
+    def tree_alive(self) -> bool:
         """Whether a process of the stopped task is left. Once none of those known is, /proc
         is read again before saying no: the first look can miss an orphan whose parent died
         while /proc was read and whose cookie could not be read then (it was being exec'd).
@@ -824,7 +892,7 @@ class Watch:
                 kill_all(self.tree)
         return bool(self.tree)
 
-    def stop_reading(self, report=False):
+    def stop_reading(self, report: bool = False) -> None:
         """Stop reading pipes a stray background process holds open (naming it if asked);
         a process that not even SIGKILL ended (stuck in the kernel) is given up as killed."""
         if report:
@@ -839,7 +907,7 @@ class Watch:
             self.status = -1
             self.proc.returncode = -signal.SIGKILL
 
-    def outcome(self):
+    def outcome(self) -> ProcessResult:
         code = self.proc.returncode
         killed_by = -code if code is not None and code < 0 else None
         exit_code = c.SIGNAL_EXIT_BASE + killed_by if killed_by else code
@@ -853,7 +921,7 @@ class Watch:
                              round(cpu, 6), rss, self.stragglers,
                              stop.stall if stop.stalled else None)
 
-    def close(self):
+    def close(self) -> None:
         if self.status is None:
             # Only after an error in the loop: kill, but never wait without a deadline; a
             # later reap_orphans() collects it.
@@ -866,7 +934,7 @@ class Watch:
             os.close(self.pidfd)
 
 
-def vm_hwm(pid="self"):
+def vm_hwm(pid: int | str = "self") -> int:
     """The peak resident set size of ``pid`` (hookrun's own by default) in KiB so far, from
     VmHWM in /proc; 0 if it cannot be read."""
     try:
@@ -879,11 +947,11 @@ def vm_hwm(pid="self"):
     return 0
 
 
-def kill_all(processes):
+def kill_all(processes: Iterable[psutil.Process]) -> None:
     signal_all(processes, signal.SIGKILL)
 
 
-def signal_all(processes, signum):
+def signal_all(processes: Iterable[psutil.Process], signum: int) -> None:
     import psutil
 
     for process in processes:
@@ -893,7 +961,7 @@ def signal_all(processes, signum):
             pass
 
 
-def alive(processes):
+def alive(processes: Iterable[psutil.Process]) -> list[psutil.Process]:
     """Those of ``processes`` that still run (neither gone nor zombies)."""
     import psutil
 
@@ -907,7 +975,7 @@ def alive(processes):
     return found
 
 
-def cookie_of(process):
+def cookie_of(process: psutil.Process) -> str | None:
     """The HOOKRUN_TASK value in a psutil Process's environment, or None (also when it
     cannot be read: another user's, or gone)."""
     import psutil
@@ -918,11 +986,11 @@ def cookie_of(process):
         return None
 
 
-def carries(process, cookie):
+def carries(process: psutil.Process, cookie: str | None) -> bool:
     return cookie is not None and cookie_of(process) == cookie
 
 
-def in_session_of(pid, leader):
+def in_session_of(pid: int, leader: int) -> bool:
     """Whether the process ``pid``, a child of hookrun, is in the session or the process group
     that the process ``leader`` made (setsid). Safe from recycled pids: a child's pid is not
     reused before hookrun reaps it, and Linux does not hand out a pid while a live process
@@ -934,14 +1002,14 @@ def in_session_of(pid, leader):
         return False
 
 
-def signal_group(pgid, signum):
+def signal_group(pgid: int, signum: int) -> None:
     try:
         os.killpg(pgid, signum)
     except (ProcessLookupError, PermissionError):
         pass
 
 
-def describe(process):
+def describe(process: psutil.Process) -> str:
     """``pid NAME`` of a psutil Process, for reports."""
     try:
         return f"{process.pid} {process.name()}"
