@@ -26,10 +26,10 @@ import time
 from collections import namedtuple
 
 from orchestrator import constants as c
+from orchestrator.speed import libc_function, signal
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    import signal
     from collections.abc import Callable, Iterable, Sequence
     from resource import struct_rusage
     from types import FrameType
@@ -37,11 +37,6 @@ if TYPE_CHECKING:
 
     import psutil
     from _typeshed import HasFileno
-else:
-    # The C module under ``signal``: the same functions and numbers, without the IntEnum
-    # classes ``signal`` builds when imported, which would cost every run a tenth of its
-    # start-up. The checker reads the module ``signal``, whose stubs describe both.
-    import _signal as signal
 
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 READ_SIZE = 1 << 20
@@ -397,29 +392,6 @@ def become_subreaper() -> bool:
         return libc_function("prctl")(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
     except (OSError, AttributeError, ImportError):
         return False
-
-
-def libc_function(name: str) -> Callable[..., int]:
-    """The C library's function ``name``, taking ints and returning an int, called through
-    ``_ctypes``, the C half of ctypes. ``import ctypes`` itself builds some eighty classes
-    and would cost a run a tenth of its start-up, for this one call."""
-    import _ctypes
-
-    if TYPE_CHECKING:
-        IntBase = _ctypes._SimpleCData[int]
-    else:
-        IntBase = _ctypes._SimpleCData  # not subscriptable at run time
-
-    class Int(IntBase):
-        _type_ = "i"
-
-    class Function(_ctypes.CFuncPtr):
-        _flags_ = _ctypes.FUNCFLAG_CDECL
-        _restype_ = Int
-
-    # None: the program itself, as dlopen(3) takes NULL; typeshed allows only a path.
-    libc = _ctypes.dlopen(None)  # type: ignore[arg-type]
-    return Function(_ctypes.dlsym(libc, name))
 
 
 def spawn_error_outcome(error: OSError) -> ProcessResult:

@@ -59,21 +59,21 @@ def libc_function(name: str) -> Callable[..., int]:
     ``_ctypes`` (see the module's docstring)."""
     import _ctypes
 
-    # The stubs describe ctypes' own classes, built on these; the C module takes what
-    # ctypes passes it: a type code, no library name for the program itself, a class with
-    # a _handle for a library.
-    class Int(_ctypes._SimpleCData):  # type: ignore[type-arg]
+    if TYPE_CHECKING:
+        IntBase = _ctypes._SimpleCData[int]
+    else:
+        IntBase = _ctypes._SimpleCData  # not subscriptable at run time
+
+    class Int(IntBase):
         _type_ = "i"
 
     class Function(_ctypes.CFuncPtr):
         _flags_ = _ctypes.FUNCFLAG_CDECL
         _restype_ = Int
 
-    class Libc:
-        _handle = _ctypes.dlopen(None)  # type: ignore[arg-type]
-
-    function: Callable[..., int] = Function((name, Libc))  # type: ignore[arg-type]
-    return function
+    # None: the program itself, as dlopen(3) takes NULL; typeshed allows only a path.
+    libc = _ctypes.dlopen(None)  # type: ignore[arg-type]
+    return Function(_ctypes.dlsym(libc, name))
 
 
 def flat_json(record: Mapping[str, str | bool | int]) -> str:
