@@ -1,9 +1,25 @@
 """One phase directory run by the rules of design.md section 1: order, skips, critical stops,
 the exit-code protocol. Shared by ``hookrun run`` and ``hookrun phase``."""
 
+from __future__ import annotations
+
 from orchestrator.errors import UsageError
 from orchestrator.outcome import Verdict
 from orchestrator.text import display_name
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from orchestrator.engine import Engine, TaskRun
+    from orchestrator.outcome import TaskRecord
+    from orchestrator.plan.context import PlannedHook
+    from orchestrator.plan.discovery import PhaseDir
+    from orchestrator.report.output import Reporter
+
+    # Why a hook must not run (or None); whether it is one of those --only chose.
+    SkipReason = Callable[[PlannedHook], str | None]
+    Selected = Callable[[PlannedHook], bool]
 
 DRY_RUN_SKIP = "dry run: no dry-run=yes"
 
@@ -14,18 +30,28 @@ class PhaseResult:
 
     __slots__ = ("runs", "records", "stopped", "soft_skip")
 
-    def __init__(self):
-        self.runs = []
-        self.records = []
-        self.stopped = None
-        self.soft_skip = None
+    def __init__(self) -> None:
+        self.runs: list[TaskRun] = []
+        self.records: list[TaskRecord] = []
+        self.stopped: TaskRun | None = None
+        self.soft_skip: TaskRun | None = None
+
+    def add(self, run: TaskRun) -> None:
+        """Take a hook's run: the first that stops the phase stops it; one may skip the run."""
+        self.runs.append(run)
+        self.records.append(run.record)
+        if run.verdict == Verdict.STOP and not self.stopped:
+            self.stopped = run
+        elif run.verdict == Verdict.SOFT_SKIP:
+            self.soft_skip = run
 
 
-def runnable(hooks):
+def runnable(hooks: Sequence[PlannedHook]) -> list[PlannedHook]:
     return [hook for hook in hooks if hook.entry.runs]
 
 
-def select_only(phase, hooks, names, dry_run=False):
+def select_only(phase: PhaseDir, hooks: Sequence[PlannedHook], names: Sequence[str],
+                dry_run: bool = False) -> Selected:
     """The names of ``hooks`` (the PlannedHooks of PhaseDir ``phase``, layered) that
     ``phase --only`` chose: each of ``names`` must be a hook a run of the directory would
     start (UsageError, exit 2, naming the hooks there, or why a run passes it over); under
@@ -51,7 +77,7 @@ def select_only(phase, hooks, names, dry_run=False):
     return lambda hook: hook.entry.name in chosen
 
 
-def note_silent_skips(reporter, hooks):
+def note_silent_skips(reporter: Reporter, hooks: Sequence[PlannedHook]) -> None:
     """Note the files passed over without a word (shown with -v)."""
     for hook in hooks:
         entry = hook.entry
@@ -59,8 +85,16 @@ def note_silent_skips(reporter, hooks):
             reporter.note(f"{display_name(entry.key)}: skipped: {entry.reason}")
 
 
-def run_phase(engine, hooks, skip_reason=lambda hook: None, after_stop=lambda hook: False,
-              selected=None):
+def no_skip(_hook: PlannedHook) -> str | None:
+    return None
+
+
+def never(_hook: PlannedHook) -> bool:
+    return False
+
+
+def run_phase(engine: Engine, hooks: Sequence[PlannedHook], skip_reason: SkipReason = no_skip,
+              after_stop: Selected = never, selected: Selected | None = None) -> PhaseResult:
     """Run the runnable ``hooks`` in order; a hook that cannot start (not executable, a
     broken symlink, a missing interpreter) is a task ``failed``, judged by its settings like
     any failure; a directory, fifo, socket or device is a warning and a task ``skipped``,
@@ -76,7 +110,7 @@ def run_phase(engine, hooks, skip_reason=lambda hook: None, after_stop=lambda ho
         if selected is not None and not selected(hook):
             engine.reporter.note(f"{display_name(hook.entry.key)}: not selected by --only")
     note_silent_skips(engine.reporter, chosen)
-    todo = runnable(hooks)
+    count = len(runnable(hooks))
     index = 0
     for hook in hooks:
         entry = hook.entry
@@ -90,28 +124,30 @@ def run_phase(engine, hooks, skip_reason=lambda hook: None, after_stop=lambda ho
         if not entry.runs:
             continue
         index += 1
-        reason = skip_reason(hook)
-        if reason is None and engine.signals.hard_stop:
-            reason = "interrupted twice"
-        if reason is None and hook.settings.events and engine.ctx.event not in \
-                hook.settings.events:
-            reason = f"event {engine.ctx.event} not in events={','.join(hook.settings.events)}"
-        if reason is None and result.stopped and not after_stop(hook):
-            reason = f"phase stopped by {display_name(result.stopped.record.name)}"
-        if reason is None and result.soft_skip:
-            skipper = result.soft_skip.record
-            reason = f"run skipped by {display_name(skipper.name)} ({skipper.reason})"
+        reason = why_not(engine, hook, result, skip_reason, after_stop)
         if reason is not None:
             result.records.append(engine.skipped(entry.phase.kind, entry.name, reason))
-            continue
-        if entry.fails:
-            run = engine.cannot_start(hook)
+        elif entry.fails:
+            result.add(engine.cannot_start(hook))
         else:
-            run = engine.run_hook(hook, index, len(todo))
-        result.runs.append(run)
-        result.records.append(run.record)
-        if run.verdict == Verdict.STOP and not result.stopped:
-            result.stopped = run
-        elif run.verdict == Verdict.SOFT_SKIP:
-            result.soft_skip = run
+            result.add(engine.run_hook(hook, index, count))
     return result
+
+
+def why_not(engine: Engine, hook: PlannedHook, result: PhaseResult, skip_reason: SkipReason,
+            after_stop: Selected) -> str | None:
+    """Why a runnable ``hook`` must not run now, or None: what ``skip_reason`` says (asked
+    first: it also looks at the signals), a second signal, its events=, the phase stopped
+    (unless ``after_stop``), the run skipped."""
+    reason = skip_reason(hook)
+    if reason is None and engine.signals.hard_stop:
+        reason = "interrupted twice"
+    events = hook.settings.events
+    if reason is None and events and engine.ctx.event not in events:
+        reason = f"event {engine.ctx.event} not in events={','.join(events)}"
+    if reason is None and result.stopped and not after_stop(hook):
+        reason = f"phase stopped by {display_name(result.stopped.record.name)}"
+    if reason is None and result.soft_skip:
+        skipper = result.soft_skip.record
+        reason = f"run skipped by {display_name(skipper.name)} ({skipper.reason})"
+    return reason
