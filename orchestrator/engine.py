@@ -352,7 +352,8 @@ class Engine:
         entry, settings = hook.entry, hook.settings
         kind = entry.phase.kind
         where = f"{kind}/{display_name(entry.name)}"
-        self.reporter.note(f"{where}: {describe(settings)}")
+        if self.reporter.notes_shown:
+            self.reporter.note(f"{where}: {describe(settings)}")
         task = Task(
             phase=kind, name=entry.name, where=where, argv=(entry.path,),
             env=self.hook_env(kind, entry.name, entry.path, index, count),

@@ -141,10 +141,12 @@ def judge(kind: str, outcome: ProcessResult, on_failure: str,
     """Judge one attempt of a task of phase ``kind`` that ended with ``outcome`` (see
     judge_status), with the exit status its record keeps: a command that timed out exits
     124, as timeout(1)'s does."""
-    judgement = judge_status(kind, outcome, on_failure, warning_codes)
-    if kind == c.PHASE_COMMAND and judgement.status == TaskStatus.TIMEOUT:
-        return judgement._replace(exit_code=c.EXIT_COMMAND_TIMEOUT)
-    return judgement._replace(exit_code=outcome.exit_code)
+    status, reason, retry, verdict, _code, notice = judge_status(kind, outcome, on_failure,
+                                                                warning_codes)
+    code = c.EXIT_COMMAND_TIMEOUT if kind == c.PHASE_COMMAND and status == TaskStatus.TIMEOUT \
+        else outcome.exit_code
+    # Built anew rather than with _replace, which costs three times as much: once a hook.
+    return Judgement(status, reason, retry, verdict, code, notice)
 
 
 def judge_status(kind: str, outcome: ProcessResult, on_failure: str,

@@ -193,6 +193,11 @@ class Reporter:
             self.log.event(f"warning: {text}")
         self.check_log()
 
+    @property
+    def notes_shown(self) -> bool:
+        """Whether notes (-v) are shown: a note that is not is not worth composing."""
+        return self.console.verbose and not self.console.discarded["stdout"]
+
     def note(self, text: str) -> None:
         self.console.note(text)
 

@@ -191,9 +191,11 @@ class Console:
             self.lost(stream)
 
     def finished(self, where: str, record: TaskRecord) -> None:
-        """The status line of a task that ended (or was skipped)."""
+        """The status line of a task that ended (or was skipped); not even formatted when
+        stdout throws it away (/dev/null)."""
         self.clear_live()
-        if self.quiet and record.status in (TaskStatus.OK, TaskStatus.SKIPPED):
+        if self.quiet and record.status in (TaskStatus.OK, TaskStatus.SKIPPED) or \
+                self.discarded["stdout"]:
             return
         detail = []
         if record.exit_code is not None:
@@ -216,7 +218,7 @@ class Console:
         self.write("stdout", "\n".join(lines) + "\n")
 
     def note(self, text: str) -> None:
-        if self.verbose:
+        if self.verbose and not self.discarded["stdout"]:
             self.write("stdout", self.paint(f"    {display_name(text)}", "DIM") + "\n")
 
     def warn(self, text: str) -> None:

@@ -152,3 +152,15 @@ def test_a_run_directorys_meta_is_json_that_json_reads_back(record):
     written = flat_json(record)
     assert json.loads(written.encode("utf-8")) == record
     assert json.loads(written) == json.loads(json.dumps(record))
+
+
+@given(st.text() | st.text(alphabet=string.printable) | st.text(alphabet="\x85\x9b\udcff\x7f"))
+def test_display_names_fast_path_gives_what_the_escaping_gives(name):
+    """display_name returns printable ASCII as it is, unescaped: exactly what escaping it
+    would have given (the fast path must never let a control character through)."""
+    from orchestrator.text import LINE_CONTROL, display_name
+
+    escaped = name.encode("utf-8", "surrogateescape").decode("utf-8", "replace") \
+        .translate(LINE_CONTROL)
+    assert display_name(name) == escaped
+    assert display_name(name + "\n\x1b[2J") == escaped + "\\x0a\\x1b[2J"
