@@ -170,7 +170,7 @@ def wait_option(following: str) -> tuple[str, int]:
     """``--wait`` as argparse must see it, given the word ``following`` it ("" if none):
     ``--wait=DURATION`` when that word reads as a duration, else ``--wait=inf``; and how
     many words that took."""
-    from orchestrator.plan.settings import looks_like_duration
+    from orchestrator.plan.values import looks_like_duration
 
     given = following == following.strip() and looks_like_duration(following)
     wait_value = following if given else "inf"

@@ -28,7 +28,7 @@ def wait_seconds(value: str | None) -> float | None:
     if value == "inf":
         return float("inf")
     from orchestrator.plan.context import parse_option
-    from orchestrator.plan.settings import parse_duration
+    from orchestrator.plan.values import parse_duration
 
     return parse_option(value, parse_duration, "wait")
 

@@ -15,6 +15,7 @@ from collections import namedtuple
 
 from orchestrator import constants as c
 from orchestrator import shell
+from orchestrator.accounts import Identity, as_identity_argv, identity_of, identity_of_uid
 from orchestrator.environment import (
     MAX_HANDOFF_FILE,
     base_environment,
@@ -30,20 +31,17 @@ from orchestrator.outcome import (
     cannot_start,
     judge,
 )
-from orchestrator.plan.settings import describe, format_duration, resolve, retry_delays
+from orchestrator.plan.settings import describe, resolve, retry_delays
 from orchestrator.process import (
     CAPTURE_ALL,
     CAPTURE_STDERR,
     COOKIE,
     DEVNULL,
-    Identity,
     Spec,
-    as_identity_argv,
-    identity_of,
 )
 from orchestrator.state.cleanup import CLEANUP_WRAPPER, Journal, Replay
 from orchestrator.text import display_name
-from orchestrator.timestamps import now_iso
+from orchestrator.timestamps import format_duration, now_iso
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -112,7 +110,7 @@ class Task(TaskFields):
     of the run's record, the exit statuses that are only a warning, the exit statuses that
     alone are retried (empty: any failure that allows a retry), whether its stdout is kept
     apart (the command's, for its statistics), how long it may print nothing before that is
-    a timeout (0: for ever), whom it runs as (a process.Identity, or None) and the
+    a timeout (0: for ever), whom it runs as (an accounts.Identity, or None) and the
     descriptors it inherits then."""
 
     __slots__ = ()
@@ -515,19 +513,6 @@ class Engine:
         self.reporter.finished(f"{kind}/{display_name(name)}", record)
         self.task_finished(record)
         return record
-
-
-def identity_of_uid(uid: int) -> Identity:
-    """The Identity of ``uid`` (a user's cleanup journal's owner), from the passwd entry;
-    without one, that uid with itself as group."""
-    import pwd
-
-    try:
-        entry = pwd.getpwuid(uid)
-    except KeyError:
-        return Identity(str(uid), uid, uid, (uid,), "/")
-    return Identity(entry.pw_name, uid, entry.pw_gid,
-                    tuple(os.getgrouplist(entry.pw_name, entry.pw_gid)), entry.pw_dir)
 
 
 def write_own_command(run_dir: RunDir) -> str:

@@ -234,3 +234,13 @@ def unlink_quietly(path: str) -> None:
         os.unlink(path)
     except OSError:
         pass
+
+
+def find_in_path(name: str, path: str | None) -> str | None:
+    """The file ``name`` (no slash in it) runs as, looked up in ``path`` (a PATH value; None:
+    the default) as execvp(3) looks it up; None when there is none."""
+    for directory in (os.defpath if path is None else path).split(os.pathsep):
+        candidate = os.path.join(directory or ".", name)
+        if os.access(candidate, os.X_OK) and not os.path.isdir(candidate):
+            return candidate
+    return None

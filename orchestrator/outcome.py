@@ -196,7 +196,7 @@ def judge_status(kind: str, outcome: ProcessResult, on_failure: str,
 def timeout_reason(outcome: ProcessResult) -> str:
     """``timed out``, or ``no output for 30m`` when the timeout was a stall."""
     if outcome.stalled:
-        from orchestrator.plan.settings import format_duration
+        from orchestrator.timestamps import format_duration
 
         return f"no output for {format_duration(outcome.stalled)}"
     return "timed out"

@@ -26,6 +26,7 @@ import time
 from collections import namedtuple
 
 from orchestrator import constants as c
+from orchestrator.files import find_in_path
 from orchestrator.speed import libc_function, signal
 
 TYPE_CHECKING = False
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
 
     import psutil
     from _typeshed import HasFileno
+
+    from orchestrator.accounts import Identity
 
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 READ_SIZE = 1 << 20
@@ -87,12 +90,6 @@ if TYPE_CHECKING:
         stragglers: tuple[str, ...] = ()
         stalled: float | None = None
 
-    class IdentityFields(NamedTuple):
-        name: str
-        uid: int
-        gid: int
-        groups: tuple[int, ...]
-        home: str
 else:
     # The same fields as the classes above, which only the checker reads.
     SpecFields = namedtuple("Spec", "argv env timeout kill_grace capture stdin umask shielded "
@@ -103,7 +100,6 @@ else:
                                      "exit_code killed_by timed_out interrupted_by spawn_error "
                                      "cpu_seconds max_rss_bytes stragglers stalled",
                                      defaults=(None, False, None, None, 0.0, None, (), None))
-    IdentityFields = namedtuple("Identity", "name uid gid groups home")
 
 
 class Spec(SpecFields):
@@ -134,53 +130,6 @@ class ProcessResult(ProcessResultFields):
     printing nothing for that long."""
 
     __slots__ = ()
-
-
-class Identity(IdentityFields):
-    """Whom a process runs as: user name, uid, primary gid, supplementary gids, home."""
-
-    __slots__ = ()
-
-
-def identity_of(user: str | None = None, group: str | None = None) -> Identity | None:
-    """The Identity of ``user`` (a name; None: the running user) with ``group`` (a name;
-    None: the user's own) as primary group, and the user's supplementary groups
-    (initgroups); None when that is who hookrun already is. LookupError (its message
-    says which name is unknown) for a user or group the system does not know;
-    PermissionError when hookrun is not root and would have to change who it is."""
-    import grp
-    import pwd
-
-    try:
-        entry = pwd.getpwnam(user) if user is not None else pwd.getpwuid(os.geteuid())
-    except KeyError:
-        raise LookupError(f"unknown user {user!r}") from None
-    gid = entry.pw_gid
-    if group is not None:
-        try:
-            gid = grp.getgrnam(group).gr_gid
-        except KeyError:
-            raise LookupError(f"unknown group {group!r}") from None
-    if entry.pw_uid == os.geteuid() and gid == os.getegid():
-        return None
-    if os.geteuid() != 0:
-        raise PermissionError("only root can run a hook as another user or group")
-    groups = tuple(os.getgrouplist(entry.pw_name, gid))
-    return Identity(entry.pw_name, entry.pw_uid, gid, groups, entry.pw_dir)
-
-
-# Run as ``python -I -S -c DROP UID GID GROUPS ARGV...``: become that identity, then exec
-# ARGV. The wrapper shell of a cleanup runs as root (it holds the run's lock and marks the
-# cleanup done) and only the cleanup itself runs as the user who deferred it.
-DROP = ("import os, sys; a = sys.argv; "
-        "os.setgroups([int(g) for g in a[3].split(',') if g]); "
-        "os.setgid(int(a[2])); os.setuid(int(a[1])); os.execv(a[4], a[4:])")
-
-
-def as_identity_argv(identity: Identity) -> tuple[str, ...]:
-    """The words that, put before an argv, run it as ``identity`` (see DROP)."""
-    return (sys.executable, "-I", "-S", "-c", DROP, str(identity.uid), str(identity.gid),
-            ",".join(str(g) for g in identity.groups))
 
 
 class Signals:
@@ -412,16 +361,6 @@ class Child:
         self.stdout = stdout
         self.stderr = stderr
         self.returncode: int | None = None
-
-
-def find_in_path(name: str, path: str | None) -> str | None:
-    """The file ``name`` (no slash in it) runs as, looked up in ``path`` (a PATH value; None:
-    the default) as execvp(3) looks it up; None when there is none."""
-    for directory in (os.defpath if path is None else path).split(os.pathsep):
-        candidate = os.path.join(directory or ".", name)
-        if os.access(candidate, os.X_OK) and not os.path.isdir(candidate):
-            return candidate
-    return None
 
 
 def resolve(argv0: str, env: dict[str, str]) -> str:

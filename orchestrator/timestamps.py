@@ -1,6 +1,6 @@
 """Times as hookrun writes them: ISO 8601 with milliseconds and the UTC offset, in local time
 (``2026-11-21T23:23:27.123+01:00``), from the time module alone (``datetime`` costs start-up
-time every run), and back to Unix time for the metrics."""
+time every run), and back to Unix time for the metrics; durations as hookrun spells them."""
 
 from __future__ import annotations
 
@@ -28,6 +28,16 @@ def local_second(second: int) -> tuple[str, str]:
         LAST_SECOND[second] = (time.strftime("%Y-%m-%dT%H:%M:%S", local),
                                f"{'-' if offset < 0 else '+'}{hours:02d}:{minutes:02d}")
     return LAST_SECOND[second]
+
+
+def format_duration(seconds: float) -> str:
+    """The shortest spelling of a duration that plan.values.parse_duration reads back."""
+    if seconds == int(seconds):
+        seconds = int(seconds)
+        for unit, size in (("h", 3600), ("m", 60)):
+            if seconds and seconds % size == 0:
+                return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
 def unix_time(iso: str) -> float | None:

@@ -32,7 +32,7 @@ def parse_key(key: str, value: str) -> str | bool | tuple[str, ...]:
             raise ValueError(f"unknown type {value!r} (one of {', '.join(TYPES)})")
         return value
     if key == "url":
-        from orchestrator.plan.settings import parse_url
+        from orchestrator.plan.values import parse_url
 
         if not value:
             raise ValueError("empty (a channel needs its URL)")
@@ -48,7 +48,7 @@ def parse_key(key: str, value: str) -> str | bool | tuple[str, ...]:
     if key == "triggers":
         return word_list(value, None, "trigger")
     if key == "send_output":
-        from orchestrator.plan.settings import parse_bool
+        from orchestrator.plan.values import parse_bool
 
         flag: bool = parse_bool(value)
         return flag

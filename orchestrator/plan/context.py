@@ -9,7 +9,7 @@ from collections import namedtuple
 
 from orchestrator import constants as c
 from orchestrator.errors import ConfigError, UnsafeError, UsageError
-from orchestrator.plan import discovery, safety, settings
+from orchestrator.plan import discovery, safety, settings, values
 from orchestrator.text import display_name
 
 TYPE_CHECKING = False
@@ -144,9 +144,9 @@ def command_line(args: Arguments) -> dict[str, Value]:
     ``settings.resolve``. An empty ``--log-file`` or ``--metrics-file`` is a value: none."""
     given: dict[str, Value] = {name: option(args, name)
                                for name in ("state_dir", "log_file", "metrics_file")}
-    given.update({name: parse_option(option(args, name), settings.parse_duration, name)
+    given.update({name: parse_option(option(args, name), values.parse_duration, name)
                   for name in DURATION_OPTIONS})
-    given.update({name: parse_option(option(args, name), settings.parse_url, name)
+    given.update({name: parse_option(option(args, name), values.parse_url, name)
                   for name in URL_OPTIONS})
     if option(args, "insecure"):
         given["strict_permissions"] = False
@@ -321,7 +321,7 @@ def check_identity(hook_settings: HookSettings, header: Mapping[str, tuple[Value
     else (naming the user hookrun runs as is allowed, and changes nothing)."""
     if hook_settings.user is None and hook_settings.group is None:
         return
-    from orchestrator.process import identity_of
+    from orchestrator.accounts import identity_of
 
     try:
         identity_of(hook_settings.user, hook_settings.group)
@@ -352,7 +352,7 @@ def trusted_commands(ctx: Context, command: Sequence[str] | None = None) -> list
     file in or below a hooks directory (the unit's HOOKS_DIR/EVENT.command; a program such
     as restic elsewhere is the administrator's choice). ``command`` None (``hookrun check``,
     which knows no command): every ``*.command`` file of the hooks directories instead."""
-    from orchestrator.process import find_in_path
+    from orchestrator.files import find_in_path
 
     env_path = hooks_path(ctx)
 

@@ -317,7 +317,7 @@ def interpreters(head: bytes, env_path: str | None) -> list[tuple[str, str | Non
     """The programs a script's shebang makes the kernel run, as [(name, path)]: the
     interpreter, and for ``/usr/bin/env [OPTIONS] [NAME=VALUE...] NAME`` the program NAME
     resolves to in ``env_path`` (path None when it resolves to nothing)."""
-    from orchestrator.process import find_in_path
+    from orchestrator.files import find_in_path
 
     words = shebang(head)
     if not words or not words[0].startswith("/"):

@@ -105,7 +105,7 @@ def url_option(text: str | None) -> str | None:
     a usage error before any refusal, unless the config failed first)."""
     if text is None:
         return None
-    from orchestrator.plan.settings import parse_url
+    from orchestrator.plan.values import parse_url
 
     try:
         url: str = parse_url(text)

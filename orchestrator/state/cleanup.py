@@ -54,7 +54,7 @@ MAX_JOURNAL = 4 << 20  # what is read of a journal; lines past it are reported, 
 SUB_LINE = b"#hookrun-journal "
 FD_PREFIX = "/dev/fd/"
 # $1 the cleanup line, $2 its index, $3 the marks file, and the words after them (if any) run
-# the cleanup as the user who deferred it (process.as_identity_argv); fd 3 holds the run's
+# the cleanup as the user who deferred it (accounts.as_identity_argv); fd 3 holds the run's
 # owner lock and is closed for the cleanup itself, so a daemon it starts cannot keep the lock.
 # The mark is one byte written in place, into space reserved when the cleanup was registered.
 CLEANUP_WRAPPER = ('line=$1 index=$2 marks=$3; shift 3; "$@" /bin/sh -c "$line" 3>&-; '

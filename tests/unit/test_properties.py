@@ -14,13 +14,13 @@ from orchestrator.environment import parse_handoff
 from orchestrator.errors import ConfigError
 from orchestrator.plan.discovery import IgnoreRules, PhaseDir, discover
 from orchestrator.plan.settings import (
-    format_duration,
     parse_config,
-    parse_duration,
     parse_header,
 )
+from orchestrator.plan.values import parse_duration
 from orchestrator.speed import flat_json
 from orchestrator.state.cleanup import Journal, defer
+from orchestrator.timestamps import format_duration
 
 ENV_NAMES = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,20}", fullmatch=True).filter(
     lambda name: not name.startswith("HOOKRUN_"))

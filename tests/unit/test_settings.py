@@ -7,13 +7,13 @@ from orchestrator.errors import ConfigError
 from orchestrator.plan.settings import (
     Config,
     effective_settings,
-    format_duration,
     parse_config,
-    parse_duration,
     parse_header,
     read_head,
     retry_delays,
 )
+from orchestrator.plan.values import parse_duration
+from orchestrator.timestamps import format_duration
 
 
 @pytest.mark.parametrize("text, seconds", [("90", 90), ("90s", 90), ("5m", 300), ("1h", 3600),
