@@ -120,8 +120,12 @@ def phase(args: Arguments) -> int:
 def defer(args: Arguments) -> int:
     from orchestrator.state.cleanup import defer as register
 
-    register(strip_separator(args.command), os.environ.get("HOOKRUN_CLEANUP"),
-             os.environ.get("HOOKRUN_CLEANUP_MARKS"))
+    _line, warning = register(strip_separator(args.command), os.environ.get("HOOKRUN_CLEANUP"),
+                              os.environ.get("HOOKRUN_CLEANUP_MARKS"))
+    if warning:
+        from orchestrator.report.printer import print_warnings
+
+        print_warnings([warning])
     return c.EXIT_OK
 
 

@@ -101,10 +101,12 @@ def reserve(journal_path: str, size: int, marks: str | None = None) -> None:
         os.close(fd)
 
 
-def defer(argv: Sequence[str], journal_path: str | None, marks: str | None = None) -> str:
+def defer(argv: Sequence[str], journal_path: str | None,
+          marks: str | None = None) -> tuple[str, str | None]:
     """Append ``argv`` to the journal of the running hook's run (``hookrun defer``), once the
     space its done-mark needs is reserved; StateError (73) if the disk cannot hold either. A
-    registration either lands whole or not at all: a write cut short is taken back."""
+    registration either lands whole or not at all: a write cut short is taken back. Returns
+    the line registered, and a warning for its caller to show, or None."""
     if not journal_path:
         raise UsageError("defer: not inside a hookrun run ($HOOKRUN_CLEANUP is not set)")
     if not argv:
@@ -124,6 +126,7 @@ def defer(argv: Sequence[str], journal_path: str | None, marks: str | None = Non
     except OSError as error:
         raise StateError(f"defer: cannot open the cleanup journal {journal_path}: "
                          f"{error.strerror or error}") from None
+    warning = None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         append_whole(fd, journal_path, data, line, marks)
@@ -131,13 +134,10 @@ def defer(argv: Sequence[str], journal_path: str | None, marks: str | None = Non
             os.fsync(fd)
         except OSError as error:
             # The line is in the journal and runs; only a power loss now could lose it.
-            from orchestrator.report.printer import print_warnings
-
-            print_warnings([f"defer: registered, but not synced to disk: "
-                            f"{error.strerror or error}"])
+            warning = f"defer: registered, but not synced to disk: {error.strerror or error}"
     finally:
         os.close(fd)
-    return line
+    return line, warning
 
 
 def append_whole(fd: int, journal_path: str, data: bytes, line: str,

@@ -104,7 +104,7 @@ def test_defer_keeps_the_quoting_of_every_argument(tmp_path, argv):
     journal = Journal(str(tmp_path))
     journal.create()
     try:
-        line = defer(argv, journal.path)
+        line, _warning = defer(argv, journal.path)
         (_index, stored), = journal.read()[-1:]
         assert stored == line
         assert shlex.split(stored) == argv
