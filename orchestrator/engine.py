@@ -348,16 +348,16 @@ class Engine:
     def run_hook(self, hook: PlannedHook, index: int, count: int) -> TaskRun:
         """Run a PlannedHook with its retries; returns a TaskRun."""
         entry, settings = hook.entry, hook.settings
-        kind = entry.phase.kind
-        where = f"{kind}/{display_name(entry.name)}"
+        phase = entry.phase_dir.phase
+        where = f"{phase}/{display_name(entry.name)}"
         if self.reporter.notes_shown:
             self.reporter.note(f"{where}: {describe(settings)}")
         task = Task(
-            phase=kind, name=entry.name, where=where, argv=(entry.path,),
-            env=self.hook_env(kind, entry.name, entry.path, index, count),
+            phase=phase, name=entry.name, where=where, argv=(entry.path,),
+            env=self.hook_env(phase, entry.name, entry.path, index, count),
             timeout=settings.timeout, on_failure=settings.on_failure, retries=settings.retries,
             retry_delay=settings.retry_delay, warning_codes=settings.warning_codes,
-            shielded=kind in WIND_DOWN, handoff=True, stall=settings.stall)
+            shielded=phase in WIND_DOWN, handoff=True, stall=settings.stall)
         identity = None
         if settings.user is not None or settings.group is not None:
             identity = identity_of(settings.user, settings.group)
@@ -416,11 +416,11 @@ class Engine:
         """The TaskRun of a PlannedHook that cannot start (``hook.entry.fails``): a failure
         with that reason, never retried, judged by the hook's settings (outcome.cannot_start)."""
         entry = hook.entry
-        where = f"{entry.phase.kind}/{display_name(entry.name)}"
+        where = f"{entry.phase_dir.phase}/{display_name(entry.name)}"
         judgement = cannot_start(entry.fails, hook.settings.on_failure)
         output = self.reporter.sink(where)
         output.finish()
-        record = TaskRecord(entry.phase.kind, entry.name, judgement.status, None, 1, now_iso(),
+        record = TaskRecord(entry.phase_dir.phase, entry.name, judgement.status, None, 1, now_iso(),
                             0.0, reason=judgement.reason)
         self.task_started(record.phase, record.name, record.started)
         self.reporter.finished(where, record)
@@ -507,10 +507,10 @@ class Engine:
             return f"notify_command {argv[0]} failed: {run.record.reason}"
         return None
 
-    def skipped(self, kind: str, name: str, reason: str) -> TaskRecord:
+    def skipped(self, phase: str, name: str, reason: str) -> TaskRecord:
         """The record of a task that did not run."""
-        record = TaskRecord(kind, name, TaskStatus.SKIPPED, reason=reason)
-        self.reporter.finished(f"{kind}/{display_name(name)}", record)
+        record = TaskRecord(phase, name, TaskStatus.SKIPPED, reason=reason)
+        self.reporter.finished(f"{phase}/{display_name(name)}", record)
         self.task_finished(record)
         return record
 

@@ -136,22 +136,22 @@ retry is allowed, the verdict if no retry follows, the exit status its record ke
 a command that timed out), and a notice to warn with (what exit 62 or 63 did), or None."""
 
 
-def judge(kind: str, outcome: ProcessResult, on_failure: str,
+def judge(phase: str, outcome: ProcessResult, on_failure: str,
           warning_codes: Collection[int] = ()) -> Judgement:
-    """Judge one attempt of a task of phase ``kind`` that ended with ``outcome`` (see
+    """Judge one attempt of a task of ``phase`` that ended with ``outcome`` (see
     judge_status), with the exit status its record keeps: a command that timed out exits
     124, as timeout(1)'s does."""
-    status, reason, retry, verdict, _code, notice = judge_status(kind, outcome, on_failure,
+    status, reason, retry, verdict, _code, notice = judge_status(phase, outcome, on_failure,
                                                                 warning_codes)
-    code = c.EXIT_COMMAND_TIMEOUT if kind == c.PHASE_COMMAND and status == TaskStatus.TIMEOUT \
+    code = c.EXIT_COMMAND_TIMEOUT if phase == c.PHASE_COMMAND and status == TaskStatus.TIMEOUT \
         else outcome.exit_code
     # Built anew rather than with _replace, which costs three times as much: once a hook.
     return Judgement(status, reason, retry, verdict, code, notice)
 
 
-def judge_status(kind: str, outcome: ProcessResult, on_failure: str,
+def judge_status(phase: str, outcome: ProcessResult, on_failure: str,
                  warning_codes: Collection[int] = ()) -> Judgement:
-    """Judge one attempt of a task of phase ``kind`` that ended with ``outcome`` (a
+    """Judge one attempt of a task of ``phase`` that ended with ``outcome`` (a
     process.ProcessResult), given what its failures do (``on_failure``) and which exit statuses
     are only warnings (``warning_codes``: restic's 3, borg's 1, rsync's 24). With
     ``ignore``, exit statuses 62, 63 and 75 mean nothing special. The command is judged
@@ -175,18 +175,18 @@ def judge_status(kind: str, outcome: ProcessResult, on_failure: str,
         return Judgement(TaskStatus.OK, None, False, Verdict.OK)
     if code in warning_codes:
         return Judgement(TaskStatus.WARNING, f"exit {code}: a warning code", False, Verdict.OK)
-    if failure != Verdict.IGNORE and kind != c.PHASE_COMMAND:
+    if failure != Verdict.IGNORE and phase != c.PHASE_COMMAND:
         if code == c.HOOK_ABORT_CONTINUE:
             return Judgement(TaskStatus.ABORTED, "ABORT_CONTINUE", False, Verdict.CONTINUE,
                              notice="gave up (exit 62, ABORT_CONTINUE)")
-        if code == c.HOOK_ABORT_STOP and kind == c.PHASE_PRE:
+        if code == c.HOOK_ABORT_STOP and phase == c.PHASE_PRE:
             return Judgement(TaskStatus.FAILED, "ABORT_STOP", False, Verdict.STOP)
         if code == c.HOOK_ABORT_STOP:
             # Outside pre- there is no run left to stop: 63 gives up as 62 does.
             return Judgement(TaskStatus.ABORTED, "ABORT_STOP", False, Verdict.CONTINUE,
                              notice="exited 63 (ABORT_STOP), which only stops the run in "
                                     "pre-: the chain goes on")
-        if code == c.HOOK_SOFT_SKIP and kind == c.PHASE_PRE:
+        if code == c.HOOK_SOFT_SKIP and phase == c.PHASE_PRE:
             return Judgement(TaskStatus.ABORTED, "soft skip (exit 75)", False, Verdict.SOFT_SKIP)
     if failure == Verdict.SOFT_SKIP:
         return Judgement(TaskStatus.FAILED, f"skip-run after exit {code}", True, failure)

@@ -50,9 +50,9 @@ def runnable(hooks: Sequence[PlannedHook]) -> list[PlannedHook]:
     return [hook for hook in hooks if hook.entry.runs]
 
 
-def select_only(phase: PhaseDir, hooks: Sequence[PlannedHook], names: Sequence[str],
+def select_only(phase_dir: PhaseDir, hooks: Sequence[PlannedHook], names: Sequence[str],
                 dry_run: bool = False) -> Selected:
-    """The names of ``hooks`` (the PlannedHooks of PhaseDir ``phase``, layered) that
+    """The names of ``hooks`` (the PlannedHooks of PhaseDir ``phase_dir``, layered) that
     ``phase --only`` chose: each of ``names`` must be a hook a run of the directory would
     start (UsageError, exit 2, naming the hooks there, or why a run passes it over); under
     a dry run it must also take part in one. Returns the ``selected`` of run_phase."""
@@ -64,7 +64,7 @@ def select_only(phase: PhaseDir, hooks: Sequence[PlannedHook], names: Sequence[s
                              "file name)")
         if hook is None:
             there = [display_name(h.entry.name) for h in hooks if h.entry.runs]
-            raise UsageError(f"phase: --only {name}: no such hook in {phase.dirname} "
+            raise UsageError(f"phase: --only {name}: no such hook in {phase_dir.dirname} "
                              f"({'its hooks: ' + ', '.join(there) if there else 'it has none'})")
         entry = hook.entry
         if not entry.runs:
@@ -119,14 +119,14 @@ def run_phase(engine: Engine, hooks: Sequence[PlannedHook], skip_reason: SkipRea
             continue
         if entry.warn:
             engine.reporter.warn(f"{display_name(entry.key)}: skipped: {entry.reason}")
-            result.records.append(engine.skipped(entry.phase.kind, entry.name, entry.reason))
+            result.records.append(engine.skipped(entry.phase_dir.phase, entry.name, entry.reason))
             continue
         if not entry.runs:
             continue
         index += 1
         reason = why_not(engine, hook, result, skip_reason, after_stop)
         if reason is not None:
-            result.records.append(engine.skipped(entry.phase.kind, entry.name, reason))
+            result.records.append(engine.skipped(entry.phase_dir.phase, entry.name, reason))
         elif entry.fails:
             result.add(engine.cannot_start(hook))
         else:

@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from orchestrator.plan.discovery import PhaseDir
     from orchestrator.state.history import History
 
-    # The PlannedHooks of each phase of the run, by its kind (pre, post, ...).
+    # The PlannedHooks of each phase of the run, by its phase (pre, post, ...).
     Hooks = dict[str, list[PlannedHook]]
 
 
@@ -76,7 +76,7 @@ class Run:
         plan = context.load_plan(ctx, phases,
                                  commands=context.trusted_commands(ctx, self.command))
         warnings = plan_warnings(plan)
-        hooks = {phase.kind: planned for phase, planned in plan.phases}
+        hooks = {phase_dir.phase: planned for phase_dir, planned in plan.phases}
         if self.dry_run:
             print_warnings(warnings)
             print_plan(plan.phases, command=self.command, no_hooks=self.no_hooks)
@@ -253,9 +253,9 @@ class Lifecycle:
     def handlers(self) -> None:
         self.observe()
         self.set_later_env(self.state.status)
-        kind = self.state.handlers()
-        if kind:
-            self.absorb(self.run_hooks(kind), decisive=False)
+        phase = self.state.handlers()
+        if phase:
+            self.absorb(self.run_hooks(phase), decisive=False)
 
     # Step 8: cleanups (last registered first), then finally.d
     def wind_down(self) -> None:
@@ -293,11 +293,11 @@ class Lifecycle:
             self.state.warn(line)
             self.reporter.warn(f"{line}; the wind-down goes on")
 
-    def run_hooks(self, kind: str,
+    def run_hooks(self, phase: str,
                   skip_reason: Callable[[PlannedHook], str | None] = lambda hook: None,
                   after_stop: Callable[[PlannedHook], bool] = lambda hook: False
                   ) -> PhaseResult:
-        """Run the phase ``kind`` (run_phase); in a dry run only its hooks with dry-run=yes
+        """Run the phase ``phase`` (run_phase); in a dry run only its hooks with dry-run=yes
         run, the others are skipped tasks."""
         def reason(hook: PlannedHook) -> str | None:
             found = skip_reason(hook)  # asked first: it also looks at the signals
@@ -305,7 +305,7 @@ class Lifecycle:
                 return DRY_RUN_SKIP
             return found
 
-        return run_phase(self.engine, self.hooks[kind], reason, after_stop)
+        return run_phase(self.engine, self.hooks[phase], reason, after_stop)
 
     def add_records(self, records: list[TaskRecord]) -> None:
         """Take cleanup and recovery records: a failed one makes the run a warning."""
@@ -562,7 +562,7 @@ def warning_line(record: TaskRecord, said: str) -> str:
     return f"{line}: {display_name(said)}" if said else line
 
 
-def phase_command(ctx: Context, phase: PhaseDir, status: str = When.SUCCESS,
+def phase_command(ctx: Context, phase_dir: PhaseDir, status: str = When.SUCCESS,
                   wait: float | None = None, only: Sequence[str] = (),
                   dry_run: bool = False) -> int:
     """``hookrun phase``: one directory (a PhaseDir) by the rules of a run, with the lock and
@@ -570,9 +570,9 @@ def phase_command(ctx: Context, phase: PhaseDir, status: str = When.SUCCESS,
     others are passed over without a record); ``dry_run``: only the hooks with dry-run=yes
     run, told HOOKRUN_DRY_RUN=1, the others are skipped tasks. Returns the exit status
     (0, 69, 128+N)."""
-    plan = context.load_plan(ctx, [phase])
+    plan = context.load_plan(ctx, [phase_dir])
     hooks = plan.phases[0][1]
-    selected = select_only(phase, hooks, only, dry_run) if only else None
+    selected = select_only(phase_dir, hooks, only, dry_run) if only else None
     with Session(ctx, new_run_id(), plan_warnings(plan)) as session:
         if not session.take_lock(wait):
             return signal_exit(session)
@@ -582,11 +582,11 @@ def phase_command(ctx: Context, phase: PhaseDir, status: str = When.SUCCESS,
         engine.set_previous(*previous_run(ctx))
         if dry_run:
             engine.set_dry_run()
-        if phase.kind != c.PHASE_PRE:
+        if phase_dir.phase != c.PHASE_PRE:
             engine.set_later_env({"HOOKRUN_STATUS": status, "BACKUP_STATUS": status})
 
         def skip_reason(hook: PlannedHook) -> str | None:
-            if session.signals.first and phase.kind in (c.PHASE_PRE, c.PHASE_POST):
+            if session.signals.first and phase_dir.phase in (c.PHASE_PRE, c.PHASE_POST):
                 return "interrupted"
             if dry_run and not hook.settings.dry_run:
                 return DRY_RUN_SKIP

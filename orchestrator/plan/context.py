@@ -297,20 +297,20 @@ def plan(ctx: Context, discovered: Discovered, heads: Mapping[str, bytes],
     like directives but are not are added to ``warnings``."""
     overrides = {"timeout": ctx.timeout, "stall": ctx.stall}
     result: Planned = []
-    for phase, entries in discovered:
+    for phase_dir, entries in discovered:
         hooks = []
         for entry in entries:
             hook_settings = None
             if entry.runs:
-                header, near = settings.parse_header(heads[entry.path], entry.path, phase.kind)
+                header, near = settings.parse_header(heads[entry.path], entry.path, phase_dir.phase)
                 if warnings is not None:
                     warnings += near
                 section = ctx.config.hooks.get(entry.key, {})
-                hook_settings = settings.effective_settings(phase.kind, header, section,
+                hook_settings = settings.effective_settings(phase_dir.phase, header, section,
                                                             ctx.config, overrides)
                 check_identity(hook_settings, header, section, entry, ctx.config.path)
             hooks.append(PlannedHook(entry, hook_settings))
-        result.append((phase, hooks))
+        result.append((phase_dir, hooks))
     return result
 
 
@@ -455,7 +455,7 @@ def known_events(ctx: Context, everything: bool = False) -> set[str]:
     if ctx.event in found and not everything:
         return found
     for dirname, hooks_dir in ((d, h) for d in discovery.SHARED_DIRS for h in ctx.hooks_dirs):
-        kind = dirname[:-2]
+        phase = dirname[:-2]
         directory = os.path.join(hooks_dir, dirname)
         try:
             names = os.listdir(directory)
@@ -464,7 +464,7 @@ def known_events(ctx: Context, everything: bool = False) -> set[str]:
         for name in names:
             head = settings.read_head(os.path.join(directory, name))
             try:
-                header, _near = settings.parse_header(head, name, kind)
+                header, _near = settings.parse_header(head, name, phase)
             except ConfigError:
                 continue  # reported where the hook is planned or checked
             found.update(header.get("events", ((), 0))[0])

@@ -24,12 +24,12 @@ if TYPE_CHECKING:
 EXEC_BITS = stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH
 
 
-PhaseDir = namedtuple("PhaseDir", "kind dirname")
-PhaseDir.__doc__ = """One phase: its kind (``pre``, ``post``, ...) and directory name
-(``pre-backup.d``)."""
+PhaseDir = namedtuple("PhaseDir", "phase dirname")
+PhaseDir.__doc__ = """A phase directory: the phase it holds (``pre``, ``post``, ...) and its
+name (``pre-backup.d``)."""
 
 
-class Entry(namedtuple("Entry", "phase name path runs reason warn fails origin overrides",
+class Entry(namedtuple("Entry", "phase_dir name path runs reason warn fails origin overrides",
                        defaults=(None, False, None, None, ()))):
     """One name in a phase directory. ``warn`` marks a skip that is warned about on every run.
     ``fails`` says why a hook that is meant to run cannot start (not executable, a broken
@@ -42,7 +42,7 @@ class Entry(namedtuple("Entry", "phase name path runs reason warn fails origin o
     @property
     def key(self) -> str:
         """The name the config file uses for it: ``pre-backup.d/10-x``."""
-        return f"{self.phase.dirname}/{self.name}"
+        return f"{self.phase_dir.dirname}/{self.name}"
 
 
 def phase_dirs(event: str) -> list[PhaseDir]:
@@ -56,13 +56,13 @@ def phase_dir_named(dirname: str) -> tuple[PhaseDir, str | None] | None:
     """The PhaseDir for a directory name given by a user (``pre-backup`` or ``pre-backup.d``)
     and the event it implies (None for the shared phases); None if it is no phase directory."""
     base = dirname[:-2] if dirname.endswith(".d") else dirname
-    for kind in (c.PHASE_ON_ERROR, c.PHASE_ON_SUCCESS, c.PHASE_FINALLY):
-        if base == kind:
-            return PhaseDir(kind, f"{base}.d"), None
-    for kind in (c.PHASE_PRE, c.PHASE_POST):
-        prefix = f"{kind}-"
+    for phase in (c.PHASE_ON_ERROR, c.PHASE_ON_SUCCESS, c.PHASE_FINALLY):
+        if base == phase:
+            return PhaseDir(phase, f"{base}.d"), None
+    for phase in (c.PHASE_PRE, c.PHASE_POST):
+        prefix = f"{phase}-"
         if base.startswith(prefix) and c.is_event(base[len(prefix):]):
-            return PhaseDir(kind, f"{base}.d"), base[len(prefix):]
+            return PhaseDir(phase, f"{base}.d"), base[len(prefix):]
     return None
 
 
@@ -164,9 +164,9 @@ def classify(path: str) -> tuple[str | None, str | None]:
     return None, None if os.access(path, os.X_OK) else "not executable"
 
 
-def discover(hooks_dirs: str | Sequence[str], phase: PhaseDir,
+def discover(hooks_dirs: str | Sequence[str], phase_dir: PhaseDir,
              ignores: IgnoreRules | Mapping[str, IgnoreRules]) -> list[Entry]:
-    """The entries of ``phase`` in the layered ``hooks_dirs`` (earliest lowest; or one
+    """The entries of ``phase_dir`` in the layered ``hooks_dirs`` (earliest lowest; or one
     path), merged by name in byte-wise order; [] if none has the directory. A file in a later
     directory replaces the file of that name in an earlier one; a later symbolic link to
     /dev/null masks it. ``ignores`` maps each hooks directory to its IgnoreRules (or is the
@@ -176,14 +176,14 @@ def discover(hooks_dirs: str | Sequence[str], phase: PhaseDir,
     rules = {layers[0]: ignores} if isinstance(ignores, IgnoreRules) else ignores
     chosen: dict[str, Entry] = {}
     for hooks_dir in layers:
-        directory = os.path.join(hooks_dir, phase.dirname)
+        directory = os.path.join(hooks_dir, phase_dir.dirname)
         try:
             names = os.listdir(directory)
         except (FileNotFoundError, NotADirectoryError):
             continue
         for name in names:
             earlier = chosen.get(name)
-            entry = judge_entry(phase, name, os.path.join(directory, name), rules[hooks_dir])
+            entry = judge_entry(phase_dir, name, os.path.join(directory, name), rules[hooks_dir])
             if earlier is not None and not entry.runs and not entry.warn and \
                     not entry.reason.startswith("masked"):
                 continue  # a name hidden here takes no part: the earlier file stays
@@ -196,33 +196,33 @@ def discover(hooks_dirs: str | Sequence[str], phase: PhaseDir,
     return [chosen[name] for name in sorted(chosen, key=os.fsencode)]
 
 
-def judge_entry(phase: PhaseDir, name: str, path: str, ignore: IgnoreRules) -> Entry:
-    """The Entry of one name in a phase directory, before layering."""
+def judge_entry(phase_dir: PhaseDir, name: str, path: str, ignore: IgnoreRules) -> Entry:
+    """The Entry of one name in a phase_dir directory, before layering."""
     reason = silent_skip_reason(name)
-    if reason is None and ignore.matches(f"{phase.dirname}/{name}"):
+    if reason is None and ignore.matches(f"{phase_dir.dirname}/{name}"):
         reason = f"matched by {c.IGNORE_NAME}"
     if reason is not None:
-        return Entry(phase, name, path, runs=False, reason=reason)
+        return Entry(phase_dir, name, path, runs=False, reason=reason)
     reason, problem = classify(path)
     if reason == "masked":  # a link to /dev/null, as systemd masks a unit
-        return Entry(phase, name, path, runs=False, reason=reason)
+        return Entry(phase_dir, name, path, runs=False, reason=reason)
     if reason is not None:
-        return Entry(phase, name, path, runs=False, reason=reason, warn=True)
-    return Entry(phase, name, path, runs=True, reason=problem, fails=problem)
+        return Entry(phase_dir, name, path, runs=False, reason=reason, warn=True)
+    return Entry(phase_dir, name, path, runs=True, reason=problem, fails=problem)
 
 
-def hidden_by_ignore(phase: PhaseDir, entries: Sequence[Entry]) -> str | None:
-    """A warning when ``.hookignore`` hides every file of a phase directory that has files:
-    a pattern such as ``*.*`` that switches a whole phase off is surely a mistake."""
+def hidden_by_ignore(phase_dir: PhaseDir, entries: Sequence[Entry]) -> str | None:
+    """A warning when ``.hookignore`` hides every file of a phase_dir directory that has files:
+    a pattern such as ``*.*`` that switches a whole phase_dir off is surely a mistake."""
     ignored = [e for e in entries if not e.runs and e.reason == f"matched by {c.IGNORE_NAME}"]
     if ignored and not any(e.runs or e.warn for e in entries):
-        return (f"{phase.dirname}: {c.IGNORE_NAME} hides every file ({len(ignored)}): "
+        return (f"{phase_dir.dirname}: {c.IGNORE_NAME} hides every file ({len(ignored)}): "
                 "none of them runs")
     return None
 
 
 # Phase directory names that are not per event.
-SHARED_DIRS = tuple(f"{kind}.d" for kind in (c.PHASE_ON_ERROR, c.PHASE_ON_SUCCESS,
+SHARED_DIRS = tuple(f"{phase}.d" for phase in (c.PHASE_ON_ERROR, c.PHASE_ON_SUCCESS,
                                               c.PHASE_FINALLY))
 
 
@@ -242,9 +242,9 @@ def meant_phase_dir(name: str, known_events: Iterable[str]) -> str | None:
         return None
     if guess in SHARED_DIRS:
         return guess
-    for kind in (c.PHASE_PRE, c.PHASE_POST):
-        event = guess[len(kind) + 1:-2]
-        if guess.startswith(f"{kind}-") and c.is_event(event) and \
+    for phase in (c.PHASE_PRE, c.PHASE_POST):
+        event = guess[len(phase) + 1:-2]
+        if guess.startswith(f"{phase}-") and c.is_event(event) and \
                 (event in known_events or not dashed):
             return guess
     return None

@@ -302,18 +302,18 @@ def phase_kind(key: str) -> str | None:
     """The phase (``pre``, ``post``, ``on-error``...) of ``PHASE-DIR.d/NAME`` or of a
     directory name; None if it names none."""
     dirname = key.split("/", 1)[0]
-    for kind in (c.PHASE_ON_ERROR, c.PHASE_ON_SUCCESS, c.PHASE_FINALLY):
-        if dirname == f"{kind}.d":
-            return kind
-    for kind in (c.PHASE_PRE, c.PHASE_POST):
-        if dirname.startswith(f"{kind}-") and dirname.endswith(".d"):
-            return kind
+    for phase in (c.PHASE_ON_ERROR, c.PHASE_ON_SUCCESS, c.PHASE_FINALLY):
+        if dirname == f"{phase}.d":
+            return phase
+    for phase in (c.PHASE_PRE, c.PHASE_POST):
+        if dirname.startswith(f"{phase}-") and dirname.endswith(".d"):
+            return phase
     return None
 
 
-def hook_setting(key: str, value: str, kind: str | None, where: str) -> tuple[str, object]:
+def hook_setting(key: str, value: str, phase: str | None, where: str) -> tuple[str, object]:
     """(setting, value) for the hook key ``key`` as written at ``where`` (file:line) in a
-    hook of phase ``kind``; ConfigError for an unknown key, a bad value, or a setting that
+    hook of ``phase``; ConfigError for an unknown key, a bad value, or a setting that
     means nothing in that phase."""
     if key not in HOOK_KEYS:
         raise ConfigError(f"{where}: unknown hook key '{key.replace('_', '-')}' "
@@ -324,9 +324,9 @@ def hook_setting(key: str, value: str, kind: str | None, where: str) -> tuple[st
     except ValueError as error:
         raise ConfigError(f"{where}: {error}") from None
     for limited in (setting, parsed):
-        if isinstance(limited, str) and limited in ONLY_IN and kind is not None:
-            kinds, named = ONLY_IN[limited]
-            if kind not in kinds:
+        if isinstance(limited, str) and limited in ONLY_IN and phase is not None:
+            phases, named = ONLY_IN[limited]
+            if phase not in phases:
                 shown = key.replace("_", "-") if limited == setting else f"{key}={parsed}"
                 raise ConfigError(f"{where}: {shown} is for {named} only")
     return setting, parsed
@@ -354,10 +354,10 @@ def near_directive(line: bytes) -> bool:
     return rest.startswith(b"run") and (len(rest) == 3 or not rest[3:4].isalnum())
 
 
-def parse_header(head: bytes, path: str, kind: str | None = None
+def parse_header(head: bytes, path: str, phase: str | None = None
                  ) -> tuple[dict[str, tuple[Value, int]], list[str]]:
     """The header directives in ``head``, the first bytes of the script ``path`` of phase
-    ``kind``: ({setting: (value, line_number)}, [warnings]). A warning names a comment that
+    ``phase``: ({setting: (value, line_number)}, [warnings]). A warning names a comment that
     looks like a directive but is not one. Binary executables (ELF, or a NUL in the first
     bytes) have no header. Raises ConfigError naming file and line for an unknown key, a bad
     value or a key that means nothing in the hook's phase."""
@@ -379,15 +379,15 @@ def parse_header(head: bytes, path: str, kind: str | None = None
             key, sep, value = token.partition("=")
             if not sep or not value:
                 raise ConfigError(f"{where}: expected key=value in header, got {token!r}")
-            setting, parsed = hook_setting(normalise_key(key), value, kind, where)
+            setting, parsed = hook_setting(normalise_key(key), value, phase, where)
             found[setting] = (parsed, number)
     return found, warnings
 
 
-def effective_settings(kind: str, header: Mapping[str, tuple[Value, int]],
+def effective_settings(phase: str, header: Mapping[str, tuple[Value, int]],
                        section: Mapping[str, Value], config: Config,
                        overrides: Mapping[str, Value]) -> HookSettings:
-    """HookSettings for a hook of phase ``kind`` (``pre``, ``post``, ...), by ``resolve``:
+    """HookSettings for a hook of ``phase`` (``pre``, ``post``, ...), by ``resolve``:
     ``overrides`` (the command line, e.g. {"timeout": 60.0}), ``section`` (the config's
     [hook ...] dict, or {}), ``header`` (setting -> (value, line)), the config's [hookrun]
     defaults, the built-in defaults."""
@@ -395,12 +395,12 @@ def effective_settings(kind: str, header: Mapping[str, tuple[Value, int]],
     defaults = {name: config.get(name) for name in DEFAULTABLE_HOOK_KEYS}
     defaults["stall"] = config.get("stall_timeout")
     layers = (overrides, section, headers, defaults)
-    builtin = dict(HOOK_DEFAULTS, on_failure=OnFailure.STOP if kind == c.PHASE_PRE
+    builtin = dict(HOOK_DEFAULTS, on_failure=OnFailure.STOP if phase == c.PHASE_PRE
                    else OnFailure.WARN)
     found = {name: resolve(name, layers, default) for name, default in builtin.items()}
     return HookSettings(on_failure=found["on_failure"], timeout=found["timeout"],
                         retries=found["retries"], retry_delay=found["retry_delay"],
-                        when=found["when"] if kind == c.PHASE_POST else None,
+                        when=found["when"] if phase == c.PHASE_POST else None,
                         events=found["events"], warning_codes=found["warning_codes"],
                         dry_run=found["dry_run"], stall=found["stall"], user=found["user"],
                         group=found["group"])

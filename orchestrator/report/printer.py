@@ -245,13 +245,14 @@ class Console:
 def plan_items(planned: Planned, show_all: bool = False) -> list[dict[str, object]]:
     """``hookrun list --json`` items for [(PhaseDir, [PlannedHook])]."""
     items: list[dict[str, object]] = []
-    for phase, hooks in planned:
+    for phase_dir, hooks in planned:
         for hook in hooks:
             entry, s = hook.entry, hook.settings
             if not show_all and not entry.runs and not entry.warn:
                 continue
             items.append({
-                "phase": phase.kind, "dir": phase.dirname, "name": as_text(entry.name),
+                "phase": phase_dir.phase, "dir": phase_dir.dirname,
+                "name": as_text(entry.name),
                 "path": as_text(entry.path), "runs": entry.runs, "reason": entry.reason,
                 "critical": s.critical if s else None,
                 "on_failure": s.on_failure if s else None, "timeout": s.timeout if s else None,
