@@ -2,11 +2,15 @@
 
 Where each step of a run (design.md section 2) lives. The lifecycle core is flat at the top;
 three wings hold what it uses: plan/ (what will run), state/ (what stays on disk), report/
-(what is told); the base (constants, errors, files, shell, text, timestamps) serves them all.
+(what is told); the base serves them all: constants, errors, files, shell, text (what makes
+text safe to show, log or publish), timestamps, speed (the cheaper stand-ins for standard
+modules), accounts (whom a process runs as), environment (what a task is given). No import
+runs from a lower floor to a higher one: base < outcome < plan < state < report < the core.
 
 1. checks: cli (arguments) -> commands (one function per subcommand) -> plan.context (config,
-   hooks tree, plan), with plan.discovery (which files run), plan.settings (headers, config),
-   plan.safety (trust rules) and report.refusal (a refused run made seen);
+   hooks tree, plan), with plan.discovery (which files run), plan.settings (headers, config,
+   precedence), plan.values (the spellings of values), plan.channel_config (the [notify]
+   sections), plan.safety (trust rules) and report.refusal (a refused run made seen);
 2. the lock and the run directory: session, state.lock, state.statedir;
 3. recovery of crashed runs: state.cleanup (the whole cleanup feature: journals, their
    replay, dead runs, recovery), on state.statedir's run directories;
@@ -19,6 +23,12 @@ three wings hold what it uses: plan/ (what will run), state/ (what stays on disk
    report.pushgateway, report.notify and report.channels (through report.web); besides,
    report.logfile for the log, report.stats for the backup's statistics, report.trends for
    ``hookrun stats``.
+
+The words: a phase is one step of a run's hooks or tasks (pre, post, on-error, on-success,
+finally, and command, cleanup, recover for the tasks that are not hooks); a PhaseDir is a phase
+directory (pre-backup.d: its phase and its name); a task's ``where`` is its label in output
+and log (``pre/10-dump``); a Task is what the engine runs, a TaskRun a finished one (its
+record, its verdict, its output).
 
 The outcome nouns: a TaskRecord is one task's row (status, exit code, reason); a Judgement is
 what one attempt of a task means (outcome.judge: its status, the exit status its record keeps,
