@@ -1,6 +1,9 @@
 """Everything a person reads, and its format: the terminal (status lines, output, the summary),
 the text of ``list``, ``check``, ``history`` and ``show``, and JSON. The only module that knows
-how hookrun's output looks; what others hand it is data.
+how hookrun's output looks (prefixes, status words, colours, tables, the live line); tasks and
+runs reach it as data. The words of a warning or a note are the one exception: they are
+composed where what they tell of happened (the engine, the lifecycle, the cleanup module) and
+reach it as one line of text, which it escapes and prefixes.
 
 Every line shown passes through display_name() or display() (orchestrator.text): control
 characters are escaped, so no name, argument or output line can forge a line or move the cursor.
