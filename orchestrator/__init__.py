@@ -4,7 +4,8 @@ Where each step of a run (design.md section 2) lives. The lifecycle core is flat
 three wings hold what it uses: plan/ (what will run), state/ (what stays on disk), report/
 (what is told); the base serves them all: constants, errors, files, shell, text (what makes
 text safe to show, log or publish), timestamps, speed (the cheaper stand-ins for standard
-modules), accounts (whom a process runs as), environment (what a task is given). No import
+modules), accounts (whom a process runs as), environment (what a task is given, and the
+HOOKRUN_ENV hand-off: TaskEnvironment). No import
 runs from a lower floor to a higher one: base < outcome < plan < state < report < the core.
 
 1. checks: cli (arguments) -> commands (one function per subcommand) -> plan.context (config,

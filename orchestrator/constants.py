@@ -59,6 +59,8 @@ RUN_STATS_FILE = "stats"  # $HOOKRUN_STATS (a user= hook's: stats.task-N)
 RUN_ERROR_LOG = "error.log"  # $HOOKRUN_ERROR_LOG: the last output of what failed
 RUN_RECORD = "record.json"  # the record notify_command reads on stdin
 RUN_BIN = "bin"  # hookrun's own command, first on the hooks' PATH
+# The variable that marks every process of a task (run id/task number), for finding them.
+TASK_COOKIE = "HOOKRUN_TASK"
 
 # Defaults (design.md sections 1, 3, 4, 7).
 DEFAULT_TIMEOUT = 300.0

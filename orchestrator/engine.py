@@ -16,12 +16,7 @@ from collections import namedtuple
 from orchestrator import constants as c
 from orchestrator import shell
 from orchestrator.accounts import Identity, as_identity_argv, identity_of, identity_of_uid
-from orchestrator.environment import (
-    MAX_HANDOFF_FILE,
-    base_environment,
-    parse_handoff,
-    read_handoff,
-)
+from orchestrator.environment import TaskEnvironment
 from orchestrator.errors import StateError
 from orchestrator.files import write_private
 from orchestrator.outcome import (
@@ -35,7 +30,6 @@ from orchestrator.plan.settings import describe, resolve, retry_delays
 from orchestrator.process import (
     CAPTURE_ALL,
     CAPTURE_STDERR,
-    COOKIE,
     DEVNULL,
     Spec,
 )
@@ -48,14 +42,12 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Sequence
     from typing import IO, Any, NamedTuple
 
+    from orchestrator.environment import EnvFunction
     from orchestrator.plan.context import Context, PlannedHook
     from orchestrator.process import ProcessResult, Supervisor
     from orchestrator.report.output import Reporter, TaskOutput
     from orchestrator.state.history import Progress
     from orchestrator.state.statedir import RunDir
-
-    # A task's environment, given the attempt number and its cookie.
-    EnvFunction = Callable[[int, str], dict[str, str]]
 
 WIND_DOWN = (c.PHASE_ON_ERROR, c.PHASE_ON_SUCCESS, c.PHASE_FINALLY)
 
@@ -123,7 +115,8 @@ class Engine:
 
     def __init__(self, ctx: Context, reporter: Reporter, supervisor: Supervisor, run_id: str,
                  run_dir: RunDir, command: Sequence[str] = (),
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 progress: Progress | None = None) -> None:
         self.ctx = ctx
         self.reporter = reporter
         self.supervisor = supervisor
@@ -132,138 +125,27 @@ class Engine:
         self.run_id = run_id
         self.run_dir = run_dir
         self.journal = Journal(run_dir.path)
-        self.env_file = run_dir.file(c.RUN_ENV_FILE)
-        self.stats_file = run_dir.file(c.RUN_STATS_FILE)
         # the HOOKRUN_STATS files of user= hooks, read after the run's
         self.stats_files: list[str] = []
-        self.base = base_environment(ctx.config.env, ctx.path)
-        self.handoff: dict[str, str] = {}
-        self.later_env: dict[str, str] = {}
-        self.fixed: dict[str, str] = {
-            "HOOKRUN_EVENT": ctx.event, "HOOKRUN_RUN_ID": run_id,
-            "HOOKRUN_HOOKS_DIR": os.path.abspath(ctx.hooks_dir),
-            "HOOKRUN_STATE_DIR": os.path.abspath(ctx.state_dir),
-            "HOOKRUN_CLEANUP": self.journal.path, "HOOKRUN_ENV": self.env_file,
-            "HOOKRUN_COMMAND": shell.join(command) if command else "",
-            "HOOKRUN_PREVIOUS_RUN_ID": "", "HOOKRUN_PREVIOUS_STATUS": "",
-            "HOOKRUN_TRIGGER": ctx.trigger or "", "HOOKRUN_STATS": self.stats_file,
-            # Set here, empty, so that one inherited from hookrun's own environment can
-            # never make the hooks of a real run believe they are in a dry run.
-            "HOOKRUN_DRY_RUN": "",
-        }
-        self.shared: dict[str, str] | None = None
         self.tasks_started = 0
         self.replay = Replay(self)
-        # Told of each task's start and end (the history of a run going on), if set.
-        self.progress: Progress | None = None
+        # Told of each task's start and end (the history of a run going on), if given.
+        self.progress = progress
         self.journal.create()
-        self.empty_env_file()
-        self.empty_file(self.stats_file)
         self.own_bin = write_own_command(run_dir)
+        self.env = TaskEnvironment(ctx, reporter, run_id, run_dir, self.journal.path, command,
+                                   self.own_bin)
 
     # The environment
 
     def set_previous(self, run_id: str | None, status: str | None) -> None:
-        self.fixed["HOOKRUN_PREVIOUS_RUN_ID"] = run_id or ""
-        self.fixed["HOOKRUN_PREVIOUS_STATUS"] = status or ""
-        self.shared = None
+        self.env.set_previous(run_id, status)
 
     def set_dry_run(self) -> None:
-        """Tell every hook and cleanup from now on that this is a dry run."""
-        self.fixed["HOOKRUN_DRY_RUN"] = "1"
-        self.shared = None
+        self.env.set_dry_run()
 
     def set_later_env(self, values: dict[str, str]) -> None:
-        self.later_env = values
-        self.shared = None
-
-    def shared_env(self) -> dict[str, str]:
-        """What every hook's environment holds until the next hand-off or phase change; built
-        once, not once per hook."""
-        if self.shared is None:
-            env = dict(self.base)
-            env.update(self.handoff)
-            env.update(self.fixed)
-            env.update(self.later_env)
-            # Last, so it shadows nothing: "hookrun defer" works whatever the PATH, also for
-            # a hookrun started by its absolute path from a virtualenv.
-            env["PATH"] = f"{env.get('PATH') or os.defpath}{os.pathsep}{self.own_bin}"
-            self.shared = env
-        return self.shared
-
-    def hook_env(self, phase: str, name: str, path: str, index: int, count: int
-                 ) -> EnvFunction:
-        """A function of (attempt, cookie) giving a hook's environment."""
-        def env(attempt: int, cookie: str) -> dict[str, str]:
-            found = dict(self.shared_env())
-            found.update({"HOOKRUN_PHASE": phase, "HOOKRUN_HOOK": name, "HOOKRUN_HOOK_PATH": path,
-                          "HOOKRUN_INDEX": str(index), "HOOKRUN_COUNT": str(count),
-                          "HOOKRUN_ATTEMPT": str(attempt), COOKIE: cookie})
-            return found
-        return env
-
-    def command_env(self, _attempt: int, cookie: str) -> dict[str, str]:
-        env = dict(self.base)
-        env.update(self.handoff)
-        env["HOOKRUN_RUN_ID"] = self.run_id
-        env["HOOKRUN_EVENT"] = self.ctx.event
-        env["HOOKRUN_STATS"] = self.stats_file
-        env[COOKIE] = cookie
-        return env
-
-    def empty_env_file(self) -> None:
-        self.empty_file(self.env_file)
-
-    def empty_file(self, path: str) -> None:
-        try:
-            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
-                             | os.O_CLOEXEC, 0o600))
-        except OSError as error:
-            self.reporter.warn(f"cannot empty {path}: {error.strerror}")
-
-    def collect_handoff(self, where: str, succeeded: bool) -> None:
-        """After a task: hand on what a successful hook wrote to ``$HOOKRUN_ENV``, and leave
-        the file empty for the next one (a stat, not a rewrite, when nothing was written)."""
-        try:
-            if not os.stat(self.env_file).st_size:
-                return
-        except FileNotFoundError:
-            self.empty_env_file()
-            return
-        if succeeded:
-            self.take_handoff(where, *read_handoff(self.env_file,
-                                                   path_fixed=bool(self.ctx.path)))
-        self.empty_env_file()
-
-    def take_handoff(self, where: str, values: dict[str, str], warnings: list[str]) -> None:
-        """Hand on what a hook wrote to its HOOKRUN_ENV (``values``), warning of the lines
-        that were not taken."""
-        for warning in warnings:
-            self.reporter.warn(f"{where}: HOOKRUN_ENV {warning}")
-        for name in values:
-            self.reporter.note(f"{where} hands on {name}")
-        self.handoff.update(values)
-        self.shared = None
-
-    def collect_user_handoff(self, where: str, path: str, succeeded: bool) -> None:
-        """collect_handoff() for the HOOKRUN_ENV file of a hook run as another user: read,
-        never through a link, and emptied through the descriptor for a next attempt."""
-        fd: int | None = None
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
-            if os.fstat(fd).st_size > MAX_HANDOFF_FILE:
-                self.reporter.warn(f"{where}: HOOKRUN_ENV is larger than "
-                                   f"{MAX_HANDOFF_FILE >> 20} MiB: ignored")
-            elif succeeded:
-                data = os.pread(fd, MAX_HANDOFF_FILE, 0)
-                self.take_handoff(where, *parse_handoff(data, path_fixed=bool(self.ctx.path)))
-            os.ftruncate(fd, 0)
-        except OSError as error:
-            self.reporter.warn(f"{where}: cannot read its HOOKRUN_ENV: "
-                               f"{error.strerror or error}")
-        finally:
-            if fd is not None:
-                os.close(fd)
+        self.env.set_later_env(values)
 
     # The skeleton
 
@@ -310,9 +192,9 @@ class Engine:
                 self.reporter.warn(f"{task.where} {judgement.notice}")
             succeeded = judgement.status in TaskStatus.SUCCEEDED
             if handoff_file:
-                self.collect_user_handoff(task.where, handoff_file, succeeded)
+                self.env.collect_user_handoff(task.where, handoff_file, succeeded)
             else:
-                self.collect_handoff(task.where, task.handoff and succeeded)
+                self.env.collect_handoff(task.where, task.handoff and succeeded)
             if not judgement.retry or attempt > task.retries or self.signals.first or \
                     task.retry_codes and outcome.exit_code not in task.retry_codes:
                 break
@@ -354,7 +236,7 @@ class Engine:
             self.reporter.note(f"{where}: {describe(settings)}")
         task = Task(
             phase=phase, name=entry.name, where=where, argv=(entry.path,),
-            env=self.hook_env(phase, entry.name, entry.path, index, count),
+            env=self.env.hook_env(phase, entry.name, entry.path, index, count),
             timeout=settings.timeout, on_failure=settings.on_failure, retries=settings.retries,
             retry_delay=settings.retry_delay, warning_codes=settings.warning_codes,
             shielded=phase in WIND_DOWN, handoff=True, stall=settings.stall)
@@ -441,7 +323,7 @@ class Engine:
         config = self.ctx.config
         return self.run_task(Task(
             phase=c.PHASE_COMMAND, name=name, where=where, argv=tuple(argv),
-            env=self.command_env, timeout=self.ctx.command_timeout,
+            env=self.env.command_env, timeout=self.ctx.command_timeout,
             on_failure=OnFailure.STOP, capture=capture, stdin=None,
             retries=config.get("command_retries", 0),
             retry_delay=config.get("command_retry_delay", c.DEFAULT_RETRY_DELAY),
@@ -468,7 +350,7 @@ class Engine:
         journal_index, journal, lock_fd = entry
         timeout = resolve("timeout", ({"timeout": self.ctx.timeout}, self.ctx.config.values),
                           c.DEFAULT_TIMEOUT)
-        env = self.hook_env(c.PHASE_CLEANUP, line, "", index, count)
+        env = self.env.hook_env(c.PHASE_CLEANUP, line, "", index, count)
         as_user: tuple[str, ...] = ()
         if journal.owner is not None and journal.owner != os.geteuid():
             identity = identity_of_uid(journal.owner)
@@ -501,7 +383,7 @@ class Engine:
             run = self.run_task(Task(
                 phase=c.PHASE_COMMAND, name=argv[0],
                 where=f"notify/{display_name(os.path.basename(argv[0]) or argv[0])}",
-                argv=tuple(argv), env=self.command_env, timeout=c.NOTIFY_COMMAND_TIMEOUT,
+                argv=tuple(argv), env=self.env.command_env, timeout=c.NOTIFY_COMMAND_TIMEOUT,
                 stdin=stdin, recorded=False))
         if run.record.status != TaskStatus.OK:
             return f"notify_command {argv[0]} failed: {run.record.reason}"

@@ -53,7 +53,7 @@ HELD_FD = 3  # where Spec.hold_fd appears in the child
 AFTER_KILL_WAIT = 5.0
 POLL_IN = select.POLLIN | select.POLLHUP | select.POLLERR
 MAX_WAIT = 60.0  # poll() takes a C int: a long timeout is waited for in steps
-COOKIE = "HOOKRUN_TASK"
+COOKIE = c.TASK_COOKIE
 DEVNULL: Final = "/dev/null"  # Spec.stdin: read nothing (None inherits hookrun's stdin)
 RESET_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 # Spec.capture: which of the process's streams hookrun reads through a pipe (the others it

@@ -91,12 +91,13 @@ class Run:
             history = open_history(os.path.join(ctx.state_dir, c.HISTORY_NAME),
                                    session.reporter.warn)
             try:
-                engine = session.open_run(self.command)
+                progress = Progress(history, run_id, session.reporter.warn)
+                engine = session.open_run(self.command, progress=progress)
                 if engine is None:
                     return signal_exit(session)
                 self.started = True
                 return Lifecycle(session, history, engine, self.command, self.no_hooks,
-                                 hooks).run()
+                                 hooks, progress).run()
             finally:
                 history.close()
 
@@ -120,7 +121,8 @@ class Lifecycle:
     dry_run = False
 
     def __init__(self, session: Session, history: History | NoHistory, engine: Engine,
-                 command: list[str], no_hooks: bool, hooks: Hooks) -> None:
+                 command: list[str], no_hooks: bool, hooks: Hooks,
+                 progress: Progress | None = None) -> None:
         self.ctx = session.ctx
         self.session = session
         self.signals = session.signals
@@ -141,7 +143,9 @@ class Lifecycle:
         self.without_output: dict[str, str] = {}
         self.started = time.monotonic()
         self.started_iso = now_iso()
-        self.progress = Progress(history, self.run_id, self.reporter.warn)
+        # The engine's (a recorded run's), or one of its own that no task tells of.
+        self.progress = progress if progress is not None else \
+            Progress(history, self.run_id, self.reporter.warn)
 
     def run(self) -> int:
         """The steps of design.md section 2, 3 to 9; returns hookrun's exit status."""
@@ -170,7 +174,6 @@ class Lifecycle:
                                    self.started_iso, self.no_hooks, self.ctx.trigger)
         except StateError as error:
             self.reporter.warn(f"{error}; the run goes on")
-        self.engine.progress = self.progress
         self.reporter.on_tick = self.progress.flush
         if self.ctx.notify_url:
             from orchestrator.report import notify
@@ -369,7 +372,7 @@ class Lifecycle:
         from orchestrator.report import stats
 
         warnings: list[str] = []
-        for path in [self.engine.stats_file] + self.engine.stats_files:
+        for path in [self.engine.env.stats_file] + self.engine.stats_files:
             found, said = stats.from_file(path)
             self.stats.update(found)
             warnings += said

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
     from orchestrator.plan.context import Context
     from orchestrator.report.logfile import LogFile
+    from orchestrator.state.history import Progress
 
 
 def new_run_id() -> str:
@@ -109,10 +110,12 @@ class Session:
         self.lock = EventLock(self.ctx.state_dir, self.ctx.event)
         return self.lock.acquire(wait, self.signals)
 
-    def open_run(self, command: Sequence[str] = (), recorded: bool = True) -> Engine | None:
+    def open_run(self, command: Sequence[str] = (), recorded: bool = True,
+                 progress: Progress | None = None) -> Engine | None:
         """Create the run's directory (locked for its life) and the Engine that runs its
-        tasks; None if a signal came while it waited for a recovery. ``recorded`` False: no
-        history row belongs to it (phase, recover). A run that holds the event lock gives
+        tasks, telling ``progress`` (the history of a run going on) of each; None if a signal
+        came while it waited for a recovery. ``recorded`` False: no history row belongs to it
+        (phase, recover). A run that holds the event lock gives
         way (LockBusy, 75) to any other live run of its event: that one took the lock too,
         so the lock file was deleted under it. (Two that start in the same instant of such
         a deletion may both give way: never both run.)"""
@@ -131,7 +134,7 @@ class Session:
         assert self.supervisor is not None
         try:
             return Engine(self.ctx, self.reporter, self.supervisor, self.run_id, run_dir,
-                          command)
+                          command, progress=progress)
         except OSError as error:
             run_dir.remove()
             raise StateError(f"cannot create the cleanup journal in {run_dir.path}: "
