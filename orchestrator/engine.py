@@ -166,7 +166,6 @@ class Engine:
         self.tasks_started += 1
         if task.recorded:
             self.task_started(task.phase, task.name, started)
-        delays = retry_delays(task.retry_delay, task.retries)
         cpu, attempt = 0.0, 0
         rss: int | None = None
         while True:
@@ -198,7 +197,7 @@ class Engine:
             if not judgement.retry or attempt > task.retries or self.signals.first or \
                     task.retry_codes and outcome.exit_code not in task.retry_codes:
                 break
-            delay = delays[attempt - 1]
+            delay = retry_delays(task.retry_delay, task.retries)[attempt - 1]
             self.reporter.warn(f"{task.where}: {judgement.reason}; retry {attempt} of "
                                f"{task.retries} in {format_duration(delay)}")
             self.signals.sleep(delay)

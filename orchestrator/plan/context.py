@@ -296,6 +296,9 @@ def plan(ctx: Context, discovered: Discovered, heads: Mapping[str, bytes],
     ConfigError (78) naming file and line at the first bad directive. Comments that look
     like directives but are not are added to ``warnings``."""
     overrides = {"timeout": ctx.timeout, "stall": ctx.stall}
+    # The settings of a hook with no header directive and no [hook] section depend on its
+    # phase alone: worked out once per phase, not once per hook.
+    plain: dict[str, HookSettings] = {}
     result: Planned = []
     for phase_dir, entries in discovered:
         hooks = []
@@ -306,8 +309,13 @@ def plan(ctx: Context, discovered: Discovered, heads: Mapping[str, bytes],
                 if warnings is not None:
                     warnings += near
                 section = ctx.config.hooks.get(entry.key, {})
-                hook_settings = settings.effective_settings(phase_dir.phase, header, section,
-                                                            ctx.config, overrides)
+                if header or section:
+                    hook_settings = settings.effective_settings(phase_dir.phase, header,
+                                                                section, ctx.config, overrides)
+                else:
+                    hook_settings = plain.get(phase_dir.phase) or plain.setdefault(
+                        phase_dir.phase, settings.effective_settings(
+                            phase_dir.phase, header, section, ctx.config, overrides))
                 check_identity(hook_settings, header, section, entry, ctx.config.path)
             hooks.append(PlannedHook(entry, hook_settings))
         result.append((phase_dir, hooks))

@@ -183,7 +183,8 @@ def discover(hooks_dirs: str | Sequence[str], phase_dir: PhaseDir,
             continue
         for name in names:
             earlier = chosen.get(name)
-            entry = judge_entry(phase_dir, name, os.path.join(directory, name), rules[hooks_dir])
+            entry = judge_entry(phase_dir, name, os.path.join(directory, name), rules[hooks_dir],
+                                hooks_dir)
             if earlier is not None and not entry.runs and not entry.warn and \
                     not entry.reason.startswith("masked"):
                 continue  # a name hidden here takes no part: the earlier file stays
@@ -192,23 +193,25 @@ def discover(hooks_dirs: str | Sequence[str], phase_dir: PhaseDir,
                 if entry.reason == "masked":
                     entry = entry._replace(reason=f"masked by {entry.path}")
                 entry = entry._replace(overrides=replaced)
-            chosen[name] = entry._replace(origin=hooks_dir)
+            chosen[name] = entry
     return [chosen[name] for name in sorted(chosen, key=os.fsencode)]
 
 
-def judge_entry(phase_dir: PhaseDir, name: str, path: str, ignore: IgnoreRules) -> Entry:
-    """The Entry of one name in a phase_dir directory, before layering."""
+def judge_entry(phase_dir: PhaseDir, name: str, path: str, ignore: IgnoreRules,
+                origin: str | None = None) -> Entry:
+    """The Entry of one name in a phase directory (of the hooks directory ``origin``),
+    before layering."""
     reason = silent_skip_reason(name)
     if reason is None and ignore.matches(f"{phase_dir.dirname}/{name}"):
         reason = f"matched by {c.IGNORE_NAME}"
     if reason is not None:
-        return Entry(phase_dir, name, path, runs=False, reason=reason)
+        return Entry(phase_dir, name, path, runs=False, reason=reason, origin=origin)
     reason, problem = classify(path)
     if reason == "masked":  # a link to /dev/null, as systemd masks a unit
-        return Entry(phase_dir, name, path, runs=False, reason=reason)
+        return Entry(phase_dir, name, path, runs=False, reason=reason, origin=origin)
     if reason is not None:
-        return Entry(phase_dir, name, path, runs=False, reason=reason, warn=True)
-    return Entry(phase_dir, name, path, runs=True, reason=problem, fails=problem)
+        return Entry(phase_dir, name, path, runs=False, reason=reason, warn=True, origin=origin)
+    return Entry(phase_dir, name, path, runs=True, reason=problem, fails=problem, origin=origin)
 
 
 def hidden_by_ignore(phase_dir: PhaseDir, entries: Sequence[Entry]) -> str | None:

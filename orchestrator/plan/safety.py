@@ -219,6 +219,8 @@ class Checker:
         self.looked_at: dict[str, os.stat_result | Literal[False]] = {}
         self.judged: set[tuple[str, Rule]] = set()
         self.checked: dict[tuple[str, Rule], bool] = {}
+        # What the kernel passes through to each existing path checked (see chain).
+        self.walked: dict[str, list[tuple[str, os.stat_result]]] = {}
         self.executable: dict[str, bool] = {}
 
     def lstat(self, path: str) -> os.stat_result:
@@ -254,8 +256,9 @@ class Checker:
         return self.checked[path, rule]
 
     def check_once(self, path: str, rule: Rule) -> bool:
+        absolute = os.path.abspath(path)
         try:
-            found, exists = chain(os.path.abspath(path), self.lstat)
+            found, exists = self.walk(absolute)
         except OSError as error:
             self.add(path, f"{shown(path)}: {error.strerror}")
             return False
@@ -266,6 +269,27 @@ class Checker:
             entry, info = found[-1]
             self.judge(entry, info, rule)
         return exists
+
+    def walk(self, path: str) -> tuple[list[tuple[str, os.stat_result]], bool]:
+        """chain(``path``) (absolute), through what an earlier walk found: a file in a
+        directory walked before, where that walk ended at the directory itself (no link
+        followed at its end), is that walk plus the file, unless the file is a link (a hook
+        directory's hooks: one lstat each, not a walk from /)."""
+        parent, name = os.path.split(path)
+        above = self.walked.get(parent)
+        if above is not None and above[-1][0] == parent and name not in ("", ".", ".."):
+            try:
+                info = self.lstat(path)
+            except FileNotFoundError:
+                return above, False
+            if not stat.S_ISLNK(info.st_mode):
+                found = above + [(path, info)]
+                self.walked[path] = found
+                return found, True
+        found, exists = chain(path, self.lstat)
+        if exists:
+            self.walked[path] = found
+        return found, exists
 
     def check_here(self, path: str, rule: Rule) -> bool:
         """Check ``path`` itself by ``rule``, as lstat(2) sees it: a symbolic link there is
