@@ -130,11 +130,12 @@ def read_sized(fd: int, limit: int) -> bytes:
 
 def open_regular(path: str, flags: int, mode: int = PRIVATE) -> int:
     """``os.open`` with O_NONBLOCK and O_NOFOLLOW, of a regular file only: NotRegularFile for
-    anything else (a FIFO that no one reads, opened for writing, says ENXIO)."""
+    anything else (a FIFO that no one reads, opened for writing, says ENXIO; a directory
+    opened for writing, EISDIR)."""
     try:
         fd = os.open(path, flags | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
     except OSError as error:
-        if error.errno == errno.ENXIO:
+        if error.errno in (errno.ENXIO, errno.EISDIR):
             raise NotRegularFile(path) from None
         raise
     try:
@@ -185,15 +186,15 @@ def foreign_links(path: str, euid: int | None = None) -> list[str]:
 def output_file_problems(path: str, appended: bool) -> list[str]:
     """Why hookrun must not write the log or metrics file at ``path``: a symbolic link of
     another user on the way, or (for a file ``appended`` to, the log) an existing file that
-    another user owns or can write. [] when it is fine. A FIFO, socket or device is not a
-    problem here: opening it is refused with a warning, and the run goes on."""
+    another user owns or can write. [] when it is fine. A FIFO, socket, device or directory
+    is not a problem here: opening it is refused with a warning, and the run goes on."""
     problems = foreign_links(path)
     if appended and not problems:
         try:
             info = os.stat(path)
         except OSError:
             return []  # nothing there to trust or not; opening it will say what is wrong
-        if not stat.S_ISREG(info.st_mode) and not stat.S_ISDIR(info.st_mode):
+        if not stat.S_ISREG(info.st_mode):
             return []
         problem = own_file_problem(path, info)
         if problem:

@@ -27,6 +27,10 @@ RESTIC = {"snapshot_id": "snapshot_id", "files_new": "files_new",
 BORG = {"deduplicated_size": "bytes_added", "original_size": "bytes_processed",
         "nfiles": "total_files"}
 MAX_FILE = 65536  # a $HOOKRUN_STATS file is a few lines; more is not read
+# A count is a 64-bit number at most: a longer string of digits is no statistic (and Python
+# refuses to read one of over 4,300 digits).
+MAX_COUNT = (1 << 64) - 1
+MAX_DIGITS = len(str(MAX_COUNT))
 
 
 def valid(key: str, value: object) -> str | int | None:
@@ -37,10 +41,11 @@ def valid(key: str, value: object) -> str | int | None:
         return text if ok else None
     if isinstance(value, bool):
         return None
+    if isinstance(value, str) and value.isascii() and value.isdigit() and \
+            len(value) <= MAX_DIGITS:
+        value = int(value)
     if isinstance(value, int):
-        return value if value >= 0 else None
-    if isinstance(value, str) and value.isascii() and value.isdigit():
-        return int(value)
+        return value if 0 <= value <= MAX_COUNT else None
     return None
 
 
@@ -55,7 +60,7 @@ def from_output(data: bytes) -> Stats:
         if line.startswith("{") and '"summary"' in line:
             try:
                 summary = json.loads(line)
-            except ValueError:
+            except (ValueError, RecursionError):  # not JSON, or nested past json's reach
                 continue
             if isinstance(summary, dict) and summary.get("message_type") == "summary":
                 return mapped(summary, RESTIC)
@@ -78,7 +83,7 @@ def last_document(text: str) -> object:
     for start in (0, text.rfind("\n{") + 1):
         try:
             return json.loads(text[start:])
-        except ValueError:
+        except (ValueError, RecursionError):
             continue
     return None
 

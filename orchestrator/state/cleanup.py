@@ -343,10 +343,16 @@ def dead_runs(state_dir: str, set_aside: bool = True) -> tuple[list[RunDir], lis
             refused.append(f"run directory {shown(path)} is not replayed: {problem} "
                            "(fix: inspect it, then remove it)")
             continue
-        fd = try_lock(os.path.join(path, c.RUN_OWNER_LOCK))
-        if fd is None:
-            continue
-        problem, meta = damage(path)
+        try:
+            fd = try_lock(os.path.join(path, c.RUN_OWNER_LOCK))
+        except OSError as error:
+            # No live run can hold a lock that cannot be opened: the directory is damaged.
+            lock = os.path.join(path, c.RUN_OWNER_LOCK)
+            fd, problem, meta = None, f"{shown(lock)}: {error.strerror or error}", None
+        else:
+            if fd is None:
+                continue
+            problem, meta = damage(path)
         if meta is not None:  # undamaged
             meta.setdefault("run_id", name)
             found.append(RunDir(path, fd, meta))
@@ -356,7 +362,8 @@ def dead_runs(state_dir: str, set_aside: bool = True) -> tuple[list[RunDir], lis
                            f"aside as {shown(kept)}, its cleanups not run (fix: "
                            "inspect it, run what is still needed, then remove it)")
         else:
-            os.close(fd)
+            if fd is not None:
+                os.close(fd)
             refused.append(f"run directory {shown(path)} is damaged ({problem}); "
                            "'hookrun recover' sets it aside")
     return found, refused

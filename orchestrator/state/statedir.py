@@ -12,6 +12,7 @@ could plant a journal for root to replay, or a link for root to write through.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import stat
@@ -103,18 +104,15 @@ def make_dirs(path: str) -> None:
 
 
 def try_lock(path: str) -> int | None:
-    """An fd holding an exclusive flock on ``path``, or None if someone holds it (or it is
-    not a file of our own). A run directory that lost its lock file is made one: it belongs
-    to no live run, since a live run never lets go of its own."""
+    """An fd holding an exclusive flock on ``path``, or None if someone holds it. A run
+    directory that lost its lock file is made one: it belongs to no live run, since a live
+    run never lets go of its own. OSError when the lock file cannot be used (not a regular
+    file of our own, an I/O error): no live run holds it either, and its run directory is
+    damaged."""
     try:
         fd = open_own(path, os.O_RDWR)
     except FileNotFoundError:
-        try:
-            fd = os.open(path, os.O_RDWR | NEW, PRIVATE)
-        except OSError:
-            return None
-    except OSError:
-        return None
+        fd = os.open(path, os.O_RDWR | NEW, PRIVATE)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -135,6 +133,9 @@ def read_meta(path: str) -> Meta:
 
     try:
         meta = json.loads(read_sized(fd, MAX_META).decode("utf-8", "replace"))
+    except RecursionError:
+        # Nested deeper than json can read: no meta hookrun writes (a flat object).
+        raise OSError(errno.EINVAL, "nested too deeply to be a run's meta.json") from None
     except ValueError:
         return {}
     finally:
@@ -264,7 +265,10 @@ def remove_if_stale(path: str) -> None:
             return
     except OSError:
         return
-    fd = try_lock(os.path.join(path, c.RUN_OWNER_LOCK))
+    try:
+        fd = try_lock(os.path.join(path, c.RUN_OWNER_LOCK))
+    except OSError:
+        return  # a damaged lock: left for a person to look at
     if fd is not None:
         remove_tree(path)
         os.close(fd)
@@ -305,7 +309,10 @@ def live_rivals(state_dir: str, own: RunDir) -> tuple[list[Meta], list[Meta]]:
             continue  # damaged: whose it is cannot be told; recovery sets it aside if dead
         if not meta.get("exclusive") or meta.get("event") != own.meta.get("event"):
             continue
-        fd = try_lock(os.path.join(path, c.RUN_OWNER_LOCK))
+        try:
+            fd = try_lock(os.path.join(path, c.RUN_OWNER_LOCK))
+        except OSError:
+            continue  # a lock no run can hold: damaged, recovery sets it aside
         if fd is not None:
             os.close(fd)  # dead: recovery's business, not a rival
             continue

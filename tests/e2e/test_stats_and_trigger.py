@@ -125,3 +125,22 @@ def test_a_person_at_a_terminal_is_a_manual_trigger(tree):
                             text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert show_last(tree)["trigger"] == "manual"
+
+
+def test_a_statistic_too_long_to_be_a_count_is_a_warning_not_a_fault(tree):
+    """A number of thousands of digits (Python refuses to read one of over 4,300) written to
+    $HOOKRUN_STATS, or in restic's summary line, is a bad line: the run and its wind-down
+    go on, and the record keeps the good statistics."""
+    huge = "9" * 5000
+    tree.hook("post-backup.d/10-huge", f'echo bytes_added={huge} >> "$HOOKRUN_STATS"')
+    tree.hook("finally.d/10-last", f'touch "{tree.marks}/finally"')
+    summary = ('{"message_type":"summary","files_new":3,"data_added":"' + huge + '",'
+               '"snapshot_id":"abc123"}')
+    result = run_hookrun("run", *tree.args(), "--", "sh", "-c", f"echo '{summary}'")
+    assert result.returncode == 0, result.stderr
+    assert "internal" not in result.stderr and "Traceback" not in result.stderr
+    assert (tree.marks / "finally").exists()
+    record = show_last(tree)
+    assert record["status"] == "success"
+    assert record["stats"] == {"files_new": 3, "snapshot_id": "abc123"}
+    assert any("HOOKRUN_STATS" in line for line in result.stderr.splitlines())

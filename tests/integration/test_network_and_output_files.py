@@ -192,6 +192,23 @@ def test_a_fifo_at_an_output_path_is_refused_with_a_warning_and_the_run_goes_on(
     assert (record["status"], record["exit_code"]) == ("failure", 4)
 
 
+@pytest.mark.parametrize("option", ["--metrics-file", "--log-file"])
+def test_a_directory_at_an_output_path_is_a_warning_and_refuses_no_run(tree, option):
+    """A directory left where the log or metrics file goes (a mistaken mkdir) is not a
+    reason to refuse every run: it is not written, with a warning."""
+    there = tree.base / "out"
+    there.mkdir(mode=0o700)
+    tree.hook("pre-backup.d/10-x", f"echo ran > {tree.mark('ran')}")
+    result, _elapsed = timed_run(tree, option, str(there), "--", "sh", "-c", "exit 4")
+    assert result.returncode == 4, result.stderr
+    assert tree.read("ran") == "ran\n"
+    assert [line for line in result.stderr.splitlines()
+            if str(there) in line and "not a regular file" in line]
+    assert there.is_dir()
+    record = show_last(tree)
+    assert (record["status"], record["exit_code"]) == ("failure", 4)
+
+
 def test_a_fifo_at_the_metrics_path_with_a_reader_is_not_written_to(tree):
     """With a reader at its other end, a FIFO opens: the check after the open refuses it."""
     fifo = tree.base / "out.prom"

@@ -135,15 +135,20 @@ def make_dir(path):
     path.mkdir(mode=0o700)
 
 
+def make_nested(path):
+    path.write_text("[" * 60000)  # deeper than json can read: RecursionError, not ValueError
+
+
 @pytest.mark.parametrize("damage", ["meta.json fifo", "meta.json directory", "cleanup fifo",
-                                    "cleanup directory"])
+                                    "cleanup directory", "owner.lock fifo",
+                                    "owner.lock directory", "meta.json nested"])
 @pytest.mark.parametrize("command", COMMANDS)
 def test_a_non_regular_meta_json_or_journal_sets_its_run_aside_and_nothing_hangs(
         tree, command, damage):
     run_dir = dead_run(tree, cleanup_line(tree, "dead") + b"\n")
     marker_hook(tree, "pre-backup.d/10-a")
     name, kind = damage.split()
-    (make_fifo if kind == "fifo" else make_dir)(run_dir / name)
+    {"fifo": make_fifo, "directory": make_dir, "nested": make_nested}[kind](run_dir / name)
     result = run_hookrun(*command_argv(tree, command), timeout=30)
     assert_went_on(tree, command, result)
     assert_set_aside(tree, command, result)
@@ -432,3 +437,18 @@ def test_a_dead_runs_meta_whose_run_id_is_not_a_string_is_recovered_by_its_direc
     result = run_hookrun("recover", *tree.args())
     assert result.returncode == 0, result.stderr
     assert done.exists() and f"recovering run {dead.name}" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory"])
+def test_a_dead_exclusive_runs_unusable_owner_lock_refuses_no_later_run(tree, kind):
+    """A lock file no run can hold (a FIFO, a directory) is not a recovery going on: the
+    next run does not give way to it (75) for ever, and sets the directory aside."""
+    dead = dead_run_dir(tree, journal=f"touch {tree.marks / 'undone'}\n")
+    {"fifo": lambda path: os.mkfifo(path, 0o600), "directory": os.mkdir}[kind](
+        dead / "owner.lock")
+    result = run_hookrun("run", *tree.args(), "--", "true", timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "damaged" in result.stderr and not dead.exists()
+    assert (dead.parent / f".damaged-{dead.name}").is_dir()
+    assert not (tree.marks / "undone").exists()
+    assert run_hookrun("run", *tree.args(), "--", "true", timeout=60).returncode == 0
