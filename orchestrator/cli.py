@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     # an option's attribute is named by destination().
     Arguments = argparse.Namespace | SimpleNamespace
 
-INTERNAL_ERROR = 70
+INTERNAL_ERROR = c.EXIT_INTERNAL
 # Collect young objects after this many allocations rather than 700: hookrun makes few
 # objects that refer to each other, and its start-up makes many that live as long as it does.
 YOUNG_COLLECTION_THRESHOLD = 10_000

@@ -7,6 +7,7 @@ EXIT_OK = 0
 EXIT_CHECK_FAILED = 1  # hookrun check: a hook would fail to start (design.md 10)
 EXIT_USAGE = 2
 EXIT_HOOK_STOPPED = 69
+EXIT_INTERNAL = 70  # an internal error
 EXIT_CANT_CREATE = 73
 EXIT_LOCKED = 75
 EXIT_UNSAFE = 77

@@ -136,6 +136,9 @@ retry is allowed, the verdict if no retry follows, the exit status its record ke
 a command that timed out), and a notice to warn with (what exit 62 or 63 did), or None."""
 
 
+NOT_HOOKS = (c.PHASE_COMMAND, c.PHASE_CLEANUP, c.PHASE_RECOVER)
+
+
 def judge(phase: str, outcome: ProcessResult, on_failure: str,
           warning_codes: Collection[int] = ()) -> Judgement:
     """Judge one attempt of a task of ``phase`` that ended with ``outcome`` (see
@@ -175,7 +178,9 @@ def judge_status(phase: str, outcome: ProcessResult, on_failure: str,
         return Judgement(TaskStatus.OK, None, False, Verdict.OK)
     if code in warning_codes:
         return Judgement(TaskStatus.WARNING, f"exit {code}: a warning code", False, Verdict.OK)
-    if failure != Verdict.IGNORE and phase != c.PHASE_COMMAND:
+    # The exit-code protocol (62, 63, 75) is the hooks': a command or a cleanup line that
+    # happens to exit 62 failed like any other.
+    if failure != Verdict.IGNORE and phase not in NOT_HOOKS:
         if code == c.HOOK_ABORT_CONTINUE:
             return Judgement(TaskStatus.ABORTED, "ABORT_CONTINUE", False, Verdict.CONTINUE,
                              notice="gave up (exit 62, ABORT_CONTINUE)")
@@ -256,7 +261,7 @@ class RunState:
             RunStatus.INTERRUPTED)
 
     __slots__ = ("status", "command", "command_record", "skipped_by", "interrupted_by",
-                 "failure", "warnings", "dry_success")
+                 "failure", "warnings", "dry_success", "fault_exit")
 
     def __init__(self, command: Iterable[str] = ()) -> None:
         self.status: str = RunStatus.SUCCESS
@@ -267,6 +272,7 @@ class RunState:
         self.failure: Failure | None = None
         self.warnings: list[str] = []
         self.dry_success = False
+        self.fault_exit: int | None = None
 
     def become(self, status: str) -> None:
         """Move to ``status`` if it is worse than the status so far."""
@@ -314,6 +320,15 @@ class RunState:
                       "left for 'hookrun recover'")
         if damaged:
             self.warn(f"cleanup journal {journal_path}: {damaged} damaged line(s) not run")
+
+    def fault(self, line: str, exit_status: int) -> None:
+        """A step could not go on (the state directory refused a hook's files, an internal
+        fault): the run failed, with ``exit_status`` unless the command's own failure or a
+        signal says otherwise, and ``line`` is its HOOKRUN_ERROR if none came before."""
+        self.take_failure(Failure(line, "", "", "", True))
+        self.become(RunStatus.FAILURE)
+        if self.fault_exit is None:
+            self.fault_exit = exit_status
 
     def takes_failure(self, decisive: bool) -> bool:
         """Whether a failure (``decisive``: it decides the run) would now be the one
@@ -393,6 +408,8 @@ class RunState:
             # A command that ran has an exit status (126 or 127 if it could not start).
             record = self.command_record
             code = record.exit_code if record is not None and self.command_failed else None
+            if code is None:
+                code = self.fault_exit
             return c.EXIT_HOOK_STOPPED if code is None else code
         return c.EXIT_OK
 

@@ -13,7 +13,7 @@ import time
 
 from orchestrator import constants as c
 from orchestrator import shell
-from orchestrator.errors import StateError, fault_text
+from orchestrator.errors import HookrunError, StateError, fault_text
 from orchestrator.files import write_private
 from orchestrator.outcome import (
     Failure,
@@ -97,7 +97,7 @@ class Run:
                     return signal_exit(session)
                 self.started = True
                 return Lifecycle(session, history, engine, self.command, self.no_hooks,
-                                 hooks, progress).run()
+                                 hooks, progress, plan.warnings).run()
             finally:
                 history.close()
 
@@ -122,7 +122,7 @@ class Lifecycle:
 
     def __init__(self, session: Session, history: History | NoHistory, engine: Engine,
                  command: list[str], no_hooks: bool, hooks: Hooks,
-                 progress: Progress | None = None) -> None:
+                 progress: Progress | None = None, tree_warnings: Sequence[str] = ()) -> None:
         self.ctx = session.ctx
         self.session = session
         self.signals = session.signals
@@ -134,6 +134,9 @@ class Lifecycle:
         self.no_hooks = no_hooks
         self.hooks = hooks
         self.state = RunState(command)
+        # What the plan found wrong in the tree (near-miss directories, a phase hidden by
+        # .hookignore, a [hook] section naming no file...): a run with them is no success.
+        self.tree_warnings = list(tree_warnings)
         self.tasks: list[TaskRecord] = []
         # the backup's statistics (stats.KEYS), as they become known
         self.stats: dict[str, str | int] = {}
@@ -155,7 +158,10 @@ class Lifecycle:
                 self.report_pending()
                 self.run_command()
             else:
-                self.add_records(recover(self.engine, self.history, self.ctx.state_dir))
+                recovered = recover(self.engine, self.history, self.ctx.state_dir)
+                self.add_records(recovered.records)
+                for line in recovered.problems + self.tree_warnings:
+                    self.state.warn(line)
                 self.session.wait_for_recoveries(self.engine.run_dir)
                 # After recovery, so that a crashed predecessor reads "interrupted".
                 self.engine.set_previous(*self.history.previous(self.ctx.event, self.run_id))
@@ -163,10 +169,24 @@ class Lifecycle:
                 self.run_command()
                 self.post()
                 self.handlers()
+        except Exception as error:  # noqa: BLE001 - the wind-down and the record must follow
+            self.fault(error)
         finally:
             if not self.no_hooks:
                 self.wind_down()
         return self.finish()
+
+    def fault(self, error: Exception) -> None:
+        """A step raised ``error`` and the run cannot go on: it failed (the exit status of a
+        known error, 70 for an internal one), and the wind-down, the record, the metrics and
+        the notifications still follow."""
+        if isinstance(error, HookrunError):
+            line, code = str(error), error.exit_status
+        else:
+            line = f"internal fault: {type(error).__name__}: {fault_text(error)}"
+            code = c.EXIT_INTERNAL
+        self.state.fault(line, code)
+        self.reporter.warn(f"{line}; the run stops, its wind-down goes on")
 
     def begin(self) -> None:
         try:
@@ -629,7 +649,7 @@ def recover_command(ctx: Context) -> int:
         history = open_history(os.path.join(ctx.state_dir, c.HISTORY_NAME),
                                session.reporter.warn)
         try:
-            records = recover(engine, history, ctx.state_dir)
+            records = recover(engine, history, ctx.state_dir).records
             # Cleanups that the replayed cleanups registered themselves.
             engine.run_cleanups()
         finally:

@@ -486,12 +486,26 @@ def close_run_dir(reporter: Reporter, run_dir: RunDir, journal: Journal, hard_st
         run_dir.remove()
 
 
-def recover(engine: Engine, history: History | NoHistory, state_dir: str) -> list[TaskRecord]:
+class Recovered:
+    """What recovery did: the records of the cleanups it replayed, and a line for each undo
+    of a replayed journal that did not happen (lines too damaged to run, a journal that
+    could not be read), which leaves the run that recovered no success."""
+
+    __slots__ = ("records", "problems")
+
+    def __init__(self) -> None:
+        self.records: list[TaskRecord] = []
+        self.problems: list[str] = []
+
+
+def recover(engine: Engine, history: History | NoHistory, state_dir: str) -> Recovered:
     """Replay the pending cleanups of every dead run, last registered first, recording them
-    in the dead run's history (phase ``recover``); returns the records. The processes a dead
-    run left running are ended first, so that no undo races the hook it undoes."""
-    records: list[TaskRecord] = []
+    in the dead run's history (phase ``recover``). The processes a dead run left running
+    are ended first, so that no undo races the hook it undoes."""
+    recovered = Recovered()
     found_dead, refused = dead_runs(state_dir)
+    # A dead run not replayed (not hookrun's own, or damaged and set aside) is warned of
+    # here, with its fix, by the run that finds it; its journal was never read.
     for line in refused:
         engine.reporter.warn(line)
     for dead in found_dead:
@@ -513,6 +527,13 @@ def recover(engine: Engine, history: History | NoHistory, state_dir: str) -> lis
                 history.add_recovered(dead_id, event if isinstance(event, str) else None, found)
             except StateError as error:
                 engine.reporter.warn(str(error))
-        records.extend(found)
+        recovered.records += found
+        shown_journal = display_name(journal.path)
+        if journal.unreadable:
+            recovered.problems.append(f"cleanup journal {shown_journal} could not be read: "
+                                      "its cleanups were not run")
+        if journal.damaged:
+            recovered.problems.append(f"cleanup journal {shown_journal}: "
+                                      f"{len(journal.damaged)} damaged line(s) not run")
         close_run_dir(engine.reporter, dead, journal, engine.signals.hard_stop, recovered=True)
-    return records
+    return recovered

@@ -215,3 +215,51 @@ def test_a_hook_section_naming_no_file_is_a_warning_in_run(tree):
     result = run_ok(tree)
     assert result.returncode == 0
     assert "[hook pre-backup.d/10-okk] names no file" in result.stderr
+
+
+@pytest.mark.parametrize("setup", ["near-miss", "hookignore", "hook-section"])
+def test_what_the_tree_warns_of_makes_the_run_a_warning_not_a_success(tree, setup):
+    """design.md 10: each of these ended in success before; a warning on stderr alone let
+    the history, the metrics and the pings say success."""
+    marker_hook(tree, "pre-backup.d/10-dump.sh")
+    tree.hook("finally.d/10-told", f'printf %s "$HOOKRUN_WARNINGS" > "{tree.marks}/told"')
+    if setup == "near-miss":
+        marker_hook(tree, "pre_backup.d/10-never")
+    elif setup == "hookignore":
+        (tree.hooks / ".hookignore").write_text("pre-backup.d/*.sh\n")
+        (tree.hooks / ".hookignore").chmod(0o644)
+    else:
+        tree.config("[hook pre-backup.d/10-dumpp]\ntimeout = 30m\n")
+    result = run_ok(tree)
+    assert result.returncode == 0, result.stderr
+    record = show_last(tree)
+    assert record["status"] == "warning" and record["error"], record
+    assert tree.read("told"), "HOOKRUN_WARNINGS names what was wrong"
+
+
+def test_a_cleanup_that_exits_62_failed_it_did_not_give_up(tree):
+    """62 and 63 are the hooks' protocol: a cleanup line (docker start webapp) that exits
+    62 failed, and the run is a warning."""
+    tree.hook("pre-backup.d/10-defer", "hookrun defer sh -c 'exit 62'")
+    result = run_ok(tree)
+    assert result.returncode == 0, result.stderr
+    record = show_last(tree)
+    cleanup = [task for task in record["tasks"] if task["phase"] == "cleanup"]
+    assert [task["status"] for task in cleanup] == ["failed"]
+    assert record["status"] == "warning"
+
+
+def test_recovery_that_leaves_a_dead_runs_undo_undone_makes_the_run_a_warning(tree):
+    """A dead run's journal line too damaged to run is an undo that did not happen."""
+    assert run_ok(tree).returncode == 0
+    dead = tree.state / "runs" / "20000101T000000-dead02"
+    dead.mkdir(mode=0o700)
+    (dead / "meta.json").write_text('{"run_id": "20000101T000000-dead02", "event": "backup"}')
+    (dead / "cleanup").write_bytes(f'touch "{tree.marks}/undone-1"\n'.encode() + b"torn \0\n")
+    for path in dead.iterdir():
+        path.chmod(0o600)
+    result = run_ok(tree, "--json")
+    assert result.returncode == 0, result.stderr
+    assert tree.read("undone-1") == ""
+    record = json.loads(result.stdout.splitlines()[-1])
+    assert record["status"] == "warning" and "damaged" in record["error"], record

@@ -452,3 +452,38 @@ def test_a_dead_exclusive_runs_unusable_owner_lock_refuses_no_later_run(tree, ki
     assert (dead.parent / f".damaged-{dead.name}").is_dir()
     assert not (tree.marks / "undone").exists()
     assert run_hookrun("run", *tree.args(), "--", "true", timeout=60).returncode == 0
+
+
+@pytest.mark.parametrize("fault, code", [("state", 73), ("internal", 70)])
+def test_a_fault_in_the_middle_of_a_run_fails_it_and_still_records_and_winds_down(
+        tree, hookrun_main, monkeypatch, tmp_path, fault, code):
+    """A step that raises (a user= hook whose files the state directory refuses, an internal
+    fault) fails the run: finally.d is told so, the record, the metrics and the exit status
+    say so; nothing is left `running` nor green."""
+    from orchestrator.engine import Engine
+    from orchestrator.errors import StateError
+
+    real = Engine.run_hook
+
+    def run_hook(engine, hook, index, count):
+        if hook.entry.name == "20-fault":
+            raise StateError("pre/20-fault: cannot prepare its files") if fault == "state" \
+                else TypeError("a bug")
+        return real(engine, hook, index, count)
+
+    monkeypatch.setattr(Engine, "run_hook", run_hook)
+    metrics = tmp_path / "hookrun.prom"
+    tree.hook("pre-backup.d/10-defer", f'hookrun defer touch "{tree.marks}/cleaned"')
+    tree.hook("pre-backup.d/20-fault", "true")
+    tree.hook("finally.d/10-last", f'echo "$HOOKRUN_STATUS $HOOKRUN_ERROR" > "{tree.marks}/told"')
+    status, out, err = hookrun_main("run", *tree.args("--json", "--metrics-file",
+                                                      str(metrics)), "--", "true")
+    assert status == code, err
+    assert tree.read("cleaned") == ""
+    told = tree.read("told")
+    assert told.startswith("failure ") and ("cannot prepare" in told or "TypeError" in told)
+    record = json.loads(out.splitlines()[-1])
+    assert (record["status"], record["exit_code"]) == ("failure", code)
+    assert 'hookrun_last_run_status{event="backup",status="failure"} 1' in metrics.read_text()
+    monkeypatch.undo()
+    assert show_last(tree)["status"] == "failure"
