@@ -21,7 +21,6 @@ if TYPE_CHECKING:
 
     import pathspec
 
-EXEC_BITS = stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH
 
 
 PhaseDir = namedtuple("PhaseDir", "phase dirname")

@@ -57,6 +57,21 @@ class LineSplitter:
         return rest or None
 
 
+class Tail(collections.deque[bytes]):
+    """The last blocks of output: at least TAIL_BYTES of them, and no more blocks than that
+    needs; its size is kept as blocks come, never summed again."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.size = 0
+
+    def add(self, block: bytes) -> None:
+        self.append(block)
+        self.size += len(block)
+        while len(self) > 1 and self.size - len(self[0]) >= TAIL_BYTES:
+            self.size -= len(self.popleft())
+
+
 class TaskOutput:
     """The sink of one task's output: the terminal, the log, and the last lines kept for the
     error log and the history (the last TAIL_BYTES of blocks; lines are counted only when
@@ -67,14 +82,18 @@ class TaskOutput:
         self.where = where
         self.where_bytes = where.encode("utf-8", "surrogateescape")
         self.splitters = {"stdout": LineSplitter(), "stderr": LineSplitter()}
-        self.tail: collections.deque[bytes] = collections.deque()
-        self.tail_size = 0
+        self.tail = Tail()
         self.live = reporter.console.live_enabled
         # Streams handed to the terminal as they come, bytes unchanged (the command's stderr
         # while it draws on the terminal itself); they are still kept and logged as lines.
         self.passed: tuple[str, ...] = ()
         # The last blocks of stdout alone, when the command's statistics are read from it.
-        self.stdout_kept: collections.deque[bytes] | None = None
+        self.stdout_kept: Tail | None = None
+
+    @property
+    def tail_size(self) -> int:
+        """Bytes of output kept for the tail."""
+        return self.tail.size
 
     def tick(self, elapsed: float) -> None:
         if self.live:
@@ -91,22 +110,13 @@ class TaskOutput:
     def emit(self, stream: str, block: bytes | None) -> None:
         if not block:
             return
-        self.keep(block)
+        self.tail.add(block)
         if stream == "stdout" and self.stdout_kept is not None:
-            self.stdout_kept.append(block)
-            while len(self.stdout_kept) > 1 and \
-                    sum(map(len, self.stdout_kept)) - len(self.stdout_kept[0]) >= TAIL_BYTES:
-                self.stdout_kept.popleft()
+            self.stdout_kept.add(block)
         if stream not in self.passed:
             self.reporter.console.output(self.where, stream, block)
         if self.reporter.log:
             self.reporter.log.lines(self.where_bytes, stream, block)
-
-    def keep(self, block: bytes) -> None:
-        self.tail.append(block)
-        self.tail_size += len(block)
-        while len(self.tail) > 1 and self.tail_size - len(self.tail[0]) >= TAIL_BYTES:
-            self.tail_size -= len(self.tail.popleft())
 
     def finish(self) -> None:
         for stream, splitter in self.splitters.items():
@@ -122,7 +132,7 @@ class TaskOutput:
 
     def keep_stdout(self) -> None:
         """Keep the last blocks of stdout apart too, for stdout_bytes()."""
-        self.stdout_kept = collections.deque()
+        self.stdout_kept = Tail()
 
     def stdout_bytes(self) -> bytes:
         """The last part of stdout (with keep_stdout()): at most about TAIL_BYTES."""

@@ -15,7 +15,6 @@ if TYPE_CHECKING:
 # Every statistic a run keeps; snapshot_id is text, the others whole numbers.
 KEYS = ("snapshot_id", "files_new", "files_changed", "files_unmodified", "dirs_new",
         "bytes_added", "bytes_processed", "total_files", "total_bytes")
-COUNTS = KEYS[1:]
 MAX_ID = 128
 ID_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:-")
 # restic's summary fields -> ours
@@ -52,9 +51,11 @@ def valid(key: str, value: object) -> str | int | None:
 def from_output(data: bytes) -> Stats:
     """The statistics in a command's standard output (bytes, its last part): restic's
     ``backup --json`` summary line or borg's ``create --json`` document; {} if neither."""
+    text = data.decode("utf-8", "replace")
+    if "{" not in text:
+        return {}  # no JSON, and no json module to import: most commands print none
     import json
 
-    text = data.decode("utf-8", "replace")
     for line in reversed(text.splitlines()):
         line = line.strip()
         if line.startswith("{") and '"summary"' in line:

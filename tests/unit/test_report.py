@@ -198,3 +198,16 @@ def test_the_last_line_of_a_line_redrawn_with_carriage_returns_is_what_shows_las
     output("stdout", b"working\rstill redrawing, no newline yet\r  ")
     output.finish()
     assert output.last_line() == "still redrawing, no newline yet"
+
+
+def test_a_tail_keeps_the_fewest_last_blocks_that_hold_tail_bytes_and_knows_its_size():
+    from orchestrator.report.output import TAIL_BYTES, Tail
+
+    tail = Tail()
+    blocks = [bytes([65 + i % 26]) * (1 + i * 37 % 900) for i in range(5000)]
+    for block in blocks:
+        tail.add(block)
+        assert tail.size == sum(map(len, tail))
+        # Every block but the oldest is needed to hold TAIL_BYTES.
+        assert len(tail) == 1 or tail.size - len(tail[0]) < TAIL_BYTES
+    assert list(tail) == blocks[-len(tail):] and tail.size >= TAIL_BYTES
