@@ -327,7 +327,8 @@ def hook_setting(key: str, value: str, phase: str | None, where: str) -> tuple[s
         if isinstance(limited, str) and limited in ONLY_IN and phase is not None:
             phases, named = ONLY_IN[limited]
             if phase not in phases:
-                shown = key.replace("_", "-") if limited == setting else f"{key}={parsed}"
+                written = key.replace("_", "-")  # as the header or section spells it
+                shown = written if limited == setting else f"{written}={parsed}"
                 raise ConfigError(f"{where}: {shown} is for {named} only")
     return setting, parsed
 
