@@ -21,6 +21,7 @@ import time
 
 from orchestrator import constants as c
 from orchestrator.outcome import RunStatus, TaskStatus
+from orchestrator.text import as_text
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -73,8 +74,7 @@ MAX_READ = 16 << 20  # what is read back of an existing file
 
 def escape(value: str) -> str:
     """A label value escaped as the exposition format wants it."""
-    text = value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-    return text.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+    return as_text(value).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
 def labels(**pairs: object) -> str:
