@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
     from resource import struct_rusage
     from types import FrameType
-    from typing import Final, NamedTuple
+    from typing import Any, Final, NamedTuple
 
     import psutil
     from _typeshed import HasFileno
@@ -569,13 +569,13 @@ class Supervisor:
 
         me = os.getpid()
         children: dict[int, list[psutil.Process]] = {}
-        for process in psutil.process_iter(["ppid"]):
-            children.setdefault(process.info["ppid"], []).append(process)
+        for process, ppid in every_process("ppid"):
+            children.setdefault(ppid, []).append(process)
         found, todo = set(), []
         if leader:
             try:
                 found.add(psutil.Process(pid))
-            except psutil.Error:
+            except (psutil.Error, OSError):
                 pass
             todo.append(pid)
         roots = [p for p in children.get(me, [])
@@ -597,14 +597,12 @@ class Supervisor:
         real user is hookrun's): SIGTERM, then
         SIGKILL to those still there after ``kill_grace``; returns their descriptions. A
         second signal to hookrun cuts the grace short."""
-        import psutil
 
         prefix, uid = f"{run_id}/", os.getuid()
         leftovers = []
         # Only the user's own: anyone can put a dead run's id into a process's environment.
-        for process in psutil.process_iter(["uids"]):
-            uids = process.info["uids"]
-            if uids is None or uids.real != uid or process.pid == os.getpid():
+        for process, uids in every_process("uids"):
+            if uids.real != uid or process.pid == os.getpid():
                 continue
             value = cookie_of(process)
             if value and value.startswith(prefix):
@@ -858,6 +856,23 @@ def vm_hwm(pid: int | str = "self") -> int:
     return 0
 
 
+def every_process(attribute: str) -> list[tuple[psutil.Process, Any]]:
+    """(psutil Process, its ``attribute``) of every process that can be looked at. One that
+    ends while /proc is read is passed over, also when psutil lets /proc's own error through
+    (FileNotFoundError when its pid went to another process meanwhile), which
+    psutil.process_iter would raise in the middle of the walk."""
+    import psutil
+
+    found = []
+    for pid in psutil.pids():
+        try:
+            process = psutil.Process(pid)
+            found.append((process, getattr(process, attribute)()))
+        except (psutil.Error, OSError):
+            continue
+    return found
+
+
 def kill_all(processes: Iterable[psutil.Process]) -> None:
     signal_all(processes, signal.SIGKILL)
 
@@ -868,7 +883,7 @@ def signal_all(processes: Iterable[psutil.Process], signum: int) -> None:
     for process in processes:
         try:
             process.send_signal(signum)
-        except psutil.Error:
+        except (psutil.Error, OSError):
             pass
 
 
@@ -881,7 +896,7 @@ def alive(processes: Iterable[psutil.Process]) -> list[psutil.Process]:
         try:
             if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
                 found.append(process)
-        except psutil.Error:
+        except (psutil.Error, OSError):  # psutil lets /proc's error through in a pid race
             pass
     return found
 
@@ -893,7 +908,7 @@ def cookie_of(process: psutil.Process) -> str | None:
 
     try:
         return process.environ().get(COOKIE)
-    except psutil.Error:
+    except (psutil.Error, OSError):
         return None
 
 
