@@ -28,10 +28,10 @@ runs from a lower floor to a higher one: base < outcome < plan < state < report 
 The words: a phase is one step of a run's hooks or tasks (pre, post, on-error, on-success,
 finally, and command, cleanup, recover for the tasks that are not hooks); a PhaseDir is a phase
 directory (pre-backup.d: its phase and its name); a task's ``where`` is its label in output
-and log (``pre/10-dump``); a Task is what the engine runs, a TaskRun a finished one (its
-record, its verdict, its output).
+and log (``pre/10-dump``); a Task is what the engine runs.
 
-The outcome nouns: a TaskRecord is one task's row (status, exit code, reason); a Judgement is
+The outcome nouns: a TaskRecord is one finished task: its row (status, exit code, reason), its
+Verdict, and what it said last (for HOOKRUN_ERROR and the error log); a Judgement is
 what one attempt of a task means (outcome.judge: its status, the exit status its record keeps,
 what to warn of); a Verdict is what the run does after a task's last attempt; a Failure is the
 failure HOOKRUN_ERROR tells of; RunState is the run's state machine: its one state field is the

@@ -51,14 +51,9 @@ if TYPE_CHECKING:
 
 WIND_DOWN = (c.PHASE_ON_ERROR, c.PHASE_ON_SUCCESS, c.PHASE_FINALLY)
 
-# TaskRun and Task are collections.namedtuple at run time (typing costs start-up); the checker
-# sees a typed twin of each: the same fields, in the same order, with the same defaults.
+# Task is a collections.namedtuple at run time (typing costs start-up); the checker sees a
+# typed twin: the same fields, in the same order, with the same defaults.
 if TYPE_CHECKING:
-    class TaskRun(NamedTuple):
-        record: TaskRecord
-        verdict: str
-        output: TaskOutput
-
     class TaskFields(NamedTuple):
         phase: str
         name: str
@@ -82,16 +77,12 @@ if TYPE_CHECKING:
         identity: Identity | None = None
         pass_fds: Sequence[int] = ()
 else:
-    TaskRun = namedtuple("TaskRun", "record verdict output")
     TaskFields = namedtuple("Task", "phase name where argv env timeout on_failure retries "
                                     "retry_delay shielded capture stdin hold_fd handoff recorded "
                                     "warning_codes retry_codes keep_stdout stall identity pass_fds",
                             defaults=(OnFailure.WARN, 0, 0.0, False, CAPTURE_ALL, DEVNULL, None,
                                       False, True, frozenset(), frozenset(), False, 0.0, None,
                                       ()))
-TaskRun.__doc__ = """A finished task: its record, what it means for the run, and its output
-sink (for the last lines of a failed step)."""
-
 
 class Task(TaskFields):
     """What is particular to one task: its phase and name (``where`` as the terminal and
@@ -149,9 +140,9 @@ class Engine:
 
     # The skeleton
 
-    def run_task(self, task: Task, handoff_file: str | None = None) -> TaskRun:
-        """Run ``task`` with its retries; returns a TaskRun (its record reported, and told to
-        the progress, if it is ``recorded``). ``handoff_file``: its HOOKRUN_ENV file, when it
+    def run_task(self, task: Task, handoff_file: str | None = None) -> TaskRecord:
+        """Run ``task`` with its retries; returns its TaskRecord (reported, and told to the
+        progress, if it is ``recorded``). ``handoff_file``: its HOOKRUN_ENV file, when it
         is not the run's (a hook run as another user)."""
         output = self.reporter.sink(task.where)
         if "stdout" not in task.capture:
@@ -205,11 +196,12 @@ class Engine:
                 break
         record = TaskRecord(task.phase, task.name, judgement.status, judgement.exit_code,
                             attempt, started, round(self.clock() - began, 6), round(cpu, 6), rss,
-                            judgement.reason, output.tail_text())
+                            judgement.reason, output.tail_text(), judgement.verdict,
+                            *said_of(judgement.status, output))
         if task.recorded:
             self.reporter.finished(task.where, record)
             self.task_finished(record)
-        return TaskRun(record, judgement.verdict, output)
+        return record
 
     def report_strays(self, where: str, outcome: ProcessResult) -> None:
         if outcome.stragglers:
@@ -226,8 +218,8 @@ class Engine:
 
     # The tasks
 
-    def run_hook(self, hook: PlannedHook, index: int, count: int) -> TaskRun:
-        """Run a PlannedHook with its retries; returns a TaskRun."""
+    def run_hook(self, hook: PlannedHook, index: int, count: int) -> TaskRecord:
+        """Run a PlannedHook with its retries; returns its TaskRecord."""
         entry, settings = hook.entry, hook.settings
         phase = entry.phase_dir.phase
         where = f"{phase}/{display_name(entry.name)}"
@@ -246,7 +238,7 @@ class Engine:
             return self.run_task(task)
         return self.run_as(task, identity)
 
-    def run_as(self, task: Task, identity: Identity) -> TaskRun:
+    def run_as(self, task: Task, identity: Identity) -> TaskRecord:
         """Run a hook ``task`` as ``identity``: its cleanup journal (with marks), its
         HOOKRUN_ENV and HOOKRUN_STATS files and hookrun's own command reach it as inherited
         descriptors (/dev/fd/N), files hookrun made for that user in the run directory, which
@@ -293,22 +285,20 @@ class Engine:
             for fd in fds:
                 os.close(fd)
 
-    def cannot_start(self, hook: PlannedHook) -> TaskRun:
-        """The TaskRun of a PlannedHook that cannot start (``hook.entry.fails``): a failure
+    def cannot_start(self, hook: PlannedHook) -> TaskRecord:
+        """The TaskRecord of a PlannedHook that cannot start (``hook.entry.fails``): a failure
         with that reason, never retried, judged by the hook's settings (outcome.cannot_start)."""
         entry = hook.entry
         where = f"{entry.phase_dir.phase}/{display_name(entry.name)}"
         judgement = cannot_start(entry.fails, hook.settings.on_failure)
-        output = self.reporter.sink(where)
-        output.finish()
         record = TaskRecord(entry.phase_dir.phase, entry.name, judgement.status, None, 1, now_iso(),
-                            0.0, reason=judgement.reason)
+                            0.0, reason=judgement.reason, verdict=judgement.verdict)
         self.task_started(record.phase, record.name, record.started)
         self.reporter.finished(where, record)
         self.task_finished(record)
-        return TaskRun(record, judgement.verdict, output)
+        return record
 
-    def run_command(self, argv: Sequence[str]) -> TaskRun:
+    def run_command(self, argv: Sequence[str]) -> TaskRecord:
         """Run the command: stdin inherited; output captured, except that on a terminal it
         keeps stdout (progress bars, prompts) and its stderr passes through hookrun, which
         keeps it for HOOKRUN_ERROR, the error log, the log file and the history."""
@@ -331,16 +321,16 @@ class Engine:
             stall=self.ctx.stall_timeout or 0.0))
 
     def run_cleanups(self, journal: Journal | None = None, phase: str = c.PHASE_CLEANUP,
-                     lock_fd: int | None = None) -> list[TaskRun]:
+                     lock_fd: int | None = None) -> list[TaskRecord]:
         """Run the pending cleanups of ``journal`` (this run's by default; ``lock_fd`` is the
         owner lock of its run directory), last registered first (cleanup.Replay). Returns
-        TaskRuns."""
+        their TaskRecords."""
         if journal is None:
             journal, lock_fd = self.journal, self.run_dir.lock_fd
         return self.replay.run(journal, phase, lock_fd)
 
     def run_cleanup(self, line: str, phase: str, index: int, count: int,
-                    entry: tuple[int, Journal, int | None]) -> TaskRun:
+                    entry: tuple[int, Journal, int | None]) -> TaskRecord:
         """One cleanup line, in a wrapper shell that marks it done itself when it ends and
         holds its run directory's owner lock meanwhile: if hookrun dies while it runs, the
         cleanup (in a session of its own) finishes, is marked, and no recovery starts it a
@@ -379,13 +369,13 @@ class Engine:
         except OSError as error:
             return f"notify_command not run: cannot write {path}: {error.strerror or error}"
         with open(path, "rb") as stdin:
-            run = self.run_task(Task(
+            notified = self.run_task(Task(
                 phase=c.PHASE_COMMAND, name=argv[0],
                 where=f"notify/{display_name(os.path.basename(argv[0]) or argv[0])}",
                 argv=tuple(argv), env=self.env.command_env, timeout=c.NOTIFY_COMMAND_TIMEOUT,
                 stdin=stdin, recorded=False))
-        if run.record.status != TaskStatus.OK:
-            return f"notify_command {argv[0]} failed: {run.record.reason}"
+        if notified.status != TaskStatus.OK:
+            return f"notify_command {argv[0]} failed: {notified.reason}"
         return None
 
     def skipped(self, phase: str, name: str, reason: str) -> TaskRecord:
@@ -394,6 +384,18 @@ class Engine:
         self.reporter.finished(f"{phase}/{display_name(name)}", record)
         self.task_finished(record)
         return record
+
+
+def said_of(status: str, output: TaskOutput) -> tuple[str, bytes, bytes]:
+    """What a finished task's record keeps of its output besides its ``output`` text: the
+    last line it said, if it failed or warned; its last lines, if it failed; its kept
+    stdout (the command's). Nothing is read from the tail for a task that succeeded."""
+    said, tail = "", b""
+    if status in TaskStatus.FAILURES or status == TaskStatus.WARNING:
+        said = output.last_line()
+        if status in TaskStatus.FAILURES:
+            tail = output.tail_bytes()
+    return said, tail, output.stdout_bytes() if output.stdout_kept is not None else b""
 
 
 def write_own_command(run_dir: RunDir) -> str:

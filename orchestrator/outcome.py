@@ -101,15 +101,25 @@ if TYPE_CHECKING:
         max_rss_bytes: int | None = None
         reason: str | None = None
         output: str = ""
+        verdict: str = Verdict.OK
+        said: str = ""
+        tail: bytes = b""
+        stdout: bytes = b""
 else:
     TaskRecordFields = namedtuple("TaskRecord", (
         "phase", "name", "status", "exit_code", "attempts", "started", "duration",
-        "cpu_seconds", "max_rss_bytes", "reason", "output"),
-        defaults=(None, 0, None, 0.0, 0.0, None, None, ""))
+        "cpu_seconds", "max_rss_bytes", "reason", "output", "verdict", "said", "tail",
+        "stdout"),
+        defaults=(None, 0, None, 0.0, 0.0, None, None, "", Verdict.OK, "", b"", b""))
 
 
 class TaskRecord(TaskRecordFields):
-    """One row of a run's tasks, as history and ``--json`` show it."""
+    """A finished task. Its fields up to ``output`` are its row in history and ``--json``
+    (history.TASK_FIELDS); the others are what the run makes of it and are not kept: its
+    ``verdict`` (Verdict: what it means for the run), and, for a failure or a warning, the
+    last line it said (``said``, for HOOKRUN_ERROR and HOOKRUN_WARNINGS), for a failure its
+    last output lines (``tail``, the error log), for the command its kept stdout (``stdout``,
+    for the backup's statistics)."""
 
     __slots__ = ()
 

@@ -11,7 +11,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-    from orchestrator.engine import Engine, TaskRun
+    from orchestrator.engine import Engine
     from orchestrator.outcome import TaskRecord
     from orchestrator.plan.context import PlannedHook
     from orchestrator.plan.discovery import PhaseDir
@@ -25,25 +25,26 @@ DRY_RUN_SKIP = "dry run: no dry-run=yes"
 
 
 class PhaseResult:
-    """The task runs of a phase, the records of all its tasks (run or skipped), and the run
-    that stopped it or asked to skip the run, if any."""
+    """The records of a phase's tasks: those that ran, all of them (run or skipped), and
+    the one that stopped it or asked to skip the run, if any."""
 
-    __slots__ = ("runs", "records", "stopped", "soft_skip")
+    __slots__ = ("ran", "records", "stopped", "soft_skip")
 
     def __init__(self) -> None:
-        self.runs: list[TaskRun] = []
+        self.ran: list[TaskRecord] = []
         self.records: list[TaskRecord] = []
-        self.stopped: TaskRun | None = None
-        self.soft_skip: TaskRun | None = None
+        self.stopped: TaskRecord | None = None
+        self.soft_skip: TaskRecord | None = None
 
-    def add(self, run: TaskRun) -> None:
-        """Take a hook's run: the first that stops the phase stops it; one may skip the run."""
-        self.runs.append(run)
-        self.records.append(run.record)
-        if run.verdict == Verdict.STOP and not self.stopped:
-            self.stopped = run
-        elif run.verdict == Verdict.SOFT_SKIP:
-            self.soft_skip = run
+    def add(self, record: TaskRecord) -> None:
+        """Take the record of a hook that ran: the first that stops the phase stops it; one
+        may skip the run."""
+        self.ran.append(record)
+        self.records.append(record)
+        if record.verdict == Verdict.STOP and not self.stopped:
+            self.stopped = record
+        elif record.verdict == Verdict.SOFT_SKIP:
+            self.soft_skip = record
 
 
 def runnable(hooks: Sequence[PlannedHook]) -> list[PlannedHook]:
@@ -146,8 +147,8 @@ def why_not(engine: Engine, hook: PlannedHook, result: PhaseResult, skip_reason:
     if reason is None and events and engine.ctx.event not in events:
         reason = f"event {engine.ctx.event} not in events={','.join(events)}"
     if reason is None and result.stopped and not after_stop(hook):
-        reason = f"phase stopped by {display_name(result.stopped.record.name)}"
+        reason = f"phase stopped by {display_name(result.stopped.name)}"
     if reason is None and result.soft_skip:
-        skipper = result.soft_skip.record
+        skipper = result.soft_skip
         reason = f"run skipped by {display_name(skipper.name)} ({skipper.reason})"
     return reason

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
     from typing import Any
 
-    from orchestrator.engine import Engine, TaskRun
+    from orchestrator.engine import Engine
     from orchestrator.outcome import TaskRecord
     from orchestrator.phases import PhaseResult
     from orchestrator.plan.context import Context, Plan, PlannedHook
@@ -229,7 +229,7 @@ class Lifecycle:
         result = self.absorb(self.run_hooks(c.PHASE_PRE, skip_reason))
         skipped_by: str | None = None
         if result.soft_skip:
-            record = result.soft_skip.record
+            record = result.soft_skip
             skipped_by = f"{record.phase}/{display_name(record.name)} ({record.reason})"
         self.state.pre_finished(bool(result.stopped), skipped_by)
 
@@ -242,16 +242,16 @@ class Lifecycle:
         if reason:
             self.tasks.append(self.engine.skipped(c.PHASE_COMMAND, self.command[0], reason))
             return
-        run = self.engine.run_command(self.command)
-        self.tasks.append(run.record)
-        self.state.command_finished(run.record)
+        record = self.engine.run_command(self.command)
+        self.tasks.append(record)
+        self.state.command_finished(record)
         from orchestrator.report import stats
 
-        self.stats.update(stats.from_output(run.output.stdout_bytes()))
+        self.stats.update(stats.from_output(record.stdout))
         if self.state.command_failed:
-            self.note_failure(run, decisive=True)
-        elif run.record.status == TaskStatus.WARNING:
-            self.warning(run.record, run.output.last_line())
+            self.note_failure(record, decisive=True)
+        elif record.status == TaskStatus.WARNING:
+            self.warning(record)
 
     # Step 6: post-EVENT.d
     def post(self) -> None:
@@ -296,7 +296,7 @@ class Lifecycle:
     def run_cleanups(self) -> None:
         self.observe()
         self.set_later_env(self.state.status)
-        self.add_records([run.record for run in self.engine.run_cleanups()])
+        self.add_records(self.engine.run_cleanups())
 
     def run_finally(self) -> None:
         self.observe()
@@ -335,47 +335,45 @@ class Lifecycle:
         self.tasks += records
         for record in records:
             if record.failed:
-                said = [line for line in (record.output or "").split("\n") if line.strip()]
-                self.warning(record, said[-1] if said else "")
+                self.warning(record)
 
     def absorb(self, result: PhaseResult, decisive: bool = True) -> PhaseResult:
         """Take a phase's records; its failures make the run a warning (and the first, or a
         decisive one, its HOOKRUN_ERROR), except those of on-failure=ignore hooks. Returns
         ``result``."""
         self.tasks += result.records
-        for run in result.runs:
-            if run.record.failed and run.verdict != Verdict.IGNORE:
-                self.note_failure(run, decisive and run.verdict == Verdict.STOP)
-            elif run.record.status == TaskStatus.WARNING:
-                self.warning(run.record, run.output.last_line())
+        for record in result.ran:
+            if record.failed and record.verdict != Verdict.IGNORE:
+                self.note_failure(record, decisive and record.verdict == Verdict.STOP)
+            elif record.status == TaskStatus.WARNING:
+                self.warning(record)
         return result
 
-    def note_failure(self, run: TaskRun, decisive: bool) -> None:
+    def note_failure(self, record: TaskRecord, decisive: bool) -> None:
         """Tell the run's state of a failure: the one that decides the run for HOOKRUN_ERROR,
         with its error log; any other for HOOKRUN_WARNINGS."""
-        state, record = self.state, run.record
+        state = self.state
         if not state.takes_failure(decisive):
-            self.warning(record, run.output.last_line())
+            self.warning(record)
             return
         what = "command" if record.phase == c.PHASE_COMMAND else f"{record.phase} hook"
         line = f"{what} {display_name(record.name)} {record.status} ({record.reason})"
-        said = run.output.last_line()
+        said = record.said
         if said:
             # What the failed step said last (restic's "Fatal: wrong password"), as resticm
             # hands BACKUP_ERROR on.
             self.without_output[f"{line}: {said}"] = line
             line += f": {said}"
-        path, tail = self.engine.run_dir.file(c.RUN_ERROR_LOG), run.output.tail_bytes()
+        path, tail = self.engine.run_dir.file(c.RUN_ERROR_LOG), record.tail
         try:
             write_private(path, tail)
         except OSError as error:
             self.reporter.warn(f"cannot write {path}: {error.strerror}")
         state.take_failure(Failure(line, record.phase, record.name, path, decisive, tail))
 
-    def warning(self, record: TaskRecord, said: str) -> None:
-        """Tell the run's state of a warning (HOOKRUN_WARNINGS) about ``record``, which
-        said ``said`` last."""
-        line = warning_line(record, said)
+    def warning(self, record: TaskRecord) -> None:
+        """Tell the run's state of a warning (HOOKRUN_WARNINGS) about ``record``."""
+        line = warning_line(record, record.said)
         self.without_output[line] = warning_line(record, "")
         self.state.warn(line)
 

@@ -39,7 +39,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from orchestrator.engine import Engine, TaskRun
+    from orchestrator.engine import Engine
     from orchestrator.outcome import TaskRecord
     from orchestrator.process import Signals
     from orchestrator.report.output import Reporter
@@ -390,19 +390,19 @@ class Replay:
         # read again at each pass of the wind-down, and each damage is told once.
         self.damage_reported: set[tuple[str, int | None, str]] = set()
 
-    def run(self, journal: Journal, phase: str, lock_fd: int | None) -> list[TaskRun]:
+    def run(self, journal: Journal, phase: str, lock_fd: int | None) -> list[TaskRecord]:
         """Run the pending cleanups of ``journal`` (``lock_fd`` is the owner lock of its run
         directory), last registered first, each marked done once it has run to its end;
         cleanups registered meanwhile run too. A second signal stops here
         and leaves the rest pending. Lines that are never run are reported, and left in
-        ``journal.damaged``. Returns TaskRuns."""
+        ``journal.damaged``. Returns their TaskRecords."""
         try:
             journal.reserve_all()
         except OSError as error:
             self.reporter.warn(f"cannot reserve space to mark cleanups done in "
                                f"{journal.marks_path}: {error.strerror or error}; a cleanup "
                                "cut off by a crash now may run again at recovery")
-        runs: list[TaskRun] = []
+        runs: list[TaskRecord] = []
         while not self.signals.hard_stop:
             try:
                 pending = self.read_pending(journal)
@@ -520,7 +520,7 @@ def recover(engine: Engine, history: History | NoHistory, state_dir: str) -> Rec
             engine.reporter.warn(f"ended what run {display_name(dead_id)} left running: "
                                  f"{', '.join(ended)}")
         journal = Journal(dead.path)
-        found = [run.record for run in engine.run_cleanups(journal, c.PHASE_RECOVER, dead.lock_fd)]
+        found = engine.run_cleanups(journal, c.PHASE_RECOVER, dead.lock_fd)
         if dead.meta.get("recorded", True):
             try:
                 event = dead.meta.get("event")

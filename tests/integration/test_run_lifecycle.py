@@ -258,6 +258,17 @@ def test_cleanup_failures_are_warnings(tree, hookrun_main):
     assert show_json(tree, hookrun_main)["status"] == "warning"
 
 
+def test_a_failed_cleanup_is_told_by_what_it_showed_last_like_a_hook(tree, hookrun_main):
+    # A progress line redrawn with carriage returns: the warning carries what a terminal
+    # showed last, as for a hook, not the raw line with its redraws.
+    tree.hook("pre-backup.d/10-a",
+              """hookrun defer sh -c 'printf "10%%\\r50%%\\rdisk full\\n"; false'""")
+    status, _out, _err = hookrun_main("run", *tree.args(), "--", "true")
+    record = show_json(tree, hookrun_main)
+    assert (status, record["status"]) == (0, "warning")
+    assert record["error"] == "cleanup/sh failed (exit 1): disk full"
+
+
 def show_json(tree, hookrun_main, run_id="last"):
     status, out, err = hookrun_main("show", run_id, "--json", *tree.args())
     assert status == 0, err

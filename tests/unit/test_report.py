@@ -211,3 +211,17 @@ def test_a_tail_keeps_the_fewest_last_blocks_that_hold_tail_bytes_and_knows_its_
         # Every block but the oldest is needed to hold TAIL_BYTES.
         assert len(tail) == 1 or tail.size - len(tail[0]) < TAIL_BYTES
     assert list(tail) == blocks[-len(tail):] and tail.size >= TAIL_BYTES
+
+
+def test_a_record_keeps_what_a_task_said_only_when_it_failed_or_warned():
+    from orchestrator.engine import said_of
+
+    output, _out = sink()
+    output("stdout", b"first\nprogress 10%\rdone\n")
+    output.finish()
+    assert said_of("ok", output) == ("", b"", b"")
+    assert said_of("warning", output) == ("done", b"", b"")
+    assert said_of("failed", output) == ("done", b"first\nprogress 10%\rdone\n", b"")
+    output.keep_stdout()
+    output("stdout", b"{\"files_new\": 3}\n")
+    assert said_of("ok", output)[2] == b'{"files_new": 3}\n'
