@@ -26,7 +26,7 @@ from orchestrator.outcome import (
     cannot_start,
     judge,
 )
-from orchestrator.plan.settings import describe, resolve, retry_delays
+from orchestrator.plan.settings import resolve, retry_delays
 from orchestrator.process import (
     CAPTURE_ALL,
     CAPTURE_STDERR,
@@ -161,7 +161,7 @@ class Engine:
         rss: int | None = None
         while True:
             attempt += 1
-            self.reporter.started(task.where, f" attempt={attempt}" if attempt > 1 else "")
+            self.reporter.started(task.where, attempt)
             outcome = self.supervisor.run(Spec(
                 argv=task.argv, env=task.env(attempt, cookie), timeout=task.timeout or None,
                 kill_grace=self.ctx.kill_grace, capture=task.capture, stdin=task.stdin,
@@ -179,7 +179,7 @@ class Engine:
                     reason=f"timed out after {format_duration(task.timeout)}")
             self.report_strays(task.where, outcome)
             if judgement.notice:
-                self.reporter.warn(f"{task.where} {judgement.notice}")
+                self.reporter.hook_notice(task.where, judgement.notice)
             succeeded = judgement.status in TaskStatus.SUCCEEDED
             if handoff_file:
                 self.env.collect_user_handoff(task.where, handoff_file, succeeded)
@@ -189,8 +189,7 @@ class Engine:
                     task.retry_codes and outcome.exit_code not in task.retry_codes:
                 break
             delay = retry_delays(task.retry_delay, task.retries)[attempt - 1]
-            self.reporter.warn(f"{task.where}: {judgement.reason}; retry {attempt} of "
-                               f"{task.retries} in {format_duration(delay)}")
+            self.reporter.retrying(task.where, judgement.reason, attempt, task.retries, delay)
             self.signals.sleep(delay)
             if self.signals.first:
                 break
@@ -205,8 +204,7 @@ class Engine:
 
     def report_strays(self, where: str, outcome: ProcessResult) -> None:
         if outcome.stragglers:
-            self.reporter.warn(f"{where} left processes running that hold its output open "
-                               f"(not killed): {', '.join(outcome.stragglers)}")
+            self.reporter.strays(where, outcome.stragglers)
 
     def task_started(self, phase: str, name: str, started: str | None) -> None:
         if self.progress:
@@ -223,8 +221,7 @@ class Engine:
         entry, settings = hook.entry, hook.settings
         phase = entry.phase_dir.phase
         where = f"{phase}/{display_name(entry.name)}"
-        if self.reporter.notes_shown:
-            self.reporter.note(f"{where}: {describe(settings)}")
+        self.reporter.hook_settings(where, settings)
         task = Task(
             phase=phase, name=entry.name, where=where, argv=(entry.path,),
             env=self.env.hook_env(phase, entry.name, entry.path, index, count),
@@ -308,7 +305,7 @@ class Engine:
         capture = CAPTURE_STDERR if sys.stdout.isatty() and "--json" not in argv \
             else CAPTURE_ALL
         where = f"command/{display_name(os.path.basename(name) or name)}"
-        self.reporter.event(f"{where} argv={shell.join(argv)}")
+        self.reporter.command_argv(where, argv)
         config = self.ctx.config
         return self.run_task(Task(
             phase=c.PHASE_COMMAND, name=name, where=where, argv=tuple(argv),

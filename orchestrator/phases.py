@@ -83,7 +83,7 @@ def note_silent_skips(reporter: Reporter, hooks: Sequence[PlannedHook]) -> None:
     for hook in hooks:
         entry = hook.entry
         if not entry.runs and not entry.warn:
-            reporter.note(f"{display_name(entry.key)}: skipped: {entry.reason}")
+            reporter.passed_over(entry.key, entry.reason)
 
 
 def no_skip(_hook: PlannedHook) -> str | None:
@@ -109,7 +109,7 @@ def run_phase(engine: Engine, hooks: Sequence[PlannedHook], skip_reason: SkipRea
     chosen = hooks if selected is None else [hook for hook in hooks if selected(hook)]
     for hook in hooks:
         if selected is not None and not selected(hook):
-            engine.reporter.note(f"{display_name(hook.entry.key)}: not selected by --only")
+            engine.reporter.not_selected(hook.entry.key)
     note_silent_skips(engine.reporter, chosen)
     count = len(runnable(hooks))
     index = 0
@@ -119,7 +119,7 @@ def run_phase(engine: Engine, hooks: Sequence[PlannedHook], skip_reason: SkipRea
             index += 1 if entry.runs else 0
             continue
         if entry.warn:
-            engine.reporter.warn(f"{display_name(entry.key)}: skipped: {entry.reason}")
+            engine.reporter.skipped_file(entry.key, entry.reason)
             result.records.append(engine.skipped(entry.phase_dir.phase, entry.name, entry.reason))
             continue
         if not entry.runs:

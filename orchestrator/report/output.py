@@ -12,13 +12,16 @@ from __future__ import annotations
 import collections
 
 from orchestrator import constants as c
+from orchestrator import shell
 from orchestrator.text import display_name
+from orchestrator.timestamps import format_duration
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable, Sequence
 
     from orchestrator.outcome import TaskRecord
+    from orchestrator.plan.settings import HookSettings
     from orchestrator.report.logfile import LogFile
     from orchestrator.report.printer import Console
 
@@ -187,9 +190,12 @@ class Reporter:
     def sink(self, where: str) -> TaskOutput:
         return TaskOutput(self, where)
 
-    def started(self, where: str, text: str = "") -> None:
+    def started(self, where: str, attempt: int = 1) -> None:
+        """The log's line that ``where`` starts its ``attempt``-th attempt (a number from
+        the second)."""
         if self.log:
-            self.log.event(f"{where} start{text}")
+            self.log.event(f"{where} start attempt={attempt}" if attempt > 1
+                           else f"{where} start")
 
     def finished(self, where: str, record: TaskRecord) -> None:
         self.console.finished(where, record)
@@ -219,3 +225,51 @@ class Reporter:
         if self.log and self.log.error:
             error, self.log.error = self.log.error, None
             self.console.warn(error)
+
+    # What a task's attempts tell (engine.py). Only what did not go as it should composes a
+    # line; a hook that succeeds at once costs none of these.
+
+    def hook_settings(self, where: str, settings: HookSettings) -> None:
+        """Note (-v) the settings a hook runs with, before it starts."""
+        if self.notes_shown:
+            from orchestrator.plan.settings import describe
+
+            self.note(f"{where}: {describe(settings)}")
+
+    def hook_notice(self, where: str, notice: str) -> None:
+        """Warn of what an exit status did that a person may not expect (outcome.judge's
+        ``notice``: exit 62 or 63)."""
+        self.warn(f"{where} {notice}")
+
+    def retrying(self, where: str, reason: str | None, attempt: int, retries: int,
+                 delay: float) -> None:
+        """Warn that ``where`` failed for ``reason`` and is tried again in ``delay`` seconds,
+        after ``attempt`` of its ``retries`` retries."""
+        self.warn(f"{where}: {reason}; retry {attempt} of {retries} in {format_duration(delay)}")
+
+    def strays(self, where: str, names: Iterable[str]) -> None:
+        """Warn that ``where`` left processes (``names``) holding its output open."""
+        self.warn(f"{where} left processes running that hold its output open "
+                  f"(not killed): {', '.join(names)}")
+
+    def command_argv(self, where: str, argv: Sequence[str]) -> None:
+        """Log the command's arguments, as a shell would read them."""
+        if self.log:
+            self.log.event(f"{where} argv={shell.join(argv)}")
+
+    # What a phase passes over (phases.py): ``key`` is a hook's phase directory and name.
+
+    def passed_over(self, key: str, reason: str) -> None:
+        """Note (-v) a file of a phase directory that is not a hook, and why."""
+        if self.notes_shown:
+            self.note(f"{display_name(key)}: skipped: {reason}")
+
+    def not_selected(self, key: str) -> None:
+        """Note (-v) a hook that ``phase --only`` passes over."""
+        if self.notes_shown:
+            self.note(f"{display_name(key)}: not selected by --only")
+
+    def skipped_file(self, key: str, reason: str) -> None:
+        """Warn of a file of a phase directory that looks meant to run and cannot (a
+        directory, a fifo...): it is a task ``skipped``."""
+        self.warn(f"{display_name(key)}: skipped: {reason}")
