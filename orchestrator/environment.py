@@ -177,7 +177,7 @@ class TaskEnvironment:
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
                              | os.O_CLOEXEC, 0o600))
         except OSError as error:
-            self.reporter.warn(f"cannot empty {path}: {error.strerror}")
+            self.reporter.cannot_empty(path, error.strerror)
 
     def collect_handoff(self, where: str, succeeded: bool) -> None:
         """After a task: hand on what a successful hook wrote to ``$HOOKRUN_ENV``, and leave
@@ -197,9 +197,9 @@ class TaskEnvironment:
         """Hand on what a hook wrote to its HOOKRUN_ENV (``values``), warning of the lines
         that were not taken."""
         for warning in warnings:
-            self.reporter.warn(f"{where}: HOOKRUN_ENV {warning}")
+            self.reporter.handoff_refused(where, warning)
         for name in values:
-            self.reporter.note(f"{where} hands on {name}")
+            self.reporter.hands_on(where, name)
         self.handoff.update(values)
         self.shared = None
 
@@ -210,15 +210,13 @@ class TaskEnvironment:
         try:
             fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
             if os.fstat(fd).st_size > MAX_HANDOFF_FILE:
-                self.reporter.warn(f"{where}: HOOKRUN_ENV is larger than "
-                                   f"{MAX_HANDOFF_FILE >> 20} MiB: ignored")
+                self.reporter.handoff_too_large(where, MAX_HANDOFF_FILE)
             elif succeeded:
                 data = os.pread(fd, MAX_HANDOFF_FILE, 0)
                 self.take_handoff(where, *parse_handoff(data, path_fixed=self.path_fixed))
             os.ftruncate(fd, 0)
         except OSError as error:
-            self.reporter.warn(f"{where}: cannot read its HOOKRUN_ENV: "
-                               f"{error.strerror or error}")
+            self.reporter.cannot_read_handoff(where, error)
         finally:
             if fd is not None:
                 os.close(fd)

@@ -273,3 +273,27 @@ class Reporter:
         """Warn of a file of a phase directory that looks meant to run and cannot (a
         directory, a fifo...): it is a task ``skipped``."""
         self.warn(f"{display_name(key)}: skipped: {reason}")
+
+    # What the HOOKRUN_ENV hand-off tells (environment.py).
+
+    def cannot_empty(self, path: str, strerror: str | None) -> None:
+        """Warn that a hand-off file (HOOKRUN_ENV, HOOKRUN_STATS) could not be emptied."""
+        self.warn(f"cannot empty {path}: {strerror}")
+
+    def handoff_refused(self, where: str, problem: str) -> None:
+        """Warn of a line of ``where``'s HOOKRUN_ENV that was not taken (``problem``: what
+        environment.parse_handoff found wrong with it)."""
+        self.warn(f"{where}: HOOKRUN_ENV {problem}")
+
+    def hands_on(self, where: str, name: str) -> None:
+        """Note (-v) a variable ``where`` hands on to the tasks after it."""
+        if self.notes_shown:
+            self.note(f"{where} hands on {name}")
+
+    def handoff_too_large(self, where: str, limit: int) -> None:
+        """Warn that ``where``'s HOOKRUN_ENV is over ``limit`` bytes (whole MiB) and ignored."""
+        self.warn(f"{where}: HOOKRUN_ENV is larger than {limit >> 20} MiB: ignored")
+
+    def cannot_read_handoff(self, where: str, error: OSError) -> None:
+        """Warn that ``where``'s HOOKRUN_ENV (a hook run as another user) could not be read."""
+        self.warn(f"{where}: cannot read its HOOKRUN_ENV: {error.strerror or error}")
