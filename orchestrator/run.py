@@ -186,14 +186,14 @@ class Lifecycle:
             line = f"internal fault: {type(error).__name__}: {fault_text(error)}"
             code = c.EXIT_INTERNAL
         self.state.fault(line, code)
-        self.reporter.warn(f"{line}; the run stops, its wind-down goes on")
+        self.reporter.run_stops(line)
 
     def begin(self) -> None:
         try:
             self.history.start_run(self.run_id, self.ctx.event, self.command_text(),
                                    self.started_iso, self.no_hooks, self.ctx.trigger)
         except StateError as error:
-            self.reporter.warn(f"{error}; the run goes on")
+            self.reporter.run_goes_on(error)
         self.reporter.on_tick = self.progress.flush
         if self.ctx.notify_url:
             from orchestrator.report import notify
@@ -203,8 +203,8 @@ class Lifecycle:
             from orchestrator.plan.channel_config import START
 
             self.tell_channels(START)
-        self.reporter.event(f"run {self.run_id} event={self.ctx.event} start "
-                            f"command={self.command_text() or '-'} no_hooks={self.no_hooks}")
+        self.reporter.run_started(self.run_id, self.ctx.event, self.command_text(),
+                                  self.no_hooks)
 
     def command_text(self) -> str:
         return shell.join(self.command) if self.command else ""
@@ -218,8 +218,7 @@ class Lifecycle:
         for line in refused:
             self.reporter.warn(line)
         if pending:
-            self.reporter.warn(f"{pending} crashed run(s) left cleanups pending; --no-hooks does "
-                               "not run them: run 'hookrun recover'")
+            self.reporter.crashed_runs_pending(pending)
 
     # Step 4: pre-EVENT.d
     def pre(self) -> None:
@@ -314,7 +313,7 @@ class Lifecycle:
             line = (f"internal fault while running {what}: {type(error).__name__}: "
                     f"{fault_text(error)}")
             self.state.warn(line)
-            self.reporter.warn(f"{line}; the wind-down goes on")
+            self.reporter.wind_down_goes_on(line)
 
     def run_hooks(self, phase: str,
                   skip_reason: Callable[[PlannedHook], str | None] = lambda hook: None,
@@ -368,7 +367,7 @@ class Lifecycle:
         try:
             write_private(path, tail)
         except OSError as error:
-            self.reporter.warn(f"cannot write {path}: {error.strerror}")
+            self.reporter.cannot_write(path, error.strerror)
         state.take_failure(Failure(line, record.phase, record.name, path, decisive, tail))
 
     def warning(self, record: TaskRecord) -> None:
@@ -397,7 +396,7 @@ class Lifecycle:
         for warning in warnings:
             if warning not in self.stats_warned:
                 self.stats_warned.add(warning)
-                self.reporter.warn(f"HOOKRUN_STATS {warning}")
+                self.reporter.stats_refused(warning)
 
     def set_later_env(self, status: str) -> None:
         """The variables hooks get from post- on. The error variables are empty while the
@@ -428,9 +427,8 @@ class Lifecycle:
         try:
             self.history.finish_run(record.as_json(), self.progress.pending)
         except StateError as error:
-            self.reporter.warn(f"{error}; this run is not recorded")
-        self.reporter.event(f"run {self.run_id} end status={record.status} "
-                            f"exit={record.exit_code}")
+            self.reporter.not_recorded(error)
+        self.reporter.run_ended(self.run_id, record.status, record.exit_code)
         if not self.ctx.json:
             self.reporter.console.summary(record.status, record.tasks, record.exit_code)
         if self.ctx.metrics_file or self.ctx.metrics_push_url:
@@ -474,8 +472,7 @@ class Lifecycle:
             try:
                 self.warn_if(write_metrics(self.ctx.metrics_file, self.ctx.event, **run))
             except OSError as error:
-                self.reporter.warn(f"cannot write metrics file {self.ctx.metrics_file}: "
-                                   f"{error.strerror or error}")
+                self.reporter.cannot_write_metrics(self.ctx.metrics_file, error)
         if self.ctx.metrics_push_url:
             from orchestrator.report import pushgateway
 
@@ -543,14 +540,12 @@ class DryRun(Lifecycle):
     def begin(self) -> None:
         self.engine.set_dry_run()
         self.engine.set_previous(*previous_run(self.ctx))
-        self.reporter.event(f"run {self.run_id} event={self.ctx.event} start dry-run "
-                            f"command={self.command_text() or '-'}")
+        self.reporter.dry_run_started(self.run_id, self.ctx.event, self.command_text())
 
     def report_pending(self) -> None:
         pending, _refused = count_dead_runs(self.ctx.state_dir)
         if pending:
-            self.reporter.warn(f"{pending} crashed run(s) left cleanups pending; a dry run "
-                               "does not run them: run 'hookrun recover'")
+            self.reporter.crashed_runs_pending(pending, dry_run=True)
 
     def run_command(self) -> None:
         self.observe()
@@ -563,7 +558,7 @@ class DryRun(Lifecycle):
     def finish(self) -> int:
         self.observe()
         status, code = self.state.status, self.state.exit_status()
-        self.reporter.event(f"run {self.run_id} end dry-run status={status} exit={code}")
+        self.reporter.dry_run_ended(self.run_id, status, code)
         if not self.ctx.json:
             self.reporter.console.summary(status, self.tasks, code, what="dry run")
         self.session.close_run(self.engine)
@@ -654,7 +649,7 @@ def recover_command(ctx: Context) -> int:
             session.close_run(engine)
             history.close()
         if not records:
-            session.reporter.console.write("stdout", "nothing to recover\n")
+            session.reporter.nothing_to_recover()
         if session.signals.first:
             return c.SIGNAL_EXIT_BASE + session.signals.first
     return c.EXIT_OK

@@ -47,21 +47,20 @@ def check_output_files(paths: Mapping[str | None, bool]) -> None:
         raise UnsafeError("\n".join(f"unsafe output file: {line}" for line in problems))
 
 
-def open_log(path: str | None, run_id: str, warnings: list[str],
-             task_max_bytes: int | None = None) -> LogFile | None:
-    """The LogFile at ``path`` (parents created 0700), None if logging is off; StateError.
-    A FIFO or device there is no log file: a warning (added to ``warnings``), and None."""
+def open_log(path: str | None, run_id: str,
+             task_max_bytes: int | None = None) -> tuple[LogFile | None, str | None]:
+    """(the LogFile at ``path`` (parents created 0700), None) or (None, None) if logging is
+    off; StateError. A FIFO or device there is no log file: (None, why), to warn of."""
     if not path:
-        return None
+        return None, None
     from orchestrator.report.logfile import LogFile
 
     parent = os.path.dirname(os.path.abspath(path))
     try:
         os.makedirs(parent, mode=0o700, exist_ok=True)
-        return LogFile(path, run_id, task_max_bytes)
+        return LogFile(path, run_id, task_max_bytes), None
     except NotRegularFile as error:
-        warnings.append(f"log file not written: {error.strerror}")
-        return None
+        return None, error.strerror
     except FileExistsError:
         raise StateError(f"cannot open log file {path}: {parent} is not a directory") from None
     except NotOwnFile as error:
@@ -81,11 +80,12 @@ class Session:
         ensure_state_dir(ctx.state_dir)
         check_output_files({ctx.log_file: True, metrics_file: False})
         console = Console(ctx.color, ctx.quiet, ctx.verbose)
-        lines = list(warnings)
-        self.reporter = Reporter(console, open_log(ctx.log_file, run_id, lines,
-                                                     ctx.log_task_max_bytes))
-        for warning in lines:
+        log, not_written = open_log(ctx.log_file, run_id, ctx.log_task_max_bytes)
+        self.reporter = Reporter(console, log)
+        for warning in warnings:
             self.reporter.warn(warning)
+        if not_written is not None:
+            self.reporter.log_not_written(not_written)
         self.signals = Signals()
         self.supervisor: Supervisor | None = None  # made on entering: it becomes the subreaper
         self.lock: EventLock | None = None
@@ -175,9 +175,7 @@ class Session:
             if not recovering or self.signals.first:
                 return
             if self.deadline is None or time.monotonic() >= self.deadline:
-                self.reporter.warn(f"the cleanups of crashed run "
-                                   f"{display_name(str(recovering[0].get('run_id')))} are "
-                                   "still being run by another process; the run goes on")
+                self.reporter.recovery_goes_on(recovering[0].get("run_id"))
                 return
             self.signals.sleep(min(WAIT_STEP, max(0.0, self.deadline - time.monotonic())))
 

@@ -297,3 +297,77 @@ class Reporter:
     def cannot_read_handoff(self, where: str, error: OSError) -> None:
         """Warn that ``where``'s HOOKRUN_ENV (a hook run as another user) could not be read."""
         self.warn(f"{where}: cannot read its HOOKRUN_ENV: {error.strerror or error}")
+
+    # What the lifecycle of a run tells (run.py, session.py).
+
+    def run_started(self, run_id: str, event: str, command: str, no_hooks: bool) -> None:
+        """Log the start of a run (``command``: as a shell would read it, or "")."""
+        if self.log:
+            self.log.event(f"run {run_id} event={event} start command={command or '-'} "
+                           f"no_hooks={no_hooks}")
+
+    def run_ended(self, run_id: str, status: str, exit_code: int) -> None:
+        """Log the end of a run."""
+        if self.log:
+            self.log.event(f"run {run_id} end status={status} exit={exit_code}")
+
+    def dry_run_started(self, run_id: str, event: str, command: str) -> None:
+        """Log the start of a dry run with hooks that take part."""
+        if self.log:
+            self.log.event(f"run {run_id} event={event} start dry-run command={command or '-'}")
+
+    def dry_run_ended(self, run_id: str, status: str, exit_code: int) -> None:
+        """Log the end of a dry run."""
+        if self.log:
+            self.log.event(f"run {run_id} end dry-run status={status} exit={exit_code}")
+
+    def run_stops(self, line: str) -> None:
+        """Warn that a step could not go on (``line``: its HOOKRUN_ERROR) and the run stops."""
+        self.warn(f"{line}; the run stops, its wind-down goes on")
+
+    def wind_down_goes_on(self, line: str) -> None:
+        """Warn of a fault in a step of the wind-down (``line``: its HOOKRUN_WARNINGS line),
+        which goes on."""
+        self.warn(f"{line}; the wind-down goes on")
+
+    def run_goes_on(self, error: Exception) -> None:
+        """Warn that the history refused a write (``error``) the run does without."""
+        self.warn(f"{error}; the run goes on")
+
+    def not_recorded(self, error: Exception) -> None:
+        """Warn that the history refused the run's record (``error``)."""
+        self.warn(f"{error}; this run is not recorded")
+
+    def crashed_runs_pending(self, count: int, dry_run: bool = False) -> None:
+        """Warn that ``count`` crashed runs left cleanups that this run, with --no-hooks or
+        a dry run (``dry_run``), does not recover."""
+        which = "a dry run" if dry_run else "--no-hooks"
+        self.warn(f"{count} crashed run(s) left cleanups pending; {which} does not run them: "
+                  "run 'hookrun recover'")
+
+    def recovery_goes_on(self, run_id: object) -> None:
+        """Warn that another process still runs the cleanups of crashed run ``run_id`` and
+        the run goes on without waiting longer."""
+        self.warn(f"the cleanups of crashed run {display_name(str(run_id))} are still being "
+                  "run by another process; the run goes on")
+
+    def cannot_write(self, path: str, strerror: str | None) -> None:
+        """Warn that the file at ``path`` (the error log) could not be written."""
+        self.warn(f"cannot write {path}: {strerror}")
+
+    def cannot_write_metrics(self, path: str, error: OSError) -> None:
+        """Warn that the metrics file at ``path`` could not be written."""
+        self.warn(f"cannot write metrics file {path}: {error.strerror or error}")
+
+    def stats_refused(self, problem: str) -> None:
+        """Warn of a line of HOOKRUN_STATS that was not taken (``problem``: what
+        stats.from_file found wrong with it)."""
+        self.warn(f"HOOKRUN_STATS {problem}")
+
+    def log_not_written(self, why: str) -> None:
+        """Warn that the log file is not written (``why``: it is a FIFO or a device)."""
+        self.warn(f"log file not written: {why}")
+
+    def nothing_to_recover(self) -> None:
+        """Say that ``hookrun recover`` found no crashed run's cleanups."""
+        self.console.write("stdout", "nothing to recover\n")
