@@ -13,6 +13,7 @@ import collections
 
 from orchestrator import constants as c
 from orchestrator import shell
+from orchestrator.errors import fault_text
 from orchestrator.text import display_name
 from orchestrator.timestamps import format_duration
 
@@ -371,3 +372,51 @@ class Reporter:
     def nothing_to_recover(self) -> None:
         """Say that ``hookrun recover`` found no crashed run's cleanups."""
         self.console.write("stdout", "nothing to recover\n")
+
+    # What the cleanup journal and recovery tell (state/cleanup.py).
+
+    def cannot_reserve_marks(self, marks_path: str, error: OSError) -> None:
+        """Warn that the space to mark cleanups done could not be reserved."""
+        self.warn(f"cannot reserve space to mark cleanups done in {marks_path}: "
+                  f"{error.strerror or error}; a cleanup cut off by a crash now may run again "
+                  "at recovery")
+
+    def cannot_read_cleanups(self, path: str, error: BaseException) -> None:
+        """Warn that the cleanup journal at ``path`` could not be read: its cleanups wait."""
+        self.warn(f"cannot read the cleanups of {path}: {fault_text(error)}; they are left "
+                  "pending for 'hookrun recover' and the next run")
+
+    def journal_line_not_run(self, path: str, number: int | None, why: str) -> None:
+        """Warn of line ``number`` of a cleanup journal (None: the whole journal) that is
+        never run, and ``why``."""
+        where = f"line {number}" if number else "it"
+        self.warn(f"cleanup journal {display_name(path)}: {where} {why}: not run, kept for "
+                  "inspection")
+
+    def cannot_mark_done(self, number: int, marks_path: str, error: OSError) -> None:
+        """Warn that cleanup ``number`` (from 1) could not be marked done."""
+        self.warn(f"cannot mark cleanup {number} done in {marks_path}: {error.strerror or error}")
+
+    def journal_set_aside(self, path: str, kept: str) -> None:
+        """Warn that recovery could not read the journal at ``path``: its run directory is
+        set aside in ``kept``, its cleanups not run."""
+        self.warn(f"cleanup journal {display_name(path)} cannot be read: its run directory is "
+                  f"set aside as damaged in {kept}, its cleanups not run (fix: inspect it, run "
+                  "what is still needed, then remove it)")
+
+    def interrupted_twice(self) -> None:
+        """Warn that a second signal left cleanups pending."""
+        self.warn("interrupted twice: cleanups left pending for 'hookrun recover'")
+
+    def journal_kept(self, kept: str) -> None:
+        """Warn that a journal with damaged lines is kept, in ``kept``, for a person."""
+        self.warn(f"cleanup journal kept for inspection in {kept}")
+
+    def recovering(self, run_id: str) -> None:
+        """Warn that the cleanups of dead run ``run_id`` are run now."""
+        self.warn(f"recovering run {display_name(run_id)}: it ended without running its "
+                  "cleanups")
+
+    def ended_leftovers(self, run_id: str, names: Iterable[str]) -> None:
+        """Warn of the processes (``names``) dead run ``run_id`` left running, now ended."""
+        self.warn(f"ended what run {display_name(run_id)} left running: {', '.join(names)}")

@@ -30,7 +30,7 @@ import os
 
 from orchestrator import constants as c
 from orchestrator import shell
-from orchestrator.errors import StateError, UsageError, fault_text
+from orchestrator.errors import StateError, UsageError
 from orchestrator.files import READ, NotOwnFile, open_own, read_sized
 from orchestrator.state.statedir import RunDir, damage, run_dir_problem, scan, try_lock
 from orchestrator.text import display_name, shown
@@ -399,18 +399,14 @@ class Replay:
         try:
             journal.reserve_all()
         except OSError as error:
-            self.reporter.warn(f"cannot reserve space to mark cleanups done in "
-                               f"{journal.marks_path}: {error.strerror or error}; a cleanup "
-                               "cut off by a crash now may run again at recovery")
+            self.reporter.cannot_reserve_marks(journal.marks_path, error)
         runs: list[TaskRecord] = []
         while not self.signals.hard_stop:
             try:
                 pending = self.read_pending(journal)
             except (OSError, MemoryError) as error:
                 journal.unreadable = True
-                self.reporter.warn(f"cannot read the cleanups of {journal.path}: "
-                                   f"{fault_text(error)}; they are left pending for "
-                                   "'hookrun recover' and the next run")
+                self.reporter.cannot_read_cleanups(journal.path, error)
                 break
             self.report_damage(journal)
             if not pending:
@@ -442,17 +438,14 @@ class Replay:
         for number, why in journal.damaged:
             if (journal.path, number, why) not in self.damage_reported:
                 self.damage_reported.add((journal.path, number, why))
-                where = f"line {number}" if number else "it"
-                self.reporter.warn(f"cleanup journal {display_name(journal.path)}: {where} "
-                                   f"{why}: not run, kept for inspection")
+                self.reporter.journal_line_not_run(journal.path, number, why)
 
     def mark_done(self, journal: Journal, index: int) -> None:
         try:
             journal.mark_done(index)
         except OSError as error:
             # The wrapper shell marked it already, unless it was killed.
-            self.reporter.warn(f"cannot mark cleanup {index + 1} done in {journal.marks_path}: "
-                               f"{error.strerror or error}")
+            self.reporter.cannot_mark_done(index + 1, journal.marks_path, error)
 
 
 def close_run_dir(reporter: Reporter, run_dir: RunDir, journal: Journal, hard_stop: bool,
@@ -464,10 +457,7 @@ def close_run_dir(reporter: Reporter, run_dir: RunDir, journal: Journal, hard_st
     every later run."""
     if journal.unreadable:
         if recovered and journal.read_failed:
-            reporter.warn(f"cleanup journal {display_name(journal.path)} cannot be read: its "
-                          f"run directory is set aside as damaged in {run_dir.keep()}, its "
-                          "cleanups not run (fix: inspect it, run what is still needed, then "
-                          "remove it)")
+            reporter.journal_set_aside(journal.path, run_dir.keep())
         else:
             run_dir.release()
         return
@@ -477,11 +467,11 @@ def close_run_dir(reporter: Reporter, run_dir: RunDir, journal: Journal, hard_st
         except OSError:
             pending = True
         if pending:
-            reporter.warn("interrupted twice: cleanups left pending for 'hookrun recover'")
+            reporter.interrupted_twice()
             run_dir.release()
             return
     if journal.damaged:
-        reporter.warn(f"cleanup journal kept for inspection in {run_dir.keep()}")
+        reporter.journal_kept(run_dir.keep())
     else:
         run_dir.remove()
 
@@ -513,12 +503,10 @@ def recover(engine: Engine, history: History | NoHistory, state_dir: str) -> Rec
             dead.release()
             continue
         dead_id = dead.run_id
-        engine.reporter.warn(f"recovering run {display_name(dead_id)}: it ended without "
-                             "running its cleanups")
+        engine.reporter.recovering(dead_id)
         ended = engine.supervisor.end_leftovers(dead_id, engine.ctx.kill_grace)
         if ended:
-            engine.reporter.warn(f"ended what run {display_name(dead_id)} left running: "
-                                 f"{', '.join(ended)}")
+            engine.reporter.ended_leftovers(dead_id, ended)
         journal = Journal(dead.path)
         found = engine.run_cleanups(journal, c.PHASE_RECOVER, dead.lock_fd)
         if dead.meta.get("recorded", True):
