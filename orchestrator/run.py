@@ -89,9 +89,9 @@ class Run:
             if not session.take_lock(self.wait):
                 return signal_exit(session)
             history = open_history(os.path.join(ctx.state_dir, c.HISTORY_NAME),
-                                   session.reporter.warn)
+                                   session.reporter)
             try:
-                progress = Progress(history, run_id, session.reporter.warn)
+                progress = Progress(history, run_id, session.reporter)
                 engine = session.open_run(self.command, progress=progress)
                 if engine is None:
                     return signal_exit(session)
@@ -148,7 +148,7 @@ class Lifecycle:
         self.started_iso = now_iso()
         # The engine's (a recorded run's), or one of its own that no task tells of.
         self.progress = progress if progress is not None else \
-            Progress(history, self.run_id, self.reporter.warn)
+            Progress(history, self.run_id, self.reporter)
 
     def run(self) -> int:
         """The steps of design.md section 2, 3 to 9; returns hookrun's exit status."""
@@ -640,7 +640,7 @@ def recover_command(ctx: Context) -> int:
         engine = session.open_run(recorded=False)
         assert engine is not None  # it gives way to no other run: it holds no event lock
         history = open_history(os.path.join(ctx.state_dir, c.HISTORY_NAME),
-                               session.reporter.warn)
+                               session.reporter)
         try:
             records = recover(engine, history, ctx.state_dir).records
             # Cleanups that the replayed cleanups registered themselves.

@@ -373,6 +373,24 @@ class Reporter:
         """Say that ``hookrun recover`` found no crashed run's cleanups."""
         self.console.write("stdout", "nothing to recover\n")
 
+    # What the history tells (state/history.py).
+
+    def history_unusable(self, error: Exception) -> None:
+        """Warn that the history could not be opened (``error``): the run goes unrecorded."""
+        self.warn(f"{error}; this run will not be recorded")
+
+    def history_damaged(self, path: str, error: Exception, aside: str) -> None:
+        """Warn that SQLite found the history at ``path`` damaged (``error``): it is moved
+        aside to ``aside`` and a new one started."""
+        self.warn(f"history {path} is damaged ({error}): moved aside to {aside}, a new one "
+                  "started")
+
+    def history_replaced(self, path: str) -> None:
+        """Warn that the history at ``path`` was replaced during the run (another run found
+        it damaged): the record goes into the new one."""
+        self.warn(f"history {path} was moved aside or replaced during this run: this run's "
+                  "record goes into the one there now")
+
     # What the cleanup journal and recovery tell (state/cleanup.py).
 
     def cannot_reserve_marks(self, marks_path: str, error: OSError) -> None:

@@ -21,12 +21,12 @@ if TYPE_CHECKING:
     from typing import Any, TypeVar
 
     from orchestrator.outcome import TaskRecord
+    from orchestrator.report.output import Reporter
 
     T = TypeVar("T")
     # A run or task in the JSON shape of design.md section 4.
     Record = dict[str, Any]
     Statements = list[tuple[str, Sequence[object]]]
-    Warn = Callable[[str], None]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -171,10 +171,10 @@ class Progress:
     are written when a task has run a second (flush, on the output sink's tick), never once
     per hook, and what is left at the run's end."""
 
-    def __init__(self, history: History | NoHistory, run_id: str, warn: Warn) -> None:
+    def __init__(self, history: History | NoHistory, run_id: str, reporter: Reporter) -> None:
         self.history = history
         self.run_id = run_id
-        self.warn = warn
+        self.reporter = reporter
         self.pending: list[TaskRecord] = []
         self.current: tuple[str, str, str | None] | None = None
         self.written: tuple[str, str, str | None] | None = None
@@ -194,20 +194,20 @@ class Progress:
             self.history.add_progress(self.run_id, self.pending, self.current)
         except StateError as error:
             if not self.failed:
-                self.warn(f"{error}; the run goes on")
+                self.reporter.run_goes_on(error)
             self.failed = True
             return
         self.pending = []
         self.written = self.current
 
 
-def open_history(path: str, warn: Warn) -> History | NoHistory:
-    """History at ``path``; if it cannot be opened, ``warn`` says so and NoHistory stands in.
-    A damaged one is moved aside (``warn`` says where) and a new one started."""
+def open_history(path: str, reporter: Reporter) -> History | NoHistory:
+    """History at ``path``; if it cannot be opened, ``reporter`` says so and NoHistory stands
+    in. A damaged one is moved aside (``reporter`` says where) and a new one started."""
     try:
-        return History(path, warn)
+        return History(path, reporter)
     except StateError as error:
-        warn(f"{error}; this run will not be recorded")
+        reporter.history_unusable(error)
         return NoHistory()
 
 
@@ -239,18 +239,18 @@ def check_companions(path: str) -> None:
 class History:
     """The history database at ``path``, created (mode 0600) if needed. One that SQLite finds
     damaged, now or at any later statement, is moved aside as ``history.sqlite3.corrupt-TIME``
-    and a new one started, with ``warn`` told; a history that cannot be used otherwise is a
+    and a new one started, with ``reporter`` told; a history that cannot be used otherwise is a
     StateError."""
 
     @classmethod
-    def existing(cls, path: str, warn: Warn | None = None) -> History | None:
+    def existing(cls, path: str, reporter: Reporter | None = None) -> History | None:
         """The history at ``path`` if there is one, else None (nothing is created). Without
-        ``warn``, a damaged one is an error rather than moved aside."""
-        return cls(path, warn) if os.path.lexists(path) else None
+        ``reporter``, a damaged one is an error rather than moved aside."""
+        return cls(path, reporter) if os.path.lexists(path) else None
 
-    def __init__(self, path: str, warn: Warn | None = None) -> None:
+    def __init__(self, path: str, reporter: Reporter | None = None) -> None:
         self.path = path
-        self.warn = warn
+        self.reporter = reporter
         self.db: sqlite3.Connection | None = None
         self.identity: tuple[int, int] | None = None
         self.attempt(self.open)
@@ -301,16 +301,16 @@ class History:
             try:
                 return action()
             except sqlite3.DatabaseError as error:
-                warn = self.warn
-                if not (damaged(error) and warn):
+                reporter = self.reporter
+                if not (damaged(error) and reporter):
                     raise
-                self.move_aside(error, warn)
+                self.move_aside(error, reporter)
                 self.open()
                 return action()
         except sqlite3.Error as error:
             raise StateError(f"cannot use history {self.path}: {error}") from None
 
-    def move_aside(self, error: sqlite3.Error, warn: Warn) -> None:
+    def move_aside(self, error: sqlite3.Error, reporter: Reporter) -> None:
         self.close()
         try:
             now = os.stat(self.path)
@@ -324,8 +324,7 @@ class History:
                     os.rename(self.path + suffix, aside + suffix)
                 except FileNotFoundError:
                     pass
-            warn(f"history {self.path} is damaged ({error}): moved aside to {aside}, "
-                      "a new one started")
+            reporter.history_damaged(self.path, error, aside)
 
     def close(self) -> None:
         if self.db is not None:
@@ -361,8 +360,8 @@ class History:
     def follow(self) -> None:
         """If the history was moved aside or replaced since it was opened (another run found
         it damaged), open the one at ``path`` now (created if none), so that what is written
-        next is not lost in the old file; ``warn`` says so."""
-        if self.warn is None or self.db is None:
+        next is not lost in the old file; ``reporter`` says so."""
+        if self.reporter is None or self.db is None:
             return
         try:
             now = os.stat(self.path)
@@ -370,8 +369,7 @@ class History:
                 return
         except OSError:
             pass
-        self.warn(f"history {self.path} was moved aside or replaced during this run: this "
-                  "run's record goes into the one there now")
+        self.reporter.history_replaced(self.path)
         self.close()
         self.attempt(self.open)
 

@@ -2,6 +2,7 @@
 new one cannot be created. Every later use is then a StateError (or the documented stand-in
 answer), never an error about a connection that is not there."""
 
+import io
 import sqlite3
 
 import pytest
@@ -9,6 +10,8 @@ import pytest
 from orchestrator import files
 from orchestrator.errors import StateError
 from orchestrator.outcome import TaskRecord
+from orchestrator.report.output import Reporter
+from orchestrator.report.printer import Console
 from orchestrator.state.history import History, RunRecord
 
 STARTED = "2026-12-07T01:02:03+00:00"
@@ -17,8 +20,8 @@ STARTED = "2026-12-07T01:02:03+00:00"
 def test_a_history_that_cannot_be_opened_again_is_a_state_error_at_every_use(tmp_path,
                                                                              monkeypatch):
     path = str(tmp_path / "history.sqlite3")
-    said = []
-    history = History(path, said.append)
+    err = io.StringIO()
+    history = History(path, Reporter(Console("never", out=io.StringIO(), err=err)))
     history.start_run("r1", "backup", None, STARTED, False)
     # SQLite finds the history damaged at its next statement...
     garbage = tmp_path / "garbage"
@@ -33,6 +36,7 @@ def test_a_history_that_cannot_be_opened_again_is_a_state_error_at_every_use(tmp
     monkeypatch.setattr(files, "open_own", refused)
     with pytest.raises(StateError, match="cannot open history"):
         history.previous("backup", "r2")
+    said = err.getvalue().splitlines()
     assert len(said) == 1 and "moved aside" in said[0]
     assert list(tmp_path.glob("history.sqlite3.corrupt-*"))
     assert history.db is None
@@ -52,7 +56,7 @@ def test_a_history_that_cannot_be_opened_again_is_a_state_error_at_every_use(tmp
     with pytest.raises(StateError, match="could not be opened again"):
         history.finish_run(record.as_json(), [task])
     history.close()
-    assert len(said) == 1
+    assert len(err.getvalue().splitlines()) == 1
 
 
 def test_a_run_record_is_the_one_source_of_the_json_and_the_metrics_input():
