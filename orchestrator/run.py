@@ -215,8 +215,8 @@ class Lifecycle:
 
     def report_pending(self) -> None:
         pending, refused = count_dead_runs(self.ctx.state_dir)
-        for line in refused:
-            self.reporter.warn(line)
+        for refusal in refused:
+            self.reporter.run_dir_refused(*refusal)
         if pending:
             self.reporter.crashed_runs_pending(pending)
 

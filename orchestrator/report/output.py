@@ -14,7 +14,7 @@ import collections
 from orchestrator import constants as c
 from orchestrator import shell
 from orchestrator.errors import fault_text
-from orchestrator.text import display_name
+from orchestrator.text import display_name, shown
 from orchestrator.timestamps import format_duration
 
 TYPE_CHECKING = False
@@ -429,6 +429,22 @@ class Reporter:
     def journal_kept(self, kept: str) -> None:
         """Warn that a journal with damaged lines is kept, in ``kept``, for a person."""
         self.warn(f"cleanup journal kept for inspection in {kept}")
+
+    def run_dir_refused(self, path: str, problem: str | None, damaged: bool,
+                        kept: str | None) -> None:
+        """Warn of a dead run's directory at ``path`` that is not replayed, and why
+        (``problem``): not hookrun's own, or ``damaged``, then set aside in ``kept`` (or
+        left for 'hookrun recover' to set aside, ``kept`` None)."""
+        if not damaged:
+            self.warn(f"run directory {shown(path)} is not replayed: {problem} (fix: inspect "
+                      "it, then remove it)")
+        elif kept is not None:
+            self.warn(f"run directory {shown(path)} is damaged ({problem}): set aside as "
+                      f"{shown(kept)}, its cleanups not run (fix: inspect it, run what is "
+                      "still needed, then remove it)")
+        else:
+            self.warn(f"run directory {shown(path)} is damaged ({problem}); 'hookrun recover' "
+                      "sets it aside")
 
     def recovering(self, run_id: str) -> None:
         """Warn that the cleanups of dead run ``run_id`` are run now."""

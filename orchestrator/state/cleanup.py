@@ -47,6 +47,9 @@ if TYPE_CHECKING:
 
     # A cleanup not yet run: its journal, its line's index there, the line.
     Pending = tuple["Journal", int, str]
+    # A dead run's directory that is not replayed: its path, what is wrong with it, whether
+    # it is damaged (else not hookrun's own), and where it was set aside (or None).
+    Refused = tuple[str, "str | None", bool, "str | None"]
 
 DONE = b"\x01"
 RESERVED = 65536  # bytes of marks reserved when a run starts: journals up to 64 KiB
@@ -329,19 +332,18 @@ class Journal:
             os.close(fd)
 
 
-def dead_runs(state_dir: str, set_aside: bool = True) -> tuple[list[RunDir], list[str]]:
+def dead_runs(state_dir: str, set_aside: bool = True) -> tuple[list[RunDir], list[Refused]]:
     """RunDirs of runs that died with their directory still there, each now locked by us,
-    and a line for each dead run that is not replayed: not hookrun's own, or damaged (a
+    and a Refused for each dead run that is not replayed: not hookrun's own, or damaged (a
     meta.json or journal that is not a regular file or cannot be read), which is set aside
     as ``.damaged-NAME`` (if ``set_aside``) so that it stops no later run."""
     euid = os.geteuid()
     found: list[RunDir] = []
-    refused: list[str] = []
+    refused: list[Refused] = []
     for name, path in scan(state_dir):
         problem = run_dir_problem(path, euid)
         if problem:
-            refused.append(f"run directory {shown(path)} is not replayed: {problem} "
-                           "(fix: inspect it, then remove it)")
+            refused.append((path, problem, False, None))
             continue
         try:
             fd = try_lock(os.path.join(path, c.RUN_OWNER_LOCK))
@@ -357,20 +359,16 @@ def dead_runs(state_dir: str, set_aside: bool = True) -> tuple[list[RunDir], lis
             meta.setdefault("run_id", name)
             found.append(RunDir(path, fd, meta))
         elif set_aside:
-            kept = RunDir(path, fd, {}).keep()
-            refused.append(f"run directory {shown(path)} is damaged ({problem}): set "
-                           f"aside as {shown(kept)}, its cleanups not run (fix: "
-                           "inspect it, run what is still needed, then remove it)")
+            refused.append((path, problem, True, RunDir(path, fd, {}).keep()))
         else:
             if fd is not None:
                 os.close(fd)
-            refused.append(f"run directory {shown(path)} is damaged ({problem}); "
-                           "'hookrun recover' sets it aside")
+            refused.append((path, problem, True, None))
     return found, refused
 
 
-def count_dead_runs(state_dir: str) -> tuple[int, list[str]]:
-    """How many dead runs wait for recovery, and a line for each that is not replayed,
+def count_dead_runs(state_dir: str) -> tuple[int, list[Refused]]:
+    """How many dead runs wait for recovery, and a Refused for each that is not replayed,
     without taking their locks for long or changing anything."""
     dead, refused = dead_runs(state_dir, set_aside=False)
     for run_dir in dead:
@@ -496,8 +494,8 @@ def recover(engine: Engine, history: History | NoHistory, state_dir: str) -> Rec
     found_dead, refused = dead_runs(state_dir)
     # A dead run not replayed (not hookrun's own, or damaged and set aside) is warned of
     # here, with its fix, by the run that finds it; its journal was never read.
-    for line in refused:
-        engine.reporter.warn(line)
+    for refusal in refused:
+        engine.reporter.run_dir_refused(*refusal)
     for dead in found_dead:
         if engine.signals.hard_stop:
             dead.release()
