@@ -180,7 +180,13 @@ def redrawn(line: bytes) -> bytes:
 
 
 class Reporter:
-    """The terminal and the log file together, as the lifecycle sees them."""
+    """The terminal and the log file together, as the lifecycle sees them, and the words of
+    what a run tells a person: each warning, note (-v) and log line the lifecycle, the
+    engine, the hand-off, the cleanup journal and the history give is a method named for
+    what it tells, given data (names, paths, numbers, errors), grouped below by the module
+    that tells it. warn() itself takes a line already composed elsewhere in this wing
+    (notify, metrics, channels) or one that is also data (a plan's warning, an error's
+    own text): see printer.py."""
 
     def __init__(self, console: Console, log: LogFile | None = None) -> None:
         self.console = console
@@ -205,6 +211,7 @@ class Reporter:
         self.check_log()
 
     def warn(self, text: str) -> None:
+        """A warning line, on stderr and in the log."""
         self.console.warn(text)
         if self.log:
             self.log.event(f"warning: {text}")
@@ -216,11 +223,8 @@ class Reporter:
         return self.console.verbose and not self.console.discarded["stdout"]
 
     def note(self, text: str) -> None:
+        """A note line, shown with -v."""
         self.console.note(text)
-
-    def event(self, text: str) -> None:
-        if self.log:
-            self.log.event(text)
 
     def check_log(self) -> None:
         if self.log and self.log.error:

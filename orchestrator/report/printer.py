@@ -1,9 +1,18 @@
 """Everything a person reads, and its format: the terminal (status lines, output, the summary),
 the text of ``list``, ``check``, ``history`` and ``show``, and JSON. The only module that knows
 how hookrun's output looks (prefixes, status words, colours, tables, the live line); tasks and
-runs reach it as data. The words of a warning or a note are the one exception: they are
-composed where what they tell of happened (the engine, the lifecycle, the cleanup module) and
-reach it as one line of text, which it escapes and prefixes.
+runs reach it as data. The words of a run's warnings, notes and log lines are composed in this
+wing too, by the named methods of the Reporter (output.py), which the engine, the lifecycle,
+the cleanup journal and the history call with data; they reach this module as one line of
+text, which it escapes and prefixes.
+
+Some lines are composed elsewhere because they are data before they are a message, and are
+shown as they are kept: the lines of HOOKRUN_WARNINGS and HOOKRUN_ERROR (the record's
+``error``, which notifications carry), built where the run's state decides them (run.py,
+outcome.py, cleanup.recover), and a plan's warnings, which ``check`` and ``list`` show too
+(plan/); the problems a parser returns for each line it refuses (HOOKRUN_ENV, HOOKRUN_STATS);
+and an error's own text (a HookrunError), said where it is raised. A Reporter method adds its
+words around such a line (``...; the wind-down goes on``), never rewrites it.
 
 Every line shown passes through display_name() or display() (orchestrator.text): control
 characters are escaped, so no name, argument or output line can forge a line or move the cursor.
