@@ -183,6 +183,29 @@ def foreign_links(path: str, euid: int | None = None) -> list[str]:
             if stat.S_ISLNK(info.st_mode) and info.st_uid not in (0, euid)]
 
 
+def real_path(path: str) -> str:
+    """The file the log or metrics file at ``path`` really is, looked at when it is opened
+    (design.md section 8): NotOwnFile when a symbolic link on the way belongs to another
+    user, who could have planted it to make root write where it points. A link at ``path``
+    itself is followed only if root or the running user owns it (no one else can replace it
+    in a sticky directory); the file is then opened without following a link (ELOOP: a link
+    planted after this look refuses it), or replaced by a rename, which follows none."""
+    problems = foreign_links(path)
+    if problems:
+        raise NotOwnFile(problems[0])
+    found = os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))
+    try:
+        info = os.lstat(found)
+    except FileNotFoundError:
+        return found
+    if not stat.S_ISLNK(info.st_mode):
+        return found
+    if info.st_uid not in (0, os.geteuid()):
+        raise NotOwnFile(f"{shown(found)} is a symbolic link owned by uid {info.st_uid}, "
+                         "not root or the user running hookrun")
+    return os.path.realpath(found)
+
+
 def output_file_problems(path: str, appended: bool) -> list[str]:
     """Why hookrun must not write the log or metrics file at ``path``: a symbolic link of
     another user on the way, or (for a file ``appended`` to, the log) an existing file that

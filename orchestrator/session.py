@@ -47,10 +47,12 @@ def check_output_files(paths: Mapping[str | None, bool]) -> None:
         raise UnsafeError("\n".join(f"unsafe output file: {line}" for line in problems))
 
 
-def open_log(path: str | None, run_id: str,
-             task_max_bytes: int | None = None) -> tuple[LogFile | None, str | None]:
+def open_log(path: str | None, run_id: str, task_max_bytes: int | None = None,
+             state_dir: str | None = None) -> tuple[LogFile | None, str | None]:
     """(the LogFile at ``path`` (parents created 0700), None) or (None, None) if logging is
-    off; StateError. A FIFO or device there is no log file: (None, why), to warn of."""
+    off; StateError. A FIFO or device there is no log file: (None, why), to warn of. A link
+    at ``path`` of root's or the user's is followed, but not in ``state_dir``, where no link
+    ever is (design.md section 8)."""
     if not path:
         return None, None
     from orchestrator.report.logfile import LogFile
@@ -58,7 +60,10 @@ def open_log(path: str | None, run_id: str,
     parent = os.path.dirname(os.path.abspath(path))
     try:
         os.makedirs(parent, mode=0o700, exist_ok=True)
-        return LogFile(path, run_id, task_max_bytes), None
+        outside = state_dir is None or os.path.commonpath(
+            [os.path.realpath(state_dir), os.path.realpath(parent)]) != \
+            os.path.realpath(state_dir)
+        return LogFile(path, run_id, task_max_bytes, follow_link=outside), None
     except NotRegularFile as error:
         return None, error.strerror
     except FileExistsError:
@@ -80,7 +85,8 @@ class Session:
         ensure_state_dir(ctx.state_dir)
         check_output_files({ctx.log_file: True, metrics_file: False})
         console = Console(ctx.color, ctx.quiet, ctx.verbose)
-        log, not_written = open_log(ctx.log_file, run_id, ctx.log_task_max_bytes)
+        log, not_written = open_log(ctx.log_file, run_id, ctx.log_task_max_bytes,
+                                    ctx.state_dir)
         self.reporter = Reporter(console, log)
         for warning in warnings:
             self.reporter.warn(warning)

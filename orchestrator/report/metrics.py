@@ -15,7 +15,6 @@ from __future__ import annotations
 import fcntl
 import os
 import re
-import stat
 import tempfile
 import time
 
@@ -197,7 +196,10 @@ def replace_samples(path: str, replaced: Replaced, new: list[Sample]) -> str | N
     directory): the temporary file is created O_EXCL|O_NOFOLLOW under a random name
     (mkstemp), its mode set with fchmod on the descriptor, and it is renamed over ``path``;
     nothing is chmod-ed, chown-ed or opened by a name that someone else could swap."""
-    path = target(path)
+    from orchestrator.files import real_path
+
+    # Looked at now, at the end of a run that may have lasted hours since its checks.
+    path = real_path(path)
     directory = os.path.dirname(path)
     lock = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
@@ -219,33 +221,6 @@ def replace_samples(path: str, replaced: Replaced, new: list[Sample]) -> str | N
     finally:
         os.close(lock)
     return warning
-
-
-def target(path: str) -> str:
-    """The file the textfile at ``path`` really is, looked at now, at the end of a run that
-    may have lasted hours since its checks (design.md section 8): NotOwnFile when a symbolic
-    link on the way belongs to another user, who could have planted it meanwhile to make root
-    write where it points. A link at ``path`` itself is followed only if root or the running
-    user owns it (no one else can replace it in a sticky directory); the file is then read
-    without following a link (ELOOP: a link planted after this look refuses the write) and
-    replaced by a rename, which follows none either."""
-    from orchestrator.files import NotOwnFile, foreign_links
-    from orchestrator.text import shown
-
-    problems = foreign_links(path)
-    if problems:
-        raise NotOwnFile(problems[0])
-    found = os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))
-    try:
-        info = os.lstat(found)
-    except FileNotFoundError:
-        return found
-    if not stat.S_ISLNK(info.st_mode):
-        return found
-    if info.st_uid not in (0, os.geteuid()):
-        raise NotOwnFile(f"{shown(found)} is a symbolic link owned by uid {info.st_uid}, "
-                         "not root or the user running hookrun")
-    return os.path.realpath(found)
 
 
 def hold(fd: int, wait: float | None = None) -> bool:

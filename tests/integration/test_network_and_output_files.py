@@ -209,6 +209,24 @@ def test_a_directory_at_an_output_path_is_a_warning_and_refuses_no_run(tree, opt
     assert (record["status"], record["exit_code"]) == ("failure", 4)
 
 
+@pytest.mark.parametrize("option", ["--metrics-file", "--log-file"])
+def test_an_output_path_that_is_a_link_of_the_user_running_hookrun_is_followed(tree, option):
+    """/var/log/hookrun.log pointing to a larger disk: a link that only root (or the user
+    running hookrun) could have made is followed, for the log file as for the metrics file;
+    the link stays a link."""
+    real = tree.base / "elsewhere"
+    real.mkdir(mode=0o700)
+    link = tree.base / "out"
+    link.symlink_to(real / "out")
+    tree.hook("pre-backup.d/10-x", "echo hook-said-this")
+    result = run_hookrun("run", *tree.args(), option, str(link), "--", "true")
+    assert result.returncode == 0, result.stderr
+    assert show_last(tree)["status"] == "success"
+    assert link.is_symlink() and (real / "out").is_file()
+    assert ("hook-said-this" if option == "--log-file" else "hookrun_last_run_status") in \
+        (real / "out").read_text()
+
+
 def test_a_fifo_at_the_metrics_path_with_a_reader_is_not_written_to(tree):
     """With a reader at its other end, a FIFO opens: the check after the open refuses it."""
     fifo = tree.base / "out.prom"

@@ -88,6 +88,19 @@ def test_the_log_rotates_at_10_mib_and_keeps_5(tmp_path):
     assert all((tmp_path / name).stat().st_mode & 0o777 == 0o600 for name in names)
 
 
+def test_a_log_behind_a_link_of_its_own_user_is_rotated_where_the_file_is(tmp_path):
+    (tmp_path / "disk").mkdir()
+    (tmp_path / "hookrun.log").symlink_to(tmp_path / "disk" / "hookrun.log")
+    log = LogFile(str(tmp_path / "hookrun.log"), "RUN1")
+    block = b"\n".join([b"x" * 99] * 10000)
+    for _ in range(12):
+        log.lines(b"pre/x", "stdout", block)
+    log.close()
+    assert (tmp_path / "hookrun.log").is_symlink()
+    assert sorted(p.name for p in (tmp_path / "disk").iterdir()) == ["hookrun.log",
+                                                                     "hookrun.log.1"]
+
+
 def test_a_rotation_that_fails_stops_logging_with_a_warning_and_never_raises(tmp_path):
     log = LogFile(str(tmp_path / "hookrun.log"), "RUN1")
     # The oldest log cannot be moved aside: a non-empty directory sits where it would go.
