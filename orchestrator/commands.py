@@ -159,23 +159,21 @@ def open_history(args: Arguments) -> tuple[Context, History]:
 
 
 def since_seconds(text: str | None, command: str) -> float | None:
-    """The Unix time ``--since DURATION`` ago: ``90``, ``90s``, ``30m``, ``12h``, ``7d``;
-    UsageError (2) for anything else."""
+    """The Unix time ``--since DURATION`` ago: ``90``, ``90s``, ``30m``, ``12h``, ``7d``
+    (plan.values.parse_duration with days); UsageError (2) for anything else."""
     if text is None:
         return None
     import time
 
-    number, unit = text, "s"
-    if text[-1:] in ("s", "m", "h", "d"):
-        number, unit = text[:-1], text[-1]
-    whole, _dot, fraction = number.partition(".")
-    if not (whole.isascii() and whole.isdigit() and len(whole) <= 6
-            and (not _dot or fraction.isascii() and fraction.isdigit())):
+    from orchestrator.plan.values import parse_duration
+
+    try:
+        return time.time() - parse_duration(text, days=True)
+    except ValueError:
         from orchestrator.text import display_name
 
         raise UsageError(f"{command}: --since: bad duration {display_name(text)!r} (e.g. 7d, "
-                         "12h, 30m, 90s)")
-    return time.time() - float(number) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[unit]
+                         "12h, 30m, 90s)") from None
 
 
 def history(args: Arguments) -> int:

@@ -72,6 +72,7 @@ DEFAULT_KILL_GRACE = 10.0
 HEADER_LINES = 30
 HEAD_BYTES = 8192  # what is read of a hook for its shebang and header directives
 MAX_DURATION = 100 * 86400.0  # longer is surely a typo (and past what poll() can wait)
+MAX_SINCE = 999_999 * 86400  # the longest --since: 999,999 days
 STRAY_DRAIN_SECONDS = 2.0
 # A cleanup journal that cannot be read at the wind-down (an I/O error) is tried again.
 JOURNAL_READ_ATTEMPTS = 3

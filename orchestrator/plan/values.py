@@ -11,27 +11,28 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600}
+UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 BOOLEANS = {"yes": True, "true": True, "on": True, "1": True,
             "no": False, "false": False, "off": False, "0": False}
 OCTAL = frozenset("01234567")
 DIGITS = frozenset("0123456789")
 
 
-def parse_duration(text: str) -> float:
-    """Seconds (float) for ``90``, ``90s``, ``2.5m``, ``1h``, at most 100 days; ValueError for
-    anything else."""
+def parse_duration(text: str, days: bool = False) -> float:
+    """Seconds (float) for ``90``, ``90s``, ``2.5m``, ``1h``, at most 100 days; with
+    ``days`` (``--since``), also ``7d``, at most 999,999 days. ValueError for anything else."""
     spelled = text.strip()
     number, unit = spelled, ""
-    if spelled and spelled[-1] in "smh":
+    if spelled and spelled[-1] in ("smhd" if days else "smh"):
         number, unit = spelled[:-1].rstrip(), spelled[-1]
     whole, dot, fraction = number.partition(".")
     if not (whole and set(whole) <= DIGITS and (not dot or (fraction and
                                                            set(fraction) <= DIGITS))):
         raise ValueError(f"bad duration {text!r} (use e.g. 90, 90s, 5m, 1h)")
     seconds = float(number) * UNIT_SECONDS[unit]
-    if seconds > c.MAX_DURATION:
-        raise ValueError(f"duration {text!r} is longer than 100 days")
+    if seconds > (c.MAX_SINCE if days else c.MAX_DURATION):
+        raise ValueError(f"duration {text!r} is longer than "
+                         f"{'999,999' if days else '100'} days")
     return seconds
 
 

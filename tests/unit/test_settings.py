@@ -229,3 +229,17 @@ def test_dry_run_is_a_yes_no_directive_and_a_section_key_off_by_default():
     assert effective_settings("post", found, section, config, {}).dry_run is False
     with pytest.raises(ConfigError, match="h:1:"):
         parse_header(b"# hookrun: dry-run=maybe", "h", "pre")
+
+
+@pytest.mark.parametrize("text, days, seconds", [
+    ("90", False, 90.0), ("2.5m", False, 150.0), ("1h", False, 3600.0), ("100d", True, 8640000.0),
+    ("7d", True, 604800.0), ("999999d", True, 999999 * 86400.0), ("1d", False, None),
+    ("101d", True, 8726400.0), ("2500h", False, None), ("1000000d", True, None),
+    ("1.d", True, None), ("-1d", True, None), ("\u00b2d", True, None), ("d", True, None)])
+def test_one_parser_reads_durations_for_settings_and_for_since(text, days, seconds):
+    """Settings (at most 100 days, no d) and --since (d too) share plan.values.parse_duration."""
+    if seconds is None:
+        with pytest.raises(ValueError):
+            parse_duration(text, days=days)
+    else:
+        assert parse_duration(text, days=days) == seconds
