@@ -67,10 +67,12 @@ def parse_handoff(data: bytes, path_fixed: bool = False) -> tuple[dict[str, str]
 
 def read_handoff(path: str, path_fixed: bool = False) -> tuple[dict[str, str], list[str]]:
 
-    """parse_handoff of the file at ``path`` (missing or unreadable: nothing; larger than
-    MAX_HANDOFF_FILE: nothing, and a warning)."""
+    """parse_handoff of the file at ``path`` (missing, unreadable or not a regular file:
+    nothing; larger than MAX_HANDOFF_FILE: nothing, and a warning)."""
+    from orchestrator.files import open_regular
+
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = open_regular(path, os.O_RDONLY)
     except OSError:
         return {}, []
     try:

@@ -103,13 +103,16 @@ def mapped(fields: object, names: Mapping[str, str]) -> Stats:
 
 def from_file(path: str) -> tuple[Stats, list[str]]:
     """(statistics, warnings) from the ``key=value`` lines of the file at ``path`` (a
-    missing or empty file: none). A line that is not a known key with a valid value is a
-    warning, named by its number (never its text), and ignored."""
+    missing or empty file, or one that is not a regular file: none). A line that is not a
+    known key with a valid value is a warning, named by its number (never its text), and
+    ignored."""
     import os
 
+    from orchestrator.files import open_regular
+
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
+        fd = open_regular(path, os.O_RDONLY)
+    except OSError:  # NotRegularFile too: a FIFO or a directory there holds no statistics
         return {}, []
     try:
         data = os.read(fd, MAX_FILE)

@@ -139,3 +139,17 @@ def test_newlines_in_names_and_arguments_forge_no_log_record_and_show_prints_no_
         assert "forged" not in "".join(line for line in shown.stdout.splitlines()
                                        if line.startswith("2026"))
     assert "\x1b" not in result.stdout + result.stderr
+
+
+def test_a_hook_that_swaps_its_hand_off_files_for_fifos_hangs_nothing(tree):
+    """HOOKRUN_ENV and HOOKRUN_STATS are read only as regular files (files.open_regular): a
+    FIFO put in their place is nothing to read, never a read that waits for a writer."""
+    tree.hook("pre-backup.d/10-swap", """
+        rm -f "$HOOKRUN_ENV" "$HOOKRUN_STATS"
+        mkfifo "$HOOKRUN_ENV" "$HOOKRUN_STATS"
+        """)
+    tree.hook("post-backup.d/10-see", f'echo "${{FROM_FIFO-unset}}" > "{tree.marks}/seen"')
+    result = run_hookrun("run", *tree.args(), "--", "true", timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert show_last(tree)["status"] == "success"
+    assert tree.read("seen") == "unset\n"
