@@ -13,42 +13,15 @@ import pytest
 
 from tests.conftest import hookrun_cmd, marker_hook, order, require, run_hookrun, show_last
 from tests.integration.test_faults import DEAD_RUN, cleanup_line, dead_run
+from tests.soak.cleanup_soak import READ_SITECUSTOMIZE
 
 READ_FAULTS = "HOOKRUN_TEST_READ_FAULTS"
-# Found through PYTHONPATH by the hookrun started under ``fiu-run -x``: its reads (os.read) of
-# a file whose name is in $HOOKRUN_TEST_READ_FAULTS fail with EIO, injected by libfiu into
-# the libc call itself; "sqlite" fails every pread of the process, which only SQLite uses
-# there. Popped from the environment, so hooks and ``hookrun defer`` see none.
-SITECUSTOMIZE = '''\
-import ctypes
-import errno
-import os
-
-names = os.environ.pop("HOOKRUN_TEST_READ_FAULTS", "").split()
-if names and "fiu" in os.environ.get("LD_PRELOAD", ""):
-    fiu = ctypes.CDLL(None)
-    fiu.fiu_enable.argtypes = (ctypes.c_char_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_uint)
-    fiu.fiu_disable.argtypes = (ctypes.c_char_p,)
-    if "sqlite" in names:
-        fiu.fiu_enable(b"posix/io/rw/pread", 1, errno.EIO, 0)
-
-    real_read = os.read
-
-    def read(fd, size):
-        try:
-            name = os.path.basename(os.readlink(f"/proc/self/fd/{fd}"))
-        except OSError:
-            name = ""
-        if name not in names:
-            return real_read(fd, size)
-        fiu.fiu_enable(b"posix/io/rw/read", 1, errno.EIO, 0)
-        try:
-            return real_read(fd, size)
-        finally:
-            fiu.fiu_disable(b"posix/io/rw/read")
-
-    os.read = read
-'''
+# The soak's sitecustomize module, found through PYTHONPATH by the hookrun started under
+# ``fiu-run -x``: its reads (os.read) of a file whose name is in $HOOKRUN_TEST_READ_FAULTS
+# fail with EIO, injected by libfiu into the libc call itself (with no probability set:
+# every one); "sqlite" fails the preads of the process, which only SQLite uses there. Popped
+# from the environment, so hooks and ``hookrun defer`` see none.
+SITECUSTOMIZE = READ_SITECUSTOMIZE
 
 
 @pytest.fixture

@@ -1172,10 +1172,11 @@ def io_fault_iteration(index, args, hookrun, seed):
 # file of that name, by a sitecustomize module of the hookrun process alone).
 
 READ_SITECUSTOMIZE = '''\
-"""Written by hookrun's tests/soak/cleanup_soak.py for its read-fault mode; found through
+"""Written by hookrun's tests/soak/cleanup_soak.py for its read-fault mode (and by
+tests/integration/test_state_faults.py, which reads it from there); found through
 PYTHONPATH by the hookrun started under ``fiu-run -x``. Its reads (os.read) of a file
-named in $HOOKRUN_SOAK_READ_FAULTS fail with EIO, each with the probability
-$HOOKRUN_SOAK_READ_PROBABILITY; "sqlite" fails SQLite's preads of the history likewise. The
+named in $HOOKRUN_TEST_READ_FAULTS fail with EIO, each with the probability
+$HOOKRUN_TEST_READ_PROBABILITY; "sqlite" fails SQLite's preads of the history likewise. The
 variables are taken out of the environment: hooks and ``hookrun defer`` see no faults."""
 
 import ctypes
@@ -1183,9 +1184,9 @@ import errno
 import os
 import random
 
-names = os.environ.pop("HOOKRUN_SOAK_READ_FAULTS", "").split()
-probability = float(os.environ.pop("HOOKRUN_SOAK_READ_PROBABILITY", "1"))
-seed = int(os.environ.pop("HOOKRUN_SOAK_READ_SEED", "0"))
+names = os.environ.pop("HOOKRUN_TEST_READ_FAULTS", "").split()
+probability = float(os.environ.pop("HOOKRUN_TEST_READ_PROBABILITY", "1"))
+seed = int(os.environ.pop("HOOKRUN_TEST_READ_SEED", "0"))
 if names and "fiu" in os.environ.get("LD_PRELOAD", ""):
     fiu = ctypes.CDLL(None)
     fiu.fiu_enable.argtypes = (ctypes.c_char_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_uint)
@@ -1254,17 +1255,17 @@ def read_fault_iteration(index, args, hookrun, seed):
     probability = rng.choice((1.0, round(rng.uniform(0.2, 0.9), 2)))
     command = rng.choice(sorted(READ_FAULT_COMMANDS))
     read_seed = rng.randrange(1, 1 << 31)
-    result = FaultResult(index, f"hookrun {command}, HOOKRUN_SOAK_READ_FAULTS="
-                                f"'{' '.join(targets)}' HOOKRUN_SOAK_READ_PROBABILITY="
-                                f"{probability} HOOKRUN_SOAK_READ_SEED={read_seed}")
+    result = FaultResult(index, f"hookrun {command}, HOOKRUN_TEST_READ_FAULTS="
+                                f"'{' '.join(targets)}' HOOKRUN_TEST_READ_PROBABILITY="
+                                f"{probability} HOOKRUN_TEST_READ_SEED={read_seed}")
     root = tempfile.mkdtemp(prefix=f"read{index:03d}-", dir=args.workdir)
     tree = fault_tree(root, os.path.join(root, "state"))
     add_common_hooks(tree, hookrun, rng)
     crash_a_run(tree, hookrun)
     pythonpath = os.pathsep.join(filter(None, [args.read_site, os.environ.get("PYTHONPATH")]))
-    env = dict(tree.env, PYTHONPATH=pythonpath, HOOKRUN_SOAK_READ_FAULTS=" ".join(targets),
-               HOOKRUN_SOAK_READ_PROBABILITY=str(probability),
-               HOOKRUN_SOAK_READ_SEED=str(read_seed))
+    env = dict(tree.env, PYTHONPATH=pythonpath, HOOKRUN_TEST_READ_FAULTS=" ".join(targets),
+               HOOKRUN_TEST_READ_PROBABILITY=str(probability),
+               HOOKRUN_TEST_READ_SEED=str(read_seed))
     argv = ["fiu-run", "-x", "-f", ""] + hookrun + READ_FAULT_COMMANDS[command] + \
         tree.options() + (["--", "true"] if command in ("run", "no-hooks") else [])
     if os.path.exists(tree.finally_ran):
