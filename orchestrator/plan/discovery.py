@@ -214,8 +214,8 @@ def judge_entry(phase_dir: PhaseDir, name: str, path: str, ignore: IgnoreRules,
 
 
 def hidden_by_ignore(phase_dir: PhaseDir, entries: Sequence[Entry]) -> str | None:
-    """A warning when ``.hookignore`` hides every file of a phase_dir directory that has files:
-    a pattern such as ``*.*`` that switches a whole phase_dir off is surely a mistake."""
+    """A warning when ``.hookignore`` hides every file of a phase directory that has files:
+    a pattern such as ``*.*`` that switches a whole phase off is surely a mistake."""
     ignored = [e for e in entries if not e.runs and e.reason == f"matched by {c.IGNORE_NAME}"]
     if ignored and not any(e.runs or e.warn for e in entries):
         return (f"{phase_dir.dirname}: {c.IGNORE_NAME} hides every file ({len(ignored)}): "

@@ -133,7 +133,7 @@ def run_samples(event: str, status: str, exit_code: int, finished: float, durati
 def kept_samples(path: str, replaced: Replaced) -> list[Sample]:
     """Samples already in the file but those that ``replaced(name, label_text)`` says the
     new ones replace (never read through a link, nor from a FIFO or device: NotRegularFile;
-    see target)."""
+    see files.real_path)."""
     from orchestrator.files import open_regular
 
     kept: list[Sample] = []

@@ -94,11 +94,6 @@ class TaskOutput:
         # The last blocks of stdout alone, when the command's statistics are read from it.
         self.stdout_kept: Tail | None = None
 
-    @property
-    def tail_size(self) -> int:
-        """Bytes of output kept for the tail."""
-        return self.tail.size
-
     def tick(self, elapsed: float) -> None:
         if self.live:
             self.reporter.console.live(self.where, elapsed)
@@ -362,7 +357,7 @@ class Reporter:
 
     def cannot_write_metrics(self, path: str, error: OSError) -> None:
         """Warn that the metrics file at ``path`` could not be written."""
-        self.warn(f"cannot write metrics file {path}: {error.strerror or error}")
+        self.warn(metrics_not_written(path, error))
 
     def stats_refused(self, problem: str) -> None:
         """Warn of a line of HOOKRUN_STATS that was not taken (``problem``: what
@@ -458,3 +453,9 @@ class Reporter:
     def ended_leftovers(self, run_id: str, names: Iterable[str]) -> None:
         """Warn of the processes (``names``) dead run ``run_id`` left running, now ended."""
         self.warn(f"ended what run {display_name(run_id)} left running: {', '.join(names)}")
+
+
+def metrics_not_written(path: str, error: OSError) -> str:
+    """The warning that the metrics file at ``path`` could not be written: for a run, and
+    for a refused one (refusal.py), which has no Reporter."""
+    return f"cannot write metrics file {path}: {error.strerror or error}"

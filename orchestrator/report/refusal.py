@@ -64,8 +64,9 @@ def tell(known: Known, reason: str, error: HookrunError) -> list[str | None]:
             warnings.append(write_refused(known.metrics_file, known.event, reason,
                                           round(time.time(), 3)))
         except OSError as problem:
-            warnings.append(f"cannot write metrics file {known.metrics_file}: "
-                            f"{problem.strerror or problem}")
+            from orchestrator.report.output import metrics_not_written
+
+            warnings.append(metrics_not_written(known.metrics_file, problem))
     if known.notify_url:
         from orchestrator.report import notify
 

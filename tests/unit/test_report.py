@@ -57,7 +57,7 @@ def test_the_tail_is_bounded_in_bytes():
     output, _ = sink()
     for _ in range(200):
         output("stdout", b"z" * 60000 + b"\n")
-    assert output.tail_size <= 2 * 1024 * 1024
+    assert output.tail.size <= 2 * 1024 * 1024
 
 
 def test_terminal_lines_are_prefixed_with_their_task():
