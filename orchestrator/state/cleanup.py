@@ -347,10 +347,15 @@ def dead_runs(state_dir: str, set_aside: bool = True) -> tuple[list[RunDir], lis
             continue
         try:
             fd = try_lock(os.path.join(path, c.RUN_OWNER_LOCK))
-        except OSError as error:
-            # No live run can hold a lock that cannot be opened: the directory is damaged.
+        except NotOwnFile as error:
+            # No live run can hold a lock that is not a regular file: the directory is
+            # damaged.
             lock = os.path.join(path, c.RUN_OWNER_LOCK)
             fd, problem, meta = None, f"{shown(lock)}: {error.strerror or error}", None
+        except OSError:
+            # An I/O error or no descriptor left says nothing of whether its run lives: it
+            # is neither replayed nor set aside now, and is looked at again next time.
+            continue
         else:
             if fd is None:
                 continue

@@ -104,15 +104,19 @@ def make_dirs(path: str) -> None:
 
 
 def try_lock(path: str) -> int | None:
-    """An fd holding an exclusive flock on ``path``, or None if someone holds it. A run
-    directory that lost its lock file is made one: it belongs to no live run, since a live
-    run never lets go of its own. OSError when the lock file cannot be used (not a regular
-    file of our own, an I/O error): no live run holds it either, and its run directory is
-    damaged."""
+    """An fd holding an exclusive flock on ``path``, or None if someone holds it or its
+    directory is gone (its run closed it meanwhile). A run directory that lost its lock file
+    is made one: it belongs to no live run, since a live run never lets go of its own.
+    NotOwnFile when the lock file is not a regular file of our own: no live run can hold
+    it, and its run directory is damaged. Any other OSError (an I/O error, no descriptors
+    left) proves nothing about who holds it."""
     try:
         fd = open_own(path, os.O_RDWR)
     except FileNotFoundError:
-        fd = os.open(path, os.O_RDWR | NEW, PRIVATE)
+        try:
+            fd = os.open(path, os.O_RDWR | NEW, PRIVATE)
+        except FileNotFoundError:
+            return None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

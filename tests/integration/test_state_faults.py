@@ -460,3 +460,28 @@ def test_a_fault_in_the_middle_of_a_run_fails_it_and_still_records_and_winds_dow
     assert 'hookrun_last_run_status{event="backup",status="failure"} 1' in metrics.read_text()
     monkeypatch.undo()
     assert show_last(tree)["status"] == "failure"
+
+
+def test_an_owner_lock_that_fails_to_open_sets_nothing_aside_and_a_gone_one_is_no_damage(
+        tree, monkeypatch):
+    """Only a lock file that is not a regular file of hookrun's proves no live run holds it:
+    an I/O error opening it, or its directory closed by its run meanwhile, proves nothing,
+    and no run directory is set aside (nor its run's cleanups left undone) for that."""
+    import errno
+
+    from orchestrator.state import cleanup, statedir
+
+    dead = dead_run_dir(tree, journal=f"touch {tree.marks / 'undone'}\n")
+
+    def failing(_path):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(cleanup, "try_lock", failing)
+    assert cleanup.dead_runs(str(tree.state)) == ([], [])
+    assert dead.is_dir() and not list(dead.parent.glob(".damaged-*"))
+    monkeypatch.undo()
+    assert statedir.try_lock(str(tree.state / "runs" / "gone-meanwhile" / "owner.lock")) is None
+    # Once it can be looked at, it is the dead run it is, and recovered.
+    result = run_hookrun("run", *tree.args(), "--", "true", timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert (tree.marks / "undone").exists() and not dead.exists()
