@@ -259,7 +259,7 @@ class RunState:
 
     ``status`` is its one state field: the run's status so far. It only moves up RANK
     (success, warning, failure, skipped, interrupted): a later fact can make a run worse,
-    never better. The rest is what that state is about: ``interrupted_by``, the first
+    never better; but a fault (a step that could not go on) fails a skipped run too. The rest is what that state is about: ``interrupted_by``, the first
     signal; ``skipped_by``, what skipped the run (``pre/10-x (soft skip (exit 75))``);
     ``failure``, the failure HOOKRUN_ERROR tells of; ``warnings``, HOOKRUN_WARNINGS's lines;
     ``command``, the command given (a list, maybe empty); ``command_record``, its TaskRecord
@@ -336,7 +336,9 @@ class RunState:
         fault): the run failed, with ``exit_status`` unless the command's own failure or a
         signal says otherwise, and ``line`` is its HOOKRUN_ERROR if none came before."""
         self.take_failure(Failure(line, "", "", "", True))
-        self.become(RunStatus.FAILURE)
+        if self.status != RunStatus.INTERRUPTED:
+            # The one move down RANK: a skip must not hide that a step could not go on.
+            self.status = RunStatus.FAILURE
         if self.fault_exit is None:
             self.fault_exit = exit_status
 

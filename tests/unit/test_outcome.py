@@ -211,6 +211,10 @@ CMD_WARNED = TaskRecord("command", "restic", TaskStatus.WARNING, 3)
     ([("pre_finished", False, "pre/10-x (soft skip (exit 75))"), ("signal", 1)],
      RunStatus.INTERRUPTED, 129, "on-error"),
     ([("signal", None), ("signal", 0)], RunStatus.SUCCESS, 0, "on-success"),
+    ([("fault", "internal fault: KeyError: 'x'", 70)], RunStatus.FAILURE, 70, "on-error"),
+    ([("pre_finished", False, "pre/10-x (soft skip (exit 75))"), ("fault", "cannot write", 73)],
+     RunStatus.FAILURE, 73, "on-error"),
+    ([("signal", 15), ("fault", "cannot write", 73)], RunStatus.INTERRUPTED, 143, "on-error"),
 ])
 def test_run_state_transitions_table(facts, status, code, handlers):
     found = RunState(("restic", "backup"))
