@@ -257,14 +257,14 @@ class RunState:
     warn for a task's failure or warning); every decision is taken here, and tested as a
     table.
 
-    ``status`` is its one state field: the run's status so far. It only moves up RANK
-    (success, warning, failure, skipped, interrupted): a later fact can make a run worse,
-    never better; but a fault (a step that could not go on) fails a skipped run too. The rest is what that state is about: ``interrupted_by``, the first
-    signal; ``skipped_by``, what skipped the run (``pre/10-x (soft skip (exit 75))``);
-    ``failure``, the failure HOOKRUN_ERROR tells of; ``warnings``, HOOKRUN_WARNINGS's lines;
-    ``command``, the command given (a list, maybe empty); ``command_record``, its TaskRecord
-    once it ran; ``dry_success``: a dry run reached the command, which it does not run, and
-    takes it as succeeded.
+    ``status`` is its one state field: the run's status so far. It only moves up RANK (success,
+    warning, failure, skipped, interrupted): a later fact can make a run worse, never better;
+    but a fault (a step that could not go on) fails a skipped run too. The rest is what that
+    state is about: ``interrupted_by``, the first signal; ``skipped_by``, what skipped the run
+    (``pre/10-x (soft skip (exit 75))``); ``failure``, the failure HOOKRUN_ERROR tells of;
+    ``warnings``, HOOKRUN_WARNINGS's lines; ``command``, the command given (a list, maybe
+    empty); ``command_record``, its TaskRecord once it ran; ``dry_success``: a dry run reached
+    the command, which it does not run, and takes it as succeeded.
     """
 
     RANK = (RunStatus.SUCCESS, RunStatus.WARNING, RunStatus.FAILURE, RunStatus.SKIPPED,

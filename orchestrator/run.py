@@ -151,30 +151,40 @@ class Lifecycle:
             Progress(history, self.run_id, self.reporter)
 
     def run(self) -> int:
-        """The steps of design.md section 2, 3 to 9; returns hookrun's exit status."""
+        """The steps of design.md section 2, 3 to 9; returns hookrun's exit status. A step
+        that raises fails the run (fault); what follows a stop follows it too: the command
+        is skipped, post- runs as after a stop, and on-error.d, each if it had not begun."""
         self.begin()
+        steps: list[tuple[str, Callable[[], None]]] = [
+            ("the crashed runs", self.report_pending), ("the command", self.run_command)]
+        if not self.no_hooks:
+            steps = [("recovery", self.recover_dead), ("pre-", self.pre),
+                     ("the command", self.run_command), ("post-", self.post),
+                     ("on-error.d", self.handlers)]
+        reached = 0
         try:
-            if self.no_hooks:
-                self.report_pending()
-                self.run_command()
-            else:
-                recovered = recover(self.engine, self.history, self.ctx.state_dir)
-                self.add_records(recovered.records)
-                for line in recovered.problems + self.tree_warnings:
-                    self.state.warn(line)
-                self.session.wait_for_recoveries(self.engine.run_dir)
-                # After recovery, so that a crashed predecessor reads "interrupted".
-                self.engine.set_previous(*self.history.previous(self.ctx.event, self.run_id))
-                self.pre()
-                self.run_command()
-                self.post()
-                self.handlers()
+            for _what, step in steps:
+                step()
+                reached += 1
         except Exception as error:  # noqa: BLE001 - the wind-down and the record must follow
             self.fault(error)
+            for what, step in steps[reached + 1:]:  # those after the one that raised
+                if step in (self.run_command, self.post, self.handlers):
+                    self.fault_safe(what, step)
         finally:
             if not self.no_hooks:
                 self.wind_down()
         return self.finish()
+
+    def recover_dead(self) -> None:
+        """Step 3's recovery: the cleanups of crashed runs, then wait for any other run's."""
+        recovered = recover(self.engine, self.history, self.ctx.state_dir)
+        self.add_records(recovered.records)
+        for line in recovered.problems + self.tree_warnings:
+            self.state.warn(line)
+        self.session.wait_for_recoveries(self.engine.run_dir)
+        # After recovery, so that a crashed predecessor reads "interrupted".
+        self.engine.set_previous(*self.history.previous(self.ctx.event, self.run_id))
 
     def fault(self, error: Exception) -> None:
         """A step raised ``error`` and the run cannot go on: it failed (the exit status of a

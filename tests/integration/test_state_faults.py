@@ -462,6 +462,33 @@ def test_a_fault_in_the_middle_of_a_run_fails_it_and_still_records_and_winds_dow
     assert show_last(tree)["status"] == "failure"
 
 
+def test_what_follows_a_stop_follows_a_fault_too(tree, hookrun_main, monkeypatch):
+    """A fault in pre- is a stop: the command is a skipped task, post- hooks run as after a
+    stop (when=always ones do), and on-error.d runs: the admin's alert is not lost."""
+    from orchestrator.engine import Engine
+    from orchestrator.errors import StateError
+
+    real = Engine.run_hook
+
+    def run_hook(engine, hook, index, count):
+        if hook.entry.name == "20-fault":
+            raise StateError("pre/20-fault: cannot prepare its files")
+        return real(engine, hook, index, count)
+
+    monkeypatch.setattr(Engine, "run_hook", run_hook)
+    tree.hook("pre-backup.d/20-fault", "true")
+    tree.hook("post-backup.d/10-always", "# hookrun: when=always\n"
+              f'touch "{tree.marks}/always"')
+    tree.hook("on-error.d/10-alert", f'echo "$HOOKRUN_ERROR" > "{tree.marks}/alert"')
+    status, out, err = hookrun_main("run", *tree.args("--json"), "--", "true")
+    assert status == 73, err
+    record = json.loads(out.splitlines()[-1])
+    assert (record["status"], record["exit_code"]) == ("failure", 73)
+    assert tree.read("always") == "" and "cannot prepare" in tree.read("alert")
+    assert [(t["phase"], t["status"]) for t in record["tasks"] if t["phase"] == "command"] == \
+        [("command", "skipped")]
+
+
 def test_an_owner_lock_that_fails_to_open_sets_nothing_aside_and_a_gone_one_is_no_damage(
         tree, monkeypatch):
     """Only a lock file that is not a regular file of hookrun's proves no live run holds it:
