@@ -234,7 +234,14 @@ def show(args: Arguments) -> int:
         if args.output not in tasks:
             raise HookrunError(f"show: run {record['id']} has no task {args.output} (its tasks: "
                                f"{', '.join(dict.fromkeys(tasks)) or 'none'})", 1)
-        if not print_task_output(ctx.log_file, record["id"], args.output):
+        from orchestrator.files import log_target
+
+        log = ctx.log_file
+        try:
+            log = log and log_target(log, ctx.state_dir)
+        except OSError:
+            pass  # NotOwnFile: read through no link another user owns; nothing is found
+        if not print_task_output(log, record["id"], args.output):
             raise HookrunError(f"no output of {args.output} in run {record['id']} in the log "
                                f"{ctx.log_file or '(off)'} (a task that printed nothing, a log "
                                "file that was off, or rotated away)", 1)

@@ -206,6 +206,17 @@ def real_path(path: str) -> str:
     return os.path.realpath(found)
 
 
+def log_target(path: str, state_dir: str | None) -> str:
+    """The file the log file at ``path`` is, for writing it and for reading it back (``show
+    --output``): real_path(), outside ``state_dir``; ``path`` itself inside it, where no
+    link is ever followed (opening one there fails, ELOOP). NotOwnFile as real_path."""
+    if state_dir is not None:
+        state = os.path.realpath(state_dir)
+        if os.path.commonpath([state, os.path.realpath(os.path.dirname(path))]) == state:
+            return path
+    return real_path(path)
+
+
 def output_file_problems(path: str, appended: bool) -> list[str]:
     """Why hookrun must not write the log or metrics file at ``path``: a symbolic link of
     another user on the way, or (for a file ``appended`` to, the log) an existing file that

@@ -55,15 +55,13 @@ def open_log(path: str | None, run_id: str, task_max_bytes: int | None = None,
     ever is (design.md section 8)."""
     if not path:
         return None, None
+    from orchestrator.files import log_target
     from orchestrator.report.logfile import LogFile
 
     parent = os.path.dirname(os.path.abspath(path))
     try:
         os.makedirs(parent, mode=0o700, exist_ok=True)
-        outside = state_dir is None or os.path.commonpath(
-            [os.path.realpath(state_dir), os.path.realpath(parent)]) != \
-            os.path.realpath(state_dir)
-        return LogFile(path, run_id, task_max_bytes, follow_link=outside), None
+        return LogFile(log_target(path, state_dir), run_id, task_max_bytes), None
     except NotRegularFile as error:
         return None, error.strerror
     except FileExistsError:

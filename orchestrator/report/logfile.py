@@ -55,14 +55,10 @@ class LogFile:
     LOG_BACKUPS kept (``hookrun.log.1`` is the newest old one, as logging.handlers names them).
     Written with one write() per chunk and no buffering, so a killed run leaves a useful log."""
 
-    def __init__(self, path: str, run_id: str, task_max_bytes: int | None = None,
-                 follow_link: bool = True) -> None:
-        from orchestrator.files import real_path
-
-        # With ``follow_link``, a link of root's or the user's at ``path`` (/var/log/
-        # hookrun.log pointing to a larger disk) is followed: the file it names is written,
-        # and rotated where it is. Without, a link there refuses the log (ELOOP).
-        self.path = real_path(path) if follow_link else path
+    def __init__(self, path: str, run_id: str, task_max_bytes: int | None = None) -> None:
+        # files.log_target's: a link of root's or the user's (/var/log/hookrun.log pointing
+        # to a larger disk) is resolved, so the file it names is written and rotated there.
+        self.path = path
         self.run_id = run_id.encode()
         # Each task's output logged so far, and what was left out past task_max_bytes.
         self.task_max_bytes = task_max_bytes or 0

@@ -225,6 +225,12 @@ def test_an_output_path_that_is_a_link_of_the_user_running_hookrun_is_followed(t
     assert link.is_symlink() and (real / "out").is_file()
     assert ("hook-said-this" if option == "--log-file" else "hookrun_last_run_status") in \
         (real / "out").read_text()
+    if option == "--log-file":
+        # Read back where it was written: show --output follows the same link.
+        shown = run_hookrun("show", "last", "--output", "pre/10-x", *tree.args(),
+                            "--log-file", str(link))
+        assert shown.returncode == 0, shown.stderr
+        assert shown.stdout == "hook-said-this\n"
 
 
 def test_a_fifo_at_the_metrics_path_with_a_reader_is_not_written_to(tree):

@@ -91,7 +91,9 @@ def test_the_log_rotates_at_10_mib_and_keeps_5(tmp_path):
 def test_a_log_behind_a_link_of_its_own_user_is_rotated_where_the_file_is(tmp_path):
     (tmp_path / "disk").mkdir()
     (tmp_path / "hookrun.log").symlink_to(tmp_path / "disk" / "hookrun.log")
-    log = LogFile(str(tmp_path / "hookrun.log"), "RUN1")
+    from orchestrator.files import log_target
+
+    log = LogFile(log_target(str(tmp_path / "hookrun.log"), None), "RUN1")
     block = b"\n".join([b"x" * 99] * 10000)
     for _ in range(12):
         log.lines(b"pre/x", "stdout", block)
