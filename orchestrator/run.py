@@ -481,7 +481,7 @@ class Lifecycle:
         if self.ctx.metrics_file:
             try:
                 self.warn_if(write_metrics(self.ctx.metrics_file, self.ctx.event, **run))
-            except OSError as error:
+            except (OSError, MemoryError) as error:
                 self.reporter.cannot_write_metrics(self.ctx.metrics_file, error)
         if self.ctx.metrics_push_url:
             from orchestrator.report import pushgateway

@@ -134,15 +134,17 @@ def kept_samples(path: str, replaced: Replaced) -> list[Sample]:
     """Samples already in the file but those that ``replaced(name, label_text)`` says the
     new ones replace (never read through a link, nor from a FIFO or device: NotRegularFile;
     see files.real_path)."""
-    from orchestrator.files import open_regular
+    from orchestrator.files import open_regular, read_sized
 
     kept: list[Sample] = []
     try:
         fd = open_regular(path, os.O_RDONLY)
     except FileNotFoundError:
         return kept
-    with os.fdopen(fd, "rb") as handle:
-        text = handle.read(MAX_READ).decode("utf-8", "replace")
+    try:
+        text = read_sized(fd, MAX_READ).decode("utf-8", "replace")
+    finally:
+        os.close(fd)
     for line in text.split("\n"):
         match = SAMPLE_RE.match(line)
         if match and not replaced(match.group(1), match.group(2) or ""):

@@ -355,7 +355,7 @@ class Reporter:
         """Warn that the file at ``path`` (the error log) could not be written."""
         self.warn(f"cannot write {path}: {strerror}")
 
-    def cannot_write_metrics(self, path: str, error: OSError) -> None:
+    def cannot_write_metrics(self, path: str, error: OSError | MemoryError) -> None:
         """Warn that the metrics file at ``path`` could not be written."""
         self.warn(metrics_not_written(path, error))
 
@@ -455,7 +455,7 @@ class Reporter:
         self.warn(f"ended what run {display_name(run_id)} left running: {', '.join(names)}")
 
 
-def metrics_not_written(path: str, error: OSError) -> str:
+def metrics_not_written(path: str, error: OSError | MemoryError) -> str:
     """The warning that the metrics file at ``path`` could not be written: for a run, and
     for a refused one (refusal.py), which has no Reporter."""
-    return f"cannot write metrics file {path}: {error.strerror or error}"
+    return f"cannot write metrics file {path}: {fault_text(error)}"

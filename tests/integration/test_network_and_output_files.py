@@ -312,3 +312,22 @@ def test_a_bad_url_with_credentials_is_an_error_that_masks_them(tree, where):
         assert result.returncode == 2
     assert f"{USER}:***@" in result.stderr and SECRET not in result.stderr + result.stdout
     assert "Traceback" not in result.stderr
+
+
+def test_running_out_of_memory_writing_the_metrics_is_a_warning_not_an_internal_error(
+        tree, hookrun_main, monkeypatch, tmp_path):
+    """The run is over and recorded: a MemoryError writing its metrics must not turn it
+    into exit 70 and skip its notifications."""
+    from orchestrator.report import metrics
+
+    def out_of_memory(*_args, **_kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(metrics, "write_metrics", out_of_memory)
+    tree.hook("finally.d/10-x", "true")
+    status, _out, err = hookrun_main("run", *tree.args("--metrics-file",
+                                                      str(tmp_path / "m.prom")), "--", "true")
+    assert status == 0, err
+    assert "cannot write metrics file" in err and "out of memory" in err
+    monkeypatch.undo()
+    assert show_last(tree)["status"] == "success"

@@ -74,3 +74,22 @@ def test_a_link_planted_after_the_last_look_is_never_read_or_written_through(tmp
     assert refused.value.errno == errno.ELOOP
     assert victim.read_text() == 'hookrun_secret{event="other"} 42\n'
     assert planted and sorted(p.name for p in tmp_path.iterdir()) == ["hookrun.prom", "victim"]
+
+
+def test_reading_the_metrics_file_back_asks_for_what_it_holds_not_16_mib(tmp_path):
+    """Under a tight address-space limit a 16 MiB buffer for a small file is a MemoryError:
+    the kept samples are read in buffers sized by the file (files.read_sized)."""
+    import tracemalloc
+
+    from orchestrator.report.metrics import kept_samples
+
+    path = tmp_path / "hookrun.prom"
+    path.write_text('hookrun_last_run_status{event="backup",status="success"} 1\n')
+    tracemalloc.start()
+    try:
+        kept = kept_samples(str(path), lambda name, labels: False)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert kept == [("hookrun_last_run_status", '{event="backup",status="success"}', "1")]
+    assert peak < 1 << 20
