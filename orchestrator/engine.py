@@ -35,7 +35,7 @@ from orchestrator.process import (
 )
 from orchestrator.state.cleanup import CLEANUP_WRAPPER, Journal, Replay
 from orchestrator.text import display_name
-from orchestrator.timestamps import format_duration, now_iso
+from orchestrator.timestamps import now_iso
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -171,12 +171,8 @@ class Engine:
             cpu += outcome.cpu_seconds
             if outcome.max_rss_bytes is not None:
                 rss = max(rss or 0, outcome.max_rss_bytes)
-            judgement = judge(task.phase, outcome, task.on_failure, task.warning_codes)
-            if outcome.timed_out and task.timeout and not outcome.stalled:
-                # The limit, not only the fact: "timed out" after 4.25s says nothing of a 1s
-                # timeout one slow machine made late.
-                judgement = judgement._replace(
-                    reason=f"timed out after {format_duration(task.timeout)}")
+            judgement = judge(task.phase, outcome, task.on_failure, task.warning_codes,
+                              task.timeout)
             self.report_strays(task.where, outcome)
             if judgement.notice:
                 self.reporter.hook_notice(task.where, judgement.notice)

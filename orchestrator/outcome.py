@@ -150,12 +150,12 @@ NOT_HOOKS = (c.PHASE_COMMAND, c.PHASE_CLEANUP, c.PHASE_RECOVER)
 
 
 def judge(phase: str, outcome: ProcessResult, on_failure: str,
-          warning_codes: Collection[int] = ()) -> Judgement:
+          warning_codes: Collection[int] = (), timeout: float | None = None) -> Judgement:
     """Judge one attempt of a task of ``phase`` that ended with ``outcome`` (see
-    judge_status), with the exit status its record keeps: a command that timed out exits
-    124, as timeout(1)'s does."""
+    judge_status; ``timeout``: its limit, which a timeout's reason names), with the exit
+    status its record keeps: a command that timed out exits 124, as timeout(1)'s does."""
     status, reason, retry, verdict, _code, notice = judge_status(phase, outcome, on_failure,
-                                                                warning_codes)
+                                                                warning_codes, timeout)
     code = c.EXIT_COMMAND_TIMEOUT if phase == c.PHASE_COMMAND and status == TaskStatus.TIMEOUT \
         else outcome.exit_code
     # Built anew rather than with _replace, which costs three times as much: once a hook.
@@ -163,7 +163,8 @@ def judge(phase: str, outcome: ProcessResult, on_failure: str,
 
 
 def judge_status(phase: str, outcome: ProcessResult, on_failure: str,
-                 warning_codes: Collection[int] = ()) -> Judgement:
+                 warning_codes: Collection[int] = (), timeout: float | None = None
+                 ) -> Judgement:
     """Judge one attempt of a task of ``phase`` that ended with ``outcome`` (a
     process.ProcessResult), given what its failures do (``on_failure``) and which exit statuses
     are only warnings (``warning_codes``: restic's 3, borg's 1, rsync's 24). With
@@ -175,7 +176,7 @@ def judge_status(phase: str, outcome: ProcessResult, on_failure: str,
     failure = OnFailure.VERDICTS[on_failure]
     broken = Verdict.STOP if failure == Verdict.SOFT_SKIP else failure
     if outcome.timed_out:
-        return Judgement(TaskStatus.TIMEOUT, timeout_reason(outcome), True, broken)
+        return Judgement(TaskStatus.TIMEOUT, timeout_reason(outcome, timeout), True, broken)
     if outcome.interrupted_by:
         return Judgement(TaskStatus.FAILED, f"interrupted ({signal_name(outcome.interrupted_by)})",
                          False, broken)
@@ -208,13 +209,15 @@ def judge_status(phase: str, outcome: ProcessResult, on_failure: str,
     return Judgement(TaskStatus.FAILED, f"exit {code}", True, failure)
 
 
-def timeout_reason(outcome: ProcessResult) -> str:
-    """``timed out``, or ``no output for 30m`` when the timeout was a stall."""
-    if outcome.stalled:
-        from orchestrator.timestamps import format_duration
+def timeout_reason(outcome: ProcessResult, timeout: float | None = None) -> str:
+    """``no output for 30m`` when the timeout was a stall, else ``timed out after 1s`` with
+    the limit ``timeout`` (the limit, not the time taken: "timed out" after 4.25s says
+    nothing of a 1s timeout that one slow machine made late), or ``timed out``."""
+    from orchestrator.timestamps import format_duration
 
+    if outcome.stalled:
         return f"no output for {format_duration(outcome.stalled)}"
-    return "timed out"
+    return f"timed out after {format_duration(timeout)}" if timeout else "timed out"
 
 
 def cannot_start(reason: str, on_failure: str) -> Judgement:

@@ -66,6 +66,15 @@ def test_timeout_signal_and_spawn_errors_are_failures_that_may_be_retried():
     assert missing.status == TaskStatus.FAILED and missing.verdict == Verdict.STOP
 
 
+def test_a_timeout_is_named_by_its_limit_and_a_stall_by_its_silence_in_one_place():
+    assert judge("pre", exited(143, timed_out=True), "stop", timeout=1.0).reason == \
+        "timed out after 1s"
+    assert judge("command", exited(143, timed_out=True), "stop", timeout=90.0).exit_code == 124
+    assert judge("pre", exited(143, timed_out=True, stalled=1800.0), "stop",
+                 timeout=3600.0).reason == "no output for 30m"
+    assert judge("pre", exited(143, timed_out=True), "stop").reason == "timed out"
+
+
 def test_an_interrupted_hook_is_not_retried():
     judged = judge("pre", exited(130, killed_by=2, interrupted_by=2), "warn")
     assert judged.status == TaskStatus.FAILED and not judged.retry
