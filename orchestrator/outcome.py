@@ -256,9 +256,9 @@ class RunState:
     """What has happened in a run so far, and all that follows from it: the run's status,
     what post- hooks are told of the command, which handlers run, hookrun's exit status. The
     lifecycle tells it the facts of each step, through its transitions (signal,
-    pre_finished, command_finished, post_finished, cleanups_finished, and take_failure and
-    warn for a task's failure or warning); every decision is taken here, and tested as a
-    table.
+    pre_finished, command_finished, post_stopped, post_finished, cleanups_finished, and
+    take_failure and warn for a task's failure or warning); every decision is taken here,
+    and tested as a table.
 
     ``status`` is its one state field: the run's status so far. It only moves up RANK (success,
     warning, failure, skipped, interrupted): a later fact can make a run worse, never better;
@@ -319,11 +319,16 @@ class RunState:
         if self.command_failed:
             self.become(RunStatus.FAILURE)
 
+    def post_stopped(self) -> None:
+        """A critical post- hook failed: a run whose command succeeded is a failure from
+        now on, so the post- hooks that still run (when=always) are told it failed."""
+        self.become(RunStatus.FAILURE)
+
     def post_finished(self, stopped: bool) -> None:
-        """post- ended; a critical post- hook that failed ``stopped`` the run: a run whose
-        command succeeded is then a failure."""
+        """post- ended; a critical post- hook that failed ``stopped`` the run (post_stopped,
+        told when it happened)."""
         if stopped:
-            self.become(RunStatus.FAILURE)
+            self.post_stopped()
 
     def cleanups_finished(self, journal_path: str, unreadable: bool, damaged: int) -> None:
         """The wind-down ended, its cleanups' journal ``unreadable`` (left for recovery) or

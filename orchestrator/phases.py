@@ -17,24 +17,28 @@ if TYPE_CHECKING:
     from orchestrator.plan.discovery import PhaseDir
     from orchestrator.report.output import Reporter
 
-    # Why a hook must not run (or None); whether it is one of those --only chose.
+    # Why a hook must not run (or None); whether it is one of those --only chose; what is
+    # told of each record as it comes (whether the task ran).
     SkipReason = Callable[[PlannedHook], str | None]
     Selected = Callable[[PlannedHook], bool]
+    Taken = Callable[[TaskRecord, bool], None]
 
 DRY_RUN_SKIP = "dry run: no dry-run=yes"
 
 
 class PhaseResult:
     """The records of a phase's tasks: those that ran, all of them (run or skipped), and
-    the one that stopped it or asked to skip the run, if any."""
+    the one that stopped it or asked to skip the run, if any. Each record is handed to
+    ``taken`` as it comes, before the next hook starts."""
 
-    __slots__ = ("ran", "records", "stopped", "soft_skip")
+    __slots__ = ("ran", "records", "stopped", "soft_skip", "taken")
 
-    def __init__(self) -> None:
+    def __init__(self, taken: Taken | None = None) -> None:
         self.ran: list[TaskRecord] = []
         self.records: list[TaskRecord] = []
         self.stopped: TaskRecord | None = None
         self.soft_skip: TaskRecord | None = None
+        self.taken = taken
 
     def add(self, record: TaskRecord) -> None:
         """Take the record of a hook that ran: the first that stops the phase stops it; one
@@ -45,6 +49,14 @@ class PhaseResult:
             self.stopped = record
         elif record.verdict == Verdict.SOFT_SKIP:
             self.soft_skip = record
+        if self.taken:
+            self.taken(record, True)
+
+    def skip(self, record: TaskRecord) -> None:
+        """Take the record of a hook that did not run."""
+        self.records.append(record)
+        if self.taken:
+            self.taken(record, False)
 
 
 def runnable(hooks: Sequence[PlannedHook]) -> list[PlannedHook]:
@@ -95,7 +107,8 @@ def never(_hook: PlannedHook) -> bool:
 
 
 def run_phase(engine: Engine, hooks: Sequence[PlannedHook], skip_reason: SkipReason = no_skip,
-              after_stop: Selected = never, selected: Selected | None = None) -> PhaseResult:
+              after_stop: Selected = never, selected: Selected | None = None,
+              taken: Taken | None = None) -> PhaseResult:
     """Run the runnable ``hooks`` in order; a hook that cannot start (not executable, a
     broken symlink, a missing interpreter) is a task ``failed``, judged by its settings like
     any failure; a directory, fifo, socket or device is a warning and a task ``skipped``,
@@ -104,8 +117,9 @@ def run_phase(engine: Engine, hooks: Sequence[PlannedHook], skip_reason: SkipRea
     signals that came meanwhile. Once a hook stopped the phase, only the hooks for which
     ``after_stop(hook)`` is true still run. With ``selected`` (``phase --only``), the hooks
     for which it is false are passed over without a record or a warning, yet keep their
-    places: HOOKRUN_INDEX and HOOKRUN_COUNT are what a whole run would give."""
-    result = PhaseResult()
+    places: HOOKRUN_INDEX and HOOKRUN_COUNT are what a whole run would give. ``taken`` is
+    told of each record as it comes (PhaseResult)."""
+    result = PhaseResult(taken)
     chosen = hooks if selected is None else [hook for hook in hooks if selected(hook)]
     for hook in hooks:
         if selected is not None and not selected(hook):
@@ -120,14 +134,14 @@ def run_phase(engine: Engine, hooks: Sequence[PlannedHook], skip_reason: SkipRea
             continue
         if entry.warn:
             engine.reporter.skipped_file(entry.key, entry.reason)
-            result.records.append(engine.skipped(entry.phase_dir.phase, entry.name, entry.reason))
+            result.skip(engine.skipped(entry.phase_dir.phase, entry.name, entry.reason))
             continue
         if not entry.runs:
             continue
         index += 1
         reason = why_not(engine, hook, result, skip_reason, after_stop)
         if reason is not None:
-            result.records.append(engine.skipped(entry.phase_dir.phase, entry.name, reason))
+            result.skip(engine.skipped(entry.phase_dir.phase, entry.name, reason))
         elif entry.fails:
             result.add(engine.cannot_start(hook))
         else:

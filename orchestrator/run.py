@@ -144,6 +144,8 @@ class Lifecycle:
         # Each error or warning line that ends in output, and the same line without it: what
         # a channel with send_output = no may carry.
         self.without_output: dict[str, str] = {}
+        # told_so_far() as the later hooks' variables were last set (set_later_env)
+        self.told: tuple[str, int] | None = None
         self.started = time.monotonic()
         self.started_iso = now_iso()
         # The engine's (a recorded run's), or one of its own that no task tells of.
@@ -235,7 +237,7 @@ class Lifecycle:
         def skip_reason(_hook: PlannedHook) -> str | None:
             return "interrupted" if self.signals.first else None
 
-        result = self.absorb(self.run_hooks(c.PHASE_PRE, skip_reason))
+        result = self.run_hooks(c.PHASE_PRE, skip_reason)
         skipped_by: str | None = None
         if result.soft_skip:
             record = result.soft_skip
@@ -278,7 +280,8 @@ class Lifecycle:
             when: str | None = hook.settings.when
             return when == When.ALWAYS
 
-        result = self.absorb(self.run_hooks(c.PHASE_POST, skip_reason, after_stop=always))
+        result = self.run_hooks(c.PHASE_POST, skip_reason, after_stop=always,
+                                status=self.state.command_state)
         self.state.post_finished(bool(result.stopped))
 
     # Step 7: on-error.d or on-success.d
@@ -287,7 +290,7 @@ class Lifecycle:
         self.set_later_env(self.state.status)
         phase = self.state.handlers()
         if phase:
-            self.absorb(self.run_hooks(phase), decisive=False)
+            self.run_hooks(phase, decisive=False, status=lambda: self.state.status)
 
     # Step 8: cleanups (last registered first), then finally.d
     def wind_down(self) -> None:
@@ -310,7 +313,7 @@ class Lifecycle:
     def run_finally(self) -> None:
         self.observe()
         self.set_later_env(self.state.status)
-        self.absorb(self.run_hooks(c.PHASE_FINALLY), decisive=False)
+        self.run_hooks(c.PHASE_FINALLY, decisive=False, status=lambda: self.state.status)
 
     def fault_safe(self, what: str, step: Callable[[], None], cleanups: bool = False) -> None:
         """Run ``step``; a fault in it is a warning and makes the run no success. The
@@ -327,17 +330,24 @@ class Lifecycle:
 
     def run_hooks(self, phase: str,
                   skip_reason: Callable[[PlannedHook], str | None] = lambda hook: None,
-                  after_stop: Callable[[PlannedHook], bool] = lambda hook: False
+                  after_stop: Callable[[PlannedHook], bool] = lambda hook: False,
+                  decisive: bool = True, status: Callable[[], str] | None = None
                   ) -> PhaseResult:
-        """Run the phase ``phase`` (run_phase); in a dry run only its hooks with dry-run=yes
-        run, the others are skipped tasks."""
+        """Run the phase ``phase`` (run_phase), taking each record as it comes (take); in a
+        dry run only its hooks with dry-run=yes run, the others are skipped tasks. From
+        post- on (``status``: what HOOKRUN_STATUS says), each hook is told the run so far:
+        a failure or a warning of a hook before it in the phase is in its HOOKRUN_ERROR
+        variables and HOOKRUN_WARNINGS, not only in the next phase's."""
         def reason(hook: PlannedHook) -> str | None:
             found = skip_reason(hook)  # asked first: it also looks at the signals
             if self.dry_run and not hook.settings.dry_run:
                 return DRY_RUN_SKIP
+            if status is not None and self.told != self.told_so_far():
+                self.set_later_env(status())
             return found
 
-        return run_phase(self.engine, self.hooks[phase], reason, after_stop)
+        return run_phase(self.engine, self.hooks[phase], reason, after_stop,
+                         taken=lambda record, ran: self.take(record, ran, decisive))
 
     def add_records(self, records: list[TaskRecord]) -> None:
         """Take cleanup and recovery records: a failed one makes the run a warning."""
@@ -346,17 +356,19 @@ class Lifecycle:
             if record.failed:
                 self.warning(record)
 
-    def absorb(self, result: PhaseResult, decisive: bool = True) -> PhaseResult:
-        """Take a phase's records; its failures make the run a warning (and the first, or a
-        decisive one, its HOOKRUN_ERROR), except those of on-failure=ignore hooks. Returns
-        ``result``."""
-        self.tasks += result.records
-        for record in result.ran:
-            if record.failed and record.verdict != Verdict.IGNORE:
-                self.note_failure(record, decisive and record.verdict == Verdict.STOP)
-            elif record.status == TaskStatus.WARNING:
-                self.warning(record)
-        return result
+    def take(self, record: TaskRecord, ran: bool, decisive: bool = True) -> None:
+        """Take a phase's record as it comes: the failure of a hook that ran makes the run a
+        warning (and the first, or a decisive one, its HOOKRUN_ERROR), except that of an
+        on-failure=ignore hook; a critical post- hook's fails it at once (post_stopped)."""
+        self.tasks.append(record)
+        if not ran:
+            return
+        if record.failed and record.verdict != Verdict.IGNORE:
+            self.note_failure(record, decisive and record.verdict == Verdict.STOP)
+            if decisive and record.verdict == Verdict.STOP and record.phase == c.PHASE_POST:
+                self.state.post_stopped()
+        elif record.status == TaskStatus.WARNING:
+            self.warning(record)
 
     def note_failure(self, record: TaskRecord, decisive: bool) -> None:
         """Tell the run's state of a failure: the one that decides the run for HOOKRUN_ERROR,
@@ -415,6 +427,7 @@ class Lifecycle:
         from orchestrator.report.stats import environment
 
         self.collect_stats()
+        self.told = self.told_so_far()
         failure, line = self.state.said_failure(), self.state.error_line()
         record = self.state.command_record
         exit_code = "" if record is None or record.exit_code is None else str(record.exit_code)
@@ -427,6 +440,11 @@ class Lifecycle:
             "HOOKRUN_WARNINGS": "\n".join(self.state.warnings),
             **environment(self.stats),
         })
+
+    def told_so_far(self) -> tuple[str, int]:
+        """What the error variables and HOOKRUN_WARNINGS tell of: set_later_env() is done
+        again when it changed."""
+        return self.state.error_line(), len(self.state.warnings)
 
     # Step 9: record, metrics, notifications, release, exit
     def finish(self) -> int:

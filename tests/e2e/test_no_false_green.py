@@ -186,6 +186,47 @@ def test_a_failed_run_still_sets_the_error_variables(tree):
     assert tree.read("warnings") == "pre/20-optional failed (exit 1)"
 
 
+def test_a_hook_after_a_failed_post_hook_is_told_the_run_failed_so_far(tree):
+    """A when=always post- hook that runs after a critical post- hook failed sees the
+    failure in ERROR (a hook that pings /fail on it must not ping success)."""
+    tree.hook("post-backup.d/10-verify", "echo snapshot missing; exit 4", header="critical=yes")
+    tree.hook("post-backup.d/20-ping", f"""
+        printf '%s|%s|%s|%s' "$HOOKRUN_STATUS" "$ERROR" "$HOOKRUN_ERROR_HOOK" \\
+            "$HOOKRUN_WARNINGS" > "{tree.marks}/vars"
+        cat "$HOOKRUN_ERROR_LOG" > "{tree.marks}/log" """, header="when=always")
+    marker_hook(tree, "on-error.d/10-alert", extra=f'''
+        printf '%s' "$ERROR" > "{tree.marks}/alert"''')
+    result = run_ok(tree)
+    assert result.returncode == EXIT_HOOK_STOPPED, result.stderr
+    assert show_last(tree)["status"] == "failure"
+    line = "post hook 10-verify failed (exit 4): snapshot missing"
+    # HOOKRUN_STATUS in post- is the command's, which succeeded.
+    assert tree.read("vars") == f"success|{line}|10-verify|"
+    assert tree.read("log") == "snapshot missing\n"
+    assert tree.read("alert") == line
+
+
+def test_a_hook_after_a_failed_post_hook_is_told_of_its_warning(tree):
+    tree.hook("post-backup.d/10-prune", "echo lock held; exit 1")
+    tree.hook("post-backup.d/20-ping", f"""
+        printf '%s|%s' "$ERROR" "$HOOKRUN_WARNINGS" > "{tree.marks}/vars" """)
+    result = run_ok(tree)
+    assert result.returncode == 0, result.stderr
+    assert show_last(tree)["status"] == "warning"
+    assert tree.read("vars") == "|post/10-prune failed (exit 1): lock held"
+
+
+def test_a_handler_after_a_failed_handler_is_told_of_its_warning(tree):
+    tree.hook("on-success.d/10-mail", "echo relay refused; exit 1")
+    tree.hook("on-success.d/20-ping", f"""
+        printf '%s|%s|%s' "$HOOKRUN_STATUS" "$ERROR" "$HOOKRUN_WARNINGS" \\
+            > "{tree.marks}/vars" """)
+    result = run_ok(tree)
+    assert result.returncode == 0, result.stderr
+    assert show_last(tree)["status"] == "warning"
+    assert tree.read("vars") == "warning||on-success/10-mail failed (exit 1): relay refused"
+
+
 def test_a_skip_run_check_that_hangs_fails_the_run(tree):
     tree.hook("pre-backup.d/10-disk-present", "sleep 30", header="on-failure=skip-run timeout=1s")
     marker_hook(tree, "on-error.d/10-alert")

@@ -205,6 +205,11 @@ CMD_WARNED = TaskRecord("command", "restic", TaskStatus.WARNING, 3)
      c.EXIT_HOOK_STOPPED, "on-error"),
     ([("command_finished", CMD_FAILED), ("post_finished", True)], RunStatus.FAILURE, 3,
      "on-error"),
+    # Told when it happens, so the when=always post- hooks after it know; the end agrees.
+    ([("command_finished", CMD_OK), ("post_stopped",)], RunStatus.FAILURE,
+     c.EXIT_HOOK_STOPPED, "on-error"),
+    ([("command_finished", CMD_OK), ("post_stopped",), ("post_finished", True)],
+     RunStatus.FAILURE, c.EXIT_HOOK_STOPPED, "on-error"),
     # A later fact never makes a run better.
     ([("command_finished", CMD_FAILED), ("warn", "x"), ("post_finished", False)],
      RunStatus.FAILURE, 3, "on-error"),
