@@ -120,6 +120,17 @@ def parse_url(text: str) -> str:
         # No request could carry it: http.client sends the request line as ASCII.
         raise ValueError(f"bad URL {masked(url)!r} (not ASCII: percent-encode it, and write "
                          "a host name in its xn-- form)")
+    if url:
+        import urllib.parse
+
+        try:
+            # What the request will take apart: an unclosed [ of an IPv6 address, a port
+            # that is no number.
+            urllib.parse.urlsplit(url).port
+        except ValueError as error:
+            from orchestrator.text import masked
+
+            raise ValueError(f"bad URL {masked(url)!r} ({error})") from None
     return url
 
 

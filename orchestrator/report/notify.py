@@ -27,7 +27,10 @@ def ping(url: str, suffix: str, body: bytes = b"", run_id: str | None = None) ->
     from orchestrator.report import channels
 
     target = url.rstrip("/") + suffix
-    sent = channels.with_query(target, rid=channels.rid(run_id)) if run_id else target
+    try:
+        sent = channels.with_query(target, rid=channels.rid(run_id)) if run_id else target
+    except ValueError as error:  # the config refuses such a URL (values.parse_url)
+        return f"notification to {masked(target)} failed: bad URL ({error})"
     request = channels.Request("POST", sent, channels.TEXT_TYPE, body[:c.NOTIFY_MAX_BODY])
     problem = channels.deliver(request, (), timeout=TIMEOUT)
     if problem:

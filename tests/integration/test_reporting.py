@@ -126,6 +126,14 @@ def test_no_hooks_still_notifies_and_a_refused_run_only_fails(tree, checker):
     assert [p for p, _b in checker.requests][2:] == ["/ping/abc/fail"]
 
 
+def test_a_ping_to_a_url_that_cannot_be_taken_apart_is_an_error_line_not_a_raise():
+    """The config refuses such a URL (78); were one to get through, the run would still
+    end with its own status and a warning, not an internal error after its row was written."""
+    problem = notify.ping("http://u:pw@[::1", "/start", run_id="20261207T000000-abcdef")
+    assert problem == ("notification to http://u:***@[::1/start failed: bad URL "
+                       "(Invalid IPv6 URL)")
+
+
 def test_an_unreachable_url_only_warns(tree):
     result = run_hookrun("run", *tree.args("--notify-url", "http://127.0.0.1:9/x"), "--",
                          "true")

@@ -126,6 +126,11 @@ def test_config_sections_and_values_are_parsed():
     ("[hookrun]\n[env]\n[hookrun]\n", 3, "duplicate section"),
     ("[env]\nA = 1\n[env]\n", 3, "duplicate section"),
     ("[hook pre-backup.d/x]\n[hook pre-backup.d/x]\n", 2, "duplicate section"),
+    # What a request would take apart and fail on, every run, after the run's row is written.
+    ("[hookrun]\nnotify_url = http://[::1\n", 2, "bad URL 'http://[::1' (Invalid IPv6 URL)"),
+    ("[hookrun]\nnotify_url = http://u:pw@h]/x\n", 2, "bad URL 'http://u:***@h]/x'"),
+    ("[hookrun]\nmetrics_push_url = http://h:99999/\n", 2, "bad URL 'http://h:99999/' (Port"),
+    ("[hookrun]\nnotify_url = http://h:x/\n", 2, "bad URL 'http://h:x/' (Port"),
 ])
 def test_config_errors_name_file_and_line(text, line, words):
     with pytest.raises(ConfigError) as raised:
