@@ -91,9 +91,11 @@ class Context:
 def default_hooks_dirs() -> tuple[list[str], bool]:
     """(the hooks directories when -d is not given, whether they were named): the colon list
     in $HOOKRUN_DIR; for root /usr/lib/hookrun (what packages ship) then /etc/hookrun (the
-    admin's); for others $XDG_CONFIG_HOME/hookrun."""
-    if os.environ.get("HOOKRUN_DIR"):
-        return [part for part in os.environ["HOOKRUN_DIR"].split(":") if part], True
+    admin's); for others $XDG_CONFIG_HOME/hookrun. Empty parts of the list are no
+    directory: one of colons alone (``$A:$B`` with both empty) is as empty as none."""
+    named = [part for part in os.environ.get("HOOKRUN_DIR", "").split(":") if part]
+    if named:
+        return named, True
     if os.geteuid() == 0:
         return [c.ROOT_LIB_HOOKS_DIR, c.ROOT_HOOKS_DIR], False
     base = os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")

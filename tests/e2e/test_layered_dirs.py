@@ -119,3 +119,12 @@ def test_a_missing_named_directory_is_78_and_hooks_get_the_last_directory(tmp_pa
     assert result.returncode == 78 and "nope" in result.stderr
     assert run_hookrun("run", *args(state, vendor, admin), "--", "true").returncode == 0
     assert (marks / "order").read_text().split() == [str(admin)]
+
+
+def test_a_hookrun_dir_of_colons_alone_is_no_internal_error(tmp_path):
+    """``HOOKRUN_DIR=:`` used to be an IndexError (exit 70) in every subcommand, the
+    emergency ``run --no-hooks`` too."""
+    state = tmp_path / "state"
+    result = run_hookrun("run", "--no-hooks", "--state-dir", str(state), "--log-file",
+                         str(tmp_path / "log"), "--", "true", env={"HOOKRUN_DIR": ":"})
+    assert result.returncode == 0, result.stderr

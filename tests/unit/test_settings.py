@@ -222,6 +222,12 @@ def test_default_directories_for_root_and_for_other_users(monkeypatch, tmp_path)
     assert context.default_state_dir() == str(tmp_path / ".local" / "state" / "hookrun")
     monkeypatch.setenv("HOOKRUN_DIR", "/srv/hooks")
     assert context.default_hooks_dir() == "/srv/hooks"
+    monkeypatch.setenv("HOOKRUN_DIR", ":/srv/vendor::/srv/hooks:")
+    assert context.default_hooks_dirs() == (["/srv/vendor", "/srv/hooks"], True)
+    # $A:$B with both empty names nothing: the defaults, as when it is empty or unset.
+    for empty in (":", "::", ""):
+        monkeypatch.setenv("HOOKRUN_DIR", empty)
+        assert context.default_hooks_dirs() == ([str(tmp_path / "config" / "hookrun")], True)
 
 
 def test_dry_run_is_a_yes_no_directive_and_a_section_key_off_by_default():
