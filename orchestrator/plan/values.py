@@ -126,7 +126,7 @@ def parse_url(text: str) -> str:
         try:
             # What the request will take apart: an unclosed [ of an IPv6 address, a port
             # that is no number.
-            urllib.parse.urlsplit(url).port
+            _port = urllib.parse.urlsplit(url).port
         except ValueError as error:
             from orchestrator.text import masked
 
