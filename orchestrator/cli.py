@@ -22,7 +22,7 @@ from orchestrator.errors import HookrunError, UsageError
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
-    from collections.abc import Iterable, Mapping, Sequence
+    from collections.abc import Callable, Iterable, Mapping, Sequence
     from typing import Any, NoReturn
 
     # add_argument's keyword arguments: each keyword's type is argparse's for it.
@@ -160,8 +160,8 @@ def leading_options(argv: list[str]) -> tuple[list[str], int]:
     before: list[str] = []
     position = 0
     while position < len(argv) and argv[position].startswith("-") and argv[position] != "--":
-        width = 2 if takes_value_anywhere(argv[position]) else 1
-        before += argv[position:position + width]
+        words, width = option_at(argv, position, takes_value_anywhere)
+        before += words
         position += width
     return before, position
 
@@ -177,6 +177,19 @@ def wait_option(following: str) -> tuple[str, int]:
     return f"--wait={wait_value}", 2 if wait_value != "inf" else 1
 
 
+def option_at(argv: list[str], position: int,
+              takes: Callable[[str], bool]) -> tuple[list[str], int]:
+    """The option at ``argv[position]`` as argparse must see it, with its value if it takes
+    one (``takes`` says which do), and how many words that took. ``--wait`` is spelled with
+    its value (wait_option): one decision, before the subcommand and after it."""
+    if argv[position] == "--wait":
+        following = argv[position + 1] if position + 1 < len(argv) else ""
+        word, width = wait_option(following)
+        return [word], width
+    width = 2 if takes(argv[position]) else 1
+    return argv[position:position + width], width
+
+
 def ends_own_options(sub: str, token: str) -> bool:
     """Whether ``token`` ends the subcommand ``sub``'s options: ``--``, ``-``, or for ``run``
     the command's first word."""
@@ -190,13 +203,8 @@ def own_options(sub: str, rest: list[str]) -> tuple[list[str], int]:
     own: list[str] = []
     position = 0
     while position < len(rest) and not ends_own_options(sub, rest[position]):
-        if rest[position] == "--wait":
-            following = rest[position + 1] if position + 1 < len(rest) else ""
-            word, width = wait_option(following)
-            own.append(word)
-        else:
-            width = 2 if takes_value(options, rest[position]) else 1
-            own += rest[position:position + width]
+        words, width = option_at(rest, position, lambda token: takes_value(options, token))
+        own += words
         position += width
     return own, position
 

@@ -59,13 +59,14 @@ def test_hookrun_defer_works_when_hookrun_was_started_by_absolute_path(tree):
 
 # Item 8: --wait as --help shows it, and options before the subcommand.
 
+@pytest.mark.parametrize("before", [False, True], ids=["after-run", "before-run"])
 @pytest.mark.parametrize("spelling", [["--wait", "1s"], ["--wait=1s"]])
-def test_wait_with_a_duration_waits_that_long_and_never_runs_it(tree, spelling):
+def test_wait_with_a_duration_waits_that_long_and_never_runs_it(tree, spelling, before):
     proc = hold_the_lock(tree)
+    argv = [*spelling, "run", *tree.args()] if before else ["run", *tree.args(*spelling)]
     try:
         began = time.monotonic()
-        result = run_hookrun("run", *tree.args(*spelling), "--", "touch",
-                             str(tree.marks / "second"))
+        result = run_hookrun(*argv, "--", "touch", str(tree.marks / "second"))
         waited = time.monotonic() - began
     finally:
         (tree.marks / "go").touch()

@@ -24,6 +24,17 @@ def test_wait_with_a_duration_takes_it_either_way(spelling):
     assert args.wait == "1s" and strip_separator(args.command) == ["true"]
 
 
+@pytest.mark.parametrize("spelling", [["--wait", "1s"], ["--wait=1s"]])
+def test_wait_with_a_duration_before_the_subcommand_takes_it_either_way(spelling):
+    args = build_parser().parse_args(argv_of([*spelling, "run", "--", "true"]))
+    assert args.wait == "1s" and strip_separator(args.command) == ["true"]
+
+
+def test_a_bare_wait_before_the_subcommand_waits_for_ever():
+    args = build_parser().parse_args(argv_of(["--wait", "run", "restic", "backup"]))
+    assert args.wait == "inf" and args.command == ["restic", "backup"]
+
+
 def test_wait_inside_the_command_is_left_alone():
     assert argv_of(["run", "-e", "x", "cmd", "--wait"]) == ["run", "-e", "x", "cmd", "--wait"]
     assert argv_of(["run", "--", "cmd", "--wait"]) == ["run", "--", "cmd", "--wait"]
