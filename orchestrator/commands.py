@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from orchestrator.cli import Arguments
-    from orchestrator.plan.context import Context
+    from orchestrator.plan.context import Context, Problem
     from orchestrator.run import Run
     from orchestrator.state.history import History
 
@@ -80,8 +80,16 @@ def check(args: Arguments) -> int:
     from orchestrator.plan import context
     from orchestrator.report import printer
 
-    ctx = context.build_context(args, refuse_unsafe_config=False)
-    errors, unsafe, problems, warnings = context.check_tree(ctx, all_events=not args.event)
+    try:
+        ctx = context.build_context(args, refuse_unsafe_config=False)
+        errors, unsafe, problems, warnings = context.check_tree(ctx, all_events=not args.event)
+    except HookrunError as error:
+        if not args.json or error.exit_status not in (c.EXIT_CONFIG, c.EXIT_UNSAFE):
+            raise
+        # check --json answers with its object whatever it finds (hookrun(8)): a monitor
+        # that parses stdout must not read nothing as nothing wrong.
+        printer.dump_json(printer.check_items([], [], [refusal_problem(args, error)], []))
+        return error.exit_status
     if not ctx.strict:
         warnings = [f"unsafe permissions: {p.what} (fix: {p.fix})" for p in unsafe] + warnings
         unsafe = []
@@ -94,6 +102,23 @@ def check(args: Arguments) -> int:
     if unsafe:
         return c.EXIT_UNSAFE
     return c.EXIT_CHECK_FAILED if problems else c.EXIT_OK
+
+
+def refusal_problem(args: Arguments, error: HookrunError) -> Problem:
+    """The problem ``check --json`` reports for an ``error`` that stopped the check (a bad
+    config file, an unknown event, a missing hooks directory): about the file its message
+    starts with (``FILE:LINE: ...``), else the hooks directory that is missing, else the
+    last hooks directory, where the fix goes."""
+    from orchestrator.plan import context
+    from orchestrator.text import display_name
+
+    what = str(error)
+    head, sep, _rest = what.partition(":")
+    if sep and os.path.isabs(head):
+        return context.Problem(head, what, "")
+    dirs = context.find_hooks_dirs(args, required=False)
+    missing = [directory for directory in dirs if not os.path.isdir(directory)]
+    return context.Problem(display_name((missing or dirs)[-1]), what, "")
 
 
 def phase(args: Arguments) -> int:

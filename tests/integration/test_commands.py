@@ -58,6 +58,30 @@ def test_check_exits_78_listing_every_bad_header(tree, hookrun_main):
     assert "10-a:2:" in err and "10-b:2:" in err
 
 
+def refusal_cases(tree):
+    """(arguments, the path the problem is about) of every refusal check --json reports."""
+    (tree.hooks / "pre-backup.d").mkdir()
+    yield ["--json", *tree.args("-e", "nosuch")], tree.hooks
+    yield ["--json", "-d", str(tree.base / "nowhere")], tree.base / "nowhere"
+    ignore = tree.hooks / ".hookignore"
+    ignore.write_text("!\n")
+    yield ["--json", *tree.args()], ignore
+    ignore.unlink()
+    tree.config("[bogus]\n")
+    yield ["--json", *tree.args()], tree.hooks / "hookrun.conf"
+
+
+def test_check_json_reports_a_refusal_as_its_one_problem_with_its_status(tree):
+    for argv, path in refusal_cases(tree):
+        result = run_hookrun("check", *argv)
+        assert result.returncode == 78, (argv, result.stderr)
+        found = json.loads(result.stdout)
+        assert (found["ok"], found["warnings"]) == (False, [])
+        [problem] = found["problems"]
+        assert set(problem) == {"path", "what", "fix"} and problem["path"] == str(path)
+        assert problem["what"] and "Traceback" not in result.stderr
+
+
 def test_check_exits_77_for_a_group_writable_hook(tree, hookrun_main):
     path = tree.hook("pre-backup.d/10-a", "true")
     path.chmod(0o775)
