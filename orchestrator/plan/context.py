@@ -367,6 +367,8 @@ def trusted_commands(ctx: Context, command: Sequence[str] | None = None) -> list
     env_path = hooks_path(ctx)
 
     def found(argv0: str) -> str | None:
+        # A path is returned even when nothing is there yet: the directories it would be
+        # created in are judged too (check_paths, which says it is not found).
         if "/" in argv0:
             return os.path.abspath(argv0)
         return find_in_path(argv0, env_path)
@@ -417,9 +419,13 @@ def check_paths(ctx: Context, discovered: Discovered,
                 checker.check(entry.path)
     for what, path in commands:
         known = len(checker.problems)
+        exists = checker.check(path)
+        if not os.path.exists(path):
+            # Judged all the same (above): no one else may put it there before it runs.
+            checker.warnings.append(f"{what} {display_name(path)}: not found")
         # Its first line is read only once no one else can swap it, and only from a
         # regular file: opening a FIFO would wait for a writer.
-        if checker.check(path) and len(checker.problems) == known and os.path.isfile(path):
+        elif exists and len(checker.problems) == known and os.path.isfile(path):
             problem = checker.check_interpreter(settings.read_head(path), hooks_path(ctx))
             if problem:
                 checker.warnings.append(f"{what} {display_name(path)}: {problem}")

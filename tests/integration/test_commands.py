@@ -214,3 +214,19 @@ def test_run_json_ends_with_the_runs_record(tree, hookrun_main):
     assert set(record) == RUN_FIELDS and record["status"] == "success"
     _status, shown, _err = hookrun_main("show", "last", "--json", *tree.args())
     assert json.loads(shown) == record
+
+
+def test_check_warns_of_a_notify_command_that_is_not_there_by_path_or_by_name(tree):
+    (tree.hooks / "pre-backup.d").mkdir()
+    missing = tree.base / "bin" / "mail-report"
+    missing.parent.mkdir(mode=0o755)
+    for argv0 in (str(missing), "no-such-mail-report"):
+        tree.config(f"[hookrun]\nnotify_command = {argv0} admin@example.org\n")
+        result = run_hookrun("check", *tree.args())
+        assert result.returncode == 0, result.stderr
+        assert f"notify_command {argv0}: not found" in result.stderr
+    # Not there yet is no reason to stop judging where it would come from.
+    missing.parent.chmod(0o777)
+    tree.config(f"[hookrun]\nnotify_command = {missing}\n")
+    result = run_hookrun("check", *tree.args())
+    assert result.returncode == 77 and f"chmod go-w {missing.parent}" in result.stderr
