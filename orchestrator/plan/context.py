@@ -559,9 +559,12 @@ def crlf_warnings(discovered: Discovered, heads: Mapping[str, bytes]) -> list[st
 
 
 def missing_shebangs(discovered: Discovered, heads: Mapping[str, bytes]) -> list[str]:
+    """A hook that can start without a ``#!`` line: /bin/sh runs it. One that cannot start
+    (a broken link, not executable) is a problem of its own, run by nothing."""
     return [f"{display_name(entry.key)}: no shebang line, run by /bin/sh"
             for _phase, entries in discovered for entry in entries
-            if entry.runs and heads[entry.path][:2] not in (b"#!", b"\x7fE")]
+            if entry.runs and not entry.fails
+            and heads[entry.path][:2] not in (b"#!", b"\x7fE")]
 
 
 def numeric_prefix(name: str) -> str:

@@ -60,7 +60,12 @@ def test_a_broken_symlink_in_pre_is_a_failure_not_a_skip(tree):
     record = show_last(tree)
     assert record["status"] == "failure"
     assert tasks_of(record)["pre/10-linked"]["reason"] == "broken symlink"
-    assert run_hookrun("check", *tree.args()).returncode == EXIT_CHECK_FAILED
+    check = run_hookrun("check", "--json", *tree.args())
+    assert check.returncode == EXIT_CHECK_FAILED
+    found = json.loads(check.stdout)
+    assert [p["what"] for p in found["problems"]] == ["broken symlink"]
+    # Nothing runs it, so nothing runs it by /bin/sh either.
+    assert not [w for w in found["warnings"] if "10-linked" in w]
 
 
 def test_a_missing_env_interpreter_fails_check_and_the_run_names_it(tree):
