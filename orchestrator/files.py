@@ -149,6 +149,17 @@ def open_regular(path: str, flags: int, mode: int = PRIVATE) -> int:
     return fd
 
 
+def is_null_device(info: os.stat_result) -> bool:
+    """Whether ``info`` (from stat, a link followed) is the null device: a character device
+    with /dev/null's device number, however the path to it was spelled."""
+    if not stat.S_ISCHR(info.st_mode):
+        return False
+    try:
+        return info.st_rdev == os.stat(os.devnull).st_rdev
+    except OSError:
+        return False
+
+
 def write_private(path: str, data: bytes) -> None:
     """Write ``data`` (bytes) to ``path``, mode 0600, replacing what a file of hookrun's own
     held there. Not synced: what is written this way only serves the live run."""

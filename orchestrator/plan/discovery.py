@@ -13,6 +13,7 @@ from collections import namedtuple
 
 from orchestrator import constants as c
 from orchestrator.errors import ConfigError
+from orchestrator.files import is_null_device
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -141,17 +142,18 @@ def silent_skip_reason(name: str) -> str | None:
 
 
 def classify(path: str) -> tuple[str | None, str | None]:
-    """(warning, start problem) of the entry at ``path``, from one stat (and a readlink for
-    a symbolic link): ("masked", None) for a link to /dev/null; a warning for a directory,
-    fifo, socket or device (not a hook); else the reason a file meant to run cannot start
-    (``not executable``, ``broken symlink``), or None when it can. Whether the running user
-    may execute it is the kernel's answer (access(2)), as run-parts asks it."""
+    """(warning, start problem) of the entry at ``path``, from one lstat (and a stat for a
+    symbolic link): ("masked", None) for a link that resolves to /dev/null, however it is
+    spelled; a warning for a directory, fifo, socket or device (not a hook); else the reason
+    a file meant to run cannot start (``not executable``, ``broken symlink``), or None when
+    it can. Whether the running user may execute it is the kernel's answer (access(2)), as
+    run-parts asks it."""
     try:
         info = os.lstat(path)
         if stat.S_ISLNK(info.st_mode):
-            if os.readlink(path) == os.devnull:
-                return "masked", None
             info = os.stat(path)
+            if is_null_device(info):
+                return "masked", None
     except FileNotFoundError:
         return None, "broken symlink" if os.path.islink(path) else "vanished"
     except OSError as error:

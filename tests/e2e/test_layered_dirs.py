@@ -61,6 +61,24 @@ def test_layers_merge_by_name_replace_and_mask(tmp_path):
     assert f"replaces {vendor / 'pre-backup.d' / '20-dump'}" in text
 
 
+def test_a_link_that_resolves_to_dev_null_masks_however_it_is_spelled(tmp_path):
+    vendor, admin, marks, state = layers(tmp_path)
+    hook(admin, "pre-backup.d/40-kept", marker(marks, "40-kept"))
+    spellings = {"10-relative": os.path.relpath(os.devnull, admin / "pre-backup.d"),
+                 "20-doubled": "/dev//null", "30-dotted": "/dev/./null"}
+    for name, target in spellings.items():
+        hook(vendor, f"pre-backup.d/{name}", marker(marks, name))
+        os.symlink(target, admin / "pre-backup.d" / name)
+    result = run_hookrun("run", *args(state, vendor, admin), "--", "true")
+    assert result.returncode == 0 and result.stderr == ""
+    assert (marks / "order").read_text().split() == ["40-kept"]
+    assert show_last(tree_like(state, admin))["status"] == "success"
+    listing = run_hookrun("list", "--json", "--all", *args(state, vendor, admin))
+    items = {item["name"]: item for item in json.loads(listing.stdout)}
+    for name in spellings:
+        assert items[name]["reason"] == f"masked by {admin / 'pre-backup.d' / name}"
+
+
 def tree_like(state, hooks):
     """What show_last() needs of a Tree: its arguments."""
     class Shown:
