@@ -223,7 +223,7 @@ def config_problems(hooks_dirs: Sequence[str], config_path: str) -> list[str]:
     holder = os.path.dirname(config_path)
     if holder in hooks_dirs and os.path.isdir(holder):
         checker.check(holder)
-    checker.check(config_path)
+    checker.check(config_path, safety.settings_rule)
     return checker.problems
 
 
@@ -407,9 +407,9 @@ def check_paths(ctx: Context, discovered: Discovered,
         if os.path.isdir(hooks_dir):
             checker.check(hooks_dir)
     if ctx.config.path:
-        checker.check(ctx.config.path)
+        checker.check(ctx.config.path, safety.settings_rule)
     for hooks_dir in ctx.hooks_dirs if discovered else ():
-        checker.check(os.path.join(hooks_dir, c.IGNORE_NAME))
+        checker.check(os.path.join(hooks_dir, c.IGNORE_NAME), safety.settings_rule)
         for phase, _entries in discovered:
             checker.check(os.path.join(hooks_dir, phase.dirname))
     for _phase, entries in discovered:

@@ -14,7 +14,7 @@ import errno
 import os
 import stat
 
-from orchestrator.files import WRITABLE_BY_OTHERS, chain
+from orchestrator.files import WRITABLE_BY_OTHERS, chain, is_null_device
 from orchestrator.text import shown
 
 TYPE_CHECKING = False
@@ -186,6 +186,14 @@ def hook_rule(entry: str, info: os.stat_result, owners: Sequence[int]) -> str | 
         name = shown(entry)
         return f"{name} is set-user-ID or set-group-ID (fix: chmod ug-s {name})"
     return None
+
+
+def settings_rule(entry: str, info: os.stat_result, owners: Sequence[int]) -> str | None:
+    """hook_rule for a file hookrun reads settings from (the config file, ``.hookignore``),
+    except that the null device is an empty file: a link to /dev/null masks the file, as it
+    masks a hook (design.md section 12), and no one is told to chmod /dev/null. The way
+    to it (directories, the link and its owner) is judged as for any path."""
+    return None if is_null_device(info) else hook_rule(entry, info, owners)
 
 
 def state_rule(entry: str, info: os.stat_result, owners: Sequence[int]) -> str | None:

@@ -119,6 +119,41 @@ def test_each_hookignore_hides_only_its_own_directorys_files(tmp_path):
     assert (marks / "order").read_text().split() == ["vendor-a", "admin-b"]
 
 
+def test_a_config_or_hookignore_linked_to_dev_null_is_masked_not_unsafe(tmp_path):
+    vendor, admin, marks, state = layers(tmp_path)
+    hook(vendor, "pre-backup.d/10-env", f'echo "who=$WHO" >> "{marks}/order"')
+    hook(vendor, "pre-backup.d/20-b", marker(marks, "vendor-b"))
+    (vendor / "hookrun.conf").write_text("[env]\nWHO = vendor\n")
+    (vendor / "hookrun.conf").chmod(0o644)
+    (vendor / ".hookignore").write_text("pre-backup.d/20-b\n")
+    os.symlink(os.devnull, admin / "hookrun.conf")
+    (vendor / ".hookignore").unlink()
+    os.symlink(os.devnull, vendor / ".hookignore")
+    result = run_hookrun("run", *args(state, vendor, admin), "--", "true")
+    assert result.returncode == 0 and "chmod" not in result.stderr, result.stderr
+    # No settings from the masked config, none from the earlier one it hides; no pattern.
+    assert (marks / "order").read_text().split() == ["who=", "vendor-b"]
+    assert show_last(tree_like(state, admin))["status"] == "success"
+    for argv in (["check"], ["list"], ["history"], ["check", "-c", str(admin / "hookrun.conf")]):
+        checked = run_hookrun(argv[0], *args(state, vendor, admin), *argv[1:])
+        assert checked.returncode == 0 and "/dev/null" not in checked.stderr, checked.stderr
+
+
+def test_a_config_linked_to_dev_null_from_a_directory_others_can_write_is_refused(tmp_path):
+    vendor, admin, marks, state = layers(tmp_path)
+    hook(vendor, "pre-backup.d/10-a", marker(marks, "vendor-a"))
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    os.symlink(os.devnull, shared / "hookrun.conf")
+    for subcommand in ("run", "check"):
+        result = run_hookrun(subcommand, *args(state, vendor), "-c", str(shared / "hookrun.conf"),
+                             *(["--", "true"] if subcommand == "run" else []))
+        assert result.returncode == EXIT_UNSAFE and f"chmod go-w {shared}" in result.stderr
+        assert "/dev/null" not in result.stderr
+    assert not (marks / "order").exists()
+
+
 def test_an_unsafe_second_directory_is_refused(tmp_path):
     vendor, admin, marks, state = layers(tmp_path)
     hook(vendor, "pre-backup.d/10-a", marker(marks, "vendor-a"))
