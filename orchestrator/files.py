@@ -160,6 +160,32 @@ def is_null_device(info: os.stat_result) -> bool:
         return False
 
 
+def read_settings(path: str) -> bytes:
+    """The bytes of a file hookrun reads its settings from (the config file, ``.hookignore``),
+    never waiting: a FIFO there would block an open or a read for ever (design.md section 8).
+    A symbolic link is followed (the trust rules have judged the way to it). The null device
+    reads as empty: a link to /dev/null masks the file (design.md section 12). Anything else
+    that is not a regular file is NotRegularFile, without being opened (opening a device can
+    act on it); FileNotFoundError and other OSErrors as os.open raises them."""
+    found = os.stat(path)
+    if not (stat.S_ISREG(found.st_mode) or is_null_device(found)):
+        raise NotRegularFile(path)
+    # O_NONBLOCK: it may have been replaced by a FIFO since the stat; fstat says what it is.
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        info = os.fstat(fd)
+        if is_null_device(info):
+            return b""
+        if not stat.S_ISREG(info.st_mode):
+            raise NotRegularFile(path)
+        chunks: list[bytes] = []
+        while chunk := os.read(fd, max(info.st_size, READ_STEP)):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
 def write_private(path: str, data: bytes) -> None:
     """Write ``data`` (bytes) to ``path``, mode 0600, replacing what a file of hookrun's own
     held there. Not synced: what is written this way only serves the live run."""

@@ -13,7 +13,7 @@ from collections import namedtuple
 
 from orchestrator import constants as c
 from orchestrator.errors import ConfigError
-from orchestrator.files import is_null_device
+from orchestrator.files import NotRegularFile, is_null_device, read_settings
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -101,10 +101,15 @@ class IgnoreRules:
         self.path = os.path.join(hooks_dir, c.IGNORE_NAME)
         self.spec: pathspec.GitIgnoreSpec | None = None
         try:
-            with open(self.path, encoding="utf-8", errors="surrogateescape") as handle:
-                lines = handle.read().split("\n")
+            lines = read_settings(self.path).decode("utf-8", "surrogateescape").split("\n")
         except (FileNotFoundError, NotADirectoryError):
             return
+        except NotRegularFile:
+            # Its patterns cannot be read, and running the hooks it may hide is worse than
+            # not running: refused as a bad line is (78); --no-hooks does not read it.
+            raise ConfigError(f"{self.path}: not a regular file (a FIFO, socket, device or "
+                              "directory; fix: make it a regular file, or move it away)"
+                              ) from None
         except OSError as error:
             raise ConfigError(f"{self.path}: cannot read: {error.strerror}") from None
         import pathspec  # only trees that have a .hookignore pay for it

@@ -145,13 +145,17 @@ def load_config(path: str, required: bool) -> Config:
 
     Every error is a ConfigError naming file and line.
     """
+    from orchestrator.files import NotRegularFile, read_settings
+
     try:
-        with open(path, "rb") as handle:
-            raw = handle.read()
+        raw = read_settings(path)
     except FileNotFoundError:
         if required:
             raise ConfigError(f"{path}: config file not found") from None
         return Config()
+    except NotRegularFile:
+        raise ConfigError(f"{path}: config file is not a regular file (a FIFO, socket, device "
+                          "or directory; fix: make it a regular file, or move it away)") from None
     except OSError as error:
         raise ConfigError(f"{path}: cannot read config file: {error.strerror}") from None
     try:

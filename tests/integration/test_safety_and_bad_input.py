@@ -1,6 +1,7 @@
 """Unsafe trees are refused (exit 77) and bad input gets one line and its documented status
 (design.md section 5)."""
 
+import json
 import os
 import resource
 import socket
@@ -145,6 +146,32 @@ def test_debug_shows_the_traceback(tree):
     tree.config("[hookrun]\nbogus = 1\n")
     result = run_hookrun("run", "--debug", *tree.args(), "--", "true")
     assert result.returncode != 0 and "Traceback" in result.stderr
+
+
+SUBCOMMANDS = [["run", "--", "true"], ["run", "--dry-run", "--", "true"], ["check"],
+               ["check", "--json"], ["list"], ["phase", "pre-backup"], ["recover"]]
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory"])
+@pytest.mark.parametrize("where", ["config", "-c", "hookignore"])
+def test_a_settings_file_that_is_not_a_regular_file_is_78_never_a_hang(tree, where, kind):
+    marker_hook(tree, "pre-backup.d/10-a")
+    path = {"config": tree.hooks / "hookrun.conf", "-c": tree.base / "given.conf",
+            "hookignore": tree.hooks / ".hookignore"}[where]
+    {"fifo": lambda: os.mkfifo(path, 0o600), "directory": lambda: path.mkdir(0o700)}[kind]()
+    extra = ["-c", str(path)] if where == "-c" else []
+    # .hookignore is read only where hooks are: history and recover never look at it.
+    argvs = SUBCOMMANDS if where != "hookignore" else SUBCOMMANDS[:-1]
+    for argv in argvs + ([["history"]] if where != "hookignore" else []):
+        # A hang would end in TimeoutExpired: the bound is only a guard.
+        result = run_hookrun(argv[0], *tree.args(*extra), *argv[1:], timeout=60)
+        assert result.returncode == 78, (argv, result.stderr)
+        if "--json" in argv:
+            [problem] = json.loads(result.stdout)["problems"]
+            assert problem["path"] == str(path)
+        else:
+            assert str(path) in result.stderr and one_line(result.stderr)
+    assert order(tree) == [] and not (tree.state / "history.sqlite3").exists()
 
 
 def test_odd_names_fifos_sockets_directories_and_empty_files(tree):
