@@ -134,7 +134,8 @@ def test_a_config_or_hookignore_linked_to_dev_null_is_masked_not_unsafe(tmp_path
     # No settings from the masked config, none from the earlier one it hides; no pattern.
     assert (marks / "order").read_text().split() == ["who=", "vendor-b"]
     assert show_last(tree_like(state, admin))["status"] == "success"
-    for argv in (["check"], ["list"], ["history"], ["check", "-c", str(admin / "hookrun.conf")]):
+    for argv in (["check"], ["list"], ["history"], ["check", "-c", str(admin / "hookrun.conf")],
+                 ["check", "-c", os.devnull]):
         checked = run_hookrun(argv[0], *args(state, vendor, admin), *argv[1:])
         assert checked.returncode == 0 and "/dev/null" not in checked.stderr, checked.stderr
 
