@@ -289,9 +289,10 @@ def parse_value(key: str, value: str, parsers: Mapping[str, Parser] | None, sect
 
 def read_head(path: str) -> bytes:
     """The first bytes of the file at ``path`` (b"" if it cannot be read): one open, read
-    and close per hook, without a buffered file's seek and terminal check."""
+    and close per hook, without a buffered file's seek and terminal check. Never waits: a
+    hook swapped for a FIFO since it was looked at would block an open for ever."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return b""
     try:

@@ -73,6 +73,21 @@ def test_binary_executables_have_no_header(tmp_path):
     assert parse_header(read_head(str(binary)), str(binary)) == ({}, [])
 
 
+def test_reading_a_hooks_first_bytes_never_waits_on_a_fifo(tmp_path):
+    """A hook swapped for a FIFO after discovery looked at it: its head reads as nothing at
+    once, instead of an open that waits for a writer for ever."""
+    import os
+    import threading
+
+    fifo = tmp_path / "10-swapped"
+    os.mkfifo(fifo)
+    found = []
+    reader = threading.Thread(target=lambda: found.append(read_head(str(fifo))), daemon=True)
+    reader.start()
+    reader.join(timeout=10)
+    assert found == [b""]
+
+
 CONFIG = """
 # a comment
 [hookrun]
