@@ -11,7 +11,7 @@ import os
 import time
 
 from orchestrator.errors import HookrunError, StateError
-from orchestrator.outcome import RunStatus
+from orchestrator.outcome import RunStatus, TaskStatus
 from orchestrator.speed import sqlite3
 from orchestrator.text import as_text as text
 
@@ -54,6 +54,8 @@ SQLITE_CORRUPT = 11
 SQLITE_NOTADB = 26
 COMPANIONS = ("-wal", "-shm", "-journal")
 UNIX_EPOCH_JULIAN_DAY = 2440587.5
+# The reason of the task a dead run was running: hookrun died before it ended.
+CUT_SHORT = "interrupted (hookrun died while it ran)"
 
 
 def back_from_last(run_id: str) -> int | None:
@@ -114,6 +116,16 @@ class RunRecord:
                     finished=round(self.finished_unix, 3), duration=self.duration,
                     last_success=last_success, tasks=self.tasks, earlier=earlier,
                     stats=self.stats)
+
+
+def cut_short(phase: str, name: str, started: str | None) -> Record:
+    """The task a run was running when hookrun died (its row of the ``running`` table), as a
+    task of its record: ``failed``, as a task that a signal cut short is, with the reason
+    saying so; its exit status, attempts, duration and use are unknown (null)."""
+    task: Record = dict.fromkeys(TASK_FIELDS)
+    task.update(phase=phase, name=name, status=TaskStatus.FAILED, started=started,
+                reason=CUT_SHORT, output="")
+    return task
 
 
 def stats_text(stats: dict[str, object] | None) -> str | None:
@@ -420,8 +432,10 @@ class History:
                 for seq, task in enumerate(record["tasks"], 1)]
         self.write(statements)
 
-    def task_inserts(self, run_id: str, tasks: Iterable[TaskRecord]) -> Statements:
-        first = self.next_seq(run_id)
+    def task_inserts(self, run_id: str, tasks: Iterable[TaskRecord],
+                     first: int | None = None) -> Statements:
+        """The inserts of ``tasks``, numbered from ``first`` (default: after the run's last)."""
+        first = self.next_seq(run_id) if first is None else first
         return [("INSERT INTO tasks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                  (run_id, first + n, *task_dict(task).values()))
                 for n, task in enumerate(tasks)]
@@ -435,14 +449,26 @@ class History:
     def add_recovered(self, run_id: str, event: str | None,
                       tasks: Iterable[TaskRecord]) -> None:
         """Mark a dead run ``interrupted`` (if it was still ``running``; a row is made if the
-        history has none) and add its replayed cleanups as ``recover`` tasks."""
+        history has none), keep the task it was running when it died as a
+        ``failed`` task cut short (cut_short), and add its replayed cleanups as ``recover``
+        tasks, in one transaction."""
         interrupted = RunStatus.INTERRUPTED
-        self.write(lambda: [
-            ("INSERT OR IGNORE INTO runs (id, event, status, started) VALUES (?, ?, ?, ?)",
-             (run_id, event or "", interrupted, "")),
-            ("UPDATE runs SET status = ? WHERE id = ? AND status = ?",
-             (interrupted, run_id, RunStatus.RUNNING))]
-            + self.task_inserts(run_id, tasks))
+
+        def statements() -> Statements:
+            found: Statements = [
+                ("INSERT OR IGNORE INTO runs (id, event, status, started) VALUES (?, ?, ?, ?)",
+                 (run_id, event or "", interrupted, "")),
+                ("UPDATE runs SET status = ? WHERE id = ? AND status = ?",
+                 (interrupted, run_id, RunStatus.RUNNING))]
+            seq = self.next_seq(run_id)
+            for row in self.require_open().execute(
+                    "SELECT phase, name, started FROM running WHERE run_id = ?", (run_id,)):
+                found.append(("INSERT INTO tasks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                              (run_id, seq, *cut_short(*row).values())))
+                seq += 1
+            found.append(("DELETE FROM running WHERE run_id = ?", (run_id,)))
+            return found + self.task_inserts(run_id, tasks, seq)
+        self.write(statements)
 
     def previous(self, event: str, before_id: str) -> tuple[str, str] | tuple[None, None]:
         """(id, status) of the last run of ``event`` before ``before_id``, or (None, None)."""

@@ -214,9 +214,57 @@ def test_sigkill_of_hookrun_then_recover_runs_each_cleanup_once(tree, reaper):
     assert tree.read("cleanup") == "second\nfirst\n"
     record = show_last(tree)
     assert record["status"] == "interrupted"
-    assert [(t["phase"], t["status"]) for t in record["tasks"]] == [("recover", "ok")] * 2
+    # The task that was running, if it had been written (after a second), is kept too.
+    assert [(t["phase"], t["status"]) for t in record["tasks"]
+            if t["phase"] == "recover"] == [("recover", "ok")] * 2
     assert run_hookrun("recover", *tree.args()).returncode == 0
     assert tree.read("cleanup") == "second\nfirst\n", "each cleanup completes once"
+
+
+def crash_while_running(tree, reaper, name):
+    """Start a run whose hook ``name`` writes its pid to marks/up and sleeps; SIGKILL hookrun
+    once ``show last`` lists that hook as running (the progress is written after a second);
+    returns the dead run's id."""
+    proc = start(tree, command=["--", "true"])
+    reaper.append(int(wait_for(tree.marks / "up")))
+    deadline = time.monotonic() + 30
+    while True:
+        record = show_last(tree)
+        if ("pre", name, "running") in [(t["phase"], t["name"], t["status"])
+                                        for t in record["tasks"]]:
+            break
+        assert time.monotonic() < deadline, record
+        time.sleep(0.1)
+    proc.kill()
+    proc.communicate(timeout=30)
+    return record["id"]
+
+
+@pytest.mark.parametrize("command", ["recover", "run"])
+def test_the_task_a_dead_run_was_running_stays_in_its_record_as_failed(tree, reaper, command):
+    tree.hook("pre-backup.d/10-a", "exit 0")
+    tree.hook("pre-backup.d/20-b", f"""
+        [ -e "{tree.marks}/up" ] && exit 0
+        hookrun defer touch "{tree.marks}/undone"
+        echo $$ > "{tree.marks}/up"
+        sleep 60
+        """)
+    dead_id = crash_while_running(tree, reaper, "20-b")
+    argv = ["recover", *tree.args("--kill-grace", "1s")] if command == "recover" else \
+        ["run", *tree.args("--kill-grace", "1s"), "--", "true"]
+    for _twice in range(2):  # a second recovery changes nothing
+        result = run_hookrun(*argv)
+        assert result.returncode == 0, result.stderr
+        shown = run_hookrun("show", dead_id, "--json", *tree.args())
+        assert shown.returncode == 0, shown.stderr
+        record = json.loads(shown.stdout)
+        assert record["status"] == "interrupted"
+        assert [(t["phase"], t["name"].split()[0], t["status"]) for t in record["tasks"]] == [
+            ("pre", "10-a", "ok"), ("pre", "20-b", "failed"), ("recover", "touch", "ok")]
+        cut = record["tasks"][1]
+        assert cut["exit_code"] is None and cut["duration"] is None and cut["started"]
+        assert "interrupted" in cut["reason"]
+    assert tree.read("undone") == ""
 
 
 def test_the_next_run_recovers_before_its_pre_hooks(tree, reaper):
