@@ -501,6 +501,14 @@ def recover(engine: Engine, history: History | NoHistory, state_dir: str) -> Rec
     # here, with its fix, by the run that finds it; its journal was never read.
     for refusal in refused:
         engine.reporter.run_dir_refused(*refusal)
+        path, _problem, is_damaged, aside = refusal
+        if is_damaged and aside is not None:
+            # Its cleanups could not be read, but it died: its row, if it has one, must not
+            # say "running" for ever. Set aside, it is never found again: marked once.
+            try:
+                history.add_recovered(os.path.basename(path), None, (), create=False)
+            except StateError as error:
+                engine.reporter.warn(str(error))
     for dead in found_dead:
         if engine.signals.hard_stop:
             dead.release()

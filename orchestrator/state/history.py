@@ -159,7 +159,7 @@ class NoHistory:
     def finish_run(self, *args: object) -> None:
         pass
 
-    def add_recovered(self, *args: object) -> None:
+    def add_recovered(self, *args: object, **kwargs: object) -> None:
         pass
 
     def add_progress(self, *args: object) -> None:
@@ -446,20 +446,21 @@ class History:
         last: int = row[0]
         return last + 1
 
-    def add_recovered(self, run_id: str, event: str | None,
-                      tasks: Iterable[TaskRecord]) -> None:
-        """Mark a dead run ``interrupted`` (if it was still ``running``; a row is made if the
-        history has none), keep the task it was running when it died as a
+    def add_recovered(self, run_id: str, event: str | None, tasks: Iterable[TaskRecord],
+                      create: bool = True) -> None:
+        """Mark a dead run ``interrupted`` (if it was still ``running``; with ``create``, a row
+        is made if the history has none), keep the task it was running when it died as a
         ``failed`` task cut short (cut_short), and add its replayed cleanups as ``recover``
         tasks, in one transaction."""
         interrupted = RunStatus.INTERRUPTED
 
         def statements() -> Statements:
-            found: Statements = [
-                ("INSERT OR IGNORE INTO runs (id, event, status, started) VALUES (?, ?, ?, ?)",
-                 (run_id, event or "", interrupted, "")),
-                ("UPDATE runs SET status = ? WHERE id = ? AND status = ?",
-                 (interrupted, run_id, RunStatus.RUNNING))]
+            found: Statements = []
+            if create:
+                found.append(("INSERT OR IGNORE INTO runs (id, event, status, started) "
+                              "VALUES (?, ?, ?, ?)", (run_id, event or "", interrupted, "")))
+            found.append(("UPDATE runs SET status = ? WHERE id = ? AND status = ?",
+                          (interrupted, run_id, RunStatus.RUNNING)))
             seq = self.next_seq(run_id)
             for row in self.require_open().execute(
                     "SELECT phase, name, started FROM running WHERE run_id = ?", (run_id,)):

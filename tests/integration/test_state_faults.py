@@ -512,3 +512,44 @@ def test_an_owner_lock_that_fails_to_open_sets_nothing_aside_and_a_gone_one_is_n
     result = run_hookrun("run", *tree.args(), "--", "true", timeout=60)
     assert result.returncode == 0, result.stderr
     assert (tree.marks / "undone").exists() and not dead.exists()
+
+
+@pytest.mark.parametrize("history", ["sound", "damaged"])
+@pytest.mark.parametrize("command", ["run", "recover"])
+def test_a_damaged_dead_runs_history_row_becomes_interrupted_once(tree, reaper, command,
+                                                                  history):
+    """A crashed run whose directory is set aside as damaged is no longer ``running`` in the
+    history, and the next run is told it was interrupted; a damaged history stops neither."""
+    import signal
+
+    from tests.integration.test_process_control import crash_while_running
+
+    tree.hook("pre-backup.d/10-a", f"""
+        if [ ! -e "{tree.marks}/up" ]; then echo $$ > "{tree.marks}/up"; exec sleep 60; fi
+        echo "$HOOKRUN_PREVIOUS_STATUS" > "{tree.marks}/previous"
+        """)
+    dead_id = crash_while_running(tree, reaper, "10-a")
+    # Its hook would hold the run directory's lock: it is gone too, as after a power loss.
+    os.kill(reaper[-1], signal.SIGKILL)
+    make_dir(tree.state / "runs" / dead_id / "meta.json")
+    if history == "damaged":  # the dead run's row is lost with it: nothing else is
+        (tree.state / "history.sqlite3").write_bytes(os.urandom(20000))
+        for companion in ("-wal", "-shm"):
+            (tree.state / f"history.sqlite3{companion}").unlink(missing_ok=True)
+    for time_ in range(2):  # the second finds nothing to do
+        result = run_hookrun(*command_argv(tree, command))
+        assert result.returncode == 0, result.stderr
+        assert "Traceback" not in result.stderr
+        assert ("damaged" in result.stderr) == (time_ == 0)
+        if command == "run":  # the run that finds it warns, and keeps its own status
+            assert recorded(tree, result)["status"] == "success"
+        assert (tree.state / "runs" / f".damaged-{dead_id}").is_dir()
+        shown = run_hookrun("history", "--status", "running", "--json", *tree.args())
+        assert shown.returncode == 0 and json.loads(shown.stdout) == [], shown.stdout
+        if history == "sound":
+            record = json.loads(run_hookrun("show", dead_id, "--json", *tree.args()).stdout)
+            assert record["status"] == "interrupted"
+            assert [(t["phase"], t["name"], t["status"]) for t in record["tasks"]] == [
+                ("pre", "10-a", "failed")]
+            if command == "run" and time_ == 0:
+                assert tree.read("previous") == "interrupted\n"
