@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 MAX_LINE = 65536
 TAIL_LINE = 4096  # bytes of a line kept for the error log and history; the log keeps all
 TAIL_BYTES = 1 << 20  # at most this much output is kept (in blocks) for the tail
+CUT_MARK = "[...]"  # where a task's output in the history was cut
 ERROR_LINE = 400  # bytes of the failed step's last line kept in HOOKRUN_ERROR
 
 
@@ -126,8 +127,7 @@ class TaskOutput:
         found: list[bytes] = []
         for block in self.tail:
             found.extend(block.split(b"\n"))
-        return [line[:TAIL_LINE] + b" [...]" if len(line) > TAIL_LINE else line
-                for line in found[-lines:]]
+        return [cut_line(line) if len(line) > TAIL_LINE else line for line in found[-lines:]]
 
     def keep_stdout(self) -> None:
         """Keep the last blocks of stdout apart too, for stdout_bytes()."""
@@ -142,11 +142,17 @@ class TaskOutput:
 
     def tail_text(self, lines: int = c.SUMMARY_OUTPUT_LINES,
                   limit: int = c.SUMMARY_OUTPUT_BYTES) -> str:
-        """The last ``lines`` lines as text, at most ``limit`` bytes of them (the last)."""
-        data = b"\n".join(self.tail_list(lines))
-        if len(data) > limit:
-            data = b"[...]" + data[len(data) - limit + 5:]
-        return data.decode("utf-8", "replace")
+        """The last ``lines`` lines as text (invalid bytes replaced), at most ``limit`` bytes
+        of it in UTF-8 (the last, behind ``[...]``), cut where a character begins: cut
+        before decoding, a character split in two grew the text by a replacement one."""
+        text = b"\n".join(self.tail_list(lines)).decode("utf-8", "replace")
+        data = text.encode("utf-8")
+        if len(data) <= limit:
+            return text
+        start = len(data) - limit + len(CUT_MARK)
+        while start < len(data) and data[start] & 0xC0 == 0x80:  # a continuation byte
+            start += 1
+        return CUT_MARK + data[start:].decode("utf-8")
 
     def last_line(self, limit: int = ERROR_LINE) -> str:
         """The last output line that is not blank, as one line of text (or ""): of a line
@@ -162,6 +168,15 @@ class TaskOutput:
             if said:
                 return display_name(said[:limit])
         return ""
+
+
+def cut_line(line: bytes) -> bytes:
+    """``line``'s first TAIL_LINE bytes and `` [...]``, cut before a UTF-8 character that
+    would be split (at most 3 bytes earlier): a split one reads as a replacement character."""
+    end = TAIL_LINE
+    while end > TAIL_LINE - 3 and line[end] & 0xC0 == 0x80:  # a continuation byte
+        end -= 1
+    return line[:end] + b" [...]"
 
 
 def redrawn(line: bytes) -> bytes:

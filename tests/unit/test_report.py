@@ -4,6 +4,8 @@ import errno
 import io
 import os
 
+import pytest
+
 from orchestrator.report import printer
 from orchestrator.report.logfile import LogFile
 from orchestrator.report.output import MAX_LINE, TAIL_LINE, LineSplitter, Reporter, TaskOutput
@@ -51,6 +53,27 @@ def test_the_tail_keeps_the_last_lines_each_cut_to_a_bounded_length():
     assert output.tail_text(2, limit=1 << 20).splitlines()[0] == "line 999"
     assert len(output.tail_text(2).encode()) <= 4096  # what show --json keeps per task
     assert output.last_line().startswith("yyyy") and output.last_line().endswith("[...]")
+
+
+@pytest.mark.parametrize("char", ["\u00e9", "\u20ac", "\U0001f600"])
+@pytest.mark.parametrize("lines", [1, 30])
+def test_the_output_kept_for_the_history_is_cut_where_a_character_begins(char, lines):
+    output, _ = sink()
+    for _ in range(lines):
+        output("stdout", (char * 3001).encode() + b"\n")
+    output.finish()
+    text = output.tail_text()
+    assert len(text.encode()) <= 4096
+    assert len(text.encode()) > 4096 - len(char.encode())
+    assert text.startswith("[...]" + char) and "\ufffd" not in text
+
+
+def test_invalid_bytes_replaced_in_the_kept_output_still_fit_its_limit():
+    output, _ = sink()
+    output("stdout", b"\xff" * 3000 + b"\n")
+    output.finish()
+    text = output.tail_text()
+    assert len(text.encode()) <= 4096 and text.startswith("[...]\ufffd")
 
 
 def test_the_tail_is_bounded_in_bytes():
