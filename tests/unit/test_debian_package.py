@@ -43,3 +43,20 @@ def test_ci_builds_and_installs_the_package_after_the_tests():
     run = (TOP / ".ci" / "run").read_text()
     assert ".ci/debian" in run
     assert run.index("python -m pytest") < run.index(".ci/debian") < run.index("CI: passed")
+
+
+def test_the_package_ships_every_example_the_readme_points_to():
+    """dh_installexamples installs what debian/hookrun.examples lists (globs expanded): every
+    file of hooks.d.example/ and examples/ (the systemd and cron examples of
+    examples/README.md, the trees of examples/migrations/) is among them."""
+    readme = (TOP / "README.md").read_text()
+    assert "examples/README.md" in readme and "examples/migrations/" in readme
+    listed = [line.strip() for line in (DEBIAN / "hookrun.examples").read_text().splitlines()
+              if line.strip() and not line.startswith("#")]
+    shipped = {path for line in listed for path in TOP.glob(line)}
+    files = [path for top in ("hooks.d.example", "examples")
+             for path in (TOP / top).rglob("*") if path.is_file()]
+    assert files
+    missing = [str(path.relative_to(TOP)) for path in files
+               if not shipped & ({path} | set(path.parents))]
+    assert missing == []
