@@ -3,8 +3,6 @@
 import json
 import os
 
-import pytest
-
 from tests.conftest import marker_hook, order, run_hookrun
 
 LIST_FIELDS = {"phase", "dir", "name", "path", "runs", "reason", "critical", "on_failure",
@@ -234,8 +232,6 @@ def test_check_warns_of_a_notify_command_that_is_not_there_by_path_or_by_name(tr
     assert result.returncode == 77 and f"chmod go-w {missing.parent}" in result.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="needs the change of recover_command in run.py "
-                   "(an area of another branch): drop this mark when it is in")
 def test_recover_of_a_state_dir_that_does_not_exist_creates_nothing(tmp_path):
     """A mistyped --state-dir has nothing to recover: recover says so, exits as with nothing
     to recover, and creates neither the directory nor its parents."""
