@@ -18,7 +18,6 @@ from orchestrator.files import NotRegularFile, is_null_device, read_settings
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
-    from types import ModuleType
 
     import pathspec
 
@@ -112,24 +111,43 @@ class IgnoreRules:
                               ) from None
         except OSError as error:
             raise ConfigError(f"{self.path}: cannot read: {error.strerror}") from None
-        import pathspec  # only trees that have a .hookignore pay for it
-
         try:
-            self.spec = pathspec.GitIgnoreSpec.from_lines(lines)
-        except ValueError:
-            raise ConfigError(self.bad_line(pathspec, lines)) from None
+            self.spec = compiled(lines)
+        except PatternError:
+            raise ConfigError(self.bad_line(lines)) from None
 
-    def bad_line(self, pathspec: ModuleType, lines: list[str]) -> str:
+    def bad_line(self, lines: list[str]) -> str:
         """The error line for the first line of ``lines`` that pathspec refuses."""
         for number, line in enumerate(lines, 1):
             try:
-                pathspec.GitIgnoreSpec.from_lines([line])
-            except ValueError:
+                compiled([line])
+            except PatternError:
                 return f"{self.path}:{number}: bad pattern {line!r} (gitignore syntax)"
         return f"{self.path}: bad patterns (gitignore syntax)"
 
     def matches(self, relative: str) -> bool:
         return self.spec is not None and self.spec.match_file(relative)
+
+
+class PatternError(Exception):
+    """A .hookignore line pathspec cannot read."""
+
+
+def compiled(lines: list[str]) -> pathspec.GitIgnoreSpec:
+    """The GitIgnoreSpec of ``lines``; PatternError for a line pathspec refuses, or whose
+    regular expression ``re`` refuses (``[z-a]``: re.error is no ValueError). What ``re``
+    warns of (a possible nested set) is no line of hookrun's stderr."""
+    import re
+    import warnings
+
+    import pathspec  # only trees that have a .hookignore pay for it
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return pathspec.GitIgnoreSpec.from_lines(lines)
+    except (ValueError, re.error) as error:
+        raise PatternError(str(error)) from None
 
 
 def silent_skip_reason(name: str) -> str | None:

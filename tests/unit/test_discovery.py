@@ -5,6 +5,7 @@ import os
 import pytest
 
 from orchestrator import constants as c
+from orchestrator.errors import ConfigError
 from orchestrator.plan.discovery import (
     IgnoreRules,
     PhaseDir,
@@ -120,6 +121,23 @@ def test_hookignore_uses_gitignore_patterns_relative_to_the_hooks_dir(hooks):
     assert names(found) == ["20-b", "40-keep.sample"]
     skipped = [e for e in found if not e.runs]
     assert all(not e.warn and ".hookignore" in e.reason for e in skipped)
+
+
+@pytest.mark.parametrize("line", ["!", "a\\", "[z-a]bad", "**/[b-a]"])
+def test_a_hookignore_line_no_pattern_can_be_made_of_is_78_naming_file_and_line(hooks, line):
+    """pathspec's own refusals, and a range ``re`` refuses: re.error is no ValueError, and
+    was an internal error (exit 70)."""
+    (hooks / c.IGNORE_NAME).write_text(f"*.sample\n{line}\n")
+    with pytest.raises(ConfigError) as raised:
+        IgnoreRules(str(hooks))
+    assert str(raised.value) == \
+        f"{hooks / c.IGNORE_NAME}:2: bad pattern {line!r} (gitignore syntax)"
+
+
+def test_what_re_warns_of_in_a_hookignore_pattern_is_no_line_on_stderr(hooks, recwarn):
+    (hooks / c.IGNORE_NAME).write_text("[[:nope:]]\n")
+    IgnoreRules(str(hooks))
+    assert [str(w.message) for w in recwarn] == []
 
 
 def test_missing_phase_directory_is_an_empty_phase(tmp_path):
