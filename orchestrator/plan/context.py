@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
     from typing import Any, TypeVar
 
+    from orchestrator.accounts import Identity
     from orchestrator.cli import Arguments
     from orchestrator.plan.discovery import Entry, PhaseDir
     from orchestrator.plan.settings import Config, HookSettings, Value
@@ -318,23 +319,31 @@ def plan(ctx: Context, discovered: Discovered, heads: Mapping[str, bytes],
                     hook_settings = plain.get(phase_dir.phase) or plain.setdefault(
                         phase_dir.phase, settings.effective_settings(
                             phase_dir.phase, header, section, ctx.config, overrides))
-                check_identity(hook_settings, header, section, entry, ctx.config.path)
+                identity = check_identity(hook_settings, header, section, entry,
+                                          ctx.config.path)
+                if identity is not None and not entry.fails:
+                    problem = identity_start_problem(entry.path, heads[entry.path],
+                                                     hooks_path(ctx), identity)
+                    if problem:
+                        entry = entry._replace(reason=problem, fails=problem)
             hooks.append(PlannedHook(entry, hook_settings))
         result.append((phase_dir, hooks))
     return result
 
 
 def check_identity(hook_settings: HookSettings, header: Mapping[str, tuple[Value, int]],
-                   section: Mapping[str, Value], entry: Entry, config_path: str | None) -> None:
-    """ConfigError (78) naming file and line when a hook's ``user=`` or ``group=`` names an
-    account the system does not know, or asks a hookrun that is not root to be someone
-    else (naming the user hookrun runs as is allowed, and changes nothing)."""
+                   section: Mapping[str, Value], entry: Entry, config_path: str | None
+                   ) -> Identity | None:
+    """The Identity a hook runs as (None: hookrun's own); ConfigError (78) naming file and
+    line when its ``user=`` or ``group=`` names an account the system does not know, or
+    asks a hookrun that is not root to be someone else (naming the user hookrun runs as
+    is allowed, and changes nothing)."""
     if hook_settings.user is None and hook_settings.group is None:
-        return
+        return None
     from orchestrator.accounts import identity_of
 
     try:
-        identity_of(hook_settings.user, hook_settings.group)
+        return identity_of(hook_settings.user, hook_settings.group)
     except (LookupError, PermissionError) as error:
         message = str(error)
         key = "group" if "group" in message.split()[:2] or hook_settings.user is None \
@@ -345,6 +354,25 @@ def check_identity(hook_settings: HookSettings, header: Mapping[str, tuple[Value
             where = f"{display_name(entry.path)}:{header[key][1]}"
         raise ConfigError(f"{where}: {key}={display_name(getattr(hook_settings, key))}: "
                           f"{message}") from None
+
+
+def identity_start_problem(path: str, head: bytes, env_path: str | None,
+                           identity: Identity) -> str | None:
+    """Why the hook at ``path`` (first bytes ``head``) cannot start as ``identity`` (its
+    user=) although hookrun itself could start it: the file, or an interpreter its ``#!``
+    line names (found in ``env_path``), that the identity may not execute
+    (discovery.exec_problem). Without this the kernel refuses each attempt (126) and every
+    retry waits for nothing (design.md 10)."""
+    problem = discovery.exec_problem(path, identity)
+    if problem:
+        return problem
+    for _name, program in safety.interpreters(head, env_path):
+        if program is None:
+            continue  # not found: mark_start_problems' finding, made before
+        problem = discovery.exec_problem(program, identity)
+        if problem:
+            return f"interpreter {display_name(program)} {problem}"
+    return None
 
 
 def hooks_path(ctx: Context) -> str | None:
@@ -608,6 +636,11 @@ def start_fix(entry: Entry) -> str:
     fix = START_FIXES.get(entry.fails)
     if fix:
         return fix.format(path=display_name(entry.path))
+    if " not executable by user " in f" {entry.fails}":
+        what = "the interpreter" if entry.fails.startswith("interpreter ") \
+            else display_name(entry.path)
+        return (f"let that user execute {what} (chgrp a group of the user and chmod g+x, "
+                "or chmod o+x) and search every directory above it; or change user=")
     if entry.fails.startswith("interpreter "):
         return "install the interpreter, or correct the #! line"
     return "make it a file that can run, or rename it *.disabled to switch it off"
@@ -639,12 +672,18 @@ def check_tree(ctx: Context, all_events: bool = False
     discovered = mark_start_problems(ctx, discovered, heads, checker)
     errors: list[str] = []
     near: list[str] = []
+    planned: list[tuple[PhaseDir, list[Entry]]] = []
     for phase, entries in discovered:
+        found: list[Entry] = []
         for entry in entries:
             try:
-                plan(ctx, [(phase, [entry])], heads, near)
+                # The plan marks a hook its user= may not execute as one that cannot start.
+                entry = plan(ctx, [(phase, [entry])], heads, near)[0][1][0].entry
             except ConfigError as error:
                 errors.append(str(error))
+            found.append(entry)
+        planned.append((phase, found))
+    discovered = planned
     fixes = safety.shared_fixes(checker.problems)
     unsafe = [Problem(display_name(path), safety.bare(text), fixes[text.owner])
               if isinstance(text, safety.ForeignOwner) and text.owner in fixes

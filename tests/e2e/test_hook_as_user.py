@@ -4,6 +4,7 @@ descriptors only, runs what it defers as that user, and kills its processes at a
 through the installed hookrun, with the real second account and the test PostgreSQL."""
 
 import os
+import shutil
 import subprocess
 import tempfile
 
@@ -154,3 +155,60 @@ def test_an_unknown_user_is_a_configuration_error(tree):
     result = run_hookrun("run", *tree.args(), "--", "/bin/true")
     assert result.returncode == 78
     assert f"{path}:2" in result.stderr and "unknown user" in result.stderr
+
+
+def cannot_start_as_user(tree, hook, reason):
+    """Run and check ``tree``, whose ``hook`` (a pre- hook with user= and retries=2) its
+    user may not start: a task failed at once with ``reason``, the run stopped (69), and
+    ``check`` exits 1 naming it with a fix."""
+    result = run_hookrun("run", *tree.args(), "--", "/bin/true")
+    assert result.returncode == 69, result.stderr
+    record = show_last(tree)
+    assert (record["status"], record["exit_code"]) == ("failure", 69)
+    task = next(t for t in record["tasks"] if t["name"] == hook.name)
+    assert (task["status"], task["reason"], task["attempts"]) == ("failed", reason, 1)
+    assert "retry" not in result.stderr
+    check = run_hookrun("check", *tree.args())
+    assert check.returncode == 1, check.stderr
+    assert f"{hook}: {reason} (fix: " in check.stderr
+    return record
+
+
+def test_a_hook_its_user_may_not_execute_fails_at_once_and_check_names_it(tree, attacker):
+    marks = shared_marks(tree)
+    # The same mode without user= is root's to run, and runs as before.
+    tree.hook("pre-backup.d/05-root", f'id -u > "{marks}/root"', mode=0o700)
+    hook = tree.hook("pre-backup.d/10-as-user", f'id -u > "{marks}/user"', mode=0o700,
+                     header=f"user={attacker.pw_name} retries=2 retry-delay=1s")
+    record = cannot_start_as_user(tree, hook, f"not executable by user {attacker.pw_name}")
+    assert open(os.path.join(marks, "root")).read().split() == ["0"]
+    assert not os.path.exists(os.path.join(marks, "user"))
+    assert [t["status"] for t in record["tasks"] if t["phase"] == "pre"] == ["ok", "failed"]
+    # Once the user may execute it, it runs as that user.
+    hook.chmod(0o755)
+    result = run_hookrun("run", *tree.args(), "--", "/bin/true")
+    assert result.returncode == 0, result.stderr
+    assert open(os.path.join(marks, "user")).read().split() == [str(attacker.pw_uid)]
+
+
+def test_a_hook_whose_interpreter_its_user_may_not_execute_fails_at_once(tree, attacker):
+    marks = shared_marks(tree)
+    interpreter = tree.base / "root-sh"
+    shutil.copyfile("/bin/sh", interpreter)
+    interpreter.chmod(0o700)
+    hook = tree.hook("pre-backup.d/10-as-user", f'id -u > "{marks}/user"',
+                     shebang=f"#!{interpreter}",
+                     header=f"user={attacker.pw_name} retries=2 retry-delay=1s")
+    cannot_start_as_user(
+        tree, hook, f"interpreter {interpreter} not executable by user {attacker.pw_name}")
+    assert not os.path.exists(os.path.join(marks, "user"))
+
+
+def test_a_hook_in_a_directory_its_user_may_not_search_fails_at_once(tree, attacker):
+    marks = shared_marks(tree)
+    hook = tree.hook("pre-backup.d/10-as-user", f'id -u > "{marks}/user"',
+                     header=f"user={attacker.pw_name} retries=2 retry-delay=1s")
+    hook.parent.chmod(0o700)
+    cannot_start_as_user(tree, hook, f"not executable by user {attacker.pw_name} (it cannot "
+                                     f"enter {hook.parent})")
+    assert not os.path.exists(os.path.join(marks, "user"))
