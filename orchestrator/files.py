@@ -208,16 +208,30 @@ def write_all(fd: int, data: bytes) -> None:
 
 def foreign_links(path: str, euid: int | None = None) -> list[str]:
     """Problem lines for every symbolic link on the way to ``path`` that another user owns:
-    whoever owns a link can point it elsewhere between our check and our open."""
+    whoever owns a link can point it elsewhere between our check and our open. OSError when
+    the way cannot be looked up (EACCES, ENAMETOOLONG, ELOOP) and no link of another user
+    was passed before: that is no trust finding, but a path that cannot be written, which
+    its open or write says (design.md sections 2 and 4)."""
     euid = os.geteuid() if euid is None else euid
+    passed: list[tuple[str, os.stat_result]] = []
+
+    def look(entry: str) -> os.stat_result:
+        info = os.lstat(entry)
+        passed.append((entry, info))
+        return info
+
     try:
-        found, _exists = chain(os.path.abspath(path))
+        chain(os.path.abspath(path), look)
+        failure = None
     except OSError as error:
-        return [f"{shown(path)}: {error.strerror}"]
-    return [f"{shown(entry)} is a symbolic link owned by uid {info.st_uid}, not root or the "
-            f"user running hookrun (fix: replace it, or point hookrun at the real path)"
-            for entry, info in found
-            if stat.S_ISLNK(info.st_mode) and info.st_uid not in (0, euid)]
+        failure = error
+    problems = [f"{shown(entry)} is a symbolic link owned by uid {info.st_uid}, not root or "
+                f"the user running hookrun (fix: replace it, or point hookrun at the real path)"
+                for entry, info in passed
+                if stat.S_ISLNK(info.st_mode) and info.st_uid not in (0, euid)]
+    if failure is not None and not problems:
+        raise failure
+    return problems
 
 
 def real_path(path: str) -> str:
@@ -226,7 +240,8 @@ def real_path(path: str) -> str:
     user, who could have planted it to make root write where it points. A link at ``path``
     itself is followed only if root or the running user owns it (no one else can replace it
     in a sticky directory); the file is then opened without following a link (ELOOP: a link
-    planted after this look refuses it), or replaced by a rename, which follows none."""
+    planted after this look refuses it), or replaced by a rename, which follows none.
+    OSError when the way cannot be looked up (see foreign_links)."""
     problems = foreign_links(path)
     if problems:
         raise NotOwnFile(problems[0])
@@ -258,8 +273,13 @@ def output_file_problems(path: str, appended: bool) -> list[str]:
     """Why hookrun must not write the log or metrics file at ``path``: a symbolic link of
     another user on the way, or (for a file ``appended`` to, the log) an existing file that
     another user owns or can write. [] when it is fine. A FIFO, socket, device or directory
-    is not a problem here: opening it is refused with a warning, and the run goes on."""
-    problems = foreign_links(path)
+    is not a problem here: opening it is refused with a warning, and the run goes on; nor is
+    a path that cannot be looked up (EACCES, ENAMETOOLONG, ELOOP): opening the log file
+    refuses the run (73), writing the metrics file warns."""
+    try:
+        problems = foreign_links(path)
+    except OSError:
+        return []
     if appended and not problems:
         try:
             info = os.stat(path)
