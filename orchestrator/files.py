@@ -206,17 +206,18 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
-def foreign_links(path: str, euid: int | None = None) -> list[str]:
+def foreign_links(path: str, euid: int | None = None,
+                  lstat: Callable[[str], os.stat_result] = os.lstat) -> list[str]:
     """Problem lines for every symbolic link on the way to ``path`` that another user owns:
     whoever owns a link can point it elsewhere between our check and our open. OSError when
     the way cannot be looked up (EACCES, ENAMETOOLONG, ELOOP) and no link of another user
     was passed before: that is no trust finding, but a path that cannot be written, which
-    its open or write says (design.md sections 2 and 4)."""
+    its open or write says (design.md sections 2 and 4). ``lstat`` as for chain."""
     euid = os.geteuid() if euid is None else euid
     passed: list[tuple[str, os.stat_result]] = []
 
     def look(entry: str) -> os.stat_result:
-        info = os.lstat(entry)
+        info = lstat(entry)
         passed.append((entry, info))
         return info
 
