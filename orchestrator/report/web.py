@@ -229,7 +229,14 @@ def send(method: str, url: str, body: bytes = b"", headers: Mapping[str, str] | 
     kind = TLSConnection if parts.scheme == "https" else Connection
     # split_credentials refused a URL without a host, and ``bare`` has the same host.
     assert parts.hostname is not None
-    connection = kind(parts.hostname, parts.port, deadline)
+    # The port always given: without one, http.client reads an IPv6 address's last group as
+    # the port (http://[::1]/ went to host ":" port 1, http://[::1%25eth0]/ raised).
+    # An IPv6 zone is percent-encoded in a URL (RFC 6874: [fe80::1%25eth0]), not in an address.
+    host = urllib.parse.unquote(parts.hostname)
+    try:
+        connection = kind(host, parts.port or kind.default_port, deadline)
+    except http.client.HTTPException as error:
+        raise ValueError(f"bad URL ({type(error).__name__}: {error})") from None
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     sent = {"User-Agent": "hookrun", "Connection": "close", **(headers or {})}
     if auth and not any(name.lower() == "authorization" for name in sent):

@@ -52,3 +52,28 @@ def test_sparkline_from_lowest_to_highest_block_and_in_ascii():
     assert trends.sparkline([1, 8, 4.5]) == "▁█▅"
     assert trends.sparkline([1, 8, 4.5], unicode=False) == "_#-"
     assert trends.sparkline([2, 2]) == "▁▁" and trends.sparkline([]) == ""
+
+
+@pytest.mark.parametrize("url, host, port", [
+    ("http://[::1]/ping", "::1", 80),
+    ("https://[2001:db8::1]/ping", "2001:db8::1", 443),
+    ("http://[::1%25lo]/ping", "::1%lo", 80),
+    ("http://[::1]:8080/ping", "::1", 8080),
+    ("http://127.0.0.1/ping", "127.0.0.1", 80),
+])
+def test_a_request_goes_to_the_urls_host_and_port_also_for_an_ipv6_address(monkeypatch, url,
+                                                                             host, port):
+    """Without a port in the URL, http.client read an IPv6 address's last group as the port
+    (http://[::1]/ went to host ':' port 1) or raised (a zone id: an internal error)."""
+    from orchestrator.report import web
+
+    asked = []
+
+    def refuse(*args):
+        asked.append(args[:2])
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    monkeypatch.setattr(web, "open_socket", refuse)
+    with pytest.raises(OSError):
+        web.send("POST", url, b"", timeout=1)
+    assert asked == [(host, port)]
