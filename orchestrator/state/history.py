@@ -196,8 +196,12 @@ class Progress:
         self.current = (phase, name, started)
 
     def finished(self, record: TaskRecord) -> None:
+        """``record`` ended; written now if its running row was (it ran a second): left
+        there until the next flush, a crash would leave it as the task cut short."""
         self.pending.append(record)
         self.current = None
+        if self.written is not None:
+            self.flush()
 
     def flush(self) -> None:
         if not self.pending and self.current == self.written:

@@ -267,6 +267,21 @@ def test_the_task_a_dead_run_was_running_stays_in_its_record_as_failed(tree, rea
     assert tree.read("undone") == ""
 
 
+def test_a_task_that_ended_after_its_running_row_was_written_is_not_the_one_cut_short(tree):
+    """A hook that ran over a second has a running row; once it ends, its record replaces
+    that row at once: a crash in the next hook (under a second, no row of its own) must not
+    leave the finished hook recorded as the task cut short."""
+    tree.hook("pre-backup.d/10-slow", "sleep 2")
+    tree.hook("pre-backup.d/20-crash", "kill -9 $PPID")
+    result = run_hookrun("run", *tree.args(), "--", "true")
+    assert result.returncode == -9, result.stderr  # SIGKILL
+    assert run_hookrun("recover", *tree.args()).returncode == 0
+    record = show_last(tree)
+    assert record["status"] == "interrupted"
+    assert [(t["phase"], t["name"], t["status"]) for t in record["tasks"]] == [
+        ("pre", "10-slow", "ok")]
+
+
 def test_the_next_run_recovers_before_its_pre_hooks(tree, reaper):
     tree.hook("pre-backup.d/10-register", f"""
         if [ ! -e "{tree.marks}/crashed-once" ]; then
