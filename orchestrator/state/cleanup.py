@@ -491,6 +491,14 @@ class Recovered:
         self.problems: list[str] = []
 
 
+def end_leftovers(engine: Engine, dead_id: str) -> None:
+    """End the processes the dead run ``dead_id`` left running (Supervisor.end_leftovers),
+    saying which."""
+    ended = engine.supervisor.end_leftovers(dead_id, engine.ctx.kill_grace)
+    if ended:
+        engine.reporter.ended_leftovers(dead_id, ended)
+
+
 def recover(engine: Engine, history: History | NoHistory, state_dir: str) -> Recovered:
     """Replay the pending cleanups of every dead run, last registered first, recording them
     in the dead run's history (phase ``recover``). The processes a dead run left running
@@ -503,8 +511,10 @@ def recover(engine: Engine, history: History | NoHistory, state_dir: str) -> Rec
         engine.reporter.run_dir_refused(*refusal)
         path, _problem, is_damaged, aside = refusal
         if is_damaged and aside is not None:
-            # Its cleanups could not be read, but it died: its row, if it has one, must not
-            # say "running" for ever. Set aside, it is never found again: marked once.
+            # Its cleanups could not be read, but it died: the processes it left are ended
+            # as any dead run's are, and its row, if it has one, must not say "running" for
+            # ever. Set aside, it is never found again: done once.
+            end_leftovers(engine, os.path.basename(path))
             try:
                 history.add_recovered(os.path.basename(path), None, (), create=False)
             except StateError as error:
@@ -515,9 +525,7 @@ def recover(engine: Engine, history: History | NoHistory, state_dir: str) -> Rec
             continue
         dead_id = dead.run_id
         engine.reporter.recovering(dead_id)
-        ended = engine.supervisor.end_leftovers(dead_id, engine.ctx.kill_grace)
-        if ended:
-            engine.reporter.ended_leftovers(dead_id, ended)
+        end_leftovers(engine, dead_id)
         journal = Journal(dead.path)
         found = engine.run_cleanups(journal, c.PHASE_RECOVER, dead.lock_fd)
         if dead.meta.get("recorded", True):

@@ -514,6 +514,24 @@ def test_an_owner_lock_that_fails_to_open_sets_nothing_aside_and_a_gone_one_is_n
     assert (tree.marks / "undone").exists() and not dead.exists()
 
 
+def test_the_processes_a_dead_run_set_aside_as_damaged_left_are_ended(tree, reaper):
+    """Its cleanups cannot be read, but it died: what it left running is ended first, as
+    for any dead run (design.md 8), not left running while the history says it is over."""
+    from tests.integration.test_process_control import alive, crash_while_running
+
+    tree.hook("pre-backup.d/10-a", f'echo $$ > "{tree.marks}/up"; exec sleep 60')
+    dead_id = crash_while_running(tree, reaper, "10-a")
+    leftover = reaper[-1]
+    make_dir(tree.state / "runs" / dead_id / "meta.json")
+    result = run_hookrun("recover", *tree.args("--kill-grace", "1s"))
+    assert result.returncode == 0, result.stderr
+    assert "damaged" in result.stderr and "ended" in result.stderr, result.stderr
+    deadline = time.monotonic() + 10
+    while alive(leftover) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not alive(leftover)
+
+
 @pytest.mark.parametrize("history", ["sound", "damaged"])
 @pytest.mark.parametrize("command", ["run", "recover"])
 def test_a_damaged_dead_runs_history_row_becomes_interrupted_once(tree, reaper, command,
