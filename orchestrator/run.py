@@ -665,13 +665,18 @@ def previous_run(ctx: Context) -> tuple[str, str] | tuple[None, None]:
 def recover_command(ctx: Context) -> int:
     """``hookrun recover``: run the pending cleanups of crashed runs; returns 0. A state
     directory that does not exist (a mistyped ``--state-dir``) has nothing to recover: it is
-    not created."""
-    if not os.path.lexists(ctx.state_dir):
+    not created. One that cannot be looked at (EACCES) is the Session's refusal (73), never
+    "nothing to recover"."""
+    try:
+        os.lstat(ctx.state_dir)
+    except FileNotFoundError:
         from orchestrator.report.output import Reporter
         from orchestrator.report.printer import Console
 
         Reporter(Console(ctx.color, ctx.quiet, ctx.verbose), None).nothing_to_recover()
         return c.EXIT_OK
+    except OSError:
+        pass
     with Session(ctx, new_run_id()) as session:
         engine = session.open_run(recorded=False)
         assert engine is not None  # it gives way to no other run: it holds no event lock

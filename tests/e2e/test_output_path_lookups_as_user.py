@@ -86,3 +86,15 @@ def test_a_loop_of_another_users_links_on_the_way_is_still_unsafe(attacker, stic
     assert "unsafe output file" in result.stderr and str(sticky_dir / "loop-a") in \
         result.stderr
     assert not mark.exists()
+
+
+def test_recover_of_a_state_directory_the_user_cannot_look_at_is_73_not_nothing_to_do(
+        attacker, user_hookrun, user_home):
+    """Only a state directory that does not exist has nothing to recover; one behind a
+    directory the user may not search (EACCES) is refused, not reported as all done."""
+    state = user_home / "closed" / "state"
+    result = as_user(attacker, [user_hookrun, "recover", "--state-dir", str(state),
+                                "--log-file", ""], env=user_env(attacker))
+    assert result.returncode == EXIT_CANT_CREATE, (result.stdout, result.stderr)
+    assert "nothing to recover" not in result.stdout
+    assert "Permission denied" in result.stderr
