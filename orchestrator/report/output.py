@@ -161,22 +161,27 @@ class TaskOutput:
             for line in reversed(block.split(b"\n")):
                 said = redrawn(line)
                 if said:
-                    text = display_name(said[:limit])
+                    text = display_name(whole_characters(said, limit))
                     return text + " [...]" if len(said) > limit else text
         for rest in self.splitters.values():
             said = redrawn(rest.rest)
             if said:
-                return display_name(said[:limit])
+                return display_name(whole_characters(said, limit))
         return ""
 
 
-def cut_line(line: bytes) -> bytes:
-    """``line``'s first TAIL_LINE bytes and `` [...]``, cut before a UTF-8 character that
-    would be split (at most 3 bytes earlier): a split one reads as a replacement character."""
-    end = TAIL_LINE
-    while end > TAIL_LINE - 3 and line[end] & 0xC0 == 0x80:  # a continuation byte
+def whole_characters(data: bytes, limit: int) -> bytes:
+    """``data``'s first ``limit`` bytes, cut before a UTF-8 character that would be split
+    (at most 3 bytes earlier): a split one reads as a replacement character."""
+    end = limit
+    while end > limit - 3 and end < len(data) and data[end] & 0xC0 == 0x80:  # continuation
         end -= 1
-    return line[:end] + b" [...]"
+    return data[:end]
+
+
+def cut_line(line: bytes) -> bytes:
+    """``line``'s first TAIL_LINE bytes (whole characters) and `` [...]``."""
+    return whole_characters(line, TAIL_LINE) + b" [...]"
 
 
 def redrawn(line: bytes) -> bytes:

@@ -68,6 +68,19 @@ def test_the_output_kept_for_the_history_is_cut_where_a_character_begins(char, l
     assert text.startswith("[...]" + char) and "\ufffd" not in text
 
 
+@pytest.mark.parametrize("char", ["\u00e9", "\u20ac", "\U0001f600"])
+def test_the_error_line_is_cut_where_a_character_begins(char):
+    """HOOKRUN_ERROR's last line (ERROR_LINE bytes) ends on a whole character."""
+    from orchestrator.report.output import ERROR_LINE
+
+    output, _ = sink()
+    output("stdout", b"a" + (char * 300).encode() + b"\n")
+    output.finish()
+    said = output.last_line()
+    assert said.endswith(char + " [...]") and "\ufffd" not in said
+    assert ERROR_LINE - 3 <= len(said[:-len(" [...]")].encode()) <= ERROR_LINE
+
+
 def test_invalid_bytes_replaced_in_the_kept_output_still_fit_its_limit():
     output, _ = sink()
     output("stdout", b"\xff" * 3000 + b"\n")
