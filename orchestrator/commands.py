@@ -114,8 +114,9 @@ def refusal_problem(args: Arguments, error: HookrunError) -> Problem:
 
     what = str(error)
     head, sep, _rest = what.partition(":")
-    if sep and os.path.isabs(head):
-        return context.Problem(head, what, "")
+    if sep and (os.path.isabs(head) or head == getattr(args, "config", None)):
+        # -c names the config as the user gave it, maybe relative: the path is absolute.
+        return context.Problem(os.path.abspath(head), what, "")
     dirs = context.find_hooks_dirs(args, required=False)
     missing = [directory for directory in dirs if not os.path.isdir(directory)]
     return context.Problem(display_name((missing or dirs)[-1]), what, "")

@@ -69,11 +69,13 @@ def refusal_cases(tree):
     ignore.unlink()
     tree.config("[bogus]\n")
     yield ["--json", *tree.args()], tree.hooks / "hookrun.conf"
+    # -c relative to the working directory: the problem's path is the file's, absolute.
+    yield ["--json", "-c", "hookrun.conf", *tree.args()], tree.hooks / "hookrun.conf"
 
 
 def test_check_json_reports_a_refusal_as_its_one_problem_with_its_status(tree):
     for argv, path in refusal_cases(tree):
-        result = run_hookrun("check", *argv)
+        result = run_hookrun("check", *argv, cwd=tree.hooks)
         assert result.returncode == 78, (argv, result.stderr)
         found = json.loads(result.stdout)
         assert (found["ok"], found["warnings"]) == (False, [])
