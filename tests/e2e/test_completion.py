@@ -108,6 +108,10 @@ def test_without_d_the_hooks_directory_is_hookrun_dir(hooks, tmp_path):
     (other / "pre-nightly.d").mkdir(parents=True)
     assert complete("hookrun", "check", "-d", str(other), "-e", "",
                     env={"HOOKRUN_DIR": str(hooks)}) == ["nightly"]
+    # Empty parts name no directory, as hookrun reads the list.
+    for listed in (f"{other}:{hooks}:", f"{hooks}::"):
+        assert complete("hookrun", "check", "-e", "", env={"HOOKRUN_DIR": listed}) == \
+            ["backup", "prune"]
 
 
 def test_phase_offers_the_phase_directories_of_the_tree(hooks):
