@@ -53,6 +53,7 @@ BUSY_TIMEOUT = 30.0
 SQLITE_CORRUPT = 11
 SQLITE_NOTADB = 26
 COMPANIONS = ("-wal", "-shm", "-journal")
+SQLITE_HEADER = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database file
 UNIX_EPOCH_JULIAN_DAY = 2440587.5
 # The reason of the task a dead run was running: hookrun died before it ended.
 CUT_SHORT = "interrupted (hookrun died while it ran)"
@@ -382,12 +383,34 @@ class History:
         try:
             now = os.stat(self.path)
             if (now.st_dev, now.st_ino) == self.identity:
+                if self.header_intact():
+                    return
+                # Overwritten where it is: SQLite, reading through its own cache and a
+                # write-ahead log it still holds open, may never look at the file again.
+                self.move_aside(sqlite3.DatabaseError("file is not a database (its header was "
+                                                      "overwritten)"), self.reporter)
+                self.attempt(self.open)
                 return
         except OSError:
             pass
         self.reporter.history_replaced(self.path)
         self.close()
         self.attempt(self.open)
+
+    def header_intact(self) -> bool:
+        """Whether the file at ``path`` still starts as an SQLite database does (or is still
+        empty, as a new one in WAL mode may be); one that cannot be read proves nothing."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            return True
+        try:
+            head = os.read(fd, len(SQLITE_HEADER))
+        except OSError:
+            return True
+        finally:
+            os.close(fd)
+        return head in (b"", SQLITE_HEADER)
 
     def start_run(self, run_id: str, event: str, command: str | None, started: str,
                   no_hooks: bool, trigger: str | None = None) -> None:
