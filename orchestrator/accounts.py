@@ -9,6 +9,7 @@ from collections import namedtuple
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from typing import NamedTuple
 
     class IdentityFields(NamedTuple):
@@ -52,6 +53,51 @@ def identity_of(user: str | None = None, group: str | None = None) -> Identity |
         raise PermissionError("only root can run a hook as another user or group")
     groups = tuple(os.getgrouplist(entry.pw_name, gid))
     return Identity(entry.pw_name, entry.pw_uid, gid, groups, entry.pw_dir)
+
+
+def may_access(identity: Identity, checks: Sequence[tuple[str, int]]) -> int | None:
+    """The index of the first of ``checks`` ((path, os.X_OK or os.R_OK ...)) that
+    ``identity`` may not do, or None when it may do all: the kernel's own answer,
+    access(2) asked by a child that has become that identity, so ACLs, the directories on
+    the way, the links through them and noexec mounts count as they will when the hook
+    runs. OSError when no child could ask (fork failed, or it could not become the
+    identity). Forks: call it only while hookrun is single-threaded (planning)."""
+    read_end, write_end = os.pipe()
+    try:
+        pid = os.fork()
+    except OSError:
+        os.close(read_end)
+        os.close(write_end)
+        raise
+    if pid == 0:
+        # The child never returns into hookrun: no cleanup, no flush of the parent's
+        # buffers, whatever happens (os._exit in finally also ends any exception).
+        status = 1
+        try:
+            os.close(read_end)
+            os.setgroups(list(identity.groups))
+            os.setgid(identity.gid)
+            os.setuid(identity.uid)
+            refused = next((index for index, (path, mode) in enumerate(checks)
+                            if not os.access(path, mode)), None)
+            os.write(write_end, b"" if refused is None else str(refused).encode())
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write_end)
+    answer = b""
+    try:
+        while True:
+            chunk = os.read(read_end, 64)
+            if not chunk:
+                break
+            answer += chunk
+    finally:
+        os.close(read_end)
+        _, wait_status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(wait_status) != 0:
+        raise OSError(f"could not ask as user {identity.name}")
+    return int(answer) if answer else None
 
 
 # Run as ``python -I -S -c DROP UID GID GROUPS ARGV...``: become that identity, then exec

@@ -360,19 +360,13 @@ def identity_start_problem(path: str, head: bytes, env_path: str | None,
                            identity: Identity) -> str | None:
     """Why the hook at ``path`` (first bytes ``head``) cannot start as ``identity`` (its
     user=) although hookrun itself could start it: the file, or an interpreter its ``#!``
-    line names (found in ``env_path``), that the identity may not execute
-    (discovery.exec_problem). Without this the kernel refuses each attempt (126) and every
-    retry waits for nothing (design.md 10)."""
-    problem = discovery.exec_problem(path, identity)
-    if problem:
-        return problem
-    for _name, program in safety.interpreters(head, env_path):
-        if program is None:
-            continue  # not found: mark_start_problems' finding, made before
-        problem = discovery.exec_problem(program, identity)
-        if problem:
-            return f"interpreter {display_name(program)} {problem}"
-    return None
+    line names (found in ``env_path``), that the identity may not execute, or a script it
+    may not read (discovery.exec_problem, the kernel's answer as that user). Without this
+    the kernel refuses each attempt (126) and every retry waits for nothing (design.md 10)."""
+    # An interpreter not found is mark_start_problems' finding, made before.
+    programs = [program for _name, program in safety.interpreters(head, env_path)
+                if program is not None]
+    return discovery.exec_problem(path, identity, head, programs)
 
 
 def hooks_path(ctx: Context) -> str | None:
@@ -636,11 +630,13 @@ def start_fix(entry: Entry) -> str:
     fix = START_FIXES.get(entry.fails)
     if fix:
         return fix.format(path=display_name(entry.path))
-    if " not executable by user " in f" {entry.fails}":
-        what = "the interpreter" if entry.fails.startswith("interpreter ") \
-            else display_name(entry.path)
-        return (f"let that user execute {what} (chgrp a group of the user and chmod g+x, "
-                "or chmod o+x) and search every directory above it; or change user=")
+    if " by user " in entry.fails:  # discovery.exec_problem's answer for a user=
+        if entry.fails.startswith("interpreter "):
+            return ("let that user execute the interpreter (chmod o+x, or an ACL) and search "
+                    "every directory on the way; or change user=")
+        return (f"let that user read and execute {display_name(entry.path)} (chgrp a group "
+                "of the user and chmod g+rx, or chmod o+rx, or an ACL) and search every "
+                "directory on the way; or change user=")
     if entry.fails.startswith("interpreter "):
         return "install the interpreter, or correct the #! line"
     return "make it a file that can run, or rename it *.disabled to switch it off"

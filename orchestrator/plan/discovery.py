@@ -191,59 +191,35 @@ def classify(path: str) -> tuple[str | None, str | None]:
     return None, exec_problem(path)
 
 
-# The x bits of the owner, the group and the others: the kernel looks at one of them.
-EXEC_BITS = (stat.S_IXUSR, stat.S_IXGRP, stat.S_IXOTH)
-ANY_EXEC = stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH
-
-
-def exec_problem(path: str, identity: Identity | None = None) -> str | None:
-    """Why ``path`` may not be executed, or None when it may. For the running user
-    (``identity`` None) the kernel's answer, access(2), as run-parts asks it: ``not
-    executable``. For ``identity`` (a hook's user=, who runs it only later), what the kernel
-    would answer for its uid, gid and groups without ACLs: the x bit of the one class (owner,
-    group, others) it falls in, on the file and as search permission on each directory
-    above it, as written and as resolved (root needs one x bit on the file only):
-    ``not executable by user NAME``."""
+def exec_problem(path: str, identity: Identity | None = None, head: bytes = b"",
+                 programs: Sequence[str] = ()) -> str | None:
+    """Why ``path`` may not be executed, or None when it may: the kernel's answer,
+    access(2). For the running user (``identity`` None), as run-parts asks it: ``not
+    executable``. For ``identity`` (a hook's user=, who runs it only later), asked as that
+    user (accounts.may_access), so ACLs, links, the directories on the way and noexec
+    mounts count: the file must be executable (``not executable by user NAME``), readable
+    too when it is a script (``head``, its first bytes, not an ELF header: its interpreter,
+    or /bin/sh without ``#!``, reads it; ``not readable by user NAME``), and each of
+    ``programs`` (its ``#!`` interpreters) executable (``interpreter PATH not executable
+    by user NAME``)."""
     if identity is None:
         return None if os.access(path, os.X_OK) else "not executable"
-    refused = f"not executable by user {identity.name}"
+    from orchestrator.accounts import may_access
+
+    script = not head.startswith(b"\x7fELF")
+    own = [(path, os.X_OK)] + ([(path, os.R_OK)] if script else [])
+    checks = own + [(program, os.X_OK) for program in programs]
     try:
-        if not may_exec(os.stat(path), identity):
-            return refused
-        for directory in directories_above(path):
-            if not may_exec(os.stat(directory), identity):
-                return f"{refused} (it cannot enter {display_name(directory)})"
+        refused = may_access(identity, checks)
     except OSError as error:
-        return f"{refused} ({error.strerror})"
-    return None
-
-
-def may_exec(info: os.stat_result, identity: Identity) -> bool:
-    """Whether the mode bits of ``info`` let ``identity`` execute (a file) or search (a
-    directory) it, as the kernel decides without ACLs."""
-    if identity.uid == 0:
-        return stat.S_ISDIR(info.st_mode) or bool(info.st_mode & ANY_EXEC)
-    if info.st_uid == identity.uid:
-        bit = EXEC_BITS[0]
-    elif info.st_gid == identity.gid or info.st_gid in identity.groups:
-        bit = EXEC_BITS[1]
-    else:
-        bit = EXEC_BITS[2]
-    return bool(info.st_mode & bit)
-
-
-def directories_above(path: str) -> list[str]:
-    """The directories the kernel searches to reach ``path``: those above it as written and
-    above what it resolves to, outermost first, each once."""
-    found: list[str] = []
-    for spelled in (os.path.abspath(path), os.path.realpath(path)):
-        parent = os.path.dirname(spelled)
-        above = [parent]
-        while parent != os.path.dirname(parent):
-            parent = os.path.dirname(parent)
-            above.append(parent)
-        found += [d for d in reversed(above) if d not in found]
-    return found
+        return f"not executable by user {identity.name} ({error})"
+    if refused is None:
+        return None
+    refused_path, mode = checks[refused]
+    if refused < len(own):
+        what = "readable" if mode == os.R_OK else "executable"
+        return f"not {what} by user {identity.name}"
+    return f"interpreter {display_name(refused_path)} not executable by user {identity.name}"
 
 
 def discover(hooks_dirs: str | Sequence[str], phase_dir: PhaseDir,

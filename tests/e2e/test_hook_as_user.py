@@ -3,8 +3,10 @@ ids, groups and home, hands it its cleanup journal and HOOKRUN_ENV file as inher
 descriptors only, runs what it defers as that user, and kills its processes at a timeout;
 through the installed hookrun, with the real second account and the test PostgreSQL."""
 
+import errno
 import os
 import shutil
+import struct
 import subprocess
 import tempfile
 
@@ -209,6 +211,77 @@ def test_a_hook_in_a_directory_its_user_may_not_search_fails_at_once(tree, attac
     hook = tree.hook("pre-backup.d/10-as-user", f'id -u > "{marks}/user"',
                      header=f"user={attacker.pw_name} retries=2 retry-delay=1s")
     hook.parent.chmod(0o700)
-    cannot_start_as_user(tree, hook, f"not executable by user {attacker.pw_name} (it cannot "
-                                     f"enter {hook.parent})")
+    cannot_start_as_user(tree, hook, f"not executable by user {attacker.pw_name}")
     assert not os.path.exists(os.path.join(marks, "user"))
+
+
+def set_access_acl(path, uid, perms):
+    """Give ``path`` (mode 0750) the POSIX access ACL user::rwx user:UID:PERMS group::r-x
+    mask::PERMS other::---, written as the kernel's xattr (there is no setfacl here)."""
+    undefined = 0xFFFFFFFF
+    entries = [(0x01, 7, undefined), (0x02, perms, uid), (0x04, 5, undefined),
+               (0x10, perms, undefined), (0x20, 0, undefined)]
+    value = struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *entry) for entry in entries)
+    try:
+        os.setxattr(path, "system.posix_acl_access", value)
+    except OSError as error:
+        if error.errno == errno.ENOTSUP:
+            pytest.skip(f"the filesystem of {path} refuses POSIX ACLs")
+        raise
+
+
+def test_a_hook_its_user_may_execute_through_an_acl_runs_as_that_user(tree, attacker):
+    marks = shared_marks(tree)
+    hook = tree.hook("pre-backup.d/10-as-user", f'id -u > "{marks}/user"', mode=0o750,
+                     header=f"user={attacker.pw_name}")
+    set_access_acl(hook, attacker.pw_uid, 5)
+    assert (hook.stat().st_uid, hook.stat().st_gid) == (0, 0)
+    check = run_hookrun("check", *tree.args())
+    assert check.returncode == 0, check.stderr
+    result = run_hookrun("run", *tree.args(), "--", "/bin/true")
+    assert result.returncode == 0, result.stderr
+    assert open(os.path.join(marks, "user")).read().split() == [str(attacker.pw_uid)]
+    record = show_last(tree)
+    assert (record["status"], record["exit_code"]) == ("success", 0)
+    assert [t["status"] for t in record["tasks"] if t["phase"] == "pre"] == ["ok"]
+
+
+def test_a_script_its_user_may_execute_but_not_read_fails_at_once(tree, attacker):
+    marks = shared_marks(tree)
+    # o+x without o+r: execve is allowed, but /bin/sh cannot open the script.
+    hook = tree.hook("pre-backup.d/10-as-user", f'id -u > "{marks}/user"', mode=0o711,
+                     header=f"user={attacker.pw_name} retries=2 retry-delay=1s")
+    cannot_start_as_user(tree, hook, f"not readable by user {attacker.pw_name}")
+    assert not os.path.exists(os.path.join(marks, "user"))
+    check = run_hookrun("check", *tree.args())
+    assert "chmod o+rx" in check.stderr
+    # Once the user may read it too, it runs as that user.
+    hook.chmod(0o755)
+    result = run_hookrun("run", *tree.args(), "--", "/bin/true")
+    assert result.returncode == 0, result.stderr
+    assert open(os.path.join(marks, "user")).read().split() == [str(attacker.pw_uid)]
+
+
+def test_a_hook_through_links_in_a_directory_its_user_may_not_search_fails_at_once(
+        tree, attacker):
+    marks = shared_marks(tree)
+    # hooks/pre-backup.d/10-as-user -> open/first -> closed/second -> real/10-as-user: the
+    # hook as written and as resolved lie in directories the user may search; only the
+    # link in between does not.
+    real = tree.hook("real/10-as-user", f'id -u > "{marks}/user"',
+                     header=f"user={attacker.pw_name} retries=2 retry-delay=1s")
+    opened, closed = tree.base / "open", tree.base / "closed"
+    opened.mkdir(mode=0o755)
+    closed.mkdir(mode=0o700)
+    (closed / "second").symlink_to(real)
+    (opened / "first").symlink_to(closed / "second")
+    hook = tree.hooks / "pre-backup.d" / "10-as-user"
+    hook.parent.mkdir(mode=0o755)
+    hook.symlink_to(opened / "first")
+    cannot_start_as_user(tree, hook, f"not executable by user {attacker.pw_name}")
+    assert not os.path.exists(os.path.join(marks, "user"))
+    # Once the user may search it, the hook runs as that user.
+    closed.chmod(0o755)
+    result = run_hookrun("run", *tree.args(), "--", "/bin/true")
+    assert result.returncode == 0, result.stderr
+    assert open(os.path.join(marks, "user")).read().split() == [str(attacker.pw_uid)]
