@@ -270,11 +270,13 @@ class History:
         self.reporter = reporter
         self.db: sqlite3.Connection | None = None
         self.identity: tuple[int, int] | None = None
+        self.header_fd: int | None = None
         self.attempt(self.open)
 
     def open(self) -> None:
         from orchestrator.files import open_own
 
+        self.close()  # a descriptor kept by an open that failed half-way
         check_companions(self.path)
         try:
             fd = open_own(self.path, os.O_RDWR | os.O_CREAT)
@@ -283,7 +285,11 @@ class History:
                              f"{error.strerror or error}") from None
         info = os.fstat(fd)
         self.identity = (info.st_dev, info.st_ino)
-        os.close(fd)
+        # Kept open while the connection is (header_intact reads through it): closing any
+        # descriptor of the file would drop the POSIX locks SQLite holds on it, and another
+        # run closing its connection would then take itself for the last and delete the
+        # write-ahead log this one still writes to.
+        self.header_fd = fd
         self.db = db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None)
         db.row_factory = sqlite3.Row
         db.execute("PRAGMA synchronous=NORMAL")
@@ -347,6 +353,10 @@ class History:
         if self.db is not None:
             self.db.close()
             self.db = None
+        if self.header_fd is not None:
+            # Only once the connection is closed: it holds no lock to lose now.
+            os.close(self.header_fd)
+            self.header_fd = None
 
     def query(self, sql: str, params: Sequence[object] = ()) -> list[sqlite3.Row]:
         self.require_open()
@@ -398,18 +408,16 @@ class History:
         self.attempt(self.open)
 
     def header_intact(self) -> bool:
-        """Whether the file at ``path`` still starts as an SQLite database does (or is still
-        empty, as a new one in WAL mode may be); one that cannot be read proves nothing."""
-        try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-        except OSError:
+        """Whether the history's file still starts as an SQLite database does (or is still
+        empty, as a new one in WAL mode may be); one that cannot be read proves nothing.
+        Read through the descriptor open() kept, never one opened and closed here (see
+        open())."""
+        if self.header_fd is None:
             return True
         try:
-            head = os.read(fd, len(SQLITE_HEADER))
+            head = os.pread(self.header_fd, len(SQLITE_HEADER), 0)
         except OSError:
             return True
-        finally:
-            os.close(fd)
         return head in (b"", SQLITE_HEADER)
 
     def start_run(self, run_id: str, event: str, command: str | None, started: str,

@@ -75,3 +75,31 @@ def test_a_run_record_is_the_one_source_of_the_json_and_the_metrics_input():
     assert (samples["status"], samples["exit_code"], samples["finished"],
             samples["last_success"], samples["stats"]) == \
         ("failure", 3, 1700000000.123, 1600000000.0, {"files_new": 4})
+
+
+def test_a_write_keeps_sqlites_locks_so_another_run_closing_leaves_the_log_alone(tmp_path):
+    """Every write first looks at the file's header (History.follow). Done through a
+    descriptor opened and closed there, it dropped the POSIX locks SQLite holds on the file:
+    another run closing its connection then took itself for the last, checkpointed and
+    deleted the write-ahead log this run still wrote to, and what it wrote next was lost to
+    every other reader."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "history.sqlite3"
+    history = History(str(path), Reporter(Console("never", out=io.StringIO(),
+                                                  err=io.StringIO())))
+    history.start_run("r1", "backup", None, STARTED, False)
+    history.add_progress("r1", [], None)  # a write: the header is looked at
+    # Another run (another process) reads the history and closes its connection.
+    other = "import sqlite3, sys; db = sqlite3.connect(sys.argv[1]); " \
+            "db.execute('SELECT count(*) FROM runs').fetchone(); db.close()"
+    subprocess.run([sys.executable, "-c", other, str(path)], check=True, timeout=60)
+    assert (tmp_path / "history.sqlite3-wal").exists()
+    history.start_run("r2", "prune", None, STARTED, False)
+    seen = "import sqlite3, sys; db = sqlite3.connect(sys.argv[1]); " \
+           "print(db.execute('SELECT count(*) FROM runs').fetchone()[0])"
+    counted = subprocess.run([sys.executable, "-c", seen, str(path)], check=True, timeout=60,
+                             capture_output=True, text=True)
+    assert counted.stdout.strip() == "2"
+    history.close()
