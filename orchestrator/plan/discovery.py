@@ -199,16 +199,17 @@ def exec_problem(path: str, identity: Identity | None = None, head: bytes = b"",
     user (accounts.may_access), so ACLs, links, the directories on the way and noexec
     mounts count: the file must be executable (``not executable by user NAME``), readable
     too when it is a script (``head``, its first bytes, not an ELF header: its interpreter,
-    or /bin/sh without ``#!``, reads it; ``not readable by user NAME``), and each of
-    ``programs`` (its ``#!`` interpreters) executable (``interpreter PATH not executable
-    by user NAME``)."""
+    or /bin/sh without ``#!``, reads it; ``not readable by user NAME``), and so each of
+    ``programs`` (its ``#!`` interpreters; ``interpreter PATH not executable by user
+    NAME``)."""
     if identity is None:
         return None if os.access(path, os.X_OK) else "not executable"
     from orchestrator.accounts import may_access
+    from orchestrator.plan.settings import read_head
 
-    script = not head.startswith(b"\x7fELF")
-    own = [(path, os.X_OK)] + ([(path, os.R_OK)] if script else [])
-    checks = own + [(program, os.X_OK) for program in programs]
+    own = run_checks(path, head)
+    checks = own + [check for program in programs
+                    for check in run_checks(program, read_head(program))]
     try:
         refused = may_access(identity, checks)
     except OSError as error:
@@ -216,10 +217,17 @@ def exec_problem(path: str, identity: Identity | None = None, head: bytes = b"",
     if refused is None:
         return None
     refused_path, mode = checks[refused]
+    what = "readable" if mode == os.R_OK else "executable"
     if refused < len(own):
-        what = "readable" if mode == os.R_OK else "executable"
         return f"not {what} by user {identity.name}"
-    return f"interpreter {display_name(refused_path)} not executable by user {identity.name}"
+    return f"interpreter {display_name(refused_path)} not {what} by user {identity.name}"
+
+
+def run_checks(path: str, head: bytes) -> list[tuple[str, int]]:
+    """What the user running ``path`` (first bytes ``head``) must be allowed: to execute it,
+    and to read it when it is a script, which what runs it reads."""
+    script = not head.startswith(b"\x7fELF")
+    return [(path, os.X_OK)] + ([(path, os.R_OK)] if script else [])
 
 
 def discover(hooks_dirs: str | Sequence[str], phase_dir: PhaseDir,

@@ -206,6 +206,22 @@ def test_a_hook_whose_interpreter_its_user_may_not_execute_fails_at_once(tree, a
     assert not os.path.exists(os.path.join(marks, "user"))
 
 
+def test_a_hook_whose_interpreter_is_a_script_its_user_may_not_read_fails_at_once(tree,
+                                                                                 attacker):
+    """An interpreter that is itself a #! script is read by what runs it: 0711 lets the
+    user execute it, not run it."""
+    marks = shared_marks(tree)
+    interpreter = tree.base / "wrapper"
+    interpreter.write_text('#!/bin/sh\nexec /bin/sh "$@"\n')
+    interpreter.chmod(0o711)
+    hook = tree.hook("pre-backup.d/10-as-user", f'id -u > "{marks}/user"',
+                     shebang=f"#!{interpreter}",
+                     header=f"user={attacker.pw_name} retries=2 retry-delay=1s")
+    cannot_start_as_user(
+        tree, hook, f"interpreter {interpreter} not readable by user {attacker.pw_name}")
+    assert not os.path.exists(os.path.join(marks, "user"))
+
+
 def test_a_hook_in_a_directory_its_user_may_not_search_fails_at_once(tree, attacker):
     marks = shared_marks(tree)
     hook = tree.hook("pre-backup.d/10-as-user", f'id -u > "{marks}/user"',
