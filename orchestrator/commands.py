@@ -110,13 +110,13 @@ def refusal_problem(args: Arguments, error: HookrunError) -> Problem:
     starts with (``FILE:LINE: ...``), else the hooks directory that is missing, else the
     last hooks directory, where the fix goes."""
     from orchestrator.plan import context
+    from orchestrator.report.printer import error_file
     from orchestrator.text import display_name
 
     what = str(error)
-    head, sep, _rest = what.partition(":")
-    if sep and (os.path.isabs(head) or head == getattr(args, "config", None)):
-        # -c names the config as the user gave it, maybe relative: the path is absolute.
-        return context.Problem(os.path.abspath(head), what, "")
+    named = error_file(what)
+    if named:
+        return context.Problem(named, what, "")
     dirs = context.find_hooks_dirs(args, required=False)
     missing = [directory for directory in dirs if not os.path.isdir(directory)]
     return context.Problem(display_name((missing or dirs)[-1]), what, "")

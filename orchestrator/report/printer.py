@@ -348,12 +348,21 @@ def problem_text(problem: Problem) -> str:
     return display_name(f"{text} (fix: {problem.fix})" if problem.fix else text)
 
 
+def error_file(line: str) -> str | None:
+    """The file an error line ``FILE:LINE: ...`` (or ``FILE: ...``) names, absolute (a
+    ``-c`` given relative), or None when it names none."""
+    head, sep, _rest = line.partition(":")
+    if sep and head and (os.path.isabs(head) or os.path.exists(head)):
+        return os.path.abspath(head)
+    return None
+
+
 def check_items(errors: Sequence[str], unsafe: Sequence[Problem], problems: Sequence[Problem],
                 warnings: Sequence[str]) -> dict[str, object]:
     """``hookrun check --json``: {"ok", "problems": [{"path", "what", "fix"}], "warnings"}.
     Configuration errors and unsafe permissions are problems too."""
-    items = [{"path": as_text(line.split(":", 1)[0]), "what": as_text(line), "fix": ""}
-             for line in errors]
+    items = [{"path": as_text(error_file(line) or line.split(":", 1)[0]), "what": as_text(line),
+              "fix": ""} for line in errors]
     items += [{"path": as_text(p.path), "what": as_text(p.what), "fix": as_text(p.fix)}
               for p in list(unsafe) + list(problems)]
     return {"ok": not items, "problems": items, "warnings": [as_text(w) for w in warnings]}

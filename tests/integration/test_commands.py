@@ -71,6 +71,10 @@ def refusal_cases(tree):
     yield ["--json", *tree.args()], tree.hooks / "hookrun.conf"
     # -c relative to the working directory: the problem's path is the file's, absolute.
     yield ["--json", "-c", "hookrun.conf", *tree.args()], tree.hooks / "hookrun.conf"
+    # The same for an error found while planning (a [hook] section naming no account).
+    tree.config("[hook pre-backup.d/10-x]\nuser = no-such-account\n")
+    tree.hook("pre-backup.d/10-x", "true")
+    yield ["--json", "-c", "hookrun.conf", *tree.args()], tree.hooks / "hookrun.conf"
 
 
 def test_check_json_reports_a_refusal_as_its_one_problem_with_its_status(tree):
