@@ -193,32 +193,30 @@ def test_a_hook_its_user_may_not_execute_fails_at_once_and_check_names_it(tree, 
     assert open(os.path.join(marks, "user")).read().split() == [str(attacker.pw_uid)]
 
 
-def test_a_hook_whose_interpreter_its_user_may_not_execute_fails_at_once(tree, attacker):
+def root_sh(path):
+    shutil.copyfile("/bin/sh", path)
+    path.chmod(0o700)
+
+
+def wrapper_script(path):
+    path.write_text('#!/bin/sh\nexec /bin/sh "$@"\n')
+    path.chmod(0o711)
+
+
+# An interpreter the user may not execute (a copy of /bin/sh, 0700); one that is itself a
+# #! script, read by what runs it, which 0711 lets the user execute but not run.
+@pytest.mark.parametrize("make, refused", [(root_sh, "executable"),
+                                           (wrapper_script, "readable")])
+def test_a_hook_whose_interpreter_its_user_may_not_run_fails_at_once(tree, attacker, make,
+                                                                      refused):
     marks = shared_marks(tree)
-    interpreter = tree.base / "root-sh"
-    shutil.copyfile("/bin/sh", interpreter)
-    interpreter.chmod(0o700)
+    interpreter = tree.base / "interpreter"
+    make(interpreter)
     hook = tree.hook("pre-backup.d/10-as-user", f'id -u > "{marks}/user"',
                      shebang=f"#!{interpreter}",
                      header=f"user={attacker.pw_name} retries=2 retry-delay=1s")
     cannot_start_as_user(
-        tree, hook, f"interpreter {interpreter} not executable by user {attacker.pw_name}")
-    assert not os.path.exists(os.path.join(marks, "user"))
-
-
-def test_a_hook_whose_interpreter_is_a_script_its_user_may_not_read_fails_at_once(tree,
-                                                                                 attacker):
-    """An interpreter that is itself a #! script is read by what runs it: 0711 lets the
-    user execute it, not run it."""
-    marks = shared_marks(tree)
-    interpreter = tree.base / "wrapper"
-    interpreter.write_text('#!/bin/sh\nexec /bin/sh "$@"\n')
-    interpreter.chmod(0o711)
-    hook = tree.hook("pre-backup.d/10-as-user", f'id -u > "{marks}/user"',
-                     shebang=f"#!{interpreter}",
-                     header=f"user={attacker.pw_name} retries=2 retry-delay=1s")
-    cannot_start_as_user(
-        tree, hook, f"interpreter {interpreter} not readable by user {attacker.pw_name}")
+        tree, hook, f"interpreter {interpreter} not {refused} by user {attacker.pw_name}")
     assert not os.path.exists(os.path.join(marks, "user"))
 
 
