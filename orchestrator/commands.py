@@ -164,13 +164,15 @@ def recover(args: Arguments) -> int:
 
 def open_history(args: Arguments) -> tuple[Context, History]:
     from orchestrator.plan.context import build_context
-    from orchestrator.state.history import History
+    from orchestrator.state.history import DamagedHistory, History
 
     ctx = build_context(args, need_hooks=False)
     try:
         history = History.existing(os.path.join(ctx.state_dir, c.HISTORY_NAME))
-    except StateError as error:
+    except DamagedHistory as error:
         raise HookrunError(f"{error} (the next run moves a damaged history aside)", 1) from None
+    except StateError as error:
+        raise HookrunError(str(error), 1) from None
     if history is None:
         try:
             os.lstat(os.path.join(ctx.state_dir, c.HISTORY_NAME))

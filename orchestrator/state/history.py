@@ -7,6 +7,7 @@ commit.
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 
@@ -57,6 +58,11 @@ SQLITE_HEADER = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite dat
 UNIX_EPOCH_JULIAN_DAY = 2440587.5
 # The reason of the task a dead run was running: hookrun died before it ended.
 CUT_SHORT = "interrupted (hookrun died while it ran)"
+
+
+class DamagedHistory(StateError):
+    """A history SQLite finds damaged, where nothing moves it aside (reading it for
+    ``history`` or ``show``): the next run does."""
 
 
 def back_from_last(run_id: str) -> int | None:
@@ -281,6 +287,10 @@ class History:
         try:
             fd = open_own(self.path, os.O_RDWR | os.O_CREAT)
         except OSError as error:
+            if error.errno == errno.ELOOP:  # O_NOFOLLOW met a link
+                raise StateError(f"cannot open history {self.path}: it is a symbolic link (fix: "
+                                 "move it away; hookrun follows no link in its state "
+                                 "directory)") from None
             raise StateError(f"cannot open history {self.path}: "
                              f"{error.strerror or error}") from None
         info = os.fstat(fd)
@@ -319,7 +329,8 @@ class History:
 
     def attempt(self, action: Callable[[], T]) -> T:
         """``action()``; if SQLite finds the history damaged, move it aside, start a new one
-        and try once more. Other SQLite errors become StateError."""
+        and try once more (without a reporter, DamagedHistory). Other SQLite errors become
+        StateError."""
         try:
             try:
                 return action()
@@ -331,7 +342,8 @@ class History:
                 self.open()
                 return action()
         except sqlite3.Error as error:
-            raise StateError(f"cannot use history {self.path}: {error}") from None
+            kind = DamagedHistory if damaged(error) else StateError
+            raise kind(f"cannot use history {self.path}: {error}") from None
 
     def move_aside(self, error: sqlite3.Error, reporter: Reporter) -> None:
         self.close()

@@ -248,6 +248,25 @@ def test_a_history_that_cannot_be_opened_is_reported_and_the_run_goes_on(tree):
     assert tree.read("cleaned") == ""
 
 
+def test_a_history_that_is_a_link_is_named_so_with_its_fix_never_a_promise_of_repair(tree):
+    """hookrun follows no link in its state directory: a history that is one is never
+    opened, the run goes on unrecorded, and history says why and how to mend it, not that
+    the next run moves a damaged history aside (no run does, for a link)."""
+    tree.state.mkdir(mode=0o700)
+    elsewhere = tree.base / "elsewhere.sqlite3"
+    elsewhere.touch()
+    (tree.state / "history.sqlite3").symlink_to(elsewhere)
+    result = run_hookrun("run", *tree.args("--no-hooks"), "--", "true")
+    assert result.returncode == 0
+    assert "it is a symbolic link (fix: move it away" in result.stderr
+    assert "not be recorded" in result.stderr
+    shown = run_hookrun("history", *tree.args())
+    assert shown.returncode == 1
+    assert "it is a symbolic link (fix: move it away" in shown.stderr
+    assert "moves a damaged history aside" not in shown.stderr
+    assert elsewhere.read_bytes() == b""
+
+
 def test_a_history_that_is_no_database_is_moved_aside_and_a_new_one_started(tree):
     tree.hook("pre-backup.d/10-a", f'hookrun defer touch "{tree.marks}/cleaned"')
     tree.state.mkdir(mode=0o700)
