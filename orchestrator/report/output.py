@@ -470,6 +470,11 @@ class Reporter:
         self.warn(f"recovering run {display_name(run_id)}: it ended without running its "
                   "cleanups")
 
+    def end_not_recorded(self, run_id: str) -> None:
+        """Warn that run ``run_id``'s end was never written, and its row is now interrupted."""
+        self.warn(f"run {display_name(run_id)} ended without its end written to the history "
+                  "(a full disk?): its row, still running, is now interrupted")
+
     def ended_leftovers(self, run_id: str, names: Iterable[str]) -> None:
         """Warn of the processes (``names``) dead run ``run_id`` left running, now ended."""
         self.warn(f"ended what run {display_name(run_id)} left running: {', '.join(names)}")

@@ -32,7 +32,15 @@ from orchestrator import constants as c
 from orchestrator import shell
 from orchestrator.errors import StateError, UsageError
 from orchestrator.files import READ, NotOwnFile, open_own, read_sized
-from orchestrator.state.statedir import RunDir, damage, run_dir_problem, scan, try_lock
+from orchestrator.state.statedir import (
+    KEPT_PREFIX,
+    RUNS,
+    RunDir,
+    damage,
+    run_dir_problem,
+    scan,
+    try_lock,
+)
 from orchestrator.text import display_name, shown
 
 TYPE_CHECKING = False
@@ -491,6 +499,23 @@ class Recovered:
         self.problems: list[str] = []
 
 
+def mark_unrecorded_ends(engine: Engine, history: History | NoHistory, state_dir: str) -> None:
+    """Mark ``interrupted`` each run whose row says ``running`` but whose directory is gone:
+    a run makes its directory before its row, and removes it only after writing its end, so
+    such a run ended without its end written (the disk full at that moment), and nothing
+    else would ever end its row. A history that cannot be read or written is a warning."""
+    try:
+        for run_id in history.running_ids():
+            runs = os.path.join(state_dir, RUNS)
+            if any(os.path.lexists(os.path.join(runs, name))
+                   for name in (run_id, f"{KEPT_PREFIX}{run_id}")):
+                continue  # a live or dead run's, recovered on its own
+            history.add_recovered(run_id, None, (), create=False)
+            engine.reporter.end_not_recorded(run_id)
+    except StateError as error:
+        engine.reporter.warn(str(error))
+
+
 def end_leftovers(engine: Engine, dead_id: str) -> None:
     """End the processes the dead run ``dead_id`` left running (Supervisor.end_leftovers),
     saying which."""
@@ -519,6 +544,7 @@ def recover(engine: Engine, history: History | NoHistory, state_dir: str) -> Rec
                 history.add_recovered(os.path.basename(path), None, (), create=False)
             except StateError as error:
                 engine.reporter.warn(str(error))
+    mark_unrecorded_ends(engine, history, state_dir)
     for dead in found_dead:
         if engine.signals.hard_stop:
             dead.release()

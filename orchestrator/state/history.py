@@ -172,6 +172,9 @@ class NoHistory:
     def add_progress(self, *args: object) -> None:
         pass
 
+    def running_ids(self) -> list[str]:
+        return []
+
     def previous(self, *args: object) -> tuple[None, None]:
         return None, None
 
@@ -517,6 +520,11 @@ class History:
             found.append(("DELETE FROM running WHERE run_id = ?", (run_id,)))
             return found + self.task_inserts(run_id, tasks, seq)
         self.write(statements)
+
+    def running_ids(self) -> list[str]:
+        """The ids of the runs whose row says ``running``."""
+        return [row[0] for row in self.query("SELECT id FROM runs WHERE status = ?",
+                                             (RunStatus.RUNNING,))]
 
     def previous(self, event: str, before_id: str) -> tuple[str, str] | tuple[None, None]:
         """(id, status) of the last run of ``event`` before ``before_id``, or (None, None)."""

@@ -514,6 +514,29 @@ def test_an_owner_lock_that_fails_to_open_sets_nothing_aside_and_a_gone_one_is_n
     assert (tree.marks / "undone").exists() and not dead.exists()
 
 
+def test_a_run_whose_end_was_never_written_is_not_running_for_ever(tree):
+    """A run's row says running, but its directory is gone: it ended without its end written
+    (the disk was full then). The next run marks it interrupted, once, with a warning; the
+    rows of runs that have their directory (the next run's own) are left alone."""
+    import sqlite3
+
+    assert run_hookrun("run", *tree.args(), "--", "true").returncode == 0
+    with sqlite3.connect(tree.state / "history.sqlite3") as db:
+        db.execute("INSERT INTO runs (id, event, status, started) VALUES (?, ?, ?, ?)",
+                   ("20261201T000000-abcdef", "backup", "running", "2026-12-01T00:00:00Z"))
+    db.close()
+    for time_ in range(2):
+        result = run_hookrun("run", *tree.args(), "--", "true")
+        assert result.returncode == 0, result.stderr
+        assert ("ended without its end written" in result.stderr) == (time_ == 0)
+        assert show_last(tree)["status"] == "success"
+    record = json.loads(run_hookrun("show", "20261201T000000-abcdef", "--json",
+                                    *tree.args()).stdout)
+    assert record["status"] == "interrupted"
+    shown = run_hookrun("history", "--status", "running", "--json", *tree.args())
+    assert json.loads(shown.stdout) == []
+
+
 def test_the_processes_a_dead_run_set_aside_as_damaged_left_are_ended(tree, reaper):
     """Its cleanups cannot be read, but it died: what it left running is ended first, as
     for any dead run (design.md 8), not left running while the history says it is over."""

@@ -113,6 +113,8 @@ WARNINGS = [
     ("recovering", ("R1",), "recovering run R1: it ended without running its cleanups"),
     ("ended_leftovers", ("R1", ["sleep (pid 7)"]), "ended what run R1 left running: "
                                                    "sleep (pid 7)"),
+    ("end_not_recorded", ("R1",), "run R1 ended without its end written to the history (a "
+                                  "full disk?): its row, still running, is now interrupted"),
 ]
 
 
