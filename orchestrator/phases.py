@@ -27,15 +27,13 @@ DRY_RUN_SKIP = "dry run: no dry-run=yes"
 
 
 class PhaseResult:
-    """The records of a phase's tasks: those that ran, all of them (run or skipped), and
-    the one that stopped it or asked to skip the run, if any. Each record is handed to
-    ``taken`` as it comes, before the next hook starts."""
+    """What a phase's records decided: the record that stopped it or asked to skip the run,
+    if any. Each record is handed to ``taken`` as it comes, before the next hook starts
+    (the lifecycle keeps them)."""
 
-    __slots__ = ("ran", "records", "stopped", "soft_skip", "taken")
+    __slots__ = ("stopped", "soft_skip", "taken")
 
     def __init__(self, taken: Taken | None = None) -> None:
-        self.ran: list[TaskRecord] = []
-        self.records: list[TaskRecord] = []
         self.stopped: TaskRecord | None = None
         self.soft_skip: TaskRecord | None = None
         self.taken = taken
@@ -43,8 +41,6 @@ class PhaseResult:
     def add(self, record: TaskRecord) -> None:
         """Take the record of a hook that ran: the first that stops the phase stops it; one
         may skip the run."""
-        self.ran.append(record)
-        self.records.append(record)
         if record.verdict == Verdict.STOP and not self.stopped:
             self.stopped = record
         elif record.verdict == Verdict.SOFT_SKIP:
@@ -54,7 +50,6 @@ class PhaseResult:
 
     def skip(self, record: TaskRecord) -> None:
         """Take the record of a hook that did not run."""
-        self.records.append(record)
         if self.taken:
             self.taken(record, False)
 
