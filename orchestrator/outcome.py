@@ -386,6 +386,8 @@ class RunState:
             return "interrupted"
         if self.skipped_by:
             return self.skip_text()
+        if self.fault_exit is not None:
+            return f"a fault stopped the run (exit {self.fault_exit})"
         if self.status == RunStatus.FAILURE:
             return "pre- hook stopped the run"
         return None

@@ -25,6 +25,7 @@ from orchestrator.files import (
     PRIVATE,
     READ,
     WRITABLE_BY_OTHERS,
+    NotRegularFile,
     open_own,
     read_sized,
     remove_tree,
@@ -117,6 +118,10 @@ def try_lock(path: str) -> int | None:
             fd = os.open(path, os.O_RDWR | NEW, PRIVATE)
         except FileNotFoundError:
             return None
+    except OSError as error:
+        if error.errno == errno.ELOOP:  # a symbolic link, which O_NOFOLLOW refused
+            raise NotRegularFile(path) from None
+        raise
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -489,6 +489,20 @@ def test_what_follows_a_stop_follows_a_fault_too(tree, hookrun_main, monkeypatch
         [("command", "skipped")]
 
 
+def test_a_dead_runs_owner_lock_that_is_a_link_sets_its_directory_aside_with_a_warning(tree):
+    """A link where owner.lock belongs is no lock a live run can hold (O_NOFOLLOW refuses
+    it, ELOOP): the directory is damaged and set aside with a warning, not passed over in
+    silence on every run while its cleanups never run."""
+    dead = dead_run_dir(tree, journal=f"touch {tree.marks / 'undone'}\n")
+    target = tree.base / "elsewhere.lock"
+    target.touch()
+    (dead / "owner.lock").symlink_to(target)
+    result = run_hookrun("recover", *tree.args())
+    assert result.returncode == 0, result.stderr
+    assert "damaged" in result.stderr, result.stderr
+    assert not dead.exists() and (dead.parent / f".damaged-{dead.name}").is_dir()
+
+
 def test_an_owner_lock_that_fails_to_open_sets_nothing_aside_and_a_gone_one_is_no_damage(
         tree, monkeypatch):
     """Only a lock file that is not a regular file of hookrun's proves no live run holds it:

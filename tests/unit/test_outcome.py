@@ -187,6 +187,23 @@ CMD_FAILED = TaskRecord("command", "restic", TaskStatus.FAILED, 3)
 CMD_WARNED = TaskRecord("command", "restic", TaskStatus.WARNING, 3)
 
 
+@pytest.mark.parametrize("facts, reason", [
+    ([("pre_finished", True)], "pre- hook stopped the run"),
+    # A fault (the state directory refused a hook's files) is no pre- hook's stop, also in a
+    # run with no pre- hooks at all (--no-hooks).
+    ([("fault", "cannot write", 73)], "a fault stopped the run (exit 73)"),
+    ([("pre_finished", False, "pre/10-x (soft skip (exit 75))"), ("fault", "cannot write", 73)],
+     "run skipped by pre/10-x (soft skip (exit 75))"),
+    ([("fault", "cannot write", 73), ("signal", 15)], "interrupted"),
+    ([], None),
+])
+def test_why_the_command_is_skipped_tells_the_truth(facts, reason):
+    found = RunState(("restic", "backup"))
+    for name, *args in facts:
+        getattr(found, name)(*args)
+    assert found.command_skip_reason() == reason
+
+
 @pytest.mark.parametrize("facts, status, code, handlers", [
     # Each row: the transitions a run makes, in order, and where they leave it.
     ([], RunStatus.SUCCESS, 0, "on-success"),
