@@ -33,7 +33,6 @@ from orchestrator import shell
 from orchestrator.errors import StateError, UsageError
 from orchestrator.files import READ, NotOwnFile, open_own, read_sized
 from orchestrator.state.statedir import (
-    KEPT_PREFIX,
     RUNS,
     RunDir,
     damage,
@@ -506,12 +505,11 @@ def mark_unrecorded_ends(engine: Engine, history: History | NoHistory, state_dir
     else would ever end its row. A history that cannot be read or written is a warning."""
     try:
         for run_id in history.running_ids():
-            runs = os.path.join(state_dir, RUNS)
-            if any(os.path.lexists(os.path.join(runs, name))
-                   for name in (run_id, f"{KEPT_PREFIX}{run_id}")):
+            if os.path.lexists(os.path.join(state_dir, RUNS, run_id)):
                 continue  # a live or dead run's, recovered on its own
-            history.add_recovered(run_id, None, (), create=False)
-            engine.reporter.end_not_recorded(run_id)
+            # A run that wrote its end since running_ids() read it is left alone, unwarned.
+            if history.add_recovered(run_id, None, (), create=False):
+                engine.reporter.end_not_recorded(run_id)
     except StateError as error:
         engine.reporter.warn(str(error))
 

@@ -166,8 +166,8 @@ class NoHistory:
     def finish_run(self, *args: object) -> None:
         pass
 
-    def add_recovered(self, *args: object, **kwargs: object) -> None:
-        pass
+    def add_recovered(self, *args: object, **kwargs: object) -> bool:
+        return False
 
     def add_progress(self, *args: object) -> None:
         pass
@@ -497,14 +497,20 @@ class History:
         return last + 1
 
     def add_recovered(self, run_id: str, event: str | None, tasks: Iterable[TaskRecord],
-                      create: bool = True) -> None:
+                      create: bool = True) -> bool:
         """Mark a dead run ``interrupted`` (if it was still ``running``; with ``create``, a row
         is made if the history has none), keep the task it was running when it died as a
         ``failed`` task cut short (cut_short), and add its replayed cleanups as ``recover``
-        tasks, in one transaction."""
+        tasks, in one transaction. Returns whether its row still said ``running`` then (a
+        run that wrote its end meanwhile is left as it is)."""
         interrupted = RunStatus.INTERRUPTED
+        was_running = False
 
         def statements() -> Statements:
+            nonlocal was_running
+            row = self.require_open().execute("SELECT status FROM runs WHERE id = ?",
+                                              (run_id,)).fetchone()
+            was_running = row is not None and row[0] == RunStatus.RUNNING
             found: Statements = []
             if create:
                 found.append(("INSERT OR IGNORE INTO runs (id, event, status, started) "
@@ -520,6 +526,7 @@ class History:
             found.append(("DELETE FROM running WHERE run_id = ?", (run_id,)))
             return found + self.task_inserts(run_id, tasks, seq)
         self.write(statements)
+        return was_running
 
     def running_ids(self) -> list[str]:
         """The ids of the runs whose row says ``running``."""

@@ -551,6 +551,34 @@ def test_a_run_whose_end_was_never_written_is_not_running_for_ever(tree):
     assert json.loads(shown.stdout) == []
 
 
+def test_a_run_set_aside_whose_end_was_never_written_is_not_running_for_ever(tree):
+    """A run kept aside as .damaged-ID (its journal damaged) whose end could not be written
+    either: nothing recovers a directory set aside, so its row is marked too; a row that
+    says its run ended is never touched, nor warned of."""
+    import sqlite3
+
+    assert run_hookrun("run", *tree.args(), "--", "true").returncode == 0
+    finished = show_last(tree)["id"]
+    aside = "20261201T000000-abcdef"
+    (tree.state / "runs" / f".damaged-{aside}").mkdir(mode=0o700)
+    with sqlite3.connect(tree.state / "history.sqlite3") as db:
+        db.execute("INSERT INTO runs (id, event, status, started) VALUES (?, ?, ?, ?)",
+                   (aside, "backup", "running", "2026-12-01T00:00:00Z"))
+    db.close()
+    result = run_hookrun("run", *tree.args(), "--", "true")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("ended without its end written") == 1
+    shown = json.loads(run_hookrun("show", aside, "--json", *tree.args()).stdout)
+    assert shown["status"] == "interrupted"
+    from orchestrator.state.history import History
+
+    history = History(str(tree.state / "history.sqlite3"))
+    assert history.add_recovered(finished, None, (), create=False) is False
+    history.close()
+    shown = json.loads(run_hookrun("show", finished, "--json", *tree.args()).stdout)
+    assert shown["status"] == "success"
+
+
 def test_the_processes_a_dead_run_set_aside_as_damaged_left_are_ended(tree, reaper):
     """Its cleanups cannot be read, but it died: what it left running is ended first, as
     for any dead run (design.md 8), not left running while the history says it is over."""
