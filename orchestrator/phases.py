@@ -18,10 +18,10 @@ if TYPE_CHECKING:
     from orchestrator.report.output import Reporter
 
     # Why a hook must not run (or None); whether it is one of those --only chose; what is
-    # told of each record as it comes (whether the task ran).
+    # told of each record as it comes.
     SkipReason = Callable[[PlannedHook], str | None]
     Selected = Callable[[PlannedHook], bool]
-    Taken = Callable[[TaskRecord, bool], None]
+    Taken = Callable[[TaskRecord], None]
 
 DRY_RUN_SKIP = "dry run: no dry-run=yes"
 
@@ -46,12 +46,12 @@ class PhaseResult:
         elif record.verdict == Verdict.SOFT_SKIP:
             self.soft_skip = record
         if self.taken:
-            self.taken(record, True)
+            self.taken(record)
 
     def skip(self, record: TaskRecord) -> None:
         """Take the record of a hook that did not run."""
         if self.taken:
-            self.taken(record, False)
+            self.taken(record)
 
 
 def runnable(hooks: Sequence[PlannedHook]) -> list[PlannedHook]:

@@ -347,7 +347,7 @@ class Lifecycle:
             return found
 
         return run_phase(self.engine, self.hooks[phase], reason, after_stop,
-                         taken=lambda record, ran: self.take(record, ran, decisive))
+                         taken=lambda record: self.take(record, decisive))
 
     def add_records(self, records: list[TaskRecord]) -> None:
         """Take cleanup and recovery records: a failed one makes the run a warning."""
@@ -356,13 +356,12 @@ class Lifecycle:
             if record.failed:
                 self.warning(record)
 
-    def take(self, record: TaskRecord, ran: bool, decisive: bool = True) -> None:
-        """Take a phase's record as it comes: the failure of a hook that ran makes the run a
-        warning (and the first, or a decisive one, its HOOKRUN_ERROR), except that of an
-        on-failure=ignore hook; a critical post- hook's fails it at once (post_stopped)."""
+    def take(self, record: TaskRecord, decisive: bool = True) -> None:
+        """Take a phase's record as it comes (one skipped is neither failed nor a warning):
+        a failure makes the run a warning (and the first, or a decisive one, its
+        HOOKRUN_ERROR), except that of an on-failure=ignore hook; a critical post- hook's
+        fails it at once (post_stopped)."""
         self.tasks.append(record)
-        if not ran:
-            return
         if record.failed and record.verdict != Verdict.IGNORE:
             self.note_failure(record, decisive and record.verdict == Verdict.STOP)
             if decisive and record.verdict == Verdict.STOP and record.phase == c.PHASE_POST:
