@@ -15,7 +15,6 @@ import os
 import stat
 
 from orchestrator.files import WRITABLE_BY_OTHERS, chain, is_null_device
-from orchestrator.plan.discovery import exec_problem
 from orchestrator.text import shown
 
 TYPE_CHECKING = False
@@ -317,15 +316,15 @@ class Checker:
         """Check the interpreter named by a script's first line (``head``, bytes), and for
         ``#!/usr/bin/env NAME`` also NAME as found in ``env_path``, by the trust rules;
         returns why the script cannot start (``interpreter /usr/bin/python9 not found``,
-        ``CRLF line endings``), else None. Whether the running user may execute it is
-        discovery.exec_problem's answer, as for a hook."""
+        ``CRLF line endings``), else None. Whether the running user may execute it is the
+        kernel's answer (access(2)), as for a hook."""
         if crlf_shebang(head):
             return "CRLF line endings"
         for name, program in interpreters(head, env_path):
             if program is None or not self.check(program):
                 return f"interpreter {shown(name)} not found"
             if program not in self.executable:
-                self.executable[program] = exec_problem(program) is None
+                self.executable[program] = os.access(program, os.X_OK)
             if not self.executable[program]:
                 return f"interpreter {shown(program)} not executable"
         return None
