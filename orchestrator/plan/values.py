@@ -30,9 +30,9 @@ def parse_duration(text: str, days: bool = False) -> float:
                                                            set(fraction) <= DIGITS))):
         raise ValueError(f"bad duration {text!r} (use e.g. 90, 90s, 5m, 1h)")
     seconds = float(number) * UNIT_SECONDS[unit]
-    if seconds > (c.MAX_SINCE if days else c.MAX_DURATION):
-        raise ValueError(f"duration {text!r} is longer than "
-                         f"{'999,999' if days else '100'} days")
+    limit = c.MAX_SINCE if days else c.MAX_DURATION
+    if seconds > limit:
+        raise ValueError(f"duration {text!r} is longer than {limit / 86400:,.0f} days")
     return seconds
 
 
