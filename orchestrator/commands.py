@@ -268,7 +268,7 @@ def show(args: Arguments) -> int:
         try:
             log = log and log_target(log, ctx.state_dir)
         except OSError:
-            pass  # NotOwnFile: read through no link another user owns; nothing is found
+            log = None  # NotOwnFile: read through no link another user owns; nothing is found
         if not print_task_output(log, record["id"], args.output):
             raise HookrunError(f"no output of {args.output} in run {record['id']} in the log "
                                f"{ctx.log_file or '(off)'} (a task that printed nothing, a log "
