@@ -20,6 +20,7 @@ from tests.e2e.test_container_pid1 import unshare_pid
 
 DEADLINE = 60  # generous: a slow CI must not flake, a hang must not hang
 HOOK_STOPPED = 69
+STRANGER_ATTEMPTS = 3
 
 # Run inside a PID namespace of its own (PID 1 there), so that nothing else takes pids: it
 # starts hookrun, waits until hookrun has reaped the timed-out hook's first process, sets the
@@ -109,11 +110,19 @@ def test_a_stranger_given_the_dead_hooks_pid_survives_the_rest_of_the_timeout(tr
         """, header="timeout=1s")
     driver = tree.base / "driver.py"
     driver.write_text(STRANGER_DRIVER)
-    done = subprocess.run(argv + [sys.executable, "-I", str(driver), hookrun_cmd()[0],
-                                  str(tree.hooks), str(tree.state), str(tree.marks)],
-                          capture_output=True, text=True, timeout=DEADLINE * 2)
-    assert done.returncode == 0, done.stderr
-    found = json.loads(done.stdout)
+    # The setup, not hookrun, can miss: should anything in the namespace fork between the
+    # driver's write to ns_last_pid and its Popen (once in many CI runs), the stranger gets
+    # another pid and proves nothing. Such an attempt is run again; what is asserted is not.
+    for _attempt in range(STRANGER_ATTEMPTS):
+        for mark in ("leader", "escapee"):
+            (tree.marks / mark).unlink(missing_ok=True)
+        done = subprocess.run(argv + [sys.executable, "-I", str(driver), hookrun_cmd()[0],
+                                      str(tree.hooks), str(tree.state), str(tree.marks)],
+                              capture_output=True, text=True, timeout=DEADLINE * 2)
+        assert done.returncode == 0, done.stderr
+        found = json.loads(done.stdout)
+        if found["stranger"] == found["leader"]:
+            break
     assert found["stranger"] == found["leader"] == found["stranger_pgid"], found
     assert found["escapee_left"], "the test needs the grace to outlast the hook"
     assert found["stranger_alive"], f"hookrun killed a stranger: {found['output']}"
