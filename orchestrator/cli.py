@@ -463,8 +463,8 @@ def main(argv: Iterable[str] | None = None) -> int:
         from orchestrator.text import display_name
 
         # One line per problem: an unsafe tree names every unsafe path. Each is escaped
-        # whole: a message may quote a file name or a config line as it is.
-        say("\n".join(f"hookrun: {display_name(line)}" for line in str(error).split("\n")))
+        # whole: a message may quote a file name, a value or a config line as it is.
+        say("\n".join(f"hookrun: {display_name(line)}" for line in error.lines))
         return error.exit_status
     except KeyboardInterrupt:
         return c.SIGNAL_EXIT_BASE + 2

@@ -6,7 +6,10 @@ from orchestrator import constants as c
 
 
 class HookrunError(Exception):
-    """A known failure: ``str(error)`` is the line for stderr, ``exit_status`` the status."""
+    """A known failure: ``lines`` are its lines for stderr (one, but for a refusal that
+    names several problems), ``exit_status`` the status. A newline inside a message (a file
+    name, a value typed on the command line) is part of its line, escaped when shown, so it
+    cannot start another."""
 
     exit_status = 1
 
@@ -14,6 +17,10 @@ class HookrunError(Exception):
         super().__init__(message)
         if exit_status is not None:
             self.exit_status = exit_status
+
+    @property
+    def lines(self) -> list[str]:
+        return [str(self)]
 
 
 class UsageError(HookrunError):
@@ -25,7 +32,17 @@ class ConfigError(HookrunError):
 
 
 class UnsafeError(HookrunError):
+    """Unsafe paths: one line per problem."""
+
     exit_status = c.EXIT_UNSAFE
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+    @property
+    def lines(self) -> list[str]:
+        return self.problems
 
 
 class StateError(HookrunError):

@@ -44,7 +44,7 @@ def check_output_files(paths: Mapping[str | None, bool]) -> None:
         if path:
             problems += output_file_problems(path, appended)
     if problems:
-        raise UnsafeError("\n".join(f"unsafe output file: {line}" for line in problems))
+        raise UnsafeError([f"unsafe output file: {line}" for line in problems])
 
 
 def open_log(path: str | None, run_id: str, task_max_bytes: int | None = None,
@@ -67,7 +67,7 @@ def open_log(path: str | None, run_id: str, task_max_bytes: int | None = None,
     except FileExistsError:
         raise StateError(f"cannot open log file {path}: {parent} is not a directory") from None
     except NotOwnFile as error:
-        raise UnsafeError(f"unsafe output file: {error.strerror}") from None
+        raise UnsafeError([f"unsafe output file: {error.strerror}"]) from None
     except OSError as error:
         raise StateError(f"cannot open log file {path}: {error.strerror or error}") from None
 

@@ -229,9 +229,9 @@ def config_problems(hooks_dirs: Sequence[str], config_path: str) -> list[str]:
 
 
 def unsafe_error(problems: Sequence[str]) -> UnsafeError:
-    return UnsafeError("\n".join(f"unsafe permissions: {problem}"
-                                 for problem in safety.grouped(problems))
-                       + " (or use --insecure)")
+    lines = [f"unsafe permissions: {problem}" for problem in safety.grouped(problems)]
+    lines[-1] += " (or use --insecure)"
+    return UnsafeError(lines)
 
 
 def build_context(args: Arguments, event: str | None = None, need_hooks: bool = True,

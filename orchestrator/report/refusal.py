@@ -79,7 +79,7 @@ def message(error: HookrunError) -> bytes:
     control characters escaped so that no line can be forged."""
     from orchestrator.text import display_name
 
-    lines: list[str] = [f"hookrun: {display_name(line)}" for line in str(error).split("\n")]
+    lines: list[str] = [f"hookrun: {display_name(line)}" for line in error.lines]
     return "\n".join(lines).encode("utf-8", "replace")[:c.NOTIFY_MAX_BODY]
 
 

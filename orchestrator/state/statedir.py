@@ -76,7 +76,7 @@ def ensure_state_dir(path: str) -> None:
 
 def refuse_if(problems: list[str]) -> None:
     if problems:
-        raise UnsafeError("\n".join(f"unsafe state directory: {line}" for line in problems))
+        raise UnsafeError([f"unsafe state directory: {line}" for line in problems])
 
 
 def create(make: Callable[[str], None], path: str) -> None:

@@ -162,3 +162,28 @@ def test_unicode_digits_in_retries_are_a_config_error_naming_file_and_line(tree,
     message = one_clear_line(result, CONFIG)
     assert f"{hook}:2:" in message and "bad retries" in message
     assert tree.read("ran") is None
+
+
+def test_a_newline_typed_on_the_command_line_stays_in_its_one_line(recorded, tmp_path):
+    """design.md section 8: a name or argument with a newline cannot forge a line. Each value
+    below used to split its error in two, the second a forged ``hookrun: ...`` line."""
+    forged = "x\nhookrun: all is well"
+    message = one_clear_line(run_hookrun("phase", "pre-backup", "--only", forged,
+                                         *recorded.args("--log-file", "")), USAGE)
+    assert "x\\x0ahookrun: all is well" in message
+    message = one_clear_line(run_hookrun("show", "last", "--output", forged,
+                                         *recorded.args()), 1)
+    assert "x\\x0ahookrun: all is well" in message
+    config = tmp_path / forged
+    config.write_text("[hookrun]\nbogus = 1\n")
+    message = one_clear_line(run_hookrun("list", *recorded.args("-c", str(config))), CONFIG)
+    assert "x\\x0ahookrun: all is well" in message and "bogus" in message
+
+
+def test_a_hook_named_with_a_newline_and_a_bad_header_is_one_config_line(tree):
+    hook = tree.hook("pre-backup.d/10-x\nhookrun: all is well", f'touch "{tree.marks}/ran"',
+                     header="retries=many")
+    result = run_hookrun("run", *tree.args(), "--", "true")
+    message = one_clear_line(result, CONFIG)
+    assert "10-x\\x0ahookrun: all is well" in message and "bad retries" in message, hook
+    assert tree.read("ran") is None
