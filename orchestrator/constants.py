@@ -70,6 +70,8 @@ MAX_RETRY_DELAY = 300.0
 MAX_RETRIES = 100
 DEFAULT_KILL_GRACE = 10.0
 HEADER_LINES = 30
+# An editor may start a text file with one; hookrun.conf and .hookignore are read without it.
+BOM = "\ufeff"
 HEAD_BYTES = 8192  # what is read of a hook for its shebang and header directives
 MAX_DURATION = 100 * 86400.0  # longer is surely a typo (and past what poll() can wait)
 MAX_SINCE = 999_999 * 86400  # the longest --since: 999,999 days

@@ -103,7 +103,8 @@ class IgnoreRules:
         self.path = os.path.join(hooks_dir, c.IGNORE_NAME)
         self.spec: pathspec.GitIgnoreSpec | None = None
         try:
-            lines = read_settings(self.path).decode("utf-8", "surrogateescape").split("\n")
+            text = read_settings(self.path).decode("utf-8", "surrogateescape")
+            lines = text.removeprefix(c.BOM).split("\n")
         except (FileNotFoundError, NotADirectoryError):
             return
         except NotRegularFile:

@@ -163,7 +163,8 @@ def load_config(path: str, required: bool) -> Config:
     except UnicodeDecodeError as error:
         line = raw[:error.start].count(b"\n") + 1
         raise ConfigError(f"{path}:{line}: not valid UTF-8") from None
-    return parse_config(text, path)
+    # An editor's byte order mark is not part of the first line (git reads .gitignore so).
+    return parse_config(text.removeprefix(c.BOM), path)
 
 
 def parse_config(text: str, path: str) -> Config:
@@ -365,9 +366,12 @@ def parse_header(head: bytes, path: str, phase: str | None = None
     """The header directives in ``head``, the first bytes of the script ``path`` of phase
     ``phase``: ({setting: (value, line_number)}, [warnings]). A warning names a comment that
     looks like a directive but is not one. Binary executables (ELF, or a NUL in the first
-    bytes) have no header. Raises ConfigError naming file and line for an unknown key, a bad
-    value or a key that means nothing in the hook's phase."""
-    if head.startswith(b"\x7fELF") or b"\0" in head:
+    bytes) have no header; a ``#!`` script with a payload after its text (a NUL further on)
+    has its header read up to the payload. Raises ConfigError naming file and line for an
+    unknown key, a bad value or a key that means nothing in the hook's phase."""
+    if head.startswith(b"#!"):
+        head = head.split(b"\0", 1)[0]
+    elif head.startswith(b"\x7fELF") or b"\0" in head:
         return {}, []
     found: dict[str, tuple[Value, int]] = {}
     warnings: list[str] = []

@@ -67,8 +67,9 @@ def parse_when(text: str) -> str:
 
 def parse_umask(text: str) -> int:
     digits = text.strip()
-    if not (1 <= len(digits) <= 4 and set(digits) <= OCTAL):
-        raise ValueError(f"bad umask {text!r} (octal, e.g. 077)")
+    # Four digits may only be a leading 0: 1777 would set bits a umask does not have.
+    if not (1 <= len(digits) <= 4 and set(digits) <= OCTAL) or int(digits, 8) > 0o777:
+        raise ValueError(f"bad umask {text!r} (octal, 0 to 777, e.g. 077)")
     return int(digits, 8)
 
 

@@ -112,6 +112,15 @@ def test_symlink_to_an_executable_runs_and_no_recursion_into_directories(hooks):
     assert "30-inside" not in [e.name for e in found]
 
 
+def test_a_byte_order_mark_does_not_spoil_the_first_hookignore_line(hooks):
+    """An editor's BOM made the first pattern match nothing: a hook switched off ran."""
+    make(hooks / "pre-backup.d", "10-off")
+    make(hooks / "pre-backup.d", "20-on")
+    (hooks / c.IGNORE_NAME).write_bytes(b"\xef\xbb\xbfpre-backup.d/10-off\n")
+    found = discover(str(hooks), PRE, IgnoreRules(str(hooks)))
+    assert [e.name for e in found if e.runs] == ["20-on"]
+
+
 def test_hookignore_uses_gitignore_patterns_relative_to_the_hooks_dir(hooks):
     d = hooks / "pre-backup.d"
     for name in ["10-a.sample", "20-b", "30-c", "40-keep.sample"]:

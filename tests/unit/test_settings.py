@@ -7,6 +7,7 @@ from orchestrator.errors import ConfigError
 from orchestrator.plan.settings import (
     Config,
     effective_settings,
+    load_config,
     parse_config,
     parse_header,
     read_head,
@@ -73,6 +74,24 @@ def test_binary_executables_have_no_header(tmp_path):
     assert parse_header(read_head(str(binary)), str(binary)) == ({}, [])
 
 
+def test_a_script_with_a_payload_after_its_text_keeps_its_header(tmp_path):
+    """A makeself-style installer: a NUL further on made the whole header go unread."""
+    script = tmp_path / "installer"
+    script.write_bytes(b"#!/bin/sh\n# hookrun: timeout=9s colour=red\nexit 0\n\0payload")
+    with pytest.raises(ConfigError, match="installer:2: .*colour"):
+        parse_header(read_head(str(script)), str(script))
+    script.write_bytes(b"#!/bin/sh\n# hookrun: timeout=9s\nexit 0\n\0# hookrun: retries=2\n")
+    assert parse_header(read_head(str(script)), str(script)) == ({"timeout": (9.0, 2)}, [])
+
+
+def test_a_byte_order_mark_before_the_first_section_is_no_setting(tmp_path):
+    conf = tmp_path / "hookrun.conf"
+    conf.write_bytes(b"\xef\xbb\xbf[hookrun]\numask = 027\n")
+    assert load_config(str(conf), True).get("umask") == 0o27
+    conf.write_bytes(b"\xef\xbb\xbf# a comment\n[hookrun]\numask = 027\n")
+    assert load_config(str(conf), True).get("umask") == 0o27
+
+
 def test_reading_a_hooks_first_bytes_never_waits_on_a_fifo(tmp_path):
     """A hook swapped for a FIFO after discovery looked at it: its head reads as nothing at
     once, instead of an open that waits for a writer for ever."""
@@ -125,6 +144,8 @@ def test_config_sections_and_values_are_parsed():
     ("[hookrun]\ntimeout = soon\n", 2, "bad duration"),
     ("[hookrun]\n\nstrict_permissions = perhaps\n", 3, "bad yes/no"),
     ("[hookrun]\numask = 999\n", 2, "bad umask"),
+    # Four digits set bits a umask has not: hooks ran with 0777 and no word.
+    ("[hookrun]\numask = 1777\n", 2, "bad umask"),
     ("[hookrun]\nnotify_command = 'unclosed\n", 2, "bad command line"),
     ("[other]\n", 1, "unknown section"),
     ("[hook backup]\n", 1, "unknown section"),
