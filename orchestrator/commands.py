@@ -124,7 +124,7 @@ def refusal_problem(args: Arguments, error: HookrunError) -> Problem:
 
 def phase(args: Arguments) -> int:
     from orchestrator.plan import discovery
-    from orchestrator.plan.context import build_context
+    from orchestrator.plan.context import build_context, require_known_event
     from orchestrator.run import phase_command
 
     found = discovery.phase_dir_named(args.phase_dir)
@@ -133,6 +133,8 @@ def phase(args: Arguments) -> int:
                          "post-EVENT, on-error, on-success or finally)")
     implied = found[1]
     if implied and args.event and args.event != implied:
+        # An unknown event is refused as run refuses it (78); a known one contradicts.
+        require_known_event(build_context(args, event=args.event))
         raise UsageError(f"phase: {args.phase_dir} belongs to event {implied!r}, not "
                          f"{args.event!r}")
     ctx = build_context(args, event=implied)

@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import marker_hook, order, run_hookrun, show_last
 
-EXIT_CHECK_FAILED, EXIT_HOOK_STOPPED, EXIT_CONFIG = 1, 69, 78
+EXIT_CHECK_FAILED, EXIT_USAGE, EXIT_HOOK_STOPPED, EXIT_CONFIG = 1, 2, 69, 78
 
 
 def run_ok(tree, *extra):
@@ -119,12 +119,16 @@ def test_an_unknown_event_is_78_naming_the_known_ones_and_nothing_runs(tree):
     (tree.hooks / "post-prune.d").mkdir()
     (tree.hooks / "finally.d").mkdir()
     for argv in (["run", "-e", "bakup", "--", "true"], ["list", "-e", "bakup"],
-                 ["check", "-e", "bakup"], ["phase", "finally", "-e", "bakup"]):
+                 ["check", "-e", "bakup"], ["phase", "finally", "-e", "bakup"],
+                 ["phase", "pre-backup", "-e", "bakup"]):
         result = run_hookrun(argv[0], *tree.args(*argv[1:]))
         assert result.returncode == EXIT_CONFIG, (argv, result.stderr)
         assert "unknown event 'bakup'" in result.stderr and "backup, prune" in result.stderr
         assert len(result.stderr.splitlines()) == 1
     assert order(tree) == [] and not (tree.state / "history.sqlite3").exists()
+    # A known event that is not the phase directory's own contradicts it: a usage error.
+    result = run_hookrun("phase", "pre-backup", *tree.args("-e", "prune"))
+    assert result.returncode == EXIT_USAGE and "belongs to event 'backup'" in result.stderr
     # --no-hooks reads no tree: any well-formed event name is taken.
     assert run_hookrun("run", "--no-hooks", *tree.args("-e", "bakup"), "--",
                        "true").returncode == 0
