@@ -122,6 +122,9 @@ def test_phase_exit_codes(tree, hookrun_main):
 
 def test_phase_rejects_what_is_not_a_phase_directory(tree, hookrun_main):
     assert hookrun_main("phase", "backup", *tree.args())[0] == 2
+    # A conflicting -e: a usage error when the event is known, 78 when it is not.
+    assert hookrun_main("phase", "pre-backup", "-e", "prune", *tree.args())[0] == 78
+    tree.events("prune")
     assert hookrun_main("phase", "pre-backup", "-e", "prune", *tree.args())[0] == 2
 
 
