@@ -433,7 +433,7 @@ def check_paths(ctx: Context, discovered: Discovered,
     for hooks_dir in ctx.hooks_dirs if discovered else ():
         checker.check(os.path.join(hooks_dir, c.IGNORE_NAME), safety.settings_rule)
         for phase, _entries in discovered:
-            checker.check(os.path.join(hooks_dir, phase.dirname))
+            checker.check(os.path.join(hooks_dir, phase.dirname), safety.phase_dir_rule)
     for _phase, entries in discovered:
         for entry in entries:
             # A hook that cannot start is never executed: its file guards nothing.
@@ -527,6 +527,8 @@ def tree_warnings(ctx: Context, discovered: Discovered, known: Collection[str]) 
     look like phase directories but are not, a ``.hookignore`` that hides a whole phase, a
     ``[hook]`` section that names no file. ``known``: the events the tree knows."""
     found = [line for d in ctx.hooks_dirs for line in discovery.near_misses(d, known)]
+    found += [line for phase, _entries in discovered
+              for line in discovery.phase_dir_warnings(ctx.hooks_dirs, phase)]
     found += [warning for phase, entries in discovered
               if (warning := discovery.hidden_by_ignore(phase, entries))]
     found += unmatched_sections(ctx) + quoted_env_values(ctx)
@@ -625,8 +627,20 @@ START_FIXES = {
 }
 
 
-def start_fix(entry: Entry) -> str:
-    """What to do about a hook that cannot start."""
+def start_fix(entry: Entry, hooks_dirs: Sequence[str] = ()) -> str:
+    """What to do about a hook that cannot start. One of an earlier hooks directory than
+    the last of ``hooks_dirs`` (a package's, which the package manager owns) can also be
+    left as it is and replaced or masked by a file of its name in the last (design.md 12)."""
+    fix = own_start_fix(entry)
+    if hooks_dirs and entry.origin and entry.origin != hooks_dirs[-1]:
+        mine = display_name(os.path.join(hooks_dirs[-1], entry.key))
+        fix += (f"; or leave it as it is and put a replacement of that name at {mine}, or "
+                f"mask it: ln -s /dev/null {mine}")
+    return fix
+
+
+def own_start_fix(entry: Entry) -> str:
+    """What to do about a hook that cannot start, to the file itself."""
     fix = START_FIXES.get(entry.fails)
     if fix:
         return fix.format(path=display_name(entry.path))
@@ -685,12 +699,15 @@ def check_tree(ctx: Context, all_events: bool = False
               if isinstance(text, safety.ForeignOwner) and text.owner in fixes
               else Problem(display_name(path), *fix_of(text))
               for path, text in zip(checker.problem_paths, checker.problems)]
-    problems = [Problem(display_name(e.path), e.fails, start_fix(e))
+    problems = [Problem(display_name(e.path), e.fails, start_fix(e, ctx.hooks_dirs))
                 for _p, entries in discovered for e in entries if e.fails]
     known = known_events(ctx, True)
     problems += [Problem(display_name(path), what, f"rename it {meant}/")
                  for hooks_dir in ctx.hooks_dirs
                  for path, what, meant in discovery.near_miss_dirs(hooks_dir, known)]
+    problems += [Problem(display_name(path), what, fix)
+                 for phase, _entries in discovered
+                 for path, what, fix in discovery.phase_dir_troubles(ctx.hooks_dirs, phase)]
     warnings = [f"{display_name(e.key)}: {e.reason}"
                 for _p, entries in discovered for e in entries if e.warn]
     warnings += near + crlf_warnings(discovered, heads)

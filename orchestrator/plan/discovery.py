@@ -236,17 +236,25 @@ def discover(hooks_dirs: str | Sequence[str], phase_dir: PhaseDir,
     """The entries of ``phase_dir`` in the layered ``hooks_dirs`` (earliest lowest; or one
     path), merged by name in byte-wise order; [] if none has the directory. A file in a later
     directory replaces the file of that name in an earlier one; a later symbolic link to
-    /dev/null masks it. ``ignores`` maps each hooks directory to its IgnoreRules (or is the
-    IgnoreRules of a single one): each ``.hookignore`` hides names of its own directory
-    only, and a hidden name replaces nothing."""
+    /dev/null masks it, and a phase directory that is such a link masks the whole phase
+    directory of every earlier hooks directory (each of its files is listed as masked by
+    it). ``ignores`` maps each hooks directory to its IgnoreRules (or is the IgnoreRules of
+    a single one): each ``.hookignore`` hides names of its own directory only, and a hidden
+    name replaces nothing: it is listed, after the earlier file of its name, which stays."""
     layers = [hooks_dirs] if isinstance(hooks_dirs, str) else hooks_dirs
     rules = {layers[0]: ignores} if isinstance(ignores, IgnoreRules) else ignores
     chosen: dict[str, Entry] = {}
+    hidden: list[Entry] = []  # names hidden in a later directory while an earlier one runs
     for hooks_dir in layers:
         directory = os.path.join(hooks_dir, phase_dir.dirname)
         try:
             names = os.listdir(directory)
         except (FileNotFoundError, NotADirectoryError):
+            # Anything else than a mask in a phase directory's place is phase_dir_troubles'
+            # warning: that layer holds no hooks.
+            if phase_dir_kind(directory) == MASKED:
+                chosen = {name: masked_by_dir(entry, directory, hooks_dir)
+                          for name, entry in chosen.items()}
             continue
         for name in names:
             earlier = chosen.get(name)
@@ -254,14 +262,79 @@ def discover(hooks_dirs: str | Sequence[str], phase_dir: PhaseDir,
                                 hooks_dir)
             if earlier is not None and not entry.runs and not entry.warn and \
                     not entry.reason.startswith("masked"):
-                continue  # a name hidden here takes no part: the earlier file stays
+                hidden.append(entry)  # it takes no part: the earlier file stays
+                continue
             if earlier is not None:
                 replaced = earlier.overrides + (earlier.path,)
                 if entry.reason == "masked":
                     entry = entry._replace(reason=f"masked by {entry.path}")
                 entry = entry._replace(overrides=replaced)
             chosen[name] = entry
-    return [chosen[name] for name in sorted(chosen, key=os.fsencode)]
+    found = [(os.fsencode(name), 0, entry) for name, entry in chosen.items()]
+    found += [(os.fsencode(entry.name), 1 + n, entry) for n, entry in enumerate(hidden)]
+    return [entry for _name, _n, entry in sorted(found, key=lambda item: item[:2])]
+
+
+def masked_by_dir(entry: Entry, mask: str, origin: str) -> Entry:
+    """``entry`` of an earlier hooks directory under ``mask``, a later phase directory that
+    is a link to /dev/null (of the hooks directory ``origin``). A name passed over in silence
+    stays as it was: the mask changes nothing for it."""
+    if not (entry.runs or entry.warn or entry.reason.startswith("masked")):
+        return entry
+    return Entry(entry.phase_dir, entry.name, mask, runs=False, reason=f"masked by {mask}",
+                 origin=origin, overrides=entry.overrides + (entry.path,))
+
+
+# phase_dir_kind() of a phase directory that is a link to /dev/null.
+MASKED = "masked"
+
+
+def phase_dir_kind(path: str) -> str | None:
+    """What stands where a phase directory is looked for, when it is no directory: MASKED
+    for a symbolic link to /dev/null (however it is spelled), else what it is (``a regular
+    file``, ``a broken symlink``, ``a fifo, socket or device``); None for a directory, a link
+    to one, or nothing."""
+    try:
+        info = os.lstat(path)
+        if stat.S_ISLNK(info.st_mode):
+            info = os.stat(path)
+            if is_null_device(info):
+                return MASKED
+    except FileNotFoundError:
+        return "a broken symlink" if os.path.islink(path) else None
+    except OSError:
+        return None  # what cannot be looked at is reported where its path is checked
+    if stat.S_ISDIR(info.st_mode):
+        return None
+    if stat.S_ISREG(info.st_mode):
+        return "a regular file"
+    return "a fifo, socket or device"
+
+
+def phase_dir_troubles(hooks_dirs: Iterable[str], phase_dir: PhaseDir
+                       ) -> list[tuple[str, str, str]]:
+    """[(path, what, fix)] for each of ``hooks_dirs`` where the name of ``phase_dir`` is
+    taken by something that is neither a directory nor a mask (phase_dir_kind): that
+    hooks directory silently adds no hook to the phase, which is surely not what was
+    meant. A warning in run and list, a problem in check (as a near-miss directory)."""
+    found = []
+    for position, hooks_dir in enumerate(hooks_dirs):
+        path = os.path.join(hooks_dir, phase_dir.dirname)
+        kind = phase_dir_kind(path)
+        if kind is None or kind == MASKED:
+            continue
+        fix = "remove it, or make it a directory"
+        if position:
+            fix += (f"; to switch off {phase_dir.dirname} of the earlier hooks directories, "
+                    f"make it a link to /dev/null: ln -sfn /dev/null {display_name(path)}")
+        found.append((path, f"{kind}, not a directory, so no hook in it runs", fix))
+    return found
+
+
+def phase_dir_warnings(hooks_dirs: Iterable[str], phase_dir: PhaseDir) -> list[str]:
+    """Warning lines for phase_dir_troubles()."""
+    return [f"{display_name(path)} is {what} (fix: {fix})"
+            for path, what, fix in phase_dir_troubles(hooks_dirs, phase_dir)]
 
 
 def judge_entry(phase_dir: PhaseDir, name: str, path: str, ignore: IgnoreRules,

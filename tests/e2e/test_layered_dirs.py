@@ -182,3 +182,129 @@ def test_a_hookrun_dir_of_colons_alone_is_no_internal_error(tmp_path):
     result = run_hookrun("run", "--no-hooks", "--state-dir", str(state), "--log-file",
                          str(tmp_path / "log"), "--", "true", env={"HOOKRUN_DIR": ":"})
     assert result.returncode == 0, result.stderr
+
+
+def test_a_phase_directory_linked_to_dev_null_masks_that_of_every_earlier_directory(tmp_path):
+    """``ln -s /dev/null /etc/hookrun/post-backup.d``, systemd's way: no earlier file runs
+    in it, list shows each as masked by it, and nothing asks to chmod /dev/null (run, check
+    and phase used to refuse with 77 and that advice)."""
+    vendor, admin, marks, state = layers(tmp_path)
+    hook(vendor, "pre-backup.d/10-pre", marker(marks, "pre"))
+    hook(vendor, "post-backup.d/10-p", marker(marks, "vendor-post"))
+    later = tmp_path / "later"
+    later.mkdir(mode=0o755)
+    hook(later, "post-backup.d/20-late", marker(marks, "later-post"))
+    os.symlink(os.devnull, admin / "post-backup.d")
+    result = run_hookrun("run", *args(state, vendor, admin), "--", "true")
+    assert result.returncode == 0 and "/dev/null" not in result.stderr, result.stderr
+    assert (marks / "order").read_text().split() == ["pre"]
+    assert show_last(tree_like(state, admin))["status"] == "success"
+    checked = run_hookrun("check", *args(state, vendor, admin))
+    assert checked.returncode == 0 and "/dev/null" not in checked.stderr, checked.stderr
+    phased = run_hookrun("phase", "post-backup", *args(state, vendor, admin))
+    assert phased.returncode == 0 and "/dev/null" not in phased.stderr, phased.stderr
+    only = run_hookrun("phase", "post-backup", "--only", "10-p", *args(state, vendor, admin))
+    assert only.returncode == 2 and "masked by" in only.stderr
+    assert (marks / "order").read_text().split() == ["pre"]
+
+    mask = admin / "post-backup.d"
+    listing = run_hookrun("list", "--json", "--all", *args(state, vendor, admin))
+    assert listing.returncode == 0, listing.stderr
+    items = {item["name"]: item for item in json.loads(listing.stdout)}
+    masked = items["10-p"]
+    assert masked["runs"] is False and masked["reason"] == f"masked by {mask}"
+    assert masked["origin"] == str(admin)
+    assert masked["overrides"] == [str(vendor / "post-backup.d" / "10-p")]
+    plain = run_hookrun("list", *args(state, vendor, admin))
+    assert "10-p " not in plain.stdout and "10-pre " in plain.stdout
+    assert f"masked by {mask}" in run_hookrun("list", "--all",
+                                              *args(state, vendor, admin)).stdout
+
+    # A later directory than the mask adds its hooks again.
+    (marks / "order").unlink()
+    result = run_hookrun("run", *args(state, vendor, admin, later), "--", "true")
+    assert result.returncode == 0, result.stderr
+    assert (marks / "order").read_text().split() == ["pre", "later-post"]
+
+
+def test_a_phase_directory_mask_in_a_directory_others_can_write_is_still_refused(tmp_path):
+    vendor, admin, marks, state = layers(tmp_path)
+    hook(vendor, "post-backup.d/10-p", marker(marks, "vendor-post"))
+    admin.chmod(0o777)
+    os.symlink(os.devnull, admin / "post-backup.d")
+    result = run_hookrun("run", *args(state, vendor, admin), "--", "true")
+    assert result.returncode == EXIT_UNSAFE and f"chmod go-w {admin}" in result.stderr
+    assert "chmod go-w /dev/null" not in result.stderr
+    assert not (marks / "order").exists()
+
+
+def test_a_later_hookignore_shows_its_hidden_file_while_the_earlier_one_runs(tmp_path):
+    vendor, admin, marks, state = layers(tmp_path)
+    hook(vendor, "pre-backup.d/20-x", marker(marks, "vendor-x"))
+    hook(admin, "pre-backup.d/20-x", marker(marks, "admin-x"))
+    (admin / ".hookignore").write_text("pre-backup.d/20-x\n")
+    (admin / ".hookignore").chmod(0o644)
+    result = run_hookrun("run", *args(state, vendor, admin), "--", "true")
+    assert result.returncode == 0, result.stderr
+    assert (marks / "order").read_text().split() == ["vendor-x"]
+    assert [t["name"] for t in show_last(tree_like(state, admin))["tasks"]
+            if t["phase"] == "pre"] == ["20-x"]
+
+    listing = run_hookrun("list", "--json", "--all", *args(state, vendor, admin))
+    items = [item for item in json.loads(listing.stdout) if item["name"] == "20-x"]
+    assert [(i["path"], i["runs"], i["reason"], i["origin"], i["overrides"]) for i in items] == [
+        (str(vendor / "pre-backup.d" / "20-x"), True, None, str(vendor), []),
+        (str(admin / "pre-backup.d" / "20-x"), False, "matched by .hookignore", str(admin), [])]
+    text = run_hookrun("list", "--all", *args(state, vendor, admin)).stdout
+    assert f"skip  20-x  matched by .hookignore  [from {admin}]" in text
+    assert "matched by" not in run_hookrun("list", *args(state, vendor, admin)).stdout
+    only = run_hookrun("phase", "pre-backup", "--only", "20-x", *args(state, vendor, admin))
+    assert only.returncode == 0, only.stderr
+    assert (marks / "order").read_text().split() == ["vendor-x", "vendor-x"]
+
+
+def test_check_gives_a_packaged_hook_that_cannot_start_the_admins_fix_too(tmp_path):
+    vendor, admin, marks, state = layers(tmp_path)
+    hook(vendor, "pre-backup.d/10-a", marker(marks, "a")).chmod(0o644)
+    (admin / "pre-backup.d").mkdir(mode=0o755)
+    result = run_hookrun("check", "--json", *args(state, vendor, admin))
+    assert result.returncode == 1
+    (problem,) = json.loads(result.stdout)["problems"]
+    mine = admin / "pre-backup.d" / "10-a"
+    assert problem["path"] == str(vendor / "pre-backup.d" / "10-a")
+    assert problem["fix"].startswith(f"chmod +x {vendor / 'pre-backup.d' / '10-a'}")
+    assert f"replacement of that name at {mine}" in problem["fix"]
+    assert f"ln -s /dev/null {mine}" in problem["fix"]
+    # Following it works: the mask it names switches the hook off, and check passes.
+    os.symlink(os.devnull, mine)
+    assert run_hookrun("check", *args(state, vendor, admin)).returncode == 0
+    # The file of the last directory gets its own fix only.
+    hook(admin, "pre-backup.d/20-b", marker(marks, "b")).chmod(0o644)
+    result = run_hookrun("check", "--json", *args(state, vendor, admin))
+    (problem,) = json.loads(result.stdout)["problems"]
+    assert problem["path"] == str(admin / "pre-backup.d" / "20-b")
+    assert "/dev/null" not in problem["fix"] and "replacement" not in problem["fix"]
+
+
+def test_a_phase_directory_name_taken_by_a_file_is_a_warning_and_a_check_problem(tmp_path):
+    vendor, admin, marks, state = layers(tmp_path)
+    hook(vendor, "post-backup.d/10-p", marker(marks, "vendor-post"))
+    (admin / "post-backup.d").write_text("")
+    os.symlink(tmp_path / "nowhere", admin / "pre-backup.d")
+    for path in (admin / "post-backup.d", admin / "pre-backup.d"):
+        result = run_hookrun("run", *args(state, vendor, admin), "--", "true")
+        assert result.returncode == 0
+        assert f"warning: {path} is a " in result.stderr, result.stderr
+        listed = run_hookrun("list", *args(state, vendor, admin))
+        assert listed.returncode == 0 and f"warning: {path} is a " in listed.stderr
+        checked = run_hookrun("check", "--json", *args(state, vendor, admin))
+        assert checked.returncode == 1
+        problems = {p["path"]: p for p in json.loads(checked.stdout)["problems"]}
+        assert "no hook in it runs" in problems[str(path)]["what"]
+        assert f"ln -sfn /dev/null {path}" in problems[str(path)]["fix"]
+    # What is there does not run; the earlier directory's hooks still do.
+    assert (marks / "order").read_text().split() == ["vendor-post", "vendor-post"]
+    # A single hooks directory: no mask is suggested, there is nothing earlier to mask.
+    checked = run_hookrun("check", "--json", *args(state, admin))
+    fixes = [p["fix"] for p in json.loads(checked.stdout)["problems"]]
+    assert checked.returncode == 1 and fixes and not any("/dev/null" in f for f in fixes)
