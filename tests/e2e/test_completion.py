@@ -2,6 +2,7 @@
 bash with COMP_WORDS set as bash sets them, against ``hookrun --help``, a hooks tree and a
 history."""
 
+import json
 import os
 import re
 import shutil
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_hookrun
-from tests.e2e.conftest import plant
+from tests.e2e.conftest import as_user, plant, user_env
 from tests.e2e.test_example_tree import require
 from tests.e2e.test_manpages import help_text, options_in_help, subcommands_in_help
 
@@ -108,10 +109,10 @@ def test_without_d_the_hooks_directory_is_hookrun_dir(hooks, tmp_path):
     (other / "pre-nightly.d").mkdir(parents=True)
     assert complete("hookrun", "check", "-d", str(other), "-e", "",
                     env={"HOOKRUN_DIR": str(hooks)}) == ["nightly"]
-    # Empty parts name no directory, as hookrun reads the list.
-    for listed in (f"{other}:{hooks}:", f"{hooks}::"):
-        assert complete("hookrun", "check", "-e", "", env={"HOOKRUN_DIR": listed}) == \
-            ["backup", "prune"]
+    # Empty parts name no directory, as hookrun reads the list; every part is a layer.
+    for listed, events in ((f"{other}:{hooks}:", ["backup", "nightly", "prune"]),
+                           (f"{hooks}::", ["backup", "prune"])):
+        assert complete("hookrun", "check", "-e", "", env={"HOOKRUN_DIR": listed}) == events
 
 
 def test_phase_offers_the_phase_directories_of_the_tree(hooks):
@@ -159,6 +160,92 @@ def test_phase_only_offers_nothing_from_a_phase_directory_others_can_write(hooks
     phase.chmod(0o777)
     assert complete("hookrun", "phase", "-d", str(hooks), "pre-backup", "--only", "") == []
     phase.chmod(0o755)
+
+
+def layered_tree(base):
+    """usr (a package's hooks) and etc (the admin's, masking some of them): the two
+    directories, and a third, later one that has hooks again."""
+    usr, etc, late = base / "usr", base / "etc", base / "late"
+    for relative in ("pre-backup.d/10-a", "pre-backup.d/20-b", "post-backup.d/10-p",
+                     "pre-prune.d/10-prune", "etc:pre-backup.d/30-c",
+                     "late:post-backup.d/20-late", "late:pre-backup.d/20-b"):
+        where, _, relative = relative.rpartition(":")
+        path = {"": usr, "etc": etc, "late": late}[where] / relative
+        path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+        path.write_text("#!/bin/sh\n")
+        path.chmod(0o755)
+    os.symlink(os.devnull, etc / "pre-backup.d" / "20-b")
+    os.symlink(os.devnull, etc / "post-backup.d")
+    return usr, etc, late
+
+
+def runs_in(phase, *dirs):
+    """The names hookrun itself would run in ``phase`` of the layered ``dirs``."""
+    listed = run_hookrun("list", "--json", *[a for d in dirs for a in ("-d", str(d))],
+                         "--state-dir", str(dirs[0].parent / "state"))
+    assert listed.returncode == 0, listed.stderr
+    return sorted(i["name"] for i in json.loads(listed.stdout) if i["dir"] == f"{phase}.d"
+                  and i["runs"])
+
+
+def test_every_layer_is_read_and_a_mask_in_the_last_entry_is_not_offered(tmp_path):
+    usr, etc, late = layered_tree(tmp_path)
+    on_line = ["-d", str(usr), "-d", str(etc)]
+    for given, env in ((on_line, None), ([], {"HOOKRUN_DIR": f"{usr}:{etc}"})):
+        assert complete("hookrun", "run", *given, "-e", "", env=env) == ["backup", "prune"]
+        # post-backup.d is a mask in etc: no phase of that name is left to run.
+        assert complete("hookrun", "phase", *given, "", env=env) == ["pre-backup", "pre-prune"]
+        offered = complete("hookrun", "phase", *given, "pre-backup", "--only", "", env=env)
+        assert offered == ["10-a", "30-c"] == runs_in("pre-backup", usr, etc)
+        assert complete("hookrun", "phase", *given, "post-backup", "--only", "", env=env) == \
+            [] == runs_in("post-backup", usr, etc)
+        assert complete("hookrun", "phase", *given, "pre-prune", "--only", "", env=env) == \
+            ["10-prune"]
+    # A later directory than the masks brings names back, as hookrun reads it.
+    given = ["-d", str(usr), "-d", str(etc), "-d", str(late)]
+    assert complete("hookrun", "phase", *given, "") == ["post-backup", "pre-backup",
+                                                       "pre-prune"]
+    assert complete("hookrun", "phase", *given, "post-backup", "--only", "") == ["20-late"] \
+        == runs_in("post-backup", usr, etc, late)
+    assert complete("hookrun", "phase", *given, "pre-backup", "--only", "") == \
+        ["10-a", "20-b", "30-c"] == runs_in("pre-backup", usr, etc, late)
+
+
+DEFAULT_DIRS = 'source "$1"; _hookrun_default_hooks_dirs; printf "%s\\n" "${hooks_dirs[@]}"'
+
+
+def python_default_dirs(monkeypatch, euid, env):
+    """hookrun's own default hooks directories for a user ``euid`` in environment ``env``."""
+    from orchestrator.plan import context
+
+    monkeypatch.setattr(os, "geteuid", lambda: euid)
+    for name in ("HOOKRUN_DIR", "XDG_CONFIG_HOME", "HOME"):
+        if name in env:
+            monkeypatch.setenv(name, env[name])
+        else:
+            monkeypatch.delenv(name, raising=False)
+    return context.default_hooks_dirs()[0]
+
+
+@pytest.mark.parametrize("env", [{}, {"HOOKRUN_DIR": "/a::/b:"}, {"HOOKRUN_DIR": ":"},
+                                 {"XDG_CONFIG_HOME": "/xdg"}, {"XDG_CONFIG_HOME": ""}])
+def test_the_default_hooks_directories_are_hookruns_for_root_and_for_others(
+        env, monkeypatch, attacker):
+    """Read from the code, not guessed: root's /usr/lib/hookrun then /etc/hookrun, the colon
+    list, another user's ~/.config/hookrun, each as hookrun's default_hooks_dirs()."""
+    full = {k: v for k, v in os.environ.items() if k not in ("HOOKRUN_DIR", "XDG_CONFIG_HOME")}
+    root = subprocess.run([bash(), "-c", DEFAULT_DIRS, "bash", str(COMPLETION)],
+                          env={**full, **env}, capture_output=True, text=True, timeout=60)
+    other = as_user(attacker, [bash(), "-c", DEFAULT_DIRS, "bash", str(COMPLETION)],
+                    env=user_env(attacker, **env))
+    assert root.returncode == 0 and other.returncode == 0, root.stderr + other.stderr
+    expected_root = python_default_dirs(monkeypatch, 0, {**env, "HOME": full.get("HOME", "/")})
+    expected_other = python_default_dirs(monkeypatch, attacker.pw_uid,
+                                         {**env, "HOME": "/nonexistent"})
+    assert root.stdout.splitlines() == expected_root
+    assert other.stdout.splitlines() == expected_other
+    if not env:
+        assert expected_root == ["/usr/lib/hookrun", "/etc/hookrun"]
 
 
 # Values and commands
@@ -232,6 +319,17 @@ def test_show_run_ids_follow_the_event_and_the_config_files_state_dir(tree):
     tree.config(f"[hookrun]\nstate_dir = {tree.state}\n")
     assert complete("hookrun", "show", "-d", str(tree.hooks), "-e", "prune", "") == \
         ["last", ids[1]]
+
+
+def test_show_reads_the_state_dir_from_the_config_of_the_last_layer_that_has_one(tree):
+    ids = history_of(tree)
+    tree.config(f"[hookrun]\nstate_dir = {tree.state}\n")
+    admin = tree.base / "admin"
+    admin.mkdir(mode=0o755)
+    assert complete("hookrun", "show", "-d", str(tree.hooks), "-d", str(admin), "") == \
+        ["last", *ids]
+    assert complete("hookrun", "show", "",
+                    env={"HOOKRUN_DIR": f"{tree.hooks}:{admin}"}) == ["last", *ids]
 
 
 def test_without_sqlite3_run_ids_come_from_hookrun_history(tree):
