@@ -196,12 +196,10 @@ def settings_rule(entry: str, info: os.stat_result, owners: Sequence[int]) -> st
     return None if is_null_device(info) else hook_rule(entry, info, owners)
 
 
-def phase_dir_rule(entry: str, info: os.stat_result, owners: Sequence[int]) -> str | None:
-    """hook_rule for a phase directory, except that the null device is an empty one: a
-    phase directory that is a link to /dev/null masks that phase directory of every
-    earlier hooks directory (design.md section 12), and no one is told to chmod /dev/null.
-    The way to it (directories, the link and its owner) is judged as for any path."""
-    return None if is_null_device(info) else hook_rule(entry, info, owners)
+# A phase directory is judged as hookrun.conf is: a link to /dev/null there masks that phase
+# directory of every earlier hooks directory (design.md section 12), and no one is told to
+# chmod /dev/null. The way to it (directories, the link and its owner) is judged as any path.
+phase_dir_rule = settings_rule
 
 
 def state_rule(entry: str, info: os.stat_result, owners: Sequence[int]) -> str | None:
