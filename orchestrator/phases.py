@@ -65,9 +65,9 @@ def select_only(phase_dir: PhaseDir, hooks: Sequence[PlannedHook], names: Sequen
     start (UsageError, exit 2, naming the hooks there, or why a run passes it over); under
     a dry run it must also take part in one. Returns the ``selected`` of run_phase."""
     by_name: dict[str, PlannedHook] = {}
-    for hook in hooks:
+    for planned in hooks:
         # A name hidden by a later .hookignore comes after the earlier file that runs.
-        by_name.setdefault(hook.entry.name, hook)
+        by_name.setdefault(planned.entry.name, planned)
     for name in names:
         hook = by_name.get(name)
         if not name:
