@@ -17,6 +17,7 @@ import stat
 import subprocess
 import tempfile
 import threading
+import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -554,3 +555,232 @@ def test_container_stopped_by_40_stop_container_is_started_again_after_a_failed_
     record = hookrun.last()
     assert record["status"] == "failure"
     assert ("cleanup", "docker start webapp", "ok") in task_statuses(record)
+
+
+# Where 10-verify finds the repository, and what it does when it cannot verify
+
+def set_hookrun_key(config, key, value):
+    """Add ``key = value`` to the [hookrun] section of the config file ``config``."""
+    text = config.read_text()
+    assert "\n[hookrun]\n" in text, f"no [hookrun] section in {config}"
+    config.write_text(text.replace("\n[hookrun]\n", f"\n[hookrun]\n{key} = {value}\n", 1))
+
+
+def bin_without(tmp_path, *names):
+    """A directory of links to every program in the usual bin directories but ``names``: a
+    PATH on which those are not installed."""
+    found = tmp_path / f"bin-without-{'-'.join(names)}"
+    found.mkdir()
+    for directory in ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin",
+                      "/bin"):
+        if not os.path.isdir(directory):
+            continue
+        for name in os.listdir(directory):
+            path = os.path.join(directory, name)
+            if name in names or (found / name).exists() or not os.access(path, os.X_OK):
+                continue
+            (found / name).symlink_to(path)
+    return found
+
+
+def postgres_dump_tree(tmp_path, postgres, restic_repo, database, **values):
+    """A copy of the example tree that dumps a new database named ``database`` and a unique
+    suffix into its staging directory, with ``values`` in [env] as well (the restic repository
+    only when given); returns the tree, the staging directory and the dump's name (the
+    server serves the whole session)."""
+    database = f"{database}_{uuid.uuid4().hex[:12]}"
+    psql(postgres, "postgres", f"CREATE DATABASE {database}")
+    staging = tmp_path / "staging"
+    tree = example_copy(tmp_path, {
+        **pg_connection(postgres), "PGDATABASE": database, "BACKUP_STAGING_DIR": staging,
+        "MIN_FREE_MB": 1, "RESTIC_PASSWORD_FILE": restic_repo["RESTIC_PASSWORD_FILE"],
+        "RESTIC_CACHE_DIR": restic_repo["RESTIC_CACHE_DIR"], **values,
+    }, ignore=NOT_USED_HERE)
+    return tree, staging, f"postgres-{database}.dump"
+
+
+def snapshot_listing(restic_repo):
+    return restic(restic_repo, "ls", "latest").splitlines()
+
+
+REPOSITORY_WAYS = {
+    "-r REPO": lambda repo, _file: ({}, ["-r", repo]),
+    "--repo=REPO": lambda repo, _file: ({}, [f"--repo={repo}"]),
+    "-rREPO after the subcommand": lambda repo, _file: ({}, ["backup", f"-r{repo}"]),
+    "--repository-file FILE": lambda _repo, file: ({}, ["--repository-file", file]),
+    "--json -r REPO (HOOKRUN_SNAPSHOT_ID)": lambda repo, _file: ({}, ["--json", "-r", repo]),
+    "RESTIC_REPOSITORY_FILE": lambda _repo, file: ({"RESTIC_REPOSITORY_FILE": file}, []),
+}
+
+
+@pytest.mark.parametrize("way", REPOSITORY_WAYS)
+def test_verify_finds_the_repository_where_the_backup_command_names_it(
+        tmp_path, postgres, restic_repo, way):
+    """The most common restic usage, ``restic -r REPO backup ...`` with no RESTIC_REPOSITORY:
+    10-verify checks the snapshot against that repository, and only then do the dumps go."""
+    repository_file = tmp_path / "repository"
+    repository_file.write_text(restic_repo["RESTIC_REPOSITORY"] + "\n")
+    env_values, options = REPOSITORY_WAYS[way](restic_repo["RESTIC_REPOSITORY"],
+                                               str(repository_file))
+    tree, staging, dump = postgres_dump_tree(tmp_path, postgres, restic_repo, "ways", **env_values)
+    hookrun = Hookrun(tree, tmp_path, hermetic_env())
+    if options and options[0] == "backup":
+        command = ["restic", *options, str(staging)]
+    else:
+        command = ["restic", *options, "backup", str(staging)]
+
+    result = hookrun.run(*command)
+
+    assert result.returncode == 0, outcome(result)
+    record = hookrun.last()
+    assert record["status"] == "success"
+    tasks = {f"{task['phase']}/{task['name']}": task for task in record["tasks"]}
+    assert tasks["post/10-verify"]["status"] == "ok", tasks["post/10-verify"]
+    assert "the snapshot contains" in tasks["post/10-verify"]["output"]
+    if "--json" in options:  # 10-verify lists the snapshot the command reported
+        assert record["stats"]["snapshot_id"]
+    assert tasks["post/90-clean-staging"]["status"] == "ok"
+    assert "removed 1 verified dump" in tasks["post/90-clean-staging"]["output"]
+    assert list(staging.iterdir()) == []
+    assert str(staging / dump) in snapshot_listing(restic_repo)
+
+
+def test_verify_with_r_fails_a_backup_that_left_the_staging_directory_out(
+        tmp_path, postgres, restic_repo):
+    """The reviewer's case 2: ``restic -r REPO backup /srv``, no RESTIC_REPOSITORY in [env]."""
+    srv = tmp_path / "srv"
+    srv.mkdir()
+    (srv / "site.txt").write_text("the web site\n")
+    tree, staging, dump = postgres_dump_tree(tmp_path, postgres, restic_repo, "left_out")
+    hookrun = Hookrun(tree, tmp_path, hermetic_env())
+
+    result = hookrun.run("restic", "-r", restic_repo["RESTIC_REPOSITORY"], "backup", str(srv))
+
+    assert result.returncode == EXIT_HOOK_STOPPED, outcome(result)
+    record = hookrun.last()
+    assert record["status"] == "failure"
+    statuses = task_statuses(record)
+    assert ("post", "10-verify", "failed") in statuses
+    assert ("post", "90-clean-staging", "skipped") in statuses
+    assert "does not contain" in record["error"] and dump in record["error"]
+    assert (staging / dump).exists(), "the dump is kept"
+    assert len(snapshots(restic_repo)) == 1
+
+
+def test_dumps_that_10_verify_cannot_verify_fail_the_run_and_are_kept(
+        tmp_path, postgres, restic_repo):
+    """No repository it can find (the command is not restic and [env] names none): the run
+    fails with the reason, never a green night that deleted the dump."""
+    archive = tmp_path / "backup.tar"
+    tree, staging, dump = postgres_dump_tree(tmp_path, postgres, restic_repo, "unverifiable")
+    hookrun = Hookrun(tree, tmp_path, hermetic_env())
+
+    result = hookrun.run("tar", "-cf", str(archive), str(staging))
+
+    assert result.returncode == EXIT_HOOK_STOPPED, outcome(result)
+    record = hookrun.last()
+    assert record["status"] == "failure"
+    statuses = task_statuses(record)
+    assert ("pre", "20-dump-postgres", "ok") in statuses
+    assert ("command", "tar", "ok") in statuses
+    assert ("post", "10-verify", "failed") in statuses
+    assert ("post", "90-clean-staging", "skipped") in statuses
+    assert "cannot verify the 1 dump(s)" in record["error"]
+    assert "no repository found" in record["error"]
+    assert (staging / dump).exists(), "the dump is kept"
+
+
+def test_dumps_fail_the_run_and_are_kept_when_restic_is_not_on_the_hooks_path(
+        tmp_path, postgres, restic_repo):
+    restic_path = require(shutil.which("restic"), "restic")
+    tree, staging, dump = postgres_dump_tree(tmp_path, postgres, restic_repo, "no_restic",
+                                       RESTIC_REPOSITORY=restic_repo["RESTIC_REPOSITORY"])
+    set_hookrun_key(tree / "hookrun.conf", "path", bin_without(tmp_path, "restic"))
+    hookrun = Hookrun(tree, tmp_path, hermetic_env())
+
+    result = hookrun.run(restic_path, "backup", str(staging))
+
+    assert result.returncode == EXIT_HOOK_STOPPED, outcome(result)
+    record = hookrun.last()
+    assert record["status"] == "failure"
+    statuses = task_statuses(record)
+    assert ("post", "10-verify", "failed") in statuses
+    assert ("post", "90-clean-staging", "skipped") in statuses
+    assert "restic is not installed" in record["error"]
+    assert (staging / dump).exists(), "the dump is kept"
+
+
+@pytest.mark.parametrize("marker", [None, "an earlier run"])
+def test_clean_staging_keeps_dumps_10_verify_did_not_verify_and_the_run_is_a_warning(
+        tmp_path, postgres, restic_repo, marker):
+    """With 10-verify switched off (or only a marker of another run left in staging),
+    90-clean-staging removes no dump: it names what it kept and exits 3, its warning code."""
+    tree, staging, dump = postgres_dump_tree(tmp_path, postgres, restic_repo, "unchecked",
+                                       RESTIC_REPOSITORY=restic_repo["RESTIC_REPOSITORY"])
+    (tree / ".hookignore").write_text("".join(f"{pattern}\n" for pattern in NOT_USED_HERE)
+                                      + "post-backup.d/10-verify\n")
+    if marker:
+        staging.mkdir(mode=0o700)
+        (staging / ".verified").write_text(f"20200101T000000-1\n{dump}\n")
+    hookrun = Hookrun(tree, tmp_path, hermetic_env())
+
+    result = hookrun.run("restic", "backup", str(staging))
+
+    assert result.returncode == 0, outcome(result)
+    record = hookrun.last()
+    assert record["status"] == "warning"
+    clean = {task["name"]: task for task in record["tasks"]}["90-clean-staging"]
+    assert (clean["status"], clean["exit_code"]) == ("warning", 3)
+    assert "kept " in clean["output"] and dump in clean["output"]
+    assert (staging / dump).exists(), "an unverified dump is kept"
+    assert not (staging / ".verified").exists()
+
+
+# A pre- hook whose target is configured but cannot be reached fails; it never steps aside
+
+MISSING_DOCKER_CONTAINER = """#!/bin/sh
+echo "Error: No such object: $3" >&2
+exit 1
+"""
+
+
+@pytest.mark.parametrize("case", ["postgres without pg_dump", "mariadb without a dump tool",
+                                  "container without docker", "container that does not exist"])
+def test_configured_pre_hook_that_cannot_do_its_job_stops_the_run(tmp_path, case):
+    marker = tmp_path / "command-ran"
+    values = {"MIN_FREE_MB": 1, "BACKUP_STAGING_DIR": tmp_path / "staging"}
+    path = None
+    if case == "postgres without pg_dump":
+        hook, said = "20-dump-postgres", "pg_dump is not installed"
+        values["PGDATABASE"] = "shop"
+        path = bin_without(tmp_path, "pg_dump")
+    elif case == "mariadb without a dump tool":
+        hook, said = "30-dump-mariadb", "neither mariadb-dump nor mysqldump"
+        values["MYSQL_DATABASE"] = "shop"
+        path = bin_without(tmp_path, "mariadb-dump", "mysqldump")
+    elif case == "container without docker":
+        hook, said = "40-stop-container", "neither docker nor podman"
+        values["BACKUP_CONTAINER"] = "webapp"
+        path = bin_without(tmp_path, "docker", "podman")
+    else:
+        hook, said = "40-stop-container", "cannot inspect container webapp"
+        values["BACKUP_CONTAINER"] = "webapp"
+    fake_bin = tmp_path / "fake-bin"
+    fake_bin.mkdir()
+    (fake_bin / "docker").write_text(MISSING_DOCKER_CONTAINER)
+    (fake_bin / "docker").chmod(0o755)
+    tree = example_copy(tmp_path, values)
+    if path:
+        set_hookrun_key(tree / "hookrun.conf", "path", path)
+    hookrun = Hookrun(tree, tmp_path, hermetic_env(extra_path=None if path else fake_bin))
+
+    result = hookrun.run("touch", str(marker))
+
+    assert result.returncode == EXIT_HOOK_STOPPED, outcome(result)
+    assert not marker.exists()
+    record = hookrun.last()
+    assert record["status"] == "failure"
+    task = {t["name"]: t for t in record["tasks"]}[hook]
+    assert (task["status"], task["exit_code"]) == ("failed", 1), task
+    assert said in task["output"]
+    assert ("command", "touch", "skipped") in task_statuses(record)
