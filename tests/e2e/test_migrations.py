@@ -25,6 +25,7 @@ from tests.e2e import test_example_tree as example_tree
 from tests.e2e.test_example_tree import (
     EXAMPLE,
     Hookrun,
+    bin_without,
     execute,
     free_port,
     hermetic_env,
@@ -35,6 +36,7 @@ from tests.e2e.test_example_tree import (
     remove_group_other_write,
     restic,
     set_env_section,
+    set_hookrun_key,
     snapshots,
     task_statuses,
 )
@@ -322,6 +324,81 @@ def test_backrest_prune_error_runs_the_hook_filtered_by_events(tmp_path, restic_
     assert ping_paths(checker) == ["/start", "/fail"]
 
 
+def without_repository(restic_repo):
+    """The restic variables of ``restic_repo`` but RESTIC_REPOSITORY."""
+    return {k: v for k, v in restic_repo.items() if k != "RESTIC_REPOSITORY"}
+
+
+@pytest.mark.parametrize("way", ["-r REPO", "--repo=REPO", "--repository-file FILE",
+                                 "RESTIC_REPOSITORY_FILE"])
+def test_backrest_disk_check_finds_the_repository_where_restic_does(tmp_path, restic_repo,
+                                                                      checker, way):
+    """RESTIC_REPOSITORY unset, the repository given as restic reads it: under set -u the
+    check died (exit 2), which on-failure=skip-run made a skipped run every night."""
+    repo = restic_repo["RESTIC_REPOSITORY"]
+    repository_file = tmp_path / "repository"
+    repository_file.write_text(repo + "\n")
+    extra, options = {}, []
+    if way == "-r REPO":
+        options = ["-r", repo]
+    elif way == "--repo=REPO":
+        options = [f"--repo={repo}"]
+    elif way == "--repository-file FILE":
+        options = ["--repository-file", str(repository_file)]
+    else:
+        extra = {"RESTIC_REPOSITORY_FILE": repository_file}
+    hookrun, staging = backrest_tree(tmp_path, without_repository(restic_repo), **extra)
+
+    result = hookrun("run", "--notify-url", checker.url, "--", "restic", *options, "backup",
+                     str(staging))
+
+    assert result.returncode == 0, outcome(result)
+    record = hookrun.last()
+    assert record["status"] == "success"
+    disk = tasks_by_key(record)["pre/10-require-disk"]
+    assert disk["status"] == "ok" and f"backup disk present: {repo}" in disk["output"]
+    assert tasks_by_key(record)["command/restic"]["status"] == "ok"
+    assert len(snapshots(restic_repo)) == 1
+    assert ping_paths(checker) == ["/start", ""]
+
+
+@pytest.mark.parametrize("scheme", ["sftp", "s3", "rest", "b2", "azure", "gs", "swift",
+                                    "rclone"])
+def test_backrest_disk_check_passes_a_remote_repository(tmp_path, restic_repo, scheme):
+    remote = f"{scheme}:https://backup:s3cret@nas.invalid/restic"
+    hookrun, _staging = backrest_tree(tmp_path, dict(restic_repo, RESTIC_REPOSITORY=remote))
+
+    result = hookrun.run("true")
+
+    assert result.returncode == 0, outcome(result)
+    record = hookrun.last()
+    assert record["status"] == "success"
+    disk = tasks_by_key(record)["pre/10-require-disk"]
+    assert disk["status"] == "ok" and f"remote repository ({scheme})" in disk["output"]
+    assert "s3cret" not in disk["output"]
+    assert tasks_by_key(record)["command/true"]["status"] == "ok"
+
+
+@pytest.mark.parametrize("event", ["backup", "prune"])
+def test_backrest_disk_check_that_finds_no_repository_fails_the_run_instead_of_skipping_it(
+        tmp_path, restic_repo, checker, event):
+    """No repository anywhere: the check cannot answer, which is a failure (exit 69, a /fail
+    ping), not a night skipped without a word: a broken check is not a skip."""
+    hookrun, _staging = backrest_tree(tmp_path, without_repository(restic_repo))
+
+    result = hookrun("run", "-e", event, "--notify-url", checker.url, "--", "true")
+
+    assert result.returncode == EXIT_HOOK_STOPPED, outcome(result)
+    record = hookrun.last()
+    assert record["status"] == "failure"
+    disk = tasks_by_key(record)["pre/10-require-disk"]
+    assert (disk["status"], disk["exit_code"], disk["reason"]) == ("failed", 63, "ABORT_STOP")
+    assert "no repository found" in disk["output"]
+    assert tasks_by_key(record)["command/true"]["status"] == "skipped"
+    assert "no repository found" in record["error"]
+    assert ping_paths(checker) == ["/start", "/fail"]
+
+
 # Barman: standard scripts (status not checked) and retry scripts (0, 62, 63, retried)
 
 def barman_run(tmp_path, postgres, checker, **values):
@@ -426,6 +503,28 @@ def test_barman_retry_script_is_retried_while_the_server_is_down_then_stops_the_
     retry = tasks_by_key(hookrun.last())["pre/20-wait-for-server"]
     assert (retry["status"], retry["exit_code"], retry["attempts"]) == ("failed", 1, 3)
     assert "not ready yet (attempt 3)" in retry["output"]
+    assert ping_paths(checker) == ["/start", "/fail"]
+
+
+def test_barman_retry_script_without_pg_isready_stops_the_backup_when_a_server_is_set(
+        tmp_path, checker):
+    """PGHOST set, pg_isready not installed: the wait cannot be done, which stops the backup
+    as a failure (63, not retried) instead of stepping aside (62) into a green night."""
+    values = {"PGHOST": "127.0.0.1", "BACKUP_STAGING_DIR": tmp_path / "staging",
+              "BACKUP_REPORT": tmp_path / "report.log"}
+    tree = migration_copy(tmp_path, "barman", values)
+    set_hookrun_key(tree / "hookrun.conf", "path", bin_without(tmp_path, "pg_isready"))
+    hookrun = Hookrun(tree, tmp_path, hermetic_env())
+
+    result = hookrun("run", "--notify-url", checker.url, "--", "true")
+
+    assert result.returncode == EXIT_HOOK_STOPPED, outcome(result)
+    record = hookrun.last()
+    assert record["status"] == "failure"
+    retry = tasks_by_key(record)["pre/20-wait-for-server"]
+    assert (retry["status"], retry["exit_code"], retry["attempts"]) == ("failed", 63, 1)
+    assert "pg_isready is not installed" in retry["output"]
+    assert tasks_by_key(record)["command/true"]["status"] == "skipped"
     assert ping_paths(checker) == ["/start", "/fail"]
 
 
@@ -711,6 +810,25 @@ def test_borgmatic_soft_failure_skips_the_backup_without_error_hooks(tmp_path, c
     lines = [line.split(" ", 2)[2] for line in report_lines(tmp_path / "report.log")]
     assert lines == ["after_everything: skipped"]
     assert ping_paths(checker) == ["/start", "/log"]
+
+
+def test_borgmatic_soft_failure_check_without_findmnt_fails_the_run_instead_of_skipping_it(
+        tmp_path, checker):
+    """``findmnt`` missing made ``! findmnt`` true: every night a skip, exit 0."""
+    marker = tmp_path / "command-ran"
+    hookrun, _staging = borgmatic_tree(tmp_path, "/")
+    set_hookrun_key(hookrun.tree / "hookrun.conf", "path", bin_without(tmp_path, "findmnt"))
+
+    result = hookrun("run", "--notify-url", checker.url, "--", "touch", str(marker))
+
+    assert result.returncode == EXIT_HOOK_STOPPED, outcome(result)
+    assert not marker.exists()
+    record = hookrun.last()
+    assert record["status"] == "failure"
+    drive = tasks_by_key(record)["pre/10-require-drive"]
+    assert (drive["status"], drive["exit_code"]) == ("failed", 1)
+    assert "findmnt is not installed" in drive["output"]
+    assert ping_paths(checker) == ["/start", "/fail"]
 
 
 def test_borgmatic_before_and_after_backup_hooks_around_a_successful_backup(tmp_path, checker):
