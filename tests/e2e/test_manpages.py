@@ -245,6 +245,24 @@ def test_every_hookrun_variable_is_documented(page5):
     assert not missing, f"variables used in orchestrator/*.py missing from hookrun(5): {missing}"
 
 
+def test_hook_sections_list_every_key_they_accept_and_say_that_run_warns_too(page5):
+    """The [hook PHASE-DIR/NAME] subsection names every key such a section accepts
+    (settings.HOOK_KEYS, in either spelling), and says that a section naming no file is a
+    warning in ``hookrun run`` too (design section 10), not only in ``check``."""
+    from orchestrator.plan.settings import HOOK_KEYS
+
+    match = re.search(r"^Ss The \[hook PHASE-DIR/NAME\] sections\s*$(.*?)(?=^S[sh] )", page5,
+                      re.MULTILINE | re.DOTALL)
+    assert match, "no subsection 'The [hook PHASE-DIR/NAME] sections' in hookrun(5)"
+    text = match.group(1)
+    missing = sorted(key for key in HOOK_KEYS
+                     if not (mentions(text, key) or mentions(text, key.replace("_", "-"))))
+    assert not missing, f"[hook] keys missing from hookrun(5)'s [hook] subsection: {missing}"
+    flat = " ".join(text.split())
+    assert "names no file" in flat
+    assert re.search(r"hookrun run\b", flat), "hookrun(5) must say that run warns too"
+
+
 # --- the comparison itself ---------------------------------------------------------------
 
 def test_normalisation_reads_mdoc_and_man_options():
