@@ -336,7 +336,8 @@ def deliver(req: Request, secrets: Iterable[str | None],
             timeout: float | None = None) -> str | None:
     """Send ``req``, trying up to TRIES times while ``timeout`` seconds (all tries together)
     last; None when it arrived, else a one-line reason with ``secrets`` (the token, the
-    URL) masked. Never raises."""
+    URL) masked. A redirect (3xx) did not arrive: it is not followed, nor asked again.
+    Never raises."""
     from orchestrator.report import web
 
     end = time.monotonic() + (TIMEOUT if timeout is None else timeout)
@@ -352,6 +353,10 @@ def deliver(req: Request, secrets: Iterable[str | None],
             if isinstance(error, ValueError):
                 break
         else:
+            if web.redirect(reply.status):
+                # Not followed, and asking again gets the same answer.
+                reason = web.redirected(reply, req.url)
+                break
             if reply.status < 400:
                 return None
             reason = f"HTTP {reply.status} {web.scrubbed(reply.reason, req.url)}".rstrip()

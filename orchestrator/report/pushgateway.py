@@ -59,6 +59,8 @@ def push(url: str, event: str, run: dict[str, Any], host: str | None = None) -> 
                          timeout=PUSH_TIMEOUT)
     except (OSError, ValueError) as error:
         return f"metrics push to {masked(target)} failed: {web.failure(error, target)}"
+    if web.redirect(reply.status):
+        return f"metrics push to {masked(target)} failed: {web.redirected(reply, target)}"
     if reply.status >= 400:
         # The Pushgateway says in the body why it refused the series.
         said = reply.body[:300].decode("utf-8", "replace").strip().replace("\n", " ")

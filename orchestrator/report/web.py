@@ -36,11 +36,12 @@ if TYPE_CHECKING:
         status: int
         reason: str
         body: bytes
+        location: str | None
 else:
     SocketBase = object
-    Reply = namedtuple("Reply", "status reason body")
+    Reply = namedtuple("Reply", "status reason body location")
 Reply.__doc__ = """What a server answered: HTTP status, reason phrase, the first bytes of the
-body."""
+body, and its Location header (where a redirect points; None without one)."""
 REPLY_BYTES = 1024  # what is read of a reply: enough for a Pushgateway's error message
 
 
@@ -222,7 +223,8 @@ def send(method: str, url: str, body: bytes = b"", headers: Mapping[str, str] | 
     """``method`` ``body`` to ``url`` and read the start of the reply, all within ``timeout``
     seconds; the Reply, whatever its status. OSError when the request fails or runs out of
     time (socket.timeout, a TimeoutError), ValueError for a bad URL. Messages never hold the
-    URL's credentials."""
+    URL's credentials. A redirect is not followed (it could take a token or a password to
+    another host): its Reply is returned as it is, see ``redirected``."""
     deadline = Deadline(timeout)
     bare, auth = split_credentials(url)
     parts = urllib.parse.urlsplit(bare)
@@ -245,7 +247,8 @@ def send(method: str, url: str, body: bytes = b"", headers: Mapping[str, str] | 
     try:
         connection.request(method, target, body=body, headers=sent)
         response = connection.getresponse()
-        return Reply(response.status, response.reason, response.read(REPLY_BYTES))
+        return Reply(response.status, response.reason, response.read(REPLY_BYTES),
+                     response.getheader("Location"))
     except http.client.HTTPException as error:
         raise OSError(f"bad reply ({type(error).__name__})") from None
     finally:
@@ -258,3 +261,37 @@ def failure(error: OSError | ValueError, url: str) -> str:
     if isinstance(error, socket.timeout) or str(reason) == "timed out":
         reason = "timed out"
     return scrubbed(str(reason), url)
+
+
+def redirect(status: int) -> bool:
+    """Whether an HTTP status is a redirect (3xx), which is never followed: a request that
+    gets one did not arrive."""
+    return 300 <= status < 400
+
+
+def redirected(reply: Reply, url: str) -> str:
+    """The one-line reason of a redirect ``reply`` to a request to ``url``: the status, and
+    where it points (``https://host/***``: the host shown, so that http:// sent to https://
+    is plain to see; a path, query and credentials masked, since they may be a token)."""
+    said = f"HTTP {reply.status} {reply.reason}".rstrip()
+    if not reply.location:
+        return scrubbed(f"{said}: a redirect, not followed", url)
+    return scrubbed(f"{said}: redirected to {shown_location(reply.location, url)}, "
+                    "not followed", url)
+
+
+def shown_location(location: str, url: str) -> str:
+    """``location`` (a Location header, perhaps relative to ``url``) as a message shows it:
+    scheme and host, then ``/***`` for any path or query."""
+    from orchestrator.text import display_name
+
+    try:
+        parts = urllib.parse.urlsplit(urllib.parse.urljoin(split_credentials(url)[0],
+                                                           location.strip()))
+    except ValueError:  # a Location that is no URL (an unclosed "[" of an IPv6 host)
+        return "***"
+    host = parts.netloc.rpartition("@")[2]
+    hidden = "/***" if parts.path.strip("/") or parts.query or parts.fragment else parts.path
+    shown: str = display_name(f"{parts.scheme}://{host}{hidden}" if parts.scheme and host
+                              else "***")
+    return shown

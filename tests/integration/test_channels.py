@@ -19,7 +19,8 @@ TOKEN = "tk_S3cretToken42"
 
 class Service(http.server.BaseHTTPRequestHandler):
     """Records every request as a dict; answers ``fail`` times 500 first, or hangs when
-    ``hang``."""
+    ``hang``, or redirects (``redirect``: (status, Location)) as a web server in front of
+    the service does (nginx sending http:// to https://)."""
 
     protocol_version = "HTTP/1.0"
 
@@ -37,6 +38,13 @@ class Service(http.server.BaseHTTPRequestHandler):
             return
         status = 500 if len(self.server.seen) <= self.server.fail else 200
         try:
+            if self.server.redirect:
+                status, location = self.server.redirect
+                self.send_response(status)
+                self.send_header("Location", location)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             self.send_response(status)
             self.send_header("Content-Length", "2")
             self.end_headers()
@@ -54,7 +62,7 @@ class Service(http.server.BaseHTTPRequestHandler):
 def service():
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Service)
     server.daemon_threads = True
-    server.seen, server.fail, server.hang = [], 0, 0
+    server.seen, server.fail, server.hang, server.redirect = [], 0, 0, None
     server.base = f"http://127.0.0.1:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -422,3 +430,59 @@ def test_a_header_repeats_only_in_notify_sections(tree):
     notify_config(tree, "[hookrun]\ntimeout = 1m\ntimeout = 2m\n")
     result = run_hookrun("run", *tree.args(), "--", "true")
     assert result.returncode == 78 and "duplicate key 'timeout'" in result.stderr
+
+
+REDIRECTS = [(301, "Moved Permanently"), (302, "Found"), (307, "Temporary Redirect"),
+             (308, "Permanent Redirect")]
+
+
+@pytest.mark.parametrize("code, phrase", REDIRECTS)
+@pytest.mark.parametrize("kind", ["ntfy", "slack", "healthchecks", "uptime-kuma", "webhook"])
+def test_a_redirected_channel_is_a_warning_naming_where_it_points_tried_once(
+        tree, service, kind, code, phrase):
+    # http:// behind a web server that sends everything to https://: the alert did not arrive.
+    service.redirect = (code, "https://ntfy.example.org/SecretTopic?auth=" + TOKEN)
+    notify_config(tree, f"""
+        [notify phone]
+        type = {kind}
+        url = {service.base}/SecretTopic
+        on = failure
+        """)
+    result = failing_run(tree)
+    assert result.returncode == 69 and show_last(tree)["status"] == "failure"
+    assert len(service.seen) == 1  # a redirect is not asked again: it will not change
+    assert (f"[notify phone] ({kind}) failed: HTTP {code} {phrase}: redirected to "
+            f"https://ntfy.example.org/***, not followed (after 1 try)") in result.stderr
+    for secret in ("SecretTopic", TOKEN):
+        assert secret not in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize("code, phrase", REDIRECTS)
+def test_a_redirected_notify_url_ping_is_a_warning_and_not_followed(tree, service, code,
+                                                                    phrase):
+    service.redirect = (code, "/elsewhere/start")  # relative, as a Location may be
+    url = f"http://hc:Passw0rd@127.0.0.1:{service.server_address[1]}/ping/abc"
+    result = run_hookrun("run", *tree.args("--notify-url", url), "--", "true")
+    assert result.returncode == 0 and show_last(tree)["status"] == "success"
+    # The start and the end ping, each once; nothing asked of /elsewhere.
+    assert [s["path"] for s in service.seen] == ["/ping/abc/start", "/ping/abc"]
+    target = f"http://hc:***@127.0.0.1:{service.server_address[1]}/ping/abc"
+    for suffix in ("/start", ""):
+        assert (f"notification to {target}{suffix} failed: HTTP {code} {phrase}: redirected "
+                f"to http://127.0.0.1:{service.server_address[1]}/***, not followed"
+                ) in result.stderr
+    assert "Passw0rd" not in result.stderr
+
+
+def test_a_redirected_metrics_push_is_a_warning_and_not_followed(tree, service):
+    service.redirect = (301, "https://pushgateway.example.org/metrics/job/hookrun")
+    url = f"http://pg:Passw0rd@127.0.0.1:{service.server_address[1]}"
+    result = run_hookrun("run", *tree.args("--metrics-push-url", url), "--", "true")
+    assert result.returncode == 0 and show_last(tree)["status"] == "success"
+    [sent] = service.seen
+    assert sent["method"] == "PUT" and sent["path"].startswith("/metrics/job/hookrun/")
+    assert (f"metrics push to http://pg:***@127.0.0.1:{service.server_address[1]}"
+            "/metrics/job/hookrun/") in result.stderr
+    assert ("failed: HTTP 301 Moved Permanently: redirected to "
+            "https://pushgateway.example.org/***, not followed") in result.stderr
+    assert "Passw0rd" not in result.stderr
