@@ -28,7 +28,7 @@ from orchestrator.plan.channel_config import (
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Callable, Iterable, Mapping
     from typing import NamedTuple
 
     from orchestrator.plan.settings import Config
@@ -49,7 +49,9 @@ TRIES = 3
 RETRY_PAUSE = 0.5  # seconds before the second try, doubled before the third
 TIMEOUT = c.NOTIFY_TIMEOUT  # all tries of one channel together; tests shorten it
 DISCORD_MAX = 2000  # characters of a Discord message's content
-NTFY_MAX = 4096  # bytes of an ntfy message; a longer one becomes an attachment
+# Bytes of an ntfy message: ntfy reads at most its limit, 4096, and takes a body that fills
+# it (or is not UTF-8) as a file: an attachment, or HTTP 400 where attachments are off.
+NTFY_MAX = 4095
 QUERY_TEXT_MAX = 1000  # characters of a message carried in a URL query
 # A fixed namespace: uuid5(RID_NAMESPACE, run id) is the same for a run's start and end.
 RID_NAMESPACE = "6f1d7c1e-54b4-5d1c-9a87-3b4e2a0f9c11"
@@ -233,7 +235,7 @@ def request(channel: Channel, message: Message) -> Request:
         url = with_query(with_path(channel.url, healthchecks_suffix(status, code)),
                          rid=rid(message.run_id))
         body = b"" if status == START else text.encode("utf-8", "replace")
-        return Request("POST", url, TEXT_TYPE, body[:c.NOTIFY_MAX_BODY])
+        return Request("POST", url, TEXT_TYPE, whole(body, c.NOTIFY_MAX_BODY))
     if kind == "ntfy":
         headers = dict(TEXT_TYPE, Title=latin1_header(message.title()),
                        Priority=NTFY_PRIORITY[status],
@@ -252,7 +254,7 @@ def request(channel: Channel, message: Message) -> Request:
         if len(content) > DISCORD_MAX:
             content = content[:DISCORD_MAX - 1] + "…"
         return Request("POST", channel.url, JSON_TYPE, json_body({"content": content}))
-    if kind == "slack":
+    if kind == "slack":  # a cut by characters, before the JSON: nothing split
         return Request("POST", channel.url, JSON_TYPE,
                        json_body({"text": f"*{message.title()}*\n{text}"[:c.NOTIFY_MAX_BODY]}))
     if kind == "uptime-kuma":
@@ -282,7 +284,50 @@ def short(message: Message, private: bool) -> str:
 
 
 def truncate(data: bytes, size: int) -> bytes:
-    return data if len(data) <= size else data[:size - 3] + b"..."
+    """``data`` (UTF-8) in at most ``size`` bytes: cut where a character begins, and marked
+    "..." when cut."""
+    return data if len(data) <= size else whole(data, size - len(CUT)) + CUT.encode()
+
+
+def whole(data: bytes, size: int) -> bytes:
+    """``data``'s first ``size`` bytes, never half a UTF-8 character."""
+    from orchestrator.report.output import whole_characters
+
+    return whole_characters(data, size)
+
+
+CUT = "..."
+
+
+def fitted(build: Callable[[Mapping[str, str]], bytes], values: Mapping[str, str],
+           size: int) -> bytes:
+    """``build(values)``, in at most ``size`` bytes where shorter values can make it so:
+    every value is cut to one length, the longest that fits, by characters (``build``
+    escapes what it is given, so a JSON body stays JSON and no character is split), each cut
+    marked "...". When even empty values are too long, the text around them is sent whole,
+    as it was written."""
+    body = build(values)
+    if len(body) <= size:
+        return body
+
+    def capped(most: int) -> bytes:
+        return build({name: shortened(value, most) for name, value in values.items()})
+
+    low, high = 0, max(len(value) for value in values.values())
+    while low < high:  # the longest cut that fits: bodies grow with it
+        middle = (low + high + 1) // 2
+        if len(capped(middle)) <= size:
+            low = middle
+        else:
+            high = middle - 1
+    return capped(low)
+
+
+def shortened(text: str, most: int) -> str:
+    """``text`` in at most ``most`` characters, "..." marking a cut."""
+    if len(text) <= most:
+        return text
+    return text[:most - len(CUT)] + CUT if most >= len(CUT) else ""
 
 
 def webhook_request(channel: Channel, message: Message, private: bool) -> Request:
@@ -298,18 +343,35 @@ def webhook_request(channel: Channel, message: Message, private: bool) -> Reques
         if private and message.record:
             record = dict(record, error=message.error_private,
                           tasks=[dict(t, output=None) for t in record["tasks"]])
-        body = json_body(record)
+        body = record_body(record)
         if content_type is None:
             headers.update(JSON_TYPE)
     else:
+        template = channel.body
         as_json = ("json" in (content_type or "").lower()
-                   or channel.body.lstrip().startswith(("{", "[")))
-        body = render(channel.body, message.values(private), as_json).encode("utf-8")
+                   or template.lstrip().startswith(("{", "[")))
+        body = fitted(lambda values: render(template, values, as_json).encode("utf-8"),
+                      message.values(private), c.NOTIFY_MAX_BODY)
         if content_type is None:
             headers.update(JSON_TYPE if as_json else TEXT_TYPE)
     if channel.method == "GET":
         body = b""
-    return Request(channel.method, channel.url, headers, body[:c.NOTIFY_MAX_BODY])
+    return Request(channel.method, channel.url, headers, body)
+
+
+def record_body(record: Record) -> bytes:
+    """The JSON of a run's ``record``, its tasks' output cut (the longest first) to keep it
+    within c.NOTIFY_MAX_BODY: a cut of the JSON text would not be JSON."""
+    tasks = record.get("tasks") or []
+    outputs = {str(i): task["output"] for i, task in enumerate(tasks)
+               if isinstance(task.get("output"), str)}
+
+    def build(values: Mapping[str, str]) -> bytes:
+        return json_body(dict(record, tasks=[dict(task, output=values[str(i)])
+                                             if str(i) in values else task
+                                             for i, task in enumerate(tasks)]))
+
+    return fitted(build, outputs, c.NOTIFY_MAX_BODY) if outputs else json_body(record)
 
 
 def render(template: str, values: Mapping[str, str], as_json: bool) -> str:

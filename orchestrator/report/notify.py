@@ -31,7 +31,8 @@ def ping(url: str, suffix: str, body: bytes = b"", run_id: str | None = None) ->
         sent = channels.with_query(target, rid=channels.rid(run_id)) if run_id else target
     except ValueError as error:  # the config refuses such a URL (values.parse_url)
         return f"notification to {masked(target)} failed: bad URL ({error})"
-    request = channels.Request("POST", sent, channels.TEXT_TYPE, body[:c.NOTIFY_MAX_BODY])
+    request = channels.Request("POST", sent, channels.TEXT_TYPE,
+                               channels.whole(body, c.NOTIFY_MAX_BODY))
     problem = channels.deliver(request, (), timeout=TIMEOUT)
     if problem:
         return f"notification to {masked(target)} failed: {problem}"
@@ -78,4 +79,6 @@ def summary(run: Record, failed_output: bytes, error: str | None = None) -> byte
     if failed_output:
         lines.append("last output of the failed step:")
         lines.append(display(failed_output).rstrip("\n"))
-    return "\n".join(lines).encode("utf-8", "replace")[:c.NOTIFY_MAX_BODY]
+    from orchestrator.report.output import whole_characters
+
+    return whole_characters("\n".join(lines).encode("utf-8", "replace"), c.NOTIFY_MAX_BODY)

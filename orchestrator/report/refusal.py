@@ -80,7 +80,9 @@ def message(error: HookrunError) -> bytes:
     from orchestrator.text import display_name
 
     lines: list[str] = [f"hookrun: {display_name(line)}" for line in error.lines]
-    return "\n".join(lines).encode("utf-8", "replace")[:c.NOTIFY_MAX_BODY]
+    from orchestrator.report.output import whole_characters
+
+    return whole_characters("\n".join(lines).encode("utf-8", "replace"), c.NOTIFY_MAX_BODY)
 
 
 def known_settings(args: Arguments, ctx: Context | None) -> Known:

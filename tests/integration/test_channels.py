@@ -17,10 +17,27 @@ from tests.conftest import run_hookrun, show_last
 TOKEN = "tk_S3cretToken42"
 
 
+NTFY_MESSAGE_LIMIT = 4096  # ntfy's default message-size-limit
+NTFY_NO_ATTACHMENTS = (b'{"code":40014,"http":400,"error":"invalid request: attachments not '
+                       b'allowed","link":"https://ntfy.sh/docs/config/#attachments"}\n')
+
+
+def ntfy_takes_as_message(body):
+    """ntfy reads at most its limit of a body (util.Peek) and marks it LimitReached when it
+    read that many; only a body that did not and is valid UTF-8 is a message."""
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return len(body[:NTFY_MESSAGE_LIMIT]) < NTFY_MESSAGE_LIMIT
+
+
 class Service(http.server.BaseHTTPRequestHandler):
     """Records every request as a dict; answers ``fail`` times 500 first, or hangs when
     ``hang``, or redirects (``redirect``: (status, Location)) as a web server in front of
-    the service does (nginx sending http:// to https://)."""
+    the service does (nginx sending http:// to https://). With ``ntfy`` it checks a body as
+    ntfy does: one that fills ntfy's 4096-byte message limit or is not UTF-8 is taken as a
+    file, refused where attachments are off (HTTP 400, code 40014)."""
 
     protocol_version = "HTTP/1.0"
 
@@ -37,6 +54,9 @@ class Service(http.server.BaseHTTPRequestHandler):
             time.sleep(self.server.hang)
             return
         status = 500 if len(self.server.seen) <= self.server.fail else 200
+        if self.server.ntfy and not ntfy_takes_as_message(body):
+            self.answer(400, NTFY_NO_ATTACHMENTS)
+            return
         try:
             if self.server.redirect:
                 status, location = self.server.redirect
@@ -52,6 +72,15 @@ class Service(http.server.BaseHTTPRequestHandler):
         except OSError:
             pass
 
+    def answer(self, status, body):
+        try:
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        except OSError:
+            pass
+
     do_GET = do_POST = do_PUT = do_PATCH = handle_any
 
     def log_message(self, *args):
@@ -63,6 +92,7 @@ def service():
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Service)
     server.daemon_threads = True
     server.seen, server.fail, server.hang, server.redirect = [], 0, 0, None
+    server.ntfy = False
     server.base = f"http://127.0.0.1:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -87,6 +117,7 @@ def rid_of(tree):
 
 
 def test_ntfy_posts_the_summary_to_the_topic_with_title_priority_tags_and_bearer(tree, service):
+    service.ntfy = True
     notify_config(tree, f"""
         [notify phone]
         type = ntfy
@@ -102,6 +133,35 @@ def test_ntfy_posts_the_summary_to_the_topic_with_title_priority_tags_and_bearer
     assert sent["headers"]["tags"] == "rotating_light,backup"
     assert "failure" in sent["headers"]["title"] and "backup" in sent["headers"]["title"]
     assert "status=failure" in sent["body"] and "secret-output-line" in sent["body"]
+
+
+@pytest.mark.parametrize("pad", ["", "x", "xx"])
+def test_a_long_ntfy_message_is_cut_below_ntfys_limit_at_a_character_and_arrives(tree, service,
+                                                                                  pad):
+    # 3-byte characters: a cut at a byte splits one two times in three.
+    service.ntfy = True
+    notify_config(tree, f"""
+        [notify phone]
+        type = ntfy
+        url = {service.base}/backups-topic
+        """)
+    tree.hook("pre-backup.d/10-loud", f"i=0; while [ $i -lt 200 ]; do echo '{pad}' "
+              "'€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€'; i=$((i+1)); done; exit 1")
+    result = run_hookrun("run", *tree.args(), "--", "true")
+    assert result.returncode == 69 and show_last(tree)["status"] == "failure"
+    assert "notification" not in result.stderr, result.stderr
+    [sent] = service.seen
+    assert sent["body"].startswith("hookrun run ") and sent["body"].endswith("€...")
+    assert 4000 < len(sent["body"].encode("utf-8")) < NTFY_MESSAGE_LIMIT
+
+
+def test_a_message_ntfy_would_refuse_is_a_warning_with_its_reason(tree, service):
+    """The fake ntfy's check itself: a body that fills the limit is refused as ntfy does."""
+    service.ntfy = True
+    req = channels.Request("POST", f"{service.base}/t", channels.TEXT_TYPE, b"x" * 4096)
+    assert channels.deliver(req, ()) == "HTTP 400 Bad Request (after 1 try)"
+    req = channels.Request("POST", f"{service.base}/t", channels.TEXT_TYPE, b"\xe2\x82")
+    assert channels.deliver(req, ()) == "HTTP 400 Bad Request (after 1 try)"
 
 
 def test_gotify_posts_json_to_message_with_its_key_header(tree, service):

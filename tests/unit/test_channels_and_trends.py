@@ -1,6 +1,8 @@
 """Pure parts of the notification channels and the trends: templates, URLs, percentiles,
 sparklines."""
 
+import json
+
 import pytest
 
 from orchestrator.plan import channel_config
@@ -77,3 +79,77 @@ def test_a_request_goes_to_the_urls_host_and_port_also_for_an_ipv6_address(monke
     with pytest.raises(OSError):
         web.send("POST", url, b"", timeout=1)
     assert asked == [(host, port)]
+
+
+def channel(kind, body=None):
+    return channels.Channel(name="x", type=kind, url="http://127.0.0.1:9/t", token="tk",
+                            on=("failure",), triggers=None, send_output=True, method="POST",
+                            headers=[], body=body)
+
+
+def long_message(text):
+    """A failure whose summary and output are ``text``."""
+    record = {"id": "r1", "event": "backup", "status": "failure", "exit_code": 69,
+              "duration": 1.0, "error": "pre hook 10-dump failed (exit 3)", "stats": None,
+              "tasks": [{"phase": "pre", "name": f"{i}-dump", "status": "failed",
+                         "exit_code": 3, "output": text[:4096]} for i in range(40)]}
+    return channels.Message(status="failure", run_id="r1", event="backup", host="h",
+                            record=record, error=record["error"], error_private=None,
+                            output=text.encode(), summary=text, summary_private=text)
+
+
+# Each offset puts the cut at another byte of a 3-byte character.
+SPLITTABLE = [pad + "€" * 60_000 for pad in ("", "x", "xx")]
+
+
+@pytest.mark.parametrize("text", SPLITTABLE)
+def test_an_ntfy_message_is_below_ntfys_4096_bytes_and_valid_utf8(text):
+    """ntfy takes a body of 4096 bytes or more, or not UTF-8, as a file (HTTP 400 where
+    attachments are off)."""
+    body = channels.request(channel("ntfy"), long_message(text)).body
+    assert len(body) < 4096 and len(body) > 4090
+    assert body.decode("utf-8").endswith("€...")
+
+
+@pytest.mark.parametrize("text", SPLITTABLE)
+def test_a_healthchecks_body_is_cut_where_a_character_begins(text):
+    body = channels.request(channel("healthchecks"), long_message(text)).body
+    assert 0 < len(body) <= channels.c.NOTIFY_MAX_BODY
+    assert body.decode("utf-8").endswith("€")
+
+
+@pytest.mark.parametrize("text", SPLITTABLE)
+@pytest.mark.parametrize("template", ['{"out": "$output", "sum": "$summary", "s": "$status"}',
+                                      "$status\n$output\n$summary\nend"])
+def test_a_long_webhook_body_is_shortened_by_its_values_and_stays_json_and_utf8(text,
+                                                                                template):
+    body = channels.request(channel("webhook", template), long_message(text + '"\\')).body
+    assert len(body) <= channels.c.NOTIFY_MAX_BODY
+    decoded = body.decode("utf-8")
+    if template.startswith("{"):
+        sent = json.loads(decoded)
+        assert sent["s"] == "failure" and sent["sum"].endswith("€...")
+    else:
+        assert decoded.startswith("failure\n" + text[:3]) and decoded.endswith("€...\nend")
+
+
+@pytest.mark.parametrize("text", SPLITTABLE)
+def test_a_long_webhook_record_is_shortened_by_its_tasks_output_and_stays_json(text):
+    body = channels.request(channel("webhook"), long_message(text)).body
+    assert len(body) <= channels.c.NOTIFY_MAX_BODY
+    sent = json.loads(body.decode("utf-8"))
+    assert sent["status"] == "failure" and len(sent["tasks"]) == 40
+    assert all(task["output"].startswith(("€", "x")) for task in sent["tasks"])
+
+
+@pytest.mark.parametrize("text", SPLITTABLE)
+def test_the_end_pings_summary_and_a_refusals_message_are_cut_where_a_character_begins(text):
+    from orchestrator.errors import ConfigError
+    from orchestrator.report import notify, refusal
+
+    record = long_message(text).record
+    summary = notify.summary(record, text.encode())
+    assert len(summary) <= channels.c.NOTIFY_MAX_BODY
+    assert summary.decode("utf-8").endswith("€")
+    said = refusal.message(ConfigError("hookrun.conf:1: bad value " + text))
+    assert len(said) <= channels.c.NOTIFY_MAX_BODY and said.decode("utf-8").endswith("€")
