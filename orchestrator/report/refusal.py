@@ -1,11 +1,12 @@
 """A run refused before it started, for a reason that refuses every later run too (design.md
 section 10, "A refused run is seen"): the state directory, log or lock cannot be created
 (73), unsafe permissions (77), a configuration error (78). Such a run still sets
-``hookrun_last_refused_timestamp_seconds`` in the metrics file and pings URL``/fail`` with
-its error, so that the night it refuses is not seen a day later, by the staleness alert.
+``hookrun_last_refused_timestamp_seconds`` in the metrics file and at the Pushgateway, and
+pings URL``/fail`` with its error, so that the night it refuses is not seen a day later, by
+the staleness alert.
 The error itself still ends the command, with its own exit status.
 
-Where to write and ping is taken only from what is known and trusted: the command line, and
+Where to write, push and ping is taken only from what is known and trusted: the command line, and
 the config file if it could be read and passes the permission checks of section 5 (or they
 are off), as a run would trust it. A config file that another user can write never chooses
 where root writes or what it sends.
@@ -30,9 +31,9 @@ if TYPE_CHECKING:
 
 REASONS = {c.EXIT_CANT_CREATE: "state", c.EXIT_UNSAFE: "unsafe", c.EXIT_CONFIG: "config"}
 
-Known = namedtuple("Known", "event metrics_file notify_url")
-Known.__doc__ = """Where a refused run's event is reported: its metrics file and notify URL
-(None: not known)."""
+Known = namedtuple("Known", "event metrics_file notify_url metrics_push_url")
+Known.__doc__ = """Where a refused run's event is reported: its metrics file, notify URL and
+Pushgateway (None: not known)."""
 
 
 def report(args: Arguments, ctx: Context | None, error: HookrunError) -> None:
@@ -54,19 +55,24 @@ def report(args: Arguments, ctx: Context | None, error: HookrunError) -> None:
 
 
 def tell(known: Known, reason: str, error: HookrunError) -> list[str | None]:
-    """Write the refusal to the metrics file and ping URL/fail, as far as ``known`` says
-    where; returns the warnings (None for none)."""
+    """Write the refusal to the metrics file, push it and ping URL/fail, as far as ``known``
+    says where; returns the warnings (None for none)."""
     warnings: list[str | None] = []
+    when = round(time.time(), 3)
     if known.metrics_file:
         from orchestrator.report.metrics import write_refused
 
         try:
-            warnings.append(write_refused(known.metrics_file, known.event, reason,
-                                          round(time.time(), 3)))
+            warnings.append(write_refused(known.metrics_file, known.event, reason, when))
         except OSError as problem:
             from orchestrator.report.output import metrics_not_written
 
             warnings.append(metrics_not_written(known.metrics_file, problem))
+    if known.metrics_push_url:
+        from orchestrator.report import pushgateway
+
+        warnings.append(pushgateway.push_refused(known.metrics_push_url, known.event, reason,
+                                                 when))
     if known.notify_url:
         from orchestrator.report import notify
 
@@ -88,7 +94,8 @@ def message(error: HookrunError) -> bytes:
 def known_settings(args: Arguments, ctx: Context | None) -> Known:
     """The Known of a refused run, from the command line and a trusted config file."""
     given: dict[str, object] = {"metrics_file": getattr(args, "metrics_file", None),
-             "notify_url": url_option(getattr(args, "notify_url", None))}
+             "notify_url": url_option(getattr(args, "notify_url", None)),
+             "metrics_push_url": url_option(getattr(args, "metrics_push_url", None))}
     if getattr(args, "insecure", False):
         given["strict_permissions"] = False
     config = ctx.config if ctx is not None else readable_config(args)
@@ -100,12 +107,14 @@ def known_settings(args: Arguments, ctx: Context | None) -> Known:
     metrics_file = resolve("metrics_file", layers)
     event = ctx.event if ctx is not None else getattr(args, "event", None) or c.DEFAULT_EVENT
     return Known(event, os.path.abspath(metrics_file) if metrics_file else None,
-                 resolve("notify_url", layers) or None)
+                 resolve("notify_url", layers) or None,
+                 resolve("metrics_push_url", layers) or None)
 
 
 def url_option(text: str | None) -> str | None:
-    """``--notify-url`` parsed; None when absent or not a URL (a run stops at a bad one with
-    a usage error before any refusal, unless the config failed first)."""
+    """``--notify-url`` or ``--metrics-push-url`` parsed; None when absent or not a URL (a
+    run stops at a bad one with a usage error before any refusal, unless the config failed
+    first)."""
     if text is None:
         return None
     from orchestrator.plan.values import parse_url

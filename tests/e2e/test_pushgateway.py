@@ -16,7 +16,9 @@ from tests.e2e.test_example_tree import free_port
 
 parser = pytest.importorskip("prometheus_client.parser")
 
+EXIT_UNSAFE = 77
 EXIT_CONFIG = 78
+REFUSED = "hookrun_last_refused_timestamp_seconds"
 GROUPING = ("job", "instance")
 # Series the Pushgateway adds to each group itself.
 GATEWAY_SERIES = ("push_time_seconds", "push_failure_time_seconds")
@@ -93,15 +95,109 @@ def test_a_second_push_of_an_event_replaces_its_group(tree, servers):
     assert hooks == {None, "20-second", "true"}
 
 
-def test_dry_runs_and_refused_runs_push_nothing(tree, servers):
+def test_dry_runs_push_nothing_also_when_refused(tree, servers):
     gateway = servers.pushgateway()
     tree.hook("pre-backup.d/10-dump", "true")
     assert run_hookrun("run", *tree.args("--metrics-push-url", gateway.url, "--dry-run"),
                        "--", "true").returncode == 0
     tree.hook("pre-backup.d/20-bad", "true", header="timeout=soon")
-    assert run_hookrun("run", *tree.args("--metrics-push-url", gateway.url), "--",
-                       "true").returncode == EXIT_CONFIG
+    assert run_hookrun("run", *tree.args("--metrics-push-url", gateway.url, "--dry-run"),
+                       "--", "true").returncode == EXIT_CONFIG
     assert groups(gateway) == []
+
+
+def refusals(text):
+    """{(event, reason): timestamp} of the refused series in exposition ``text``."""
+    return {(dict(labels)["event"], dict(labels)["reason"]): value
+            for (name, labels), value in samples(text).items() if name == REFUSED}
+
+
+def test_a_refused_run_pushes_its_refusal_and_keeps_the_groups_other_series(tree, servers):
+    gateway = servers.pushgateway()
+    metrics = tree.base / "hookrun.prom"
+    options = ("--metrics-push-url", gateway.url, "--metrics-file", str(metrics))
+    hook = tree.hook("pre-backup.d/10-dump", "true")
+    assert run_hookrun("run", *tree.args(*options), "--", "true").returncode == 0
+    ran = samples(gateway_text(gateway), event="backup")
+    started = time.time()
+
+    tree.hook("pre-backup.d/20-bad", "true", header="timeout=soon")
+    result = run_hookrun("run", *tree.args(*options), "--", "true")
+
+    assert result.returncode == EXIT_CONFIG, result.stderr
+    assert "metrics push" not in result.stderr
+    pushed = gateway_text(gateway)
+    assert list(refusals(pushed)) == [("backup", "config")]
+    assert started - 1 <= refusals(pushed)["backup", "config"] <= time.time() + 1
+    # The last run's series are all still there (a POST replaces only the refused series),
+    # and the group holds what the metrics file holds for the event.
+    assert {key: value for key, value in samples(pushed, event="backup").items()
+            if key[0] != REFUSED} == ran
+    assert ran[("hookrun_last_success_timestamp_seconds", (("event", "backup"),))] > 0
+    assert samples(pushed, event="backup") == samples(metrics.read_text(), event="backup")
+    assert [g["event"] for g in groups(gateway)] == ["backup"]
+
+    # A later refusal of the event replaces its reason, as in the metrics file.
+    (tree.hooks / "pre-backup.d" / "20-bad").unlink()
+    hook.chmod(0o777)
+    assert run_hookrun("run", *tree.args(*options), "--", "true").returncode == EXIT_UNSAFE
+    assert list(refusals(gateway_text(gateway))) == [("backup", "unsafe")]
+
+
+def test_a_refused_run_pushes_where_a_safe_config_says_and_never_where_an_unsafe_one_does(
+        tree, servers):
+    gateway = servers.pushgateway()
+    config = tree.config(f"[hookrun]\nmetrics_push_url = {gateway.url}\n")
+    tree.hook("pre-prune.d/10-bad", "true", header="timeout=soon")
+    tree.events("prune")
+    assert run_hookrun("run", *tree.args("-e", "prune"), "--", "true").returncode == EXIT_CONFIG
+    assert list(refusals(gateway_text(gateway))) == [("prune", "config")]
+
+    config.chmod(0o666)  # another user could have written the URL
+    tree.hook("pre-backup.d/10-dump", "true")
+    result = run_hookrun("run", *tree.args(), "--", "true")
+    assert result.returncode == EXIT_UNSAFE, result.stderr
+    assert [g["event"] for g in groups(gateway)] == ["prune"]
+
+
+def test_a_refused_runs_push_that_fails_is_a_warning_and_the_exit_status_stays(tree):
+    url = f"http://127.0.0.1:{free_port()}"
+    tree.hook("pre-backup.d/10-bad", "true", header="timeout=soon")
+    result = run_hookrun("run", *tree.args("--metrics-push-url", url), "--", "true")
+    assert result.returncode == EXIT_CONFIG
+    assert f"metrics push to {url}/metrics/job/hookrun/" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_prometheus_fires_hookrun_run_refused_from_the_pushgateways_series(tree, servers):
+    from tests.e2e.test_prometheus import firing, quick_rules
+
+    gateway = servers.pushgateway()
+    prometheus = servers.prometheus([scrape_config("pushgateway", gateway, honor_labels=True)],
+                                    quick_rules(tree.base / "rules.yml", 3600))
+    tree.events("prune")
+    options = ("--metrics-push-url", gateway.url)
+    assert run_hookrun("run", *tree.args(*options), "--", "true").returncode == 0
+    assert run_hookrun("run", *tree.args("-e", "prune", *options), "--",
+                       "true").returncode == 0
+    tree.hook("pre-backup.d/10-bad", "true", header="timeout=soon")
+    assert run_hookrun("run", *tree.args(*options), "--", "true").returncode == EXIT_CONFIG
+
+    def refused():
+        return firing(prometheus).get(("HookrunRunRefused", "backup"))
+
+    alert = poll("HookrunRunRefused for backup", refused)
+    assert alert["labels"]["reason"] == "config"
+    assert alert["labels"]["job"] == "hookrun"
+    assert alert["labels"]["instance"] == socket.gethostname()
+    assert ("HookrunRunRefused", "prune") not in firing(prometheus)
+
+    # Fixed, the event runs: its push replaces the group, and the alert resolves.
+    tree.hook("pre-backup.d/10-bad", "true")
+    assert run_hookrun("run", *tree.args(*options), "--", "true").returncode == 0
+    poll("HookrunRunRefused resolved",
+         lambda: ("HookrunRunRefused", "backup") not in firing(prometheus) or None)
 
 
 def test_a_push_to_nothing_listening_is_a_warning_and_the_run_still_succeeds(tree):
