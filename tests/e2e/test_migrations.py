@@ -916,6 +916,46 @@ def test_resticprofile_run_before_hands_the_repository_to_restic_and_run_after_c
     assert ping_paths(checker) == ["/start", ""]
 
 
+@pytest.mark.parametrize("way", ["-r REPO", "--repo=REPO after the subcommand",
+                                 "--repository-file FILE --password-file FILE"])
+def test_resticprofile_run_after_checks_the_repository_the_backup_command_names(
+        tmp_path, restic_repo, checker, way):
+    """No run-before and no RESTIC_REPOSITORY: the repository (and its password) only in the
+    command. A bare ``restic check`` found no repository and failed the run every night."""
+    repo = restic_repo["RESTIC_REPOSITORY"]
+    values = {"RESTIC_CACHE_DIR": restic_repo["RESTIC_CACHE_DIR"],
+              "RESTIC_PASSWORD_FILE": restic_repo["RESTIC_PASSWORD_FILE"],
+              "BACKUP_REPORT": tmp_path / "report.log"}
+    if way == "-r REPO":
+        before, after = ["-r", repo], []
+    elif way == "--repo=REPO after the subcommand":
+        before, after = [], [f"--repo={repo}"]
+    else:
+        repository_file = tmp_path / "repository"
+        repository_file.write_text(repo + "\n")
+        before = ["--repository-file", str(repository_file),
+                  "--password-file", values.pop("RESTIC_PASSWORD_FILE")]
+        after = []
+    tree = migration_copy(tmp_path, "resticprofile", values)
+    (tree / "pre-backup.d" / "10-run-before").unlink()
+    hookrun = Hookrun(tree, tmp_path, hermetic_env())
+
+    result = hookrun("run", "--notify-url", checker.url, "--", "restic", *before, "backup",
+                     *after, str(tmp_path / "hooks"))
+
+    assert result.returncode == 0, outcome(result)
+    record = hookrun.last()
+    assert record["status"] == "success"
+    assert task_statuses(record) == [
+        ("command", "restic", "ok"),
+        ("post", "10-run-after", "ok"),
+        ("finally", "10-run-finally", "ok"),
+    ]
+    assert "no errors were found" in tasks_by_key(record)["post/10-run-after"]["output"]
+    assert len(snapshots(restic_repo)) == 1
+    assert ping_paths(checker) == ["/start", ""]
+
+
 def test_resticprofile_failed_run_after_goes_to_run_after_fail_and_run_finally(
         tmp_path, restic_repo, checker):
     hookrun, repository = resticprofile_tree(tmp_path, restic_repo)
