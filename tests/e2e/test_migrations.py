@@ -96,6 +96,14 @@ def closed_port_url():
     return f"http://127.0.0.1:{free_port()}/hooks/backup"
 
 
+def srv_directory(tmp_path):
+    """A directory to back up that is not the staging directory."""
+    srv = tmp_path / "srv"
+    srv.mkdir()
+    (srv / "site.txt").write_text("the web site\n")
+    return srv
+
+
 def scripts_of(system):
     top = MIGRATIONS / system
     return sorted(path for phase in top.iterdir() if phase.is_dir()
@@ -752,6 +760,110 @@ def test_resticm_failed_post_backup_hook_is_only_logged_and_on_success_still_run
     assert list(staging.iterdir()) == [], "on_success ran: it removed the dump first"
     assert len(snapshots(restic_repo)) == 1
     assert ping_paths(checker) == ["/start", ""]
+
+
+RESTICM_WAYS = {
+    "RESTIC_REPOSITORY": lambda repo: ([], True),
+    "-r REPO": lambda repo: (["-r", repo], False),
+    "--json -r REPO (HOOKRUN_SNAPSHOT_ID)": lambda repo: (["--json", "-r", repo], False),
+}
+
+
+@pytest.mark.parametrize("way", RESTICM_WAYS)
+def test_resticm_on_success_keeps_a_dump_the_snapshot_does_not_hold_and_the_run_is_a_warning(
+        tmp_path, postgres, restic_repo, checker, way):
+    """``restic backup /srv``, the staging directory left out: on_success deleted the dump
+    and the run ended ``success``. Now the dump is kept and named, the run is a warning."""
+    options, in_env = RESTICM_WAYS[way](restic_repo["RESTIC_REPOSITORY"])
+    values = restic_repo if in_env else without_repository(restic_repo)
+    hookrun, staging = resticm_tree(tmp_path, postgres, values, resticm_database(postgres))
+    dump = staging / "postgres-resticm.dump"
+
+    result = hookrun("run", "--notify-url", checker.url, "--", "restic", *options, "backup",
+                     str(srv_directory(tmp_path)))
+
+    assert result.returncode == 0, outcome(result)
+    record = hookrun.last()
+    assert record["status"] == "warning"
+    tasks = tasks_by_key(record)
+    assert tasks["command/restic"]["status"] == "ok"
+    on_success = tasks["on-success/10-on-success"]
+    assert (on_success["status"], on_success["exit_code"]) == ("warning", 3)
+    assert f"kept {dump}: the snapshot does not hold it" in on_success["output"]
+    assert str(dump) in record["error"], record["error"]
+    assert dump.is_file(), "a dump the snapshot does not hold is kept"
+    assert len(snapshots(restic_repo)) == 1
+    lines = [line.split(" ", 2)[2] for line in report_lines(tmp_path / "report.log")]
+    assert lines == ["post_backup: success", f"on_success: {record['id']}"]
+
+
+@pytest.mark.parametrize("way", ["-r REPO", "-rREPO after the subcommand",
+                                 "-r REPO --host NAME",
+                                 "--json --repository-file FILE -p PASSWORD_FILE"])
+def test_resticm_on_success_finds_the_repository_where_restic_does_and_removes_the_dump(
+        tmp_path, postgres, restic_repo, checker, way):
+    repo = restic_repo["RESTIC_REPOSITORY"]
+    values = without_repository(restic_repo)
+    if way == "-r REPO":
+        before, after = ["-r", repo], []
+    elif way == "-rREPO after the subcommand":
+        before, after = [], [f"-r{repo}"]
+    elif way == "-r REPO --host NAME":
+        # The latest snapshot of that host, not of this one.
+        before, after = ["-r", repo], ["--host", "db-primary"]
+    else:
+        repository_file = tmp_path / "repository"
+        repository_file.write_text(repo + "\n")
+        before = ["--json", "--repository-file", str(repository_file),
+                  "-p", restic_repo["RESTIC_PASSWORD_FILE"]]
+        after = []
+        del values["RESTIC_PASSWORD_FILE"]
+    hookrun, staging = resticm_tree(tmp_path, postgres, values, resticm_database(postgres))
+    dump = staging / "postgres-resticm.dump"
+
+    result = hookrun("run", "--notify-url", checker.url, "--", "restic", *before, "backup",
+                     *after, str(staging))
+
+    assert result.returncode == 0, outcome(result)
+    record = hookrun.last()
+    assert record["status"] == "success", task_statuses(record)
+    on_success = tasks_by_key(record)["on-success/10-on-success"]
+    assert on_success["status"] == "ok"
+    assert f"removed {dump}: the snapshot holds it" in on_success["output"]
+    assert not dump.exists()
+    assert str(dump) in restic(restic_repo, "ls", "latest").splitlines()
+    assert ping_paths(checker) == ["/start", ""]
+
+
+@pytest.mark.parametrize("case", ["no repository found", "restic is not installed"])
+def test_resticm_on_success_keeps_the_dumps_it_cannot_check_and_the_run_is_a_warning(
+        tmp_path, postgres, restic_repo, checker, case):
+    restic_path = require(shutil.which("restic"), "restic")
+    if case == "no repository found":
+        # The repository only inside a shell command: nothing the hook can read.
+        hookrun, staging = resticm_tree(tmp_path, postgres, without_repository(restic_repo),
+                                        resticm_database(postgres))
+        command = ["sh", "-c", 'restic -r "$1" backup "$2"', "sh",
+                   restic_repo["RESTIC_REPOSITORY"], str(staging)]
+    else:
+        hookrun, staging = resticm_tree(tmp_path, postgres, restic_repo,
+                                        resticm_database(postgres))
+        set_hookrun_key(hookrun.tree / "hookrun.conf", "path",
+                        bin_without(tmp_path, "restic"))
+        command = [restic_path, "backup", str(staging)]
+    dump = staging / "postgres-resticm.dump"
+
+    result = hookrun("run", "--notify-url", checker.url, "--", *command)
+
+    assert result.returncode == 0, outcome(result)
+    record = hookrun.last()
+    assert record["status"] == "warning"
+    on_success = tasks_by_key(record)["on-success/10-on-success"]
+    assert (on_success["status"], on_success["exit_code"]) == ("warning", 3)
+    assert f"kept {dump}: {case}" in on_success["output"]
+    assert str(dump) in record["error"] and case in record["error"], record["error"]
+    assert dump.is_file(), "a dump that cannot be checked is kept"
+    assert len(snapshots(restic_repo)) == 1
 
 
 def test_resticm_no_hooks_runs_restic_alone_and_still_notifies(tmp_path, postgres,
