@@ -2,9 +2,9 @@
 runs the installed ``hookrun`` on a copy of one tree and ports an example of the system it
 replaces (Backrest's error policies, Barman's standard and retry scripts, Borgitory's critical
 and run-on-failure hooks, resticm's four hooks, borgmatic's soft failure, resticprofile's
-run-* targets), with a real restic repository and a real PostgreSQL server where the example
-has them, and a real HTTP checker on 127.0.0.1 for the notifications. Also: run-parts' exact
-set of names with a .hookignore line, proved against Debian's run-parts.
+run-* targets), with a real restic or borg repository and a real PostgreSQL server where the
+example has them, and a real HTTP checker on 127.0.0.1 for the notifications. Also:
+run-parts' exact set of names with a .hookignore line, proved against Debian's run-parts.
 
 The assertions read marker files that the hooks write (``BACKUP_REPORT``), the exit status,
 the run's record (``hookrun show --json``, each task with its ``output``) and the pings the
@@ -192,12 +192,14 @@ EXPECTED_SETTINGS = {
     "borgitory": {"pre-backup.d/10-dump-database": {"critical": True, "timeout": 300},
                   "pre-backup.d/20-stop-web": {"critical": False, "on_failure": "warn"},
                   "post-backup.d/10-start-web": {"when": "always"},
-                  "post-backup.d/20-cleanup-staging": {"when": "success"},
+                  "post-backup.d/20-cleanup-staging": {"when": "success",
+                                                       "warning_codes": [3]},
                   "on-error.d/20-prune-failed": {"events": ["prune"]}},
     "borgmatic": {"post-backup.d/10-after-backup": {"when": "success"},
                   "post-backup.d/90-after-backup-always": {"when": "always"}},
     "resticm": {"pre-backup.d/10-dump-postgres": {"critical": True},
-                "post-backup.d/10-report": {"when": "ran", "critical": False}},
+                "post-backup.d/10-report": {"when": "ran", "critical": False},
+                "on-success.d/10-on-success": {"warning_codes": [3]}},
     "resticprofile": {"post-backup.d/10-run-after": {"when": "success", "on_failure": "stop"}},
 }
 
@@ -582,14 +584,39 @@ def test_borgitory_critical_hook_failing_skips_the_job_but_the_run_on_failure_ho
     assert snapshots(restic_repo) == []
 
 
-def test_borgitory_non_critical_hook_failing_is_a_warning_and_the_backup_is_made(
-        tmp_path, postgres, restic_repo, checker):
-    psql(postgres, "postgres", "CREATE DATABASE borgitory_app")
-    hookrun, staging = borgitory_tree(tmp_path, {
-        **pg_connection(postgres), "PGDATABASE": "borgitory_app", **restic_repo,
-        "WEB_SERVICE": "hookrun-test-no-such-unit"})
+def borg_repo(tmp_path):
+    """An unencrypted borg repository of the test's own; returns the variables borg needs
+    (its base directory in tmp_path too, so no cache or key lands in the runner's HOME)."""
+    require(shutil.which("borg"), "borg (Debian package borgbackup)")
+    values = {"BORG_REPO": str(tmp_path / "borg-repo"),
+              "BORG_BASE_DIR": str(tmp_path / "borg-base")}
+    execute(["borg", "init", "-e", "none"], env={**hermetic_env(), **values})
+    return values
 
-    result = hookrun("run", "--notify-url", checker.url, "--", "restic", "backup",
+
+def borg(values, *args):
+    return execute(["borg", *args], env={**hermetic_env(), **values}).stdout
+
+
+def borg_archives(values):
+    return borg(values, "list", "--format", "{archive}{NL}").splitlines()
+
+
+def borgitory_app(postgres):
+    exists = psql(postgres, "postgres",
+                  "SELECT 1 FROM pg_database WHERE datname = 'borgitory_app'")
+    if not exists:
+        psql(postgres, "postgres", "CREATE DATABASE borgitory_app")
+    return {**pg_connection(postgres), "PGDATABASE": "borgitory_app"}
+
+
+def test_borgitory_non_critical_hook_failing_is_a_warning_and_the_backup_is_made(
+        tmp_path, postgres, checker):
+    repository = borg_repo(tmp_path)
+    hookrun, staging = borgitory_tree(tmp_path, {
+        **borgitory_app(postgres), **repository, "WEB_SERVICE": "hookrun-test-no-such-unit"})
+
+    result = hookrun("run", "--notify-url", checker.url, "--", "borg", "create", "::{now}",
                      str(staging))
 
     assert result.returncode == 0, outcome(result)
@@ -598,14 +625,109 @@ def test_borgitory_non_critical_hook_failing_is_a_warning_and_the_backup_is_made
     assert task_statuses(record) == [
         ("pre", "10-dump-database", "ok"),
         ("pre", "20-stop-web", "failed"),
-        ("command", "restic", "ok"),
+        ("command", "borg", "ok"),
         ("post", "10-start-web", "failed"),
         ("post", "20-cleanup-staging", "ok"),
     ]
-    assert len(snapshots(restic_repo)) == 1
+    assert len(borg_archives(repository)) == 1
     assert not (staging / "db.dump").exists()
     assert report_lines(tmp_path / "report.log")[0].endswith(" restart after: success")
     assert ping_paths(checker) == ["/start", ""]
+
+
+BORGITORY_WAYS = {
+    "::{now} and BORG_REPO": lambda repo: (["::{now}"], True),
+    "REPO::night-{now}": lambda repo: ([f"{repo}::night-{{now}}"], False),
+    "--json ::{now} (HOOKRUN_SNAPSHOT_ID)": lambda repo: (["--json", "::{now}"], True),
+}
+
+
+@pytest.mark.parametrize("way", BORGITORY_WAYS)
+def test_borgitory_cleanup_removes_the_dump_once_the_archive_holds_it(tmp_path, postgres,
+                                                                      checker, way):
+    repository = borg_repo(tmp_path)
+    arguments, in_env = BORGITORY_WAYS[way](repository["BORG_REPO"])
+    values = repository if in_env else {k: v for k, v in repository.items() if k != "BORG_REPO"}
+    hookrun, staging = borgitory_tree(tmp_path, {**borgitory_app(postgres), **values})
+
+    result = hookrun("run", "--notify-url", checker.url, "--", "borg", "create", *arguments,
+                     str(staging))
+
+    assert result.returncode == 0, outcome(result)
+    record = hookrun.last()
+    assert record["status"] == "success", task_statuses(record)
+    if "--json" in arguments:
+        assert record["stats"]["snapshot_id"]
+    cleanup = tasks_by_key(record)["post/20-cleanup-staging"]
+    assert cleanup["status"] == "ok"
+    [archive] = borg_archives(repository)
+    assert f"removed {staging / 'db.dump'}: archive {archive} holds it" in cleanup["output"]
+    assert not (staging / "db.dump").exists()
+    held = borg(repository, "list", "--format", "{path}{NL}", f"::{archive}").splitlines()
+    assert str(staging / "db.dump").lstrip("/") in held
+    assert ping_paths(checker) == ["/start", ""]
+
+
+@pytest.mark.parametrize("json_output", [False, True], ids=["::{now}", "--json ::{now}"])
+def test_borgitory_cleanup_keeps_a_dump_the_archive_does_not_hold_and_the_run_is_a_warning(
+        tmp_path, postgres, checker, json_output):
+    """``borg create ::{now} /srv``, the staging directory left out: the dump was deleted and
+    the run ended ``success``. An older archive that holds a dump of that path vouches for
+    nothing: the archive of this run is the one that counts."""
+    repository = borg_repo(tmp_path)
+    hookrun, staging = borgitory_tree(tmp_path, {**borgitory_app(postgres), **repository})
+    staging.mkdir(mode=0o700)
+    dump = staging / "db.dump"
+    dump.write_text("last week's dump\n")
+    borg(repository, "create", "--timestamp", "2020-01-01T00:00:00", "::last-week",
+         str(staging))
+    options = ["--json"] if json_output else []
+
+    result = hookrun("run", "--notify-url", checker.url, "--", "borg", "create", *options,
+                     "::{now}", str(srv_directory(tmp_path)))
+
+    assert result.returncode == 0, outcome(result)
+    record = hookrun.last()
+    assert record["status"] == "warning"
+    tasks = tasks_by_key(record)
+    assert tasks["command/borg"]["status"] == "ok"
+    cleanup = tasks["post/20-cleanup-staging"]
+    assert (cleanup["status"], cleanup["exit_code"]) == ("warning", 3)
+    assert f"kept {dump}: archive " in cleanup["output"]
+    assert "does not hold it" in cleanup["output"]
+    assert str(dump) in record["error"], record["error"]
+    assert dump.is_file() and dump.read_text() != "last week's dump\n", "tonight's dump kept"
+    assert len(borg_archives(repository)) == 2
+    assert ping_paths(checker) == ["/start", ""]
+
+
+@pytest.mark.parametrize("case", ["no repository found", "borg is not installed"])
+def test_borgitory_cleanup_keeps_a_dump_it_cannot_check_and_the_run_is_a_warning(
+        tmp_path, postgres, checker, case):
+    repository = borg_repo(tmp_path)
+    borg_path = shutil.which("borg")
+    if case == "no repository found":
+        # The repository only inside a shell command: nothing the hook can read.
+        values = {k: v for k, v in repository.items() if k != "BORG_REPO"}
+        hookrun, staging = borgitory_tree(tmp_path, {**borgitory_app(postgres), **values})
+        command = ["sh", "-c", 'borg create "$1::{now}" "$2"', "sh", repository["BORG_REPO"],
+                   str(staging)]
+    else:
+        hookrun, staging = borgitory_tree(tmp_path, {**borgitory_app(postgres), **repository})
+        set_hookrun_key(hookrun.tree / "hookrun.conf", "path", bin_without(tmp_path, "borg"))
+        command = [borg_path, "create", "::{now}", str(staging)]
+
+    result = hookrun("run", "--notify-url", checker.url, "--", *command)
+
+    assert result.returncode == 0, outcome(result)
+    record = hookrun.last()
+    assert record["status"] == "warning"
+    cleanup = tasks_by_key(record)["post/20-cleanup-staging"]
+    assert (cleanup["status"], cleanup["exit_code"]) == ("warning", 3)
+    assert f"kept {staging / 'db.dump'}: {case}" in cleanup["output"]
+    assert case in record["error"], record["error"]
+    assert (staging / "db.dump").is_file(), "a dump that cannot be checked is kept"
+    assert len(borg_archives(repository)) == 1
 
 
 def test_borgitory_prune_task_is_an_event_whose_failure_runs_the_prune_only_error_hook(
