@@ -131,10 +131,16 @@ def only_tree(hooks):
     return phase
 
 
-def test_phase_only_offers_the_hooks_of_the_phase_directory_as_literal_words(hooks, tmp_path):
+@pytest.mark.parametrize("compat", [None, "51"])
+def test_phase_only_offers_the_hooks_of_the_phase_directory_as_literal_words(hooks, tmp_path,
+                                                                              compat):
+    """Also as bash 5.1 (Debian 11, Ubuntu 22.04), which expands an array subscript again:
+    a name used as one was run as a command."""
     only_tree(hooks)
-    assert complete("hookrun", "phase", "-d", str(hooks), "pre-backup", "--only", "") == \
-        ["10-dump", "20-snapshot"]
+    env = {"BASH_COMPAT": compat} if compat else None
+    assert complete("hookrun", "phase", "-d", str(hooks), "pre-backup", "--only", "",
+                    env=env, cwd=tmp_path) == ["10-dump", "20-snapshot"]
+    assert not (tmp_path / "evaluated").exists()
     assert complete("hookrun", "phase", "pre-backup.d", "-d", str(hooks), "--only", "=",
                     "2", cwd=tmp_path) == ["20-snapshot"]
     assert complete("hookrun", "phase", "-d", str(hooks), "pre-backup", "--only", "10-dump",
