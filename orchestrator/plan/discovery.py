@@ -7,12 +7,13 @@ look like hooks but cannot run.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from collections import namedtuple
 
 from orchestrator import constants as c
-from orchestrator.errors import ConfigError
+from orchestrator.errors import ConfigError, fault_text
 from orchestrator.files import NotRegularFile, is_null_device, read_settings
 from orchestrator.text import display_name
 
@@ -249,12 +250,17 @@ def discover(hooks_dirs: str | Sequence[str], phase_dir: PhaseDir,
         directory = os.path.join(hooks_dir, phase_dir.dirname)
         try:
             names = os.listdir(directory)
-        except (FileNotFoundError, NotADirectoryError):
-            # Anything else than a mask in a phase directory's place is phase_dir_troubles'
-            # warning: that layer holds no hooks.
-            if phase_dir_kind(directory) == MASKED:
+        except OSError as error:
+            # Anything else than a mask in a phase directory's place (a file, a link loop,
+            # a directory that cannot be read) is phase_dir_troubles' warning: that layer
+            # holds no hooks. A fault that leaves the directory looking sound is no answer.
+            kind = phase_dir_kind(directory)
+            if kind == MASKED:
                 chosen = {name: masked_by_dir(entry, directory, hooks_dir)
                           for name, entry in chosen.items()}
+            elif kind is None and not isinstance(error, (FileNotFoundError,
+                                                         NotADirectoryError)):
+                raise
             continue
         for name in names:
             earlier = chosen.get(name)
@@ -290,25 +296,35 @@ MASKED = "masked"
 
 
 def phase_dir_kind(path: str) -> str | None:
-    """What stands where a phase directory is looked for, when it is no directory: MASKED
-    for a symbolic link to /dev/null (however it is spelled), else what it is (``a regular
-    file``, ``a broken symlink``, ``a fifo, socket or device``); None for a directory, a link
-    to one, or nothing."""
+    """What stands where a phase directory is looked for, when it is no directory hookrun can
+    read: MASKED for a symbolic link to /dev/null (however it is spelled), else what it is
+    (``a regular file, not a directory``, ``a symbolic link loop, not a directory``, ``a
+    directory that cannot be read (Permission denied)``...); None for a directory, a link to
+    one, or nothing."""
     try:
         info = os.lstat(path)
-        if stat.S_ISLNK(info.st_mode):
-            info = os.stat(path)
-            if is_null_device(info):
-                return MASKED
     except FileNotFoundError:
-        return "a broken symlink" if os.path.islink(path) else None
-    except OSError:
-        return None  # what cannot be looked at is reported where its path is checked
-    if stat.S_ISDIR(info.st_mode):
         return None
+    except OSError as error:
+        return f"a path that cannot be looked at ({fault_text(error)})"
+    if stat.S_ISLNK(info.st_mode):
+        try:
+            info = os.stat(path)
+        except FileNotFoundError:
+            return "a broken symlink, not a directory"
+        except OSError as error:
+            if error.errno == errno.ELOOP:
+                return "a symbolic link loop, not a directory"
+            return f"a symbolic link that cannot be followed ({fault_text(error)})"
+        if is_null_device(info):
+            return MASKED
+    if stat.S_ISDIR(info.st_mode):
+        if os.access(path, os.R_OK | os.X_OK):
+            return None
+        return "a directory that cannot be read (Permission denied)"
     if stat.S_ISREG(info.st_mode):
-        return "a regular file"
-    return "a fifo, socket or device"
+        return "a regular file, not a directory"
+    return "a fifo, socket or device, not a directory"
 
 
 def phase_dir_troubles(hooks_dirs: Iterable[str], phase_dir: PhaseDir
@@ -327,7 +343,7 @@ def phase_dir_troubles(hooks_dirs: Iterable[str], phase_dir: PhaseDir
         if position:
             fix += (f"; to switch off {phase_dir.dirname} of the earlier hooks directories, "
                     f"make it a link to /dev/null: ln -sfn /dev/null {display_name(path)}")
-        found.append((path, f"{kind}, not a directory, so no hook in it runs", fix))
+        found.append((path, f"{kind}, so no hook in it runs", fix))
     return found
 
 

@@ -308,3 +308,27 @@ def test_a_phase_directory_name_taken_by_a_file_is_a_warning_and_a_check_problem
     checked = run_hookrun("check", "--json", *args(state, admin))
     fixes = [p["fix"] for p in json.loads(checked.stdout)["problems"]]
     assert checked.returncode == 1 and fixes and not any("/dev/null" in f for f in fixes)
+
+
+def test_a_phase_directory_that_is_a_symlink_loop_is_refused_or_warned_never_an_internal_error(
+        tmp_path):
+    """It made every command end with an internal error (exit 70) before. The permission
+    checks cannot judge such a path (77); without them it is a warning and the run one."""
+    vendor, admin, marks, state = layers(tmp_path)
+    hook(vendor, "pre-backup.d/10-v", marker(marks, "vendor-pre"))
+    loop = admin / "pre-backup.d"
+    os.symlink("pre-backup.d", loop)
+    refused = run_hookrun("run", *args(state, vendor, admin), "--", "true")
+    assert refused.returncode == 77 and "internal error" not in refused.stderr
+    assert f"{loop}: too many levels of symbolic links" in refused.stderr
+    result = run_hookrun("run", "--insecure", *args(state, vendor, admin), "--", "true")
+    assert result.returncode == 0, result.stderr
+    assert f"warning: {loop} is a symbolic link loop, not a directory" in result.stderr
+    assert show_last(tree_like(state, admin))["status"] == "warning"
+    assert (marks / "order").read_text().split() == ["vendor-pre"]
+    checked = run_hookrun("check", "--json", *args(state, vendor, admin))
+    assert checked.returncode == 77, checked.stderr
+    problems = json.loads(checked.stdout)["problems"]
+    assert any(p["path"] == str(loop) and "symbolic link loop" in p["what"] for p in problems)
+    listed = run_hookrun("list", *args(state, admin))
+    assert listed.returncode == 0 and "symbolic link loop" in listed.stderr
