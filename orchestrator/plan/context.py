@@ -579,7 +579,8 @@ def crlf_warnings(discovered: Discovered, heads: Mapping[str, bytes]) -> list[st
     return [f"{display_name(entry.key)}: CRLF line endings (fix: dos2unix, or sed -i "
             "'s/\\r$//')"
             for _phase, entries in discovered for entry in entries
-            if entry.runs and not entry.fails and b"\r\n" in heads[entry.path]]
+            if entry.runs and not entry.fails
+            and b"\r\n" in settings.script_text(heads[entry.path])]
 
 
 def missing_shebangs(discovered: Discovered, heads: Mapping[str, bytes]) -> list[str]:

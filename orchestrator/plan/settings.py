@@ -361,6 +361,17 @@ def near_directive(line: bytes) -> bool:
     return rest.startswith(b"run") and (len(rest) == 3 or not rest[3:4].isalnum())
 
 
+def script_text(head: bytes) -> bytes:
+    """What of a hook's first bytes ``head`` is script text: a ``#!`` script's up to a NUL
+    (a payload may follow its text), nothing of a binary (ELF, or a NUL in its first bytes),
+    all of anything else."""
+    if head.startswith(b"#!"):
+        return head.split(b"\0", 1)[0]
+    if head.startswith(b"\x7fELF") or b"\0" in head:
+        return b""
+    return head
+
+
 def parse_header(head: bytes, path: str, phase: str | None = None
                  ) -> tuple[dict[str, tuple[Value, int]], list[str]]:
     """The header directives in ``head``, the first bytes of the script ``path`` of phase
@@ -369,10 +380,7 @@ def parse_header(head: bytes, path: str, phase: str | None = None
     bytes) have no header; a ``#!`` script with a payload after its text (a NUL further on)
     has its header read up to the payload. Raises ConfigError naming file and line for an
     unknown key, a bad value or a key that means nothing in the hook's phase."""
-    if head.startswith(b"#!"):
-        head = head.split(b"\0", 1)[0]
-    elif head.startswith(b"\x7fELF") or b"\0" in head:
-        return {}, []
+    head = script_text(head)
     found: dict[str, tuple[Value, int]] = {}
     warnings: list[str] = []
     for number, line in enumerate(head.split(b"\n")[:c.HEADER_LINES], 1):

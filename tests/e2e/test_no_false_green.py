@@ -97,6 +97,18 @@ def test_a_crlf_shebang_fails_check_and_the_run_names_crlf(tree):
     assert tasks_of(show_last(tree))["pre/20-crlf"]["reason"] == "CRLF line endings"
 
 
+def test_crlf_in_a_scripts_payload_is_no_crlf_warning_but_in_its_text_is(tree):
+    """Bytes after a NUL are a payload (a self-extracting script), not lines a shell reads:
+    dos2unix, as the warning advised, would corrupt it."""
+    payload = tree.hook("pre-backup.d/10-installer", "true")
+    payload.write_bytes(b"#!/bin/sh\nexit 0\n\0\1payload\r\n")
+    text = tree.hook("pre-backup.d/20-text", "true")
+    text.write_bytes(b"#!/bin/sh\necho hi\r\nexit 0\n")
+    check = run_hookrun("check", "--json", *tree.args())
+    crlf = [w for w in json.loads(check.stdout)["warnings"] if "CRLF" in w]
+    assert check.returncode == 0 and crlf and all("20-text" in w for w in crlf), check.stdout
+
+
 @pytest.mark.parametrize("name, meant", [("on_error.d", "on-error.d"),
                                          ("pre_backup.d", "pre-backup.d"),
                                          ("prebackup.d", "pre-backup.d"),
