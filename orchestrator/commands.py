@@ -138,6 +138,8 @@ def phase(args: Arguments) -> int:
         raise UsageError(f"phase: {args.phase_dir} belongs to event {implied!r}, not "
                          f"{args.event!r}")
     ctx = build_context(args, event=implied)
+    if args.event:
+        require_known_event(ctx)  # before the directory: 78 whether or not it is there
     if not any(os.path.isdir(os.path.join(d, found[0].dirname)) for d in ctx.hooks_dirs):
         raise UsageError(f"phase: there is no directory {found[0].dirname} in "
                          f"{':'.join(ctx.hooks_dirs)}{discovery.events_hint(ctx.hooks_dirs)}")

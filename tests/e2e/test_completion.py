@@ -327,6 +327,15 @@ def test_show_run_ids_follow_the_event_and_the_config_files_state_dir(tree):
         ["last", ids[1]]
 
 
+def test_show_reads_the_config_files_state_dir_after_an_editors_byte_order_mark(tree):
+    """hookrun reads such a file (its first section is no 'setting before any section'), so
+    the completion reads it too."""
+    ids = history_of(tree)
+    tree.config(f"\ufeff[hookrun]\nstate_dir = {tree.state}\n")
+    assert complete("hookrun", "show", "-d", str(tree.hooks), "-e", "prune", "") == \
+        ["last", ids[1]]
+
+
 def test_show_reads_the_state_dir_from_the_config_of_the_last_layer_that_has_one(tree):
     ids = history_of(tree)
     tree.config(f"[hookrun]\nstate_dir = {tree.state}\n")

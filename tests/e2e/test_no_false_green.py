@@ -132,7 +132,7 @@ def test_an_unknown_event_is_78_naming_the_known_ones_and_nothing_runs(tree):
     (tree.hooks / "finally.d").mkdir()
     for argv in (["run", "-e", "bakup", "--", "true"], ["list", "-e", "bakup"],
                  ["check", "-e", "bakup"], ["phase", "finally", "-e", "bakup"],
-                 ["phase", "pre-backup", "-e", "bakup"]):
+                 ["phase", "pre-backup", "-e", "bakup"], ["phase", "on-error", "-e", "bakup"]):
         result = run_hookrun(argv[0], *tree.args(*argv[1:]))
         assert result.returncode == EXIT_CONFIG, (argv, result.stderr)
         assert "unknown event 'bakup'" in result.stderr and "backup, prune" in result.stderr
