@@ -360,18 +360,27 @@ def webhook_request(channel: Channel, message: Message, private: bool) -> Reques
 
 
 def record_body(record: Record) -> bytes:
-    """The JSON of a run's ``record``, its tasks' output cut (the longest first) to keep it
-    within c.NOTIFY_MAX_BODY: a cut of the JSON text would not be JSON."""
+    """The JSON of a run's ``record``, its tasks' output, its error and its command cut (the
+    longest first) to keep it within c.NOTIFY_MAX_BODY: a cut of the JSON text would not be
+    JSON."""
     tasks = record.get("tasks") or []
-    outputs = {str(i): task["output"] for i, task in enumerate(tasks)
-               if isinstance(task.get("output"), str)}
+    values = {str(i): task["output"] for i, task in enumerate(tasks)
+              if isinstance(task.get("output"), str)}
+    values.update((key, record[key]) for key in RECORD_TEXTS
+                  if isinstance(record.get(key), str))
 
-    def build(values: Mapping[str, str]) -> bytes:
-        return json_body(dict(record, tasks=[dict(task, output=values[str(i)])
-                                             if str(i) in values else task
-                                             for i, task in enumerate(tasks)]))
+    def build(cut: Mapping[str, str]) -> bytes:
+        texts = {key: cut[key] for key in RECORD_TEXTS if key in cut}
+        return json_body(dict(record, **texts, tasks=[dict(task, output=cut[str(i)])
+                                                      if str(i) in cut else task
+                                                      for i, task in enumerate(tasks)]))
 
-    return fitted(build, outputs, c.NOTIFY_MAX_BODY) if outputs else json_body(record)
+    return fitted(build, values, c.NOTIFY_MAX_BODY) if values else json_body(record)
+
+
+# The fields of a run's record besides the tasks' output that may be long: a command line
+# of many arguments, an error that quotes one.
+RECORD_TEXTS = ("command", "error")
 
 
 def render(template: str, values: Mapping[str, str], as_json: bool) -> str:

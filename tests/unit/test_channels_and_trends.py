@@ -133,6 +133,18 @@ def test_a_long_webhook_body_is_shortened_by_its_values_and_stays_json_and_utf8(
         assert decoded.startswith("failure\n" + text[:3]) and decoded.endswith("€...\nend")
 
 
+def test_a_webhook_record_with_a_long_command_line_is_shortened_too():
+    """Only the tasks' output was cut: a command of many arguments sent a body of any size."""
+    message = long_message("short")
+    message.record["command"] = " ".join(["x" * 1000] * 300)
+    message.record["error"] = "e" * 200_000
+    body = channels.request(channel("webhook"), message).body
+    assert len(body) <= channels.c.NOTIFY_MAX_BODY
+    sent = json.loads(body.decode("utf-8"))
+    assert sent["command"].startswith("xxx") and sent["command"].endswith("...")
+    assert sent["error"].endswith("...") and sent["status"] == "failure"
+
+
 @pytest.mark.parametrize("text", SPLITTABLE)
 def test_a_long_webhook_record_is_shortened_by_its_tasks_output_and_stays_json(text):
     body = channels.request(channel("webhook"), long_message(text)).body
