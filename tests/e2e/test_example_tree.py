@@ -710,6 +710,70 @@ def test_dumps_fail_the_run_and_are_kept_when_restic_is_not_on_the_hooks_path(
     assert (staging / dump).exists(), "the dump is kept"
 
 
+OLDER_SNAPSHOT_WAYS = {
+    "--dry-run": ["--dry-run"],
+    "--time before the first snapshot": ["--time", "2000-01-01 00:00:00"],
+}
+
+
+@pytest.mark.parametrize("way", OLDER_SNAPSHOT_WAYS)
+def test_verify_fails_a_run_whose_snapshot_holds_only_an_older_dump_of_that_name(
+        tmp_path, postgres, restic_repo, way):
+    """Dump names are the same every night. A second run whose command made no newer snapshot
+    ("restic backup --dry-run"; --time in the past, so that "latest" is the first snapshot)
+    found the first night's file of that name in the latest snapshot: 10-verify passed,
+    tonight's dump was deleted and the run ended success."""
+    tree, staging, dump = postgres_dump_tree(tmp_path, postgres, restic_repo, "nightly",
+                                             RESTIC_REPOSITORY=restic_repo["RESTIC_REPOSITORY"])
+    hookrun = Hookrun(tree, tmp_path, hermetic_env())
+    first = hookrun.run("restic", "backup", str(staging))
+    assert first.returncode == 0, outcome(first)
+    assert hookrun.last()["status"] == "success"
+    assert not (staging / dump).exists(), "the first night's dump is backed up and removed"
+    [first_snapshot] = snapshots(restic_repo)
+
+    result = hookrun.run("restic", "backup", *OLDER_SNAPSHOT_WAYS[way], str(staging))
+
+    assert result.returncode == EXIT_HOOK_STOPPED, outcome(result)
+    record = hookrun.last()
+    assert record["status"] == "failure"
+    statuses = task_statuses(record)
+    assert ("command", "restic", "ok") in statuses
+    assert ("post", "10-verify", "failed") in statuses
+    assert ("post", "90-clean-staging", "skipped") in statuses
+    said = f"snapshot {first_snapshot['short_id']} was made at"
+    assert said in record["error"] and dump in record["error"], record["error"]
+    assert (staging / dump).is_file(), "tonight's dump is kept"
+    assert len(snapshots(restic_repo)) == (1 if way == "--dry-run" else 2)
+
+
+@pytest.mark.parametrize("case", ["no repository found", "restic is not installed"])
+def test_configured_repository_check_that_cannot_run_fails_the_run_without_dumps(tmp_path,
+                                                                                 case):
+    """RESTIC_CHECK_READ_DATA_SUBSET set and no dump to verify: 10-verify stepped aside
+    (exit 62) when it found no repository or no restic, and the configured check never ran
+    while the run ended success."""
+    values = {"MIN_FREE_MB": 1, "BACKUP_STAGING_DIR": tmp_path / "staging",
+              "RESTIC_CHECK_READ_DATA_SUBSET": "5%"}
+    if case == "restic is not installed":
+        values["RESTIC_REPOSITORY"] = tmp_path / "repo"
+    tree = example_copy(tmp_path, values, ignore=NOT_USED_HERE)
+    if case == "restic is not installed":
+        set_hookrun_key(tree / "hookrun.conf", "path", bin_without(tmp_path, "restic"))
+    hookrun = Hookrun(tree, tmp_path, hermetic_env())
+
+    result = hookrun.run("true")
+
+    assert result.returncode == EXIT_HOOK_STOPPED, outcome(result)
+    record = hookrun.last()
+    assert record["status"] == "failure"
+    verify = {task["name"]: task for task in record["tasks"]}["10-verify"]
+    assert (verify["status"], verify["exit_code"]) == ("failed", 1), verify
+    assert "RESTIC_CHECK_READ_DATA_SUBSET is set" in verify["output"]
+    assert case in verify["output"]
+    assert ("post", "90-clean-staging", "skipped") in task_statuses(record)
+
+
 @pytest.mark.parametrize("marker", [None, "an earlier run"])
 def test_clean_staging_keeps_dumps_10_verify_did_not_verify_and_the_run_is_a_warning(
         tmp_path, postgres, restic_repo, marker):
