@@ -701,6 +701,41 @@ def test_borgitory_cleanup_keeps_a_dump_the_archive_does_not_hold_and_the_run_is
     assert ping_paths(checker) == ["/start", ""]
 
 
+@pytest.mark.parametrize("options", [["--dry-run"], ["--timestamp", "2000-01-01T00:00:00"]],
+                         ids=["--dry-run", "--timestamp before the first archive"])
+def test_borgitory_cleanup_keeps_a_dump_only_an_older_archive_holds_and_the_run_is_a_warning(
+        tmp_path, postgres, options):
+    """The dump's name is the same every night. A second run whose command made no newer
+    archive (``borg create --dry-run``; --timestamp in the past, so that the newest archive
+    is the first) found the first night's db.dump in the newest archive: tonight's dump was
+    deleted and the run ended ``success``."""
+    repository = borg_repo(tmp_path)
+    hookrun, staging = borgitory_tree(tmp_path, {**borgitory_app(postgres), **repository})
+    dump = staging / "db.dump"
+    # Every night's archive is named by the time (microseconds: two runs within a second).
+    name = "::{now:%Y-%m-%dT%H:%M:%S.%f}"
+    first = hookrun("run", "--", "borg", "create", name, str(staging))
+    assert first.returncode == 0, outcome(first)
+    assert hookrun.last()["status"] == "success"
+    assert not dump.exists(), "the first night's dump is backed up and removed"
+    [first_archive] = borg_archives(repository)
+
+    result = hookrun("run", "--", "borg", "create", *options, name, str(staging))
+
+    assert result.returncode == 0, outcome(result)
+    record = hookrun.last()
+    assert record["status"] == "warning"
+    tasks = tasks_by_key(record)
+    assert tasks["command/borg"]["status"] == "ok"
+    cleanup = tasks["post/20-cleanup-staging"]
+    assert (cleanup["status"], cleanup["exit_code"]) == ("warning", 3)
+    said = f"kept {dump}: archive {first_archive} was made at "
+    assert said in cleanup["output"], cleanup["output"]
+    assert str(dump) in record["error"], record["error"]
+    assert dump.is_file(), "tonight's dump is kept"
+    assert len(borg_archives(repository)) == (1 if "--dry-run" in options else 2)
+
+
 @pytest.mark.parametrize("case", ["no repository found", "borg is not installed"])
 def test_borgitory_cleanup_keeps_a_dump_it_cannot_check_and_the_run_is_a_warning(
         tmp_path, postgres, checker, case):
@@ -917,6 +952,34 @@ def test_resticm_on_success_keeps_a_dump_the_snapshot_does_not_hold_and_the_run_
     assert len(snapshots(restic_repo)) == 1
     lines = [line.split(" ", 2)[2] for line in report_lines(tmp_path / "report.log")]
     assert lines == ["post_backup: success", f"on_success: {record['id']}"]
+
+
+@pytest.mark.parametrize("options", [["--dry-run"], ["--time", "2000-01-01 00:00:00"]],
+                         ids=["--dry-run", "--time before the first snapshot"])
+def test_resticm_on_success_keeps_a_dump_only_an_older_snapshot_holds_and_the_run_is_a_warning(
+        tmp_path, postgres, restic_repo, options):
+    """The dump's name is the same every night. A second run whose command made no newer
+    snapshot (``restic backup --dry-run``; --time in the past, so that "latest" is the first
+    snapshot) found the first night's file in the latest snapshot: tonight's dump was deleted
+    and the run ended ``success``."""
+    hookrun, staging = resticm_tree(tmp_path, postgres, restic_repo, resticm_database(postgres))
+    dump = staging / "postgres-resticm.dump"
+    first = hookrun("run", "--", "restic", "backup", str(staging))
+    assert first.returncode == 0, outcome(first)
+    assert hookrun.last()["status"] == "success"
+    assert not dump.exists(), "the first night's dump is backed up and removed"
+
+    result = hookrun("run", "--", "restic", "backup", *options, str(staging))
+
+    assert result.returncode == 0, outcome(result)
+    record = hookrun.last()
+    assert record["status"] == "warning"
+    on_success = tasks_by_key(record)["on-success/10-on-success"]
+    assert (on_success["status"], on_success["exit_code"]) == ("warning", 3)
+    assert f"kept {dump}: the snapshot was made at " in on_success["output"], on_success
+    assert str(dump) in record["error"], record["error"]
+    assert dump.is_file(), "tonight's dump is kept"
+    assert len(snapshots(restic_repo)) == (1 if "--dry-run" in options else 2)
 
 
 @pytest.mark.parametrize("way", ["-r REPO", "-rREPO after the subcommand",
