@@ -64,7 +64,11 @@ def from_output(data: bytes) -> Stats:
             except (ValueError, RecursionError):  # not JSON, or nested past json's reach
                 continue
             if isinstance(summary, dict) and summary.get("message_type") == "summary":
-                return mapped(summary, RESTIC)
+                found = mapped(summary, RESTIC)
+                if summary.get("dry_run") is True:
+                    # It names the snapshot a backup would have made: there is none.
+                    found.pop("snapshot_id", None)
+                return found
     document = last_document(text)
     archive = document.get("archive") if isinstance(document, dict) else None
     if not isinstance(archive, dict):

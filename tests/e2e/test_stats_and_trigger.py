@@ -58,6 +58,23 @@ def test_restics_json_summary_is_kept_as_the_runs_stats(tree, tmp_path, restic_r
     assert f"snapshot_id={stats['snapshot_id']}" in shown
 
 
+def test_a_restic_dry_run_names_no_snapshot(tree, tmp_path, restic_repo):  # noqa: F811
+    """restic's dry-run summary names a snapshot it did not make: a hook checking
+    $HOOKRUN_SNAPSHOT_ID would look for one that is not there."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "file").write_text("content\n")
+    env_config(tree, restic_repo)
+    post_hook_seeing_stats(tree)
+    result = run_hookrun("run", *tree.args(), "--", "restic", "backup", "--json", "--dry-run",
+                         str(data))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(restic(restic_repo, "snapshots", "--json")) in ([], None)
+    stats = show_last(tree)["stats"]
+    assert "snapshot_id" not in stats and stats["files_new"] == 1
+    assert tree.read("stats").split() == ["1", str(stats["bytes_added"])]
+
+
 def test_borgs_json_document_is_kept_as_the_runs_stats(tree, tmp_path):
     require(shutil.which("borg"), "borg (Debian package borgbackup)")
     data, repo = tmp_path / "data", tmp_path / "repo"
