@@ -144,6 +144,18 @@ def task_statuses(record):
     return [(task["phase"], task["name"], task["status"]) for task in record["tasks"]]
 
 
+def verify_stopped_the_run(hookrun, result):
+    """The run's record, once it is sure that 10-verify failed it (exit 69, status failure)
+    and 90-clean-staging removed nothing."""
+    assert result.returncode == EXIT_HOOK_STOPPED, outcome(result)
+    record = hookrun.last()
+    assert record["status"] == "failure"
+    statuses = task_statuses(record)
+    assert ("post", "10-verify", "failed") in statuses
+    assert ("post", "90-clean-staging", "skipped") in statuses
+    return record
+
+
 def outcome(result):
     """What a failed assertion on a run shows."""
     return f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
@@ -443,12 +455,7 @@ def test_a_backup_that_leaves_the_staging_directory_out_never_ends_in_success(
 
     result = hookrun.run("restic", "backup", str(srv))  # the trap: /srv only
 
-    assert result.returncode == EXIT_HOOK_STOPPED, outcome(result)
-    record = hookrun.last()
-    assert record["status"] == "failure"
-    statuses = task_statuses(record)
-    assert ("post", "10-verify", "failed") in statuses
-    assert ("post", "90-clean-staging", "skipped") in statuses
+    record = verify_stopped_the_run(hookrun, result)
     assert "does not contain" in record["error"] and "postgres-trap.dump" in record["error"]
     assert (staging / "postgres-trap.dump").exists(), "the dump is kept for a second try"
 
@@ -656,12 +663,7 @@ def test_verify_with_r_fails_a_backup_that_left_the_staging_directory_out(
 
     result = hookrun.run("restic", "-r", restic_repo["RESTIC_REPOSITORY"], "backup", str(srv))
 
-    assert result.returncode == EXIT_HOOK_STOPPED, outcome(result)
-    record = hookrun.last()
-    assert record["status"] == "failure"
-    statuses = task_statuses(record)
-    assert ("post", "10-verify", "failed") in statuses
-    assert ("post", "90-clean-staging", "skipped") in statuses
+    record = verify_stopped_the_run(hookrun, result)
     assert "does not contain" in record["error"] and dump in record["error"]
     assert (staging / dump).exists(), "the dump is kept"
     assert len(snapshots(restic_repo)) == 1
@@ -677,14 +679,10 @@ def test_dumps_that_10_verify_cannot_verify_fail_the_run_and_are_kept(
 
     result = hookrun.run("tar", "-cf", str(archive), str(staging))
 
-    assert result.returncode == EXIT_HOOK_STOPPED, outcome(result)
-    record = hookrun.last()
-    assert record["status"] == "failure"
+    record = verify_stopped_the_run(hookrun, result)
     statuses = task_statuses(record)
     assert ("pre", "20-dump-postgres", "ok") in statuses
     assert ("command", "tar", "ok") in statuses
-    assert ("post", "10-verify", "failed") in statuses
-    assert ("post", "90-clean-staging", "skipped") in statuses
     assert "cannot verify the 1 dump(s)" in record["error"]
     assert "no repository found" in record["error"]
     assert (staging / dump).exists(), "the dump is kept"
@@ -700,12 +698,7 @@ def test_dumps_fail_the_run_and_are_kept_when_restic_is_not_on_the_hooks_path(
 
     result = hookrun.run(restic_path, "backup", str(staging))
 
-    assert result.returncode == EXIT_HOOK_STOPPED, outcome(result)
-    record = hookrun.last()
-    assert record["status"] == "failure"
-    statuses = task_statuses(record)
-    assert ("post", "10-verify", "failed") in statuses
-    assert ("post", "90-clean-staging", "skipped") in statuses
+    record = verify_stopped_the_run(hookrun, result)
     assert "restic is not installed" in record["error"]
     assert (staging / dump).exists(), "the dump is kept"
 
@@ -734,13 +727,9 @@ def test_verify_fails_a_run_whose_snapshot_holds_only_an_older_dump_of_that_name
 
     result = hookrun.run("restic", "backup", *OLDER_SNAPSHOT_WAYS[way], str(staging))
 
-    assert result.returncode == EXIT_HOOK_STOPPED, outcome(result)
-    record = hookrun.last()
-    assert record["status"] == "failure"
+    record = verify_stopped_the_run(hookrun, result)
     statuses = task_statuses(record)
     assert ("command", "restic", "ok") in statuses
-    assert ("post", "10-verify", "failed") in statuses
-    assert ("post", "90-clean-staging", "skipped") in statuses
     said = f"snapshot {first_snapshot['short_id']} was made at"
     assert said in record["error"] and dump in record["error"], record["error"]
     assert (staging / dump).is_file(), "tonight's dump is kept"

@@ -75,6 +75,17 @@ def tasks_by_key(record):
     return {f"{task['phase']}/{task['name']}": task for task in record["tasks"]}
 
 
+def kept_with_a_warning(hookrun, result, task):
+    """(the run's record, the record of ``task``), once it is sure that the task warned
+    (exit 3, its warning code) and so the run ended ``warning``, exit 0: a dump was kept."""
+    assert result.returncode == 0, outcome(result)
+    record = hookrun.last()
+    assert record["status"] == "warning"
+    found = tasks_by_key(record)[task]
+    assert (found["status"], found["exit_code"]) == ("warning", 3)
+    return record, found
+
+
 def ping_paths(checker):
     """The paths the checker received, relative to its URL (``""`` is the URL itself)."""
     base = checker.url.split("127.0.0.1", 1)[1].split("/", 1)[1]
@@ -687,13 +698,8 @@ def test_borgitory_cleanup_keeps_a_dump_the_archive_does_not_hold_and_the_run_is
     result = hookrun("run", "--notify-url", checker.url, "--", "borg", "create", *options,
                      "::{now}", str(srv_directory(tmp_path)))
 
-    assert result.returncode == 0, outcome(result)
-    record = hookrun.last()
-    assert record["status"] == "warning"
-    tasks = tasks_by_key(record)
-    assert tasks["command/borg"]["status"] == "ok"
-    cleanup = tasks["post/20-cleanup-staging"]
-    assert (cleanup["status"], cleanup["exit_code"]) == ("warning", 3)
+    record, cleanup = kept_with_a_warning(hookrun, result, "post/20-cleanup-staging")
+    assert tasks_by_key(record)["command/borg"]["status"] == "ok"
     assert f"kept {dump}: archive " in cleanup["output"]
     assert "does not hold it" in cleanup["output"]
     assert str(dump) in record["error"], record["error"]
@@ -726,13 +732,8 @@ def test_borgitory_cleanup_keeps_a_dump_only_an_older_archive_holds_and_the_run_
 
     result = hookrun("run", "--", "borg", "create", *options, name, str(staging))
 
-    assert result.returncode == 0, outcome(result)
-    record = hookrun.last()
-    assert record["status"] == "warning"
-    tasks = tasks_by_key(record)
-    assert tasks["command/borg"]["status"] == "ok"
-    cleanup = tasks["post/20-cleanup-staging"]
-    assert (cleanup["status"], cleanup["exit_code"]) == ("warning", 3)
+    record, cleanup = kept_with_a_warning(hookrun, result, "post/20-cleanup-staging")
+    assert tasks_by_key(record)["command/borg"]["status"] == "ok"
     said = f"kept {dump}: archive {first_archive} was made at "
     assert said in cleanup["output"], cleanup["output"]
     assert str(dump) in record["error"], record["error"]
@@ -758,11 +759,7 @@ def test_borgitory_cleanup_keeps_a_dump_it_cannot_check_and_the_run_is_a_warning
 
     result = hookrun("run", "--notify-url", checker.url, "--", *command)
 
-    assert result.returncode == 0, outcome(result)
-    record = hookrun.last()
-    assert record["status"] == "warning"
-    cleanup = tasks_by_key(record)["post/20-cleanup-staging"]
-    assert (cleanup["status"], cleanup["exit_code"]) == ("warning", 3)
+    record, cleanup = kept_with_a_warning(hookrun, result, "post/20-cleanup-staging")
     assert f"kept {staging / 'db.dump'}: {case}" in cleanup["output"]
     assert case in record["error"], record["error"]
     assert (staging / "db.dump").is_file(), "a dump that cannot be checked is kept"
@@ -943,13 +940,8 @@ def test_resticm_on_success_keeps_a_dump_the_snapshot_does_not_hold_and_the_run_
     result = hookrun("run", "--notify-url", checker.url, "--", "restic", *options, "backup",
                      str(srv_directory(tmp_path)))
 
-    assert result.returncode == 0, outcome(result)
-    record = hookrun.last()
-    assert record["status"] == "warning"
-    tasks = tasks_by_key(record)
-    assert tasks["command/restic"]["status"] == "ok"
-    on_success = tasks["on-success/10-on-success"]
-    assert (on_success["status"], on_success["exit_code"]) == ("warning", 3)
+    record, on_success = kept_with_a_warning(hookrun, result, "on-success/10-on-success")
+    assert tasks_by_key(record)["command/restic"]["status"] == "ok"
     assert f"kept {dump}: the snapshot does not hold it" in on_success["output"]
     assert str(dump) in record["error"], record["error"]
     assert dump.is_file(), "a dump the snapshot does not hold is kept"
@@ -975,11 +967,7 @@ def test_resticm_on_success_keeps_a_dump_only_an_older_snapshot_holds_and_the_ru
 
     result = hookrun("run", "--", "restic", "backup", *options, str(staging))
 
-    assert result.returncode == 0, outcome(result)
-    record = hookrun.last()
-    assert record["status"] == "warning"
-    on_success = tasks_by_key(record)["on-success/10-on-success"]
-    assert (on_success["status"], on_success["exit_code"]) == ("warning", 3)
+    record, on_success = kept_with_a_warning(hookrun, result, "on-success/10-on-success")
     assert f"kept {dump}: the snapshot was made at " in on_success["output"], on_success
     assert str(dump) in record["error"], record["error"]
     assert dump.is_file(), "tonight's dump is kept"
@@ -1044,11 +1032,7 @@ def test_resticm_on_success_keeps_the_dumps_it_cannot_check_and_the_run_is_a_war
 
     result = hookrun("run", "--notify-url", checker.url, "--", *command)
 
-    assert result.returncode == 0, outcome(result)
-    record = hookrun.last()
-    assert record["status"] == "warning"
-    on_success = tasks_by_key(record)["on-success/10-on-success"]
-    assert (on_success["status"], on_success["exit_code"]) == ("warning", 3)
+    record, on_success = kept_with_a_warning(hookrun, result, "on-success/10-on-success")
     assert f"kept {dump}: {case}" in on_success["output"]
     assert str(dump) in record["error"] and case in record["error"], record["error"]
     assert dump.is_file(), "a dump that cannot be checked is kept"
