@@ -339,7 +339,8 @@ def phase_dir_troubles(hooks_dirs: Iterable[str], phase_dir: PhaseDir
         kind = phase_dir_kind(path)
         if kind is None or kind == MASKED:
             continue
-        fix = "remove it, or make it a directory"
+        fix = ("let the user running hookrun read it, or remove it" if kind.startswith(
+            "a directory") else "remove it, or make it a directory")
         if position:
             fix += (f"; to switch off {phase_dir.dirname} of the earlier hooks directories, "
                     f"make it a link to /dev/null: ln -sfn /dev/null {display_name(path)}")
