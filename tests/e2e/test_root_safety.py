@@ -295,3 +295,25 @@ def test_a_refused_run_never_writes_or_pings_where_another_users_config_says(
     assert lines_naming(result.stderr, config) and "Traceback" not in result.stderr
     assert victim.read_text() == "precious\n" and not (marks / "ran").exists()
     assert checker.requests == []
+
+
+def test_a_phase_directory_the_user_cannot_read_is_a_warning_never_a_silent_empty_phase(
+        attacker, user_hookrun, sticky_dir):
+    """Root's post-backup.d, mode 0700, in the user's tree: no hook in it can run for the
+    user. The run says so and is not green; check fails it."""
+    home = sticky_dir / "mallory-home"
+    plant(attacker, 'mkdir -m 0700 "$1"; mkdir -m 0755 "$1/hooks"', home)
+    closed = home / "hooks" / "post-backup.d"
+    closed.mkdir(mode=0o700)  # root's
+    (closed / "10-verify").write_text("#!/bin/sh\n")
+    (closed / "10-verify").chmod(0o755)
+    args = ["-d", str(home / "hooks"), "--state-dir", str(home / "state")]
+    env = user_env(attacker)
+    run = as_user(attacker, [user_hookrun, "run", *args, "--", "true"], env=env)
+    assert run.returncode == 0, run.stderr
+    assert f"{closed} is a directory that cannot be read (Permission denied)" in run.stderr
+    assert "let the user running hookrun read it" in run.stderr
+    shown = as_user(attacker, [user_hookrun, "show", "last", "--json", *args], env=env)
+    assert json.loads(shown.stdout)["status"] == "warning"
+    check = as_user(attacker, [user_hookrun, "check", *args], env=env)
+    assert check.returncode == 1 and "cannot be read" in check.stderr, check.stderr
