@@ -617,6 +617,10 @@ REPOSITORY_WAYS = {
     "--repository-file FILE": lambda _repo, file: ({}, ["--repository-file", file]),
     "--json -r REPO (HOOKRUN_SNAPSHOT_ID)": lambda repo, _file: ({}, ["--json", "-r", repo]),
     "RESTIC_REPOSITORY_FILE": lambda _repo, file: ({"RESTIC_REPOSITORY_FILE": file}, []),
+    # restic 0.17 and later back up under RESTIC_HOST, older ones (Debian 12's 0.14) under
+    # this host's name: either way a good night is found, not failed every night.
+    "-r REPO, RESTIC_HOST in [env]": lambda repo, _file: ({"RESTIC_HOST": "db-primary"},
+                                                          ["-r", repo]),
 }
 
 
