@@ -126,6 +126,7 @@ def phase(args: Arguments) -> int:
     from orchestrator.plan import discovery
     from orchestrator.plan.context import build_context, require_known_event
     from orchestrator.run import phase_command
+    from orchestrator.text import display_name
 
     found = discovery.phase_dir_named(args.phase_dir)
     if found is None:
@@ -140,7 +141,13 @@ def phase(args: Arguments) -> int:
     ctx = build_context(args, event=implied)
     if args.event:
         require_known_event(ctx)  # before the directory: 78 whether or not it is there
-    if not any(os.path.isdir(os.path.join(d, found[0].dirname)) for d in ctx.hooks_dirs):
+    paths = [os.path.join(d, found[0].dirname) for d in ctx.hooks_dirs]
+    # A directory hookrun cannot read, or a link loop, is no directory to run either.
+    if not any(os.path.isdir(p) and discovery.phase_dir_kind(p) is None for p in paths):
+        troubles = discovery.phase_dir_troubles(ctx.hooks_dirs, found[0])
+        if troubles:
+            path, what, _fix = troubles[-1]
+            raise UsageError(f"phase: {display_name(path)} is {what}")
         raise UsageError(f"phase: there is no directory {found[0].dirname} in "
                          f"{':'.join(ctx.hooks_dirs)}{discovery.events_hint(ctx.hooks_dirs)}")
     return phase_command(ctx, found[0], args.status, wait_seconds(args.wait),

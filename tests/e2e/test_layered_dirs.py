@@ -332,3 +332,5 @@ def test_a_phase_directory_that_is_a_symlink_loop_is_refused_or_warned_never_an_
     assert any(p["path"] == str(loop) and "symbolic link loop" in p["what"] for p in problems)
     listed = run_hookrun("list", *args(state, admin))
     assert listed.returncode == 0 and "symbolic link loop" in listed.stderr
+    phase = run_hookrun("phase", "pre-backup", "--insecure", *args(state, admin))
+    assert phase.returncode == 2 and "is a symbolic link loop" in phase.stderr, phase.stderr

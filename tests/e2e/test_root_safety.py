@@ -317,3 +317,6 @@ def test_a_phase_directory_the_user_cannot_read_is_a_warning_never_a_silent_empt
     assert json.loads(shown.stdout)["status"] == "warning"
     check = as_user(attacker, [user_hookrun, "check", *args], env=env)
     assert check.returncode == 1 and "cannot be read" in check.stderr, check.stderr
+    # phase of that directory alone has nothing it can run: a usage error, never exit 0.
+    phase = as_user(attacker, [user_hookrun, "phase", "post-backup", *args], env=env)
+    assert phase.returncode == 2 and "cannot be read" in phase.stderr, phase.stderr
