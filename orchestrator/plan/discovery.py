@@ -291,8 +291,10 @@ def masked_by_dir(entry: Entry, mask: str, origin: str) -> Entry:
                  origin=origin, overrides=entry.overrides + (entry.path,))
 
 
-# phase_dir_kind() of a phase directory that is a link to /dev/null.
+# phase_dir_kind() of a phase directory that is a link to /dev/null, and of one that the
+# user running hookrun may not read (the fix differs: it is a directory already).
 MASKED = "masked"
+UNREADABLE = "a directory that cannot be read (Permission denied)"
 
 
 def phase_dir_kind(path: str) -> str | None:
@@ -321,7 +323,7 @@ def phase_dir_kind(path: str) -> str | None:
     if stat.S_ISDIR(info.st_mode):
         if os.access(path, os.R_OK | os.X_OK):
             return None
-        return "a directory that cannot be read (Permission denied)"
+        return UNREADABLE
     if stat.S_ISREG(info.st_mode):
         return "a regular file, not a directory"
     return "a fifo, socket or device, not a directory"
@@ -339,8 +341,8 @@ def phase_dir_troubles(hooks_dirs: Iterable[str], phase_dir: PhaseDir
         kind = phase_dir_kind(path)
         if kind is None or kind == MASKED:
             continue
-        fix = ("let the user running hookrun read it, or remove it" if kind.startswith(
-            "a directory") else "remove it, or make it a directory")
+        fix = ("let the user running hookrun read it, or remove it" if kind == UNREADABLE
+               else "remove it, or make it a directory")
         if position:
             fix += (f"; to switch off {phase_dir.dirname} of the earlier hooks directories, "
                     f"make it a link to /dev/null: ln -sfn /dev/null {display_name(path)}")
