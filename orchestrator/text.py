@@ -1,8 +1,9 @@
 """Everything that makes text safe to show, log or publish: names and output bytes as one
-terminal line (control characters escaped, undecodable bytes replaced), paths as messages show
-them (shown), text made safe for JSON and SQLite (surrogate escapes replaced), URLs with their
-password masked (masked), and a cleanup named by its command word where its whole line, which
-may hold a password, must not go (published_name).
+terminal line (control characters escaped, undecodable bytes replaced), bytes cut where a
+character begins (whole_characters), paths as messages show them (shown), text made safe for
+JSON and SQLite (surrogate escapes replaced), URLs with their password masked (masked), and a
+cleanup named by its command word where its whole line, which may hold a password, must not
+go (published_name).
 
 The printer, the log, the history, the notifications and the checks that name a file all pass
 their text through here, so no name, argument, reason or output line can forge a line or move
@@ -26,6 +27,23 @@ CONTROL = {code: f"\\x{code:02x}" for code in list(range(32)) + [127] if code no
 # C1 controls: a UTF-8 terminal may take U+009B for the escape that starts a command.
 CONTROL.update({code: f"\\u{code:04x}" for code in range(0x80, 0xA0)})
 LINE_CONTROL = {**CONTROL, 10: "\\x0a"}
+
+
+def whole_characters(data: bytes, limit: int) -> bytes:
+    """``data``'s first ``limit`` bytes, cut before a UTF-8 character that would be split
+    (at most 3 bytes earlier): a split one reads as a replacement character."""
+    end = limit
+    while end > limit - 3 and end < len(data) and data[end] & 0xC0 == 0x80:  # continuation
+        end -= 1
+    return data[:end]
+
+
+def last_whole_characters(data: bytes, limit: int) -> bytes:
+    """``data``'s last ``limit`` bytes at most, starting where a UTF-8 character begins."""
+    start = max(0, len(data) - limit)
+    while start < len(data) and data[start] & 0xC0 == 0x80:  # a continuation byte
+        start += 1
+    return data[start:]
 
 
 def display(data: bytes) -> str:

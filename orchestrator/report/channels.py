@@ -25,6 +25,7 @@ from orchestrator.plan.channel_config import (
     START,
     template_parts,
 )
+from orchestrator.text import whole_characters
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -235,7 +236,7 @@ def request(channel: Channel, message: Message) -> Request:
         url = with_query(with_path(channel.url, healthchecks_suffix(status, code)),
                          rid=rid(message.run_id))
         body = b"" if status == START else text.encode("utf-8", "replace")
-        return Request("POST", url, TEXT_TYPE, whole(body, c.NOTIFY_MAX_BODY))
+        return Request("POST", url, TEXT_TYPE, whole_characters(body, c.NOTIFY_MAX_BODY))
     if kind == "ntfy":
         headers = dict(TEXT_TYPE, Title=latin1_header(message.title()),
                        Priority=NTFY_PRIORITY[status],
@@ -286,14 +287,7 @@ def short(message: Message, private: bool) -> str:
 def truncate(data: bytes, size: int) -> bytes:
     """``data`` (UTF-8) in at most ``size`` bytes: cut where a character begins, and marked
     "..." when cut."""
-    return data if len(data) <= size else whole(data, size - len(CUT)) + CUT.encode()
-
-
-def whole(data: bytes, size: int) -> bytes:
-    """``data``'s first ``size`` bytes, never half a UTF-8 character."""
-    from orchestrator.report.output import whole_characters
-
-    return whole_characters(data, size)
+    return data if len(data) <= size else whole_characters(data, size - len(CUT)) + CUT.encode()
 
 
 CUT = "..."

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from orchestrator import constants as c
 from orchestrator.outcome import RunStatus, TaskStatus
-from orchestrator.text import masked
+from orchestrator.text import masked, whole_characters
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ def ping(url: str, suffix: str, body: bytes = b"", run_id: str | None = None) ->
     except ValueError as error:  # the config refuses such a URL (values.parse_url)
         return f"notification to {masked(target)} failed: bad URL ({error})"
     request = channels.Request("POST", sent, channels.TEXT_TYPE,
-                               channels.whole(body, c.NOTIFY_MAX_BODY))
+                               whole_characters(body, c.NOTIFY_MAX_BODY))
     problem = channels.deliver(request, (), timeout=TIMEOUT)
     if problem:
         return f"notification to {masked(target)} failed: {problem}"
@@ -79,6 +79,4 @@ def summary(run: Record, failed_output: bytes, error: str | None = None) -> byte
     if failed_output:
         lines.append("last output of the failed step:")
         lines.append(display(failed_output).rstrip("\n"))
-    from orchestrator.report.output import whole_characters
-
     return whole_characters("\n".join(lines).encode("utf-8", "replace"), c.NOTIFY_MAX_BODY)

@@ -14,7 +14,7 @@ import collections
 from orchestrator import constants as c
 from orchestrator import shell
 from orchestrator.errors import fault_text
-from orchestrator.text import display_name, shown
+from orchestrator.text import display_name, last_whole_characters, shown, whole_characters
 from orchestrator.timestamps import format_duration
 
 TYPE_CHECKING = False
@@ -149,10 +149,7 @@ class TaskOutput:
         data = text.encode("utf-8")
         if len(data) <= limit:
             return text
-        start = len(data) - limit + len(CUT_MARK)
-        while start < len(data) and data[start] & 0xC0 == 0x80:  # a continuation byte
-            start += 1
-        return CUT_MARK + data[start:].decode("utf-8")
+        return CUT_MARK + last_whole_characters(data, limit - len(CUT_MARK)).decode("utf-8")
 
     def last_line(self, limit: int = ERROR_LINE) -> str:
         """The last output line that is not blank, as one line of text (or ""): of a line
@@ -168,15 +165,6 @@ class TaskOutput:
             if said:
                 return display_name(whole_characters(said, limit))
         return ""
-
-
-def whole_characters(data: bytes, limit: int) -> bytes:
-    """``data``'s first ``limit`` bytes, cut before a UTF-8 character that would be split
-    (at most 3 bytes earlier): a split one reads as a replacement character."""
-    end = limit
-    while end > limit - 3 and end < len(data) and data[end] & 0xC0 == 0x80:  # continuation
-        end -= 1
-    return data[:end]
 
 
 def cut_line(line: bytes) -> bytes:

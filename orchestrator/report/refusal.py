@@ -83,8 +83,7 @@ def tell(known: Known, reason: str, error: HookrunError) -> list[str | None]:
 def message(error: HookrunError) -> bytes:
     """The body of the ``/fail`` ping: the error as stderr shows it, one line per problem,
     control characters escaped so that no line can be forged."""
-    from orchestrator.report.output import whole_characters
-    from orchestrator.text import display_name
+    from orchestrator.text import display_name, whole_characters
 
     lines: list[str] = [f"hookrun: {display_name(line)}" for line in error.lines]
     return whole_characters("\n".join(lines).encode("utf-8", "replace"), c.NOTIFY_MAX_BODY)
