@@ -7,6 +7,7 @@ to resolve a path (chain), which plan.safety's trust rules judge."""
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import stat
 
@@ -152,12 +153,17 @@ def open_regular(path: str, flags: int, mode: int = PRIVATE) -> int:
 def is_null_device(info: os.stat_result) -> bool:
     """Whether ``info`` (from stat, a link followed) is the null device: a character device
     with /dev/null's device number, however the path to it was spelled."""
-    if not stat.S_ISCHR(info.st_mode):
-        return False
+    return stat.S_ISCHR(info.st_mode) and info.st_rdev == null_device_number()
+
+
+@functools.cache
+def null_device_number() -> int | None:
+    """/dev/null's device number (None without one), looked up once per process: a tree
+    masks many hooks, and each mask is judged at least twice."""
     try:
-        return info.st_rdev == os.stat(os.devnull).st_rdev
+        return os.stat(os.devnull).st_rdev
     except OSError:
-        return False
+        return None
 
 
 def read_settings(path: str) -> bytes:
