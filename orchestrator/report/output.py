@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 MAX_LINE = 65536
 TAIL_LINE = 4096  # bytes of a line kept for the error log and history; the log keeps all
 TAIL_BYTES = 1 << 20  # at most this much output is kept (in blocks) for the tail
-CUT_MARK = "[...]"  # where a task's output in the history was cut
+CUT_MARK = "[...]"  # where a task's output, a line or an error line was cut
 ERROR_LINE = 400  # bytes of the failed step's last line kept in HOOKRUN_ERROR
 
 
@@ -159,7 +159,7 @@ class TaskOutput:
                 said = redrawn(line)
                 if said:
                     text = display_name(whole_characters(said, limit))
-                    return text + " [...]" if len(said) > limit else text
+                    return f"{text} {CUT_MARK}" if len(said) > limit else text
         for rest in self.splitters.values():
             said = redrawn(rest.rest)
             if said:
@@ -169,7 +169,7 @@ class TaskOutput:
 
 def cut_line(line: bytes) -> bytes:
     """``line``'s first TAIL_LINE bytes (whole characters) and `` [...]``."""
-    return whole_characters(line, TAIL_LINE) + b" [...]"
+    return whole_characters(line, TAIL_LINE) + b" " + CUT_MARK.encode()
 
 
 def redrawn(line: bytes) -> bytes:
