@@ -21,11 +21,10 @@ characters are escaped, so no name, argument or output line can forge a line or 
 from __future__ import annotations
 
 import os
-import stat
 import sys
 
 from orchestrator import constants as c
-from orchestrator import shell
+from orchestrator import files, shell
 from orchestrator.outcome import RunStatus, TaskStatus
 from orchestrator.text import UNSAFE, as_text, display, display_name
 
@@ -66,10 +65,9 @@ def is_null_device(fd: int | None) -> bool:
     if fd is None:
         return False
     try:
-        info, null = os.fstat(fd), os.stat(os.devnull)
+        return files.is_null_device(os.fstat(fd))
     except OSError:
         return False
-    return stat.S_ISCHR(info.st_mode) and info.st_rdev == null.st_rdev
 
 
 class Console:
