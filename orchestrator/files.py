@@ -10,6 +10,7 @@ import errno
 import functools
 import os
 import stat
+import sys
 
 from orchestrator.text import shown
 
@@ -184,10 +185,7 @@ def read_settings(path: str) -> bytes:
             return b""
         if not stat.S_ISREG(info.st_mode):
             raise NotRegularFile(path)
-        chunks: list[bytes] = []
-        while chunk := os.read(fd, max(info.st_size, READ_STEP)):
-            chunks.append(chunk)
-        return b"".join(chunks)
+        return read_sized(fd, sys.maxsize)
     finally:
         os.close(fd)
 
