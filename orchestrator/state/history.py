@@ -190,8 +190,9 @@ class NoHistory:
 
 class Progress:
     """What ``show last`` sees of a run going on: its finished tasks and the one running. They
-    are written when a task has run a second (flush, on the output sink's tick), never once
-    per hook, and what is left at the run's end."""
+    are written when a task has run a second (flush, on the output sink's tick), again when
+    that task ends (its running row must not outlive it), and what is left at the run's end:
+    a run of quick hooks writes none of them one by one."""
 
     def __init__(self, history: History | NoHistory, run_id: str, reporter: Reporter) -> None:
         self.history = history
