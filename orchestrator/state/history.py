@@ -125,6 +125,17 @@ class RunRecord:
                     stats=self.stats)
 
 
+# One row of the tasks table: run id, seq, then TASK_FIELDS.
+TASK_INSERT = f"INSERT INTO tasks VALUES ({', '.join('?' * (2 + len(TASK_FIELDS)))})"
+
+
+def task_rows(run_id: str, first: int, tasks: Iterable[Record]) -> Statements:
+    """The inserts of ``tasks`` (dicts in the JSON shape, task_dict), numbered from
+    ``first``."""
+    return [(TASK_INSERT, (run_id, first + n, *(task[key] for key in TASK_FIELDS)))
+            for n, task in enumerate(tasks)]
+
+
 def cut_short(phase: str, name: str, started: str | None) -> Record:
     """The task a run was running when hookrun died (its row of the ``running`` table), as a
     task of its record: ``failed``, as a task that a signal cut short is, with the reason
@@ -477,19 +488,15 @@ class History:
                 ("DELETE FROM running WHERE run_id = ?", (run_id,))]
             if self.next_seq(run_id) - 1 + len(tasks) == len(record["tasks"]):
                 return found + self.task_inserts(run_id, tasks)
-            return found + [("DELETE FROM tasks WHERE run_id = ?", (run_id,))] + [
-                ("INSERT INTO tasks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                 (run_id, seq, *(task[key] for key in TASK_FIELDS)))
-                for seq, task in enumerate(record["tasks"], 1)]
+            return found + [("DELETE FROM tasks WHERE run_id = ?", (run_id,))] + task_rows(
+                run_id, 1, record["tasks"])
         self.write(statements)
 
     def task_inserts(self, run_id: str, tasks: Iterable[TaskRecord],
                      first: int | None = None) -> Statements:
         """The inserts of ``tasks``, numbered from ``first`` (default: after the run's last)."""
         first = self.next_seq(run_id) if first is None else first
-        return [("INSERT INTO tasks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                 (run_id, first + n, *task_dict(task).values()))
-                for n, task in enumerate(tasks)]
+        return task_rows(run_id, first, map(task_dict, tasks))
 
     def next_seq(self, run_id: str) -> int:
         row = self.require_open().execute(
@@ -519,13 +526,11 @@ class History:
             found.append(("UPDATE runs SET status = ? WHERE id = ? AND status = ?",
                           (interrupted, run_id, RunStatus.RUNNING)))
             seq = self.next_seq(run_id)
-            for row in self.require_open().execute(
-                    "SELECT phase, name, started FROM running WHERE run_id = ?", (run_id,)):
-                found.append(("INSERT INTO tasks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                              (run_id, seq, *cut_short(*row).values())))
-                seq += 1
+            cut = [cut_short(*row) for row in self.require_open().execute(
+                "SELECT phase, name, started FROM running WHERE run_id = ?", (run_id,))]
+            found += task_rows(run_id, seq, cut)
             found.append(("DELETE FROM running WHERE run_id = ?", (run_id,)))
-            return found + self.task_inserts(run_id, tasks, seq)
+            return found + self.task_inserts(run_id, tasks, seq + len(cut))
         self.write(statements)
         return was_running
 
